@@ -1,0 +1,99 @@
+//! The strict JOSE core of ema-rs: where untrusted JWT bytes become typed, verified values.
+//!
+//! Everything is checked in one pass, before and around a single signature verification:
+//!
+//! 1. [`UnverifiedJwt::parse`]: size cap, exactly three segments, canonical unpadded
+//!    base64url, header and claims as strict JSON objects (no duplicate members at any depth,
+//!    bounded nesting, UTF-8 without lone surrogates). The claims parsed here are the ones every
+//!    later check reads.
+//! 2. [`HeaderPolicy`] per [`TokenKind`]: the `typ` of that kind and no other (D-8, SEC-5), an
+//!    explicit algorithm allow-list with no `none` or HMAC (SEC-4), `crit`/`b64`/`zip`/`enc`
+//!    refused, `jku`/`x5u`/`jwk`/`x5c` refused (D-18).
+//! 3. A [`VerifyingKey`] chosen by issuer configuration through a [`KeySource`] (SEC-3), never
+//!    by token headers; its own `alg` binds the token's. Keys come from JWKs under a key policy
+//!    ([`VerifyingKey::from_jwk`], [`JwkSet::parse`], D-19) and are parsed once.
+//! 4. [`Claims`]: NumericDates as JSON numbers, the validity window with leeway and a maximum
+//!    lifetime (SEC-2, D-7), exact `iss`/`aud` comparison (D-12, D-13), all against a time the
+//!    caller passes in.
+//!
+//! Cryptography is aws-lc-rs, called directly on cached parsed keys; no other crypto backend is
+//! compiled.
+//!
+//! # Quick start
+//!
+//! ```
+//! use ema_jose::{
+//!     Algorithm, AudienceRule, HeaderPolicy, JwkSet, ParseOptions, SigningKey, StaticKeySource,
+//!     TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
+//! };
+//! use serde_json::json;
+//!
+//! // The issuer's side: a signing key and a token.
+//! let signer = SigningKey::generate(Algorithm::ES256, Some("idp-k1".into()))?;
+//! let now = UnixTime::from_secs(1_767_225_600);
+//! let token = signer.sign_jwt(
+//!     TokenKind::IdJag.typ(),
+//!     &json!({"iss": "https://idp.example", "aud": "https://as.example", "sub": "u1",
+//!             "iat": now.as_secs(), "exp": now.as_secs() + 300}),
+//! )?;
+//!
+//! // The verifier's side: trusted keys per issuer, a policy for the token kind.
+//! let keys = StaticKeySource::new()
+//!     .with_issuer("https://idp.example", JwkSet::from_keys([signer.verifying_key().clone()]));
+//! let jwt = UnverifiedJwt::parse(&token, &ParseOptions::new())?;
+//! let issuer = jwt.unverified_claims().required_string("iss")?.to_owned();
+//! let key = keys.resolve_now(&issuer, jwt.header().kid(), Algorithm::ES256)?;
+//! let verified = jwt.verify(&HeaderPolicy::for_kind(TokenKind::IdJag), &key)?;
+//! let claims = verified.claims();
+//! claims.check_validity(&TimeOptions::new(), now)?;
+//! claims.check_audience("https://as.example", AudienceRule::Single)?;
+//! assert_eq!(claims.required_string("sub")?, "u1");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! None. The crate opens no sockets, reads no clock inside checks and keeps no globals.
+
+mod alg;
+mod b64;
+mod claims;
+mod json;
+mod jwk;
+mod jws;
+mod keys;
+mod policy;
+mod sign;
+mod time;
+
+pub use alg::{Algorithm, AlgorithmSet};
+pub use claims::{AudienceRule, ClaimError, Claims};
+pub use json::{JsonError, parse_object as parse_json_object};
+pub use jwk::{
+    Curve, JwkError, JwkSet, JwksError, KeyLookupError, KeyType, MAX_JWKS_KEYS, MAX_JWKS_LEN,
+    MAX_RSA_BITS, MIN_RSA_BITS, RejectedKey, VerifyingKey,
+};
+pub use jws::{
+    Header, ParseError, ParseOptions, Part, UnverifiedJws, UnverifiedJwt, VerifiedJws, VerifiedJwt,
+    VerifyError,
+};
+pub use keys::{KeySource, StaticKeySource};
+pub use policy::{HeaderError, HeaderPolicy, TokenKind, TypRule, typ, typ_matches};
+pub use sign::{SignError, SigningKey};
+pub use time::{
+    Clock, FixedClock, NumericDateError, SystemClock, TimeError, TimeOptions, UnixTime, Validity,
+    numeric_date,
+};
+
+/// Base64url helpers with the same canonical rules the parser applies.
+pub mod base64url {
+    /// Decodes canonical unpadded base64url; `None` for anything else.
+    pub fn decode(input: &[u8]) -> Option<Vec<u8>> {
+        crate::b64::decode(input)
+    }
+
+    /// Encodes as unpadded base64url.
+    pub fn encode(input: &[u8]) -> String {
+        crate::b64::encode(input)
+    }
+}
