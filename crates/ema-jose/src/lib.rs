@@ -61,6 +61,7 @@ mod claims;
 mod json;
 mod jwk;
 mod jws;
+mod keyring;
 mod keys;
 mod policy;
 mod sign;
@@ -77,9 +78,10 @@ pub use jws::{
     Header, ParseError, ParseOptions, Part, UnverifiedJws, UnverifiedJwt, VerifiedJws, VerifiedJwt,
     VerifyError,
 };
+pub use keyring::{KeyRing, RotationError};
 pub use keys::{KeySource, StaticKeySource};
 pub use policy::{HeaderError, HeaderPolicy, TokenKind, TypRule, typ, typ_matches};
-pub use sign::{SignError, SigningKey};
+pub use sign::{SignError, SigningKey, random_id};
 pub use time::{
     Clock, FixedClock, NumericDateError, SystemClock, TimeError, TimeOptions, UnixTime, Validity,
     numeric_date,

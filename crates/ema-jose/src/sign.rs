@@ -239,6 +239,13 @@ impl SigningKey {
     }
 }
 
+/// A fresh random identifier (128 bits from the system CSPRNG, base64url): for `jti` values.
+pub fn random_id() -> Result<String, SignError> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| SignError::Crypto)?;
+    Ok(b64::encode(&bytes))
+}
+
 /// Extracts the DER body of the first `-----BEGIN {label}-----` block.
 fn pem_body(pem: &str, label: &str) -> Option<Vec<u8>> {
     let begin = format!("-----BEGIN {label}-----");
