@@ -333,10 +333,10 @@ impl VerifyingKey {
             }
         };
 
-        if let Some(alg) = alg {
-            if !key_type.supports(alg) {
-                return Err(JwkError::AlgorithmMismatch { alg });
-            }
+        if let Some(alg) = alg
+            && !key_type.supports(alg)
+        {
+            return Err(JwkError::AlgorithmMismatch { alg });
         }
         let key = Self::assemble(kid, alg, key_type, material, canonical);
         // Parse once now for the key's primary algorithm, so that invalid material (a point off
@@ -473,13 +473,13 @@ impl VerifyingKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), VerifyError> {
-        if let Some(bound) = self.alg {
-            if bound != alg {
-                return Err(VerifyError::AlgorithmMismatch {
-                    key: bound,
-                    token: alg,
-                });
-            }
+        if let Some(bound) = self.alg
+            && bound != alg
+        {
+            return Err(VerifyError::AlgorithmMismatch {
+                key: bound,
+                token: alg,
+            });
         }
         if !self.key_type.supports(alg) {
             return Err(VerifyError::KeyTypeMismatch { alg });
@@ -675,6 +675,9 @@ pub enum KeyLookupError {
     },
 }
 
+/// One JWKS entry as read: its `kid`, if readable, and the key or why it is unusable.
+type Entry = (Option<String>, Result<Arc<VerifyingKey>, JwkError>);
+
 /// A set of verification keys read entry by entry (D-19).
 #[derive(Debug, Clone, Default)]
 pub struct JwkSet {
@@ -720,7 +723,7 @@ impl JwkSet {
         Self::from_results(keys.into_iter().map(|k| (k.kid.clone(), Ok(k))).collect())
     }
 
-    fn from_results(entries: Vec<(Option<String>, Result<Arc<VerifyingKey>, JwkError>)>) -> Self {
+    fn from_results(entries: Vec<Entry>) -> Self {
         let mut set = Self::default();
         let shared = |kid: &Option<String>| {
             kid.as_ref().is_some_and(|k| {

@@ -1,0 +1,68 @@
+//! Identity Assertion JWT Authorization Grants (ID-JAG) for MCP Enterprise-Managed
+//! Authorization: the claims, the IdP-side issuer and the authorization-server-side validator.
+//!
+//! - [`IdJagClaims`]: every claim of JAG §3.1, typed; unknown claims kept.
+//! - [`IdJagIssuer`]: mints 300-second ID-JAGs (D-16) from a [`KeyRing`](ema_jose::KeyRing).
+//! - [`IdJagValidator`]: the digest's validation order (§4, steps 3-14): strict parse, header
+//!   policy, trusted issuer, that issuer's keys only, claim types, audience, time, client
+//!   binding, DPoP binding, resource (D-4), tenant and subject (D-14), scopes (D-5, D-20,
+//!   D-21). It returns an [`IdJag`], a type no unverified input can become any other way.
+//!
+//! Sans-I/O: keys come through [`KeySource`](ema_jose::KeySource), subjects through
+//! [`SubjectResolver`], time as an argument. Replay detection (step 15) belongs to the token
+//! endpoint (`ema-grant`), which must record a `jti` only when it issues a token (D-6).
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ema_id_jag::*;
+//! use ema_jose::{Algorithm, KeyRing, SigningKey, StaticKeySource, UnixTime};
+//!
+//! // The IdP mints an ID-JAG for the tasks authorization server.
+//! let ring = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("idp-k1".into()))?));
+//! let idp = IdJagIssuer::new(Issuer::new("https://idp.acme.example"), ring.clone());
+//! let mut grant = IdJagGrant::new(
+//!     Subject::new("00u8k2Lq91"),
+//!     Issuer::new("https://auth.tasks.example"),
+//!     ClientId::new("tc_5f2a91"),
+//! );
+//! grant.resources = vec![Resource::new("https://mcp.tasks.example/mcp")];
+//! grant.scope = Some(ScopeSet::parse("tasks.read")?);
+//! let now = UnixTime::from_secs(1_767_225_590);
+//! let id_jag = idp.issue(grant, now)?;
+//!
+//! // The authorization server validates it.
+//! let validator = IdJagValidator::new(
+//!     Issuer::new("https://auth.tasks.example"),
+//!     TrustRegistry::new().with(TrustedIssuer::new("https://idp.acme.example")),
+//!     StaticKeySource::new().with_issuer("https://idp.acme.example", ring.jwks()),
+//!     ResourceRegistry::new().with(ResourceConfig::new(
+//!         "https://mcp.tasks.example/mcp",
+//!         ["tasks.read", "tasks.write"],
+//!     )),
+//!     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+//! );
+//! let client = ClientId::new("tc_5f2a91");
+//! let valid = pollster::block_on(validator.validate(&id_jag.token, &ValidationContext::new(&client), now))?;
+//! assert_eq!(valid.resource, "https://mcp.tasks.example/mcp");
+//! assert_eq!(valid.scope.map(|s| s.to_string()).as_deref(), Some("tasks.read"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod claims;
+mod ids;
+mod issuer;
+mod subject;
+mod trust;
+mod validator;
+
+pub use claims::{IdJagClaims, IdJagClaimsError};
+pub use ids::{ClientId, Issuer, JwtId, Resource, ScopeError, ScopeSet, Subject};
+pub use issuer::{DEFAULT_LIFETIME_SECS, IdJagGrant, IdJagIssuer, IssuedIdJag};
+pub use subject::{Directory, LocalSubject, SubjectError, SubjectResolver};
+pub use trust::{
+    GrantScopeError, OIDC_SCOPES, ResourceConfig, ResourceError, ResourceRegistry, TrustRegistry,
+    TrustedIssuer, UnknownScopes,
+};
+pub use validator::{IdJag, IdJagError, IdJagValidator, ValidationContext};

@@ -1,0 +1,302 @@
+//! The authorization-server side: validating an ID-JAG (digest §4 validation order, steps 3-14
+//! less step 11's proof check, which the grant performs before calling this).
+
+use ema_jose::{
+    Algorithm, AlgorithmSet, ClaimError, HeaderError, HeaderPolicy, KeyLookupError, KeySource,
+    ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt, VerifyError,
+};
+
+use crate::claims::{IdJagClaims, IdJagClaimsError};
+use crate::ids::{ClientId, Issuer, Resource, ScopeSet};
+use crate::subject::{LocalSubject, SubjectError, SubjectResolver};
+use crate::trust::{
+    GrantScopeError, ResourceError, ResourceRegistry, TrustRegistry, TrustedIssuer,
+};
+
+/// What the token request says beside the assertion.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ValidationContext<'a> {
+    /// The client the token endpoint authenticated (AS-8).
+    pub client_id: &'a ClientId,
+    /// The request's `resource` parameter (D-4).
+    pub resource: Option<&'a str>,
+    /// The request's `scope` parameter (D-5).
+    pub scope: Option<&'a ScopeSet>,
+    /// The RFC 7638 thumbprint of the key of a DPoP proof the endpoint already validated.
+    pub dpop_jkt: Option<&'a str>,
+}
+
+impl<'a> ValidationContext<'a> {
+    /// A context for an authenticated client and no other parameters.
+    pub fn new(client_id: &'a ClientId) -> Self {
+        Self {
+            client_id,
+            resource: None,
+            scope: None,
+            dpop_jkt: None,
+        }
+    }
+
+    /// Sets the `resource` parameter.
+    #[must_use]
+    pub fn with_resource(mut self, resource: Option<&'a str>) -> Self {
+        self.resource = resource;
+        self
+    }
+
+    /// Sets the `scope` parameter.
+    #[must_use]
+    pub fn with_scope(mut self, scope: Option<&'a ScopeSet>) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// Sets the validated DPoP key thumbprint.
+    #[must_use]
+    pub fn with_dpop_jkt(mut self, jkt: Option<&'a str>) -> Self {
+        self.dpop_jkt = jkt;
+        self
+    }
+}
+
+/// A verified ID-JAG with the decisions taken on it: distinct from any unverified input.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct IdJag {
+    /// The verified claims.
+    pub claims: IdJagClaims,
+    /// The algorithm and key id that verified it.
+    pub alg: Algorithm,
+    /// The verifying key's `kid`.
+    pub kid: Option<String>,
+    /// The resource the access token is for (D-4); its `aud`.
+    pub resource: Resource,
+    /// The scopes to grant (D-5, D-20, D-21); `None` for a token without `scope`.
+    pub scope: Option<ScopeSet>,
+    /// The local subject (AS-16, D-14).
+    pub subject: LocalSubject,
+}
+
+/// Why an ID-JAG was refused. The token endpoint maps each variant to an OAuth error code
+/// (nearly all `invalid_grant`; see `ema-grant`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdJagError {
+    /// Step 3: not a well-formed compact JWS/JWT (a JWE is refused here too: AS-19).
+    #[error("malformed assertion: {0}")]
+    Malformed(ParseError),
+    /// Step 4: `typ`, `alg`, `crit` or a key-bearing member (AS-3, SEC-4, SEC-5, D-8, D-18).
+    #[error("assertion header refused: {0}")]
+    Header(HeaderError),
+    /// Step 5: `iss` is not a trusted issuer.
+    #[error("issuer is not trusted")]
+    UntrustedIssuer,
+    /// Step 6: the algorithm is not accepted from this issuer (SEC-4).
+    #[error("algorithm `{alg}` is not accepted from this issuer")]
+    AlgorithmNotTrusted {
+        /// The token's algorithm.
+        alg: Algorithm,
+    },
+    /// Step 6: no key of the issuer fits (SEC-3).
+    #[error("no verification key: {0}")]
+    Key(KeyLookupError),
+    /// Step 6: the signature does not verify with the issuer's key (AS-4).
+    #[error("signature refused: {0}")]
+    Signature(VerifyError),
+    /// Step 7: a required claim is missing or mistyped (JAG-2, D-7, D-13).
+    #[error("claims refused: {0}")]
+    Claims(IdJagClaimsError),
+    /// Step 8: `aud` is not this authorization server's issuer (AS-5, D-12).
+    #[error("audience is not this authorization server")]
+    WrongAudience,
+    /// Step 9: the validity window is refused (AS-6, SEC-2, D-7).
+    #[error("validity refused: {0}")]
+    Time(ClaimError),
+    /// Step 10: `client_id` is not the authenticated client (AS-8, SEC-7).
+    #[error("client_id does not match authenticated client")]
+    ClientMismatch,
+    /// Step 11: the ID-JAG is key-bound (`cnf.jkt`) and no DPoP proof was presented, or the
+    /// resource demands DPoP and none was presented (AS-17, AS-18).
+    #[error("a DPoP proof is required")]
+    DpopRequired,
+    /// Step 11: the DPoP proof's key is not the one in `cnf.jkt` (AS-17, SEC-8).
+    #[error("DPoP key does not match `cnf.jkt`")]
+    DpopMismatch,
+    /// Step 12: resource selection failed (D-4).
+    #[error(transparent)]
+    Resource(ResourceError),
+    /// Step 13: the tenant required for this issuer is missing or different (D-14).
+    #[error("tenant does not match the trusted tenant")]
+    TenantMismatch,
+    /// Step 13: the subject is not known and not provisioned (D-14).
+    #[error("subject is not known here")]
+    UnknownSubject,
+    /// Step 13: the subject directory is unavailable (fail closed).
+    #[error("subject directory unavailable: {reason}")]
+    SubjectUnavailable {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Step 14: scope computation failed (D-5, D-20, D-21).
+    #[error(transparent)]
+    Scope(GrantScopeError),
+}
+
+/// Validates ID-JAGs for one authorization server.
+#[derive(Debug, Clone)]
+pub struct IdJagValidator<K, S> {
+    issuer: Issuer,
+    trust: TrustRegistry,
+    keys: K,
+    resources: ResourceRegistry,
+    subjects: S,
+    time: TimeOptions,
+    parse: ParseOptions,
+    algorithms: AlgorithmSet,
+}
+
+impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
+    /// A validator for the authorization server `issuer` with D-7 time defaults.
+    pub fn new(
+        issuer: Issuer,
+        trust: TrustRegistry,
+        keys: K,
+        resources: ResourceRegistry,
+        subjects: S,
+    ) -> Self {
+        Self {
+            issuer,
+            trust,
+            keys,
+            resources,
+            subjects,
+            time: TimeOptions::new(),
+            parse: ParseOptions::new(),
+            algorithms: AlgorithmSet::DEFAULT,
+        }
+    }
+
+    /// Sets the time options (leeway capped at 60 s; D-7).
+    #[must_use]
+    pub fn with_time_options(mut self, time: TimeOptions) -> Self {
+        self.time = time;
+        self
+    }
+
+    /// Sets the parse limits.
+    #[must_use]
+    pub fn with_parse_options(mut self, parse: ParseOptions) -> Self {
+        self.parse = parse;
+        self
+    }
+
+    /// Sets the global algorithm allow-list (each issuer may narrow it further).
+    #[must_use]
+    pub fn with_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+
+    /// This authorization server's issuer identifier.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The governed resources.
+    pub fn resources(&self) -> &ResourceRegistry {
+        &self.resources
+    }
+
+    /// The key source.
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
+    /// Runs the digest's validation order on `assertion`, stopping at the first failure.
+    pub async fn validate(
+        &self,
+        assertion: &str,
+        ctx: &ValidationContext<'_>,
+        now: UnixTime,
+    ) -> Result<IdJag, IdJagError> {
+        // (3) parse the JWS strictly (a five-segment JWE fails here: AS-19, JWE unsupported).
+        let jwt = UnverifiedJwt::parse(assertion, &self.parse).map_err(IdJagError::Malformed)?;
+        // (4) header: `typ` oauth-id-jag+jwt (AS-3, D-8), alg allow-list (SEC-4), `crit`, D-18.
+        let policy = HeaderPolicy::for_kind(TokenKind::IdJag).with_algorithms(self.algorithms);
+        let alg = policy.check(jwt.header()).map_err(IdJagError::Header)?;
+        // (5) look up `iss` among trusted issuers, exactly (D-12).
+        let iss = jwt
+            .unverified_claims()
+            .required_string("iss")
+            .map_err(|e| IdJagError::Claims(e.into()))?;
+        let trusted: &TrustedIssuer = self.trust.get(iss).ok_or(IdJagError::UntrustedIssuer)?;
+        // (6) verify with that issuer's keys only (SEC-3, AS-4), algorithms it is trusted for.
+        if !trusted.algorithms.contains(alg) {
+            return Err(IdJagError::AlgorithmNotTrusted { alg });
+        }
+        let key = self
+            .keys
+            .resolve(trusted.issuer.as_str(), jwt.header().kid(), alg)
+            .await
+            .map_err(IdJagError::Key)?;
+        let verified = jwt.verify(&policy, &key).map_err(IdJagError::Signature)?;
+        // (7) required claims with their JSON types (JAG-2, D-7, D-13).
+        let claims = IdJagClaims::from_claims(verified.claims()).map_err(IdJagError::Claims)?;
+        // (8) `aud` is this authorization server's issuer, exactly (AS-5, D-12, SEC-11).
+        if claims.aud != self.issuer {
+            return Err(IdJagError::WrongAudience);
+        }
+        // (9) `exp`/`nbf`/`iat`/max lifetime with leeway (AS-6, SEC-2, D-7).
+        verified
+            .claims()
+            .check_validity(&self.time, now)
+            .map_err(IdJagError::Time)?;
+        // (10) `client_id` is the authenticated client (AS-8, SEC-7).
+        if &claims.client_id != ctx.client_id {
+            return Err(IdJagError::ClientMismatch);
+        }
+        // (11) `cnf.jkt` requires a DPoP proof by that key (AS-17, SEC-8).
+        if let Some(jkt) = &claims.cnf_jkt {
+            match ctx.dpop_jkt {
+                None => return Err(IdJagError::DpopRequired),
+                Some(presented) if presented != jkt => return Err(IdJagError::DpopMismatch),
+                Some(_) => {}
+            }
+        }
+        // (12) resource (D-4, AS-10, SEC-6); AS-18 when the resource demands DPoP.
+        let resource = self
+            .resources
+            .select(claims.resource.as_deref(), ctx.resource)
+            .map_err(IdJagError::Resource)?;
+        if resource.require_dpop && ctx.dpop_jkt.is_none() {
+            return Err(IdJagError::DpopRequired);
+        }
+        // (13) tenant (D-14), then the local subject (AS-16).
+        if let Some(required) = &trusted.tenant
+            && claims.tenant.as_deref() != Some(required.as_str())
+        {
+            return Err(IdJagError::TenantMismatch);
+        }
+        let subject = self
+            .subjects
+            .resolve(&claims, trusted)
+            .await
+            .map_err(|e| match e {
+                SubjectError::Unknown => IdJagError::UnknownSubject,
+                SubjectError::Unavailable { reason } => IdJagError::SubjectUnavailable { reason },
+            })?;
+        // (14) scopes (D-5, D-20, D-21, AS-12, AS-13).
+        let scope = resource
+            .grant_scopes(claims.scope.as_ref(), ctx.scope)
+            .map_err(IdJagError::Scope)?;
+        Ok(IdJag {
+            resource: resource.id.clone(),
+            kid: key.kid().map(str::to_owned),
+            alg,
+            scope,
+            subject,
+            claims,
+        })
+    }
+}
