@@ -1,0 +1,359 @@
+//! RFC 9068 JWT access tokens: minting at the authorization server (AS-11, AS-14, D-17) and
+//! validation at the MCP server (RS-2, RS-3, RS-4).
+
+use std::sync::Arc;
+
+use ema_id_jag::{ClientId, Issuer, JwtId, Resource, ScopeSet};
+use ema_jose::{
+    AlgorithmSet, AudienceRule, ClaimError, HeaderPolicy, KeyLookupError, KeyRing, KeySource,
+    ParseError, ParseOptions, SignError, TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
+    VerifyError, random_id,
+};
+use serde_json::{Map, Value};
+
+/// Where an access token came from: the ID-JAG it was issued for, linking the audit trail from
+/// the IdP's `iss`/`jti` to the access token's `jti`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdJagOrigin {
+    /// The IdP issuer.
+    pub iss: Issuer,
+    /// The ID-JAG's `jti`.
+    pub jti: JwtId,
+    /// The IdP's subject id.
+    pub sub: String,
+}
+
+/// The claims of an access token issued by this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccessTokenClaims {
+    /// `iss`: the authorization server.
+    pub iss: Issuer,
+    /// `sub`: the local subject.
+    pub sub: String,
+    /// `aud`: the one resource (AS-11, D-4).
+    pub aud: Resource,
+    /// `client_id`.
+    pub client_id: ClientId,
+    /// `scope`, when any.
+    pub scope: Option<ScopeSet>,
+    /// `iat`.
+    pub iat: UnixTime,
+    /// `exp`.
+    pub exp: UnixTime,
+    /// `jti`.
+    pub jti: JwtId,
+    /// `tenant` of the principal.
+    pub tenant: Option<String>,
+    /// `groups` of the principal.
+    pub groups: Vec<String>,
+    /// `roles` of the principal.
+    pub roles: Vec<String>,
+    /// `auth_time` of the SSO session.
+    pub auth_time: Option<UnixTime>,
+    /// `acr` of the SSO session.
+    pub acr: Option<String>,
+    /// `amr` of the SSO session.
+    pub amr: Option<Vec<String>>,
+    /// `cnf.jkt` when DPoP-bound (D-17).
+    pub cnf_jkt: Option<String>,
+    /// `id_jag`: the ID-JAG it was issued for.
+    pub origin: Option<IdJagOrigin>,
+}
+
+impl AccessTokenClaims {
+    /// The claim set as JSON.
+    pub fn to_object(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        let mut put = |k: &str, v: Value| {
+            m.insert(k.to_owned(), v);
+        };
+        put("iss", self.iss.as_str().into());
+        put("sub", self.sub.as_str().into());
+        put("aud", self.aud.as_str().into());
+        put("client_id", self.client_id.as_str().into());
+        if let Some(scope) = &self.scope {
+            put("scope", scope.to_string().into());
+        }
+        put("iat", self.iat.as_secs().into());
+        put("exp", self.exp.as_secs().into());
+        put("jti", self.jti.as_str().into());
+        if let Some(t) = &self.tenant {
+            put("tenant", t.as_str().into());
+        }
+        if !self.groups.is_empty() {
+            put(
+                "groups",
+                self.groups
+                    .iter()
+                    .map(|g| Value::from(g.as_str()))
+                    .collect(),
+            );
+        }
+        if !self.roles.is_empty() {
+            put(
+                "roles",
+                self.roles.iter().map(|g| Value::from(g.as_str())).collect(),
+            );
+        }
+        if let Some(t) = self.auth_time {
+            put("auth_time", t.as_secs().into());
+        }
+        if let Some(acr) = &self.acr {
+            put("acr", acr.as_str().into());
+        }
+        if let Some(amr) = &self.amr {
+            put("amr", amr.iter().map(|g| Value::from(g.as_str())).collect());
+        }
+        if let Some(jkt) = &self.cnf_jkt {
+            put("cnf", serde_json::json!({ "jkt": jkt }));
+        }
+        if let Some(o) = &self.origin {
+            put(
+                "id_jag",
+                serde_json::json!({"iss": o.iss.as_str(), "jti": o.jti.as_str(), "sub": o.sub}),
+            );
+        }
+        m
+    }
+
+    fn from_claims(c: &ema_jose::Claims) -> Result<Self, ClaimError> {
+        let strings = |claim: &'static str| -> Result<Vec<String>, ClaimError> {
+            match c.get(claim) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str().map(str::to_owned).ok_or(ClaimError::WrongType {
+                            claim,
+                            expected: "an array of strings",
+                        })
+                    })
+                    .collect(),
+                Some(_) => Err(ClaimError::WrongType {
+                    claim,
+                    expected: "an array of strings",
+                }),
+            }
+        };
+        let opt = |claim| c.string(claim).map(|s| s.map(str::to_owned));
+        let scope = match c.string("scope")? {
+            None => None,
+            Some(s) => Some(ScopeSet::parse(s).map_err(|_| ClaimError::WrongType {
+                claim: "scope",
+                expected: "a scope list",
+            })?),
+        };
+        let origin = match c.get("id_jag") {
+            Some(Value::Object(o)) => Some(IdJagOrigin {
+                iss: Issuer::new(o.get("iss").and_then(Value::as_str).unwrap_or_default()),
+                jti: JwtId::new(o.get("jti").and_then(Value::as_str).unwrap_or_default()),
+                sub: o
+                    .get("sub")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            }),
+            _ => None,
+        };
+        let cnf_jkt = c
+            .get("cnf")
+            .and_then(|cnf| cnf.get("jkt"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let amr = c.get("amr").map(|_| strings("amr")).transpose()?;
+        Ok(Self {
+            iss: Issuer::new(c.required_string("iss")?),
+            sub: c.required_string("sub")?.to_owned(),
+            aud: Resource::new(
+                c.audience(AudienceRule::AnyOf)?
+                    .first()
+                    .copied()
+                    .unwrap_or_default(),
+            ),
+            client_id: ClientId::new(c.required_string("client_id")?),
+            scope,
+            iat: c
+                .numeric_date("iat")?
+                .ok_or(ClaimError::Missing { claim: "iat" })?,
+            exp: c
+                .numeric_date("exp")?
+                .ok_or(ClaimError::Missing { claim: "exp" })?,
+            jti: JwtId::new(c.required_string("jti")?),
+            tenant: opt("tenant")?,
+            groups: strings("groups")?,
+            roles: strings("roles")?,
+            auth_time: c.numeric_date("auth_time")?,
+            acr: opt("acr")?,
+            amr,
+            cnf_jkt,
+            origin,
+        })
+    }
+}
+
+/// Mints access tokens signed by a [`KeyRing`].
+#[derive(Debug, Clone)]
+pub struct AccessTokenIssuer {
+    issuer: Issuer,
+    keys: Arc<KeyRing>,
+    lifetime: u64,
+}
+
+/// The default access-token lifetime: one hour.
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
+
+impl AccessTokenIssuer {
+    /// An issuer with the default one-hour lifetime.
+    pub fn new(issuer: Issuer, keys: Arc<KeyRing>) -> Self {
+        Self {
+            issuer,
+            keys,
+            lifetime: DEFAULT_ACCESS_TOKEN_LIFETIME,
+        }
+    }
+
+    /// Sets the lifetime in seconds (at least 1).
+    #[must_use]
+    pub fn with_lifetime(mut self, secs: u64) -> Self {
+        self.lifetime = secs.max(1);
+        self
+    }
+
+    /// The issuer identifier.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The lifetime in seconds.
+    pub fn lifetime(&self) -> u64 {
+        self.lifetime
+    }
+
+    /// The signing keys.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.keys
+    }
+
+    /// Fresh claims for `sub` and `aud` at `now`: a random `jti`, `exp` one lifetime ahead.
+    pub fn claims(
+        &self,
+        sub: String,
+        aud: Resource,
+        client_id: ClientId,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, SignError> {
+        Ok(AccessTokenClaims {
+            iss: self.issuer.clone(),
+            sub,
+            aud,
+            client_id,
+            scope: None,
+            iat: now,
+            exp: now.plus(self.lifetime),
+            jti: JwtId::new(random_id()?),
+            tenant: None,
+            groups: Vec::new(),
+            roles: Vec::new(),
+            auth_time: None,
+            acr: None,
+            amr: None,
+            cnf_jkt: None,
+            origin: None,
+        })
+    }
+
+    /// Signs `claims` with `typ` `at+jwt` (RFC 9068 §2.1).
+    pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, SignError> {
+        self.keys
+            .active()
+            .sign_jwt(TokenKind::AccessToken.typ(), &claims.to_object())
+    }
+}
+
+/// Why an access token was refused at the MCP server (all → 401 `invalid_token`, RS-4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessTokenError {
+    /// Malformed.
+    #[error("malformed token: {0}")]
+    Malformed(ParseError),
+    /// Header refused (`typ` not `at+jwt`: RS-3; D-18).
+    #[error("token header refused: {0}")]
+    Header(ema_jose::HeaderError),
+    /// Not issued by the expected authorization server (RS-2).
+    #[error("token issuer is not trusted")]
+    WrongIssuer,
+    /// No key.
+    #[error("no verification key: {0}")]
+    Key(KeyLookupError),
+    /// Bad signature.
+    #[error("signature refused: {0}")]
+    Signature(VerifyError),
+    /// Not for this resource (RS-2, RS-4).
+    #[error("token is not for this resource")]
+    WrongAudience,
+    /// Expired or otherwise outside its window, or claims malformed.
+    #[error("claims refused: {0}")]
+    Claims(ClaimError),
+}
+
+/// Validates access tokens at one MCP server (RS-2..RS-4).
+#[derive(Debug, Clone)]
+pub struct AccessTokenValidator<K> {
+    issuer: Issuer,
+    resource: Resource,
+    keys: K,
+    time: TimeOptions,
+    algorithms: AlgorithmSet,
+}
+
+impl<K: KeySource> AccessTokenValidator<K> {
+    /// Tokens from `issuer` for `resource`, keys from `keys`.
+    pub fn new(issuer: Issuer, resource: Resource, keys: K) -> Self {
+        Self {
+            issuer,
+            resource,
+            keys,
+            time: TimeOptions::new()
+                .with_max_lifetime(Some(std::time::Duration::from_secs(24 * 3600))),
+            algorithms: AlgorithmSet::DEFAULT,
+        }
+    }
+
+    /// Validates `token` at `now`: strict parse, `typ` `at+jwt` (RS-3), `iss` (RS-2), the
+    /// issuer's key, signature, `aud` contains this resource exactly (RS-2, RS-4), time.
+    pub async fn validate(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, AccessTokenError> {
+        let jwt = UnverifiedJwt::parse(token, &ParseOptions::new())
+            .map_err(AccessTokenError::Malformed)?;
+        let policy =
+            HeaderPolicy::for_kind(TokenKind::AccessToken).with_algorithms(self.algorithms);
+        let alg = policy
+            .check(jwt.header())
+            .map_err(AccessTokenError::Header)?;
+        if jwt.unverified_claims().string("iss").ok().flatten() != Some(self.issuer.as_str()) {
+            return Err(AccessTokenError::WrongIssuer);
+        }
+        let key = self
+            .keys
+            .resolve(self.issuer.as_str(), jwt.header().kid(), alg)
+            .await
+            .map_err(AccessTokenError::Key)?;
+        let verified = jwt
+            .verify(&policy, &key)
+            .map_err(AccessTokenError::Signature)?;
+        let c = verified.claims();
+        c.check_audience(self.resource.as_str(), AudienceRule::AnyOf)
+            .map_err(|_| AccessTokenError::WrongAudience)?;
+        c.check_validity(&self.time, now)
+            .map_err(AccessTokenError::Claims)?;
+        let mut claims = AccessTokenClaims::from_claims(c).map_err(AccessTokenError::Claims)?;
+        claims.aud = self.resource.clone();
+        Ok(claims)
+    }
+}

@@ -1,0 +1,243 @@
+//! DPoP proofs at a token endpoint (RFC 9449 §4.3; TX-13, AS-17, SEC-8, D-17).
+
+use ema_jose::{
+    AlgorithmSet, HeaderPolicy, ParseOptions, TokenKind, UnixTime, UnverifiedJwt, VerifyingKey,
+};
+use serde_json::Value;
+
+use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
+
+/// A validated DPoP proof.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DpopProof {
+    /// RFC 7638 thumbprint of the proof's key: the value for `cnf.jkt`.
+    pub jkt: String,
+    /// The proof's `jti`.
+    pub jti: String,
+}
+
+/// Why a DPoP proof was refused (→ `invalid_dpop_proof`; a store failure →
+/// `temporarily_unavailable`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpopError {
+    /// Not a well-formed JWT, or its header breaks the DPoP policy (`typ`, `alg`, `jwk`).
+    #[error("malformed DPoP proof")]
+    Malformed,
+    /// The `jwk` header is not an acceptable public key.
+    #[error("DPoP proof key refused")]
+    Key,
+    /// The signature does not verify with the `jwk` header key.
+    #[error("DPoP proof signature does not verify")]
+    Signature,
+    /// `jti`, `htm`, `htu` or `iat` is missing or mistyped.
+    #[error("DPoP proof claim `{claim}` missing or malformed")]
+    Claim {
+        /// The claim name.
+        claim: &'static str,
+    },
+    /// `htm` is not the request method.
+    #[error("DPoP proof `htm` does not match the request method")]
+    Method,
+    /// `htu` is not the endpoint URI.
+    #[error("DPoP proof `htu` does not match the endpoint")]
+    Uri,
+    /// `iat` is outside the accepted window.
+    #[error("DPoP proof is too old or from the future")]
+    Stale,
+    /// The proof's `jti` was seen before.
+    #[error("DPoP proof replayed")]
+    Replayed,
+    /// The replay store could not be consulted.
+    #[error("replay store unavailable")]
+    StoreUnavailable,
+}
+
+/// Validates DPoP proofs for one endpoint.
+#[derive(Debug, Clone)]
+pub struct DpopValidator {
+    endpoint: String,
+    algorithms: AlgorithmSet,
+    max_age: u64,
+    leeway: u64,
+}
+
+/// Strips the query and fragment of a URI (RFC 9449 §4.3 item 9).
+fn without_query(uri: &str) -> &str {
+    let end = uri.find(['?', '#']).unwrap_or(uri.len());
+    uri.get(..end).unwrap_or(uri)
+}
+
+impl DpopValidator {
+    /// Proofs for `endpoint` (the token endpoint URL as clients address it), at most 300 s old,
+    /// 30 s leeway for clocks ahead.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            algorithms: AlgorithmSet::DEFAULT,
+            max_age: 300,
+            leeway: 30,
+        }
+    }
+
+    /// Validates `proof` for a request with `method` at `now`, recording its `jti`.
+    pub async fn validate<R: ReplayStore>(
+        &self,
+        proof: &str,
+        method: &str,
+        replay: &R,
+        now: UnixTime,
+    ) -> Result<DpopProof, DpopError> {
+        let jwt = UnverifiedJwt::parse(proof, &ParseOptions::new().with_max_len(8 * 1024))
+            .map_err(|_| DpopError::Malformed)?;
+        // typ `dpop+jwt`, asymmetric alg, a `jwk` header, no other key references (D-18).
+        let policy = HeaderPolicy::for_kind(TokenKind::DpopProof).with_algorithms(self.algorithms);
+        policy
+            .check(jwt.header())
+            .map_err(|_| DpopError::Malformed)?;
+        let Some(Value::Object(jwk)) = jwt.header().raw().get("jwk") else {
+            return Err(DpopError::Malformed);
+        };
+        // The key policy refuses private members and symmetric keys (RFC 9449 §4.3 item 7).
+        let key = VerifyingKey::from_jwk(jwk).map_err(|_| DpopError::Key)?;
+        let verified = jwt
+            .verify(&policy, &key)
+            .map_err(|_| DpopError::Signature)?;
+        let claims = verified.claims();
+        let string = |claim| {
+            claims
+                .string(claim)
+                .ok()
+                .flatten()
+                .ok_or(DpopError::Claim { claim })
+        };
+        let jti = string("jti")?;
+        if string("htm")? != method {
+            return Err(DpopError::Method);
+        }
+        if without_query(string("htu")?) != without_query(&self.endpoint) {
+            return Err(DpopError::Uri);
+        }
+        let iat = claims
+            .numeric_date("iat")
+            .ok()
+            .flatten()
+            .ok_or(DpopError::Claim { claim: "iat" })?;
+        if iat > now.plus(self.leeway) || iat.plus(self.max_age) < now {
+            return Err(DpopError::Stale);
+        }
+        let jkt = key.thumbprint().to_owned();
+        let replay_key = ReplayKey {
+            kind: ReplayKind::DpopProof,
+            issuer: &jkt,
+            jti,
+        };
+        match replay
+            .check_and_insert(replay_key, iat.plus(self.max_age + self.leeway), now)
+            .await
+        {
+            Ok(Seen::First) => Ok(DpopProof {
+                jti: jti.to_owned(),
+                jkt,
+            }),
+            Ok(Seen::Again) => Err(DpopError::Replayed),
+            Err(_) => Err(DpopError::StoreUnavailable),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::InMemoryReplayStore;
+    use ema_jose::{Algorithm, SigningKey};
+    use serde_json::{Map, json};
+
+    const EP: &str = "https://auth.tasks.example/token";
+
+    fn proof(key: &SigningKey, claims: Value) -> String {
+        let mut header = Map::new();
+        header.insert("typ".into(), "dpop+jwt".into());
+        header.insert(
+            "jwk".into(),
+            Value::Object(key.verifying_key().public_jwk().clone()),
+        );
+        key.sign_with_header(header, claims.to_string().as_bytes())
+            .unwrap()
+    }
+
+    #[test]
+    fn rfc9449_checks() {
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let v = DpopValidator::new(EP);
+        let store = InMemoryReplayStore::new(100);
+        let now = UnixTime::from_secs(1_000_000);
+        let run = |c: Value| pollster::block_on(v.validate(&proof(&key, c), "POST", &store, now));
+        let ok = run(json!({"jti": "1", "htm": "POST", "htu": EP, "iat": now.as_secs()})).unwrap();
+        assert_eq!(ok.jkt, key.verifying_key().thumbprint());
+        assert_eq!(
+            run(json!({"jti": "1", "htm": "POST", "htu": EP, "iat": now.as_secs()})),
+            Err(DpopError::Replayed)
+        );
+        assert_eq!(
+            run(json!({"jti": "2", "htm": "GET", "htu": EP, "iat": now.as_secs()})),
+            Err(DpopError::Method)
+        );
+        assert_eq!(
+            run(
+                json!({"jti": "3", "htm": "POST", "htu": "https://other.example/token", "iat": now.as_secs()})
+            ),
+            Err(DpopError::Uri)
+        );
+        assert!(
+            run(
+                json!({"jti": "4", "htm": "POST", "htu": format!("{EP}?x=1"), "iat": now.as_secs()})
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            run(json!({"jti": "5", "htm": "POST", "htu": EP, "iat": now.as_secs() - 301})),
+            Err(DpopError::Stale)
+        );
+        assert_eq!(
+            run(json!({"jti": "6", "htm": "POST", "htu": EP, "iat": now.as_secs() + 31})),
+            Err(DpopError::Stale)
+        );
+        assert_eq!(
+            run(json!({"htm": "POST", "htu": EP, "iat": now.as_secs()})),
+            Err(DpopError::Claim { claim: "jti" })
+        );
+        // A proof without `jwk`, or with the wrong typ, is malformed.
+        let plain = key
+            .sign_jwt(
+                Some("dpop+jwt"),
+                &json!({"jti": "7", "htm": "POST", "htu": EP, "iat": now.as_secs()}),
+            )
+            .unwrap();
+        assert_eq!(
+            pollster::block_on(v.validate(&plain, "POST", &store, now)),
+            Err(DpopError::Malformed)
+        );
+        // Signed by another key than the one in `jwk`.
+        let other = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let mut header = Map::new();
+        header.insert("typ".into(), "dpop+jwt".into());
+        header.insert(
+            "jwk".into(),
+            Value::Object(key.verifying_key().public_jwk().clone()),
+        );
+        let forged = other
+            .sign_with_header(
+                header,
+                json!({"jti": "8", "htm": "POST", "htu": EP, "iat": now.as_secs()})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap();
+        assert_eq!(
+            pollster::block_on(v.validate(&forged, "POST", &store, now)),
+            Err(DpopError::Signature)
+        );
+    }
+}

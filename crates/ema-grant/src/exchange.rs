@@ -1,0 +1,667 @@
+//! The IdP's token exchange: ID token in, ID-JAG out (RFC 8693 profiled by JAG §4.3; TX-1..TX-15,
+//! D-1, D-2, D-3, D-10, D-15, D-16).
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
+use ema_jose::{
+    AlgorithmSet, AudienceRule, Claims, HeaderPolicy, KeySource, ParseOptions, TimeOptions,
+    TokenKind, UnixTime, UnverifiedJwt,
+};
+use http::Response;
+use serde_json::{Map, Value};
+
+use crate::client_auth::ClientRegistry;
+use crate::dpop::DpopValidator;
+use crate::error::{ErrorCode, OAuthError, json_response};
+use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
+use crate::jwt_bearer::{client_auth_error, dpop_error, form_error};
+use crate::replay::ReplayStore;
+
+/// `grant_type` of RFC 8693 token exchange.
+pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// The ID-JAG token type.
+pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
+/// The pre-draft token type (D-10; only with [`TokenExchangeGrant::accept_legacy_token_type`]).
+pub const LEGACY_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt-authorization-grant";
+/// The ID token subject type.
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+
+/// An authorization server this IdP issues ID-JAGs for (TX-6, TX-7, JAG-4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TargetServer {
+    /// Its issuer identifier: the ID-JAG's `aud` (TX-6).
+    pub issuer: Issuer,
+    /// Other names clients may use for it as `audience` (TX-6).
+    pub aliases: Vec<String>,
+    /// The resources it governs (TX-7).
+    pub resources: BTreeSet<String>,
+    /// IdP-side client id → the client's id at this server (JAG-4).
+    pub client_ids: HashMap<String, ClientId>,
+}
+
+impl TargetServer {
+    /// A server governing `resources`.
+    pub fn new<S: Into<String>>(
+        issuer: impl Into<Issuer>,
+        resources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        Self {
+            issuer: issuer.into(),
+            aliases: Vec::new(),
+            resources: resources.into_iter().map(Into::into).collect(),
+            client_ids: HashMap::new(),
+        }
+    }
+
+    /// Adds an alias.
+    #[must_use]
+    pub fn with_alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+
+    /// Maps an IdP-side client id to its id at this server (JAG-4).
+    #[must_use]
+    pub fn with_client(
+        mut self,
+        idp_client_id: impl Into<String>,
+        client_id_here: impl Into<ClientId>,
+    ) -> Self {
+        self.client_ids
+            .insert(idp_client_id.into(), client_id_here.into());
+        self
+    }
+}
+
+/// Everything the admin policy decides on (TX-8).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PolicyRequest<'a> {
+    /// The user's subject at the IdP.
+    pub subject: &'a str,
+    /// The verified ID token's claims.
+    pub id_token: &'a Claims,
+    /// The requesting client's IdP-side id.
+    pub client_id: &'a ClientId,
+    /// The target authorization server.
+    pub audience: &'a Issuer,
+    /// The requested resources (may be empty: D-15).
+    pub resources: &'a [Resource],
+    /// The requested scopes.
+    pub scope: Option<&'a ScopeSet>,
+}
+
+/// What the admin policy decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyDecision {
+    /// Allowed, possibly narrowed (TX-9).
+    Allow {
+        /// The scopes to grant; `None` to omit `scope`. An empty set when scopes were requested
+        /// means nothing acceptable is left (→ `invalid_scope`, D-2).
+        scope: Option<ScopeSet>,
+        /// The resources to grant (a subset of the request, or chosen by policy when none was
+        /// requested).
+        resources: Vec<Resource>,
+        /// Groups to carry in the ID-JAG for the authorization server's principal.
+        groups: Option<Vec<String>>,
+    },
+    /// Refused (→ `access_denied`, D-2).
+    Deny {
+        /// Why, for the `error_description`.
+        reason: &'static str,
+    },
+    /// Step-up authentication required (→ `insufficient_user_authentication`, TX-11).
+    StepUp {
+        /// Maximum authentication age in seconds.
+        max_age: Option<u64>,
+        /// Required `acr` values.
+        acr_values: Option<String>,
+    },
+}
+
+/// The enterprise admin's policy: which users, through which clients, may reach which
+/// authorization servers, resources and scopes (TX-8).
+pub trait AdminPolicy: Send + Sync {
+    /// Decides one request.
+    fn decide(&self, request: &PolicyRequest<'_>) -> impl Future<Output = PolicyDecision> + Send;
+}
+
+/// One rule of a [`GroupPolicy`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GroupRule {
+    /// Members of this group...
+    pub group: String,
+    /// ...may reach this authorization server...
+    pub audience: Issuer,
+    /// ...for these resources (empty: every resource it governs)...
+    pub resources: BTreeSet<String>,
+    /// ...with at most these scopes...
+    pub scopes: ScopeSet,
+    /// ...through these IdP-side clients (empty: any).
+    pub clients: BTreeSet<String>,
+}
+
+impl GroupRule {
+    /// A rule for `group` at `audience` with `scopes`, any resource, any client.
+    pub fn new(group: impl Into<String>, audience: impl Into<Issuer>, scopes: ScopeSet) -> Self {
+        Self {
+            group: group.into(),
+            audience: audience.into(),
+            resources: BTreeSet::new(),
+            scopes,
+            clients: BTreeSet::new(),
+        }
+    }
+
+    /// Restricts the resources.
+    #[must_use]
+    pub fn with_resources<S: Into<String>>(
+        mut self,
+        resources: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.resources = resources.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Restricts the clients.
+    #[must_use]
+    pub fn with_clients<S: Into<String>>(mut self, clients: impl IntoIterator<Item = S>) -> Self {
+        self.clients = clients.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// A group-based admin policy: users belong to groups; rules assign groups to authorization
+/// servers, resources and scopes. Requests are narrowed to what the rules allow.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPolicy {
+    members: HashMap<String, Vec<String>>,
+    rules: Vec<GroupRule>,
+}
+
+impl GroupPolicy {
+    /// An empty policy: everything is denied.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts `subject` in `groups`.
+    #[must_use]
+    pub fn with_member<S: Into<String>>(
+        mut self,
+        subject: impl Into<String>,
+        groups: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.members
+            .insert(subject.into(), groups.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a rule.
+    #[must_use]
+    pub fn with_rule(mut self, rule: GroupRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// Decides without awaiting.
+    pub fn decide_now(&self, req: &PolicyRequest<'_>) -> PolicyDecision {
+        let groups = self.members.get(req.subject).cloned().unwrap_or_default();
+        let rules: Vec<&GroupRule> = self
+            .rules
+            .iter()
+            .filter(|r| groups.contains(&r.group))
+            .filter(|r| r.audience == *req.audience)
+            .filter(|r| r.clients.is_empty() || r.clients.contains(req.client_id.as_str()))
+            .collect();
+        if rules.is_empty() {
+            return PolicyDecision::Deny {
+                reason: "user or client is not assigned to this authorization server",
+            };
+        }
+        let resource_allowed = |res: &Resource| {
+            rules
+                .iter()
+                .any(|r| r.resources.is_empty() || r.resources.contains(res.as_str()))
+        };
+        if !req.resources.iter().all(resource_allowed) {
+            return PolicyDecision::Deny {
+                reason: "user is not assigned to the requested resource",
+            };
+        }
+        let allowed = rules
+            .iter()
+            .fold(ScopeSet::new(), |acc, r| acc.union(&r.scopes));
+        let scope = match req.scope {
+            Some(requested) => {
+                let mut granted = requested.clone();
+                granted.retain(|s| allowed.contains(s));
+                Some(granted)
+            }
+            None => (!allowed.is_empty()).then_some(allowed),
+        };
+        PolicyDecision::Allow {
+            scope,
+            resources: req.resources.to_vec(),
+            groups: (!groups.is_empty()).then_some(groups),
+        }
+    }
+}
+
+impl AdminPolicy for GroupPolicy {
+    fn decide(&self, request: &PolicyRequest<'_>) -> impl Future<Output = PolicyDecision> + Send {
+        std::future::ready(self.decide_now(request))
+    }
+}
+
+/// A successful token-exchange response (TX-10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenExchangeResponse {
+    /// The ID-JAG.
+    pub access_token: String,
+    /// `urn:ietf:params:oauth:token-type:id-jag` (or the legacy value when requested, D-10).
+    pub issued_token_type: &'static str,
+    /// Seconds until expiry (D-16).
+    pub expires_in: u64,
+    /// The granted scopes, present when they differ from the request (TX-9).
+    pub scope: Option<ScopeSet>,
+    /// The ID-JAG's `jti`, for the audit trail (not sent).
+    pub jti: String,
+}
+
+impl TokenExchangeResponse {
+    /// The JSON body: `token_type` `N_A`, no refresh token (TX-10).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("issued_token_type".into(), self.issued_token_type.into());
+        m.insert("access_token".into(), self.access_token.as_str().into());
+        m.insert("token_type".into(), "N_A".into());
+        m.insert("expires_in".into(), self.expires_in.into());
+        if let Some(scope) = &self.scope {
+            m.insert("scope".into(), scope.to_string().into());
+        }
+        Value::Object(m)
+    }
+
+    /// The HTTP response (200, `Cache-Control: no-store`).
+    pub fn to_response(&self) -> Response<Vec<u8>> {
+        json_response(http::StatusCode::OK, &self.to_json())
+    }
+}
+
+/// The IdP's token-exchange grant processor.
+#[derive(Debug)]
+pub struct TokenExchangeGrant<K, P, R> {
+    issuer: IdJagIssuer,
+    id_token_keys: K,
+    clients: ClientRegistry,
+    replay: R,
+    targets: Vec<TargetServer>,
+    policy: P,
+    dpop: DpopValidator,
+    legacy: bool,
+    id_token_time: TimeOptions,
+    algorithms: AlgorithmSet,
+    max_body: usize,
+}
+
+impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
+    /// Assembles the grant. ID tokens must be issued by this IdP (`issuer.issuer()`) and verify
+    /// with `id_token_keys`; `token_endpoint` is the URL clients post to.
+    pub fn new(
+        issuer: IdJagIssuer,
+        id_token_keys: K,
+        clients: ClientRegistry,
+        replay: R,
+        policy: P,
+        token_endpoint: &str,
+    ) -> Self {
+        Self {
+            issuer,
+            id_token_keys,
+            clients,
+            replay,
+            targets: Vec::new(),
+            policy,
+            dpop: DpopValidator::new(token_endpoint),
+            legacy: false,
+            // ID tokens outlive ID-JAGs; bound them at a day.
+            id_token_time: TimeOptions::new()
+                .with_max_lifetime(Some(Duration::from_secs(24 * 3600))),
+            algorithms: AlgorithmSet::DEFAULT,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// Adds an authorization server this IdP issues ID-JAGs for.
+    #[must_use]
+    pub fn with_target(mut self, target: TargetServer) -> Self {
+        self.targets.push(target);
+        self
+    }
+
+    /// Accepts the pre-draft `requested_token_type` (D-10; off by default).
+    #[must_use]
+    pub fn accept_legacy_token_type(mut self, accept: bool) -> Self {
+        self.legacy = accept;
+        self
+    }
+
+    /// The ID-JAG issuer.
+    pub fn issuer(&self) -> &IdJagIssuer {
+        &self.issuer
+    }
+
+    fn target(&self, audience: &str) -> Option<&TargetServer> {
+        // TX-6: the issuer identifier, or a configured alias, matched exactly (D-12).
+        self.targets
+            .iter()
+            .find(|t| t.issuer == audience || t.aliases.iter().any(|a| a == audience))
+    }
+
+    /// Handles an HTTP token request and always answers.
+    pub async fn handle<B: AsRef<[u8]>>(
+        &self,
+        req: &http::Request<B>,
+        now: UnixTime,
+    ) -> Response<Vec<u8>> {
+        let result = match TokenRequest::from_http(req) {
+            Ok(parts) => self.exchange(&parts, now).await,
+            Err(_) => Err(OAuthError::invalid_request(
+                "a request header is repeated or invalid",
+            )),
+        };
+        match result {
+            Ok(ok) => ok.to_response(),
+            Err(e) => e.to_response(),
+        }
+    }
+
+    /// Validates the subject ID token (TX-4, D-1, D-3) and returns its claims.
+    async fn validate_id_token(
+        &self,
+        token: &str,
+        client: &ClientId,
+        now: UnixTime,
+    ) -> Result<Claims, OAuthError> {
+        // D-1: every way an ID token can be bad is `invalid_grant`.
+        let bad = |why: &'static str| OAuthError::invalid_grant(why);
+        let jwt = UnverifiedJwt::parse(token, &ParseOptions::new())
+            .map_err(|_| bad("subject token is malformed"))?;
+        // SEC-5 / TX-14: an ID-JAG, access token or any other typed JWT is not an ID token.
+        let policy = HeaderPolicy::for_kind(TokenKind::IdToken).with_algorithms(self.algorithms);
+        let alg = policy
+            .check(jwt.header())
+            .map_err(|_| bad("subject token is not an acceptable ID token"))?;
+        // TX-4: issued by this IdP.
+        let own = self.issuer.issuer().as_str();
+        if jwt.unverified_claims().string("iss").ok().flatten() != Some(own) {
+            return Err(bad("subject token was not issued by this IdP"));
+        }
+        let key = self
+            .id_token_keys
+            .resolve(own, jwt.header().kid(), alg)
+            .await
+            .map_err(|e| match e {
+                ema_jose::KeyLookupError::Unavailable { .. } => OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "signing keys are unavailable; try again later",
+                ),
+                _ => bad("subject token signature is invalid"),
+            })?;
+        let verified = jwt
+            .verify(&policy, &key)
+            .map_err(|_| bad("subject token signature is invalid"))?;
+        let claims = verified.into_claims();
+        claims
+            .check_validity(&self.id_token_time, now)
+            .map_err(|_| bad("subject token expired"))?;
+        // D-3: `aud` is the client, or an array containing it with `azp` = client when >1.
+        let aud = claims
+            .audience(AudienceRule::AnyOf)
+            .map_err(|_| bad("subject token audience is malformed"))?;
+        let client_ok = match aud.as_slice() {
+            [only] => *only == client.as_str(),
+            many => {
+                many.contains(&client.as_str())
+                    && claims.string("azp").ok().flatten() == Some(client.as_str())
+            }
+        };
+        if !client_ok {
+            return Err(bad("subject token was not issued to this client"));
+        }
+        claims
+            .required_string("sub")
+            .map_err(|_| bad("subject token has no subject"))?;
+        Ok(claims)
+    }
+
+    /// Runs token exchange.
+    pub async fn exchange(
+        &self,
+        req: &TokenRequest<'_>,
+        now: UnixTime,
+    ) -> Result<TokenExchangeResponse, OAuthError> {
+        if !req.method.eq_ignore_ascii_case("POST") {
+            return Err(OAuthError::invalid_request(
+                "the token endpoint accepts POST only",
+            ));
+        }
+        if !req.is_form() {
+            return Err(OAuthError::invalid_request(
+                "content type must be application/x-www-form-urlencoded",
+            ));
+        }
+        let form = match Form::parse(req.body, self.max_body) {
+            Ok(form) => form,
+            // D-2: several `audience` values → `invalid_target`.
+            Err(FormError::Repeated { name }) if name == "audience" => {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidTarget,
+                    "exactly one audience is allowed",
+                ));
+            }
+            Err(e) => return Err(form_error(&e)),
+        };
+        match form.get("grant_type") {
+            None => return Err(OAuthError::invalid_request("grant_type is missing")),
+            Some(TOKEN_EXCHANGE) => {}
+            Some(_) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    "only token exchange is supported here",
+                ));
+            }
+        }
+        // TX-2: authenticate the client on every request.
+        let realm = self.issuer.issuer().as_str();
+        let client = self
+            .clients
+            .authenticate(req, &form, &self.replay, now)
+            .await
+            .map_err(|e| client_auth_error(&e, realm))?;
+        if !client.client.allows(TOKEN_EXCHANGE) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "client may not use token exchange",
+            ));
+        }
+        // TX-1: the required parameters.
+        let requested = form
+            .get("requested_token_type")
+            .ok_or_else(|| OAuthError::invalid_request("requested_token_type is missing"))?;
+        let issued_token_type = match requested {
+            ID_JAG_TOKEN_TYPE => ID_JAG_TOKEN_TYPE,
+            // D-10: the legacy type only behind the flag.
+            LEGACY_TOKEN_TYPE if self.legacy => LEGACY_TOKEN_TYPE,
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "requested_token_type is not supported",
+                ));
+            }
+        };
+        let audience = form
+            .get("audience")
+            .ok_or_else(|| OAuthError::invalid_request("audience is missing"))?;
+        let subject_token = form
+            .get("subject_token")
+            .ok_or_else(|| OAuthError::invalid_request("subject_token is missing"))?;
+        let subject_token_type = form
+            .get("subject_token_type")
+            .ok_or_else(|| OAuthError::invalid_request("subject_token_type is missing"))?;
+        // TX-12: `actor_token_type` iff `actor_token`; the actor token itself is not acted on.
+        if form.get("actor_token").is_some() != form.get("actor_token_type").is_some() {
+            return Err(OAuthError::invalid_request(
+                "actor_token and actor_token_type must be sent together",
+            ));
+        }
+        // TX-3: ID tokens are accepted; other subject token types are not supported here.
+        if subject_token_type != ID_TOKEN_TYPE {
+            return Err(OAuthError::invalid_request(
+                "subject_token_type is not supported",
+            ));
+        }
+        let scope = form
+            .get("scope")
+            .map(ScopeSet::parse)
+            .transpose()
+            .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+        // TX-13: a DPoP proof, when sent, binds the ID-JAG to its key.
+        let dpop = match req.dpop {
+            Some(proof) => Some(
+                self.dpop
+                    .validate(proof, "POST", &self.replay, now)
+                    .await
+                    .map_err(|e| dpop_error(&e))?,
+            ),
+            None => None,
+        };
+        // TX-4 / D-1 / D-3 / TX-14.
+        let id_token = self
+            .validate_id_token(subject_token, &client.client.id, now)
+            .await?;
+        // TX-6 / D-2: unknown audience → `invalid_target`.
+        let target = self.target(audience).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "audience is not a known authorization server",
+            )
+        })?;
+        // TX-7: every requested resource must be governed by that server (D-15: none is fine).
+        let resources: Vec<Resource> = form
+            .get("resource")
+            .map(Resource::new)
+            .into_iter()
+            .collect();
+        if resources
+            .iter()
+            .any(|r| !target.resources.contains(r.as_str()))
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource not governed by audience",
+            ));
+        }
+        // JAG-4: the client's id at the target server.
+        let client_id_there = target
+            .client_ids
+            .get(client.client.id.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                OAuthError::new(ErrorCode::AccessDenied, "client not assigned for target")
+            })?;
+        let sub = id_token
+            .required_string("sub")
+            .unwrap_or_default()
+            .to_owned();
+        // TX-8: the admin policy.
+        let decision = self
+            .policy
+            .decide(&PolicyRequest {
+                subject: &sub,
+                id_token: &id_token,
+                client_id: &client.client.id,
+                audience: &target.issuer,
+                resources: &resources,
+                scope: scope.as_ref(),
+            })
+            .await;
+        let (granted_scope, granted_resources, groups) = match decision {
+            PolicyDecision::Allow {
+                scope: granted,
+                resources: granted_resources,
+                groups,
+            } => (granted, granted_resources, groups),
+            PolicyDecision::Deny { reason } => {
+                return Err(OAuthError::new(ErrorCode::AccessDenied, reason));
+            }
+            PolicyDecision::StepUp {
+                max_age,
+                acr_values,
+            } => {
+                let mut e = OAuthError::new(
+                    ErrorCode::InsufficientUserAuthentication,
+                    "stronger or more recent authentication is required",
+                );
+                e.max_age = max_age;
+                e.acr_values = acr_values;
+                return Err(e);
+            }
+        };
+        // The policy may narrow but never widen the resources (TX-9, TX-7).
+        if granted_resources.iter().any(|r| {
+            !target.resources.contains(r.as_str())
+                || (!resources.is_empty() && !resources.contains(r))
+        }) {
+            return Err(OAuthError::new(
+                ErrorCode::ServerError,
+                "policy granted an ungoverned resource",
+            ));
+        }
+        // D-2: no acceptable scope left → `invalid_scope`.
+        if scope.is_some() && granted_scope.as_ref().is_none_or(ScopeSet::is_empty) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                "no requested scope is allowed",
+            ));
+        }
+        let mut grant = IdJagGrant::new(Subject::new(sub), target.issuer.clone(), client_id_there);
+        grant.resources = granted_resources;
+        grant.scope = granted_scope.clone();
+        grant.tenant = id_token.string("tenant").ok().flatten().map(str::to_owned);
+        grant.auth_time = id_token.numeric_date("auth_time").ok().flatten();
+        grant.acr = id_token.string("acr").ok().flatten().map(str::to_owned);
+        grant.amr = id_token.get("amr").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        });
+        grant.cnf_jkt = dpop.map(|p| p.jkt);
+        grant.groups = groups;
+        let issued = self
+            .issuer
+            .issue(grant, now)
+            .map_err(|_| OAuthError::new(ErrorCode::ServerError, "ID-JAG could not be issued"))?;
+        // TX-9: `scope` in the response when it differs from the request.
+        let scope_out = if granted_scope == scope {
+            None
+        } else {
+            granted_scope
+        };
+        Ok(TokenExchangeResponse {
+            access_token: issued.token,
+            issued_token_type,
+            expires_in: issued.expires_in,
+            scope: scope_out,
+            jti: issued.claims.jti.into_string(),
+        })
+    }
+}

@@ -1,0 +1,309 @@
+//! Strict `application/x-www-form-urlencoded` bodies (RFC 6749 Appendix B) and the token
+//! request as the token endpoint receives it.
+
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+
+/// The default cap on a token request body: 64 KiB.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+/// The most parameters one body may carry.
+pub const MAX_PARAMS: usize = 64;
+
+/// Why a form body was refused (all `invalid_request`, except as the grants map `audience`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormError {
+    /// The body is larger than the cap.
+    #[error("request body is {len} bytes, more than the limit of {max}")]
+    TooLarge {
+        /// The body length.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// More than [`MAX_PARAMS`] parameters.
+    #[error("too many parameters")]
+    TooManyParams,
+    /// A parameter appears more than once (RFC 6749 §3.2).
+    #[error("parameter `{name}` is repeated")]
+    Repeated {
+        /// The repeated name (a known OAuth parameter name or `(other)`).
+        name: String,
+    },
+    /// A `%` escape is malformed, or the decoded bytes are not UTF-8.
+    #[error("body is not valid form encoding")]
+    Encoding,
+}
+
+/// A parsed form: unique names, decoded values. Empty values count as absent (RFC 6749 §3.1)
+/// but still count as occurrences for the repetition rule.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Form {
+    params: Vec<(String, String)>,
+}
+
+/// Decodes one form component: `+` is a space, `%XX` a byte; the result must be UTF-8.
+pub(crate) fn decode(raw: &[u8]) -> Result<String, FormError> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        match b {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = |j: usize| raw.get(j).and_then(|c| (*c as char).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
+                    return Err(FormError::Encoding);
+                };
+                #[expect(clippy::cast_possible_truncation, reason = "two hex digits fit a byte")]
+                out.push((hi * 16 + lo) as u8);
+                i += 2;
+            }
+            _ => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FormError::Encoding)
+}
+
+impl Form {
+    /// Parses a body of at most `max_len` bytes.
+    pub fn parse(body: &[u8], max_len: usize) -> Result<Self, FormError> {
+        if body.len() > max_len {
+            return Err(FormError::TooLarge {
+                len: body.len(),
+                max: max_len,
+            });
+        }
+        let mut params: Vec<(String, String)> = Vec::new();
+        for pair in body.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
+            if params.len() == MAX_PARAMS {
+                return Err(FormError::TooManyParams);
+            }
+            let (name, value) = match pair.iter().position(|b| *b == b'=') {
+                Some(eq) => (
+                    pair.get(..eq).unwrap_or_default(),
+                    pair.get(eq + 1..).unwrap_or_default(),
+                ),
+                None => (pair, &b""[..]),
+            };
+            let name = decode(name)?;
+            let value = decode(value)?;
+            if params.iter().any(|(n, _)| *n == name) {
+                return Err(FormError::Repeated { name });
+            }
+            params.push((name, value));
+        }
+        Ok(Self { params })
+    }
+
+    /// A parameter's value; empty values are treated as absent (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, v)| n == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every (name, value) pair in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+}
+
+/// Percent-encodes for a form body (unreserved characters kept, space as `%20`).
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A token request as the endpoint sees it: the parts the grants read, borrowed from an
+/// `http::Request` or assembled by hand.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct TokenRequest<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The `Content-Type` header.
+    pub content_type: Option<&'a str>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `DPoP` header.
+    pub dpop: Option<&'a str>,
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// Why an `http::Request` could not be read as a token request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// A header that must appear at most once appears more often.
+    #[error("header `{name}` is repeated")]
+    RepeatedHeader {
+        /// The header name.
+        name: &'static str,
+    },
+    /// A header value is not visible ASCII.
+    #[error("header `{name}` is not valid")]
+    InvalidHeader {
+        /// The header name.
+        name: &'static str,
+    },
+}
+
+impl<'a> TokenRequest<'a> {
+    /// A POST with a form body and nothing else.
+    pub fn form(body: &'a [u8]) -> Self {
+        Self {
+            method: "POST",
+            content_type: Some("application/x-www-form-urlencoded"),
+            authorization: None,
+            dpop: None,
+            body,
+        }
+    }
+
+    /// Adds an `Authorization` header.
+    #[must_use]
+    pub fn with_authorization(mut self, value: &'a str) -> Self {
+        self.authorization = Some(value);
+        self
+    }
+
+    /// Adds a `DPoP` header.
+    #[must_use]
+    pub fn with_dpop(mut self, value: &'a str) -> Self {
+        self.dpop = Some(value);
+        self
+    }
+
+    /// Reads the parts of an `http::Request`. `Content-Type`, `Authorization` and `DPoP` must
+    /// each appear at most once.
+    pub fn from_http<B: AsRef<[u8]>>(req: &'a http::Request<B>) -> Result<Self, RequestError> {
+        fn single<'r>(
+            headers: &'r http::HeaderMap,
+            name: &'static str,
+            key: impl http::header::AsHeaderName + Clone,
+        ) -> Result<Option<&'r str>, RequestError> {
+            let mut values = headers.get_all(key).iter();
+            match (values.next(), values.next()) {
+                (None, _) => Ok(None),
+                (Some(v), None) => v
+                    .to_str()
+                    .map(Some)
+                    .map_err(|_| RequestError::InvalidHeader { name }),
+                (Some(_), Some(_)) => Err(RequestError::RepeatedHeader { name }),
+            }
+        }
+        let headers = req.headers();
+        Ok(Self {
+            method: req.method().as_str(),
+            content_type: single(headers, "content-type", CONTENT_TYPE)?,
+            authorization: single(headers, "authorization", AUTHORIZATION)?,
+            dpop: single(headers, "dpop", "dpop")?,
+            body: req.body().as_ref(),
+        })
+    }
+
+    /// Whether the content type is `application/x-www-form-urlencoded` (parameters such as
+    /// `charset=UTF-8` allowed).
+    pub fn is_form(&self) -> bool {
+        self.content_type.is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|media| {
+                media
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_decodes() {
+        let f = Form::parse(
+            b"grant_type=urn%3Aietf%3Aparams&scope=a+b&empty=&flag",
+            1024,
+        )
+        .unwrap();
+        assert_eq!(f.get("grant_type"), Some("urn:ietf:params"));
+        assert_eq!(f.get("scope"), Some("a b"));
+        assert_eq!(f.get("empty"), None);
+        assert_eq!(f.get("flag"), None);
+        assert_eq!(f.get("missing"), None);
+    }
+
+    #[test]
+    fn strictness() {
+        assert_eq!(
+            Form::parse(b"a=1&a=2", 1024),
+            Err(FormError::Repeated { name: "a".into() })
+        );
+        // An empty occurrence still counts (RFC 6749 §3.2: no repeats).
+        assert_eq!(
+            Form::parse(b"a=&a=2", 1024),
+            Err(FormError::Repeated { name: "a".into() })
+        );
+        // Encoded names are compared decoded.
+        assert_eq!(
+            Form::parse(b"a=1&%61=2", 1024),
+            Err(FormError::Repeated { name: "a".into() })
+        );
+        assert_eq!(Form::parse(b"a=%zz", 1024), Err(FormError::Encoding));
+        assert_eq!(Form::parse(b"a=%4", 1024), Err(FormError::Encoding));
+        assert_eq!(Form::parse(b"a=%ff", 1024), Err(FormError::Encoding));
+        assert_eq!(
+            Form::parse(&[b'a'; 20], 10),
+            Err(FormError::TooLarge { len: 20, max: 10 })
+        );
+        let many: Vec<u8> = (0..=MAX_PARAMS)
+            .map(|i| format!("p{i}=1&"))
+            .collect::<String>()
+            .into_bytes();
+        assert_eq!(Form::parse(&many, 1 << 20), Err(FormError::TooManyParams));
+    }
+
+    #[test]
+    fn round_trip_encoding() {
+        let s = "a b&c=d%é:/";
+        let body = format!("x={}", encode_component(s));
+        assert_eq!(
+            Form::parse(body.as_bytes(), 1024).unwrap().get("x"),
+            Some(s)
+        );
+    }
+
+    #[test]
+    fn from_http_rejects_repeated_headers() {
+        let req = http::Request::builder()
+            .method("POST")
+            .header("authorization", "Basic a")
+            .header("authorization", "Basic b")
+            .body(Vec::new())
+            .unwrap();
+        assert_eq!(
+            TokenRequest::from_http(&req).unwrap_err(),
+            RequestError::RepeatedHeader {
+                name: "authorization"
+            }
+        );
+        let ok = http::Request::builder()
+            .method("POST")
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded; charset=UTF-8",
+            )
+            .body(Vec::new())
+            .unwrap();
+        assert!(TokenRequest::from_http(&ok).unwrap().is_form());
+    }
+}

@@ -1,0 +1,351 @@
+//! The MCP authorization server's jwt-bearer grant: ID-JAG in, RFC 9068 access token out
+//! (digest §4 validation order; AS-1..AS-20).
+
+use ema_id_jag::{IdJagError, IdJagValidator, ScopeSet, SubjectResolver, ValidationContext};
+use ema_jose::{KeySource, UnixTime};
+use http::Response;
+use serde_json::{Map, Value};
+
+use crate::access_token::{AccessTokenIssuer, IdJagOrigin};
+use crate::client_auth::{ClientAuthError, ClientRegistry};
+use crate::dpop::{DpopError, DpopValidator};
+use crate::error::{ErrorCode, OAuthError, json_response};
+use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
+use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
+
+/// `grant_type` of the jwt-bearer grant (RFC 7523 §2.1).
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+
+/// A successful token response (RFC 6749 §5.1, AS-14, AS-15).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AccessTokenResponse {
+    /// The access token.
+    pub access_token: String,
+    /// `Bearer`, or `DPoP` for a key-bound token (D-17).
+    pub token_type: &'static str,
+    /// Seconds until expiry.
+    pub expires_in: u64,
+    /// The granted scopes, whenever the token carries any (D-5).
+    pub scope: Option<ScopeSet>,
+    /// The resource the token is for (AS-14).
+    pub resource: String,
+    /// The access token's `jti`, for the audit trail (not sent to the client).
+    pub jti: String,
+}
+
+impl AccessTokenResponse {
+    /// The JSON body. No `refresh_token` (AS-15).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("access_token".into(), self.access_token.as_str().into());
+        m.insert("token_type".into(), self.token_type.into());
+        m.insert("expires_in".into(), self.expires_in.into());
+        if let Some(scope) = &self.scope {
+            m.insert("scope".into(), scope.to_string().into());
+        }
+        m.insert("resource".into(), self.resource.as_str().into());
+        Value::Object(m)
+    }
+
+    /// The HTTP response (200, `Cache-Control: no-store`).
+    pub fn to_response(&self) -> Response<Vec<u8>> {
+        json_response(http::StatusCode::OK, &self.to_json())
+    }
+}
+
+/// The jwt-bearer grant processor of an MCP authorization server.
+#[derive(Debug)]
+pub struct JwtBearerGrant<K, S, R> {
+    validator: IdJagValidator<K, S>,
+    clients: ClientRegistry,
+    replay: R,
+    tokens: AccessTokenIssuer,
+    dpop: DpopValidator,
+    realm: String,
+    max_body: usize,
+}
+
+/// Maps a form error: a repeated parameter and bad encoding are `invalid_request`.
+pub(crate) fn form_error(e: &FormError) -> OAuthError {
+    match e {
+        FormError::Repeated { .. } => {
+            OAuthError::invalid_request("a request parameter is repeated")
+        }
+        FormError::TooLarge { .. } => OAuthError::invalid_request("request body too large"),
+        FormError::TooManyParams => OAuthError::invalid_request("too many request parameters"),
+        FormError::Encoding => {
+            OAuthError::invalid_request("request body is not valid form encoding")
+        }
+    }
+}
+
+/// Maps a client authentication failure (AS-20, D-11).
+pub(crate) fn client_auth_error(e: &ClientAuthError, realm: &str) -> OAuthError {
+    match e {
+        ClientAuthError::MultipleMethods => {
+            OAuthError::invalid_request("more than one client authentication method used")
+        }
+        ClientAuthError::Malformed => OAuthError::invalid_request("malformed client credentials"),
+        ClientAuthError::ClientIdMismatch => {
+            OAuthError::invalid_request("client_id does not match the authenticated client")
+        }
+        ClientAuthError::StoreUnavailable => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "replay detection is unavailable; try again later",
+        ),
+        ClientAuthError::Missing => {
+            OAuthError::invalid_client("client authentication is required", realm)
+        }
+        _ => OAuthError::invalid_client("client authentication failed", realm),
+    }
+}
+
+/// Maps a DPoP failure (RFC 9449 §5).
+pub(crate) fn dpop_error(e: &DpopError) -> OAuthError {
+    match e {
+        DpopError::StoreUnavailable => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "replay detection is unavailable; try again later",
+        ),
+        _ => OAuthError::new(ErrorCode::InvalidDpopProof, "DPoP proof is invalid"),
+    }
+}
+
+/// The one place ID-JAG validation failures become OAuth errors.
+pub fn id_jag_error(e: &IdJagError) -> OAuthError {
+    use ema_id_jag::{GrantScopeError as G, ResourceError as Re};
+    let grant = OAuthError::invalid_grant;
+    match e {
+        IdJagError::Malformed(_) => grant("assertion is not a well-formed signed JWT"),
+        IdJagError::Header(_) => grant("assertion header is not acceptable for an ID-JAG"),
+        IdJagError::UntrustedIssuer => grant("assertion issuer is not trusted"),
+        IdJagError::AlgorithmNotTrusted { .. } => {
+            grant("assertion algorithm is not accepted from this issuer")
+        }
+        IdJagError::Key(ema_jose::KeyLookupError::Unavailable { .. }) => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "issuer keys are unavailable; try again later",
+        ),
+        IdJagError::Key(_) => grant("no key of the issuer verifies the assertion"),
+        IdJagError::Signature(_) => grant("assertion signature is invalid"),
+        IdJagError::Claims(_) => grant("assertion claims are missing or malformed"),
+        IdJagError::WrongAudience => grant("assertion audience is not this authorization server"),
+        IdJagError::Time(_) => grant("assertion is expired or not yet valid"),
+        IdJagError::ClientMismatch => grant("client_id does not match authenticated client"),
+        IdJagError::DpopRequired => grant("a DPoP proof is required"),
+        IdJagError::DpopMismatch => grant("DPoP key does not match the assertion's cnf"),
+        IdJagError::Resource(Re::NotGoverned { .. } | Re::NoneSelected) => {
+            grant("assertion resource is not governed by this authorization server")
+        }
+        IdJagError::Resource(_) => OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "requested resource cannot be granted",
+        ),
+        IdJagError::TenantMismatch => grant("assertion tenant is not trusted"),
+        IdJagError::UnknownSubject => grant("subject is not known to this authorization server"),
+        IdJagError::SubjectUnavailable { .. } => OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            "subject directory is unavailable; try again later",
+        ),
+        IdJagError::Scope(G::UndefinedInIdJag { .. }) => {
+            grant("assertion carries a scope this resource does not define")
+        }
+        IdJagError::Scope(_) => {
+            OAuthError::new(ErrorCode::InvalidScope, "requested scope cannot be granted")
+        }
+        _ => grant("assertion refused"),
+    }
+}
+
+impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
+    /// Assembles the grant. `token_endpoint` is the URL clients post to (DPoP `htu`).
+    pub fn new(
+        validator: IdJagValidator<K, S>,
+        clients: ClientRegistry,
+        replay: R,
+        tokens: AccessTokenIssuer,
+        token_endpoint: &str,
+    ) -> Self {
+        let realm = validator.issuer().as_str().to_owned();
+        Self {
+            validator,
+            clients,
+            replay,
+            tokens,
+            dpop: DpopValidator::new(token_endpoint),
+            realm,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+
+    /// The ID-JAG validator.
+    pub fn validator(&self) -> &IdJagValidator<K, S> {
+        &self.validator
+    }
+
+    /// The access-token issuer.
+    pub fn tokens(&self) -> &AccessTokenIssuer {
+        &self.tokens
+    }
+
+    /// Handles an HTTP token request and always answers: a token or an OAuth error.
+    pub async fn handle<B: AsRef<[u8]>>(
+        &self,
+        req: &http::Request<B>,
+        now: UnixTime,
+    ) -> Response<Vec<u8>> {
+        let result = match TokenRequest::from_http(req) {
+            Ok(parts) => self.token(&parts, now).await,
+            Err(_) => Err(OAuthError::invalid_request(
+                "a request header is repeated or invalid",
+            )),
+        };
+        match result {
+            Ok(ok) => ok.to_response(),
+            Err(e) => e.to_response(),
+        }
+    }
+
+    /// Runs the digest's order: (1) request shape, (2) client authentication, DPoP proof,
+    /// (3-14) the ID-JAG validator, (15) replay check-and-insert, (16) the access token.
+    pub async fn token(
+        &self,
+        req: &TokenRequest<'_>,
+        now: UnixTime,
+    ) -> Result<AccessTokenResponse, OAuthError> {
+        // (1) POST with a form body, no repeated parameters, a supported grant type, one assertion.
+        if !req.method.eq_ignore_ascii_case("POST") {
+            return Err(OAuthError::invalid_request(
+                "the token endpoint accepts POST only",
+            ));
+        }
+        if !req.is_form() {
+            return Err(OAuthError::invalid_request(
+                "content type must be application/x-www-form-urlencoded",
+            ));
+        }
+        let form = Form::parse(req.body, self.max_body).map_err(|e| form_error(&e))?;
+        match form.get("grant_type") {
+            None => return Err(OAuthError::invalid_request("grant_type is missing")),
+            Some(JWT_BEARER) => {}
+            Some(_) => {
+                return Err(OAuthError::new(
+                    ErrorCode::UnsupportedGrantType,
+                    "only the jwt-bearer grant is supported here",
+                ));
+            }
+        }
+        let assertion = form
+            .get("assertion")
+            .ok_or_else(|| OAuthError::invalid_request("assertion is missing"))?;
+        // (2) client authentication (AS-9, AS-20, D-11) and grant permission.
+        let client = self
+            .clients
+            .authenticate(req, &form, &self.replay, now)
+            .await
+            .map_err(|e| client_auth_error(&e, &self.realm))?;
+        if !client.client.allows(JWT_BEARER) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "client may not use the jwt-bearer grant",
+            ));
+        }
+        // The DPoP proof, when sent, is validated before the assertion (RFC 9449 §5).
+        let dpop = match req.dpop {
+            Some(proof) => Some(
+                self.dpop
+                    .validate(proof, "POST", &self.replay, now)
+                    .await
+                    .map_err(|e| dpop_error(&e))?,
+            ),
+            None => None,
+        };
+        let scope = form
+            .get("scope")
+            .map(ScopeSet::parse)
+            .transpose()
+            .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+        // (3-14) the ID-JAG itself.
+        let ctx = ValidationContext::new(&client.client.id)
+            .with_resource(form.get("resource"))
+            .with_scope(scope.as_ref())
+            .with_dpop_jkt(dpop.as_ref().map(|p| p.jkt.as_str()));
+        let id_jag = self
+            .validator
+            .validate(assertion, &ctx, now)
+            .await
+            .map_err(|e| id_jag_error(&e))?;
+        // (15) consume the `jti` only now that a token will be issued (SEC-1, AS-7, D-6). Kept
+        // until `exp` plus the leeway, after which the assertion is expired anyway.
+        let claims = &id_jag.claims;
+        let key = ReplayKey {
+            kind: ReplayKind::IdJag,
+            issuer: claims.iss.as_str(),
+            jti: claims.jti.as_str(),
+        };
+        let until = claims.exp.plus(ema_jose::TimeOptions::MAX_LEEWAY.as_secs());
+        match self.replay.check_and_insert(key, until, now).await {
+            Ok(Seen::First) => {}
+            Ok(Seen::Again) => {
+                return Err(OAuthError::invalid_grant(
+                    "this ID-JAG was already used; obtain a new one from the IdP",
+                ));
+            }
+            Err(_) => {
+                return Err(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "replay detection is unavailable; try again later",
+                ));
+            }
+        }
+        // (16) the access token: audience = the selected resource (AS-11), the principal's
+        // attributes for the tool-call layer, DPoP binding when proven (D-17).
+        let mut at = self
+            .tokens
+            .claims(
+                id_jag.subject.id.clone(),
+                id_jag.resource.clone(),
+                client.client.id.clone(),
+                now,
+            )
+            .map_err(|_| OAuthError::new(ErrorCode::ServerError, "token could not be issued"))?;
+        at.scope = id_jag.scope.clone();
+        at.tenant = id_jag
+            .subject
+            .tenant
+            .clone()
+            .or_else(|| claims.tenant.clone());
+        at.groups = if id_jag.subject.groups.is_empty() {
+            claims.groups.clone().unwrap_or_default()
+        } else {
+            id_jag.subject.groups.clone()
+        };
+        at.roles = id_jag.subject.roles.clone();
+        at.auth_time = claims.auth_time;
+        at.acr = claims.acr.clone();
+        at.amr = claims.amr.clone();
+        at.cnf_jkt = dpop.as_ref().map(|p| p.jkt.clone());
+        at.origin = Some(IdJagOrigin {
+            iss: claims.iss.clone(),
+            jti: claims.jti.clone(),
+            sub: claims.sub.as_str().to_owned(),
+        });
+        let access_token = self
+            .tokens
+            .sign(&at)
+            .map_err(|_| OAuthError::new(ErrorCode::ServerError, "token could not be issued"))?;
+        Ok(AccessTokenResponse {
+            access_token,
+            token_type: if at.cnf_jkt.is_some() {
+                "DPoP"
+            } else {
+                "Bearer"
+            },
+            expires_in: self.tokens.lifetime(),
+            scope: at.scope,
+            resource: at.aud.into_string(),
+            jti: at.jti.into_string(),
+        })
+    }
+}

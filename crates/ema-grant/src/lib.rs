@@ -1,0 +1,94 @@
+//! The token endpoints of MCP Enterprise-Managed Authorization, sans-I/O.
+//!
+//! - [`TokenExchangeGrant`]: the enterprise IdP's RFC 8693 token exchange. An authenticated
+//!   client presents the user's ID token; the admin policy ([`AdminPolicy`], e.g.
+//!   [`GroupPolicy`]) decides user × client × authorization server × resource × scopes; an ID-JAG
+//!   comes back (TX-1..TX-15).
+//! - [`JwtBearerGrant`]: the MCP authorization server's RFC 7523 jwt-bearer grant. An
+//!   authenticated client presents the ID-JAG; it is validated in the digest's order, its `jti`
+//!   consumed atomically in a [`ReplayStore`] only when a token is issued (D-6), and an RFC 9068
+//!   access token for exactly one resource comes back (AS-1..AS-21).
+//! - The shared protocol: strict form parsing ([`Form`]), client authentication
+//!   ([`ClientRegistry`]: `client_secret_basic`, `client_secret_post`, `private_key_jwt`),
+//!   DPoP proofs ([`DpopValidator`]), and RFC 6749 §5.2 errors ([`OAuthError`]) mapped in one
+//!   place.
+//!
+//! Both grants take an `http::Request` (or a [`TokenRequest`] of borrowed parts) and the current
+//! time, and return an `http::Response`: no sockets, no clock, no globals.
+//!
+//! # Quick start: an MCP authorization server
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ema_grant::*;
+//! use ema_id_jag::*;
+//! use ema_jose::{Algorithm, KeyRing, SigningKey, StaticKeySource, UnixTime};
+//!
+//! let idp_keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("idp-k1".into()))?));
+//! let as_keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("as-k1".into()))?));
+//! let issuer = Issuer::new("https://auth.tasks.example");
+//! let validator = IdJagValidator::new(
+//!     issuer.clone(),
+//!     TrustRegistry::new().with(TrustedIssuer::new("https://idp.acme.example")),
+//!     StaticKeySource::new().with_issuer("https://idp.acme.example", idp_keys.jwks()),
+//!     ResourceRegistry::new().with(ResourceConfig::new("https://mcp.tasks.example/mcp", ["tasks.read"])),
+//!     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+//! );
+//! let clients = ClientRegistry::new(["https://auth.tasks.example", "https://auth.tasks.example/token"])
+//!     .with(RegisteredClient::new("tc_5f2a91", ClientCredential::secret("s3cr3t")));
+//! let grant = JwtBearerGrant::new(
+//!     validator,
+//!     clients,
+//!     InMemoryReplayStore::default(),
+//!     AccessTokenIssuer::new(issuer, as_keys),
+//!     "https://auth.tasks.example/token",
+//! );
+//!
+//! // An ID-JAG from the IdP...
+//! let now = UnixTime::from_secs(1_767_225_600);
+//! let idp = IdJagIssuer::new(Issuer::new("https://idp.acme.example"), idp_keys);
+//! let mut g = IdJagGrant::new(Subject::new("u1"), Issuer::new("https://auth.tasks.example"), ClientId::new("tc_5f2a91"));
+//! g.scope = Some(ScopeSet::parse("tasks.read")?);
+//! let id_jag = idp.issue(g, now)?.token;
+//!
+//! // ...redeemed once...
+//! let body = format!("grant_type={}&assertion={id_jag}", form::encode_component(JWT_BEARER));
+//! let request = http::Request::post("/token")
+//!     .header("content-type", "application/x-www-form-urlencoded")
+//!     .header("authorization", "Basic dGNfNWYyYTkxOnMzY3IzdA==")
+//!     .body(body.clone().into_bytes())?;
+//! let response = pollster::block_on(grant.handle(&request, now));
+//! assert_eq!(response.status(), 200);
+//!
+//! // ...and never twice (SEC-1).
+//! let response = pollster::block_on(grant.handle(&request, now));
+//! assert_eq!(response.status(), 400);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod access_token;
+pub mod client_auth;
+pub mod dpop;
+pub mod error;
+pub mod exchange;
+pub mod form;
+pub mod jwt_bearer;
+pub mod replay;
+
+pub use access_token::{
+    AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
+};
+pub use client_auth::{
+    AuthMethod, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError, ClientCredential,
+    ClientRegistry, RegisteredClient,
+};
+pub use dpop::{DpopError, DpopProof, DpopValidator};
+pub use error::{ErrorCode, OAuthError};
+pub use exchange::{
+    AdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE,
+    PolicyDecision, PolicyRequest, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
+    TokenExchangeResponse,
+};
+pub use form::{Form, FormError, TokenRequest};
+pub use jwt_bearer::{AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error};
+pub use replay::{InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen};
