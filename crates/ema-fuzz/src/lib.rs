@@ -1,0 +1,40 @@
+//! Fuzz target bodies for the parsers of ema-rs, one pure function per target.
+//!
+//! # One body, two drivers
+//!
+//! Each function here takes arbitrary bytes, feeds them to a public parser of `ema-jose`, and
+//! checks what it can about the result. It returns normally for every input; a panic is a
+//! finding, either a bug in `ema-jose` or an invariant asserted here on purpose. The same body is
+//! driven two ways:
+//!
+//! - by libFuzzer: `fuzz/fuzz_targets/<target>.rs` is a one-line `fuzz_target!` calling the
+//!   function of the same name (`cargo +nightly fuzz run <target>`, nightly only);
+//! - by `tests/replay.rs` on stable: every file of `fuzz/corpus/<target>/` (the committed seeds
+//!   and a few entries the fuzzer found) and of `fuzz/regressions/<target>/` (inputs that once
+//!   crashed) is fed to the function in `cargo test`, so CI checks the whole corpus on every
+//!   change without a nightly toolchain.
+//!
+//! Keeping the bodies in a library rather than in the fuzz targets is what makes the second
+//! driver possible: the fuzz crate lives outside the workspace and needs nightly, this crate
+//! does not.
+//!
+//! # Targets
+//!
+//! | target | parser | invariants |
+//! |---|---|---|
+//! | [`jws_compact`] | [`UnverifiedJws::parse`](ema_jose::UnverifiedJws::parse), [`UnverifiedJwt::parse`](ema_jose::UnverifiedJwt::parse) | the typed header agrees with the header JSON; the JWT parse is the JWS parse plus a claims object; policies and claim checks never contradict themselves |
+//! | [`jwk_set`] | [`JwkSet::parse`](ema_jose::JwkSet::parse), [`VerifyingKey::from_jwk_json`](ema_jose::VerifyingKey::from_jwk_json) | every accepted key has a 43-character thumbprint, a public JWK without private members that re-parses to the same key, and verifies only the algorithms it accepts |
+//! | [`jws_verify`] | parse, [`HeaderPolicy`](ema_jose::HeaderPolicy) for ID-JAG, verification with [`FIXED_ES256_JWK`], claim checks at [`FIXED_NOW`] | a verified token is ES256 with an ID-JAG `typ`; every claim check returns |
+//!
+//! The seeds of `fuzz/corpus/` are written by the ignored test `generate_seeds` in
+//! `tests/replay.rs`; `fuzz/corpus/README.md` says where each kind of seed comes from.
+
+mod compact;
+mod keys;
+mod verify;
+
+pub use compact::jws_compact;
+pub use keys::jwk_set;
+pub use verify::{
+    FIXED_AUDIENCE, FIXED_ES256_JWK, FIXED_ISSUER, FIXED_NOW, fixed_verifying_key, jws_verify,
+};

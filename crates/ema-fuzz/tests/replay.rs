@@ -1,0 +1,108 @@
+//! Replays every committed fuzz input through its target body, on stable, as part of
+//! `cargo test`: `fuzz/corpus/<target>/` (seeds plus entries the fuzzer found) and
+//! `fuzz/regressions/<target>/` (inputs that once crashed a target).
+//!
+//! Run with `cargo test -p ema-fuzz --test replay -- --nocapture` to see the counts. A corpus
+//! directory that is missing or empty fails the test, so a moved corpus cannot make replay
+//! silently check nothing.
+//!
+//! The `seeds` module regenerates the seeds (`--ignored generate_seeds`).
+
+#![cfg(test)]
+
+use std::fs;
+use std::panic;
+use std::path::{Path, PathBuf};
+
+use ema_jose::{AudienceRule, HeaderPolicy, ParseOptions, TimeOptions, TokenKind, UnverifiedJwt};
+
+#[path = "replay/seeds.rs"]
+mod seeds;
+
+/// `fuzz/` at the workspace root.
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz")
+}
+
+/// The regular files of `dir`, sorted, skipping dot files such as `.gitkeep`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_file())
+        .filter(|path| !path.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str, body: fn(&[u8])) {
+    let corpus = fuzz_dir().join("corpus").join(target);
+    let seeds = files(&corpus);
+    assert!(
+        !seeds.is_empty(),
+        "{} holds no inputs: replay would check nothing",
+        corpus.display()
+    );
+    let regressions_dir = fuzz_dir().join("regressions").join(target);
+    let regressions = if regressions_dir.exists() {
+        files(&regressions_dir)
+    } else {
+        Vec::new()
+    };
+
+    let mut failures = Vec::new();
+    for path in seeds.iter().chain(&regressions) {
+        let data = fs::read(path).unwrap();
+        if panic::catch_unwind(|| body(&data)).is_err() {
+            failures.push(path.display().to_string());
+        }
+    }
+    println!(
+        "{target}: replayed {} corpus files and {} regression files",
+        seeds.len(),
+        regressions.len()
+    );
+    assert!(failures.is_empty(), "{target} panicked on {failures:#?}");
+}
+
+#[test]
+fn jws_compact() {
+    replay("jws_compact", ema_fuzz::jws_compact);
+}
+
+#[test]
+fn jwk_set() {
+    replay("jwk_set", ema_fuzz::jwk_set);
+}
+
+#[test]
+fn jws_verify() {
+    replay("jws_verify", ema_fuzz::jws_verify);
+}
+
+/// The `jws_verify` seeds only help the fuzzer if the valid one really gets through the
+/// signature to the claim checks; this fails if the fixed key, time or claims drift apart.
+#[test]
+fn valid_verify_seed_passes_every_check() {
+    let path = fuzz_dir().join("corpus/jws_verify/id-jag-valid");
+    let token = fs::read_to_string(&path).unwrap();
+    let jwt = UnverifiedJwt::parse(&token, &ParseOptions::new()).unwrap();
+    let verified = jwt
+        .verify(
+            &HeaderPolicy::for_kind(TokenKind::IdJag),
+            ema_fuzz::fixed_verifying_key(),
+        )
+        .unwrap();
+    let claims = verified.claims();
+    claims
+        .check_validity(&TimeOptions::new(), ema_fuzz::FIXED_NOW)
+        .unwrap();
+    claims.check_issuer(ema_fuzz::FIXED_ISSUER).unwrap();
+    claims
+        .check_audience(ema_fuzz::FIXED_AUDIENCE, AudienceRule::Single)
+        .unwrap();
+    for name in ["sub", "client_id", "jti"] {
+        claims.required_string(name).unwrap();
+    }
+}
