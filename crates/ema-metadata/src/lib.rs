@@ -1,0 +1,60 @@
+//! OAuth metadata for MCP Enterprise-Managed Authorization, sans-I/O.
+//!
+//! - [`AuthorizationServerMetadata`] (RFC 8414) with the EMA members: the ID-JAG grant profile
+//!   (MD-1, MD-2), validation of a fetched document (issuer equality MD-5, `https` MD-8), and
+//!   the profile check clients use (CL-3).
+//! - [`ProtectedResourceMetadata`] (RFC 9728) for MCP servers (MD-6), validated by clients
+//!   against the URL they used (CL-1, D-9).
+//! - Well-known URLs: path insertion and the discovery orders of CL-1 and CL-2.
+//! - `WWW-Authenticate` challenges, built by servers (RS-1, RS-6) and parsed by clients,
+//!   several per header.
+//! - [`UrlPolicy`]: `https` only, with a named opt-in for loopback `http` in development.
+//!
+//! Unknown metadata members are preserved; documents are parsed strictly (no duplicate members,
+//! a size cap).
+//!
+//! # Quick start
+//!
+//! ```
+//! use ema_metadata::*;
+//! use url::Url;
+//!
+//! // The MCP server's side.
+//! let resource = Url::parse("https://mcp.tasks.example/mcp")?;
+//! let prm = ProtectedResourceMetadata::new(resource.as_str(), ["https://auth.tasks.example"])
+//!     .with_scopes(["tasks.read", "tasks.write"]);
+//! let challenge = Challenge::bearer()
+//!     .param("resource_metadata", protected_resource_metadata_url(&resource).as_str())
+//!     .param("scope", "tasks.read");
+//!
+//! // The client's side.
+//! let parsed = find_challenge(&challenge.to_string(), "Bearer")?.expect("a Bearer challenge");
+//! assert_eq!(
+//!     parsed.get("resource_metadata"),
+//!     Some("https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp")
+//! );
+//! let fetched = ProtectedResourceMetadata::from_json(prm.to_json().to_string().as_bytes())?;
+//! fetched.validate(&resource, &UrlPolicy::https_only())?;
+//! let issuer = Url::parse(&fetched.authorization_servers[0])?;
+//! assert_eq!(
+//!     authorization_server_metadata_urls(&issuer)[0].as_str(),
+//!     "https://auth.tasks.example/.well-known/oauth-authorization-server"
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod challenge;
+mod documents;
+mod url_policy;
+mod wellknown;
+
+pub use challenge::{Challenge, ChallengeError, find_challenge, parse_challenges};
+pub use documents::{
+    AuthorizationServerMetadata, ID_JAG_PROFILE, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT,
+    MAX_DOCUMENT_LEN, MetadataError, ProtectedResourceMetadata, TOKEN_EXCHANGE_GRANT,
+};
+pub use url_policy::{UrlError, UrlPolicy, is_loopback};
+pub use wellknown::{
+    authorization_server_metadata_url, authorization_server_metadata_urls,
+    protected_resource_metadata_url, protected_resource_metadata_urls,
+};
