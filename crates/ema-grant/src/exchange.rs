@@ -296,6 +296,19 @@ impl TokenExchangeResponse {
     }
 }
 
+/// Parses a token-exchange body: as [`Form::parse`], except that several `audience` values
+/// are `invalid_target` (D-2).
+pub fn parse_exchange_form(body: &[u8], max_len: usize) -> Result<Form, OAuthError> {
+    match Form::parse(body, max_len) {
+        Ok(form) => Ok(form),
+        Err(FormError::Repeated { name }) if name == "audience" => Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            "exactly one audience is allowed",
+        )),
+        Err(e) => Err(form_error(&e)),
+    }
+}
+
 /// The IdP's token-exchange grant processor.
 #[derive(Debug)]
 pub struct TokenExchangeGrant<K, P, R> {
@@ -443,33 +456,25 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         Ok(claims)
     }
 
-    /// Runs token exchange.
+    /// Runs token exchange on a request.
     pub async fn exchange(
         &self,
         req: &TokenRequest<'_>,
         now: UnixTime,
     ) -> Result<TokenExchangeResponse, OAuthError> {
-        if !req.method.eq_ignore_ascii_case("POST") {
-            return Err(OAuthError::invalid_request(
-                "the token endpoint accepts POST only",
-            ));
-        }
-        if !req.is_form() {
-            return Err(OAuthError::invalid_request(
-                "content type must be application/x-www-form-urlencoded",
-            ));
-        }
-        let form = match Form::parse(req.body, self.max_body) {
-            Ok(form) => form,
-            // D-2: several `audience` values → `invalid_target`.
-            Err(FormError::Repeated { name }) if name == "audience" => {
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidTarget,
-                    "exactly one audience is allowed",
-                ));
-            }
-            Err(e) => return Err(form_error(&e)),
-        };
+        req.check_shape()?;
+        let form = parse_exchange_form(req.body, self.max_body)?;
+        self.exchange_form(req, &form, now).await
+    }
+
+    /// Runs token exchange on a request whose form the caller already parsed (for endpoints
+    /// that dispatch on `grant_type`).
+    pub async fn exchange_form(
+        &self,
+        req: &TokenRequest<'_>,
+        form: &Form,
+        now: UnixTime,
+    ) -> Result<TokenExchangeResponse, OAuthError> {
         match form.get("grant_type") {
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
             Some(TOKEN_EXCHANGE) => {}
@@ -484,7 +489,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         let realm = self.issuer.issuer().as_str();
         let client = self
             .clients
-            .authenticate(req, &form, &self.replay, now)
+            .authenticate(req, form, &self.replay, now)
             .await
             .map_err(|e| client_auth_error(&e, realm))?;
         if !client.client.allows(TOKEN_EXCHANGE) {

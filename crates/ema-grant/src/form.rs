@@ -211,6 +211,22 @@ impl<'a> TokenRequest<'a> {
         })
     }
 
+    /// Step (1) of every token request: `POST` with a form body (RFC 6749 §3.2).
+    pub fn check_shape(&self) -> Result<(), crate::error::OAuthError> {
+        use crate::error::OAuthError;
+        if !self.method.eq_ignore_ascii_case("POST") {
+            return Err(OAuthError::invalid_request(
+                "the token endpoint accepts POST only",
+            ));
+        }
+        if !self.is_form() {
+            return Err(OAuthError::invalid_request(
+                "content type must be application/x-www-form-urlencoded",
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether the content type is `application/x-www-form-urlencoded` (parameters such as
     /// `charset=UTF-8` allowed).
     pub fn is_form(&self) -> bool {

@@ -214,18 +214,21 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         req: &TokenRequest<'_>,
         now: UnixTime,
     ) -> Result<AccessTokenResponse, OAuthError> {
-        // (1) POST with a form body, no repeated parameters, a supported grant type, one assertion.
-        if !req.method.eq_ignore_ascii_case("POST") {
-            return Err(OAuthError::invalid_request(
-                "the token endpoint accepts POST only",
-            ));
-        }
-        if !req.is_form() {
-            return Err(OAuthError::invalid_request(
-                "content type must be application/x-www-form-urlencoded",
-            ));
-        }
+        // (1) POST with a form body, no repeated parameters...
+        req.check_shape()?;
         let form = Form::parse(req.body, self.max_body).map_err(|e| form_error(&e))?;
+        self.token_form(req, &form, now).await
+    }
+
+    /// Runs the grant on a request whose form the caller already parsed (for endpoints that
+    /// dispatch on `grant_type`).
+    pub async fn token_form(
+        &self,
+        req: &TokenRequest<'_>,
+        form: &Form,
+        now: UnixTime,
+    ) -> Result<AccessTokenResponse, OAuthError> {
+        // (1) ...a supported grant type, one assertion.
         match form.get("grant_type") {
             None => return Err(OAuthError::invalid_request("grant_type is missing")),
             Some(JWT_BEARER) => {}
@@ -242,7 +245,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         // (2) client authentication (AS-9, AS-20, D-11) and grant permission.
         let client = self
             .clients
-            .authenticate(req, &form, &self.replay, now)
+            .authenticate(req, form, &self.replay, now)
             .await
             .map_err(|e| client_auth_error(&e, &self.realm))?;
         if !client.client.allows(JWT_BEARER) {

@@ -87,7 +87,7 @@ pub use error::{ErrorCode, OAuthError};
 pub use exchange::{
     AdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE,
     PolicyDecision, PolicyRequest, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
-    TokenExchangeResponse,
+    TokenExchangeResponse, parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};
 pub use jwt_bearer::{AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error};
