@@ -322,6 +322,21 @@ impl<K: KeySource> AccessTokenValidator<K> {
         }
     }
 
+    /// The authorization server whose tokens are accepted.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// This resource.
+    pub fn resource(&self) -> &Resource {
+        &self.resource
+    }
+
+    /// The key source.
+    pub fn keys(&self) -> &K {
+        &self.keys
+    }
+
     /// Validates `token` at `now`: strict parse, `typ` `at+jwt` (RS-3), `iss` (RS-2), the
     /// issuer's key, signature, `aud` contains this resource exactly (RS-2, RS-4), time.
     pub async fn validate(

@@ -76,6 +76,8 @@ pub struct RegisteredClient {
     pub credential: ClientCredential,
     /// Grant types it may use; empty means any grant this endpoint serves.
     pub grant_types: Vec<String>,
+    /// Registered redirect URIs (for the IdP's authorization-code flow), compared exactly.
+    pub redirect_uris: Vec<String>,
 }
 
 impl RegisteredClient {
@@ -85,7 +87,18 @@ impl RegisteredClient {
             id: id.into(),
             credential,
             grant_types: Vec::new(),
+            redirect_uris: Vec::new(),
         }
+    }
+
+    /// Sets the redirect URIs.
+    #[must_use]
+    pub fn with_redirect_uris<S: Into<String>>(
+        mut self,
+        uris: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.redirect_uris = uris.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Restricts the grant types.

@@ -372,6 +372,12 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         &self.issuer
     }
 
+    /// The replay store (shared with other endpoints of the same IdP, e.g. for client
+    /// assertions at its authorization-code grant).
+    pub fn replay(&self) -> &R {
+        &self.replay
+    }
+
     fn target(&self, audience: &str) -> Option<&TargetServer> {
         // TX-6: the issuer identifier, or a configured alias, matched exactly (D-12).
         self.targets

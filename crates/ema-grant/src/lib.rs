@@ -74,6 +74,7 @@ pub mod exchange;
 pub mod form;
 pub mod jwt_bearer;
 pub mod replay;
+pub mod sso;
 
 pub use access_token::{
     AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
@@ -92,3 +93,7 @@ pub use exchange::{
 pub use form::{Form, FormError, TokenRequest};
 pub use jwt_bearer::{AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error};
 pub use replay::{InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen};
+pub use sso::{
+    AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,
+    SsoTokenResponse, User, pkce_challenge,
+};

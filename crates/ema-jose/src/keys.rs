@@ -20,6 +20,14 @@ pub trait KeySource: Send + Sync {
         kid: Option<&str>,
         alg: Algorithm,
     ) -> impl Future<Output = Result<Arc<VerifyingKey>, KeyLookupError>> + Send;
+
+    /// A number that changes whenever the key set of `issuer` changes (keys added, removed or
+    /// replaced). Caches of validated tokens record it and drop entries when it moves. Sources
+    /// whose keys never change may keep the default, 0.
+    fn key_set_version(&self, issuer: &str) -> u64 {
+        let _ = issuer;
+        0
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for Arc<K> {
@@ -31,6 +39,10 @@ impl<K: KeySource + ?Sized> KeySource for Arc<K> {
     ) -> impl Future<Output = Result<Arc<VerifyingKey>, KeyLookupError>> + Send {
         (**self).resolve(issuer, kid, alg)
     }
+
+    fn key_set_version(&self, issuer: &str) -> u64 {
+        (**self).key_set_version(issuer)
+    }
 }
 
 impl<K: KeySource + ?Sized> KeySource for &K {
@@ -41,6 +53,10 @@ impl<K: KeySource + ?Sized> KeySource for &K {
         alg: Algorithm,
     ) -> impl Future<Output = Result<Arc<VerifyingKey>, KeyLookupError>> + Send {
         (**self).resolve(issuer, kid, alg)
+    }
+
+    fn key_set_version(&self, issuer: &str) -> u64 {
+        (**self).key_set_version(issuer)
     }
 }
 

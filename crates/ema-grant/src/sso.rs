@@ -1,0 +1,658 @@
+//! The enterprise IdP's single sign-on: an OpenID Connect authorization-code flow with PKCE
+//! (CL-12) behind a username/password login, issuing the ID tokens that token exchange accepts.
+//!
+//! This is the reference IdP's SSO, kept small: users and groups come from configuration,
+//! passwords are stored as PBKDF2-HMAC-SHA256 hashes, codes are single-use and short-lived.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aws_lc_rs::{digest, pbkdf2};
+use ema_id_jag::{Issuer, ScopeSet};
+use ema_jose::{KeyRing, SignError, TokenKind, UnixTime, random_id};
+use serde_json::{Map, Value, json};
+
+use crate::client_auth::ClientRegistry;
+use crate::error::{ErrorCode, OAuthError, json_response};
+use crate::form::{Form, TokenRequest, encode_component};
+use crate::jwt_bearer::client_auth_error;
+use crate::replay::ReplayStore;
+
+/// `grant_type` of the authorization-code grant.
+pub const AUTHORIZATION_CODE: &str = "authorization_code";
+
+const PBKDF2_ITERATIONS: u32 = 100_000;
+
+/// A password hash (PBKDF2-HMAC-SHA256, 100 000 iterations, random salt).
+#[derive(Clone)]
+pub struct PasswordHash {
+    salt: [u8; 16],
+    hash: [u8; 32],
+}
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+fn iterations() -> NonZeroU32 {
+    NonZeroU32::new(PBKDF2_ITERATIONS).unwrap_or(NonZeroU32::MIN)
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a fresh salt.
+    pub fn new(password: &str) -> Result<Self, SignError> {
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|_| SignError::Crypto)?;
+        let mut hash = [0u8; 32];
+        pbkdf2::derive(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            iterations(),
+            &salt,
+            password.as_bytes(),
+            &mut hash,
+        );
+        Ok(Self { salt, hash })
+    }
+
+    /// Checks `password` in constant time.
+    pub fn verify(&self, password: &str) -> bool {
+        pbkdf2::verify(
+            pbkdf2::PBKDF2_HMAC_SHA256,
+            iterations(),
+            &self.salt,
+            password.as_bytes(),
+            &self.hash,
+        )
+        .is_ok()
+    }
+}
+
+/// A user of the IdP.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct User {
+    /// The stable subject identifier (`sub`).
+    pub subject: String,
+    /// The login name.
+    pub username: String,
+    /// The password hash.
+    pub password: PasswordHash,
+    /// `email`.
+    pub email: Option<String>,
+    /// `name`.
+    pub name: Option<String>,
+    /// Group memberships (carried as `groups` in the ID token).
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// A user with a password.
+    pub fn new(
+        subject: impl Into<String>,
+        username: impl Into<String>,
+        password: &str,
+    ) -> Result<Self, SignError> {
+        Ok(Self {
+            subject: subject.into(),
+            username: username.into(),
+            password: PasswordHash::new(password)?,
+            email: None,
+            name: None,
+            groups: Vec::new(),
+        })
+    }
+
+    /// Sets the email.
+    #[must_use]
+    pub fn with_email(mut self, email: impl Into<String>) -> Self {
+        self.email = Some(email.into());
+        self
+    }
+
+    /// Sets the groups.
+    #[must_use]
+    pub fn with_groups<S: Into<String>>(mut self, groups: impl IntoIterator<Item = S>) -> Self {
+        self.groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// A validated authorization request (the query of `/authorize`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuthorizeRequest {
+    /// `client_id`.
+    pub client_id: String,
+    /// `redirect_uri`, exactly one of the client's registered URIs.
+    pub redirect_uri: String,
+    /// `state`, echoed back (CL-12).
+    pub state: Option<String>,
+    /// `nonce`, put into the ID token (CL-12).
+    pub nonce: Option<String>,
+    /// `code_challenge` (S256 only, CL-12).
+    pub code_challenge: String,
+    /// `scope`.
+    pub scope: ScopeSet,
+}
+
+impl AuthorizeRequest {
+    /// The request's parameters, for the hidden fields of a login form.
+    pub fn to_params(&self) -> Vec<(&'static str, String)> {
+        let mut p = vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", self.client_id.clone()),
+            ("redirect_uri", self.redirect_uri.clone()),
+            ("code_challenge", self.code_challenge.clone()),
+            ("code_challenge_method", "S256".to_owned()),
+            ("scope", self.scope.to_string()),
+        ];
+        if let Some(s) = &self.state {
+            p.push(("state", s.clone()));
+        }
+        if let Some(n) = &self.nonce {
+            p.push(("nonce", n.clone()));
+        }
+        p
+    }
+}
+
+/// Why an authorization request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthorizeError {
+    /// Unknown client or unregistered redirect URI: show an error page, never redirect.
+    #[error("unknown client or redirect URI")]
+    BadClient,
+    /// A protocol error reported to the client through its redirect URI.
+    #[error("{}", error.description)]
+    Redirect {
+        /// Where to send the user.
+        redirect_uri: String,
+        /// The error.
+        error: Box<OAuthError>,
+        /// The request's `state`.
+        state: Option<String>,
+    },
+    /// The username or password is wrong (show the form again).
+    #[error("wrong username or password")]
+    BadCredentials,
+    /// Too many pending codes (fail closed).
+    #[error("too many pending sign-ins")]
+    Busy,
+}
+
+impl AuthorizeError {
+    /// For [`AuthorizeError::Redirect`], the URL to redirect to.
+    pub fn redirect_url(&self) -> Option<String> {
+        let Self::Redirect {
+            redirect_uri,
+            error,
+            state,
+        } = self
+        else {
+            return None;
+        };
+        let mut url = format!(
+            "{redirect_uri}{}error={}&error_description={}",
+            if redirect_uri.contains('?') { '&' } else { '?' },
+            error.code.as_str(),
+            encode_component(&error.description)
+        );
+        if let Some(state) = state {
+            url.push_str("&state=");
+            url.push_str(&encode_component(state));
+        }
+        Some(url)
+    }
+}
+
+#[derive(Debug)]
+struct PendingCode {
+    client_id: String,
+    redirect_uri: String,
+    code_challenge: String,
+    nonce: Option<String>,
+    subject: String,
+    auth_time: UnixTime,
+    expires: UnixTime,
+}
+
+/// A successful authorization-code token response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SsoTokenResponse {
+    /// The ID token.
+    pub id_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+}
+
+impl SsoTokenResponse {
+    /// The JSON body. The ID token is also returned as `access_token` with `token_type`
+    /// `Bearer` for clients that require the member; it grants nothing at any resource (it is
+    /// not an `at+jwt`).
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id_token": self.id_token,
+            "access_token": self.id_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        })
+    }
+
+    /// The HTTP response.
+    pub fn to_response(&self) -> http::Response<Vec<u8>> {
+        json_response(http::StatusCode::OK, &self.to_json())
+    }
+}
+
+/// The IdP's SSO: authorization requests, logins, and the authorization-code grant.
+#[derive(Debug)]
+pub struct SsoProvider {
+    issuer: Issuer,
+    keys: Arc<KeyRing>,
+    clients: ClientRegistry,
+    users: HashMap<String, User>,
+    codes: Mutex<HashMap<[u8; 32], PendingCode>>,
+    dummy: PasswordHash,
+    id_token_lifetime: u64,
+    code_lifetime: u64,
+    max_pending: usize,
+}
+
+fn code_key(code: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, code.as_bytes()).as_ref());
+    out
+}
+
+/// RFC 7636 §4.1: 43-128 characters of `[A-Z] / [a-z] / [0-9] / "-" / "." / "_" / "~"`.
+fn valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+impl SsoProvider {
+    /// An SSO provider for `issuer`, signing ID tokens with `keys`.
+    pub fn new(
+        issuer: Issuer,
+        keys: Arc<KeyRing>,
+        clients: ClientRegistry,
+    ) -> Result<Self, SignError> {
+        Ok(Self {
+            issuer,
+            keys,
+            clients,
+            users: HashMap::new(),
+            codes: Mutex::new(HashMap::new()),
+            dummy: PasswordHash::new("dummy password for timing")?,
+            id_token_lifetime: 3600,
+            code_lifetime: 60,
+            max_pending: 10_000,
+        })
+    }
+
+    /// Adds a user.
+    #[must_use]
+    pub fn with_user(mut self, user: User) -> Self {
+        self.users.insert(user.username.clone(), user);
+        self
+    }
+
+    /// The issuer.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// A user by subject.
+    pub fn user_by_subject(&self, subject: &str) -> Option<&User> {
+        self.users.values().find(|u| u.subject == subject)
+    }
+
+    /// Validates the parameters of an authorization request (query string or login form).
+    pub fn authorize_request(&self, params: &Form) -> Result<AuthorizeRequest, AuthorizeError> {
+        let client_id = params.get("client_id").ok_or(AuthorizeError::BadClient)?;
+        let client = self
+            .clients
+            .get(client_id)
+            .ok_or(AuthorizeError::BadClient)?;
+        let redirect_uri = params
+            .get("redirect_uri")
+            .ok_or(AuthorizeError::BadClient)?;
+        if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+            return Err(AuthorizeError::BadClient);
+        }
+        let state = params.get("state").map(str::to_owned);
+        let fail = |code: ErrorCode, description: &'static str| AuthorizeError::Redirect {
+            redirect_uri: redirect_uri.to_owned(),
+            error: Box::new(OAuthError::new(code, description)),
+            state: state.clone(),
+        };
+        if params.get("response_type") != Some("code") {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "response_type must be code",
+            ));
+        }
+        // CL-12: PKCE with S256 is mandatory.
+        let code_challenge = params
+            .get("code_challenge")
+            .filter(|c| c.len() == 43)
+            .ok_or_else(|| {
+                fail(
+                    ErrorCode::InvalidRequest,
+                    "a PKCE S256 code_challenge is required",
+                )
+            })?;
+        if params.get("code_challenge_method") != Some("S256") {
+            return Err(fail(
+                ErrorCode::InvalidRequest,
+                "code_challenge_method must be S256",
+            ));
+        }
+        let scope = ScopeSet::parse(params.get("scope").unwrap_or("openid"))
+            .map_err(|_| fail(ErrorCode::InvalidScope, "scope is malformed"))?;
+        if !scope.contains("openid") {
+            return Err(fail(
+                ErrorCode::InvalidScope,
+                "the openid scope is required",
+            ));
+        }
+        Ok(AuthorizeRequest {
+            client_id: client_id.to_owned(),
+            redirect_uri: redirect_uri.to_owned(),
+            state: state.clone(),
+            nonce: params.get("nonce").map(str::to_owned),
+            code_challenge: code_challenge.to_owned(),
+            scope,
+        })
+    }
+
+    /// Checks a login and, on success, returns the redirect URL carrying a fresh code and the
+    /// request's `state`.
+    pub fn login(
+        &self,
+        req: &AuthorizeRequest,
+        username: &str,
+        password: &str,
+        now: UnixTime,
+    ) -> Result<String, AuthorizeError> {
+        // Hash even for unknown users so timing does not reveal which usernames exist.
+        let user = self.users.get(username);
+        let ok = match user {
+            Some(u) => u.password.verify(password),
+            None => {
+                let _ = self.dummy.verify(password);
+                false
+            }
+        };
+        let user = user.filter(|_| ok).ok_or(AuthorizeError::BadCredentials)?;
+        let code = random_id().map_err(|_| AuthorizeError::Busy)?;
+        {
+            let mut codes = self.codes.lock().unwrap_or_else(PoisonError::into_inner);
+            codes.retain(|_, p| p.expires > now);
+            if codes.len() >= self.max_pending {
+                return Err(AuthorizeError::Busy);
+            }
+            codes.insert(
+                code_key(&code),
+                PendingCode {
+                    client_id: req.client_id.clone(),
+                    redirect_uri: req.redirect_uri.clone(),
+                    code_challenge: req.code_challenge.clone(),
+                    nonce: req.nonce.clone(),
+                    subject: user.subject.clone(),
+                    auth_time: now,
+                    expires: now.plus(self.code_lifetime),
+                },
+            );
+        }
+        let sep = if req.redirect_uri.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let mut url = format!(
+            "{}{sep}code={code}&iss={}",
+            req.redirect_uri,
+            encode_component(self.issuer.as_str())
+        );
+        if let Some(state) = &req.state {
+            url.push_str("&state=");
+            url.push_str(&encode_component(state));
+        }
+        Ok(url)
+    }
+
+    /// The authorization-code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): client authentication,
+    /// a single-use unexpired code bound to this client and redirect URI, the PKCE verifier.
+    pub async fn token_form<R: ReplayStore>(
+        &self,
+        req: &TokenRequest<'_>,
+        form: &Form,
+        replay: &R,
+        now: UnixTime,
+    ) -> Result<SsoTokenResponse, OAuthError> {
+        let client = self
+            .clients
+            .authenticate(req, form, replay, now)
+            .await
+            .map_err(|e| client_auth_error(&e, self.issuer.as_str()))?;
+        if !client.client.allows(AUTHORIZATION_CODE) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "client may not use the authorization-code grant",
+            ));
+        }
+        let code = form
+            .get("code")
+            .ok_or_else(|| OAuthError::invalid_request("code is missing"))?;
+        let verifier = form
+            .get("code_verifier")
+            .ok_or_else(|| OAuthError::invalid_request("code_verifier is missing"))?;
+        // Single use: the code is removed whatever happens next.
+        let pending = self
+            .codes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&code_key(code))
+            .ok_or_else(|| OAuthError::invalid_grant("code is invalid, expired or already used"))?;
+        if pending.expires <= now {
+            return Err(OAuthError::invalid_grant(
+                "code is invalid, expired or already used",
+            ));
+        }
+        if pending.client_id != client.client.id.as_str()
+            || form.get("redirect_uri") != Some(pending.redirect_uri.as_str())
+        {
+            return Err(OAuthError::invalid_grant(
+                "code was issued to another client or redirect URI",
+            ));
+        }
+        let challenge = ema_jose::base64url::encode(
+            digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref(),
+        );
+        if !valid_verifier(verifier) || challenge != pending.code_challenge {
+            return Err(OAuthError::invalid_grant("PKCE verification failed"));
+        }
+        let user = self
+            .user_by_subject(&pending.subject)
+            .ok_or_else(|| OAuthError::invalid_grant("user no longer exists"))?;
+        let mut claims = Map::new();
+        claims.insert("iss".into(), self.issuer.as_str().into());
+        claims.insert("sub".into(), user.subject.as_str().into());
+        claims.insert("aud".into(), pending.client_id.as_str().into());
+        claims.insert("iat".into(), now.as_secs().into());
+        claims.insert(
+            "exp".into(),
+            now.plus(self.id_token_lifetime).as_secs().into(),
+        );
+        claims.insert("auth_time".into(), pending.auth_time.as_secs().into());
+        claims.insert("amr".into(), json!(["pwd"]));
+        if let Some(nonce) = pending.nonce {
+            claims.insert("nonce".into(), nonce.into());
+        }
+        if let Some(email) = &user.email {
+            claims.insert("email".into(), email.as_str().into());
+        }
+        if let Some(name) = &user.name {
+            claims.insert("name".into(), name.as_str().into());
+        }
+        if !user.groups.is_empty() {
+            claims.insert("groups".into(), json!(user.groups));
+        }
+        let id_token = self
+            .keys
+            .active()
+            .sign_jwt(TokenKind::IdToken.typ(), &claims)
+            .map_err(|_| OAuthError::new(ErrorCode::ServerError, "ID token could not be issued"))?;
+        Ok(SsoTokenResponse {
+            id_token,
+            expires_in: self.id_token_lifetime,
+        })
+    }
+}
+
+/// The PKCE S256 challenge for a verifier (RFC 7636 §4.2), for clients.
+pub fn pkce_challenge(verifier: &str) -> String {
+    ema_jose::base64url::encode(digest::digest(&digest::SHA256, verifier.as_bytes()).as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_auth::{ClientCredential, RegisteredClient};
+    use crate::replay::InMemoryReplayStore;
+    use ema_jose::{Algorithm, SigningKey};
+
+    const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+    const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+    fn provider() -> SsoProvider {
+        let keys = Arc::new(KeyRing::new(
+            SigningKey::generate(Algorithm::ES256, Some("idp".into())).unwrap(),
+        ));
+        let clients = ClientRegistry::new(["https://idp.example"]).with(
+            RegisteredClient::new("desk", ClientCredential::secret("pw"))
+                .with_redirect_uris(["http://127.0.0.1:9/cb"]),
+        );
+        SsoProvider::new(Issuer::new("https://idp.example"), keys, clients)
+            .unwrap()
+            .with_user(
+                User::new("u-1", "ana", "correct horse")
+                    .unwrap()
+                    .with_groups(["eng"]),
+            )
+    }
+
+    fn authorize_form(extra: &str) -> Form {
+        let q = format!(
+            "response_type=code&client_id=desk&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&code_challenge={}&code_challenge_method=S256&scope=openid&state=s1&nonce=n1{extra}",
+            pkce_challenge(VERIFIER)
+        );
+        Form::parse(q.as_bytes(), 4096).unwrap()
+    }
+
+    #[test]
+    fn s256_known_answer() {
+        // Computed independently: base64url(sha256(verifier)) with Python's hashlib.
+        assert_eq!(
+            pkce_challenge(VERIFIER),
+            "ngF5GsXcbwljx6u133FFr3Xht9xooA_DuaX_3QwODtc"
+        );
+    }
+
+    #[test]
+    fn code_flow_with_pkce() {
+        let p = provider();
+        let req = p.authorize_request(&authorize_form("")).unwrap();
+        assert_eq!(
+            p.login(&req, "ana", "wrong", NOW),
+            Err(AuthorizeError::BadCredentials)
+        );
+        assert_eq!(
+            p.login(&req, "bob", "correct horse", NOW),
+            Err(AuthorizeError::BadCredentials)
+        );
+        let redirect = p.login(&req, "ana", "correct horse", NOW).unwrap();
+        assert!(redirect.contains("state=s1"));
+        let code = redirect
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned();
+        let store = InMemoryReplayStore::new(10);
+        let token = |verifier: &str| {
+            let body = format!(
+                "grant_type=authorization_code&code={code}&code_verifier={verifier}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&client_id=desk&client_secret=pw"
+            );
+            let form = Form::parse(body.as_bytes(), 4096).unwrap();
+            pollster::block_on(p.token_form(
+                &TokenRequest::form(body.as_bytes()),
+                &form,
+                &store,
+                NOW,
+            ))
+        };
+        let ok = token(VERIFIER).unwrap();
+        let jwt =
+            ema_jose::UnverifiedJwt::parse(&ok.id_token, &ema_jose::ParseOptions::new()).unwrap();
+        assert_eq!(jwt.unverified_claims().string("nonce").unwrap(), Some("n1"));
+        assert_eq!(jwt.unverified_claims().string("aud").unwrap(), Some("desk"));
+        // Single use.
+        assert_eq!(token(VERIFIER).unwrap_err().code, ErrorCode::InvalidGrant);
+    }
+
+    #[test]
+    fn pkce_and_redirect_rules() {
+        let p = provider();
+        let req = p.authorize_request(&authorize_form("")).unwrap();
+        let redirect = p.login(&req, "ana", "correct horse", NOW).unwrap();
+        let code = redirect
+            .split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned();
+        let body = format!(
+            "grant_type=authorization_code&code={code}&code_verifier={}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&client_id=desk&client_secret=pw",
+            "x".repeat(43)
+        );
+        let form = Form::parse(body.as_bytes(), 4096).unwrap();
+        let store = InMemoryReplayStore::new(10);
+        let err = pollster::block_on(p.token_form(
+            &TokenRequest::form(body.as_bytes()),
+            &form,
+            &store,
+            NOW,
+        ))
+        .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+        // An unregistered redirect URI is never redirected to.
+        let bad = Form::parse(
+            b"response_type=code&client_id=desk&redirect_uri=https%3A%2F%2Fevil.example%2F",
+            4096,
+        )
+        .unwrap();
+        assert_eq!(p.authorize_request(&bad), Err(AuthorizeError::BadClient));
+        // Missing PKCE is reported through the redirect.
+        let no_pkce = Form::parse(b"response_type=code&client_id=desk&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcb&state=z", 4096).unwrap();
+        let e = p.authorize_request(&no_pkce).unwrap_err();
+        assert!(
+            e.redirect_url()
+                .unwrap()
+                .starts_with("http://127.0.0.1:9/cb?error=invalid_request")
+        );
+        assert!(e.redirect_url().unwrap().ends_with("&state=z"));
+    }
+}
