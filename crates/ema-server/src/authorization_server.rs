@@ -1,0 +1,115 @@
+//! The MCP authorization server's routes: RFC 8414 metadata advertising the ID-JAG grant
+//! profile (MD-1, MD-2), the JWKS of its access-token keys, and the token endpoint running the
+//! jwt-bearer grant.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::Response;
+use axum::routing::{get, post};
+use ema_grant::JwtBearerGrant;
+use ema_grant::ReplayStore;
+use ema_id_jag::SubjectResolver;
+use ema_jose::{Clock, KeySource};
+use ema_metadata::AuthorizationServerMetadata;
+
+use crate::endpoint::{into_axum, public_json, with_body};
+use crate::paths::path_of;
+
+struct AsState<K, S, R> {
+    grant: JwtBearerGrant<K, S, R>,
+    metadata: serde_json::Value,
+    clock: Arc<dyn Clock>,
+}
+
+/// Builds the authorization server's router.
+///
+/// `metadata` is served at the RFC 8414 well-known path of its `issuer`; its `token_endpoint`
+/// and `jwks_uri` paths are where the token endpoint and the JWKS are mounted.
+pub fn authorization_server_router<K, S, R>(
+    grant: JwtBearerGrant<K, S, R>,
+    metadata: &AuthorizationServerMetadata,
+    clock: Arc<dyn Clock>,
+) -> Router
+where
+    K: KeySource + 'static,
+    S: SubjectResolver + 'static,
+    R: ReplayStore + 'static,
+{
+    let well_known = path_of(
+        &metadata.issuer,
+        ema_metadata::authorization_server_metadata_url,
+    );
+    let token = metadata
+        .token_endpoint
+        .as_deref()
+        .map_or_else(|| "/token".to_owned(), crate::paths::url_path);
+    let jwks = metadata
+        .jwks_uri
+        .as_deref()
+        .map_or_else(|| "/jwks".to_owned(), crate::paths::url_path);
+    let state = Arc::new(AsState {
+        grant,
+        metadata: metadata.to_json(),
+        clock,
+    });
+    Router::new()
+        .route(&well_known, get(as_metadata::<K, S, R>))
+        .route(&jwks, get(as_jwks::<K, S, R>))
+        .route(&token, post(as_token::<K, S, R>))
+        .with_state(state)
+}
+
+async fn as_metadata<K, S, R>(State(state): State<Arc<AsState<K, S, R>>>) -> Response
+where
+    K: KeySource + 'static,
+    S: SubjectResolver + 'static,
+    R: ReplayStore + 'static,
+{
+    public_json(&state.metadata, 300)
+}
+
+async fn as_jwks<K, S, R>(State(state): State<Arc<AsState<K, S, R>>>) -> Response
+where
+    K: KeySource + 'static,
+    S: SubjectResolver + 'static,
+    R: ReplayStore + 'static,
+{
+    public_json(&state.grant.tokens().keys().jwks().to_public_json(), 300)
+}
+
+async fn as_token<K, S, R>(
+    State(state): State<Arc<AsState<K, S, R>>>,
+    request: http::Request<axum::body::Body>,
+) -> Response
+where
+    K: KeySource + 'static,
+    S: SubjectResolver + 'static,
+    R: ReplayStore + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, ema_grant::form::DEFAULT_MAX_BODY).await else {
+        return crate::endpoint::oauth_error(
+            ema_grant::ErrorCode::InvalidRequest,
+            "request body too large or unreadable",
+        );
+    };
+    let request = with_body(parts, body);
+    let response = state.grant.handle(&request, state.clock.now()).await;
+    log_outcome("jwt-bearer", &response);
+    into_axum(response)
+}
+
+/// Logs a token endpoint outcome: status and error code only, never the body's tokens.
+pub(crate) fn log_outcome(grant: &'static str, response: &http::Response<Vec<u8>>) {
+    if response.status().is_success() {
+        tracing::info!(grant, status = response.status().as_u16(), "token issued");
+    } else {
+        let code = serde_json::from_slice::<serde_json::Value>(response.body())
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or_default();
+        tracing::info!(grant, status = response.status().as_u16(), error = %code, "token request refused");
+    }
+}

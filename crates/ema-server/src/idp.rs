@@ -1,0 +1,308 @@
+//! The enterprise IdP's routes: OpenID Connect discovery and RFC 8414 metadata (MD-4), the
+//! JWKS, single sign-on (authorization code with PKCE behind a login form), and the token
+//! endpoint serving both the authorization-code grant and token exchange.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use ema_grant::{
+    AUTHORIZATION_CODE, AdminPolicy, AuthorizeError, ErrorCode, Form, ReplayStore, SsoProvider,
+    TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest, parse_exchange_form,
+};
+use ema_jose::{Clock, KeyRing, KeySource};
+use ema_metadata::AuthorizationServerMetadata;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::authorization_server::log_outcome;
+use crate::endpoint::{into_axum, oauth_error, public_json};
+use crate::paths::url_path;
+
+struct IdpState<K, P, R> {
+    sso: SsoProvider,
+    exchange: TokenExchangeGrant<K, P, R>,
+    keys: Arc<KeyRing>,
+    metadata: serde_json::Value,
+    clock: Arc<dyn Clock>,
+}
+
+/// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
+/// ID-JAG token type it issues (MD-4).
+pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
+    let base = issuer.trim_end_matches('/');
+    let mut m = AuthorizationServerMetadata::new(issuer, format!("{base}/token"));
+    m.authorization_endpoint = Some(format!("{base}/authorize"));
+    m.jwks_uri = Some(format!("{base}/jwks"));
+    m.grant_types_supported = Some(vec![AUTHORIZATION_CODE.into(), TOKEN_EXCHANGE.into()]);
+    m.response_types_supported = Some(vec!["code".into()]);
+    m.code_challenge_methods_supported = Some(vec!["S256".into()]);
+    m.token_endpoint_auth_methods_supported = Some(vec![
+        "client_secret_basic".into(),
+        "client_secret_post".into(),
+        "private_key_jwt".into(),
+    ]);
+    m.identity_chaining_requested_token_types_supported =
+        Some(vec![ema_grant::ID_JAG_TOKEN_TYPE.into()]);
+    m.scopes_supported = Some(vec!["openid".into(), "email".into(), "profile".into()]);
+    m.extra.insert(
+        "subject_types_supported".into(),
+        serde_json::json!(["public"]),
+    );
+    m.extra.insert(
+        "id_token_signing_alg_values_supported".into(),
+        serde_json::json!(["ES256", "ES384", "RS256", "PS256", "EdDSA"]),
+    );
+    m
+}
+
+/// Builds the IdP router. ID tokens (SSO) and ID-JAGs (token exchange) are signed by the same
+/// `keys`, published at the metadata's `jwks_uri`.
+pub fn idp_router<K, P, R>(
+    sso: SsoProvider,
+    exchange: TokenExchangeGrant<K, P, R>,
+    keys: Arc<KeyRing>,
+    metadata: &AuthorizationServerMetadata,
+    clock: Arc<dyn Clock>,
+) -> Router
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let token = url_path(metadata.token_endpoint.as_deref().unwrap_or("/token"));
+    let jwks = url_path(metadata.jwks_uri.as_deref().unwrap_or("/jwks"));
+    let authorize = url_path(
+        metadata
+            .authorization_endpoint
+            .as_deref()
+            .unwrap_or("/authorize"),
+    );
+    let oidc = crate::paths::path_of(&metadata.issuer, |u| {
+        let mut w = u.clone();
+        let path = u.path().trim_end_matches('/');
+        w.set_path(&format!("{path}/.well-known/openid-configuration"));
+        w
+    });
+    let oauth = crate::paths::path_of(
+        &metadata.issuer,
+        ema_metadata::authorization_server_metadata_url,
+    );
+    let state = Arc::new(IdpState {
+        sso,
+        exchange,
+        keys,
+        metadata: metadata.to_json(),
+        clock,
+    });
+    Router::new()
+        .route(&oidc, get(idp_metadata_route::<K, P, R>))
+        .route(&oauth, get(idp_metadata_route::<K, P, R>))
+        .route(&jwks, get(idp_jwks::<K, P, R>))
+        .route(
+            &authorize,
+            get(authorize_page::<K, P, R>).post(authorize_submit::<K, P, R>),
+        )
+        .route(&token, axum::routing::post(idp_token::<K, P, R>))
+        .with_state(state)
+}
+
+async fn idp_metadata_route<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    public_json(&state.metadata, 300)
+}
+
+async fn idp_jwks<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    public_json(&state.keys.jwks().to_public_json(), 300)
+}
+
+fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn login_form(req: &ema_grant::AuthorizeRequest, message: Option<&str>) -> String {
+    let mut hidden = String::new();
+    for (name, value) in req.to_params() {
+        let _ = write!(
+            hidden,
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            escape_html(&value)
+        );
+    }
+    let message = message
+        .map(|m| format!("<p role=\"alert\">{}</p>", escape_html(m)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Sign in</title></head><body>\
+         <h1>Sign in</h1>{message}<form method=\"post\">{hidden}\
+         <label>Username <input name=\"username\" autocomplete=\"username\"></label>\
+         <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\"></label>\
+         <button type=\"submit\">Sign in</button></form></body></html>"
+    )
+}
+
+fn page(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, Html(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            resp.headers_mut().insert(header::LOCATION, v);
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(_) => page(StatusCode::BAD_REQUEST, "<p>invalid redirect</p>".into()),
+    }
+}
+
+fn authorize_error(e: &AuthorizeError) -> Response {
+    match e.redirect_url() {
+        Some(url) => redirect(&url),
+        None => page(
+            StatusCode::BAD_REQUEST,
+            "<!doctype html><p>Unknown client or redirect URI.</p>".into(),
+        ),
+    }
+}
+
+async fn authorize_page<K, P, R>(
+    State(state): State<Arc<IdpState<K, P, R>>>,
+    RawQuery(query): RawQuery,
+) -> Response
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let Ok(params) = Form::parse(query.unwrap_or_default().as_bytes(), 8 * 1024) else {
+        return page(StatusCode::BAD_REQUEST, "<p>Malformed request.</p>".into());
+    };
+    match state.sso.authorize_request(&params) {
+        Ok(req) => page(StatusCode::OK, login_form(&req, None)),
+        Err(e) => authorize_error(&e),
+    }
+}
+
+async fn authorize_submit<K, P, R>(
+    State(state): State<Arc<IdpState<K, P, R>>>,
+    body: axum::body::Bytes,
+) -> Response
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let Ok(form) = Form::parse(&body, 16 * 1024) else {
+        return page(StatusCode::BAD_REQUEST, "<p>Malformed request.</p>".into());
+    };
+    let req = match state.sso.authorize_request(&form) {
+        Ok(req) => req,
+        Err(e) => return authorize_error(&e),
+    };
+    let (user, password) = (
+        form.get("username").unwrap_or_default(),
+        form.get("password").unwrap_or_default(),
+    );
+    match state.sso.login(&req, user, password, state.clock.now()) {
+        Ok(url) => {
+            tracing::info!(client_id = %req.client_id, "sign-in succeeded");
+            redirect(&url)
+        }
+        Err(AuthorizeError::BadCredentials) => {
+            tracing::info!(client_id = %req.client_id, "sign-in refused");
+            page(
+                StatusCode::UNAUTHORIZED,
+                login_form(&req, Some("Wrong username or password.")),
+            )
+        }
+        Err(AuthorizeError::Busy) => page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<p>Try again later.</p>".into(),
+        ),
+        Err(e) => authorize_error(&e),
+    }
+}
+
+async fn idp_token<K, P, R>(
+    State(state): State<Arc<IdpState<K, P, R>>>,
+    request: http::Request<Body>,
+) -> Response
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, ema_grant::form::DEFAULT_MAX_BODY).await else {
+        return oauth_error(
+            ErrorCode::InvalidRequest,
+            "request body too large or unreadable",
+        );
+    };
+    let request = http::Request::from_parts(parts, body);
+    let now = state.clock.now();
+    let result = async {
+        let req = TokenRequest::from_http(&request).map_err(|_| {
+            ema_grant::OAuthError::invalid_request("a request header is repeated or invalid")
+        })?;
+        req.check_shape()?;
+        let form = parse_exchange_form(req.body, ema_grant::form::DEFAULT_MAX_BODY)?;
+        match form.get("grant_type") {
+            Some(TOKEN_EXCHANGE) => state
+                .exchange
+                .exchange_form(&req, &form, now)
+                .await
+                .map(|ok| ("token-exchange", ok.to_response())),
+            Some(AUTHORIZATION_CODE) => state
+                .sso
+                .token_form(&req, &form, state.exchange.replay(), now)
+                .await
+                .map(|ok| ("authorization_code", ok.to_response())),
+            Some(_) => Err(ema_grant::OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                "this IdP supports authorization_code and token exchange",
+            )),
+            None => Err(ema_grant::OAuthError::invalid_request(
+                "grant_type is missing",
+            )),
+        }
+    }
+    .await;
+    let (grant, response) = match result {
+        Ok(ok) => ok,
+        Err(e) => ("idp", e.to_response()),
+    };
+    log_outcome(grant, &response);
+    into_axum(response)
+}
