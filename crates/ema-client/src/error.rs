@@ -1,0 +1,359 @@
+//! Typed errors, one enum per hop, saying which hop failed and why. No variant carries a token
+//! or a secret (SEC-10).
+
+use std::fmt;
+
+use ema_jose::{SignError, UnixTime};
+use ema_metadata::{ChallengeError, MetadataError};
+
+use crate::fetch::FetchError;
+
+/// An RFC 6749 §5.2 error response as a server sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OAuthErrorResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The `error` code, when the body carried one.
+    pub error: Option<String>,
+    /// The `error_description`, when the body carried one.
+    pub error_description: Option<String>,
+    /// The `error_uri`, when the body carried one.
+    pub error_uri: Option<String>,
+}
+
+impl OAuthErrorResponse {
+    /// Reads an error body (a JSON object; anything else leaves the fields empty).
+    pub fn from_body(status: u16, body: &[u8]) -> Self {
+        let object = ema_jose::parse_json_object(body, 4).ok();
+        let text = |name: &str| {
+            object
+                .as_ref()
+                .and_then(|o| o.get(name))
+                .and_then(serde_json::Value::as_str)
+                .map(|s| s.chars().take(512).collect::<String>())
+        };
+        Self {
+            status,
+            error: text("error"),
+            error_description: text("error_description"),
+            error_uri: text("error_uri"),
+        }
+    }
+
+    /// Whether the `error` code is `code`.
+    pub fn is(&self, code: &str) -> bool {
+        self.error.as_deref() == Some(code)
+    }
+}
+
+impl fmt::Display for OAuthErrorResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status)?;
+        if let Some(error) = &self.error {
+            write!(f, " `{error}`")?;
+        }
+        if let Some(description) = &self.error_description {
+            write!(f, ": {description}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The hop of the EMA flow an error comes from (digest §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Hop {
+    /// Hop 0: protected-resource and authorization-server metadata.
+    Discovery,
+    /// Hop 2: token exchange at the IdP.
+    TokenExchange,
+    /// Hop 3: jwt-bearer grant at the MCP authorization server.
+    JwtBearer,
+    /// Hop 4: the MCP request itself.
+    McpRequest,
+}
+
+/// Hop 0 failed: the server's metadata could not be found or was not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoveryError {
+    /// The MCP server URL breaks the fetch policy.
+    #[error("MCP server URL refused: {0}")]
+    ServerUrl(FetchError),
+    /// The unauthenticated request to the MCP server failed.
+    #[error("probing the MCP server failed: {0}")]
+    Probe(FetchError),
+    /// The `WWW-Authenticate` header is malformed.
+    #[error("MCP server challenge is malformed: {0}")]
+    Challenge(ChallengeError),
+    /// A metadata URL breaks the fetch policy.
+    #[error("metadata URL `{url}` refused: {source}")]
+    MetadataUrl {
+        /// The URL as received.
+        url: String,
+        /// Why.
+        source: FetchError,
+    },
+    /// A metadata request failed.
+    #[error("fetching `{url}` failed: {source}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// Why.
+        source: FetchError,
+    },
+    /// No protected-resource metadata at any CL-1 location.
+    #[error("no protected-resource metadata found (tried {tried:?})")]
+    ResourceMetadataNotFound {
+        /// The URLs tried, in order.
+        tried: Vec<String>,
+    },
+    /// The protected-resource metadata is malformed or does not match the server (CL-1, D-9).
+    #[error("protected-resource metadata at `{url}` refused: {source}")]
+    ResourceMetadata {
+        /// Where it came from.
+        url: String,
+        /// Why.
+        source: MetadataError,
+    },
+    /// No authorization-server metadata at any CL-2 location.
+    #[error("no metadata found for authorization server `{issuer}` (tried {tried:?})")]
+    AuthorizationServerNotFound {
+        /// The issuer.
+        issuer: String,
+        /// The URLs tried, in order.
+        tried: Vec<String>,
+    },
+    /// The authorization-server metadata is malformed, names another issuer (MD-5) or breaks
+    /// the URL rule (MD-8).
+    #[error("authorization-server metadata at `{url}` refused: {source}")]
+    AuthorizationServer {
+        /// Where it came from.
+        url: String,
+        /// Why.
+        source: MetadataError,
+    },
+    /// The authorization server does not advertise the ID-JAG profile (CL-3).
+    #[error("authorization server `{issuer}` does not support the ID-JAG grant profile")]
+    ProfileNotSupported {
+        /// The issuer.
+        issuer: String,
+    },
+}
+
+/// A local sanity check of a freshly issued ID-JAG failed: it does not match the request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdJagCheckError {
+    /// Not a well-formed compact JWT.
+    #[error("ID-JAG is not a well-formed JWT")]
+    Malformed,
+    /// The header `typ` is not `oauth-id-jag+jwt` (JAG-1, D-8).
+    #[error("ID-JAG `typ` is {found:?}, expected `oauth-id-jag+jwt`")]
+    WrongType {
+        /// The `typ` found.
+        found: Option<String>,
+    },
+    /// A claim is missing or has the wrong JSON type.
+    #[error("ID-JAG claim `{claim}` is missing or malformed")]
+    Claim {
+        /// The claim.
+        claim: &'static str,
+    },
+    /// `iss` is not the configured IdP.
+    #[error("ID-JAG `iss` is `{found}`, expected `{expected}`")]
+    Issuer {
+        /// Found.
+        found: String,
+        /// Expected.
+        expected: String,
+    },
+    /// `aud` is not exactly the authorization server's issuer (JAG-3, D-12, D-13).
+    #[error("ID-JAG `aud` does not name `{expected}` alone")]
+    Audience {
+        /// The authorization server's issuer.
+        expected: String,
+    },
+    /// `client_id` is not the client's id at the authorization server (JAG-4).
+    #[error("ID-JAG `client_id` is `{found}`, expected `{expected}`")]
+    ClientId {
+        /// Found.
+        found: String,
+        /// Expected.
+        expected: String,
+    },
+    /// `resource` does not name the MCP server (JAG-6).
+    #[error("ID-JAG `resource` does not name `{expected}`")]
+    Resource {
+        /// The PRM resource.
+        expected: String,
+    },
+    /// Already expired.
+    #[error("ID-JAG expired at {exp}, checked at {now}")]
+    Expired {
+        /// `exp`.
+        exp: UnixTime,
+        /// The check time.
+        now: UnixTime,
+    },
+}
+
+/// Hop 2 failed: the token exchange at the IdP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenExchangeError {
+    /// The request could not be made or the response not read.
+    #[error("token exchange request failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// Signing the client assertion for the IdP failed.
+    #[error("cannot sign the client assertion for the IdP: {0}")]
+    Sign(SignError),
+    /// The IdP refused: `access_denied` (policy), `invalid_target`, `invalid_grant` (bad or
+    /// expired ID token, D-1), `invalid_client`, ... Never retried interactively (CL-8).
+    #[error("IdP refused the token exchange: {0}")]
+    Rejected(OAuthErrorResponse),
+    /// The success response is not a token-exchange response.
+    #[error("IdP token-exchange response is malformed: {reason}")]
+    MalformedResponse {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `issued_token_type` is not the ID-JAG type (CL-5, D-10).
+    #[error("IdP issued token type `{found}`, not an ID-JAG")]
+    WrongIssuedTokenType {
+        /// What the IdP sent.
+        found: String,
+    },
+    /// The ID-JAG does not match what was asked for.
+    #[error("ID-JAG does not match the request: {0}")]
+    IdJag(#[from] IdJagCheckError),
+}
+
+/// Hop 3 failed: the jwt-bearer grant at the MCP authorization server.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwtBearerError {
+    /// No client credentials are configured for this authorization server (CL-13: credentials
+    /// are never reused across servers).
+    #[error("no client credentials configured for authorization server `{issuer}`")]
+    NoCredentials {
+        /// The issuer.
+        issuer: String,
+    },
+    /// The server lists its token endpoint auth methods and ours is not among them.
+    #[error("authorization server `{issuer}` does not accept `{method}` client authentication")]
+    AuthMethodNotSupported {
+        /// The issuer.
+        issuer: String,
+        /// Our method.
+        method: &'static str,
+    },
+    /// Signing the client assertion failed.
+    #[error("cannot sign the client assertion: {0}")]
+    Sign(SignError),
+    /// The request could not be made or the response not read.
+    #[error("jwt-bearer request failed: {0}")]
+    Fetch(#[from] FetchError),
+    /// The authorization server refused (`invalid_grant`, `invalid_client`, `invalid_scope`,
+    /// `invalid_target`, ...).
+    #[error("authorization server refused the ID-JAG: {0}")]
+    Rejected(OAuthErrorResponse),
+    /// The success response is not a token response.
+    #[error("token response is malformed: {reason}")]
+    MalformedResponse {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The token type is not `Bearer` (DPoP-bound tokens are not supported by this client).
+    #[error("token type `{found}` is not supported")]
+    UnsupportedTokenType {
+        /// What the server sent.
+        found: String,
+    },
+    /// The response names another resource than the one asked for.
+    #[error("token response is for resource `{found}`, not the MCP server")]
+    ResourceMismatch {
+        /// What the server sent.
+        found: String,
+    },
+}
+
+/// Hop 4: the MCP server refused the access token even after the one permitted
+/// re-acquisition (CL-9, CL-10).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum McpAuthError {
+    /// `401` again after a fresh token.
+    #[error("MCP server rejected a freshly acquired token (HTTP 401)")]
+    Unauthorized,
+    /// `403 insufficient_scope` again after asking for the union of scopes.
+    #[error("MCP server still requires more scope: `{required}`")]
+    InsufficientScope {
+        /// The scopes the server asked for.
+        required: String,
+    },
+}
+
+/// Any failure of the client flow, by hop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmaError {
+    /// Hop 0.
+    #[error("discovery: {0}")]
+    Discovery(#[from] DiscoveryError),
+    /// Hop 2.
+    #[error("token exchange at the IdP: {0}")]
+    TokenExchange(#[from] TokenExchangeError),
+    /// Hop 3.
+    #[error("jwt-bearer grant at the authorization server: {0}")]
+    JwtBearer(#[from] JwtBearerError),
+    /// Hop 4.
+    #[error("MCP request: {0}")]
+    Mcp(#[from] McpAuthError),
+}
+
+impl EmaError {
+    /// Which hop failed.
+    pub fn hop(&self) -> Hop {
+        match self {
+            Self::Discovery(_) => Hop::Discovery,
+            Self::TokenExchange(_) => Hop::TokenExchange,
+            Self::JwtBearer(_) => Hop::JwtBearer,
+            Self::Mcp(_) => Hop::McpRequest,
+        }
+    }
+
+    /// The OAuth error response behind this failure, when a server sent one.
+    pub fn oauth_error(&self) -> Option<&OAuthErrorResponse> {
+        match self {
+            Self::TokenExchange(TokenExchangeError::Rejected(e))
+            | Self::JwtBearer(JwtBearerError::Rejected(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oauth_error_bodies() {
+        let e = OAuthErrorResponse::from_body(
+            400,
+            br#"{"error":"access_denied","error_description":"client not assigned"}"#,
+        );
+        assert!(e.is("access_denied"));
+        assert_eq!(
+            e.to_string(),
+            "HTTP 400 `access_denied`: client not assigned"
+        );
+        let junk = OAuthErrorResponse::from_body(502, b"<html>");
+        assert_eq!(junk.error, None);
+        assert_eq!(junk.to_string(), "HTTP 502");
+        let err = EmaError::from(TokenExchangeError::Rejected(e.clone()));
+        assert_eq!(err.hop(), Hop::TokenExchange);
+        assert_eq!(err.oauth_error(), Some(&e));
+    }
+}

@@ -1,0 +1,112 @@
+//! The network adapter of ema-rs: everything in MCP Enterprise-Managed Authorization that talks
+//! to another machine, over reqwest with rustls.
+//!
+//! - [`HttpFetcher`] with a [`FetchPolicy`]: `https` only unless loopback is explicitly allowed
+//!   (MD-8), private and link-local addresses refused (literal addresses before the request,
+//!   names at DNS resolution), a streamed body cap, connect and total timeouts, no redirects,
+//!   no proxy.
+//! - [`RemoteJwks`]: remote key sets as an [`ema_jose::KeySource`], cached per `Cache-Control`
+//!   within bounds, one rate-limited single-flight refetch on an unknown `kid` (SEC-3), last
+//!   good set kept on failure, no rollback to removed keys (EMA §7.4.1).
+//! - Discovery ([`EmaClient::discover`]): protected-resource metadata from the `401`
+//!   challenge's `resource_metadata` with the CL-1 fallbacks and the D-9 check, then
+//!   authorization-server metadata in the CL-2 order with the MD-5 issuer check and the CL-3
+//!   profile check.
+//! - The flow ([`EmaClient`], [`EmaSession`]): token exchange at the IdP (CL-4, CL-5, D-10),
+//!   local sanity checks of the ID-JAG, jwt-bearer at the authorization server with
+//!   `client_secret_basic` or `private_key_jwt` and per-issuer credentials (CL-6, CL-13), an
+//!   access-token cache per (authorization server, resource, scopes, user) refreshed before
+//!   expiry, one re-acquisition on `401 invalid_token` (CL-9) and the scope union on
+//!   `403 insufficient_scope` (CL-10). Never an interactive fallback (CL-8); the ID token and
+//!   the ID-JAG never go to the MCP server (CL-7).
+//! - Typed errors per hop ([`EmaError`], [`Hop`]) carrying the server's OAuth error; secrets are
+//!   [`Secret`]s, redacted in `Debug` and never in `Display`.
+//! - With the `rmcp` feature: [`EmaHttpClient`], an rmcp Streamable HTTP client that authorizes
+//!   every request through a session (see `examples/rmcp_client.rs`).
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, IdpConfig, Secret};
+//! use rmcp::ServiceExt;
+//! use url::Url;
+//!
+//! let client = EmaClient::builder(IdpConfig::new(
+//!     "https://idp.acme.example",
+//!     "https://idp.acme.example/oauth2/token",
+//!     ClientCredentials::secret_basic("desk-idp-01", "idp-secret"),
+//! ))
+//! .authorization_server(
+//!     "https://auth.tasks.example",
+//!     ClientCredentials::secret_basic("tc_5f2a91", "s3cr3t"),
+//! )
+//! .build()?;
+//!
+//! // One call from "I have the employee's ID token" to "I hold an access token".
+//! let server = Url::parse("https://mcp.tasks.example/mcp")?;
+//! let session = client.session(&server, Secret::new("eyJ...the ID token")).await?;
+//! let token = session.access_token().await?;
+//! println!("token for {} expires at {}", token.resource(), token.expires_at());
+//!
+//! // Or let rmcp use the session for every request.
+//! let mcp = ().serve(EmaHttpClient::new(Arc::new(session))?.into_transport()).await?;
+//! let tools = mcp.list_all_tools().await?;
+//! # let _ = tools; Ok(()) }
+//! ```
+//!
+//! The offline parts behave the same everywhere:
+//!
+//! ```
+//! use std::time::Duration;
+//! use ema_client::{FetchPolicy, HttpFetcher, JwksCachePolicy, Secret};
+//!
+//! // https only by default; loopback http is a named, explicit opt-in.
+//! let fetcher = HttpFetcher::new(FetchPolicy::new())?;
+//! assert!(fetcher.check_url("jwks_uri", "http://idp.example/keys").is_err());
+//! assert!(fetcher.check_url("jwks_uri", "https://10.0.0.7/keys").is_err());
+//! let dev = HttpFetcher::new(FetchPolicy::insecure_loopback_development())?;
+//! assert!(dev.check_url("jwks_uri", "http://127.0.0.1:8080/keys").is_ok());
+//!
+//! // Cache lifetimes follow Cache-Control within bounds.
+//! assert_eq!(JwksCachePolicy::new().ttl_for(Some("max-age=600")), Duration::from_secs(600));
+//!
+//! // Secrets never print.
+//! assert_eq!(format!("{:?}", Secret::new("eyJ...")), "Secret(..)");
+//! # Ok::<(), ema_client::FetchError>(())
+//! ```
+//!
+//! # Features
+//!
+//! - `rmcp` (default): [`EmaHttpClient`] for the rmcp client over Streamable HTTP, and the
+//!   `conformance-client` binary that runs the MCP conformance suite's EMA scenarios.
+
+mod credentials;
+mod discovery;
+mod error;
+mod fetch;
+mod flow;
+mod jwks;
+#[cfg(feature = "rmcp")]
+mod mcp;
+mod secret;
+
+pub use credentials::{ClientAuth, ClientCredentials};
+pub use discovery::DiscoveredServer;
+pub use error::{
+    DiscoveryError, EmaError, Hop, IdJagCheckError, JwtBearerError, McpAuthError,
+    OAuthErrorResponse, TokenExchangeError,
+};
+pub use fetch::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, FetchError, FetchPolicy,
+    FetchResponse, HttpFetcher,
+};
+pub use flow::{
+    AccessToken, EmaClient, EmaClientBuilder, EmaSession, ID_TOKEN_TYPE, IdJag, IdpConfig,
+    LEGACY_ID_JAG_TOKEN_TYPE, Recovery,
+};
+pub use jwks::{JwksCachePolicy, JwksFetchError, RemoteJwks};
+#[cfg(feature = "rmcp")]
+pub use mcp::{EmaHttpClient, EmaTransportError};
+pub use secret::Secret;

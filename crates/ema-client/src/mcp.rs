@@ -1,0 +1,332 @@
+//! The rmcp integration: a Streamable HTTP client that authorizes every request with an
+//! [`EmaSession`] (feature `rmcp`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_core::stream::BoxStream;
+use http::{HeaderName, HeaderValue};
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+    StreamableHttpPostResponse, StreamableHttpResponseLimits,
+};
+use sse_stream::Sse;
+
+use crate::error::EmaError;
+use crate::fetch::FetchError;
+use crate::flow::{AccessToken, EmaSession, Recovery};
+
+/// Why a request through [`EmaHttpClient`] failed below the MCP layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmaTransportError {
+    /// The HTTP request failed.
+    #[error("HTTP: {0}")]
+    Http(#[source] reqwest::Error),
+    /// No access token could be obtained (which hop failed, and why).
+    #[error("authorization: {0}")]
+    Authorization(#[source] EmaError),
+}
+
+type HttpError = StreamableHttpError<EmaTransportError>;
+
+/// Converts the inner client's error, keeping every variant a caller may match on.
+fn convert(e: StreamableHttpError<reqwest::Error>) -> HttpError {
+    use StreamableHttpError as E;
+    match e {
+        E::Client(e) => E::Client(EmaTransportError::Http(e)),
+        E::Sse(e) => E::Sse(e),
+        E::Io(e) => E::Io(e),
+        E::HttpStatus(e) => E::HttpStatus(e),
+        E::UnexpectedEndOfStream => E::UnexpectedEndOfStream,
+        E::UnexpectedServerResponse(m) => E::UnexpectedServerResponse(m),
+        E::ResponseBodyTooLarge { max_size } => E::ResponseBodyTooLarge { max_size },
+        E::UnexpectedContentType(c) => E::UnexpectedContentType(c),
+        E::ServerDoesNotSupportSse => E::ServerDoesNotSupportSse,
+        E::ServerDoesNotSupportDeleteSession => E::ServerDoesNotSupportDeleteSession,
+        E::TokioJoinError(e) => E::TokioJoinError(e),
+        E::Deserialize(e) => E::Deserialize(e),
+        E::TransportChannelClosed => E::TransportChannelClosed,
+        E::MissingSessionIdInResponse => E::MissingSessionIdInResponse,
+        E::AuthRequired(e) => E::AuthRequired(e),
+        E::InsufficientScope(e) => E::InsufficientScope(e),
+        E::ReservedHeaderConflict(h) => E::ReservedHeaderConflict(h),
+        E::SessionExpired => E::SessionExpired,
+        E::SessionRecoveryTimeout => E::SessionRecoveryTimeout,
+        E::ReinitializationFailed(e) => E::ReinitializationFailed(e),
+        E::ControlRequestTimeout => E::ControlRequestTimeout,
+        other => E::UnexpectedServerResponse(other.to_string().into()),
+    }
+}
+
+fn authorization_failed(e: EmaError) -> HttpError {
+    StreamableHttpError::Client(EmaTransportError::Authorization(e))
+}
+
+/// The status and challenge of a `401`/`403`, when the error is one.
+fn challenge(e: &StreamableHttpError<reqwest::Error>) -> Option<(u16, &str)> {
+    match e {
+        StreamableHttpError::AuthRequired(e) => Some((401, e.www_authenticate_header.as_str())),
+        StreamableHttpError::InsufficientScope(e) => {
+            Some((403, e.www_authenticate_header.as_str()))
+        }
+        _ => None,
+    }
+}
+
+/// An rmcp [`StreamableHttpClient`] that sends the session's access token on every request and,
+/// once per request, recovers from `401 invalid_token` (CL-9: fresh ID-JAG, new token) and
+/// `403 insufficient_scope` (CL-10: union of scopes). Only the access token ever reaches the MCP
+/// server, in the `Authorization` header (CL-7).
+///
+/// ```no_run
+/// # async fn demo(session: ema_client::EmaSession) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use ema_client::EmaHttpClient;
+/// use rmcp::ServiceExt;
+///
+/// let transport = EmaHttpClient::new(Arc::new(session))?.into_transport();
+/// let client = ().serve(transport).await?;
+/// let tools = client.list_all_tools().await?;
+/// # let _ = tools; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EmaHttpClient {
+    http: reqwest::Client,
+    session: Arc<EmaSession>,
+}
+
+impl std::fmt::Debug for EmaHttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmaHttpClient")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmaHttpClient {
+    /// A client for `session`, with a reqwest client under the session's fetch policy
+    /// ([`HttpFetcher::streaming_client`](crate::HttpFetcher::streaming_client)).
+    pub fn new(session: Arc<EmaSession>) -> Result<Self, FetchError> {
+        let http = session.client().fetcher().streaming_client()?;
+        Ok(Self { http, session })
+    }
+
+    /// A client for `session` over a reqwest client of the caller's choosing.
+    pub fn with_http_client(http: reqwest::Client, session: Arc<EmaSession>) -> Self {
+        Self { http, session }
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Arc<EmaSession> {
+        &self.session
+    }
+
+    /// A Streamable HTTP transport to the session's MCP server.
+    pub fn into_transport(self) -> StreamableHttpClientTransport<Self> {
+        let uri = self.session.server().server_url.as_str().to_owned();
+        StreamableHttpClientTransport::with_client(
+            self,
+            StreamableHttpClientTransportConfig::with_uri(uri),
+        )
+    }
+
+    async fn token(&self) -> Result<AccessToken, HttpError> {
+        self.session
+            .access_token()
+            .await
+            .map_err(authorization_failed)
+    }
+
+    /// After a `401`/`403`: the token to retry with, or `None` to surface the refusal.
+    async fn recovered(
+        &self,
+        rejected: &AccessToken,
+        status: u16,
+        www_authenticate: &str,
+    ) -> Result<Option<AccessToken>, HttpError> {
+        match self
+            .session
+            .recover(rejected, status, Some(www_authenticate))
+            .await
+            .map_err(authorization_failed)?
+        {
+            Recovery::Retry(token) => Ok(Some(token)),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn bearer(token: &AccessToken) -> Option<String> {
+    // rmcp's reqwest client adds the `Bearer ` prefix itself.
+    Some(token.secret().expose().to_owned())
+}
+
+impl StreamableHttpClient for EmaHttpClient {
+    type Error = EmaTransportError;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            None,
+            custom_headers,
+            StreamableHttpResponseLimits::default(),
+        )
+        .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_sse_event_size = max_sse_event_size;
+        self.post_message_with_response_limits(
+            uri,
+            message,
+            session_id,
+            None,
+            custom_headers,
+            limits,
+        )
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        let token = self.token().await?;
+        let first = self
+            .http
+            .post_message_with_response_limits(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                bearer(&token),
+                custom_headers.clone(),
+                limits,
+            )
+            .await;
+        let error = match first {
+            Ok(response) => return Ok(response),
+            Err(e) => e,
+        };
+        let Some((status, header)) = challenge(&error) else {
+            return Err(convert(error));
+        };
+        // CL-9 / CL-10: one re-acquisition, then one retry.
+        let Some(fresh) = self.recovered(&token, status, header).await? else {
+            return Err(convert(error));
+        };
+        self.http
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                bearer(&fresh),
+                custom_headers,
+                limits,
+            )
+            .await
+            .map_err(convert)
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), HttpError> {
+        let token = self.token().await?;
+        self.http
+            .delete_session(uri, session_id, bearer(&token), custom_headers)
+            .await
+            .map_err(convert)
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        self.get_stream_with_max_sse_event_size(
+            uri,
+            session_id,
+            last_event_id,
+            None,
+            custom_headers,
+            StreamableHttpResponseLimits::default().max_sse_event_size,
+        )
+        .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        let token = self.token().await?;
+        let first = self
+            .http
+            .get_stream_with_max_sse_event_size(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                bearer(&token),
+                custom_headers.clone(),
+                max_sse_event_size,
+            )
+            .await;
+        let error = match first {
+            Ok(stream) => return Ok(stream),
+            Err(e) => e,
+        };
+        let Some((status, header)) = challenge(&error) else {
+            return Err(convert(error));
+        };
+        let Some(fresh) = self.recovered(&token, status, header).await? else {
+            return Err(convert(error));
+        };
+        self.http
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                bearer(&fresh),
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+            .map_err(convert)
+    }
+}
