@@ -14,7 +14,7 @@ use ema_id_jag::SubjectResolver;
 use ema_jose::{Clock, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
 
-use crate::endpoint::{into_axum, public_json, with_body};
+use crate::endpoint::{into_axum, public_json, read_request};
 use crate::paths::path_of;
 
 struct AsState<K, S, R> {
@@ -88,14 +88,10 @@ where
     S: SubjectResolver + 'static,
     R: ReplayStore + 'static,
 {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, ema_grant::form::DEFAULT_MAX_BODY).await else {
-        return crate::endpoint::oauth_error(
-            ema_grant::ErrorCode::InvalidRequest,
-            "request body too large or unreadable",
-        );
+    let request = match read_request(request).await {
+        Ok(request) => request,
+        Err(response) => return response,
     };
-    let request = with_body(parts, body);
     let response = state.grant.handle(&request, state.clock.now()).await;
     log_outcome("jwt-bearer", &response);
     into_axum(response)

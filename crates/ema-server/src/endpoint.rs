@@ -10,9 +10,27 @@ pub(crate) fn into_axum(resp: http::Response<Vec<u8>>) -> Response {
     resp.map(Body::from)
 }
 
-/// Rebuilds an `http::Request` around a collected body, for the grants.
-pub(crate) fn with_body(parts: http::request::Parts, body: Bytes) -> http::Request<Bytes> {
-    http::Request::from_parts(parts, body)
+/// Collects a token request's body: 413 past the cap, 400 if it cannot be read.
+pub(crate) async fn read_request(
+    request: http::Request<Body>,
+) -> Result<http::Request<Bytes>, Response> {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, ema_grant::form::DEFAULT_MAX_BODY).await {
+        Ok(bytes) => Ok(http::Request::from_parts(parts, bytes)),
+        Err(e) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.to_string().contains("length limit");
+            let mut resp = oauth_error(
+                ErrorCode::InvalidRequest,
+                "request body too large or unreadable",
+            );
+            if too_large {
+                *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            Err(resp)
+        }
+    }
 }
 
 /// A JSON document response with a short public cache lifetime (metadata, JWKS).

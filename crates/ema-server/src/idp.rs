@@ -19,7 +19,7 @@ use ema_metadata::AuthorizationServerMetadata;
 use http::{HeaderValue, StatusCode, header};
 
 use crate::authorization_server::log_outcome;
-use crate::endpoint::{into_axum, oauth_error, public_json};
+use crate::endpoint::{into_axum, public_json, read_request};
 use crate::paths::url_path;
 
 struct IdpState<K, P, R> {
@@ -263,14 +263,10 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, ema_grant::form::DEFAULT_MAX_BODY).await else {
-        return oauth_error(
-            ErrorCode::InvalidRequest,
-            "request body too large or unreadable",
-        );
+    let request = match read_request(request).await {
+        Ok(request) => request,
+        Err(response) => return response,
     };
-    let request = http::Request::from_parts(parts, body);
     let now = state.clock.now();
     let result = async {
         let req = TokenRequest::from_http(&request).map_err(|_| {

@@ -1,0 +1,493 @@
+//! The routers end to end, in process (`tower::ServiceExt::oneshot`): SSO → token exchange →
+//! jwt-bearer → a protected MCP route, and the error paths of each (RS-1..RS-6, MD-1, MD-4,
+//! MD-6, TX-15, AS-20).
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post;
+use ema_grant::form::encode_component;
+use ema_grant::*;
+use ema_id_jag::*;
+use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
+use ema_metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+use ema_server::*;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const IDP: &str = "https://idp.acme.example";
+const AS: &str = "https://auth.tasks.example";
+const RESOURCE: &str = "https://mcp.tasks.example/mcp";
+const PRM_URL: &str = "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp";
+const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+const VERIFIER: &str = "dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const REDIRECT: &str = "http://127.0.0.1:7777/callback";
+
+struct World {
+    idp: Router,
+    auth_server: Router,
+    mcp: Router,
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(FixedClock(NOW))
+}
+
+fn world() -> World {
+    let idp_keys = Arc::new(KeyRing::new(
+        SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
+    ));
+    let as_keys = Arc::new(KeyRing::new(
+        SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
+    ));
+
+    // The IdP: SSO + token exchange.
+    let idp_meta = idp_metadata(IDP);
+    let idp_clients = ClientRegistry::new([IDP, "https://idp.acme.example/token"]).with(
+        RegisteredClient::new("desk-idp-01", ClientCredential::secret("idp-secret"))
+            .with_redirect_uris([REDIRECT]),
+    );
+    let sso = SsoProvider::new(Issuer::new(IDP), idp_keys.clone(), idp_clients.clone())
+        .unwrap()
+        .with_user(
+            User::new("00u8k2Lq91", "ana", "ana-password")
+                .unwrap()
+                .with_groups(["eng"]),
+        )
+        .with_user(
+            User::new("00u9zzzzzz", "bob", "bob-password")
+                .unwrap()
+                .with_groups(["sales"]),
+        );
+    let policy = GroupPolicy::new()
+        .with_member("00u8k2Lq91", ["eng"])
+        .with_member("00u9zzzzzz", ["sales"])
+        .with_rule(GroupRule::new(
+            "eng",
+            AS,
+            ScopeSet::parse("tasks.read tasks.write").unwrap(),
+        ));
+    let exchange = TokenExchangeGrant::new(
+        IdJagIssuer::new(Issuer::new(IDP), idp_keys.clone()),
+        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
+        idp_clients,
+        Arc::new(InMemoryReplayStore::new(1000)),
+        policy,
+        "https://idp.acme.example/token",
+    )
+    .with_target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"));
+    let idp = idp_router(sso, exchange, idp_keys.clone(), &idp_meta, clock());
+
+    // The MCP authorization server.
+    let as_meta = AuthorizationServerMetadata::new(AS, "https://auth.tasks.example/token")
+        .with_id_jag_profile();
+    let mut as_meta = as_meta;
+    as_meta.jwks_uri = Some("https://auth.tasks.example/jwks".into());
+    let validator = IdJagValidator::new(
+        Issuer::new(AS),
+        TrustRegistry::new().with(TrustedIssuer::new(IDP)),
+        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
+        ResourceRegistry::new().with(
+            ResourceConfig::new(RESOURCE, ["tasks.read", "tasks.write"])
+                .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
+        ),
+        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
+    );
+    let grant = JwtBearerGrant::new(
+        validator,
+        ClientRegistry::new([AS, "https://auth.tasks.example/token"]).with(RegisteredClient::new(
+            "tc_5f2a91",
+            ClientCredential::secret("as-secret"),
+        )),
+        InMemoryReplayStore::new(1000),
+        AccessTokenIssuer::new(Issuer::new(AS), as_keys.clone()),
+        "https://auth.tasks.example/token",
+    );
+    let auth_server = authorization_server_router(grant, &as_meta, clock());
+
+    // The MCP server.
+    let bearer = BearerAuth::new(
+        AccessTokenValidator::new(
+            Issuer::new(AS),
+            Resource::new(RESOURCE),
+            StaticKeySource::new().with_issuer(AS, as_keys.jwks()),
+        ),
+        PRM_URL,
+        clock(),
+    )
+    .require_scopes(ScopeSet::parse("tasks.read").unwrap());
+    let routes = Router::new().route(
+        "/mcp",
+        post(|Extension(who): Extension<Principal>| async move { format!("hello {}", who.sub) }),
+    );
+    let prm =
+        ProtectedResourceMetadata::new(RESOURCE, [AS]).with_scopes(["tasks.read", "tasks.write"]);
+    let mcp = harden(
+        protect(routes, Arc::new(bearer)).merge(protected_resource_router(&prm)),
+        &Limits::default(),
+    );
+    World {
+        idp: harden(idp, &Limits::default()),
+        auth_server: harden(auth_server, &Limits::default()),
+        mcp,
+    }
+}
+
+async fn call(router: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Vec<u8>) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+fn form_post(uri: &str, body: String, basic: Option<&str>) -> Request<Body> {
+    let mut b = Request::post(uri).header("content-type", "application/x-www-form-urlencoded");
+    if let Some(basic) = basic {
+        b = b.header("authorization", format!("Basic {basic}"));
+    }
+    b.body(Body::from(body)).unwrap()
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn json(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap()
+}
+
+async fn sign_in(w: &World, user: &str, password: &str) -> String {
+    let query = format!(
+        "response_type=code&client_id=desk-idp-01&redirect_uri={}&code_challenge={}&code_challenge_method=S256&scope=openid&state=st&nonce=nn",
+        encode_component(REDIRECT),
+        pkce_challenge(VERIFIER)
+    );
+    let (status, _, page) = call(
+        &w.idp,
+        Request::get(format!("/authorize?{query}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&page).contains("<form method=\"post\">"));
+    let (status, headers, _) = call(
+        &w.idp,
+        form_post(
+            "/authorize",
+            format!("{query}&username={user}&password={password}"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "login");
+    let location = headers["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(REDIRECT) && location.contains("state=st"));
+    let code = location
+        .split("code=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, _, body) = call(
+        &w.idp,
+        form_post(
+            "/token",
+            format!(
+                "grant_type=authorization_code&code={code}&code_verifier={VERIFIER}&redirect_uri={}",
+                encode_component(REDIRECT)
+            ),
+            Some(&b64("desk-idp-01:idp-secret")),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    json(&body)["id_token"].as_str().unwrap().to_owned()
+}
+
+async fn exchange(w: &World, id_token: &str) -> (StatusCode, Value) {
+    let body = format!(
+        "grant_type={}&requested_token_type={}&audience={}&resource={}&scope=tasks.read&subject_token={id_token}&subject_token_type={}",
+        encode_component(TOKEN_EXCHANGE),
+        encode_component(ID_JAG_TOKEN_TYPE),
+        encode_component(AS),
+        encode_component(RESOURCE),
+        encode_component(ID_TOKEN_TYPE),
+    );
+    let (status, headers, body) = call(
+        &w.idp,
+        form_post("/token", body, Some(&b64("desk-idp-01:idp-secret"))),
+    )
+    .await;
+    assert_eq!(headers["cache-control"], "no-store", "TX-15");
+    (status, json(&body))
+}
+
+async fn redeem(w: &World, id_jag: &str) -> (StatusCode, Value) {
+    let body = format!(
+        "grant_type={}&assertion={id_jag}&resource={}",
+        encode_component(JWT_BEARER),
+        encode_component(RESOURCE)
+    );
+    let (status, headers, body) = call(
+        &w.auth_server,
+        form_post("/token", body, Some(&b64("tc_5f2a91:as-secret"))),
+    )
+    .await;
+    assert_eq!(headers["cache-control"], "no-store");
+    (status, json(&body))
+}
+
+#[tokio::test]
+async fn full_flow_and_replay() {
+    let w = world();
+    let id_token = sign_in(&w, "ana", "ana-password").await;
+    let (status, tx) = exchange(&w, &id_token).await;
+    assert_eq!(status, StatusCode::OK, "{tx}");
+    assert_eq!(tx["issued_token_type"], ID_JAG_TOKEN_TYPE);
+    let id_jag = tx["access_token"].as_str().unwrap();
+    let (status, at) = redeem(&w, id_jag).await;
+    assert_eq!(status, StatusCode::OK, "{at}");
+    assert_eq!(at["resource"], RESOURCE);
+    let token = at["access_token"].as_str().unwrap();
+    // SEC-1: the ID-JAG is single use.
+    let (status, again) = redeem(&w, id_jag).await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+
+    let req = |auth: Option<String>| {
+        let mut b = Request::post("/mcp");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let (status, _, body) = call(&w.mcp, req(Some(format!("Bearer {token}")))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(String::from_utf8_lossy(&body), "hello local-00u8k2Lq91");
+    // Cached: the same token again.
+    let (status, _, _) = call(&w.mcp, req(Some(format!("Bearer {token}")))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // RS-1: no token → 401 with resource_metadata and scope, no error code.
+    let (status, headers, _) = call(&w.mcp, req(None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{PRM_URL}\""))
+            && challenge.contains("scope=\"tasks.read\"")
+    );
+    assert!(!challenge.contains("error="));
+    // RS-4: an ID-JAG or ID token is not an access token.
+    for wrong in [id_jag, id_token.as_str(), "garbage", "a.b.c"] {
+        let (status, headers, body) = call(&w.mcp, req(Some(format!("Bearer {wrong}")))).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("error=\"invalid_token\"")
+        );
+        assert!(
+            !String::from_utf8_lossy(&body).contains(wrong),
+            "SEC-10: no token echoed"
+        );
+    }
+    // RS-5: a token in the query is refused.
+    let (status, _, _) = call(
+        &w.mcp,
+        Request::post(format!("/mcp?access_token={token}"))
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // Two Authorization headers.
+    let two = Request::post("/mcp")
+        .header("authorization", format!("Bearer {token}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&w.mcp, two).await.0, StatusCode::BAD_REQUEST);
+    // MD-6: the protected-resource metadata.
+    let (status, _, body) = call(
+        &w.mcp,
+        Request::get("/.well-known/oauth-protected-resource/mcp")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["resource"], RESOURCE);
+}
+
+#[tokio::test]
+async fn policy_denial_and_bad_logins() {
+    let w = world();
+    // bob's group has no rule for this authorization server: access_denied (TX-8, D-2).
+    let id_token = sign_in(&w, "bob", "bob-password").await;
+    let (status, body) = exchange(&w, &id_token).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("access_denied"))
+    );
+    // A wrong password re-shows the form with 401.
+    let query = format!(
+        "response_type=code&client_id=desk-idp-01&redirect_uri={}&code_challenge={}&code_challenge_method=S256&scope=openid",
+        encode_component(REDIRECT),
+        pkce_challenge(VERIFIER)
+    );
+    let (status, _, _) = call(
+        &w.idp,
+        form_post(
+            "/authorize",
+            format!("{query}&username=ana&password=nope"),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // An unregistered redirect URI is never redirected to.
+    let (status, headers, _) = call(
+        &w.idp,
+        Request::get("/authorize?response_type=code&client_id=desk-idp-01&redirect_uri=https%3A%2F%2Fevil.example%2F")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(headers.get("location").is_none());
+}
+
+#[tokio::test]
+async fn scope_and_metadata() {
+    let w = world();
+    // MD-1/MD-2 on the authorization server; MD-4 on the IdP.
+    let (_, _, body) = call(
+        &w.auth_server,
+        Request::get("/.well-known/oauth-authorization-server")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    let meta = json(&body);
+    assert_eq!(
+        meta["authorization_grant_profiles_supported"][0],
+        "urn:ietf:params:oauth:grant-profile:id-jag"
+    );
+    assert!(
+        meta["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == JWT_BEARER)
+    );
+    for path in [
+        "/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server",
+    ] {
+        let (status, _, body) = call(&w.idp, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            json(&body)["identity_chaining_requested_token_types_supported"][0],
+            ID_JAG_TOKEN_TYPE
+        );
+    }
+    let (status, _, body) = call(
+        &w.auth_server,
+        Request::get("/jwks").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json(&body)["keys"][0]["kid"], "as-k1");
+}
+
+#[tokio::test]
+async fn bad_input_gets_4xx_never_5xx() {
+    let w = world();
+    let cases: Vec<(Request<Body>, StatusCode)> = vec![
+        (
+            Request::post("/token")
+                .body(Body::from("grant_type=x"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Request::post("/token")
+                .header("content-type", "application/json")
+                .body(Body::from("{}"))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            form_post("/token", "a=%zz".into(), None),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            form_post("/token", "grant_type=a&grant_type=b".into(), None),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            form_post("/token", "x".repeat(70 * 1024), None),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            form_post(
+                "/token",
+                format!(
+                    "grant_type={}&assertion=a.b.c",
+                    encode_component(JWT_BEARER)
+                ),
+                None,
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            Request::get("/token").body(Body::empty()).unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            Request::get("/nope").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (req, expected) in cases {
+        let (status, _, body) = call(&w.auth_server, req).await;
+        assert_eq!(status, expected, "{}", String::from_utf8_lossy(&body));
+    }
+    let (status, headers, _) = call(
+        &w.auth_server,
+        form_post(
+            "/token",
+            format!(
+                "grant_type={}&assertion=a.b.c",
+                encode_component(JWT_BEARER)
+            ),
+            Some(&b64("tc_5f2a91:wrong")),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "AS-20");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+}
