@@ -1,6 +1,11 @@
 //! The routers end to end, in process (`tower::ServiceExt::oneshot`): SSO → token exchange →
 //! jwt-bearer → a protected MCP route, and the error paths of each (RS-1..RS-6, MD-1, MD-4,
 //! MD-6, TX-15, AS-20).
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions may unwrap"
+)]
 
 use std::sync::Arc;
 
