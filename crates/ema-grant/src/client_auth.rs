@@ -201,8 +201,9 @@ impl ClientRegistry {
         self
     }
 
-    /// Accepts unregistered public clients whose id is an `https` URL (Client ID Metadata
-    /// Documents), without authentication (D-11; off by default).
+    /// Accepts public clients without authentication: those registered with
+    /// [`ClientCredential::Public`], and unregistered ones whose id is an `https` URL (Client
+    /// ID Metadata Documents) (D-11; off by default).
     #[must_use]
     pub fn allow_public(mut self, allow: bool) -> Self {
         self.allow_public = allow;
@@ -255,7 +256,11 @@ impl ClientRegistry {
             (client, AuthMethod::PrivateKeyJwt)
         } else if let Some(id) = body_id {
             match self.get(id) {
-                Some(client) if matches!(client.credential, ClientCredential::Public) => {
+                // D-11: client authentication is required unless public clients are enabled.
+                Some(client)
+                    if self.allow_public
+                        && matches!(client.credential, ClientCredential::Public) =>
+                {
                     (client, AuthMethod::None)
                 }
                 Some(_) => return Err(ClientAuthError::Missing),
