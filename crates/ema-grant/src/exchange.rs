@@ -13,7 +13,7 @@ use ema_jose::{
 use http::Response;
 use serde_json::{Map, Value};
 
-use crate::client_auth::ClientRegistry;
+use crate::client_auth::{AuthMethod, ClientRegistry};
 use crate::dpop::DpopValidator;
 use crate::error::{ErrorCode, OAuthError, json_response};
 use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
@@ -498,6 +498,14 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             .authenticate(req, form, &self.replay, now)
             .await
             .map_err(|e| client_auth_error(&e, realm))?;
+        // TX-2 / SEC-7: never an unauthenticated client, even where the registry accepts
+        // public clients for other grants.
+        if client.method == AuthMethod::None {
+            return Err(OAuthError::invalid_client(
+                "client authentication is required",
+                realm,
+            ));
+        }
         if !client.client.allows(TOKEN_EXCHANGE) {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
