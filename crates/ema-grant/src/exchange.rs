@@ -17,7 +17,7 @@ use crate::client_auth::{AuthMethod, ClientRegistry};
 use crate::dpop::DpopValidator;
 use crate::error::{ErrorCode, OAuthError, json_response};
 use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
-use crate::jwt_bearer::{client_auth_error, dpop_error, form_error};
+use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error};
 use crate::replay::ReplayStore;
 
 /// `grant_type` of RFC 8693 token exchange.
@@ -393,9 +393,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
     ) -> Response<Vec<u8>> {
         let result = match TokenRequest::from_http(req) {
             Ok(parts) => self.exchange(&parts, now).await,
-            Err(_) => Err(OAuthError::invalid_request(
-                "a request header is repeated or invalid",
-            )),
+            Err(e) => Err(request_error(&e)),
         };
         match result {
             Ok(ok) => ok.to_response(),

@@ -10,7 +10,7 @@ use crate::access_token::{AccessTokenIssuer, IdJagOrigin};
 use crate::client_auth::{ClientAuthError, ClientRegistry};
 use crate::dpop::{DpopError, DpopValidator};
 use crate::error::{ErrorCode, OAuthError, json_response};
-use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
+use crate::form::{DEFAULT_MAX_BODY, Form, FormError, RequestError, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
 /// `grant_type` of the jwt-bearer grant (RFC 7523 §2.1).
@@ -98,6 +98,16 @@ pub(crate) fn client_auth_error(e: &ClientAuthError, realm: &str) -> OAuthError 
             OAuthError::invalid_client("client authentication is required", realm)
         }
         _ => OAuthError::invalid_client("client authentication failed", realm),
+    }
+}
+
+/// Maps a request whose headers cannot be read. A repeated or unreadable `DPoP` header is an
+/// invalid proof (RFC 9449 §4.3 check 1, §5: `invalid_dpop_proof`; AS-17, TX-13).
+pub(crate) fn request_error(e: &RequestError) -> OAuthError {
+    match e {
+        RequestError::RepeatedHeader { name: "dpop" }
+        | RequestError::InvalidHeader { name: "dpop" } => dpop_error(&DpopError::Malformed),
+        _ => OAuthError::invalid_request("a request header is repeated or invalid"),
     }
 }
 
@@ -197,9 +207,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
     ) -> Response<Vec<u8>> {
         let result = match TokenRequest::from_http(req) {
             Ok(parts) => self.token(&parts, now).await,
-            Err(_) => Err(OAuthError::invalid_request(
-                "a request header is repeated or invalid",
-            )),
+            Err(e) => Err(request_error(&e)),
         };
         match result {
             Ok(ok) => ok.to_response(),
