@@ -340,6 +340,51 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
+            "TX-2 SEC-7",
+            "registered public client sends client_id only",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let client = pick(bad, IDP_PUBLIC, IDP_CLIENT);
+                let r = with(fx, json!({"aud": client}));
+                if bad {
+                    r.no_auth().set("client_id", client)
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            "TX-2 SEC-7",
+            "public client where the IdP registry accepts public clients",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let client = pick(bad, IDP_PUBLIC, IDP_CLIENT);
+                let r = with(fx, json!({"aud": client})).to(To::IdpPublic);
+                if bad {
+                    r.no_auth().set("client_id", client)
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            "TX-2 SEC-7",
+            "CIMD client where the IdP registry accepts public clients",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let client = pick(bad, CIMD_CLIENT, IDP_CLIENT);
+                let r = with(fx, json!({"aud": client})).to(To::IdpPublic);
+                if bad {
+                    r.no_auth().set("client_id", client)
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
             "TX-2",
             "Basic and client_secret_post together",
             400,
@@ -868,6 +913,27 @@ pub(crate) fn rows() -> Vec<Row> {
                     IDP_TOKEN_ENDPOINT,
                     json!({"htm": htm}),
                 ))
+            },
+        ),
+        row(
+            "TX-13",
+            "two DPoP headers (RFC 9449 §4.3 check 1)",
+            400,
+            "invalid_dpop_proof",
+            |fx, bad| {
+                let r = with(fx, json!({})).dpop(&fx.dpop_proof(
+                    &fx.keys.dpop,
+                    IDP_TOKEN_ENDPOINT,
+                    json!({}),
+                ));
+                if bad {
+                    r.header(
+                        "dpop",
+                        &fx.dpop_proof(&fx.keys.dpop, IDP_TOKEN_ENDPOINT, json!({})),
+                    )
+                } else {
+                    r
+                }
             },
         ),
         row(

@@ -90,6 +90,10 @@ fn tx_response_and_id_jag_content() {
     .expect("the issued ID-JAG validates at its audience");
     assert_eq!(valid.resource, TASKS);
     assert_eq!(valid.subject.id, USER_LOCAL);
+
+    // JAG-5: the tenant of a multi-tenant IdP travels with the subject.
+    let reply = fx.ok(&Req::exchange(&fx.id_token(json!({"tenant": "acme"}))));
+    assert_eq!(peek(reply.str("access_token")).1["tenant"], "acme");
 }
 
 #[test]

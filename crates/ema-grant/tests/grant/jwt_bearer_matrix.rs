@@ -800,6 +800,18 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
+            "D-11 AS-9",
+            "registered public client where public clients are off",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                Req::bearer(&fx.jag(json!({"client_id": PUBLIC_CLIENT})))
+                    .no_auth()
+                    .set("client_id", PUBLIC_CLIENT)
+                    .to(pick(bad, To::As, To::AsPublic))
+            },
+        ),
+        row(
             "D-11",
             "registered secret client without its secret, public clients on",
             401,
@@ -972,9 +984,9 @@ pub(crate) fn rows() -> Vec<Row> {
         ),
         row(
             "AS-17",
-            "two DPoP headers",
+            "two DPoP headers (RFC 9449 §4.3 check 1)",
             400,
-            "invalid_request",
+            "invalid_dpop_proof",
             |fx, bad| {
                 let r = proof(fx, json!({}), json!({}));
                 if bad {

@@ -50,6 +50,8 @@ pub(crate) const IDP_UNMAPPED_SECRET: &str = "idp-s3cr3t-unmapped";
 /// An IdP client that may not use token exchange.
 pub(crate) const IDP_NO_TX: &str = "desk-idp-nox";
 pub(crate) const IDP_NO_TX_SECRET: &str = "idp-s3cr3t-nox";
+/// An IdP client registered as public (mapped to [`PUBLIC_CLIENT`] at the AS).
+pub(crate) const IDP_PUBLIC: &str = "desk-idp-public";
 pub(crate) const AS_ALIAS: &str = "urn:acme:as:tasks";
 
 // The MCP authorization server.
@@ -70,6 +72,9 @@ pub(crate) const CODE_SECRET: &str = "c0de-s3cr3t";
 /// A client whose id and secret need form-urlencoding inside Basic (D-11).
 pub(crate) const D11_CLIENT: &str = "tc:d11";
 pub(crate) const D11_SECRET: &str = "s3+cr3t";
+/// A client registered as public (no credential): accepted only where public clients are
+/// enabled (D-11).
+pub(crate) const PUBLIC_CLIENT: &str = "tc_public_9";
 /// A Client ID Metadata Document URL (a public client, D-11).
 pub(crate) const CIMD_CLIENT: &str = "https://app.example/client.json";
 
@@ -152,6 +157,8 @@ pub(crate) enum To {
     Idp,
     /// The IdP accepting the legacy requested token type (D-10).
     IdpLegacy,
+    /// The IdP with a client registry that accepts public clients (TX-2).
+    IdpPublic,
 }
 
 /// Every key of the running example.
@@ -205,6 +212,7 @@ pub(crate) struct Fx {
     pub(crate) as_single: AsGrant,
     pub(crate) idp: TxGrant,
     pub(crate) idp_legacy: TxGrant,
+    pub(crate) idp_public: TxGrant,
 }
 
 impl Fx {
@@ -213,8 +221,9 @@ impl Fx {
         let as_default = build_as(&keys, false, resources());
         let as_public = build_as(&keys, true, resources());
         let as_single = build_as(&keys, false, single_resource());
-        let idp = build_idp(&keys, false);
-        let idp_legacy = build_idp(&keys, true);
+        let idp = build_idp(&keys, false, false);
+        let idp_legacy = build_idp(&keys, true, false);
+        let idp_public = build_idp(&keys, false, true);
         Self {
             keys,
             as_default,
@@ -222,6 +231,7 @@ impl Fx {
             as_single,
             idp,
             idp_legacy,
+            idp_public,
         }
     }
 
@@ -262,7 +272,7 @@ impl Fx {
         keys: K,
         replay: R,
     ) -> TokenExchangeGrant<K, TestPolicy, R> {
-        assemble_idp(&self.keys, keys, replay, false)
+        assemble_idp(&self.keys, keys, replay, false, false)
     }
 
     /// The resource server's view: validates access tokens for `resource`.
@@ -283,6 +293,7 @@ impl Fx {
             To::AsSingle => pollster::block_on(self.as_single.handle(&http, NOW)),
             To::Idp => pollster::block_on(self.idp.handle(&http, NOW)),
             To::IdpLegacy => pollster::block_on(self.idp_legacy.handle(&http, NOW)),
+            To::IdpPublic => pollster::block_on(self.idp_public.handle(&http, NOW)),
         };
         let reply = Reply::check(response);
         reply.assert_no_leak(&req.sensitive());
@@ -548,6 +559,10 @@ fn as_clients(keys: &Keys, allow_public: bool) -> ClientRegistry {
             D11_CLIENT,
             ClientCredential::secret(D11_SECRET),
         ))
+        .with(RegisteredClient::new(
+            PUBLIC_CLIENT,
+            ClientCredential::Public,
+        ))
         .allow_public(allow_public)
 }
 
@@ -599,7 +614,7 @@ fn policy() -> TestPolicy {
     }
 }
 
-fn idp_clients(keys: &Keys) -> ClientRegistry {
+fn idp_clients(keys: &Keys, allow_public: bool) -> ClientRegistry {
     ClientRegistry::new([IDP, IDP_TOKEN_ENDPOINT])
         .with(RegisteredClient::new(
             IDP_CLIENT,
@@ -619,6 +634,8 @@ fn idp_clients(keys: &Keys) -> ClientRegistry {
             RegisteredClient::new(IDP_NO_TX, ClientCredential::secret(IDP_NO_TX_SECRET))
                 .with_grant_types([JWT_BEARER]),
         )
+        .with(RegisteredClient::new(IDP_PUBLIC, ClientCredential::Public))
+        .allow_public(allow_public)
 }
 
 fn assemble_idp<K: KeySource, R: ReplayStore>(
@@ -626,11 +643,12 @@ fn assemble_idp<K: KeySource, R: ReplayStore>(
     id_token_keys: K,
     replay: R,
     legacy: bool,
+    allow_public: bool,
 ) -> TokenExchangeGrant<K, TestPolicy, R> {
     TokenExchangeGrant::new(
         IdJagIssuer::new(Issuer::new(IDP), keys.idp.clone()),
         id_token_keys,
-        idp_clients(keys),
+        idp_clients(keys, allow_public),
         replay,
         policy(),
         IDP_TOKEN_ENDPOINT,
@@ -639,18 +657,20 @@ fn assemble_idp<K: KeySource, R: ReplayStore>(
         TargetServer::new(AS, [TASKS, NOTES, VAULT])
             .with_alias(AS_ALIAS)
             .with_client(IDP_CLIENT, CLIENT)
-            .with_client(IDP_PK_CLIENT, PK_CLIENT),
+            .with_client(IDP_PK_CLIENT, PK_CLIENT)
+            .with_client(IDP_PUBLIC, PUBLIC_CLIENT),
     )
     .with_target(TargetServer::new(OTHER_AS, [OTHER_RESOURCE]).with_client(IDP_CLIENT, "oc_1"))
     .accept_legacy_token_type(legacy)
 }
 
-fn build_idp(keys: &Keys, legacy: bool) -> TxGrant {
+fn build_idp(keys: &Keys, legacy: bool, allow_public: bool) -> TxGrant {
     assemble_idp(
         keys,
         StaticKeySource::new().with_issuer(IDP, keys.idp.jwks()),
         InMemoryReplayStore::new(10_000),
         legacy,
+        allow_public,
     )
 }
 
