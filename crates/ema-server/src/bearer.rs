@@ -21,6 +21,9 @@ use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
 
+/// The largest JSON-RPC body the layer reads to find tool calls (1 MiB).
+const MAX_JSON_RPC_BODY: usize = 1 << 20;
+
 /// The verified principal of a request, inserted into the request's extensions.
 pub type Principal = Arc<AccessTokenClaims>;
 
@@ -73,6 +76,7 @@ pub struct BearerAuth<K> {
     validator: AccessTokenValidator<K>,
     resource_metadata: String,
     required: ScopeSet,
+    tool_scopes: HashMap<String, ScopeSet>,
     cache: TokenCache,
     clock: Arc<dyn Clock>,
 }
@@ -98,6 +102,7 @@ impl<K: KeySource + 'static> BearerAuth<K> {
             validator,
             resource_metadata: resource_metadata_url.into(),
             required: ScopeSet::new(),
+            tool_scopes: HashMap::new(),
             cache: TokenCache {
                 entries: Mutex::new(HashMap::new()),
                 capacity: 10_000,
@@ -111,6 +116,39 @@ impl<K: KeySource + 'static> BearerAuth<K> {
     pub fn require_scopes(mut self, scopes: ScopeSet) -> Self {
         self.required = scopes;
         self
+    }
+
+    /// Scopes an MCP `tools/call` of `tool` needs on top of [`BearerAuth::require_scopes`].
+    /// The layer reads the JSON-RPC body of POST requests (already capped by [`crate::harden`])
+    /// and answers `403 insufficient_scope` naming every scope the call needs (RS-6), so that
+    /// clients can step up (CL-10).
+    #[must_use]
+    pub fn require_tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
+        self.tool_scopes.insert(tool.into(), scopes);
+        self
+    }
+
+    /// The scopes the MCP tool calls in a JSON-RPC body need (a message or a batch).
+    fn tool_call_scopes(&self, body: &[u8]) -> ScopeSet {
+        let mut needed = ScopeSet::new();
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            return needed;
+        };
+        let messages = match &value {
+            serde_json::Value::Array(items) => items.iter().collect(),
+            other => vec![other],
+        };
+        for m in messages {
+            if m.get("method").and_then(serde_json::Value::as_str) == Some("tools/call") {
+                let tool = m
+                    .pointer("/params/name")
+                    .and_then(serde_json::Value::as_str);
+                if let Some(scopes) = tool.and_then(|t| self.tool_scopes.get(t)) {
+                    needed = needed.union(scopes);
+                }
+            }
+        }
+        needed
     }
 
     /// The validated-token cache size (default 10 000; 0 disables it).
@@ -165,6 +203,15 @@ impl<K: KeySource + 'static> BearerAuth<K> {
 
     /// Checks one request's credentials: the verified principal, or the response to send.
     pub async fn authenticate(&self, parts: &http::request::Parts) -> Result<Principal, Response> {
+        self.authenticate_for(parts, &ScopeSet::new()).await
+    }
+
+    /// As [`BearerAuth::authenticate`], with `extra` scopes needed by this request.
+    pub async fn authenticate_for(
+        &self,
+        parts: &http::request::Parts,
+        extra: &ScopeSet,
+    ) -> Result<Principal, Response> {
         // RS-5: never from the URI.
         if parts.uri.query().is_some_and(|q| {
             q.split('&')
@@ -243,16 +290,17 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         if principal.cnf_jkt.is_some() {
             return Err(invalid("the access token is DPoP-bound"));
         }
-        // RS-6: every required scope, else 403 with the scopes needed.
+        // RS-6: every required scope, else 403 naming all the scopes the request needs.
         let granted = principal.scope.clone().unwrap_or_default();
-        if !self.required.is_subset(&granted) {
+        let needed = self.required.union(extra);
+        if !needed.is_subset(&granted) {
             return Err(self.reject(
                 StatusCode::FORBIDDEN,
                 Some((
                     "insufficient_scope",
                     "the access token lacks a required scope",
                 )),
-                Some(self.required.to_string()),
+                Some(needed.to_string()),
             ));
         }
         Ok(principal)
@@ -278,7 +326,28 @@ async fn bearer_middleware<K: KeySource + 'static>(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    match auth.authenticate(&parts).await {
+    let (body, extra) = if auth.tool_scopes.is_empty() || parts.method != http::Method::POST {
+        (body, ScopeSet::new())
+    } else {
+        // The body is read once here and handed on unchanged.
+        match axum::body::to_bytes(body, MAX_JSON_RPC_BODY).await {
+            Ok(bytes) => {
+                let extra = auth.tool_call_scopes(&bytes);
+                (axum::body::Body::from(bytes), extra)
+            }
+            Err(_) => {
+                return auth.reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Some((
+                        "invalid_request",
+                        "the request body is too large or unreadable",
+                    )),
+                    None,
+                );
+            }
+        }
+    };
+    match auth.authenticate_for(&parts, &extra).await {
         Ok(principal) => {
             parts.extensions.insert(principal);
             next.run(Request::from_parts(parts, body)).await

@@ -124,7 +124,8 @@ fn world() -> World {
         PRM_URL,
         clock(),
     )
-    .require_scopes(ScopeSet::parse("tasks.read").unwrap());
+    .require_scopes(ScopeSet::parse("tasks.read").unwrap())
+    .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap());
     let routes = Router::new().route(
         "/mcp",
         post(|Extension(who): Extension<Principal>| async move { format!("hello {}", who.sub) }),
@@ -495,4 +496,34 @@ async fn bad_input_gets_4xx_never_5xx() {
             .unwrap()
             .starts_with("Basic realm=")
     );
+}
+
+#[tokio::test]
+async fn tool_scopes_ask_for_step_up() {
+    let w = world();
+    let id_token = sign_in(&w, "ana", "ana-password").await;
+    let (_, tx) = exchange(&w, &id_token).await;
+    let (_, at) = redeem(&w, tx["access_token"].as_str().unwrap()).await;
+    let token = at["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(at["scope"], "tasks.read");
+    // add_task needs tasks.write on top of tasks.read.
+    let tool_call = |tool: &str| {
+        Request::post("/mcp")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+            )))
+            .unwrap()
+    };
+    let (status, headers, _) = call(&w.mcp, tool_call("add_task")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "RS-6");
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.contains("error=\"insufficient_scope\""));
+    assert!(
+        challenge.contains("scope=\"tasks.read tasks.write\""),
+        "{challenge}"
+    );
+    let (status, _, _) = call(&w.mcp, tool_call("list_tasks")).await;
+    assert_eq!(status, StatusCode::OK);
 }

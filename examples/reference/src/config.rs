@@ -1,0 +1,406 @@
+//! TOML configuration of the reference servers, with development defaults for every field.
+//! `examples/README.md` documents a complete sample of each file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Where a server listens and what URL it calls itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// The socket address to bind; port 0 lets the OS choose.
+    pub listen: SocketAddr,
+    /// The public base URL (issuer or resource origin). Defaults to `http://<bound address>`.
+    pub public_url: Option<String>,
+}
+
+/// A signing key: a PKCS#8 PEM file, or generated at start when `pem_file` is absent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// The `kid` to publish.
+    pub kid: String,
+    /// `ES256` (default), `ES384`, `RS256`, `PS256` or `EdDSA`.
+    #[serde(default = "default_alg")]
+    pub alg: String,
+    /// A PKCS#8 PEM private key file.
+    pub pem_file: Option<PathBuf>,
+}
+
+fn default_alg() -> String {
+    "ES256".into()
+}
+
+/// A client registered at a server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client id.
+    pub id: String,
+    /// A shared secret (`client_secret_basic` / `client_secret_post`).
+    pub secret: Option<String>,
+    /// A JWKS file with the client's public keys (`private_key_jwt`).
+    pub jwks_file: Option<PathBuf>,
+    /// Redirect URIs (IdP only).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+}
+
+/// An IdP user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The stable subject id.
+    pub subject: String,
+    /// The login name.
+    pub username: String,
+    /// The password (hashed at start; keep the file private).
+    pub password: String,
+    /// The email address.
+    pub email: Option<String>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// An authorization server the IdP issues ID-JAGs for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Its issuer identifier.
+    pub issuer: String,
+    /// Other names clients may use as `audience`.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The resources it governs.
+    pub resources: Vec<String>,
+    /// IdP client id → the client's id at that server.
+    #[serde(default)]
+    pub clients: std::collections::BTreeMap<String, String>,
+}
+
+/// An admin policy rule: members of `group` may reach `audience` with at most `scopes`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The group.
+    pub group: String,
+    /// The authorization server issuer.
+    pub audience: String,
+    /// Space-separated scopes allowed.
+    pub scopes: String,
+    /// Resources allowed (empty: all it governs).
+    #[serde(default)]
+    pub resources: Vec<String>,
+}
+
+/// The enterprise IdP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpConfig {
+    /// Listening and public URL.
+    #[serde(flatten)]
+    pub server: Listen,
+    /// The signing key for ID tokens and ID-JAGs.
+    pub signing_key: SigningKeyConfig,
+    /// Registered clients.
+    pub clients: Vec<ClientConfig>,
+    /// Users.
+    pub users: Vec<UserConfig>,
+    /// Authorization servers it issues ID-JAGs for.
+    pub targets: Vec<TargetConfig>,
+    /// Admin policy rules.
+    pub rules: Vec<RuleConfig>,
+}
+
+/// An IdP trusted by the authorization server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustedIssuerConfig {
+    /// The issuer identifier (exact).
+    pub issuer: String,
+    /// Where to fetch its JWKS.
+    pub jwks_url: Option<String>,
+    /// Or a local JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// A required tenant (D-14).
+    pub tenant: Option<String>,
+}
+
+/// A resource (MCP server) the authorization server issues tokens for.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfigToml {
+    /// The resource identifier.
+    pub id: String,
+    /// The scopes it defines.
+    pub scopes: Vec<String>,
+    /// Scopes granted when neither the ID-JAG nor the request names any (D-20).
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    /// `reject` (default) or `drop` undefined scopes in ID-JAGs (D-21).
+    #[serde(default)]
+    pub unknown_scopes: Option<String>,
+}
+
+/// A subject mapping entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectMapConfig {
+    /// The IdP issuer.
+    pub issuer: String,
+    /// The IdP subject.
+    pub sub: String,
+    /// The local user id.
+    pub local: String,
+    /// Local groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// Subject mapping at the authorization server (D-14).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectsConfig {
+    /// Provision unknown subjects just in time under the IdP's subject id.
+    #[serde(default)]
+    pub just_in_time: bool,
+    /// Explicit mappings (they win over provisioning).
+    #[serde(default)]
+    pub map: Vec<SubjectMapConfig>,
+}
+
+/// The MCP authorization server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationServerConfig {
+    /// Listening and public URL.
+    #[serde(flatten)]
+    pub server: Listen,
+    /// The access-token signing key.
+    pub signing_key: SigningKeyConfig,
+    /// Access-token lifetime in seconds (default 3600).
+    #[serde(default = "default_lifetime")]
+    pub token_lifetime_secs: u64,
+    /// Trusted IdPs.
+    pub trusted_issuers: Vec<TrustedIssuerConfig>,
+    /// Registered clients.
+    pub clients: Vec<ClientConfig>,
+    /// Governed resources.
+    pub resources: Vec<ResourceConfigToml>,
+    /// Subject mapping.
+    pub subjects: SubjectsConfig,
+    /// Allow `http` on loopback for JWKS and issuer URLs (development only).
+    #[serde(default)]
+    pub insecure_allow_loopback_http: bool,
+}
+
+fn default_lifetime() -> u64 {
+    3600
+}
+
+/// The MCP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Listening and public URL.
+    #[serde(flatten)]
+    pub server: Listen,
+    /// The path of the MCP endpoint (default `/mcp`).
+    #[serde(default = "default_mcp_path")]
+    pub path: String,
+    /// The authorization server's issuer.
+    pub authorization_server: String,
+    /// Its JWKS URL (default `<issuer>/jwks`).
+    pub jwks_url: Option<String>,
+    /// Allow `http` on loopback for the JWKS URL (development only).
+    #[serde(default)]
+    pub insecure_allow_loopback_http: bool,
+}
+
+fn default_mcp_path() -> String {
+    "/mcp".into()
+}
+
+/// Development defaults: three servers on fixed loopback ports 9400 (IdP), 9401
+/// (authorization server) and 9402 (MCP server), two users (ana in `eng`, allowed; bob in
+/// `sales`, not assigned), one client at each server.
+pub mod defaults {
+    use super::*;
+
+    /// The default IdP URL.
+    pub const IDP: &str = "http://127.0.0.1:9400";
+    /// The default authorization-server URL.
+    pub const AS: &str = "http://127.0.0.1:9401";
+    /// The default MCP server URL.
+    pub const MCP: &str = "http://127.0.0.1:9402";
+
+    /// The IdP's development configuration, for servers at `idp`, `auth_server` and `mcp`.
+    pub fn idp(
+        idp: &str,
+        auth_server: &str,
+        mcp_resource: &str,
+        other_resource: &str,
+    ) -> IdpConfig {
+        IdpConfig {
+            server: Listen {
+                listen: listen_of(idp),
+                public_url: Some(idp.into()),
+            },
+            signing_key: SigningKeyConfig {
+                kid: "idp-k1".into(),
+                alg: default_alg(),
+                pem_file: None,
+            },
+            clients: vec![ClientConfig {
+                id: "desk-idp-01".into(),
+                secret: Some("desk-secret".into()),
+                jwks_file: None,
+                redirect_uris: vec!["http://127.0.0.1/callback".into()],
+            }],
+            users: vec![
+                UserConfig {
+                    subject: "00u8k2Lq91".into(),
+                    username: "ana".into(),
+                    password: "ana-password".into(),
+                    email: Some("ana@acme.example".into()),
+                    groups: vec!["eng".into()],
+                },
+                UserConfig {
+                    subject: "00u9bobXX2".into(),
+                    username: "bob".into(),
+                    password: "bob-password".into(),
+                    email: Some("bob@acme.example".into()),
+                    groups: vec!["sales".into()],
+                },
+            ],
+            targets: vec![TargetConfig {
+                issuer: auth_server.into(),
+                aliases: vec!["urn:acme:tasks".into()],
+                resources: vec![mcp_resource.into(), other_resource.into()],
+                clients: [("desk-idp-01".to_owned(), "tc_5f2a91".to_owned())].into(),
+            }],
+            rules: vec![RuleConfig {
+                group: "eng".into(),
+                audience: auth_server.into(),
+                scopes: "tasks.read tasks.write notes.read".into(),
+                resources: Vec::new(),
+            }],
+        }
+    }
+
+    /// The authorization server's development configuration.
+    pub fn authorization_server(
+        idp: &str,
+        auth_server: &str,
+        mcp_resource: &str,
+        other_resource: &str,
+    ) -> AuthorizationServerConfig {
+        AuthorizationServerConfig {
+            server: Listen {
+                listen: listen_of(auth_server),
+                public_url: Some(auth_server.into()),
+            },
+            signing_key: SigningKeyConfig {
+                kid: "as-k1".into(),
+                alg: default_alg(),
+                pem_file: None,
+            },
+            token_lifetime_secs: 3600,
+            trusted_issuers: vec![TrustedIssuerConfig {
+                issuer: idp.into(),
+                jwks_url: Some(format!("{idp}/jwks")),
+                jwks_file: None,
+                tenant: None,
+            }],
+            clients: vec![ClientConfig {
+                id: "tc_5f2a91".into(),
+                secret: Some("tc-secret".into()),
+                jwks_file: None,
+                redirect_uris: Vec::new(),
+            }],
+            resources: vec![
+                ResourceConfigToml {
+                    id: mcp_resource.into(),
+                    scopes: vec!["tasks.read".into(), "tasks.write".into()],
+                    default_scopes: vec!["tasks.read".into()],
+                    unknown_scopes: Some("drop".into()),
+                },
+                ResourceConfigToml {
+                    id: other_resource.into(),
+                    scopes: vec!["notes.read".into()],
+                    default_scopes: vec!["notes.read".into()],
+                    unknown_scopes: Some("drop".into()),
+                },
+            ],
+            subjects: SubjectsConfig {
+                just_in_time: true,
+                map: vec![SubjectMapConfig {
+                    issuer: idp.into(),
+                    sub: "00u8k2Lq91".into(),
+                    local: "u-17".into(),
+                    groups: vec!["eng".into()],
+                }],
+            },
+            insecure_allow_loopback_http: true,
+        }
+    }
+
+    /// The MCP server's development configuration.
+    pub fn mcp_server(auth_server: &str, mcp: &str) -> McpServerConfig {
+        McpServerConfig {
+            server: Listen {
+                listen: listen_of(mcp),
+                public_url: Some(mcp.into()),
+            },
+            path: default_mcp_path(),
+            authorization_server: auth_server.into(),
+            jwks_url: None,
+            insecure_allow_loopback_http: true,
+        }
+    }
+
+    fn listen_of(url: &str) -> SocketAddr {
+        url.strip_prefix("http://")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid.
+    #[error("invalid configuration in `{path}`: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is invalid.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Reads a TOML file into `T`.
+pub fn load<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

@@ -1,0 +1,53 @@
+//! Binding, announcing and serving.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+/// Binds `addr` (port 0 allowed) and returns the listener with its `http://` URL.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, String)> {
+    let listener = TcpListener::bind(addr).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((listener, url))
+}
+
+/// Serves `router` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Resolves on Ctrl-C (or never, if the signal cannot be installed).
+pub async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Reads `--config <file>` from the arguments, if given.
+pub fn config_arg() -> Result<Option<std::path::PathBuf>, String> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next()) {
+        (None, _) => Ok(None),
+        (Some("--config"), Some(path)) => Ok(Some(path.into())),
+        (Some(other), _) => Err(format!(
+            "unexpected argument `{other}`; usage: [--config <file.toml>]"
+        )),
+    }
+}

@@ -1,0 +1,114 @@
+//! The agent side of single sign-on: an OpenID Connect authorization-code flow with PKCE,
+//! answering the IdP's login form with a username and password (for demos and tests; a real
+//! agent opens a browser instead).
+
+use ema_grant::form::encode_component;
+use ema_grant::pkce_challenge;
+use reqwest::redirect::Policy;
+
+/// Why sign-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// HTTP failed.
+    #[error("request to the IdP failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The IdP refused the login.
+    #[error("the IdP refused the sign-in (HTTP {0})")]
+    Refused(u16),
+    /// The redirect lacked the code or the state did not match (CL-12).
+    #[error("the IdP's redirect is missing the code or has the wrong state")]
+    BadRedirect,
+    /// The token response lacked an ID token.
+    #[error("the IdP returned no ID token: {0}")]
+    NoIdToken(String),
+}
+
+/// A client registered at the IdP for SSO.
+#[derive(Debug, Clone)]
+pub struct SsoClient {
+    /// The IdP's base URL.
+    pub idp: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: String,
+    /// A registered redirect URI (never contacted: the agent reads the redirect itself).
+    pub redirect_uri: String,
+}
+
+fn random_token() -> String {
+    ema_jose::random_id().unwrap_or_else(|_| "fallback-nonce-value".into())
+}
+
+impl SsoClient {
+    /// Signs `username` in and returns the ID token.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Result<String, SignInError> {
+        let http = reqwest::Client::builder()
+            .redirect(Policy::none())
+            .build()?;
+        // CL-12: PKCE S256, state and nonce.
+        let verifier = format!("{}{}", random_token(), random_token());
+        let state = random_token();
+        let nonce = random_token();
+        let params = format!(
+            "response_type=code&client_id={}&redirect_uri={}&scope=openid%20email&state={state}&nonce={nonce}&code_challenge={}&code_challenge_method=S256",
+            encode_component(&self.client_id),
+            encode_component(&self.redirect_uri),
+            pkce_challenge(&verifier)
+        );
+        let login = http
+            .post(format!("{}/authorize", self.idp))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "{params}&username={}&password={}",
+                encode_component(username),
+                encode_component(password)
+            ))
+            .send()
+            .await?;
+        if login.status().as_u16() != 303 {
+            return Err(SignInError::Refused(login.status().as_u16()));
+        }
+        let location = login
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(SignInError::BadRedirect)?;
+        let query = url::Url::parse(location).map_err(|_| SignInError::BadRedirect)?;
+        let get = |name: &str| {
+            query
+                .query_pairs()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        if get("state").as_deref() != Some(state.as_str()) {
+            return Err(SignInError::BadRedirect);
+        }
+        let code = get("code").ok_or(SignInError::BadRedirect)?;
+        let token = http
+            .post(format!("{}/token", self.idp))
+            .basic_auth(
+                encode_component(&self.client_id),
+                Some(encode_component(&self.client_secret)),
+            )
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "grant_type=authorization_code&code={}&code_verifier={verifier}&redirect_uri={}",
+                encode_component(&code),
+                encode_component(&self.redirect_uri)
+            ))
+            .send()
+            .await?;
+        let status = token.status().as_u16();
+        let body: serde_json::Value = token.json().await.unwrap_or_default();
+        match body.get("id_token").and_then(|t| t.as_str()) {
+            Some(id_token) if status == 200 => Ok(id_token.to_owned()),
+            _ => Err(SignInError::NoIdToken(
+                body.get("error")
+                    .and_then(|e| e.as_str())
+                    .unwrap_or("no error code")
+                    .to_owned(),
+            )),
+        }
+    }
+}
