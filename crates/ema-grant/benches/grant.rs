@@ -3,6 +3,7 @@
 //! token), measured in the same run. Also reports the in-memory replay store's memory per live
 //! entry. See docs/benchmarks.md.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
+#![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -58,6 +58,8 @@ pub struct AccessTokenClaims {
     pub amr: Option<Vec<String>>,
     /// `cnf.jkt` when DPoP-bound (D-17).
     pub cnf_jkt: Option<String>,
+    /// `authorization_details` (RFC 9396) carried over from the ID-JAG (AS-14).
+    pub authorization_details: Option<Vec<Value>>,
     /// `id_jag`: the ID-JAG it was issued for.
     pub origin: Option<IdJagOrigin>,
 }
@@ -188,6 +190,10 @@ impl AccessTokenClaims {
             acr: opt("acr")?,
             amr,
             cnf_jkt,
+            authorization_details: c
+                .get("authorization_details")
+                .and_then(Value::as_array)
+                .cloned(),
             origin,
         })
     }
@@ -260,6 +266,7 @@ impl AccessTokenIssuer {
             acr: None,
             amr: None,
             cnf_jkt: None,
+            authorization_details: None,
             origin: None,
         })
     }

@@ -371,7 +371,10 @@ fn check_secret(client: &RegisteredClient, presented: &str) -> Result<(), Client
 fn parse_basic(header: &str) -> Result<(String, String), ClientAuthError> {
     let (scheme, value) = header.split_once(' ').ok_or(ClientAuthError::Malformed)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(ClientAuthError::Malformed);
+        // RFC 6749 §5.2: an unsupported authentication method is `invalid_client`.
+        return Err(ClientAuthError::Failed {
+            reason: "unsupported Authorization scheme",
+        });
     }
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
@@ -397,7 +400,10 @@ mod tests {
             parse_basic(&format!("Basic {b64}")).unwrap(),
             ("my:client".to_owned(), "p@ss word".to_owned())
         );
-        assert_eq!(parse_basic("Bearer abc"), Err(ClientAuthError::Malformed));
+        assert!(matches!(
+            parse_basic("Bearer abc"),
+            Err(ClientAuthError::Failed { .. })
+        ));
         assert_eq!(parse_basic("Basic !!!"), Err(ClientAuthError::Malformed));
         let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
         assert_eq!(

@@ -214,7 +214,8 @@ impl<'a> TokenRequest<'a> {
     /// Step (1) of every token request: `POST` with a form body (RFC 6749 §3.2).
     pub fn check_shape(&self) -> Result<(), crate::error::OAuthError> {
         use crate::error::OAuthError;
-        if !self.method.eq_ignore_ascii_case("POST") {
+        // Methods are case-sensitive (RFC 9110 §9.1): `post` is not `POST`.
+        if self.method != "POST" {
             return Err(OAuthError::invalid_request(
                 "the token endpoint accepts POST only",
             ));

@@ -30,6 +30,8 @@ pub struct AccessTokenResponse {
     pub scope: Option<ScopeSet>,
     /// The resource the token is for (AS-14).
     pub resource: String,
+    /// `authorization_details` granted, when the ID-JAG carried any (AS-14).
+    pub authorization_details: Option<Vec<Value>>,
     /// The access token's `jti`, for the audit trail (not sent to the client).
     pub jti: String,
 }
@@ -45,6 +47,12 @@ impl AccessTokenResponse {
             m.insert("scope".into(), scope.to_string().into());
         }
         m.insert("resource".into(), self.resource.as_str().into());
+        if let Some(details) = &self.authorization_details {
+            m.insert(
+                "authorization_details".into(),
+                Value::Array(details.clone()),
+            );
+        }
         Value::Object(m)
     }
 
@@ -103,7 +111,7 @@ pub(crate) fn client_auth_error(e: &ClientAuthError, realm: &str) -> OAuthError 
 
 /// Maps a request whose headers cannot be read. A repeated or unreadable `DPoP` header is an
 /// invalid proof (RFC 9449 §4.3 check 1, §5: `invalid_dpop_proof`; AS-17, TX-13).
-pub(crate) fn request_error(e: &RequestError) -> OAuthError {
+pub fn request_error(e: &RequestError) -> OAuthError {
     match e {
         RequestError::RepeatedHeader { name: "dpop" }
         | RequestError::InvalidHeader { name: "dpop" } => dpop_error(&DpopError::Malformed),
@@ -337,6 +345,8 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         at.acr = claims.acr.clone();
         at.amr = claims.amr.clone();
         at.cnf_jkt = dpop.as_ref().map(|p| p.jkt.clone());
+        // AS-14: RAR details travel from the ID-JAG to the token and the response.
+        at.authorization_details = claims.authorization_details.clone();
         at.origin = Some(IdJagOrigin {
             iss: claims.iss.clone(),
             jti: claims.jti.clone(),
@@ -356,6 +366,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
             expires_in: self.tokens.lifetime(),
             scope: at.scope,
             resource: at.aud.into_string(),
+            authorization_details: at.authorization_details,
             jti: at.jti.into_string(),
         })
     }

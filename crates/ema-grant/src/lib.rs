@@ -91,7 +91,9 @@ pub use exchange::{
     TokenExchangeResponse, parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};
-pub use jwt_bearer::{AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error};
+pub use jwt_bearer::{
+    AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error, request_error,
+};
 pub use replay::{InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen};
 pub use sso::{
     AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,

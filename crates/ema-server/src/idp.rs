@@ -269,9 +269,7 @@ where
     };
     let now = state.clock.now();
     let result = async {
-        let req = TokenRequest::from_http(&request).map_err(|_| {
-            ema_grant::OAuthError::invalid_request("a request header is repeated or invalid")
-        })?;
+        let req = TokenRequest::from_http(&request).map_err(|e| ema_grant::request_error(&e))?;
         req.check_shape()?;
         let form = parse_exchange_form(req.body, ema_grant::form::DEFAULT_MAX_BODY)?;
         match form.get("grant_type") {

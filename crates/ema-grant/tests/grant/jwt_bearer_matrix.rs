@@ -501,9 +501,10 @@ pub(crate) fn rows() -> Vec<Row> {
         ),
         row(
             "AS-9 AS-20",
+            // RFC 6749 §5.2: an unsupported authentication method is `invalid_client`.
             "Authorization scheme other than Basic",
-            400,
-            "invalid_request",
+            401,
+            "invalid_client",
             |fx, bad| {
                 let r = with(fx, json!({}));
                 if bad {
