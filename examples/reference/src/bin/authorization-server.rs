@@ -9,7 +9,7 @@ use ema_jose::SystemClock;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    serve::init_logging();
+    serve::init_logging("info");
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

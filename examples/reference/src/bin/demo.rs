@@ -1,0 +1,400 @@
+//! The whole EMA flow on one machine: starts the IdP, the MCP authorization server and the MCP
+//! server on loopback ports chosen by the OS, then plays a script and prints every hop (decoded
+//! headers and claims, signatures elided, timings). Exits non-zero if any step does not behave
+//! as the script expects.
+//!
+//! Run: `cargo run -p ema-examples --bin demo`
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
+use ema_examples::config::defaults;
+use ema_examples::sso::SsoClient;
+use ema_examples::trace::show;
+use ema_examples::{serve, servers};
+use ema_grant::form::encode_component;
+use ema_grant::{ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_BEARER, TOKEN_EXCHANGE};
+use ema_jose::{Clock, SystemClock};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use serde_json::Value;
+
+struct Script {
+    http: reqwest::Client,
+    idp: String,
+    auth_server: String,
+    mcp: String,
+    notes: String,
+    failures: Vec<String>,
+    step: usize,
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Script {
+    fn step(&mut self, title: &str) {
+        self.step += 1;
+        println!("\n== {}. {title}", self.step);
+    }
+
+    fn expect(&mut self, what: &str, ok: bool) {
+        if ok {
+            println!("   ok: {what}");
+        } else {
+            println!("   UNEXPECTED: {what}");
+            self.failures.push(format!("step {}: {what}", self.step));
+        }
+    }
+
+    async fn post_form(
+        &self,
+        url: &str,
+        body: String,
+        basic: (&str, &str),
+    ) -> Result<Reply, reqwest::Error> {
+        let started = Instant::now();
+        let resp = self
+            .http
+            .post(url)
+            .basic_auth(basic.0, Some(basic.1))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.json().await.unwrap_or(Value::Null);
+        println!(
+            "   POST {url} -> {status} ({} ms)",
+            started.elapsed().as_millis()
+        );
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn exchange(
+        &self,
+        id_token: &str,
+        resource: &str,
+        scope: &str,
+    ) -> Result<Reply, reqwest::Error> {
+        let body = format!(
+            "grant_type={}&requested_token_type={}&audience={}&resource={}&scope={}&subject_token={id_token}&subject_token_type={}",
+            encode_component(TOKEN_EXCHANGE),
+            encode_component(ID_JAG_TOKEN_TYPE),
+            encode_component(&self.auth_server),
+            encode_component(resource),
+            encode_component(scope),
+            encode_component(ID_TOKEN_TYPE),
+        );
+        self.post_form(
+            &format!("{}/token", self.idp),
+            body,
+            ("desk-idp-01", "desk-secret"),
+        )
+        .await
+    }
+
+    async fn redeem(&self, id_jag: &str, resource: &str) -> Result<Reply, reqwest::Error> {
+        let body = format!(
+            "grant_type={}&assertion={id_jag}&resource={}",
+            encode_component(JWT_BEARER),
+            encode_component(resource)
+        );
+        self.post_form(
+            &format!("{}/token", self.auth_server),
+            body,
+            ("tc_5f2a91", "tc-secret"),
+        )
+        .await
+    }
+
+    async fn call_mcp(&self, token: Option<&str>) -> Result<Reply, reqwest::Error> {
+        let mut req = self
+            .http
+            .post(&self.mcp)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}"#);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let started = Instant::now();
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        println!(
+            "   POST {} -> {status} ({} ms)",
+            self.mcp,
+            started.elapsed().as_millis()
+        );
+        Ok(Reply {
+            status,
+            headers,
+            body: Value::Null,
+        })
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    serve::init_logging("warn");
+    match run().await {
+        Ok(failures) if failures.is_empty() => {
+            println!("\nAll steps behaved as expected.");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(failures) => {
+            eprintln!("\n{} step(s) did not behave as expected:", failures.len());
+            for f in failures {
+                eprintln!("  - {f}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("demo: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (idp_listener, idp) = serve::bind(loopback).await?;
+    let (as_listener, auth_server) = serve::bind(loopback).await?;
+    let (mcp_listener, mcp_base) = serve::bind(loopback).await?;
+    let mcp = format!("{mcp_base}/mcp");
+    let notes = format!("{mcp_base}/notes");
+
+    let idp_app = servers::idp_app(
+        &defaults::idp(&idp, &auth_server, &mcp, &notes),
+        &idp,
+        clock.clone(),
+    )?;
+    let as_app = servers::authorization_server_app(
+        &defaults::authorization_server(&idp, &auth_server, &mcp, &notes),
+        &auth_server,
+        clock.clone(),
+    )?;
+    let mcp_app = servers::mcp_app(
+        &defaults::mcp_server(&auth_server, &mcp_base),
+        &mcp_base,
+        clock.clone(),
+    )?;
+    for (listener, app) in [
+        (idp_listener, idp_app),
+        (as_listener, as_app),
+        (mcp_listener, mcp_app),
+    ] {
+        tokio::spawn(serve::serve(listener, app, std::future::pending()));
+    }
+    println!("IdP:                  {idp}");
+    println!("authorization server: {auth_server}");
+    println!("MCP server:           {mcp}");
+
+    let mut s = Script {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
+        idp: idp.clone(),
+        auth_server: auth_server.clone(),
+        mcp: mcp.clone(),
+        notes,
+        failures: Vec::new(),
+        step: 0,
+    };
+    let sso = SsoClient {
+        idp: idp.clone(),
+        client_id: "desk-idp-01".into(),
+        client_secret: "desk-secret".into(),
+        redirect_uri: "http://127.0.0.1/callback".into(),
+    };
+
+    s.step("The agent calls the MCP server without a token (discovery, RS-1)");
+    let r = s.call_mcp(None).await?;
+    let challenge = r
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    println!("   WWW-Authenticate: {challenge}");
+    s.expect(
+        "401 with resource_metadata",
+        r.status == 401 && challenge.contains("resource_metadata="),
+    );
+
+    s.step("ana signs in at the IdP (OIDC authorization code + PKCE)");
+    let started = Instant::now();
+    let ana_id_token = sso.sign_in("ana", "ana-password").await?;
+    println!("   signed in ({} ms)", started.elapsed().as_millis());
+    println!("{}", show("ID token", &ana_id_token));
+
+    s.step("Token exchange at the IdP: ID token -> ID-JAG (RFC 8693)");
+    let r = s.exchange(&ana_id_token, &mcp, "tasks.read").await?;
+    let id_jag = text(&r.body, "access_token");
+    println!(
+        "   issued_token_type: {}, token_type: {}, expires_in: {}",
+        text(&r.body, "issued_token_type"),
+        text(&r.body, "token_type"),
+        r.body.get("expires_in").cloned().unwrap_or_default()
+    );
+    println!("{}", show("ID-JAG", &id_jag));
+    s.expect("200 with an ID-JAG", r.status == 200 && !id_jag.is_empty());
+
+    s.step("jwt-bearer at the authorization server: ID-JAG -> access token (RFC 7523)");
+    let r = s.redeem(&id_jag, &mcp).await?;
+    let access_token = text(&r.body, "access_token");
+    println!(
+        "   token_type: {}, scope: {}, resource: {}",
+        text(&r.body, "token_type"),
+        text(&r.body, "scope"),
+        text(&r.body, "resource")
+    );
+    println!("{}", show("access token", &access_token));
+    s.expect(
+        "200 with an access token for the MCP server",
+        r.status == 200 && text(&r.body, "resource") == mcp,
+    );
+
+    s.step("The MCP server accepts the access token");
+    let r = s.call_mcp(Some(&access_token)).await?;
+    s.expect("200 on initialize", r.status == 200);
+
+    s.step("Replaying the same ID-JAG is refused (SEC-1, D-6)");
+    let r = s.redeem(&id_jag, &mcp).await?;
+    println!(
+        "   error: {} ({})",
+        text(&r.body, "error"),
+        text(&r.body, "error_description")
+    );
+    s.expect(
+        "400 invalid_grant",
+        r.status == 400 && text(&r.body, "error") == "invalid_grant",
+    );
+
+    s.step("bob (group `sales`, not assigned to this server) is refused at the IdP (TX-8)");
+    let bob_id_token = sso.sign_in("bob", "bob-password").await?;
+    let r = s.exchange(&bob_id_token, &mcp, "tasks.read").await?;
+    println!(
+        "   error: {} ({})",
+        text(&r.body, "error"),
+        text(&r.body, "error_description")
+    );
+    s.expect(
+        "400 access_denied",
+        r.status == 400 && text(&r.body, "error") == "access_denied",
+    );
+
+    s.step("A token for another resource is refused by the MCP server (RS-4)");
+    let notes = s.notes.clone();
+    let r = s.exchange(&ana_id_token, &notes, "notes.read").await?;
+    let r = s.redeem(&text(&r.body, "access_token"), &notes).await?;
+    let notes_token = text(&r.body, "access_token");
+    println!(
+        "   token for {} (scope {})",
+        text(&r.body, "resource"),
+        text(&r.body, "scope")
+    );
+    let r = s.call_mcp(Some(&notes_token)).await?;
+    let challenge = r
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    println!("   WWW-Authenticate: {challenge}");
+    s.expect(
+        "401 invalid_token",
+        r.status == 401 && challenge.contains("invalid_token"),
+    );
+
+    s.step("The agent library does it all: ema-client + rmcp, with a step-up for a write (CL-10)");
+    let client = EmaClient::builder(IdpConfig::new(
+        idp.as_str(),
+        format!("{idp}/token"),
+        ClientCredentials::secret_basic("desk-idp-01", "desk-secret"),
+    ))
+    .authorization_server(
+        auth_server.as_str(),
+        ClientCredentials::secret_basic("tc_5f2a91", "tc-secret"),
+    )
+    .fetch_policy(FetchPolicy::insecure_loopback_development())
+    .build()?;
+    let started = Instant::now();
+    let session = Arc::new(
+        client
+            .session(&url::Url::parse(&mcp)?, Secret::new(ana_id_token))
+            .await?,
+    );
+    let agent = ().serve(EmaHttpClient::new(session.clone())?.into_transport()).await?;
+    let tools = agent.list_all_tools().await?;
+    println!(
+        "   tools: {}",
+        tools
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("   scope before: {}", session.scope());
+    let added = agent
+        .call_tool(
+            CallToolRequestParams::new("add_task").with_arguments(
+                serde_json::json!({"title": "review the EMA rollout"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await?;
+    println!(
+        "   add_task -> {}",
+        added
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect::<String>()
+    );
+    println!("   scope after:  {}", session.scope());
+    let who = agent
+        .call_tool(CallToolRequestParams::new("whoami"))
+        .await?;
+    let who_text: String = who
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect();
+    println!("   whoami -> {who_text}");
+    println!(
+        "   ({} ms for discovery, two token acquisitions and four MCP requests)",
+        started.elapsed().as_millis()
+    );
+    agent.cancel().await?;
+    s.expect(
+        "the write succeeded after stepping up to tasks.write",
+        added.is_error != Some(true) && session.scope().contains("tasks.write"),
+    );
+    s.expect(
+        "the audit link reaches back to the IdP",
+        who_text.contains("\"idp_issuer\"") && who_text.contains("\"id_jag_jti\""),
+    );
+
+    Ok(s.failures)
+}
