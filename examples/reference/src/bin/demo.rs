@@ -4,6 +4,10 @@
 //! as the script expects.
 //!
 //! Run: `cargo run -p ema-examples --bin demo`
+//!
+//! With `--serve`, it starts the three servers, prints their URLs as one JSON line
+//! (`{"idp":…,"authorization_server":…,"mcp":…}`) and serves until interrupted, for tests that
+//! drive the servers with other clients (`tests/interop/`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -203,6 +207,14 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         (mcp_listener, mcp_app),
     ] {
         tokio::spawn(serve::serve(listener, app, std::future::pending()));
+    }
+    if std::env::args().nth(1).as_deref() == Some("--serve") {
+        println!(
+            "{}",
+            serde_json::json!({"idp": idp, "authorization_server": auth_server, "mcp": mcp})
+        );
+        serve::ctrl_c().await;
+        return Ok(Vec::new());
     }
     println!("IdP:                  {idp}");
     println!("authorization server: {auth_server}");
