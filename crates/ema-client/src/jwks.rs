@@ -138,6 +138,8 @@ struct IssuerState {
     removed: VecDeque<String>,
     /// Why the last fetch failed, for `Unavailable`.
     last_error: Option<String>,
+    /// Moves whenever the usable keys change ([`KeySource::key_set_version`]).
+    version: u64,
 }
 
 #[derive(Debug)]
@@ -309,17 +311,16 @@ impl RemoteJwks {
                 self.may_fetch(&state, now),
             )
         };
-        match &keys {
-            Some(set) => match set.find(kid, alg) {
+        if let Some(set) = &keys {
+            match set.find(kid, alg) {
                 Ok(key) if fresh || !may_fetch => return Ok(key.clone()),
+                // Stale: refresh below.
                 Ok(_) => {}
-                // SEC-3: an unknown `kid` may refetch, rate-limited.
-                Err(KeyLookupError::UnknownKid { .. } | KeyLookupError::NoSingleKey { .. })
-                    if may_fetch => {}
+                // SEC-3: an unknown `kid` may refetch, rate-limited (the check is under the
+                // lock below, so a lookup arriving while a fetch is in flight waits for it).
+                Err(KeyLookupError::UnknownKid { .. } | KeyLookupError::NoSingleKey { .. }) => {}
                 Err(e) => return Err(e),
-            },
-            None if !may_fetch => return Err(unavailable(&entry.state())),
-            None => {}
+            }
         }
         {
             // Single flight: whoever gets the lock first fetches; the others find that a fetch
@@ -392,6 +393,12 @@ fn apply(state: &mut IssuerState, ticket: u64, set: JwkSet, expires_at: UnixTime
     } else {
         set
     };
+    let thumbprints = |s: &JwkSet| -> Vec<String> {
+        s.keys().iter().map(|k| k.thumbprint().to_owned()).collect()
+    };
+    if state.keys.as_deref().map(thumbprints) != Some(thumbprints(&set)) {
+        state.version += 1;
+    }
     state.keys = Some(Arc::new(set));
     state.applied = ticket;
     state.expires_at = expires_at;
@@ -405,6 +412,12 @@ impl KeySource for RemoteJwks {
         alg: Algorithm,
     ) -> impl Future<Output = Result<Arc<VerifyingKey>, KeyLookupError>> + Send {
         self.lookup(issuer, kid, alg)
+    }
+
+    fn key_set_version(&self, issuer: &str) -> u64 {
+        self.issuers
+            .get(issuer)
+            .map_or(0, |entry| entry.state().version)
     }
 }
 

@@ -1,0 +1,145 @@
+//! Hop 4 through rmcp: the Streamable HTTP client authorized by an EMA session; CL-7, CL-9 and
+//! CL-10 end to end.
+
+use std::sync::Arc;
+
+use ema_client::EmaHttpClient;
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+
+use crate::support::World;
+
+/// Runs initialize, tools/list and tools/call through rmcp with an EMA session.
+async fn run_mcp(world: &World) -> Result<(), String> {
+    let session = world
+        .client()
+        .session(&world.server_url(), world.id_token())
+        .await
+        .map_err(|e| e.to_string())?;
+    let transport = EmaHttpClient::new(Arc::new(session))
+        .map_err(|e| e.to_string())?
+        .into_transport();
+    let mcp = ().serve(transport).await.map_err(|e| e.to_string())?;
+    let tools = mcp.list_all_tools().await.map_err(|e| e.to_string())?;
+    assert_eq!(tools.len(), 1);
+    mcp.call_tool(CallToolRequestParams::new("echo"))
+        .await
+        .map_err(|e| e.to_string())?;
+    mcp.cancel().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// CL-7: the MCP server saw only access tokens the AS issued, only in the `Authorization`
+/// header; never the ID token, never an ID-JAG, never a token in a URL.
+fn assert_cl7(world: &World, id_token: &str) {
+    let log = world.log.lock().unwrap();
+    assert!(!log.id_jags.is_empty());
+    for request in &log.mcp {
+        assert!(
+            !request.contains(id_token),
+            "ID token sent to the MCP server"
+        );
+        for jag in &log.id_jags {
+            assert!(!request.contains(jag), "ID-JAG sent to the MCP server");
+        }
+        assert!(!request.uri.contains('?'), "query in {}", request.uri);
+        if let Some(value) = request.authorization() {
+            let token = value.strip_prefix("Bearer ").expect("Bearer scheme");
+            assert!(log.access_tokens.iter().any(|t| t == token));
+            assert!(
+                !request.body.contains(token) && !request.uri.contains(token),
+                "token outside the header"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn rmcp_over_streamable_http_with_an_ema_session() {
+    let world = World::start(|_| {}).await;
+    run_mcp(&world).await.unwrap();
+    let log = world.log.lock().unwrap();
+    // Probe (no token) plus initialize, initialized, tools/list, tools/call, all authorized.
+    let authorized = log
+        .mcp
+        .iter()
+        .filter(|r| r.authorization().is_some())
+        .count();
+    assert!(authorized >= 4, "{authorized}");
+    assert_eq!(log.exchanges.len(), 1, "one token for the whole session");
+    drop(log);
+    // The ID token the world mints is deterministic per call only in its claims; check the
+    // strings actually sent: the subject_token of each exchange.
+    let exchanges = world.log.lock().unwrap().exchanges.clone();
+    for body in exchanges {
+        let form = ema_grant::Form::parse(body.as_bytes(), 1 << 20).unwrap();
+        assert_cl7(&world, form.get("subject_token").unwrap());
+    }
+}
+
+#[tokio::test]
+async fn cl9_rmcp_recovers_once_from_invalid_token() {
+    let world = World::start(|k| k.revoke_first = true).await;
+    run_mcp(&world).await.unwrap();
+    let log = world.log.lock().unwrap();
+    assert_eq!(log.exchanges.len(), 2, "one re-acquisition");
+    assert_eq!(log.assertions.len(), 2);
+    assert_ne!(log.assertions[0], log.assertions[1], "a fresh ID-JAG");
+    let first = &log.access_tokens[0];
+    let uses_of_first = log
+        .mcp
+        .iter()
+        .filter(|r| r.authorization() == Some(&format!("Bearer {first}")))
+        .count();
+    assert_eq!(uses_of_first, 1, "the revoked token was not sent again");
+    let body = log.exchanges[0].clone();
+    drop(log);
+    let form = ema_grant::Form::parse(body.as_bytes(), 1 << 20).unwrap();
+    assert_cl7(&world, form.get("subject_token").unwrap());
+}
+
+#[tokio::test]
+async fn cl9_gives_up_after_one_reacquisition() {
+    // A server that refuses every token: one re-acquisition, one retry, then the error.
+    let world = World::start(|k| k.revoke_all = true).await;
+    let err = run_mcp(&world).await.unwrap_err();
+    assert!(err.to_lowercase().contains("auth"), "{err}");
+    let log = world.log.lock().unwrap();
+    assert_eq!(log.exchanges.len(), 2, "exactly one re-acquisition");
+    let authorized = log
+        .mcp
+        .iter()
+        .filter(|r| r.authorization().is_some())
+        .count();
+    assert_eq!(authorized, 2, "the request and its one retry");
+}
+
+#[tokio::test]
+async fn cl10_rmcp_widens_scope_on_insufficient_scope() {
+    let world = World::start(|k| {
+        k.challenge_scope = Some("tasks.read".into());
+        k.tools_call_scope = Some("tasks.read tasks.write".into());
+    })
+    .await;
+    run_mcp(&world).await.unwrap();
+    let log = world.log.lock().unwrap();
+    assert_eq!(log.exchanges.len(), 2);
+    let scopes: Vec<String> = log
+        .exchanges
+        .iter()
+        .map(|b| {
+            ema_grant::Form::parse(b.as_bytes(), 1 << 20)
+                .unwrap()
+                .get("scope")
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(scopes, ["tasks.read", "tasks.read tasks.write"]);
+    let denied = log
+        .mcp
+        .iter()
+        .filter(|r| r.body.contains("tools/call"))
+        .count();
+    assert_eq!(denied, 2, "tools/call once refused, once retried");
+}
