@@ -1,0 +1,20 @@
+//! The README's demo command runs green: every scripted step (allowed and denied) behaves as
+//! expected. The demo binds loopback ports chosen by the OS.
+
+#[test]
+fn demo_script_passes() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_demo"))
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the demo binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("All steps behaved as expected."));
+    for expected in ["400 invalid_grant", "400 access_denied", "401 invalid_token", "stepping up to tasks.write"] {
+        assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
+    }
+}
