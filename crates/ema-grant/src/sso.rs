@@ -569,6 +569,7 @@ mod tests {
 
     #[test]
     fn code_flow_with_pkce() {
+        // CL-12: state echoed, nonce carried into the ID token, PKCE S256 verified, codes single-use.
         let p = provider();
         let req = p.authorize_request(&authorize_form("")).unwrap();
         assert_eq!(
@@ -613,6 +614,7 @@ mod tests {
 
     #[test]
     fn pkce_and_redirect_rules() {
+        // CL-12: a wrong verifier, a missing challenge and a foreign redirect URI all fail.
         let p = provider();
         let req = p.authorize_request(&authorize_form("")).unwrap();
         let redirect = p.login(&req, "ana", "correct horse", NOW).unwrap();

@@ -36,6 +36,7 @@ struct World {
     idp: Router,
     auth_server: Router,
     mcp: Router,
+    as_keys: Arc<KeyRing>,
 }
 
 fn clock() -> Arc<dyn Clock> {
@@ -140,6 +141,7 @@ fn world() -> World {
         idp: harden(idp, &Limits::default()),
         auth_server: harden(auth_server, &Limits::default()),
         mcp,
+        as_keys,
     }
 }
 
@@ -526,4 +528,75 @@ async fn tool_scopes_ask_for_step_up() {
     );
     let (status, _, _) = call(&w.mcp, tool_call("list_tasks")).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+fn access_token_claims() -> Value {
+    serde_json::json!({
+        "iss": AS, "aud": RESOURCE, "sub": "u-1", "client_id": "tc_5f2a91", "scope": "tasks.read",
+        "iat": NOW.as_secs(), "exp": NOW.as_secs() + 600, "jti": "at-1"
+    })
+}
+
+#[tokio::test]
+async fn rs2_rs3_access_token_rules() {
+    let w = world();
+    let key = w.as_keys.active();
+    let bearer = |token: String| {
+        Request::post("/mcp")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // Positive control: a well-formed at+jwt from the AS key.
+    let good = key
+        .sign_jwt(Some("at+jwt"), &access_token_claims())
+        .unwrap();
+    assert_eq!(call(&w.mcp, bearer(good)).await.0, StatusCode::OK);
+    // RS-3: the same claims under another `typ` (or none) are refused.
+    for typ in [Some("JWT"), None, Some("oauth-id-jag+jwt")] {
+        let token = key.sign_jwt(typ, &access_token_claims()).unwrap();
+        assert_eq!(
+            call(&w.mcp, bearer(token)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{typ:?}"
+        );
+    }
+    // RS-2: wrong issuer, expired, audience of another resource, foreign key.
+    let mut wrong_iss = access_token_claims();
+    wrong_iss["iss"] = "https://evil.example".into();
+    let mut expired = access_token_claims();
+    expired["exp"] = (NOW.as_secs() - 120).into();
+    expired["iat"] = (NOW.as_secs() - 700).into();
+    let mut other_aud = access_token_claims();
+    other_aud["aud"] = "https://mcp.tasks.example/mcp/".into();
+    for claims in [wrong_iss, expired, other_aud] {
+        let token = key.sign_jwt(Some("at+jwt"), &claims).unwrap();
+        assert_eq!(
+            call(&w.mcp, bearer(token)).await.0,
+            StatusCode::UNAUTHORIZED,
+            "{claims}"
+        );
+    }
+    let stranger = SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap();
+    let forged = stranger
+        .sign_jwt(Some("at+jwt"), &access_token_claims())
+        .unwrap();
+    assert_eq!(
+        call(&w.mcp, bearer(forged)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn md3_metadata_names_no_trusted_issuer() {
+    let w = world();
+    let (_, _, body) = call(
+        &w.auth_server,
+        Request::get("/.well-known/oauth-authorization-server")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    // MD-3 / SEC-12: advertising the profile says nothing about which IdPs are trusted.
+    assert!(!String::from_utf8_lossy(&body).contains(IDP));
 }
