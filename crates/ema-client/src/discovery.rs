@@ -62,7 +62,7 @@ const PROBE_BODY: &[u8] = br#"{"jsonrpc":"2.0","id":"ema-discovery","method":"pi
 /// 1. An unauthenticated request; a `401` Bearer challenge's `resource_metadata` names the PRM
 ///    (CL-1); without one, the CL-1 well-known fallbacks (path-inserted, then root).
 /// 2. The PRM is validated against `server_url` (D-9) and the URL rule (MD-8).
-/// 3. For the first authorization server listed (or `preferred_issuer` when the PRM lists it),
+/// 3. For the first authorization server listed that `preferred` accepts (else the first one),
 ///    the CL-2 metadata locations in order; the first document found must name exactly that
 ///    issuer (MD-5) and pass the URL rule.
 /// 4. Unless `assume_profile`, the server must support the ID-JAG profile (CL-3), with the
@@ -70,7 +70,7 @@ const PROBE_BODY: &[u8] = br#"{"jsonrpc":"2.0","id":"ema-discovery","method":"pi
 pub(crate) async fn discover(
     fetcher: &HttpFetcher,
     server_url: &Url,
-    preferred_issuer: Option<&str>,
+    preferred: impl Fn(&str) -> bool,
     assume_profile: bool,
 ) -> Result<DiscoveredServer, DiscoveryError> {
     let server_url = fetcher
@@ -108,11 +108,13 @@ pub(crate) async fn discover(
             source,
         })?;
 
-    let issuer = preferred_issuer
-        .filter(|p| resource.authorization_servers.iter().any(|s| s == p))
-        .or_else(|| resource.authorization_servers.first().map(String::as_str))
-        .unwrap_or_default()
-        .to_owned();
+    let issuer = resource
+        .authorization_servers
+        .iter()
+        .find(|s| preferred(s))
+        .or_else(|| resource.authorization_servers.first())
+        .cloned()
+        .unwrap_or_default();
     let authorization_server = discover_authorization_server(fetcher, &issuer).await?;
     // CL-3: EMA only where the server takes ID-JAGs (or the administrator forces it).
     if !assume_profile && !authorization_server.supports_id_jag() {

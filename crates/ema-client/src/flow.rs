@@ -357,11 +357,10 @@ impl EmaClient {
     /// An authorization server the client has credentials for is preferred when the PRM lists
     /// several.
     pub async fn discover(&self, server_url: &Url) -> Result<DiscoveredServer, DiscoveryError> {
-        let preferred = self.inner.servers.keys().next().map(String::as_str);
         discovery::discover(
             &self.inner.fetcher,
             server_url,
-            preferred,
+            |issuer| self.inner.servers.contains_key(issuer),
             self.inner.assume_profile,
         )
         .await

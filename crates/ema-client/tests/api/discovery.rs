@@ -266,3 +266,18 @@ async fn md8_metadata_pointing_to_plain_http_elsewhere_is_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn cl13_the_authorization_server_with_credentials_is_chosen() {
+    // The PRM lists a server the client has no registration at first; the client picks the
+    // one it holds credentials for and never contacts the other.
+    let world = World::start(|_| {}).await;
+    world.knobs(|k| {
+        k.prm = Some(json!({
+            "resource": world.resource,
+            "authorization_servers": ["http://127.0.0.1:1", world.issuer],
+        }));
+    });
+    let found = world.client().discover(&world.server_url()).await.unwrap();
+    assert_eq!(found.issuer(), world.issuer);
+}
