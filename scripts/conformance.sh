@@ -41,7 +41,7 @@ install_suite() {
 }
 
 cargo build -p ema-client --bin conformance-client --locked "${build_flags[@]}"
-client="$root/target/$profile/conformance-client"
+client="${CARGO_TARGET_DIR:-$root/target}/$profile/conformance-client"
 
 passed=0
 failed=0
