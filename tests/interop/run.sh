@@ -14,6 +14,7 @@ stamp_of() { sha256sum "$1" | cut -d' ' -f1; }
 
 say "build the demo binary"
 cargo build -p ema-examples --bin demo --locked --quiet
+demo="${CARGO_TARGET_DIR:-target}/debug/demo"
 
 say "TypeScript dependencies (npm ci)"
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
@@ -48,7 +49,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-./target/debug/demo --serve > "$work/servers.json" 2> "$work/servers.log" &
+"$demo" --serve > "$work/servers.json" 2> "$work/servers.log" &
 server_pid=$!
 for _ in $(seq 1 300); do
     [ -s "$work/servers.json" ] && break
