@@ -20,6 +20,10 @@ pub struct OAuthErrorResponse {
     pub error_description: Option<String>,
     /// The `error_uri`, when the body carried one.
     pub error_uri: Option<String>,
+    /// `max_age` of an `insufficient_user_authentication` error (RFC 9470 §3).
+    pub max_age: Option<u64>,
+    /// `acr_values` of an `insufficient_user_authentication` error (RFC 9470 §3).
+    pub acr_values: Option<String>,
 }
 
 impl OAuthErrorResponse {
@@ -38,6 +42,11 @@ impl OAuthErrorResponse {
             error: text("error"),
             error_description: text("error_description"),
             error_uri: text("error_uri"),
+            max_age: object
+                .as_ref()
+                .and_then(|o| o.get("max_age"))
+                .and_then(serde_json::Value::as_u64),
+            acr_values: text("acr_values"),
         }
     }
 
@@ -324,6 +333,31 @@ impl EmaError {
         }
     }
 
+    /// Whether the IdP refused the ID token itself (`invalid_grant`, or `invalid_request` as
+    /// RFC 8693 has it, D-1): the caller must obtain a new one (IdP refresh token or a new
+    /// sign-in, CL-9) before trying again. Never an interactive authorization at the MCP
+    /// authorization server (CL-8).
+    pub fn needs_new_id_token(&self) -> bool {
+        matches!(
+            self,
+            Self::TokenExchange(TokenExchangeError::Rejected(e))
+                if e.is("invalid_grant") || e.is("invalid_request")
+        )
+    }
+
+    /// The IdP's step-up demand (`insufficient_user_authentication`, RFC 9470): the user must
+    /// authenticate again at the IdP, honouring the returned `max_age` / `acr_values` (CL-10).
+    pub fn step_up(&self) -> Option<&OAuthErrorResponse> {
+        match self {
+            Self::TokenExchange(TokenExchangeError::Rejected(e))
+                if e.is("insufficient_user_authentication") =>
+            {
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
     /// The OAuth error response behind this failure, when a server sent one.
     pub fn oauth_error(&self) -> Option<&OAuthErrorResponse> {
         match self {
@@ -349,6 +383,21 @@ mod tests {
             e.to_string(),
             "HTTP 400 `access_denied`: client not assigned"
         );
+        let step_up = OAuthErrorResponse::from_body(
+            400,
+            br#"{"error":"insufficient_user_authentication","max_age":300,"acr_values":"mfa"}"#,
+        );
+        let err = EmaError::from(TokenExchangeError::Rejected(step_up));
+        let demand = err.step_up().unwrap();
+        assert_eq!(
+            (demand.max_age, demand.acr_values.as_deref()),
+            (Some(300), Some("mfa"))
+        );
+        assert!(!err.needs_new_id_token());
+        let d1 = OAuthErrorResponse::from_body(400, br#"{"error":"invalid_grant"}"#);
+        assert!(EmaError::from(TokenExchangeError::Rejected(d1.clone())).needs_new_id_token());
+        // The same code at the AS is about the ID-JAG, not the ID token.
+        assert!(!EmaError::from(JwtBearerError::Rejected(d1)).needs_new_id_token());
         let junk = OAuthErrorResponse::from_body(502, b"<html>");
         assert_eq!(junk.error, None);
         assert_eq!(junk.to_string(), "HTTP 502");

@@ -419,7 +419,16 @@ impl EmaClient {
             return Ok(token);
         }
         let token = self.acquire(server, id_token, scope).await?;
-        lock(&self.inner.tokens).insert(key, token.clone());
+        let now = self.inner.clock.now();
+        let mut tokens = lock(&self.inner.tokens);
+        // Expired entries go; the map stays as large as the live tokens.
+        tokens.retain(|_, t| t.expires_at > now);
+        tokens.insert(key.clone(), token.clone());
+        drop(tokens);
+        let mut flights = lock(&self.inner.flights);
+        if flights.get(&key).is_some_and(|f| Arc::strong_count(f) <= 2) {
+            flights.remove(&key);
+        }
         Ok(token)
     }
 
@@ -721,6 +730,54 @@ impl EmaClient {
 
 fn string<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     body.get(name).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(issued: u64, expires: u64) -> AccessToken {
+        AccessToken {
+            token: Secret::new("t"),
+            issued_at: UnixTime::from_secs(issued),
+            expires_at: UnixTime::from_secs(expires),
+            scope: ScopeSet::new(),
+            resource: "https://mcp.example/mcp".into(),
+        }
+    }
+
+    #[test]
+    fn refresh_margin_is_capped_at_half_the_lifetime() {
+        // 3600 s token, 60 s margin: replaced 60 s before expiry.
+        let long = token(1000, 4600);
+        assert!(long.usable_at(UnixTime::from_secs(4539), 60));
+        assert!(!long.usable_at(UnixTime::from_secs(4540), 60));
+        // 60 s token, 60 s margin: the margin shrinks to 30 s, so the token is still used.
+        let short = token(1000, 1060);
+        assert!(short.usable_at(UnixTime::from_secs(1029), 60));
+        assert!(!short.usable_at(UnixTime::from_secs(1030), 60));
+        // Expired or zero-lifetime tokens are never used.
+        assert!(!token(1000, 1000).usable_at(UnixTime::from_secs(1000), 60));
+        assert!(!long.usable_at(UnixTime::from_secs(5000), 0));
+    }
+
+    #[test]
+    fn cache_principal_is_the_id_token_subject() {
+        let jwt = |sub: &str| {
+            let key = ema_jose::SigningKey::generate(ema_jose::Algorithm::ES256, None).unwrap();
+            Secret::new(
+                key.sign_jwt(None, &serde_json::json!({"iss": "https://idp", "sub": sub}))
+                    .unwrap(),
+            )
+        };
+        // Two ID tokens of one user share cache entries; two users never do.
+        assert_eq!(principal(&jwt("a")), principal(&jwt("a")));
+        assert_ne!(principal(&jwt("a")), principal(&jwt("b")));
+        assert_ne!(
+            principal(&Secret::new("opaque-1")),
+            principal(&Secret::new("opaque-2"))
+        );
+    }
 }
 
 /// What to do after the MCP server refused a token.

@@ -215,6 +215,32 @@ async fn d1_bad_id_token_is_invalid_grant_at_the_idp() {
         .unwrap();
     let err = session.access_token().await.unwrap_err();
     assert!(err.oauth_error().unwrap().is("invalid_grant"), "{err}");
+    // D-1 / CL-9: the caller is told to get a new ID token, not to go interactive (CL-8).
+    assert!(err.needs_new_id_token());
+    assert_eq!(world.hits("as POST"), 0);
+}
+
+#[tokio::test]
+async fn cl10_idp_step_up_demand_surfaces_with_max_age() {
+    let world = World::start(|k| {
+        k.idp = Some(IdpOverride::Fixed(
+            400,
+            json!({"error": "insufficient_user_authentication",
+                   "error_description": "MFA required", "max_age": 300,
+                   "acr_values": "urn:acme:acr:mfa"}),
+        ));
+    })
+    .await;
+    let session = world
+        .client()
+        .session(&world.server_url(), world.id_token())
+        .await
+        .unwrap();
+    let err = session.access_token().await.unwrap_err();
+    let demand = err.step_up().expect("a step-up demand");
+    assert_eq!(demand.max_age, Some(300));
+    assert_eq!(demand.acr_values.as_deref(), Some("urn:acme:acr:mfa"));
+    assert!(!err.needs_new_id_token());
 }
 
 #[tokio::test]
