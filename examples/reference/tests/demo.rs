@@ -14,7 +14,15 @@ fn demo_script_passes() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("All steps behaved as expected."));
-    for expected in ["400 invalid_grant", "400 access_denied", "401 invalid_token", "stepping up to tasks.write"] {
-        assert!(stdout.contains(expected), "missing `{expected}` in:\n{stdout}");
+    for expected in [
+        "400 invalid_grant",
+        "400 access_denied",
+        "401 invalid_token",
+        "stepping up to tasks.write",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing `{expected}` in:\n{stdout}"
+        );
     }
 }
