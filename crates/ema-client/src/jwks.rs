@@ -166,7 +166,10 @@ impl IssuerEntry {
 /// - A failed fetch keeps the last good set; [`KeyLookupError::Unavailable`] only when nothing
 ///   good was ever fetched.
 /// - No rollback (EMA §7.4.1): a key that a newer response removed is never reinstated by an
-///   older or stale response, and a response older than the cached one is discarded.
+///   older or stale response, and a response older than the cached one is discarded. This fails
+///   closed: a key once absent from a response stays refused for the life of this source, so
+///   issuers should rotate by publishing new `kid`s (the usual practice), never by re-adding
+///   old ones.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
