@@ -37,6 +37,10 @@ pub enum DpopError {
         /// The claim name.
         claim: &'static str,
     },
+    /// `ath` is not the hash of the access token presented with the proof (RFC 9449 §4.3
+    /// item 12).
+    #[error("DPoP proof `ath` does not match the access token")]
+    TokenHash,
     /// `htm` is not the request method.
     #[error("DPoP proof `htm` does not match the request method")]
     Method,
@@ -89,6 +93,31 @@ impl DpopValidator {
         replay: &R,
         now: UnixTime,
     ) -> Result<DpopProof, DpopError> {
+        self.validate_inner(proof, method, None, replay, now).await
+    }
+
+    /// Validates a proof sent with a DPoP-bound access token to a resource (RFC 9449 §7.1):
+    /// as [`DpopValidator::validate`], plus `ath` = base64url(SHA-256(`access_token`)).
+    pub async fn validate_for_token<R: ReplayStore>(
+        &self,
+        proof: &str,
+        method: &str,
+        access_token: &str,
+        replay: &R,
+        now: UnixTime,
+    ) -> Result<DpopProof, DpopError> {
+        self.validate_inner(proof, method, Some(access_token), replay, now)
+            .await
+    }
+
+    async fn validate_inner<R: ReplayStore>(
+        &self,
+        proof: &str,
+        method: &str,
+        access_token: Option<&str>,
+        replay: &R,
+        now: UnixTime,
+    ) -> Result<DpopProof, DpopError> {
         let jwt = UnverifiedJwt::parse(proof, &ParseOptions::new().with_max_len(8 * 1024))
             .map_err(|_| DpopError::Malformed)?;
         // typ `dpop+jwt`, asymmetric alg, a `jwk` header, no other key references (D-18).
@@ -113,6 +142,12 @@ impl DpopValidator {
                 .ok_or(DpopError::Claim { claim })
         };
         let jti = string("jti")?;
+        if let Some(token) = access_token {
+            let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            if string("ath")? != ema_jose::base64url::encode(hash.as_ref()) {
+                return Err(DpopError::TokenHash);
+            }
+        }
         if string("htm")? != method {
             return Err(DpopError::Method);
         }

@@ -13,7 +13,9 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ema_grant::{AccessTokenClaims, AccessTokenError, AccessTokenValidator};
+use ema_grant::{
+    AccessTokenClaims, AccessTokenError, AccessTokenValidator, DpopValidator, InMemoryReplayStore,
+};
 use ema_id_jag::ScopeSet;
 use ema_jose::{Clock, KeySource};
 use ema_metadata::{Challenge, ProtectedResourceMetadata};
@@ -77,6 +79,8 @@ pub struct BearerAuth<K> {
     resource_metadata: String,
     required: ScopeSet,
     tool_scopes: HashMap<String, ScopeSet>,
+    dpop: DpopValidator,
+    dpop_replay: InMemoryReplayStore,
     cache: TokenCache,
     clock: Arc<dyn Clock>,
 }
@@ -98,11 +102,15 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         resource_metadata_url: impl Into<String>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let resource = validator.resource().as_str().to_owned();
         Self {
             validator,
             resource_metadata: resource_metadata_url.into(),
             required: ScopeSet::new(),
             tool_scopes: HashMap::new(),
+            // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
+            dpop: DpopValidator::new(resource),
+            dpop_replay: InMemoryReplayStore::new(100_000),
             cache: TokenCache {
                 entries: Mutex::new(HashMap::new()),
                 capacity: 10_000,
@@ -252,7 +260,8 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         let (scheme, token) = value
             .split_once(' ')
             .ok_or_else(|| invalid("the Authorization header is malformed"))?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
+        if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
             return Err(self.reject(StatusCode::UNAUTHORIZED, None, None));
         }
         let token = token.trim();
@@ -286,9 +295,28 @@ impl<K: KeySource + 'static> BearerAuth<K> {
                 claims
             }
         };
-        // A DPoP-bound token presented as a bearer token is refused (RFC 9449 §7.1).
-        if principal.cnf_jkt.is_some() {
-            return Err(invalid("the access token is DPoP-bound"));
+        // RFC 9449 §7.1: a DPoP-bound token needs the DPoP scheme and a proof by its key, with
+        // `ath` binding the proof to this token; a bearer token is never sent as DPoP.
+        match (dpop_scheme, principal.cnf_jkt.as_deref()) {
+            (false, None) => {}
+            (false, Some(_)) => return Err(invalid("the access token is DPoP-bound")),
+            (true, None) => return Err(invalid("the access token is not DPoP-bound")),
+            (true, Some(jkt)) => {
+                let mut proofs = parts.headers.get_all("dpop").iter();
+                let proof = match (proofs.next(), proofs.next()) {
+                    (Some(p), None) => p.to_str().ok(),
+                    _ => None,
+                }
+                .ok_or_else(|| invalid("exactly one DPoP proof is required"))?;
+                let checked = self
+                    .dpop
+                    .validate_for_token(proof, parts.method.as_str(), token, &self.dpop_replay, now)
+                    .await
+                    .map_err(|_| invalid("the DPoP proof is invalid"))?;
+                if checked.jkt != jkt {
+                    return Err(invalid("the DPoP proof is not by the token's key"));
+                }
+            }
         }
         // RS-6: every required scope, else 403 naming all the scopes the request needs.
         let granted = principal.scope.clone().unwrap_or_default();

@@ -600,3 +600,95 @@ async fn md3_metadata_names_no_trusted_issuer() {
     // MD-3 / SEC-12: advertising the profile says nothing about which IdPs are trusted.
     assert!(!String::from_utf8_lossy(&body).contains(IDP));
 }
+
+fn dpop_proof(key: &SigningKey, htu: &str, jti: &str, token: Option<&str>) -> String {
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), "dpop+jwt".into());
+    header.insert(
+        "jwk".into(),
+        Value::Object(key.verifying_key().public_jwk().clone()),
+    );
+    let mut claims =
+        serde_json::json!({"jti": jti, "htm": "POST", "htu": htu, "iat": NOW.as_secs()});
+    if let Some(token) = token {
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        claims["ath"] = ema_jose::base64url::encode(hash.as_ref()).into();
+    }
+    key.sign_with_header(header, claims.to_string().as_bytes())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn d17_dpop_bound_tokens_at_the_mcp_server() {
+    let w = world();
+    let holder = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let id_token = sign_in(&w, "ana", "ana-password").await;
+    let (_, tx) = exchange(&w, &id_token).await;
+    let body = format!(
+        "grant_type={}&assertion={}&resource={}",
+        encode_component(JWT_BEARER),
+        tx["access_token"].as_str().unwrap(),
+        encode_component(RESOURCE)
+    );
+    let mut req = form_post("/token", body, Some(&b64("tc_5f2a91:as-secret")));
+    req.headers_mut().insert(
+        "dpop",
+        dpop_proof(&holder, "https://auth.tasks.example/token", "p-token", None)
+            .parse()
+            .unwrap(),
+    );
+    let (status, _, body) = call(&w.auth_server, req).await;
+    let at = json(&body);
+    assert_eq!(
+        (status, at["token_type"].as_str()),
+        (StatusCode::OK, Some("DPoP")),
+        "{at}"
+    );
+    let token = at["access_token"].as_str().unwrap().to_owned();
+
+    let mcp = |scheme: &str, proof: Option<String>| {
+        let mut b = Request::post("/mcp").header("authorization", format!("{scheme} {token}"));
+        if let Some(p) = proof {
+            b = b.header("dpop", p);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    // RFC 9449 §7.1: the DPoP scheme with a fresh proof by the bound key, `ath` matching.
+    let ok = dpop_proof(&holder, RESOURCE, "p-1", Some(&token));
+    assert_eq!(
+        call(&w.mcp, mcp("DPoP", Some(ok.clone()))).await.0,
+        StatusCode::OK
+    );
+    // The same proof again is a replay.
+    assert_eq!(
+        call(&w.mcp, mcp("DPoP", Some(ok))).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A bound token as a bearer token, or without a proof.
+    assert_eq!(
+        call(&w.mcp, mcp("Bearer", None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&w.mcp, mcp("DPoP", None)).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    // A proof by another key, for another URL, or for another token.
+    let stranger = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    for proof in [
+        dpop_proof(&stranger, RESOURCE, "p-2", Some(&token)),
+        dpop_proof(
+            &holder,
+            "https://mcp.tasks.example/other",
+            "p-3",
+            Some(&token),
+        ),
+        dpop_proof(&holder, RESOURCE, "p-4", Some("another-token")),
+        dpop_proof(&holder, RESOURCE, "p-5", None),
+    ] {
+        assert_eq!(
+            call(&w.mcp, mcp("DPoP", Some(proof))).await.0,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+}
