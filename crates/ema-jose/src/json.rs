@@ -8,6 +8,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 /// Why a JSON document was refused.
@@ -148,10 +149,16 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let value = map.next_value_seed(inner)?;
-            if out.contains_key(&key) {
-                return Err(self.fail(JsonError::DuplicateMember { name: key }));
+            // One search of the map per member, not two (`contains_key` then `insert`).
+            match out.entry(key) {
+                Entry::Occupied(entry) => {
+                    let name = entry.key().clone();
+                    return Err(self.fail(JsonError::DuplicateMember { name }));
+                }
+                Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
             }
-            out.insert(key, value);
         }
         Ok(Value::Object(out))
     }

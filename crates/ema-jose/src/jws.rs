@@ -180,8 +180,7 @@ impl UnverifiedJws {
                 max: options.max_len,
             });
         }
-        let mut dots = memchr_dots(bytes);
-        let (Some(d1), Some(d2), None) = (dots.next(), dots.next(), dots.next()) else {
+        let Some((d1, d2)) = two_dots(token) else {
             return Err(ParseError::Segments {
                 segments: bytes.iter().filter(|b| **b == b'.').count() + 1,
             });
@@ -240,11 +239,16 @@ impl UnverifiedJws {
     }
 }
 
-fn memchr_dots(bytes: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    bytes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, b)| (*b == b'.').then_some(i))
+/// The positions of the two dots of a three-segment token, or `None` if it has fewer or more.
+/// `str::find` and `str::contains` with a `char` search with `memchr`, which matters on the hot
+/// path: a byte-at-a-time scan of the whole token cost a tenth of the non-crypto time.
+fn two_dots(token: &str) -> Option<(usize, usize)> {
+    let d1 = token.find('.')?;
+    let d2 = d1 + 1 + token.get(d1 + 1..)?.find('.')?;
+    if token.get(d2 + 1..)?.contains('.') {
+        return None;
+    }
+    Some((d1, d2))
 }
 
 /// A JWS whose header passed a policy and whose signature verified.
@@ -376,4 +380,33 @@ pub enum VerifyError {
     /// The signature does not verify.
     #[error("signature does not verify")]
     BadSignature,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_dots_finds_exactly_three_segments() {
+        for token in [
+            "", ".", "..", "...", "a", "a.b", "a.b.c", "a.b.c.d", ".b.c", "a..c", "a.b.", "é.ü.ß",
+            "a.b.c.", "a.b..",
+        ] {
+            let dots: Vec<usize> = token.match_indices('.').map(|(i, _)| i).collect();
+            let expected = match dots.as_slice() {
+                [d1, d2] => Some((*d1, *d2)),
+                _ => None,
+            };
+            assert_eq!(two_dots(token), expected, "{token:?}");
+            if expected.is_none() {
+                assert_eq!(
+                    UnverifiedJws::parse(token, &ParseOptions::new()).unwrap_err(),
+                    ParseError::Segments {
+                        segments: dots.len() + 1
+                    },
+                    "{token:?}"
+                );
+            }
+        }
+    }
 }
