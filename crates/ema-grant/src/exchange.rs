@@ -479,16 +479,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         form: &Form,
         now: UnixTime,
     ) -> Result<TokenExchangeResponse, OAuthError> {
-        match form.get("grant_type") {
-            None => return Err(OAuthError::invalid_request("grant_type is missing")),
-            Some(TOKEN_EXCHANGE) => {}
-            Some(_) => {
-                return Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    "only token exchange is supported here",
-                ));
-            }
-        }
+        form.require_grant_type(TOKEN_EXCHANGE, "only token exchange is supported here")?;
         // TX-2: authenticate the client on every request.
         let realm = self.issuer.issuer().as_str();
         let client = self

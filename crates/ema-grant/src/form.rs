@@ -103,6 +103,21 @@ impl Form {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Checks `grant_type`: missing is `invalid_request`, anything but `expected` is
+    /// `unsupported_grant_type` with `unsupported` as the description (RFC 6749 §5.2).
+    pub fn require_grant_type(
+        &self,
+        expected: &str,
+        unsupported: &'static str,
+    ) -> Result<(), crate::error::OAuthError> {
+        use crate::error::{ErrorCode, OAuthError};
+        match self.get("grant_type") {
+            None => Err(OAuthError::invalid_request("grant_type is missing")),
+            Some(g) if g == expected => Ok(()),
+            Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, unsupported)),
+        }
+    }
+
     /// Every (name, value) pair in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.params.iter().map(|(n, v)| (n.as_str(), v.as_str()))

@@ -245,16 +245,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         now: UnixTime,
     ) -> Result<AccessTokenResponse, OAuthError> {
         // (1) ...a supported grant type, one assertion.
-        match form.get("grant_type") {
-            None => return Err(OAuthError::invalid_request("grant_type is missing")),
-            Some(JWT_BEARER) => {}
-            Some(_) => {
-                return Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    "only the jwt-bearer grant is supported here",
-                ));
-            }
-        }
+        form.require_grant_type(JWT_BEARER, "only the jwt-bearer grant is supported here")?;
         let assertion = form
             .get("assertion")
             .ok_or_else(|| OAuthError::invalid_request("assertion is missing"))?;

@@ -1,9 +1,14 @@
 //! Binding, announcing and serving.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use axum::Router;
+use ema_jose::{Clock, SystemClock};
 use tokio::net::TcpListener;
+
+use crate::config::{self, ConfigError, Listen};
 
 /// Binds `addr` (port 0 allowed) and returns the listener with its `http://` URL.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, String)> {
@@ -49,5 +54,41 @@ pub fn config_arg() -> Result<Option<std::path::PathBuf>, String> {
         (Some(other), _) => Err(format!(
             "unexpected argument `{other}`; usage: [--config <file.toml>]"
         )),
+    }
+}
+
+/// The `main` of a reference server: reads `--config` (or takes `default()`), binds, builds the
+/// router with `build(config, public_url, clock)`, prints the bound URL as the first stdout
+/// line, and serves until Ctrl-C. Errors are printed as `<name>: <error>` with exit code 1.
+pub async fn run_server<C: serde::de::DeserializeOwned>(
+    name: &str,
+    default: impl FnOnce() -> C,
+    listen: impl Fn(&C) -> &Listen,
+    build: impl FnOnce(&C, &str, Arc<dyn Clock>) -> Result<Router, ConfigError>,
+) -> ExitCode {
+    init_logging("info");
+    let result: Result<(), Box<dyn std::error::Error>> = async {
+        let cfg = match config_arg()? {
+            Some(path) => config::load(&path)?,
+            None => default(),
+        };
+        let (listener, bound) = bind(listen(&cfg).listen).await?;
+        let public = listen(&cfg)
+            .public_url
+            .clone()
+            .unwrap_or_else(|| bound.clone());
+        let app = build(&cfg, &public, Arc::new(SystemClock))?;
+        println!("{bound}");
+        tracing::info!(server = name, public_url = %public, "listening");
+        serve(listener, app, ctrl_c()).await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
