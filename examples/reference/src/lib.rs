@@ -5,7 +5,9 @@
 //! - `authorization-server`: the MCP authorization server (jwt-bearer), default `:9401`;
 //! - `mcp-server`: an rmcp task-list server behind the bearer layer, default `:9402`;
 //! - `agent`: signs a user in, lists the MCP server's tools and calls one;
-//! - `demo`: starts all three on OS-chosen loopback ports and plays the whole flow.
+//! - `demo`: starts all three on OS-chosen loopback ports and plays the whole flow;
+//! - `load`: load and robustness runs against the three (`load --help`; figures in
+//!   `docs/benchmarks.md`).
 //!
 //! Each server takes `--config <file.toml>` (see `examples/README.md`) and otherwise starts
 //! with development defaults. The first line a server prints on stdout is its bound URL.
@@ -17,3 +19,4 @@ pub mod servers;
 pub mod sso;
 pub mod tasks;
 pub mod trace;
+pub mod traffic;

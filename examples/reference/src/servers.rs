@@ -15,8 +15,8 @@ use ema_id_jag::{
 use ema_jose::{Clock, KeyRing, StaticKeySource};
 use ema_metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use ema_server::{
-    BearerAuth, Limits, authorization_server_router, harden, idp_metadata, idp_router, protect,
-    protected_resource_router,
+    BearerAuth, Limits, Principal, authorization_server_router, harden, idp_metadata, idp_router,
+    protect, protected_resource_router,
 };
 
 use crate::config::{
@@ -107,18 +107,43 @@ pub fn idp_app(
     Ok(harden(router, &Limits::default()))
 }
 
+/// The authorization server's jwt-bearer grant, as [`authorization_server_parts`] builds it.
+pub type AuthorizationServerGrant = JwtBearerGrant<IssuerKeys, Directory, InMemoryReplayStore>;
+
 /// The MCP authorization server at `public_url`.
 pub fn authorization_server_app(
     cfg: &AuthorizationServerConfig,
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<Router, ConfigError> {
+    let (grant, metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
+    Ok(authorization_server_app_from(grant, &metadata, clock))
+}
+
+/// The hardened router of an authorization server built by [`authorization_server_parts`].
+pub fn authorization_server_app_from(
+    grant: AuthorizationServerGrant,
+    metadata: &AuthorizationServerMetadata,
+    clock: Arc<dyn Clock>,
+) -> Router {
+    harden(
+        authorization_server_router(grant, metadata, clock),
+        &Limits::default(),
+    )
+}
+
+/// The authorization server's grant and RFC 8414 metadata, apart from any router: for callers
+/// that drive the grant in process as well as over HTTP (the `load` tool).
+pub fn authorization_server_parts(
+    cfg: &AuthorizationServerConfig,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<(AuthorizationServerGrant, AuthorizationServerMetadata), ConfigError> {
     let issuer = public_url.trim_end_matches('/');
     let token_endpoint = format!("{issuer}/token");
     let keys = Arc::new(KeyRing::new(signing_key(&cfg.signing_key)?));
     let mut trust = TrustRegistry::new();
-    let mut issuer_keys =
-        IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock.clone());
+    let mut issuer_keys = IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock);
     for t in &cfg.trusted_issuers {
         let mut trusted = TrustedIssuer::new(t.issuer.as_str());
         if let Some(tenant) = &t.tenant {
@@ -197,10 +222,7 @@ pub fn authorization_server_app(
             .flat_map(|r| r.scopes.iter().cloned())
             .collect(),
     );
-    Ok(harden(
-        authorization_server_router(grant, &metadata, clock),
-        &Limits::default(),
-    ))
+    Ok((grant, metadata))
 }
 
 /// The MCP server (task list tools over Streamable HTTP) at `public_url`.
@@ -237,4 +259,15 @@ pub fn mcp_app(
             .with_scopes(["tasks.read", "tasks.write"]);
     let app = protect(mcp, Arc::new(auth)).merge(protected_resource_router(&prm));
     Ok(harden(app, &Limits::default()))
+}
+
+/// The MCP server of [`mcp_app`] with authentication switched off: every request carries the
+/// fixed `principal` instead of one verified from a token. The tools, the Streamable HTTP
+/// service and the hardening are the same, so comparing the two measures the bearer layer alone
+/// (the `load` tool). Never serve this outside a measurement.
+pub fn mcp_app_without_auth(cfg: &McpServerConfig, principal: Principal) -> Router {
+    let mcp = Router::new()
+        .nest_service(&cfg.path, tasks_service())
+        .layer(axum::Extension(principal));
+    harden(mcp, &Limits::default())
 }

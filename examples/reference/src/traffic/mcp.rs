@@ -1,0 +1,136 @@
+//! A minimal MCP Streamable HTTP client session for load: `initialize`,
+//! `notifications/initialized`, then `tools/call` over one keep-alive connection, reading each
+//! response in full (SSE or JSON).
+
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use serde_json::Value;
+
+use super::client::{ClientError, Connection, Reply};
+use super::stack::{MCP_PATH, MCP_PROTOCOL_VERSION};
+
+/// Why an MCP exchange failed.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// The HTTP exchange failed.
+    #[error("{0}")]
+    Http(#[from] ClientError),
+    /// An unexpected HTTP status.
+    #[error("HTTP {0}")]
+    Status(u16),
+    /// The body was not the expected JSON-RPC result.
+    #[error("protocol: {0}")]
+    Protocol(&'static str),
+}
+
+/// One initialized MCP session.
+#[derive(Debug)]
+pub struct McpSession {
+    conn: Connection,
+    authorization: Option<String>,
+    session_id: String,
+    next_id: u64,
+}
+
+/// The JSON-RPC messages in a response body: one JSON document, or the `data:` lines of an SSE
+/// stream.
+pub fn messages(body: &[u8]) -> Vec<Value> {
+    if let Ok(v) = serde_json::from_slice::<Value>(body) {
+        return vec![v];
+    }
+    let text = String::from_utf8_lossy(body);
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+        .collect()
+}
+
+/// Whether `body` carries a successful result for request `id` (not a tool error).
+pub fn is_result(body: &[u8], id: u64) -> bool {
+    messages(body).iter().any(|m| {
+        m.get("id").and_then(Value::as_u64) == Some(id)
+            && m.get("result")
+                .is_some_and(|r| r.get("isError").and_then(Value::as_bool) != Some(true))
+    })
+}
+
+impl McpSession {
+    async fn post(&mut self, body: String, session: bool) -> Result<Reply, ClientError> {
+        let mut headers: Vec<(&str, &str)> = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+        ];
+        if let Some(auth) = &self.authorization {
+            headers.push(("authorization", auth));
+        }
+        if session {
+            headers.push(("mcp-session-id", &self.session_id));
+            headers.push(("mcp-protocol-version", MCP_PROTOCOL_VERSION));
+        }
+        self.conn
+            .send("POST", MCP_PATH, &headers, Bytes::from(body))
+            .await
+    }
+
+    /// Opens a connection to the MCP server at `addr` and initializes a session, with `token`
+    /// as the bearer token when given.
+    pub async fn open(addr: SocketAddr, token: Option<&str>) -> Result<Self, McpError> {
+        let mut s = Self {
+            conn: Connection::new(addr),
+            authorization: token.map(|t| format!("Bearer {t}")),
+            session_id: String::new(),
+            next_id: 1,
+        };
+        let init = serde_json::json!({
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {
+                "protocolVersion": MCP_PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "ema-load", "version": "1"}
+            }
+        });
+        let reply = s.post(init.to_string(), false).await?;
+        if reply.status != 200 {
+            return Err(McpError::Status(reply.status));
+        }
+        if !is_result(&reply.body, 0) {
+            return Err(McpError::Protocol("initialize returned no result"));
+        }
+        s.session_id = reply
+            .headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .ok_or(McpError::Protocol("no Mcp-Session-Id"))?
+            .to_owned();
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let reply = s.post(initialized.to_owned(), true).await?;
+        if reply.status != 202 {
+            return Err(McpError::Status(reply.status));
+        }
+        Ok(s)
+    }
+
+    /// Calls `tool` without arguments and checks the result.
+    pub async fn call(&mut self, tool: &str) -> Result<(), McpError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let body = serde_json::json!({
+            "jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": {}}
+        });
+        let reply = self.post(body.to_string(), true).await?;
+        if reply.status != 200 {
+            return Err(McpError::Status(reply.status));
+        }
+        if !is_result(&reply.body, id) {
+            return Err(McpError::Protocol("tools/call returned no result"));
+        }
+        Ok(())
+    }
+
+    /// The session id the server assigned.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+}
