@@ -4,9 +4,13 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::serve::ListenerExt;
 use ema_jose::{Clock, SystemClock};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::config::{self, ConfigError, Listen};
@@ -18,25 +22,81 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, String)> {
     Ok((listener, url))
 }
 
-/// Serves `router` until `shutdown` resolves.
+/// How long a client may take to send a request's head (request line and headers), on a new
+/// connection and between requests on a kept-alive one; slower clients are disconnected. The
+/// request timeout of [`ema_server::Limits`] only starts once the head is in, so without this
+/// a client trickling headers (or sending nothing) would hold its connection forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` over HTTP/1.1 until `shutdown` resolves, then lets open requests finish.
 ///
 /// Accepted connections get `TCP_NODELAY`: a response written in several pieces (an MCP
 /// Streamable HTTP reply is an SSE stream: headers, a priming event, the message, the end of
 /// the stream) must not wait for the client's delayed ACK between pieces (Nagle's algorithm),
-/// which costs about 40 ms per tool call on Linux.
+/// which costs about 40 ms per tool call on Linux. Clients get [`HEADER_READ_TIMEOUT`] to send
+/// each request head.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    serve_with(listener, router, shutdown, HEADER_READ_TIMEOUT).await
+}
+
+/// As [`serve`], with the header read timeout given.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_error(&e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        );
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!("connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Accept errors: a connection that went away before it was accepted is ignored; anything else
+/// (out of file descriptors...) is logged and the loop backs off for a second.
+async fn accept_error(e: &std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!("accept failed: {e}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 /// Resolves on Ctrl-C (or never, if the signal cannot be installed).
