@@ -17,6 +17,7 @@ use ema_grant::{
 use ema_jose::{Clock, KeyRing, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
 use http::{HeaderValue, StatusCode, header};
+use tokio::sync::Semaphore;
 
 use crate::authorization_server::log_outcome;
 use crate::endpoint::{into_axum, public_json, read_request};
@@ -28,6 +29,15 @@ struct IdpState<K, P, R> {
     keys: Arc<KeyRing>,
     metadata: serde_json::Value,
     clock: Arc<dyn Clock>,
+    password_checks: Arc<Semaphore>,
+}
+
+/// How many password checks may run at once: half the cores, at least one. Each is a PBKDF2
+/// with 100 000 iterations (tens of milliseconds of CPU); they run on the blocking pool, so a
+/// burst of sign-in attempts (wrong passwords included) neither stalls the async workers that
+/// serve every other request nor takes every core.
+fn password_check_permits() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
 }
 
 /// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
@@ -97,6 +107,7 @@ where
         keys,
         metadata: metadata.to_json(),
         clock,
+        password_checks: Arc::new(Semaphore::new(password_check_permits())),
     });
     Router::new()
         .route(&oidc, get(idp_metadata_route::<K, P, R>))
@@ -231,10 +242,32 @@ where
         Err(e) => return authorize_error(&e),
     };
     let (user, password) = (
-        form.get("username").unwrap_or_default(),
-        form.get("password").unwrap_or_default(),
+        form.get("username").unwrap_or_default().to_owned(),
+        form.get("password").unwrap_or_default().to_owned(),
     );
-    match state.sso.login(&req, user, password, state.clock.now()) {
+    let now = state.clock.now();
+    // The permit travels with the check, so a request that times out while its check runs
+    // does not let another one start early.
+    let Ok(permit) = state.password_checks.clone().acquire_owned().await else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<p>Try again later.</p>".into(),
+        );
+    };
+    let login = {
+        let (state, req) = (state.clone(), req.clone());
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            state.sso.login(&req, &user, &password, now)
+        })
+    };
+    let Ok(outcome) = login.await else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<p>Try again later.</p>".into(),
+        );
+    };
+    match outcome {
         Ok(url) => {
             tracing::info!(client_id = %req.client_id, "sign-in succeeded");
             redirect(&url)

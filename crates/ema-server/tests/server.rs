@@ -692,3 +692,47 @@ async fn d17_dpop_bound_tokens_at_the_mcp_server() {
         );
     }
 }
+
+/// Password checks (PBKDF2, tens of milliseconds each) run off the async workers: on a
+/// single-threaded runtime, a metadata request sent after a burst of wrong-password sign-ins is
+/// answered before the last of them.
+#[tokio::test]
+async fn password_checks_do_not_stall_other_requests() {
+    let w = world();
+    let query = format!(
+        "response_type=code&client_id=desk-idp-01&redirect_uri={}&code_challenge={}&code_challenge_method=S256&scope=openid",
+        encode_component(REDIRECT),
+        pkce_challenge(VERIFIER)
+    );
+    let logins: Vec<_> = (0..6)
+        .map(|_| {
+            let idp = w.idp.clone();
+            let req = form_post(
+                "/authorize",
+                format!("{query}&username=ana&password=nope"),
+                None,
+            );
+            tokio::spawn(async move {
+                let resp = idp.oneshot(req).await.unwrap();
+                assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+                std::time::Instant::now()
+            })
+        })
+        .collect();
+    let idp = w.idp.clone();
+    let metadata = tokio::spawn(async move {
+        let req = Request::get("/.well-known/openid-configuration")
+            .body(Body::empty())
+            .unwrap();
+        let resp = idp.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        std::time::Instant::now()
+    });
+    let metadata_done = metadata.await.unwrap();
+    let mut last_login = None;
+    for login in logins {
+        let done = login.await.unwrap();
+        last_login = Some(last_login.map_or(done, |l: std::time::Instant| l.max(done)));
+    }
+    assert!(metadata_done < last_login.unwrap());
+}
