@@ -5,18 +5,26 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One step of a scripted request.
 #[derive(Debug, Clone)]
 pub enum Step {
-    /// Write these bytes.
-    Send(Vec<u8>),
+    /// Write these bytes (shared: a catalog is cloned into every connection's task).
+    Send(Bytes),
     /// Wait before the next step (the server sees a stalled client).
     Pause(Duration),
     /// Close the connection without finishing the request.
     Abort,
+}
+
+impl Step {
+    /// A [`Step::Send`] of `bytes`.
+    pub fn send(bytes: impl Into<Bytes>) -> Self {
+        Self::Send(bytes.into())
+    }
 }
 
 /// What came back.
@@ -236,8 +244,33 @@ impl RawConn {
 
     /// Runs `steps` and reads one response, giving up after `limit`. Connecting failures are
     /// errors; everything after is an [`Outcome`].
+    ///
+    /// Requests with pauses or an abort always get a fresh connection. A kept-alive connection
+    /// the server closed after its previous response (as servers do when a request body was
+    /// left unread) is detected the usual way: no response byte on a reused connection means
+    /// the request is sent again on a fresh one.
     pub async fn exchange(&mut self, steps: &[Step], limit: Duration) -> std::io::Result<Exchange> {
         let started = Instant::now();
+        if steps
+            .iter()
+            .any(|s| matches!(s, Step::Pause(_) | Step::Abort))
+        {
+            self.stream = None;
+        }
+        loop {
+            let reused = self.stream.is_some();
+            let outcome = self.attempt(steps, limit).await?;
+            if reused && outcome == Outcome::Closed {
+                continue;
+            }
+            return Ok(Exchange {
+                outcome,
+                elapsed: started.elapsed(),
+            });
+        }
+    }
+
+    async fn attempt(&mut self, steps: &[Step], limit: Duration) -> std::io::Result<Outcome> {
         let mut stream = match self.stream.take() {
             Some(s) => s,
             None => {
@@ -292,10 +325,7 @@ impl RawConn {
         } else {
             self.buf.clear();
         }
-        Ok(Exchange {
-            outcome,
-            elapsed: started.elapsed(),
-        })
+        Ok(outcome)
     }
 }
 
@@ -321,7 +351,7 @@ mod tests {
             }
         });
         let mut c = RawConn::new(addr);
-        let req = || [Step::Send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec())];
+        let req = || [Step::send(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec())];
         for expected in [400, 200, 413] {
             let ex = c.exchange(&req(), Duration::from_secs(5)).await.unwrap();
             assert_eq!(ex.outcome, Outcome::Status(expected));

@@ -133,6 +133,11 @@ pub fn memory_kib() -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// How many file descriptors this process has open (sockets included), from `/proc/self/fd`.
+pub fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
 /// The 1, 5 and 15 minute load averages, from `/proc/loadavg`.
 pub fn load_average() -> Option<String> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;

@@ -1,0 +1,196 @@
+//! Load and robustness runs against the reference servers, all started in this process on
+//! loopback ports chosen by the OS (figures in `docs/benchmarks.md`, reproduction in
+//! `scripts/load.sh`):
+//!
+//! - `load token-endpoint [--secs 30] [--conns 64]`: the authorization server's jwt-bearer
+//!   grant in process (one worker task per core) and over HTTP (`--conns` keep-alive
+//!   connections, `client_secret_basic`), each request a fresh ID-JAG with its own `jti`.
+//!   Goal: HTTP at least 0.7x the in-process throughput.
+//! - `load mcp [--secs 30] [--conns 64]`: MCP `tools/call` through the bearer layer (token cache
+//!   warm) against the same server with authentication off, in alternating slices of one run.
+//!   Goal: at most 10% throughput loss. Reports the process's memory.
+//! - `load abuse [--conns 1000] [--secs 10]`: bad traffic of every kind at all three servers
+//!   over `--conns` connections while valid traffic runs alongside. Every bad request must get
+//!   a 4xx (never a 5xx, never a dropped connection for well-formed HTTP), stalled clients must
+//!   be answered or cut off, the servers must stay up and the valid traffic must succeed.
+//!
+//! Each run exits non-zero when a hard condition fails (errors, 5xx, dropped connections,
+//! servers down). Speed goals are reported as PASS or MISS, never asserted.
+//!
+//! Run with `cargo run --release -p ema-examples --bin load -- <subcommand> [options]`.
+
+mod abuse;
+mod mcp;
+mod token_endpoint;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ema_examples::traffic::stats;
+
+/// Options shared by the subcommands.
+#[derive(Debug, Clone, Copy)]
+struct Options {
+    secs: u64,
+    conns: usize,
+}
+
+impl Options {
+    fn window(&self) -> Duration {
+        Duration::from_secs(self.secs)
+    }
+}
+
+const USAGE: &str = "usage: load <token-endpoint|mcp|abuse> [--secs N] [--conns N]
+  token-endpoint   default --secs 30 --conns 64
+  mcp              default --secs 30 --conns 64
+  abuse            default --secs 10 --conns 1000";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn parse(args: &[String]) -> Result<(String, Options), String> {
+    let mut it = args.iter();
+    let command = it.next().cloned().ok_or_else(|| USAGE.to_owned())?;
+    let mut opts = match command.as_str() {
+        "token-endpoint" | "mcp" => Options {
+            secs: 30,
+            conns: 64,
+        },
+        "abuse" => Options {
+            secs: 10,
+            conns: 1000,
+        },
+        "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
+        other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
+    };
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("`{flag}` needs a value\n{USAGE}"))?;
+        let number: u64 = value
+            .parse()
+            .map_err(|_| format!("`{flag} {value}`: not a number\n{USAGE}"))?;
+        if number == 0 {
+            return Err(format!("`{flag}` must be at least 1"));
+        }
+        match flag.as_str() {
+            "--secs" => opts.secs = number,
+            "--conns" => {
+                opts.conns = usize::try_from(number).map_err(|_| format!("`{flag}`: too large"))?;
+            }
+            other => return Err(format!("unknown option `{other}`\n{USAGE}")),
+        }
+    }
+    Ok((command, opts))
+}
+
+/// Prints a goal line and returns whether it passed.
+fn goal(what: &str, pass: bool) -> bool {
+    println!("  [{}] {what}", if pass { "PASS" } else { "MISS" });
+    pass
+}
+
+/// Prints a hard condition line and returns whether it held.
+fn check(what: &str, ok: bool) -> bool {
+    println!("  [{}] {what}", if ok { "OK" } else { "FAIL" });
+    ok
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+fn machine_line() -> String {
+    format!(
+        "machine: {} cores, load average {} (1/5/15 min)",
+        cores(),
+        stats::load_average().unwrap_or_else(|| "unknown".into())
+    )
+}
+
+fn memory_line(label: &str) -> String {
+    match stats::memory_kib() {
+        Some((rss, hwm)) => format!(
+            "memory {label}: VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+            rss as f64 / 1024.0,
+            hwm as f64 / 1024.0
+        ),
+        None => format!("memory {label}: unavailable (no /proc/self/status)"),
+    }
+}
+
+/// The two runtimes: servers on one, load generators on the other, so the CPU each side uses
+/// can be told apart (threads `ema-server-*` and `ema-load-*`).
+#[derive(Debug, Clone)]
+struct Runtimes {
+    server: tokio::runtime::Handle,
+}
+
+/// Thread name prefix of the server runtime.
+const SERVER_THREADS: &str = "ema-server";
+/// Thread name prefix of the load runtime.
+const LOAD_THREADS: &str = "ema-load";
+
+/// Starts the reference servers on the server runtime.
+async fn start_stack(rt: &Runtimes) -> Result<ema_examples::traffic::stack::Stack, BoxError> {
+    Ok(rt
+        .server
+        .spawn(ema_examples::traffic::stack::Stack::start())
+        .await??)
+}
+
+fn runtime(name: &'static str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores())
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
+fn main() -> ExitCode {
+    ema_examples::serve::init_logging("error");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, opts) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let (server, load) = match (runtime(SERVER_THREADS), runtime(LOAD_THREADS)) {
+        (Ok(server), Ok(load)) => (server, load),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("load: cannot start the runtimes: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = Runtimes {
+        server: server.handle().clone(),
+    };
+    println!("{}", machine_line());
+    let result = load.block_on(async {
+        match command.as_str() {
+            "token-endpoint" => token_endpoint::run(opts, &rt).await,
+            "mcp" => mcp::run(opts, &rt).await,
+            _ => abuse::run(opts, &rt).await,
+        }
+    });
+    println!("{}", machine_line());
+    // Servers and leftover connections go down with the runtimes.
+    load.shutdown_background();
+    server.shutdown_background();
+    match result {
+        Ok(true) => {
+            println!("result: every hard condition held");
+            ExitCode::SUCCESS
+        }
+        Ok(false) => {
+            println!("result: a hard condition failed");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("load {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,321 @@
+//! `load token-endpoint`: the jwt-bearer grant in process and over HTTP.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use ema_examples::traffic::client::Connection;
+use ema_examples::traffic::stack::{Stack, basic_auth, token_body};
+use ema_examples::traffic::stats::{Counts, Latencies, Summary};
+use ema_grant::TokenRequest;
+use ema_jose::{Clock, SystemClock};
+
+use crate::{
+    BoxError, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, cores, goal, memory_line,
+    start_stack,
+};
+use ema_examples::traffic::stats::cpu_of;
+
+/// Pre-generated request bodies, each with a fresh ID-JAG, handed out once each.
+struct Pool {
+    bodies: Vec<Bytes>,
+    next: AtomicUsize,
+}
+
+impl Pool {
+    fn take(&self) -> Option<&Bytes> {
+        self.bodies.get(self.next.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Signs `n` ID-JAGs on `threads` blocking threads.
+async fn generate(stack: &Arc<Stack>, n: usize, threads: usize) -> Result<Pool, BoxError> {
+    let started = Instant::now();
+    let per = n.div_ceil(threads);
+    let mut jobs = Vec::new();
+    for _ in 0..threads {
+        let stack = stack.clone();
+        jobs.push(tokio::task::spawn_blocking(
+            move || -> Result<Vec<Bytes>, ema_jose::SignError> {
+                let now = stack.now();
+                (0..per)
+                    .map(|_| Ok(Bytes::from(token_body(&stack.id_jag(now)?))))
+                    .collect()
+            },
+        ));
+    }
+    let mut bodies = Vec::with_capacity(per * threads);
+    for job in jobs {
+        bodies.extend(job.await??);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "  generated {} fresh ID-JAGs in {secs:.1} s ({:.0}/s)",
+        bodies.len(),
+        bodies.len() as f64 / secs.max(1e-9)
+    );
+    Ok(Pool {
+        bodies,
+        next: AtomicUsize::new(0),
+    })
+}
+
+/// What one timed window measured.
+struct Window {
+    done: usize,
+    /// CPU used by the server runtime (the grant in process, or the HTTP server).
+    server_cpu: Duration,
+    /// CPU used by the load runtime (the HTTP client).
+    client_cpu: Duration,
+    elapsed: Duration,
+    latencies: Latencies,
+    errors: Counts,
+    exhausted: bool,
+}
+
+impl Window {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn server_us_per_request(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / (self.done.max(1) as f64)
+    }
+
+    fn client_us_per_request(&self) -> f64 {
+        self.client_cpu.as_secs_f64() * 1e6 / (self.done.max(1) as f64)
+    }
+
+    fn error_count(&self) -> u64 {
+        self.errors.total()
+    }
+
+    fn print(&self, label: &str) -> Summary {
+        let s = self.latencies.summary();
+        println!(
+            "  {label}: {} requests in {:.1} s = {:.0} req/s; latency {s}; errors {}{}",
+            self.done,
+            self.elapsed.as_secs_f64(),
+            self.rate(),
+            self.error_count(),
+            if self.errors.0.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.errors)
+            }
+        );
+        println!(
+            "  {label}: CPU per request: {:.0} us on the server threads, {:.0} us on the load threads",
+            self.server_us_per_request(),
+            self.client_us_per_request()
+        );
+        if self.exhausted {
+            println!("  ({label}: the pre-generated ID-JAGs ran out before the window ended)");
+        }
+        s
+    }
+}
+
+struct Worker {
+    latencies: Latencies,
+    errors: Counts,
+    exhausted: bool,
+    last: Instant,
+}
+
+async fn collect(
+    handles: Vec<tokio::task::JoinHandle<Worker>>,
+    started: Instant,
+    cpu_before: (Duration, Duration),
+) -> Result<Window, BoxError> {
+    let mut latencies = Latencies::default();
+    let mut errors = Counts::default();
+    let mut exhausted = false;
+    let mut last = started;
+    for h in handles {
+        let w = h.await?;
+        latencies.merge(w.latencies);
+        errors.merge(&w.errors);
+        exhausted |= w.exhausted;
+        last = last.max(w.last);
+    }
+    // The window ends when the last worker stops: just past the deadline, or earlier when the
+    // pool ran out.
+    let elapsed = last - started;
+    Ok(Window {
+        done: latencies.len(),
+        server_cpu: cpu_of(SERVER_THREADS).saturating_sub(cpu_before.0),
+        client_cpu: cpu_of(LOAD_THREADS).saturating_sub(cpu_before.1),
+        elapsed,
+        latencies,
+        errors,
+        exhausted,
+    })
+}
+
+/// The grant called directly by `workers` tasks for `window`.
+async fn in_process(
+    rt: &Runtimes,
+    stack: &Arc<Stack>,
+    pool: Arc<Pool>,
+    workers: usize,
+    window: Duration,
+) -> Result<Window, BoxError> {
+    let cpu_before = (cpu_of(SERVER_THREADS), cpu_of(LOAD_THREADS));
+    let started = Instant::now();
+    let deadline = started + window;
+    let basic: Arc<str> = basic_auth().into();
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let (stack, pool, basic) = (stack.clone(), pool.clone(), basic.clone());
+        handles.push(rt.server.spawn(async move {
+            let mut w = Worker {
+                latencies: Latencies::default(),
+                errors: Counts::default(),
+                exhausted: false,
+                last: Instant::now(),
+            };
+            while Instant::now() < deadline {
+                let Some(body) = pool.take() else {
+                    w.exhausted = true;
+                    break;
+                };
+                let t = Instant::now();
+                let request = TokenRequest::form(body).with_authorization(&basic);
+                let result = stack.grant.token(&request, SystemClock.now()).await;
+                w.latencies.record(t.elapsed());
+                if let Err(e) = result {
+                    w.errors.add(e.to_string());
+                }
+            }
+            w.last = Instant::now();
+            w
+        }));
+    }
+    collect(handles, started, cpu_before).await
+}
+
+/// `conns` keep-alive connections posting to the token endpoint for `window`.
+async fn over_http(
+    stack: &Arc<Stack>,
+    pool: Arc<Pool>,
+    conns: usize,
+    window: Duration,
+) -> Result<Window, BoxError> {
+    let cpu_before = (cpu_of(SERVER_THREADS), cpu_of(LOAD_THREADS));
+    let started = Instant::now();
+    let deadline = started + window;
+    let basic: Arc<str> = basic_auth().into();
+    let addr = stack.auth_server.addr;
+    let mut handles = Vec::new();
+    for _ in 0..conns {
+        let (pool, basic) = (pool.clone(), basic.clone());
+        handles.push(tokio::spawn(async move {
+            let mut conn = Connection::new(addr);
+            let mut w = Worker {
+                latencies: Latencies::default(),
+                errors: Counts::default(),
+                exhausted: false,
+                last: Instant::now(),
+            };
+            let headers = [
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", &*basic),
+            ];
+            while Instant::now() < deadline {
+                let Some(body) = pool.take() else {
+                    w.exhausted = true;
+                    break;
+                };
+                let t = Instant::now();
+                let result = conn.send("POST", "/token", &headers, body.clone()).await;
+                w.latencies.record(t.elapsed());
+                match result {
+                    Ok(reply) if reply.status == 200 => {}
+                    Ok(reply) => w.errors.add(format!("HTTP {}", reply.status)),
+                    Err(e) => w.errors.add(e.to_string()),
+                }
+            }
+            w.last = Instant::now();
+            w
+        }));
+    }
+    collect(handles, started, cpu_before).await
+}
+
+fn sized(rate: f64, window: Duration, margin: f64) -> usize {
+    (rate * window.as_secs_f64() * margin) as usize + 2_000
+}
+
+pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    let workers = crate::cores();
+    let window = opts.window();
+    println!(
+        "== token endpoint under load: {} s per window, {} in-process workers, {} HTTP connections",
+        opts.secs, workers, opts.conns
+    );
+    let stack = Arc::new(start_stack(rt).await?);
+    println!("  authorization server: {}", stack.auth_server.url);
+
+    // Calibration: a short in-process run sizes the pools so they outlast the windows.
+    println!("calibration (1 s, in process):");
+    let pool = Arc::new(generate(&stack, 40_000, cores()).await?);
+    let calibration = in_process(rt, &stack, pool, workers, Duration::from_secs(1)).await?;
+    calibration.print("calibration");
+
+    println!("in process ({} s):", opts.secs);
+    let pool = Arc::new(generate(&stack, sized(calibration.rate(), window, 1.3), cores()).await?);
+    let inproc = in_process(rt, &stack, pool, workers, window).await?;
+    let inproc_summary = inproc.print("in process");
+    println!("  {}", memory_line("after the in-process window"));
+
+    println!("over HTTP ({} s, {} connections):", opts.secs, opts.conns);
+    let pool = Arc::new(generate(&stack, sized(inproc.rate(), window, 1.1), cores()).await?);
+    let http = over_http(&stack, pool, opts.conns, window).await?;
+    let http_summary = http.print("over HTTP");
+    println!("  {}", memory_line("after the HTTP window"));
+
+    let ratio = http.rate() / inproc.rate().max(1e-9);
+    println!("summary:");
+    println!(
+        "  in process: {:.0} req/s (p50 {}, p99 {}, max {})",
+        inproc.rate(),
+        crate::stats::ms(inproc_summary.p50),
+        crate::stats::ms(inproc_summary.p99),
+        crate::stats::ms(inproc_summary.max)
+    );
+    println!(
+        "  over HTTP:  {:.0} req/s (p50 {}, p99 {}, max {}), {} connections",
+        http.rate(),
+        crate::stats::ms(http_summary.p50),
+        crate::stats::ms(http_summary.p99),
+        crate::stats::ms(http_summary.max),
+        opts.conns
+    );
+    let mut ok = check(
+        &format!("in-process errors: {}", inproc.error_count()),
+        inproc.error_count() == 0 && calibration.error_count() == 0,
+    );
+    ok &= check(
+        &format!(
+            "HTTP errors (every response must be 200): {}",
+            http.error_count()
+        ),
+        http.error_count() == 0,
+    );
+    goal(
+        &format!("HTTP / in-process throughput = {ratio:.2}x (goal >= 0.70x)"),
+        ratio >= 0.7,
+    );
+    // The load threads share the cores with the server here; on separate machines the
+    // throughput ratio would approach the ratio of server CPU per request.
+    println!(
+        "  (server CPU per request: {:.0} us in process, {:.0} us over HTTP = {:.2}x; the HTTP client used {:.0} us per request on the same cores)",
+        inproc.server_us_per_request(),
+        http.server_us_per_request(),
+        inproc.server_us_per_request() / http.server_us_per_request().max(1e-9),
+        http.client_us_per_request()
+    );
+    Ok(ok)
+}
