@@ -81,6 +81,21 @@ fn jws_verify() {
     replay("jws_verify", ema_fuzz::jws_verify);
 }
 
+#[test]
+fn grant_form() {
+    replay("grant_form", ema_fuzz::grant_form);
+}
+
+#[test]
+fn id_jag_claims() {
+    replay("id_jag_claims", ema_fuzz::id_jag_claims);
+}
+
+#[test]
+fn as_metadata() {
+    replay("as_metadata", ema_fuzz::as_metadata);
+}
+
 /// The `jws_verify` seeds only help the fuzzer if the valid one really gets through the
 /// signature to the claim checks; this fails if the fixed key, time or claims drift apart.
 #[test]
