@@ -79,16 +79,16 @@ pub fn as_metadata(data: &[u8]) {
             let _ = p.validate(&url, &UrlPolicy::insecure_allow_loopback_http());
         }
     }
-    if let Ok(text) = std::str::from_utf8(data) {
-        if let Ok(challenges) = ema_metadata::parse_challenges(text) {
-            for c in challenges {
-                let rendered = c.to_string();
-                let again = ema_metadata::parse_challenges(&rendered);
-                assert!(
-                    again.is_ok(),
-                    "rendered challenge does not parse: {rendered:?}"
-                );
-            }
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(challenges) = ema_metadata::parse_challenges(text)
+    {
+        for c in challenges {
+            let rendered = c.to_string();
+            let again = ema_metadata::parse_challenges(&rendered);
+            assert!(
+                again.is_ok(),
+                "rendered challenge does not parse: {rendered:?}"
+            );
         }
     }
 }
