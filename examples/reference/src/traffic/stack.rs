@@ -80,6 +80,9 @@ pub struct Stack {
     /// The principal the open MCP server hands to its tools: the verified claims of an access
     /// token the served authorization server issued.
     pub principal: Principal,
+    /// The routers being served as [`Stack::mcp`] and [`Stack::mcp_open`], for driving them in
+    /// process (`tower::ServiceExt::oneshot`) without sockets.
+    pub mcp_routers: (axum::Router, axum::Router),
     id_jags: IdJagIssuer,
     tokens: AccessTokenIssuer,
 }
@@ -178,8 +181,8 @@ impl Stack {
         for (listener, app) in [
             (idp_l, idp_app),
             (as_l, as_app),
-            (mcp_l, mcp_app),
-            (open_l, open_app),
+            (mcp_l, mcp_app.clone()),
+            (open_l, open_app.clone()),
         ] {
             tokio::spawn(serve::serve(listener, app, std::future::pending()));
         }
@@ -191,6 +194,7 @@ impl Stack {
             resource,
             grant,
             principal,
+            mcp_routers: (mcp_app, open_app),
             id_jags,
             tokens,
         })

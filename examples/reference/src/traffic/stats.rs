@@ -145,47 +145,58 @@ pub fn load_average() -> Option<String> {
     (parts.len() == 3).then(|| parts.join(" "))
 }
 
-/// CPU time (user + system) this process's threads used, summed by thread name, from
+/// CPU time (user + system) of each thread of this process, by thread id, with its name, from
 /// `/proc/self/task/*/stat` (Linux only; clock ticks taken as the usual 100 per second). Name
 /// runtime threads (`tokio::runtime::Builder::thread_name`) to tell server from client work.
-pub fn cpu_by_thread_name() -> BTreeMap<String, Duration> {
-    let mut out = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return out;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat.get(open + 1..close).unwrap_or_default().to_owned();
-        let fields: Vec<&str> = stat
-            .get(close + 1..)
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        // After the name: state is field 3 of the file, utime 14 and stime 15.
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        let cpu = Duration::from_millis((ticks(11) + ticks(12)) * 10);
-        *out.entry(name).or_insert(Duration::ZERO) += cpu;
-    }
-    out
-}
+#[derive(Debug, Clone, Default)]
+pub struct CpuSnapshot(BTreeMap<String, (String, Duration)>);
 
-/// CPU time used by threads whose name starts with `prefix`.
-pub fn cpu_of(prefix: &str) -> Duration {
-    cpu_by_thread_name()
-        .into_iter()
-        .filter(|(name, _)| name.starts_with(prefix))
-        .map(|(_, d)| d)
-        .sum()
+impl CpuSnapshot {
+    /// The threads alive now.
+    pub fn take() -> Self {
+        let mut out = BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Self(out);
+        };
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = stat.get(open + 1..close).unwrap_or_default().to_owned();
+            let fields: Vec<&str> = stat
+                .get(close + 1..)
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect();
+            // After the name: state is field 3 of the file, utime 14 and stime 15.
+            let ticks = |i: usize| {
+                fields
+                    .get(i)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let cpu = Duration::from_millis((ticks(11) + ticks(12)) * 10);
+            let tid = task.file_name().to_string_lossy().into_owned();
+            out.insert(tid, (name, cpu));
+        }
+        Self(out)
+    }
+
+    /// CPU used since `earlier` by threads whose name starts with `prefix` (threads that ended
+    /// in between are not counted; threads started since count in full).
+    pub fn since(&self, earlier: &CpuSnapshot, prefix: &str) -> Duration {
+        self.0
+            .iter()
+            .filter(|(_, (name, _))| name.starts_with(prefix))
+            .map(|(tid, (_, cpu))| {
+                let before = earlier.0.get(tid).map_or(Duration::ZERO, |(_, d)| *d);
+                cpu.saturating_sub(before)
+            })
+            .sum()
+    }
 }
 
 #[cfg(test)]

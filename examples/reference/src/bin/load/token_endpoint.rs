@@ -15,7 +15,7 @@ use crate::{
     BoxError, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, cores, goal, memory_line,
     start_stack,
 };
-use ema_examples::traffic::stats::cpu_of;
+use ema_examples::traffic::stats::CpuSnapshot;
 
 /// Pre-generated request bodies, each with a fresh ID-JAG, handed out once each.
 struct Pool {
@@ -127,7 +127,7 @@ struct Worker {
 async fn collect(
     handles: Vec<tokio::task::JoinHandle<Worker>>,
     started: Instant,
-    cpu_before: (Duration, Duration),
+    cpu_before: CpuSnapshot,
 ) -> Result<Window, BoxError> {
     let mut latencies = Latencies::default();
     let mut errors = Counts::default();
@@ -143,10 +143,11 @@ async fn collect(
     // The window ends when the last worker stops: just past the deadline, or earlier when the
     // pool ran out.
     let elapsed = last - started;
+    let cpu_after = CpuSnapshot::take();
     Ok(Window {
         done: latencies.len(),
-        server_cpu: cpu_of(SERVER_THREADS).saturating_sub(cpu_before.0),
-        client_cpu: cpu_of(LOAD_THREADS).saturating_sub(cpu_before.1),
+        server_cpu: cpu_after.since(&cpu_before, SERVER_THREADS),
+        client_cpu: cpu_after.since(&cpu_before, LOAD_THREADS),
         elapsed,
         latencies,
         errors,
@@ -162,7 +163,7 @@ async fn in_process(
     workers: usize,
     window: Duration,
 ) -> Result<Window, BoxError> {
-    let cpu_before = (cpu_of(SERVER_THREADS), cpu_of(LOAD_THREADS));
+    let cpu_before = CpuSnapshot::take();
     let started = Instant::now();
     let deadline = started + window;
     let basic: Arc<str> = basic_auth().into();
@@ -203,7 +204,7 @@ async fn over_http(
     conns: usize,
     window: Duration,
 ) -> Result<Window, BoxError> {
-    let cpu_before = (cpu_of(SERVER_THREADS), cpu_of(LOAD_THREADS));
+    let cpu_before = CpuSnapshot::take();
     let started = Instant::now();
     let deadline = started + window;
     let basic: Arc<str> = basic_auth().into();
