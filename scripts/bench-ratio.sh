@@ -35,11 +35,13 @@ estimate() {
 }
 
 results=$(mktemp)
-trap 'rm -f "$results"' EXIT
+log=$(mktemp)
+trap 'rm -f "$results" "$log"' EXIT
 
 for round in $(seq 1 "$rounds"); do
     "${pin[@]}" cargo bench -p ema-jose --bench verify --quiet -- \
-        --warm-up-time 2 --measurement-time "$seconds" --noplot >/dev/null
+        --warm-up-time 2 --measurement-time "$seconds" --noplot >"$log" 2>&1 ||
+        { cat "$log"; exit 1; }
     echo
     echo "round $round/$rounds"
     printf '%-6s %12s %12s %16s %10s %10s\n' alg "raw ops/s" "full ops/s" "non-crypto ops/s" full/raw nc/raw

@@ -46,22 +46,22 @@ struct Case {
 }
 
 fn case(alg: Algorithm) -> Case {
-    let kid = format!("idp-{}", alg.name().to_ascii_lowercase());
+    let kid = format!("idp-{}-2026-01", alg.name().to_ascii_lowercase());
     let signer = SigningKey::generate(alg, Some(kid.clone())).expect("key generation");
     // The ID-JAG of EMA §4 with a client metadata document URL as `client_id` (CIMD).
     let claims = json!({
         "iss": ISSUER,
-        "sub": "00u8k2Lq91xQ7wE3d5h6",
+        "sub": "00u8k2Lq91xQ7wE3d5h6A1B2",
         "aud": AUDIENCE,
-        "client_id": "https://tasks-client.example/oauth/client-metadata.json",
+        "client_id": "https://tasks-client.example/.well-known/oauth-client-metadata.json",
         "jti": "7c1e0b6a-3d0f-4e55-9a41-2b8f0e6d1c22",
         "iat": NOW.as_secs() - 10,
         "exp": NOW.as_secs() + 290,
         "resource": "https://mcp.tasks.example/mcp",
-        "scope": "tasks.read tasks.write projects.read",
+        "scope": "tasks.read tasks.write projects.read comments.write",
         "auth_time": NOW.as_secs() - 600,
         "amr": ["pwd", "otp"],
-        "email": "ana.garcia@acme.example"
+        "email": "ana.garcia@acme-corporation.example"
     });
     let token = signer
         .sign_jwt(TokenKind::IdJag.typ(), &claims)
