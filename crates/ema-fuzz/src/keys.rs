@@ -17,7 +17,10 @@ const SECRET_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 ///   as a set-aside entry in order, and no two usable keys share a `kid`;
 /// - [`JwkSet::find`] returns each usable key by its `kid`, and the set's public JWKS document
 ///   parses back to the same keys;
-/// - every accepted key (in a set or alone) passes [`check_key`].
+/// - every accepted key (in a set or alone) has a 43-character base64url thumbprint, a public
+///   JWK without private or symmetric members that re-parses through
+///   [`VerifyingKey::from_jwk`] to a key with the same thumbprint, `kid`, `alg` and type, and
+///   fails to verify junk, with a mismatch error for every algorithm it does not accept.
 pub fn jwk_set(data: &[u8]) {
     if let Ok(set) = JwkSet::parse(data) {
         check_set(data, &set);
