@@ -25,13 +25,13 @@
 //! | [`jws_compact`] | [`UnverifiedJws::parse`](ema_jose::UnverifiedJws::parse), [`UnverifiedJwt::parse`](ema_jose::UnverifiedJwt::parse) | the typed header agrees with the header JSON; the JWT parse is the JWS parse plus a claims object; policies and claim checks never contradict themselves |
 //! | [`jwk_set`] | [`JwkSet::parse`](ema_jose::JwkSet::parse), [`VerifyingKey::from_jwk_json`](ema_jose::VerifyingKey::from_jwk_json) | every accepted key has a 43-character thumbprint, a public JWK without private members that re-parses to the same key, and verifies only the algorithms it accepts |
 //! | [`jws_verify`] | parse, [`HeaderPolicy`](ema_jose::HeaderPolicy) for ID-JAG, verification with [`FIXED_ES256_JWK`], claim checks at [`FIXED_NOW`] | a verified token is ES256 with an ID-JAG `typ`; every claim check returns |
-//!
 //! | [`grant_form`] | [`Form::parse`](ema_grant::Form::parse) | unique names, values retrievable, re-encoding round-trips, scopes round-trip |
 //! | [`id_jag_claims`] | [`IdJagClaims::from_claims`](ema_id_jag::IdJagClaims::from_claims) | accepted claims round-trip through `to_object` |
 //! | [`as_metadata`] | RFC 8414 / RFC 9728 documents, `WWW-Authenticate` | accepted documents and challenges round-trip |
 //!
-//! The seeds of `fuzz/corpus/` are written by the ignored test `generate_seeds` in
-//! `tests/replay.rs`; `fuzz/corpus/README.md` says where each kind of seed comes from.
+//! The seeds of `jws_compact`, `jwk_set` and `jws_verify` are written by the ignored test
+//! `generate_seeds` (`tests/replay/seeds.rs`); `fuzz/corpus/README.md` says where each kind of
+//! seed comes from.
 
 mod compact;
 mod grant;
