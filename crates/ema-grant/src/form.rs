@@ -114,7 +114,10 @@ impl Form {
         match self.get("grant_type") {
             None => Err(OAuthError::invalid_request("grant_type is missing")),
             Some(g) if g == expected => Ok(()),
-            Some(_) => Err(OAuthError::new(ErrorCode::UnsupportedGrantType, unsupported)),
+            Some(_) => Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                unsupported,
+            )),
         }
     }
 
