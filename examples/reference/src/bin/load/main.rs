@@ -120,7 +120,7 @@ fn memory_line(label: &str) -> String {
 }
 
 /// The two runtimes: servers on one, load generators on the other, so the CPU each side uses
-/// can be told apart (threads `ema-server-*` and `ema-load-*`).
+/// can be told apart (threads named `ema-server` and `ema-load`).
 #[derive(Debug, Clone)]
 struct Runtimes {
     server: tokio::runtime::Handle,
