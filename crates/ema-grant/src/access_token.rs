@@ -64,60 +64,61 @@ pub struct AccessTokenClaims {
     pub origin: Option<IdJagOrigin>,
 }
 
+impl serde::Serialize for AccessTokenClaims {
+    /// Writes the claims directly, without an intermediate map (the signing hot path).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("iss", self.iss.as_str())?;
+        m.serialize_entry("sub", &self.sub)?;
+        m.serialize_entry("aud", self.aud.as_str())?;
+        m.serialize_entry("client_id", self.client_id.as_str())?;
+        if let Some(scope) = &self.scope {
+            m.serialize_entry("scope", &scope.to_string())?;
+        }
+        m.serialize_entry("iat", &self.iat.as_secs())?;
+        m.serialize_entry("exp", &self.exp.as_secs())?;
+        m.serialize_entry("jti", self.jti.as_str())?;
+        if let Some(t) = &self.tenant {
+            m.serialize_entry("tenant", t)?;
+        }
+        if !self.groups.is_empty() {
+            m.serialize_entry("groups", &self.groups)?;
+        }
+        if !self.roles.is_empty() {
+            m.serialize_entry("roles", &self.roles)?;
+        }
+        if let Some(t) = self.auth_time {
+            m.serialize_entry("auth_time", &t.as_secs())?;
+        }
+        if let Some(acr) = &self.acr {
+            m.serialize_entry("acr", acr)?;
+        }
+        if let Some(amr) = &self.amr {
+            m.serialize_entry("amr", amr)?;
+        }
+        if let Some(jkt) = &self.cnf_jkt {
+            m.serialize_entry("cnf", &serde_json::json!({ "jkt": jkt }))?;
+        }
+        if let Some(details) = &self.authorization_details {
+            m.serialize_entry("authorization_details", details)?;
+        }
+        if let Some(o) = &self.origin {
+            let origin =
+                serde_json::json!({"iss": o.iss.as_str(), "jti": o.jti.as_str(), "sub": o.sub});
+            m.serialize_entry("id_jag", &origin)?;
+        }
+        m.end()
+    }
+}
+
 impl AccessTokenClaims {
     /// The claim set as JSON.
     pub fn to_object(&self) -> Map<String, Value> {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: Value| {
-            m.insert(k.to_owned(), v);
-        };
-        put("iss", self.iss.as_str().into());
-        put("sub", self.sub.as_str().into());
-        put("aud", self.aud.as_str().into());
-        put("client_id", self.client_id.as_str().into());
-        if let Some(scope) = &self.scope {
-            put("scope", scope.to_string().into());
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
         }
-        put("iat", self.iat.as_secs().into());
-        put("exp", self.exp.as_secs().into());
-        put("jti", self.jti.as_str().into());
-        if let Some(t) = &self.tenant {
-            put("tenant", t.as_str().into());
-        }
-        if !self.groups.is_empty() {
-            put(
-                "groups",
-                self.groups
-                    .iter()
-                    .map(|g| Value::from(g.as_str()))
-                    .collect(),
-            );
-        }
-        if !self.roles.is_empty() {
-            put(
-                "roles",
-                self.roles.iter().map(|g| Value::from(g.as_str())).collect(),
-            );
-        }
-        if let Some(t) = self.auth_time {
-            put("auth_time", t.as_secs().into());
-        }
-        if let Some(acr) = &self.acr {
-            put("acr", acr.as_str().into());
-        }
-        if let Some(amr) = &self.amr {
-            put("amr", amr.iter().map(|g| Value::from(g.as_str())).collect());
-        }
-        if let Some(jkt) = &self.cnf_jkt {
-            put("cnf", serde_json::json!({ "jkt": jkt }));
-        }
-        if let Some(o) = &self.origin {
-            put(
-                "id_jag",
-                serde_json::json!({"iss": o.iss.as_str(), "jti": o.jti.as_str(), "sub": o.sub}),
-            );
-        }
-        m
     }
 
     fn from_claims(c: &ema_jose::Claims) -> Result<Self, ClaimError> {
@@ -275,7 +276,7 @@ impl AccessTokenIssuer {
     pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, SignError> {
         self.keys
             .active()
-            .sign_jwt(TokenKind::AccessToken.typ(), &claims.to_object())
+            .sign_jwt(TokenKind::AccessToken.typ(), claims)
     }
 }
 

@@ -190,11 +190,23 @@ impl SigningKey {
         if payload.first() != Some(&b'{') {
             return Err(SignError::ClaimsNotObject);
         }
-        let mut header = Map::new();
-        if let Some(typ) = typ {
-            header.insert("typ".to_owned(), Value::String(typ.to_owned()));
+        // The header is written directly (same members and order as `sign_with_header`: `alg`,
+        // `kid`, `typ`), without building a map for every token.
+        let mut header = String::with_capacity(64);
+        header.push_str("{\"alg\":\"");
+        header.push_str(self.alg.name());
+        header.push('"');
+        let quoted = |s: &str| serde_json::to_string(s).map_err(|_| SignError::Crypto);
+        if let Some(kid) = &self.kid {
+            header.push_str(",\"kid\":");
+            header.push_str(&quoted(kid)?);
         }
-        self.sign_with_header(header, &payload)
+        if let Some(typ) = typ {
+            header.push_str(",\"typ\":");
+            header.push_str(&quoted(typ)?);
+        }
+        header.push('}');
+        self.sign_parts(header.as_bytes(), &payload)
     }
 
     /// Signs `payload` with `header` plus this key's `alg` and `kid` (which overwrite any given).
@@ -209,8 +221,13 @@ impl SigningKey {
             None => header.remove("kid"),
         };
         let header = serde_json::to_vec(&header).map_err(|_| SignError::Crypto)?;
+        self.sign_parts(&header, payload)
+    }
+
+    /// Encodes, signs and assembles a compact JWS from header and payload bytes.
+    fn sign_parts(&self, header: &[u8], payload: &[u8]) -> Result<String, SignError> {
         let mut token = String::with_capacity((header.len() + payload.len()) * 4 / 3 + 200);
-        b64::encode_into(&header, &mut token);
+        b64::encode_into(header, &mut token);
         token.push('.');
         b64::encode_into(payload, &mut token);
         let signature = self.sign_bytes(token.as_bytes())?;
@@ -312,6 +329,20 @@ mod tests {
         let debug = format!("{key:?}");
         assert!(debug.contains("EdDSA"));
         assert!(!debug.contains(&b64::encode(&der)));
+    }
+
+    #[test]
+    fn direct_header_matches_the_map_header() {
+        let key = SigningKey::generate(Algorithm::ES256, Some("k\"1".into())).unwrap();
+        let fast = key.sign_jwt(Some("at+jwt"), &json!({"a": 1})).unwrap();
+        let mut header = Map::new();
+        header.insert("typ".into(), "at+jwt".into());
+        let slow = key.sign_with_header(header, br#"{"a":1}"#).unwrap();
+        assert_eq!(fast.split('.').next(), slow.split('.').next());
+        let untyped = SigningKey::generate(Algorithm::EdDSA, None).unwrap();
+        let fast = untyped.sign_jwt(None, &json!({})).unwrap();
+        let slow = untyped.sign_with_header(Map::new(), b"{}").unwrap();
+        assert_eq!(fast.split('.').next(), slow.split('.').next());
     }
 
     #[test]
