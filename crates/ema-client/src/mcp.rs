@@ -164,6 +164,31 @@ fn bearer(token: &AccessToken) -> Option<String> {
     Some(token.secret().expose().to_owned())
 }
 
+impl EmaHttpClient {
+    /// Runs `call` with the session's token; after a `401`/`403` challenge, recovers once
+    /// (CL-9: fresh ID-JAG; CL-10: scope union) and retries once with the new token.
+    async fn with_recovery<T, Fut>(
+        &self,
+        mut call: impl FnMut(Option<String>) -> Fut,
+    ) -> Result<T, HttpError>
+    where
+        Fut: Future<Output = Result<T, StreamableHttpError<reqwest::Error>>>,
+    {
+        let token = self.token().await?;
+        let error = match call(bearer(&token)).await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let Some((status, header)) = challenge(&error) else {
+            return Err(convert(error));
+        };
+        let Some(fresh) = self.recovered(&token, status, header).await? else {
+            return Err(convert(error));
+        };
+        call(bearer(&fresh)).await.map_err(convert)
+    }
+}
+
 impl StreamableHttpClient for EmaHttpClient {
     type Error = EmaTransportError;
 
@@ -217,40 +242,17 @@ impl StreamableHttpClient for EmaHttpClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        let token = self.token().await?;
-        let first = self
-            .http
-            .post_message_with_response_limits(
+        self.with_recovery(|auth| {
+            self.http.post_message_with_response_limits(
                 uri.clone(),
                 message.clone(),
                 session_id.clone(),
-                bearer(&token),
+                auth,
                 custom_headers.clone(),
                 limits,
             )
-            .await;
-        let error = match first {
-            Ok(response) => return Ok(response),
-            Err(e) => e,
-        };
-        let Some((status, header)) = challenge(&error) else {
-            return Err(convert(error));
-        };
-        // CL-9 / CL-10: one re-acquisition, then one retry.
-        let Some(fresh) = self.recovered(&token, status, header).await? else {
-            return Err(convert(error));
-        };
-        self.http
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
-                bearer(&fresh),
-                custom_headers,
-                limits,
-            )
-            .await
-            .map_err(convert)
+        })
+        .await
     }
 
     async fn delete_session(
@@ -295,38 +297,16 @@ impl StreamableHttpClient for EmaHttpClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        let token = self.token().await?;
-        let first = self
-            .http
-            .get_stream_with_max_sse_event_size(
+        self.with_recovery(|auth| {
+            self.http.get_stream_with_max_sse_event_size(
                 uri.clone(),
                 session_id.clone(),
                 last_event_id.clone(),
-                bearer(&token),
+                auth,
                 custom_headers.clone(),
                 max_sse_event_size,
             )
-            .await;
-        let error = match first {
-            Ok(stream) => return Ok(stream),
-            Err(e) => e,
-        };
-        let Some((status, header)) = challenge(&error) else {
-            return Err(convert(error));
-        };
-        let Some(fresh) = self.recovered(&token, status, header).await? else {
-            return Err(convert(error));
-        };
-        self.http
-            .get_stream_with_max_sse_event_size(
-                uri,
-                session_id,
-                last_event_id,
-                bearer(&fresh),
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await
-            .map_err(convert)
+        })
+        .await
     }
 }
