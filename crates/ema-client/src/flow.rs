@@ -526,22 +526,18 @@ impl EmaClient {
             .credentials
             .authenticate(audience, now, self.inner.assertion_lifetime, &mut form)
             .map_err(TokenExchangeError::Sign)?;
-        let response = self
-            .inner
-            .fetcher
-            .post_form(&endpoint, form.encode(), authorization.as_ref())
-            .await?;
-        if response.status != 200 {
-            // D-1, D-2: `invalid_grant`, `access_denied`, `invalid_target`, ... surface as they
-            // are; nothing falls back to interactive authorization (CL-8).
-            return Err(TokenExchangeError::Rejected(OAuthErrorResponse::from_body(
-                response.status,
-                &response.body,
-            )));
-        }
+        // D-1, D-2: `invalid_grant`, `access_denied`, `invalid_target`, ... surface as they
+        // are; nothing falls back to interactive authorization (CL-8).
         let malformed = |reason| TokenExchangeError::MalformedResponse { reason };
-        let body = ema_jose::parse_json_object(&response.body, 8)
-            .map_err(|_| malformed("body is not a JSON object"))?;
+        let body = match self
+            .post_token_request(&endpoint, &form, authorization)
+            .await
+        {
+            Ok(body) => body,
+            Err(TokenPost::Fetch(e)) => return Err(e.into()),
+            Err(TokenPost::Rejected(e)) => return Err(TokenExchangeError::Rejected(e)),
+            Err(TokenPost::NotJson) => return Err(malformed("body is not a JSON object")),
+        };
         let issued = string(&body, "issued_token_type")
             .ok_or_else(|| malformed("`issued_token_type` is missing"))?;
         // CL-5 with D-10: the ID-JAG type, or its pre-draft alias.
@@ -677,20 +673,16 @@ impl EmaClient {
         let authorization = credentials
             .authenticate(issuer, now, self.inner.assertion_lifetime, &mut form)
             .map_err(JwtBearerError::Sign)?;
-        let response = self
-            .inner
-            .fetcher
-            .post_form(&endpoint, form.encode(), authorization.as_ref())
-            .await?;
-        if response.status != 200 {
-            return Err(JwtBearerError::Rejected(OAuthErrorResponse::from_body(
-                response.status,
-                &response.body,
-            )));
-        }
         let malformed = |reason| JwtBearerError::MalformedResponse { reason };
-        let body = ema_jose::parse_json_object(&response.body, 8)
-            .map_err(|_| malformed("body is not a JSON object"))?;
+        let body = match self
+            .post_token_request(&endpoint, &form, authorization)
+            .await
+        {
+            Ok(body) => body,
+            Err(TokenPost::Fetch(e)) => return Err(e.into()),
+            Err(TokenPost::Rejected(e)) => return Err(JwtBearerError::Rejected(e)),
+            Err(TokenPost::NotJson) => return Err(malformed("body is not a JSON object")),
+        };
         let token = string(&body, "access_token")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| malformed("`access_token` is missing"))?;
@@ -725,6 +717,38 @@ impl EmaClient {
             scope: granted,
             resource: server.resource_id().to_owned(),
         })
+    }
+}
+
+/// How a POST to a token endpoint failed, before the hop interprets the body.
+enum TokenPost {
+    Fetch(FetchError),
+    Rejected(OAuthErrorResponse),
+    NotJson,
+}
+
+impl EmaClient {
+    /// POSTs a token request and returns its JSON object body; a non-200 answer is the server's
+    /// OAuth error (shared by hops 2 and 3).
+    async fn post_token_request(
+        &self,
+        endpoint: &Url,
+        form: &Form,
+        authorization: Option<Secret>,
+    ) -> Result<Map<String, Value>, TokenPost> {
+        let response = self
+            .inner
+            .fetcher
+            .post_form(endpoint, form.encode(), authorization.as_ref())
+            .await
+            .map_err(TokenPost::Fetch)?;
+        if response.status != 200 {
+            return Err(TokenPost::Rejected(OAuthErrorResponse::from_body(
+                response.status,
+                &response.body,
+            )));
+        }
+        ema_jose::parse_json_object(&response.body, 8).map_err(|_| TokenPost::NotJson)
     }
 }
 
