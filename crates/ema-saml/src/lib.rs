@@ -1,0 +1,94 @@
+//! Strict SAML 2.0 assertions as identity assertions at the EMA token exchange: the IdP accepts
+//! `subject_token_type=urn:ietf:params:oauth:token-type:saml2` (TX-3) after validating the
+//! assertion's signature, issuer, validity and audience (TX-4; ID-JAG draft §4.5).
+//!
+//! Untrusted bytes become a [`SamlIdentity`] in one call, [`SamlAssertionValidator::validate`]
+//! (or [`SamlAssertionValidator::validate_base64url`] for a `subject_token`), which numbers its
+//! steps in its docs. What is refused, each with its own [`SamlError`] variant:
+//!
+//! - anything over the size cap (64 KiB by default) or nested deeper than the depth cap;
+//! - document type declarations (so no entities: XXE and billion laughs cannot start), comments
+//!   and processing instructions anywhere (the `NameID` comment-truncation attack);
+//! - a root other than `saml:Assertion` with `Version="2.0"`; `EncryptedAssertion`,
+//!   `EncryptedID` and `EncryptedAttribute` (decryption is not supported); nested assertions;
+//!   duplicate `ID`s;
+//! - an unsigned assertion, several signatures, a signature that is not a direct child of the
+//!   root, a reference other than `"#" + ID` of the root, more than one reference, transforms
+//!   other than enveloped-signature then exclusive C14N, `ds:Object` content;
+//! - algorithms outside the allow-list: canonicalization exclusive C14N 1.0 without comments
+//!   only, digest SHA-256 only, signature `rsa-sha256`, `rsa-sha512`, `ecdsa-sha256`,
+//!   `ecdsa-sha384` only (SHA-1, HMAC, DSA, inclusive C14N are refused);
+//! - an `Issuer` other than the configured entity id (exact, D-12); an `IssueInstant`,
+//!   `NotBefore`, `NotOnOrAfter`, bearer `SubjectConfirmationData NotOnOrAfter` or
+//!   `AuthnInstant` outside the window at the time passed in (with leeway), or a lifetime above
+//!   the cap; an `AudienceRestriction` without an SP entity id mapped to the authenticated
+//!   client (TX-4).
+//!
+//! Verification keys come from configuration only (`KeyInfo` is never read), and every value
+//! returned is read from the element whose digest was checked, so signature-wrapping attacks
+//! find nothing to wrap. [`SamlIdentity::to_claims`] presents the identity as a claim set with
+//! `sub_id` in the `saml-nameid` format, so code written against ID tokens can use it.
+//!
+//! [`SamlAssertionSigner`] produces assertions the validator accepts, for a reference IdP and
+//! for tests.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ema_jose::{Algorithm, SigningKey, UnixTime};
+//! use ema_saml::{AssertionTemplate, SamlAssertionSigner, SamlAssertionValidator, SamlError};
+//!
+//! let idp = "https://idp.acme.example/saml";
+//! let key = Arc::new(SigningKey::generate(Algorithm::ES256, None)?);
+//! let now = UnixTime::from_secs(1_767_225_600);
+//!
+//! // The IdP signs an assertion for the SP `https://desk.example/sp`.
+//! let signer = SamlAssertionSigner::new(idp, key.clone());
+//! let token = signer.sign_base64url(
+//!     &AssertionTemplate::new("ana@acme.example", "https://desk.example/sp", now)
+//!         .with_attribute("groups", ["eng", "ops"]),
+//! )?;
+//!
+//! // The token endpoint knows that SP as client `desk-idp-01`.
+//! let validator = SamlAssertionValidator::new(idp)
+//!     .with_key(key.verifying_key().clone())
+//!     .with_audience("https://desk.example/sp", "desk-idp-01");
+//! let identity = validator.validate_base64url(&token, "desk-idp-01", now)?;
+//! assert_eq!(identity.name_id.value, "ana@acme.example");
+//! assert_eq!(identity.attributes["groups"], ["eng", "ops"]);
+//! let claims = identity.to_claims();
+//! assert_eq!(claims.required_string("sub")?, "ana@acme.example");
+//!
+//! // Another client cannot use it (TX-4).
+//! assert!(matches!(
+//!     validator.validate_base64url(&token, "someone-else", now),
+//!     Err(SamlError::AudienceMismatch { .. })
+//! ));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Features
+//!
+//! None. The crate opens no sockets, reads no clock inside checks and keeps no globals.
+
+mod c14n;
+mod dsig;
+mod error;
+mod signer;
+mod time;
+mod validator;
+
+pub use dsig::{
+    DSIG_NS, ECDSA_SHA256, ECDSA_SHA384, ENVELOPED_SIGNATURE, EXC_C14N, RSA_SHA256, RSA_SHA512,
+    SHA256,
+};
+pub use error::SamlError;
+pub use signer::{AssertionTemplate, SamlAssertionSigner};
+pub use validator::{
+    AttributeNames, BEARER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_LEN, MAX_LEEWAY, NameId, SAML_NS,
+    SamlAssertionValidator, SamlIdentity,
+};
+
+/// `subject_token_type` of a SAML 2.0 assertion (RFC 8693 §3).
+pub const SAML2_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:saml2";
