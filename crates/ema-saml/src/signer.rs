@@ -26,8 +26,12 @@ pub struct AssertionTemplate {
     pub audiences: Vec<String>,
     /// `IssueInstant`, also `Conditions NotBefore`.
     pub issue_instant: UnixTime,
-    /// Seconds until `NotOnOrAfter` (conditions and bearer confirmation).
+    /// Seconds until `Conditions NotOnOrAfter`.
     pub lifetime: u64,
+    /// `Conditions NotBefore`; the issue instant when `None`.
+    pub not_before: Option<UnixTime>,
+    /// Seconds until the bearer confirmation's `NotOnOrAfter`; `lifetime` when `None`.
+    pub confirmation_lifetime: Option<u64>,
     /// `AuthnInstant`; the issue instant when `None`.
     pub authn_instant: Option<UnixTime>,
     /// `AuthnContextClassRef`.
@@ -66,6 +70,8 @@ impl AssertionTemplate {
             audiences: vec![audience.into()],
             issue_instant,
             lifetime: 300,
+            not_before: None,
+            confirmation_lifetime: None,
             authn_instant: None,
             authn_context_class_ref:
                 "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport".into(),
@@ -91,6 +97,41 @@ impl AssertionTemplate {
     #[must_use]
     pub fn with_lifetime(mut self, secs: u64) -> Self {
         self.lifetime = secs;
+        self
+    }
+
+    /// Sets `Conditions NotBefore`.
+    #[must_use]
+    pub fn with_not_before(mut self, at: UnixTime) -> Self {
+        self.not_before = Some(at);
+        self
+    }
+
+    /// Sets the bearer confirmation's lifetime in seconds.
+    #[must_use]
+    pub fn with_confirmation_lifetime(mut self, secs: u64) -> Self {
+        self.confirmation_lifetime = Some(secs);
+        self
+    }
+
+    /// Sets the `NameID Format` (`None` to leave it out).
+    #[must_use]
+    pub fn with_name_id_format(mut self, format: Option<String>) -> Self {
+        self.name_id_format = format;
+        self
+    }
+
+    /// Sets `SessionIndex`.
+    #[must_use]
+    pub fn with_session_index(mut self, index: impl Into<String>) -> Self {
+        self.session_index = Some(index.into());
+        self
+    }
+
+    /// Replaces the audiences.
+    #[must_use]
+    pub fn with_audiences<S: Into<String>>(mut self, audiences: impl IntoIterator<Item = S>) -> Self {
+        self.audiences = audiences.into_iter().map(Into::into).collect();
         self
     }
 
@@ -136,7 +177,6 @@ impl SamlAssertionSigner {
 
     /// The signed assertion as XML.
     pub fn sign(&self, template: &AssertionTemplate) -> Result<String, SamlError> {
-        let sig_uri = dsig::signature_uri(self.key.algorithm()).ok_or(SamlError::Signing)?;
         let id = match &template.id {
             Some(id) => id.clone(),
             None => format!(
@@ -144,11 +184,29 @@ impl SamlAssertionSigner {
                 ema_jose::random_id().map_err(|_| SamlError::Signing)?
             ),
         };
-        let unsigned = self.render(template, &id, "");
-        let digest = {
-            let doc = Document::parse(&unsigned).map_err(|_| SamlError::Signing)?;
-            let canonical = canonicalize(doc.root_element(), None, &[])?;
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical)
+        self.sign_xml(&self.render(template, &id))
+    }
+
+    /// Signs an unsigned assertion written elsewhere: the enveloped signature goes right after
+    /// its `Issuer` (or first, without one), referencing the root's `ID`. The XML must parse
+    /// without a DTD; nothing else about it is checked here.
+    pub fn sign_xml(&self, unsigned: &str) -> Result<String, SamlError> {
+        let sig_uri = dsig::signature_uri(self.key.algorithm()).ok_or(SamlError::Signing)?;
+        let doc = Document::parse(unsigned).map_err(|_| SamlError::Signing)?;
+        let root = doc.root_element();
+        let id = root.attribute("ID").ok_or(SamlError::Signing)?;
+        let canonical = canonicalize(root, None, &[])?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
+        // Where the signature goes: after `Issuer`, else right after the root's start tag.
+        let at = match root
+            .children()
+            .find(|n| n.is_element() && n.tag_name().name() == "Issuer")
+        {
+            Some(issuer) => issuer.range().end,
+            None => match root.first_child() {
+                Some(first) => first.range().start,
+                None => return Err(SamlError::Signing),
+            },
         };
         let b64 = &base64::engine::general_purpose::STANDARD;
         let signed_info = format!(
@@ -158,14 +216,14 @@ impl SamlAssertionSigner {
              <ds:Transform Algorithm=\"{EXC_C14N}\"/></ds:Transforms>\
              <ds:DigestMethod Algorithm=\"{SHA256}\"/><ds:DigestValue>{}</ds:DigestValue>\
              </ds:Reference></ds:SignedInfo>",
-            escape(&id),
+            escape(id),
             b64.encode(digest.as_ref())
         );
         // Canonicalize SignedInfo exactly as the verifier will, inside its Signature element.
         let wrapper = format!("<ds:Signature xmlns:ds=\"{DSIG_NS}\">{signed_info}</ds:Signature>");
         let to_sign = {
-            let doc = Document::parse(&wrapper).map_err(|_| SamlError::Signing)?;
-            let info = doc
+            let wrapped = Document::parse(&wrapper).map_err(|_| SamlError::Signing)?;
+            let info = wrapped
                 .root_element()
                 .first_element_child()
                 .ok_or(SamlError::Signing)?;
@@ -179,7 +237,11 @@ impl SamlAssertionSigner {
             "<ds:Signature xmlns:ds=\"{DSIG_NS}\">{signed_info}<ds:SignatureValue>{}</ds:SignatureValue></ds:Signature>",
             b64.encode(value)
         );
-        Ok(self.render(template, &id, &signature))
+        let (head, tail) = (
+            unsigned.get(..at).ok_or(SamlError::Signing)?,
+            unsigned.get(at..).ok_or(SamlError::Signing)?,
+        );
+        Ok(format!("{head}{signature}{tail}"))
     }
 
     /// The signed assertion as a `subject_token` of type
@@ -189,9 +251,14 @@ impl SamlAssertionSigner {
             .map(|xml| ema_jose::base64url::encode(xml.as_bytes()))
     }
 
-    fn render(&self, t: &AssertionTemplate, id: &str, signature: &str) -> String {
+    fn render(&self, t: &AssertionTemplate, id: &str) -> String {
         let issued = time::format(t.issue_instant);
         let until = time::format(t.issue_instant.plus(t.lifetime));
+        let not_before = time::format(t.not_before.unwrap_or(t.issue_instant));
+        let confirmed_until = time::format(
+            t.issue_instant
+                .plus(t.confirmation_lifetime.unwrap_or(t.lifetime)),
+        );
         let authn = time::format(t.authn_instant.unwrap_or(t.issue_instant));
         let mut x = String::with_capacity(2048);
         x.push_str(&format!(
@@ -202,21 +269,20 @@ impl SamlAssertionSigner {
             "<saml:Issuer>{}</saml:Issuer>",
             escape(&self.issuer)
         ));
-        x.push_str(signature);
         x.push_str("<saml:Subject><saml:NameID");
         if let Some(format) = &t.name_id_format {
             x.push_str(&format!(" Format=\"{}\"", escape(format)));
         }
         x.push_str(&format!(">{}</saml:NameID>", escape(&t.name_id)));
         x.push_str(&format!(
-            "<saml:SubjectConfirmation Method=\"{BEARER}\"><saml:SubjectConfirmationData NotOnOrAfter=\"{until}\""
+            "<saml:SubjectConfirmation Method=\"{BEARER}\"><saml:SubjectConfirmationData NotOnOrAfter=\"{confirmed_until}\""
         ));
         if let Some(recipient) = &t.recipient {
             x.push_str(&format!(" Recipient=\"{}\"", escape(recipient)));
         }
         x.push_str("/></saml:SubjectConfirmation></saml:Subject>");
         x.push_str(&format!(
-            "<saml:Conditions NotBefore=\"{issued}\" NotOnOrAfter=\"{until}\"><saml:AudienceRestriction>"
+            "<saml:Conditions NotBefore=\"{not_before}\" NotOnOrAfter=\"{until}\"><saml:AudienceRestriction>"
         ));
         for audience in &t.audiences {
             x.push_str(&format!(

@@ -45,6 +45,34 @@ pub struct AttributeNames {
     pub tenant: Option<String>,
 }
 
+impl AttributeNames {
+    /// No attribute mapped.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Maps `email` from the first value of `name`.
+    #[must_use]
+    pub fn with_email(mut self, name: impl Into<String>) -> Self {
+        self.email = Some(name.into());
+        self
+    }
+
+    /// Maps `groups` from the values of `name`.
+    #[must_use]
+    pub fn with_groups(mut self, name: impl Into<String>) -> Self {
+        self.groups = Some(name.into());
+        self
+    }
+
+    /// Maps `tenant` from the first value of `name`.
+    #[must_use]
+    pub fn with_tenant(mut self, name: impl Into<String>) -> Self {
+        self.tenant = Some(name.into());
+        self
+    }
+}
+
 /// Validates signed SAML 2.0 assertions from one IdP (TX-3, TX-4).
 ///
 /// Configuration: the IdP's entity id (the expected `Issuer`), its verification keys, which SP
@@ -209,15 +237,13 @@ impl SamlAssertionValidator {
             },
         })?;
         let root = doc.root_element();
-        // roxmltree tolerates an empty `<!DOCTYPE x>`; any declaration before the root is refused.
+        // roxmltree tolerates an empty `<!DOCTYPE x>`: refuse any before the root.
         if text
             .get(..root.range().start)
-            .is_none_or(|prolog| prolog.contains("<!"))
+            .is_none_or(|prolog| prolog.contains("<!DOCTYPE"))
         {
             return Err(SamlError::Dtd);
         }
-        let signature = scan(&doc, self.max_depth)?;
-
         // (2)
         if root.tag_name().namespace() == Some(SAML_NS)
             && root.tag_name().name() == "EncryptedAssertion"
@@ -229,6 +255,8 @@ impl SamlAssertionValidator {
         if !is_saml(root, "Assertion") {
             return Err(SamlError::NotAnAssertion);
         }
+        // (1), the whole-document part.
+        let signature = scan(&doc, self.max_depth)?;
         if root.attribute("Version") != Some("2.0") {
             return Err(SamlError::WrongVersion);
         }
