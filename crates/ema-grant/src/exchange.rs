@@ -1,11 +1,12 @@
-//! The IdP's token exchange: ID token in, ID-JAG out (RFC 8693 profiled by JAG §4.3; TX-1..TX-15,
-//! D-1, D-2, D-3, D-10, D-15, D-16).
+//! The IdP's token exchange: ID token (or, when enabled, SAML 2.0 assertion) in, ID-JAG out
+//! (RFC 8693 profiled by JAG §4.3 and §4.5; TX-1..TX-15, D-1, D-2, D-3, D-10, D-15, D-16).
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Duration;
 
 use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
+use ema_saml::{SamlAssertionValidator, SamlError};
 use ema_jose::{
     AlgorithmSet, AudienceRule, Claims, HeaderPolicy, KeySource, ParseOptions, TimeOptions,
     TokenKind, UnixTime, UnverifiedJwt,
@@ -28,6 +29,9 @@ pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
 pub const LEGACY_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt-authorization-grant";
 /// The ID token subject type.
 pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// The SAML 2.0 assertion subject type (TX-3; only with
+/// [`TokenExchangeGrant::with_saml_assertions`]).
+pub const SAML2_TOKEN_TYPE: &str = ema_saml::SAML2_TOKEN_TYPE;
 
 /// An authorization server this IdP issues ID-JAGs for (TX-6, TX-7, JAG-4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +87,8 @@ impl TargetServer {
 pub struct PolicyRequest<'a> {
     /// The user's subject at the IdP.
     pub subject: &'a str,
-    /// The verified ID token's claims.
+    /// The verified subject token's claims: the ID token's, or a SAML assertion's as
+    /// [`SamlIdentity::to_claims`](ema_saml::SamlIdentity::to_claims) gives them (TX-3).
     pub id_token: &'a Claims,
     /// The requesting client's IdP-side id.
     pub client_id: &'a ClientId,
@@ -323,6 +328,7 @@ pub struct TokenExchangeGrant<K, P, R> {
     id_token_time: TimeOptions,
     algorithms: AlgorithmSet,
     max_body: usize,
+    saml: Option<SamlAssertionValidator>,
 }
 
 impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
@@ -350,6 +356,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
                 .with_max_lifetime(Some(Duration::from_secs(24 * 3600))),
             algorithms: AlgorithmSet::DEFAULT,
             max_body: DEFAULT_MAX_BODY,
+            saml: None,
         }
     }
 
@@ -357,6 +364,22 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
     #[must_use]
     pub fn with_target(mut self, target: TargetServer) -> Self {
         self.targets.push(target);
+        self
+    }
+
+    /// Accepts SAML 2.0 assertions as subject tokens (`subject_token_type`
+    /// [`SAML2_TOKEN_TYPE`], TX-3), validated by `validator` (TX-4). Without it, that type is
+    /// `invalid_request` ("subject_token_type is not supported").
+    ///
+    /// The `subject_token` is the base64url assertion (RFC 8693 §3); `=` padding is tolerated,
+    /// the standard alphabet and whitespace are not. The validator's SP entity ids map to
+    /// IdP-side client ids, the ones clients authenticate with here. The verified identity
+    /// reaches the admin policy as [`SamlIdentity::to_claims`](ema_saml::SamlIdentity::to_claims)
+    /// (`sub` = `NameID`, `sub_id` in the `saml-nameid` format), and the ID-JAG takes `sub`,
+    /// `tenant`, `auth_time`, `acr` and `amr` from those claims as it does from an ID token.
+    #[must_use]
+    pub fn with_saml_assertions(mut self, validator: SamlAssertionValidator) -> Self {
+        self.saml = Some(validator);
         self
     }
 
@@ -460,6 +483,35 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         Ok(claims)
     }
 
+    /// Validates a SAML 2.0 subject assertion (TX-3, TX-4, D-1) and returns it as claims.
+    fn validate_saml(
+        validator: &SamlAssertionValidator,
+        token: &str,
+        client: &ClientId,
+        now: UnixTime,
+    ) -> Result<Claims, OAuthError> {
+        // D-1: every way a subject assertion can be bad is `invalid_grant`.
+        let identity = validator
+            .validate_base64url(token, client.as_str(), now)
+            .map_err(|e| {
+                OAuthError::invalid_grant(match e {
+                    SamlError::Expired { .. } => "subject token expired",
+                    SamlError::NotYetValid { .. } | SamlError::IssuedInFuture { .. } => {
+                        "subject token is not yet valid"
+                    }
+                    SamlError::AudienceMismatch { .. } => {
+                        "subject token was not issued to this client"
+                    }
+                    SamlError::IssuerMismatch { .. } => "subject token was not issued by this IdP",
+                    SamlError::Unsigned
+                    | SamlError::DigestMismatch
+                    | SamlError::BadSignature => "subject token signature is invalid",
+                    _ => "subject token is not an acceptable SAML assertion",
+                })
+            })?;
+        Ok(identity.to_claims())
+    }
+
     /// Runs token exchange on a request.
     pub async fn exchange(
         &self,
@@ -530,12 +582,17 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
                 "actor_token and actor_token_type must be sent together",
             ));
         }
-        // TX-3: ID tokens are accepted; other subject token types are not supported here.
-        if subject_token_type != ID_TOKEN_TYPE {
-            return Err(OAuthError::invalid_request(
-                "subject_token_type is not supported",
-            ));
-        }
+        // TX-3: ID tokens, and SAML 2.0 assertions when a validator is configured; other
+        // subject token types are not supported here.
+        let saml = match subject_token_type {
+            ID_TOKEN_TYPE => None,
+            SAML2_TOKEN_TYPE if self.saml.is_some() => self.saml.as_ref(),
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "subject_token_type is not supported",
+                ));
+            }
+        };
         let scope = form
             .get("scope")
             .map(ScopeSet::parse)
@@ -551,10 +608,16 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             ),
             None => None,
         };
-        // TX-4 / D-1 / D-3 / TX-14.
-        let id_token = self
-            .validate_id_token(subject_token, &client.client.id, now)
-            .await?;
+        // TX-4 / D-1 / D-3 / TX-14; for SAML, TX-4 / D-1 with the audience mapped to the client.
+        let id_token = match saml {
+            Some(validator) => {
+                Self::validate_saml(validator, subject_token, &client.client.id, now)?
+            }
+            None => {
+                self.validate_id_token(subject_token, &client.client.id, now)
+                    .await?
+            }
+        };
         // TX-6 / D-2: unknown audience → `invalid_target`.
         let target = self.target(audience).ok_or_else(|| {
             OAuthError::new(

@@ -87,7 +87,7 @@ pub use dpop::{DpopError, DpopProof, DpopValidator};
 pub use error::{ErrorCode, OAuthError};
 pub use exchange::{
     AdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE,
-    PolicyDecision, PolicyRequest, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
+    PolicyDecision, PolicyRequest, SAML2_TOKEN_TYPE, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
     TokenExchangeResponse, parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};

@@ -151,8 +151,9 @@ const NOT_COVERED: &[(&str, &str)] = &[
 const PARTIAL: &[(&str, &str)] = &[
     (
         "TX-3",
-        "only ID-token subjects are implemented; SAML2 and refresh-token subjects are refused \
-         with invalid_request (a deviation from the MUST for SAML2)",
+        "ID-token and SAML2 subjects are implemented (SAML2 opt-in through \
+         with_saml_assertions, proven in saml::*); refresh-token subjects (MAY) are refused with \
+         invalid_request",
     ),
     (
         "TX-5",

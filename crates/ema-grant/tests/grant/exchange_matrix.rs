@@ -221,7 +221,7 @@ pub(crate) fn rows() -> Vec<Row> {
         ),
         row(
             "TX-3",
-            "SAML2 subject token type (not implemented)",
+            "SAML2 subject token type (not enabled on this IdP)",
             400,
             "invalid_request",
             |fx, bad| {

@@ -7,6 +7,7 @@
 //!   sees it;
 //! - `issuance`: the token-exchange success path, the ID-JAG's content (JAG-*), and the full
 //!   chain ID token → ID-JAG → access token;
+//! - `saml`: SAML 2.0 subject assertions at the token exchange (TX-3, TX-4, D-1);
 //! - `concurrency`: ten threads redeeming one ID-JAG get exactly one token (SEC-1);
 //! - `failing_store`: failing replay stores, key sources and directories fail closed (503);
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
@@ -30,5 +31,7 @@ mod failing_store;
 mod issuance;
 #[cfg(test)]
 mod jwt_bearer_matrix;
+#[cfg(test)]
+mod saml;
 #[cfg(test)]
 mod support;

@@ -1,0 +1,217 @@
+//! SAML 2.0 subject assertions at the IdP's token exchange (TX-3, TX-4, D-1): the positive
+//! control through to an access token, each defect with its OAuth error and HTTP status, and
+//! the type refused while no validator is configured.
+
+use std::sync::Arc;
+
+use ema_grant::{ID_JAG_TOKEN_TYPE, InMemoryReplayStore};
+use ema_jose::{Algorithm, SigningKey, UnixTime};
+use ema_saml::{AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator};
+use serde_json::json;
+
+use crate::support::*;
+
+/// The SP entity id the IdP knows [`IDP_CLIENT`] by.
+const SP: &str = "https://desk.acme.example/sp";
+/// The SP entity id of [`IDP_UNMAPPED`].
+const OTHER_SP: &str = "https://other.acme.example/sp";
+/// The IdP's SAML entity id.
+const ENTITY: &str = "https://idp.acme.example/saml";
+
+struct Saml {
+    fx: Fx,
+    key: Arc<SigningKey>,
+    grant: TxGrant,
+}
+
+impl Saml {
+    fn new() -> Self {
+        let fx = Fx::new();
+        let key = Arc::new(SigningKey::generate(Algorithm::RS256, None).unwrap());
+        let validator = SamlAssertionValidator::new(ENTITY)
+            .with_key(key.verifying_key().clone())
+            .with_audience(SP, IDP_CLIENT)
+            .with_audience(OTHER_SP, IDP_UNMAPPED)
+            .with_attribute_names(AttributeNames::new().with_email("mail"));
+        let grant = fx
+            .token_exchange(fx.idp_key_source(), InMemoryReplayStore::new(1_000))
+            .with_saml_assertions(validator);
+        Self { fx, key, grant }
+    }
+
+    fn template(&self) -> AssertionTemplate {
+        AssertionTemplate::new(USER, SP, NOW)
+            .with_authn_instant(NOW.minus(60))
+            .with_authn_context_class_ref("urn:acme:acr:mfa")
+            .with_attribute("mail", [EMAIL])
+    }
+
+    fn token(&self, t: &AssertionTemplate) -> String {
+        SamlAssertionSigner::new(ENTITY, self.key.clone())
+            .sign_base64url(t)
+            .unwrap()
+    }
+
+    fn request(&self, token: &str) -> Req {
+        Req::exchange(token).set("subject_token_type", SAML2_TOKEN_TYPE)
+    }
+
+    fn send_at(&self, req: &Req, now: UnixTime) -> Reply {
+        let reply = Reply::check(pollster::block_on(self.grant.handle(&req.build(), now)));
+        reply.assert_no_leak(&req.sensitive());
+        reply
+    }
+
+    fn send(&self, req: &Req) -> Reply {
+        self.send_at(req, NOW)
+    }
+}
+
+fn assert_error(reply: &Reply, status: u16, error: &str) {
+    assert_eq!(
+        (reply.status, reply.error()),
+        (status, error),
+        "{}",
+        reply.raw
+    );
+}
+
+/// TX-3 positive control: a SAML assertion for the client's SP is exchanged for an ID-JAG
+/// carrying the same subject and authentication context, and that ID-JAG gets an access token
+/// at the authorization server as one from an ID token would.
+#[test]
+fn tx3_saml_assertion_is_exchanged_for_an_id_jag() {
+    let s = Saml::new();
+    let reply = s.send(&s.request(&s.token(&s.template())));
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    assert_eq!(reply.str("issued_token_type"), ID_JAG_TOKEN_TYPE);
+    let jag = reply.str("access_token").to_owned();
+    let (_, claims) = peek(&jag);
+    assert_eq!(claims["iss"], IDP);
+    assert_eq!(claims["sub"], USER, "sub is the SAML NameID");
+    assert_eq!(claims["client_id"], CLIENT);
+    assert_eq!(claims["auth_time"], json!(NOW.as_secs() - 60));
+    assert_eq!(claims["acr"], "urn:acme:acr:mfa");
+    assert_eq!(claims["scope"], "tasks.read");
+
+    // Padding in the base64url subject token is tolerated.
+    let padded = {
+        use base64::Engine as _;
+        let xml = SamlAssertionSigner::new(ENTITY, s.key.clone())
+            .sign(&s.template())
+            .unwrap();
+        base64::engine::general_purpose::URL_SAFE.encode(xml)
+    };
+    assert_eq!(s.send(&s.request(&padded)).status, 200);
+
+    // The rest of the flow is unchanged: the ID-JAG is redeemed at the AS.
+    let at = s.fx.ok(&Req::bearer(&jag));
+    assert_eq!(at.str("token_type"), "Bearer");
+}
+
+/// TX-4 / D-1: an assertion whose audience (SP entity id) maps to another client is
+/// `invalid_grant`, both ways round.
+#[test]
+fn tx4_d1_saml_audience_of_another_client() {
+    let s = Saml::new();
+    // Issued for IDP_CLIENT's SP, presented by IDP_UNMAPPED.
+    let reply = s.send(
+        &s.request(&s.token(&s.template()))
+            .basic(IDP_UNMAPPED, IDP_UNMAPPED_SECRET),
+    );
+    assert_error(&reply, 400, "invalid_grant");
+    assert_eq!(
+        reply.description(),
+        "subject token was not issued to this client"
+    );
+    // Issued for IDP_UNMAPPED's SP, presented by IDP_CLIENT.
+    let other = s.template().with_audiences([OTHER_SP]);
+    assert_error(&s.send(&s.request(&s.token(&other))), 400, "invalid_grant");
+    // An SP entity id mapped to nobody.
+    let nobody = s.template().with_audiences(["https://nobody.example/sp"]);
+    assert_error(&s.send(&s.request(&s.token(&nobody))), 400, "invalid_grant");
+}
+
+/// TX-4 / D-1 / D-12: an assertion from another issuer is `invalid_grant`.
+#[test]
+fn tx4_d1_saml_wrong_issuer() {
+    let s = Saml::new();
+    for issuer in [
+        "https://evil.example/saml",
+        "https://idp.acme.example/saml/",
+        IDP,
+    ] {
+        let token = SamlAssertionSigner::new(issuer, s.key.clone())
+            .sign_base64url(&s.template())
+            .unwrap();
+        let reply = s.send(&s.request(&token));
+        assert_error(&reply, 400, "invalid_grant");
+        assert_eq!(
+            reply.description(),
+            "subject token was not issued by this IdP"
+        );
+    }
+}
+
+/// TX-4 / D-1: an expired (or not yet valid) assertion is `invalid_grant`.
+#[test]
+fn tx4_d1_saml_expired() {
+    let s = Saml::new();
+    let token = s.token(&s.template());
+    let reply = s.send_at(&s.request(&token), NOW.plus(300 + 30));
+    assert_error(&reply, 400, "invalid_grant");
+    assert_eq!(reply.description(), "subject token expired");
+    // Positive control at the last second of the leeway.
+    assert_eq!(s.send_at(&s.request(&token), NOW.plus(329)).status, 200);
+    let future = s.send_at(&s.request(&token), NOW.minus(120));
+    assert_error(&future, 400, "invalid_grant");
+}
+
+/// TX-4 / D-1: a bad signature, an unsigned or tampered assertion, or garbage is
+/// `invalid_grant`.
+#[test]
+fn tx4_d1_saml_bad_signature() {
+    let s = Saml::new();
+    let stranger = Arc::new(SigningKey::generate(Algorithm::RS256, None).unwrap());
+    let forged = SamlAssertionSigner::new(ENTITY, stranger)
+        .sign_base64url(&s.template())
+        .unwrap();
+    let reply = s.send(&s.request(&forged));
+    assert_error(&reply, 400, "invalid_grant");
+    assert_eq!(reply.description(), "subject token signature is invalid");
+
+    let xml = SamlAssertionSigner::new(ENTITY, s.key.clone())
+        .sign(&s.template())
+        .unwrap();
+    let tampered = ema_jose::base64url::encode(xml.replace(USER, "00uAdm1n00").as_bytes());
+    assert_error(&s.send(&s.request(&tampered)), 400, "invalid_grant");
+
+    for garbage in [
+        "not base64url!".to_owned(),
+        ema_jose::base64url::encode(b"<not-xml"),
+        ema_jose::base64url::encode(b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>"),
+        s.fx.id_token(json!({})),
+    ] {
+        let reply = s.send(&s.request(&garbage));
+        assert_error(&reply, 400, "invalid_grant");
+        assert_eq!(
+            reply.description(),
+            "subject token is not an acceptable SAML assertion"
+        );
+    }
+    // An assertion under the ID token type is not an ID token.
+    let as_id_token = Req::exchange(&s.token(&s.template()));
+    assert_error(&s.send(&as_id_token), 400, "invalid_grant");
+}
+
+/// TX-3: without a configured validator the SAML type stays `invalid_request`.
+#[test]
+fn tx3_saml_not_enabled_is_invalid_request() {
+    let s = Saml::new();
+    let req = s.request(&s.token(&s.template()));
+    let reply = s.fx.send(&req);
+    assert_error(&reply, 400, "invalid_request");
+    assert_eq!(reply.description(), "subject_token_type is not supported");
+    // The same request where it is enabled succeeds.
+    assert_eq!(s.send(&req).status, 200);
+}
