@@ -6,11 +6,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
-use ema_saml::{SamlAssertionValidator, SamlError};
 use ema_jose::{
     AlgorithmSet, AudienceRule, Claims, HeaderPolicy, KeySource, ParseOptions, TimeOptions,
     TokenKind, UnixTime, UnverifiedJwt,
 };
+use ema_saml::{SamlAssertionValidator, SamlError};
 use http::Response;
 use serde_json::{Map, Value};
 
@@ -503,9 +503,9 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
                         "subject token was not issued to this client"
                     }
                     SamlError::IssuerMismatch { .. } => "subject token was not issued by this IdP",
-                    SamlError::Unsigned
-                    | SamlError::DigestMismatch
-                    | SamlError::BadSignature => "subject token signature is invalid",
+                    SamlError::Unsigned | SamlError::DigestMismatch | SamlError::BadSignature => {
+                        "subject token signature is invalid"
+                    }
                     _ => "subject token is not an acceptable SAML assertion",
                 })
             })?;

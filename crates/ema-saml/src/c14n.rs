@@ -244,16 +244,14 @@ mod tests {
 
     #[test]
     fn redeclarations_and_empty_default() {
-        let xml = "<a:r xmlns:a='urn:a' xmlns='urn:d'><a:s xmlns:a='urn:a'><t xmlns=''/></a:s></a:r>";
+        let xml =
+            "<a:r xmlns:a='urn:a' xmlns='urn:d'><a:s xmlns:a='urn:a'><t xmlns=''/></a:s></a:r>";
         assert_eq!(
             c14n(xml, &[]),
             "<a:r xmlns:a=\"urn:a\"><a:s><t></t></a:s></a:r>"
         );
         let xml = "<r xmlns='urn:d'><t xmlns=''/></r>";
-        assert_eq!(
-            c14n(xml, &[]),
-            "<r xmlns=\"urn:d\"><t xmlns=\"\"></t></r>"
-        );
+        assert_eq!(c14n(xml, &[]), "<r xmlns=\"urn:d\"><t xmlns=\"\"></t></r>");
     }
 
     #[test]

@@ -49,7 +49,9 @@ fn signature_alg(uri: &str) -> Option<Algorithm> {
 }
 
 pub(crate) fn is_ds(node: Node<'_, '_>, local: &str) -> bool {
-    node.is_element() && node.tag_name().namespace() == Some(DSIG_NS) && node.tag_name().name() == local
+    node.is_element()
+        && node.tag_name().namespace() == Some(DSIG_NS)
+        && node.tag_name().name() == local
 }
 
 /// The element children of `node`; any non-whitespace text or a foreign node is refused.
@@ -100,7 +102,13 @@ fn exc_c14n_prefixes(node: Node<'_, '_>, kind: &'static str) -> Result<Vec<Strin
             let list = inc.attribute("PrefixList").unwrap_or("");
             Ok(list
                 .split_ascii_whitespace()
-                .map(|p| if p == "#default" { String::new() } else { p.to_owned() })
+                .map(|p| {
+                    if p == "#default" {
+                        String::new()
+                    } else {
+                        p.to_owned()
+                    }
+                })
                 .collect())
         }
         _ => Err(SamlError::MalformedSignature {
@@ -128,7 +136,8 @@ fn base64_value(node: Node<'_, '_>, reason: &'static str) -> Result<Vec<u8>, Sam
         .map_err(|_| SamlError::MalformedSignature { reason })
 }
 
-/// Verifies `signature`, a direct child of `root`, as an enveloped signature over `root`
+/// TX-4 (the signature of the identity assertion): verifies `signature`, a direct child of
+/// `root`, as an enveloped signature over `root`
 /// whose single reference is `"#" + root_id`, with one of `keys`.
 ///
 /// Steps: (1) the structure `SignedInfo, SignatureValue, KeyInfo?` and nothing else (no
@@ -251,7 +260,7 @@ pub(crate) fn verify_enveloped(
     if aws_lc_rs::constant_time::verify_slices_are_equal(actual.as_ref(), &expected).is_err() {
         return Err(SamlError::DigestMismatch);
     }
-    // (6) Keys come from configuration only; `KeyInfo` is never read.
+    // (6) TX-4; as SEC-3 for JWTs, keys come from configuration only: `KeyInfo` is never read.
     let sig_bytes = base64_value(signature_value, "`SignatureValue` is not base64")?;
     let signed = canonicalize(signed_info, None, &si_prefixes)?;
     let verified = keys

@@ -130,7 +130,10 @@ impl AssertionTemplate {
 
     /// Replaces the audiences.
     #[must_use]
-    pub fn with_audiences<S: Into<String>>(mut self, audiences: impl IntoIterator<Item = S>) -> Self {
+    pub fn with_audiences<S: Into<String>>(
+        mut self,
+        audiences: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.audiences = audiences.into_iter().map(Into::into).collect();
         self
     }

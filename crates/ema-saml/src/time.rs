@@ -19,7 +19,11 @@ pub(crate) fn parse(value: &str, attribute: &'static str) -> Result<UnixTime, Sa
             .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0')))
     };
     let sep = |i: usize, c: u8| -> Result<(), SamlError> {
-        if b.get(i) == Some(&c) { Ok(()) } else { Err(bad()) }
+        if b.get(i) == Some(&c) {
+            Ok(())
+        } else {
+            Err(bad())
+        }
     };
     let year = digits(0..4)?;
     sep(4, b'-')?;
@@ -79,7 +83,7 @@ pub(crate) fn format(time: UnixTime) -> String {
 }
 
 fn is_leap(year: u64) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }
 
 fn days_in_month(year: u64, month: u64) -> u64 {
@@ -128,7 +132,13 @@ mod tests {
         assert_eq!(t.as_secs(), 1_767_225_600);
         assert_eq!(parse("2026-01-01T00:00:00.999Z", "t").unwrap(), t);
         assert_eq!(format(t), "2026-01-01T00:00:00Z");
-        for secs in [0, 951_782_400, 1_767_225_599, 4_102_444_800, 253_402_300_799] {
+        for secs in [
+            0,
+            951_782_400,
+            1_767_225_599,
+            4_102_444_800,
+            253_402_300_799,
+        ] {
             let t = UnixTime::from_secs(secs);
             assert_eq!(parse(&format(t), "t").unwrap(), t);
         }

@@ -274,7 +274,9 @@ impl SamlAssertionValidator {
         let signed = Signed { root };
 
         // (4) D-12: exact comparison.
-        let issuer = signed.one("Issuer")?.ok_or(SamlError::Missing { element: "Issuer" })?;
+        let issuer = signed
+            .one("Issuer")?
+            .ok_or(SamlError::Missing { element: "Issuer" })?;
         let issuer_value = text_of(issuer, "Issuer")?;
         if issuer_value != self.issuer {
             return Err(SamlError::IssuerMismatch {
@@ -303,10 +305,9 @@ impl SamlAssertionValidator {
                 now,
             });
         }
-        let not_on_or_after =
-            time_attr(conditions, "NotOnOrAfter")?.ok_or(SamlError::Missing {
-                element: "NotOnOrAfter",
-            })?;
+        let not_on_or_after = time_attr(conditions, "NotOnOrAfter")?.ok_or(SamlError::Missing {
+            element: "NotOnOrAfter",
+        })?;
         if now >= not_on_or_after.plus(leeway) {
             return Err(SamlError::Expired {
                 element: "Conditions",
@@ -348,9 +349,9 @@ impl SamlAssertionValidator {
         let audience = audience.ok_or_else(mismatch)?;
 
         // (7)
-        let subject = signed.one("Subject")?.ok_or(SamlError::Missing {
-            element: "Subject",
-        })?;
+        let subject = signed
+            .one("Subject")?
+            .ok_or(SamlError::Missing { element: "Subject" })?;
         let name_id = read_name_id(subject)?;
         let mut bearer_until = None;
         for confirmation in subject
@@ -428,7 +429,10 @@ impl SamlAssertionValidator {
 
         // (9)
         let mut attributes: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for statement in root.children().filter(|n| is_saml(*n, "AttributeStatement")) {
+        for statement in root
+            .children()
+            .filter(|n| is_saml(*n, "AttributeStatement"))
+        {
             for attribute in statement.children().filter(|n| n.is_element()) {
                 if !is_saml(attribute, "Attribute") {
                     continue;
@@ -529,7 +533,9 @@ fn text_of(node: Node<'_, '_>, element: &'static str) -> Result<String, SamlErro
 }
 
 fn time_attr(node: Node<'_, '_>, name: &'static str) -> Result<Option<UnixTime>, SamlError> {
-    node.attribute(name).map(|v| time::parse(v, name)).transpose()
+    node.attribute(name)
+        .map(|v| time::parse(v, name))
+        .transpose()
 }
 
 fn read_name_id(subject: Node<'_, '_>) -> Result<NameId, SamlError> {
@@ -554,7 +560,10 @@ fn read_name_id(subject: Node<'_, '_>) -> Result<NameId, SamlError> {
 }
 
 /// Whole-document checks; returns the one `ds:Signature` if there is exactly one.
-fn scan<'a, 'i>(doc: &'a Document<'i>, max_depth: usize) -> Result<Option<Node<'a, 'i>>, SamlError> {
+fn scan<'a, 'i>(
+    doc: &'a Document<'i>,
+    max_depth: usize,
+) -> Result<Option<Node<'a, 'i>>, SamlError> {
     let root = doc.root_element();
     let mut ids = HashSet::new();
     let mut signature = None;

@@ -3,6 +3,9 @@
 //!
 //! Every check runs at a fixed time; nothing reads the wall clock.
 
+// `cfg(test)` marks the helpers as test code for clippy's `allow-*-in-tests` settings.
+#![cfg(test)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,7 +101,11 @@ fn vector_validator() -> SamlAssertionValidator {
         .with_key(jwk("rsa.jwk.json"))
         .with_key(jwk("ec.jwk.json"))
         .with_audience(SP, CLIENT)
-        .with_attribute_names(AttributeNames::new().with_email("email").with_groups("groups"))
+        .with_attribute_names(
+            AttributeNames::new()
+                .with_email("email")
+                .with_groups("groups"),
+        )
 }
 
 const VECTORS: [&str; 4] = [
@@ -151,15 +158,28 @@ fn tx4_byte_modified_vectors_are_refused() {
         let edits: [(&str, &str, SamlError); 5] = [
             (">ana@acme", ">anb@acme", SamlError::DigestMismatch),
             (">eng<", ">ops<", SamlError::DigestMismatch),
-            ("SessionIndex=\"_s-1\"", "SessionIndex=\"_s-2\"", SamlError::DigestMismatch),
-            ("<saml:Subject>", "<saml:Subject> ", SamlError::DigestMismatch),
-            ("<ds:SignatureValue>", "<ds:SignatureValue>AAAA", SamlError::BadSignature),
+            (
+                "SessionIndex=\"_s-1\"",
+                "SessionIndex=\"_s-2\"",
+                SamlError::DigestMismatch,
+            ),
+            (
+                "<saml:Subject>",
+                "<saml:Subject> ",
+                SamlError::DigestMismatch,
+            ),
+            (
+                "<ds:SignatureValue>",
+                "<ds:SignatureValue>AAAA",
+                SamlError::BadSignature,
+            ),
         ];
         for (from, to, expected) in edits {
             assert!(xml.contains(from), "{name}: {from}");
             let bad = xml.replacen(from, to, 1);
             assert_eq!(
-                v.validate(bad.as_bytes(), CLIENT, NOW.plus(60)).unwrap_err(),
+                v.validate(bad.as_bytes(), CLIENT, NOW.plus(60))
+                    .unwrap_err(),
                 expected,
                 "{name}: {from} -> {to}"
             );
@@ -167,7 +187,11 @@ fn tx4_byte_modified_vectors_are_refused() {
         // A flipped bit inside the signature value itself.
         let start = xml.find("<ds:SignatureValue>").unwrap() + "<ds:SignatureValue>".len();
         let mut bytes = xml.clone().into_bytes();
-        bytes[start + 10] = if bytes[start + 10] == b'A' { b'B' } else { b'A' };
+        bytes[start + 10] = if bytes[start + 10] == b'A' {
+            b'B'
+        } else {
+            b'A'
+        };
         assert_eq!(
             v.validate(&bytes, CLIENT, NOW.plus(60)).unwrap_err(),
             SamlError::BadSignature,
@@ -265,13 +289,12 @@ fn base64_url_padded(bytes: &[u8]) -> String {
 #[test]
 fn claims_carry_sub_id_in_saml_nameid_format() {
     let fx = Fx::es256();
-    let v = fx
-        .validator
-        .clone()
-        .with_attribute_names(AttributeNames::new()
-                .with_email("mail")
-                .with_groups("groups")
-                .with_tenant("tenant"));
+    let v = fx.validator.clone().with_attribute_names(
+        AttributeNames::new()
+            .with_email("mail")
+            .with_groups("groups")
+            .with_tenant("tenant"),
+    );
     let t = fx
         .template()
         .with_attribute("mail", [USER, "second@acme.example"])
@@ -329,7 +352,12 @@ fn dtd_xxe_and_billion_laughs_are_refused() {
     );
     let empty = format!("<!DOCTYPE saml:Assertion>{signed}");
     for bad in [xxe, laughs, empty] {
-        assert_eq!(fx.check(&bad).unwrap_err(), SamlError::Dtd, "{}", &bad[..60]);
+        assert_eq!(
+            fx.check(&bad).unwrap_err(),
+            SamlError::Dtd,
+            "{}",
+            &bad[..60]
+        );
     }
     // Without a DTD, an undefined entity is plain malformed XML.
     assert!(matches!(
@@ -347,7 +375,10 @@ fn comment_in_name_id_is_refused() {
     let evil = "ana@acme.example.evil.test";
     let signed = fx.sign(&AssertionTemplate::new(evil, SP, NOW));
     assert_eq!(fx.check(&signed).unwrap().name_id.value, evil);
-    let truncated = signed.replace("ana@acme.example.evil.test", "ana@acme.example<!---->.evil.test");
+    let truncated = signed.replace(
+        "ana@acme.example.evil.test",
+        "ana@acme.example<!---->.evil.test",
+    );
     assert_eq!(
         fx.check(&truncated).unwrap_err(),
         SamlError::CommentOrProcessingInstruction
@@ -364,8 +395,10 @@ fn comment_in_name_id_is_refused() {
         );
     }
     // The XML declaration is not a processing instruction.
-    fx.check(&format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{signed}"))
-        .unwrap();
+    fx.check(&format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{signed}"
+    ))
+    .unwrap();
 }
 
 #[test]
@@ -384,13 +417,12 @@ fn size_and_depth_caps() {
         "<saml:Subject>",
         &format!("<saml:Subject>{}{}", "<x>".repeat(40), "</x>".repeat(40)),
     );
-    assert_eq!(
-        fx.check(&deep).unwrap_err(),
-        SamlError::TooDeep { max: 32 }
-    );
+    assert_eq!(fx.check(&deep).unwrap_err(), SamlError::TooDeep { max: 32 });
     let shallow = fx.validator.clone().with_max_depth(3);
     assert_eq!(
-        shallow.validate(signed.as_bytes(), CLIENT, NOW).unwrap_err(),
+        shallow
+            .validate(signed.as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
         SamlError::TooDeep { max: 3 }
     );
     assert_eq!(
@@ -408,10 +440,7 @@ fn root_must_be_a_saml_2_assertion() {
     let response = format!(
         "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" ID=\"_r\" Version=\"2.0\">{signed}</samlp:Response>"
     );
-    assert_eq!(
-        fx.check(&response).unwrap_err(),
-        SamlError::NotAnAssertion
-    );
+    assert_eq!(fx.check(&response).unwrap_err(), SamlError::NotAnAssertion);
     let saml1 = signed.replace(
         "urn:oasis:names:tc:SAML:2.0:assertion",
         "urn:oasis:names:tc:SAML:1.0:assertion",
@@ -490,12 +519,18 @@ fn signature_wrapping_variants_are_refused() {
     // XSW: the original signed assertion wrapped in an evil one (Advice, Extensions-like
     // element, inside the signature's Object).
     let in_advice = evil(&format!("<saml:Advice>{bare}</saml:Advice>"));
-    assert_eq!(fx.check(&in_advice).unwrap_err(), SamlError::NestedAssertion);
+    assert_eq!(
+        fx.check(&in_advice).unwrap_err(),
+        SamlError::NestedAssertion
+    );
     let in_object = evil(&sig.replace(
         "</ds:Signature>",
         &format!("<ds:Object>{bare}</ds:Object></ds:Signature>"),
     ));
-    assert_eq!(fx.check(&in_object).unwrap_err(), SamlError::NestedAssertion);
+    assert_eq!(
+        fx.check(&in_object).unwrap_err(),
+        SamlError::NestedAssertion
+    );
 
     // The original signature lifted onto the evil assertion: its reference names `_a1`.
     let lifted = evil(&sig);
@@ -648,9 +683,7 @@ fn d12_issuer_exact_match() {
             }
         );
     }
-    let no_issuer = fx.sign_edited(|x| {
-        x.replace(&format!("<saml:Issuer>{IDP}</saml:Issuer>"), "")
-    });
+    let no_issuer = fx.sign_edited(|x| x.replace(&format!("<saml:Issuer>{IDP}</saml:Issuer>"), ""));
     assert_eq!(
         fx.check(&no_issuer).unwrap_err(),
         SamlError::Missing { element: "Issuer" }
@@ -736,7 +769,12 @@ fn tx4_validity_window() {
         }
     );
     // A malformed date.
-    let bad_date = fx.sign_edited(|x| x.replace("IssueInstant=\"2026-01-01T00:00:00Z\"", "IssueInstant=\"2026-01-01 00:00:00\""));
+    let bad_date = fx.sign_edited(|x| {
+        x.replace(
+            "IssueInstant=\"2026-01-01T00:00:00Z\"",
+            "IssueInstant=\"2026-01-01 00:00:00\"",
+        )
+    });
     assert_eq!(
         fx.check(&bad_date).unwrap_err(),
         SamlError::BadDateTime {
@@ -764,7 +802,10 @@ fn tx4_audience_maps_to_the_authenticated_client() {
     let unknown = fx.sign(&fx.template().with_audiences(["https://unknown.example/sp"]));
     assert_eq!(fx.check(&unknown).unwrap_err(), mismatch(CLIENT));
     // The client's SP among others in one restriction is fine.
-    let several = fx.sign(&fx.template().with_audiences(["https://unknown.example/sp", SP]));
+    let several = fx.sign(
+        &fx.template()
+            .with_audiences(["https://unknown.example/sp", SP]),
+    );
     assert_eq!(fx.check(&several).unwrap().audience, SP);
     // Every AudienceRestriction must be satisfied.
     let two = fx.sign_edited(|x| {
@@ -777,7 +818,8 @@ fn tx4_audience_maps_to_the_authenticated_client() {
     // No restriction at all.
     let none = fx.sign_edited(|x| {
         let start = x.find("<saml:AudienceRestriction>").unwrap();
-        let end = x.find("</saml:AudienceRestriction>").unwrap() + "</saml:AudienceRestriction>".len();
+        let end =
+            x.find("</saml:AudienceRestriction>").unwrap() + "</saml:AudienceRestriction>".len();
         format!("{}{}", &x[..start], &x[end..])
     });
     assert_eq!(fx.check(&none).unwrap_err(), mismatch(CLIENT));

@@ -189,7 +189,9 @@ fn tx4_d1_saml_bad_signature() {
     for garbage in [
         "not base64url!".to_owned(),
         ema_jose::base64url::encode(b"<not-xml"),
-        ema_jose::base64url::encode(b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>"),
+        ema_jose::base64url::encode(
+            b"<!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><x>&e;</x>",
+        ),
         s.fx.id_token(json!({})),
     ] {
         let reply = s.send(&s.request(&garbage));
