@@ -28,19 +28,24 @@
 //! | [`grant_form`] | [`Form::parse`](ema_grant::Form::parse) | unique names, values retrievable, re-encoding round-trips, scopes round-trip |
 //! | [`id_jag_claims`] | [`IdJagClaims::from_claims`](ema_id_jag::IdJagClaims::from_claims) | accepted claims round-trip through `to_object` |
 //! | [`as_metadata`] | RFC 8414 / RFC 9728 documents, `WWW-Authenticate` | accepted documents and challenges round-trip |
+//! | [`saml_assertion`] | [`SamlAssertionValidator::validate`](ema_saml::SamlAssertionValidator::validate) with [`fixed_saml_validator`] at [`FIXED_NOW`], and the base64url form | an accepted assertion names the fixed issuer, SP and client, has a `NameID`, converts to agreeing claims, and is refused for another client |
 //!
-//! The seeds of `jws_compact`, `jwk_set` and `jws_verify` are written by the ignored test
+//! The seeds of `jws_compact`, `jwk_set`, `jws_verify` and `saml_assertion` are written by the ignored test
 //! `generate_seeds` (`tests/replay/seeds.rs`); `fuzz/corpus/README.md` says where each kind of
 //! seed comes from.
 
 mod compact;
 mod grant;
 mod keys;
+mod saml;
 mod verify;
 
 pub use compact::jws_compact;
 pub use grant::{as_metadata, grant_form, id_jag_claims};
 pub use keys::jwk_set;
+pub use saml::{
+    FIXED_SAML_CLIENT, FIXED_SAML_ISSUER, FIXED_SAML_SP, fixed_saml_validator, saml_assertion,
+};
 pub use verify::{
     FIXED_AUDIENCE, FIXED_ES256_JWK, FIXED_ISSUER, FIXED_NOW, fixed_verifying_key, jws_verify,
 };

@@ -96,6 +96,22 @@ fn as_metadata() {
     replay("as_metadata", ema_fuzz::as_metadata);
 }
 
+#[test]
+fn saml_assertion() {
+    replay("saml_assertion", ema_fuzz::saml_assertion);
+}
+
+/// The `saml_assertion` seeds only help the fuzzer if the valid one gets through the signature
+/// to the content checks.
+#[test]
+fn valid_saml_seed_passes_every_check() {
+    let xml = fs::read(fuzz_dir().join("corpus/saml_assertion/valid-es256")).unwrap();
+    let identity = ema_fuzz::fixed_saml_validator()
+        .validate(&xml, ema_fuzz::FIXED_SAML_CLIENT, ema_fuzz::FIXED_NOW)
+        .unwrap();
+    assert_eq!(identity.name_id.value, "00u8k2Lq91");
+}
+
 /// The `jws_verify` seeds only help the fuzzer if the valid one really gets through the
 /// signature to the claim checks; this fails if the fixed key, time or claims drift apart.
 #[test]

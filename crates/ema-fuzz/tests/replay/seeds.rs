@@ -136,6 +136,79 @@ fn generate_seeds() {
     jws_compact_seeds(&wycheproof);
     jws_verify_seeds();
     jwk_set_seeds(&wycheproof);
+    saml_assertion_seeds();
+}
+
+/// Only the `saml_assertion` seeds (no Wycheproof needed):
+/// `cargo test -p ema-fuzz --test replay -- --ignored generate_saml_seeds`.
+#[test]
+#[ignore = "writes fuzz/corpus; run explicitly to regenerate the seeds"]
+fn generate_saml_seeds() {
+    saml_assertion_seeds();
+}
+
+/// Assertions signed by the fixed key for the fixed validator (valid at `FIXED_NOW`), one
+/// variant per defence of ema-saml, and the third-party vectors of `crates/ema-saml/tests`.
+fn saml_assertion_seeds() {
+    use ema_fuzz::{FIXED_SAML_ISSUER, FIXED_SAML_SP};
+    use ema_saml::{AssertionTemplate, SamlAssertionSigner};
+    let mut corpus = Corpus::open("saml_assertion");
+    let signer = SamlAssertionSigner::new(FIXED_SAML_ISSUER, std::sync::Arc::new(fixed_key()));
+    let template = AssertionTemplate::new("00u8k2Lq91", FIXED_SAML_SP, FIXED_NOW)
+        .with_id("_fuzz1")
+        .with_session_index("_s1")
+        .with_attribute("email", ["ana@acme.example"])
+        .with_attribute("groups", ["eng", "R&D <west>"]);
+    let valid = signer.sign(&template).unwrap();
+    corpus.put("valid-es256", &valid);
+    corpus.put("valid-base64url", base64url::encode(valid.as_bytes()));
+    let sig_start = valid.find("<ds:Signature").unwrap();
+    let sig_end = valid.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let signature = &valid[sig_start..sig_end];
+    let unsigned = format!("{}{}", &valid[..sig_start], &valid[sig_end..]);
+    let variants: Vec<(&str, String)> = vec![
+        ("unsigned", unsigned.clone()),
+        ("comment-in-nameid", valid.replace("00u8k2Lq91", "00u8k2<!---->Lq91")),
+        ("pi", valid.replace("<saml:Subject>", "<saml:Subject><?x y?>")),
+        (
+            "dtd-xxe",
+            format!("<!DOCTYPE a [<!ENTITY e SYSTEM \"file:///etc/passwd\">]>{}", valid.replace("00u8k2Lq91", "&e;")),
+        ),
+        ("doctype-empty", format!("<!DOCTYPE saml:Assertion>{valid}")),
+        ("two-signatures", valid.replacen(signature, &format!("{signature}{signature}"), 1)),
+        (
+            "signature-in-subject",
+            unsigned.replace("<saml:Subject>", &format!("<saml:Subject>{signature}")),
+        ),
+        (
+            "wrapped-in-advice",
+            format!(
+                "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"_evil\" Version=\"2.0\" IssueInstant=\"2026-01-01T00:00:00Z\"><saml:Issuer>{FIXED_SAML_ISSUER}</saml:Issuer>{signature}<saml:Advice>{valid}</saml:Advice></saml:Assertion>"
+            ),
+        ),
+        ("duplicate-id", valid.replace("<saml:AttributeStatement>", "<saml:AttributeStatement><saml:Attribute Name=\"x\" ID=\"_fuzz1\"/>")),
+        ("object-in-signature", valid.replace("</ds:SignatureValue>", "</ds:SignatureValue><ds:Object>x</ds:Object>")),
+        ("sha1-digest", valid.replace("http://www.w3.org/2001/04/xmlenc#sha256", "http://www.w3.org/2000/09/xmldsig#sha1")),
+        ("rsa-sha1", valid.replace("http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256", "http://www.w3.org/2000/09/xmldsig#rsa-sha1")),
+        ("tampered-nameid", valid.replace("00u8k2Lq91", "00uAdm1n00")),
+        ("version-1-1", valid.replace("Version=\"2.0\"", "Version=\"1.1\"")),
+        (
+            "encrypted-assertion",
+            "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAssertion>".to_owned(),
+        ),
+        ("deep", valid.replace("<saml:Subject>", &format!("<saml:Subject>{}{}", "<x>".repeat(40), "</x>".repeat(40)))),
+    ];
+    for (name, xml) in variants {
+        corpus.put(name, xml);
+    }
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ema-saml/tests/vectors");
+    for name in [
+        "signxml-ecdsa-sha256.xml",
+        "xmlsec1-rsa-sha256-inclusive-prefixes.xml",
+    ] {
+        let xml = fs::read(vectors.join(name)).unwrap();
+        corpus.put(&format!("vector-{}", name.trim_end_matches(".xml")), xml);
+    }
 }
 
 fn jws_compact_seeds(wycheproof: &Path) {
