@@ -4,11 +4,16 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::json::{Field, JsonObject};
 use crate::time::{self, NumericDateError, TimeError, TimeOptions, UnixTime, Validity};
 
 /// A JWT claim set as parsed once from the token (a strict JSON object).
+///
+/// String and NumericDate claims are read in place from the token's JSON text; a
+/// `serde_json::Value` is built only for nested claims, or when [`Claims::get`],
+/// [`Claims::iter`] or [`Claims::as_object`] asks for one.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Claims(Value);
+pub struct Claims(JsonObject);
 
 /// How `aud` may be shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,34 +72,51 @@ pub enum ClaimError {
 }
 
 impl Claims {
-    pub(crate) fn from_map(map: Map<String, Value>) -> Self {
-        Self(Value::Object(map))
+    pub(crate) fn from_json(object: JsonObject) -> Self {
+        Self(object)
     }
 
     /// Wraps an object built elsewhere (for signing or tests).
     pub fn from_object(map: Map<String, Value>) -> Self {
-        Self::from_map(map)
+        Self(JsonObject::from_map(map))
     }
 
-    /// The claim set as a JSON object.
+    /// The claim set as a JSON object. Claims parsed from a token are indexed, not held as a
+    /// map: the map is built on the first call (the typed readers below never need it).
     pub fn as_object(&self) -> &Map<String, Value> {
-        static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
-        match &self.0 {
-            Value::Object(m) => m,
-            _ => EMPTY.get_or_init(Map::new),
-        }
+        self.0.as_map()
     }
 
     /// One claim's raw value.
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.as_object().get(name)
+        self.0.get(name)
+    }
+
+    /// Whether the claim is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains(name)
+    }
+
+    /// How many claims there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the claim set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == 0
+    }
+
+    /// The claims in the order the token carries them.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.0.iter()
     }
 
     /// An optional string claim; present but not a string is an error.
     pub fn string(&self, claim: &'static str) -> Result<Option<&str>, ClaimError> {
-        match self.get(claim) {
+        match self.0.field(claim) {
             None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
+            Some(Field::Str(s)) => Ok(Some(s)),
             Some(_) => Err(ClaimError::WrongType {
                 claim,
                 expected: "a string",
@@ -109,10 +131,28 @@ impl Claims {
 
     /// An optional NumericDate claim (a JSON number, D-7).
     pub fn numeric_date(&self, claim: &'static str) -> Result<Option<UnixTime>, ClaimError> {
-        self.get(claim)
-            .map(|v| time::numeric_date(claim, v))
-            .transpose()
-            .map_err(ClaimError::from)
+        match self.0.field(claim) {
+            None => Ok(None),
+            Some(Field::Number(n)) => Ok(Some(time::numeric_date_of(claim, n)?)),
+            Some(_) => Err(NumericDateError::NotANumber { claim }.into()),
+        }
+    }
+
+    /// An optional claim that must be an array of strings.
+    pub fn string_array(&self, claim: &'static str) -> Result<Option<Vec<&str>>, ClaimError> {
+        let wrong = ClaimError::WrongType {
+            claim,
+            expected: "an array of strings",
+        };
+        match self.0.field(claim) {
+            None => Ok(None),
+            Some(Field::Other(Value::Array(items))) => items
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| wrong.clone()))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(_) => Err(wrong),
+        }
     }
 
     /// Reads `exp` (required), `iat` and `nbf` and checks the window at `now` (SEC-2, D-7).
@@ -151,10 +191,10 @@ impl Claims {
             claim: "aud",
             expected: "a string or an array of strings",
         };
-        match self.get("aud") {
+        match self.0.field("aud") {
             None => Err(ClaimError::Missing { claim: "aud" }),
-            Some(Value::String(s)) => Ok(vec![s.as_str()]),
-            Some(Value::Array(items)) => {
+            Some(Field::Str(s)) => Ok(vec![s]),
+            Some(Field::Other(Value::Array(items))) => {
                 let values = items
                     .iter()
                     .map(|v| v.as_str().ok_or(WRONG))
@@ -172,6 +212,16 @@ impl Claims {
 
     /// Checks that `aud` names `expected` exactly (D-12), shaped as `rule` demands (D-13).
     pub fn check_audience(&self, expected: &str, rule: AudienceRule) -> Result<(), ClaimError> {
+        // The common shape, a single string, is compared without collecting anything.
+        if let Some(Field::Str(s)) = self.0.field("aud") {
+            return if s == expected {
+                Ok(())
+            } else {
+                Err(ClaimError::AudienceMismatch {
+                    expected: expected.to_owned(),
+                })
+            };
+        }
         if self.audience(rule)?.contains(&expected) {
             Ok(())
         } else {
@@ -181,17 +231,15 @@ impl Claims {
         }
     }
 
-    /// Deserializes the claim set into a typed view without re-parsing the token.
+    /// Deserializes the claim set into a typed view, straight from the token's JSON text (which
+    /// was already checked strictly; nothing is read twice from the token itself).
     pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        T::deserialize(&self.0)
+        serde_json::from_str(self.0.text())
     }
 
     /// Takes the claim set as a JSON object.
     pub fn into_object(self) -> Map<String, Value> {
-        match self.0 {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
+        self.0.into_map()
     }
 }
 
@@ -201,8 +249,8 @@ mod tests {
     use serde_json::json;
 
     fn claims(v: Value) -> Claims {
-        let Value::Object(m) = v else { unreachable!() };
-        Claims::from_map(m)
+        // Through the token parser's index, as claims of a real token are read.
+        Claims::from_json(JsonObject::parse(v.to_string().into_bytes(), 16).unwrap())
     }
 
     #[test]

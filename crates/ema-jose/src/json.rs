@@ -2,10 +2,18 @@
 //!
 //! `serde_json` does the lexing (and already refuses lone surrogates, invalid escapes and
 //! trailing data); this module adds what it lets through: duplicate member names at any depth
-//! and unbounded nesting. The result is an ordinary `serde_json` object, built once.
+//! and unbounded nesting.
+//!
+//! Two shapes of result: [`parse_object`] builds an ordinary `serde_json` object, and
+//! [`JsonObject`] (what tokens use) keeps the text and an index of its top-level members, so that
+//! reading `iss` or `exp` touches no allocator: string members are slices of the text, numbers
+//! are stored inline, and a `serde_json::Value` is built only for nested values and on request.
+//! Both enforce the same rules; the second is the hot path of every verification.
 
 use std::cell::Cell;
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
@@ -164,6 +172,672 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 }
 
+/// A strict JSON object kept as its text plus an index of its top-level members, in document
+/// order. Member names are unique (checked while indexing, as at every depth below).
+#[derive(Clone)]
+pub(crate) struct JsonObject {
+    text: String,
+    members: Vec<Member>,
+    /// The whole object as a `serde_json` map, built on first request only.
+    map: OnceLock<Map<String, Value>>,
+}
+
+#[derive(Clone)]
+struct Member {
+    name: Text,
+    /// Length and first bytes of the name: most lookups are decided without comparing text.
+    key: NameKey,
+    slot: Slot,
+    /// The member's value as a `serde_json::Value`: set while indexing for nested values, built
+    /// on first request for strings and numbers.
+    value: OnceLock<Value>,
+}
+
+/// A string of the object: a slice of its text (no escapes) or decoded.
+#[derive(Clone)]
+enum Text {
+    Span { start: usize, end: usize },
+    Owned(Box<str>),
+}
+
+#[derive(Clone)]
+enum Slot {
+    Str(Text),
+    Number(Number),
+    /// Anything else; the value is in [`Member::value`].
+    Other,
+}
+
+/// One top-level member, as [`JsonObject::field`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Field<'a> {
+    Str(&'a str),
+    Number(&'a Number),
+    Other(&'a Value),
+}
+
+impl JsonObject {
+    /// Indexes `bytes` as one JSON object with unique member names (at every depth) and at most
+    /// `max_depth` levels of nesting: exactly the rules of [`parse_object`], with the same
+    /// errors.
+    pub(crate) fn parse(bytes: Vec<u8>, max_depth: usize) -> Result<Self, JsonError> {
+        let text = String::from_utf8(bytes).map_err(|_| JsonError::NotUtf8)?;
+        if text
+            .trim_start_matches([' ', '\t', '\n', '\r'])
+            .as_bytes()
+            .first()
+            != Some(&b'{')
+        {
+            // Not an object (or not JSON): the general parser names the failure exactly.
+            return Err(parse_object(text.as_bytes(), max_depth)
+                .err()
+                .unwrap_or(JsonError::NotAnObject));
+        }
+        let members = Parser::new(&text, max_depth).top()?;
+        Ok(Self {
+            text,
+            members,
+            map: OnceLock::new(),
+        })
+    }
+
+    /// Wraps a map built elsewhere (signing, tests): every member is held as its `Value`.
+    pub(crate) fn from_map(map: Map<String, Value>) -> Self {
+        let text = serde_json::to_string(&map).unwrap_or_default();
+        let members = map
+            .iter()
+            .map(|(name, value)| Member {
+                key: NameKey::of(name),
+                name: Text::Owned(name.as_str().into()),
+                slot: Slot::Other,
+                value: OnceLock::from(value.clone()),
+            })
+            .collect();
+        Self {
+            text,
+            members,
+            map: OnceLock::from(map),
+        }
+    }
+
+    /// The JSON text the object was read from.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn str_of<'a>(&'a self, text: &'a Text) -> &'a str {
+        match text {
+            Text::Span { start, end } => self.text.get(*start..*end).unwrap_or_default(),
+            Text::Owned(s) => s,
+        }
+    }
+
+    fn member(&self, name: &str) -> Option<&Member> {
+        let key = NameKey::of(name);
+        self.members
+            .iter()
+            .find(|m| m.key == key && (key.is_whole() || self.str_of(&m.name) == name))
+    }
+
+    /// The member names in document order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| self.str_of(&m.name))
+    }
+
+    /// Whether a member of this name exists.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.member(name).is_some()
+    }
+
+    /// How many members there are.
+    pub(crate) fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// One member, without building a `Value` for strings and numbers.
+    pub(crate) fn field(&self, name: &str) -> Option<Field<'_>> {
+        self.member(name).map(|m| self.field_of(m))
+    }
+
+    fn field_of<'a>(&'a self, m: &'a Member) -> Field<'a> {
+        match &m.slot {
+            Slot::Str(s) => Field::Str(self.str_of(s)),
+            Slot::Number(n) => Field::Number(n),
+            Slot::Other => match m.value.get() {
+                Some(Value::String(s)) => Field::Str(s),
+                Some(Value::Number(n)) => Field::Number(n),
+                Some(v) => Field::Other(v),
+                None => Field::Other(&Value::Null),
+            },
+        }
+    }
+
+    fn value_of<'a>(&'a self, m: &'a Member) -> &'a Value {
+        m.value.get_or_init(|| match &m.slot {
+            Slot::Str(s) => Value::String(self.str_of(s).to_owned()),
+            Slot::Number(n) => Value::Number(n.clone()),
+            Slot::Other => Value::Null,
+        })
+    }
+
+    /// One member's value (built on first request for strings and numbers).
+    pub(crate) fn get(&self, name: &str) -> Option<&Value> {
+        self.member(name).map(|m| self.value_of(m))
+    }
+
+    /// The members in document order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.members
+            .iter()
+            .map(|m| (self.str_of(&m.name), self.value_of(m)))
+    }
+
+    /// The whole object as a map (built on first request).
+    pub(crate) fn as_map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| {
+            self.iter()
+                .map(|(name, value)| (name.to_owned(), value.clone()))
+                .collect()
+        })
+    }
+
+    /// Takes the whole object as a map.
+    pub(crate) fn into_map(mut self) -> Map<String, Value> {
+        match self.map.take() {
+            Some(map) => map,
+            None => self.as_map().clone(),
+        }
+    }
+}
+
+impl PartialEq for JsonObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_map() == other.as_map()
+    }
+}
+
+impl fmt::Debug for JsonObject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// A member name's length and its first eight bytes: equal keys of names of at most eight bytes
+/// mean equal names, and unequal keys always mean different names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct NameKey {
+    len: usize,
+    prefix: u64,
+}
+
+impl NameKey {
+    fn of(name: &str) -> Self {
+        let bytes = name.as_bytes();
+        // Built in a register: a byte array copied into a `u64` costs a store-forwarding stall
+        // on every member of every token.
+        let prefix = match bytes.first_chunk::<8>() {
+            Some(head) => u64::from_le_bytes(*head),
+            None => bytes
+                .iter()
+                .rev()
+                .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        };
+        Self {
+            len: name.len(),
+            prefix,
+        }
+    }
+
+    /// Whether the key holds the whole name.
+    fn is_whole(self) -> bool {
+        self.len <= 8
+    }
+}
+
+/// `serde_json`'s own nesting limit, kept so that a caller raising `max_depth` cannot make the
+/// recursive descent below exhaust the stack (and so that both parsers refuse the same inputs).
+const RECURSION_LIMIT: usize = 127;
+
+/// Top-level member names at which duplicate detection switches from a scan to a set, so that a
+/// hostile object with thousands of members costs O(n log n), not O(n²).
+const LINEAR_DUPLICATE_SCAN: usize = 32;
+
+/// A strict recursive-descent reader over text that is already valid UTF-8 (RFC 8259 grammar,
+/// the same acceptance as `serde_json` plus this module's rules).
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+    max_depth: usize,
+    /// Containers open right now (for [`RECURSION_LIMIT`]).
+    open: usize,
+}
+
+impl<'a> Parser<'a> {
+    fn new(text: &'a str, max_depth: usize) -> Self {
+        Self {
+            text,
+            bytes: text.as_bytes(),
+            pos: 0,
+            max_depth,
+            open: 0,
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    /// A syntax error at the current position (1-based line and column).
+    fn syntax(&self) -> JsonError {
+        let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
+        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        JsonError::Syntax { line, column }
+    }
+
+    fn eat(&mut self, byte: u8) -> Result<(), JsonError> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Result<&'a str, JsonError> {
+        self.text.get(start..end).ok_or_else(|| self.syntax())
+    }
+
+    /// The top-level object, as indexed members.
+    fn top(mut self) -> Result<Vec<Member>, JsonError> {
+        self.skip_ws();
+        self.eat(b'{')?;
+        self.enter()?;
+        let mut members: Vec<Member> = Vec::with_capacity(8);
+        let mut seen: Option<BTreeSet<Box<str>>> = None;
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+        } else {
+            loop {
+                self.skip_ws();
+                let name = self.string()?;
+                let name_str = self.text_of(&name);
+                let key = NameKey::of(name_str);
+                self.skip_ws();
+                self.eat(b':')?;
+                self.skip_ws();
+                let (slot, value) = match self.peek() {
+                    Some(b'"') => (Slot::Str(self.string()?), OnceLock::new()),
+                    Some(b'-' | b'0'..=b'9') => (Slot::Number(self.number()?), OnceLock::new()),
+                    _ => (Slot::Other, OnceLock::from(self.value()?)),
+                };
+                let duplicate = match &mut seen {
+                    Some(set) => !set.insert(name_str.into()),
+                    None => {
+                        let dup = members.iter().any(|m| {
+                            m.key == key && (key.is_whole() || self.text_of(&m.name) == name_str)
+                        });
+                        if !dup && members.len() >= LINEAR_DUPLICATE_SCAN {
+                            let mut set: BTreeSet<Box<str>> = members
+                                .iter()
+                                .map(|m| self.text_of(&m.name).into())
+                                .collect();
+                            set.insert(name_str.into());
+                            seen = Some(set);
+                        }
+                        dup
+                    }
+                };
+                if duplicate {
+                    return Err(JsonError::DuplicateMember {
+                        name: name_str.to_owned(),
+                    });
+                }
+                members.push(Member {
+                    name,
+                    key,
+                    slot,
+                    value,
+                });
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b'}') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.syntax()),
+                }
+            }
+        }
+        self.open -= 1;
+        self.skip_ws();
+        if self.pos == self.bytes.len() {
+            Ok(members)
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    /// Opens a container (the top-level object is level 1).
+    fn enter(&mut self) -> Result<(), JsonError> {
+        if self.open >= self.max_depth {
+            return Err(JsonError::TooDeep {
+                max: self.max_depth,
+            });
+        }
+        if self.open >= RECURSION_LIMIT {
+            return Err(self.syntax());
+        }
+        self.open += 1;
+        Ok(())
+    }
+
+    fn text_of<'t>(&self, text: &'t Text) -> &'t str
+    where
+        'a: 't,
+    {
+        match text {
+            Text::Span { start, end } => self.text.get(*start..*end).unwrap_or_default(),
+            Text::Owned(s) => s,
+        }
+    }
+
+    /// Any value, built as a `serde_json::Value` (nested members and arrays).
+    fn value(&mut self) -> Result<Value, JsonError> {
+        match self.peek() {
+            Some(b'"') => {
+                let text = self.string()?;
+                Ok(Value::String(match text {
+                    Text::Span { start, end } => self.slice(start, end)?.to_owned(),
+                    Text::Owned(s) => s.into_string(),
+                }))
+            }
+            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(b'{') => {
+                self.pos += 1;
+                self.enter()?;
+                let mut map = Map::new();
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        let name = match self.string()? {
+                            Text::Span { start, end } => self.slice(start, end)?.to_owned(),
+                            Text::Owned(s) => s.into_string(),
+                        };
+                        self.skip_ws();
+                        self.eat(b':')?;
+                        self.skip_ws();
+                        let value = self.value()?;
+                        match map.entry(name) {
+                            Entry::Occupied(entry) => {
+                                return Err(JsonError::DuplicateMember {
+                                    name: entry.key().clone(),
+                                });
+                            }
+                            Entry::Vacant(entry) => {
+                                entry.insert(value);
+                            }
+                        }
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(b'}') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.syntax()),
+                        }
+                    }
+                }
+                self.open -= 1;
+                Ok(Value::Object(map))
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                self.enter()?;
+                let mut items = Vec::new();
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        items.push(self.value()?);
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(b']') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.syntax()),
+                        }
+                    }
+                }
+                self.open -= 1;
+                Ok(Value::Array(items))
+            }
+            Some(b't') => self.literal("true", Value::Bool(true)),
+            Some(b'f') => self.literal("false", Value::Bool(false)),
+            Some(b'n') => self.literal("null", Value::Null),
+            _ => Err(self.syntax()),
+        }
+    }
+
+    fn literal(&mut self, word: &str, value: Value) -> Result<Value, JsonError> {
+        if self
+            .bytes
+            .get(self.pos..)
+            .is_some_and(|rest| rest.starts_with(word.as_bytes()))
+        {
+            self.pos += word.len();
+            Ok(value)
+        } else {
+            Err(self.syntax())
+        }
+    }
+
+    /// A string at its opening quote: a span of the text when it has no escapes, else decoded.
+    /// Control characters must be escaped; escapes must be valid; surrogates must pair.
+    #[inline]
+    fn string(&mut self) -> Result<Text, JsonError> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        self.skip_plain();
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    let end = self.pos;
+                    self.pos += 1;
+                    return Ok(Text::Span { start, end });
+                }
+                Some(b'\\') => {
+                    let mut out = self.slice(start, self.pos)?.to_owned();
+                    self.escaped(&mut out)?;
+                    return Ok(Text::Owned(out.into()));
+                }
+                Some(0x20..) => self.pos += 1,
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    /// Skips string bytes that need no attention (not `"`, `\\` or a control character), eight
+    /// at a time while it can: claim values are mostly long runs of such bytes.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGHS: u64 = 0x8080_8080_8080_8080;
+        /// Bytes of `x` that are zero get their high bit set (and only those, for the first one).
+        fn zero_bytes(x: u64) -> u64 {
+            x.wrapping_sub(ONES) & !x & HIGHS
+        }
+        while let Some(chunk) = self
+            .bytes
+            .get(self.pos..self.pos + 8)
+            .and_then(|c| <[u8; 8]>::try_from(c).ok())
+        {
+            let x = u64::from_le_bytes(chunk);
+            // A byte below 0x20 has none of the bits 0xE0; a byte at or above 0x80 is never
+            // one we look for, and is masked out of that test.
+            let control = zero_bytes(x & 0xE0E0_E0E0_E0E0_E0E0) & !(x & HIGHS);
+            let special = zero_bytes(x ^ (ONES * u64::from(b'"')))
+                | zero_bytes(x ^ (ONES * u64::from(b'\\')))
+                | control;
+            if special != 0 {
+                // The first flagged byte (little-endian: lowest bits) stops the fast scan; a
+                // false positive after it is harmless, the bytewise loop takes over there.
+                self.pos += (special.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.pos += 8;
+        }
+    }
+
+    /// The rest of a string from its first backslash, decoded into `out`.
+    fn escaped(&mut self, out: &mut String) -> Result<(), JsonError> {
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    let c = self.peek().ok_or_else(|| self.syntax())?;
+                    self.pos += 1;
+                    let decoded = match c {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return Err(self.syntax()),
+                    };
+                    out.push(decoded);
+                }
+                Some(0x20..) => {
+                    let run = self.pos;
+                    self.skip_plain();
+                    while let Some(b) = self.peek()
+                        && b >= 0x20
+                        && b != b'"'
+                        && b != b'\\'
+                    {
+                        self.pos += 1;
+                    }
+                    out.push_str(self.slice(run, self.pos)?);
+                }
+                _ => return Err(self.syntax()),
+            }
+        }
+    }
+
+    /// `XXXX` after `\u` (and its low half when it is a high surrogate): lone surrogates are
+    /// refused, as `serde_json` does.
+    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+        let high = self.hex4()?;
+        let code = match high {
+            0xD800..=0xDBFF => {
+                if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u") {
+                    return Err(self.syntax());
+                }
+                self.pos += 2;
+                let low = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return Err(self.syntax());
+                }
+                0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(self.syntax()),
+            _ => high,
+        };
+        char::from_u32(code).ok_or_else(|| self.syntax())
+    }
+
+    fn hex4(&mut self) -> Result<u32, JsonError> {
+        let mut code = 0;
+        for _ in 0..4 {
+            let digit = self
+                .peek()
+                .and_then(|b| char::from(b).to_digit(16))
+                .ok_or_else(|| self.syntax())?;
+            code = code * 16 + digit;
+            self.pos += 1;
+        }
+        Ok(code)
+    }
+
+    /// A number (RFC 8259 §6 grammar). Small non-negative integers are read here; anything else
+    /// is converted by `serde_json`, so values are exactly what it would produce.
+    fn number(&mut self) -> Result<Number, JsonError> {
+        let start = self.pos;
+        let mut integer = true;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+            integer = false;
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.syntax()),
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            integer = false;
+            self.required_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            integer = false;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.required_digits()?;
+        }
+        let text = self.slice(start, self.pos)?;
+        if integer && text.len() <= 19 {
+            // At most 19 decimal digits always fit in a u64.
+            let n = text.bytes().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            return Ok(Number::from(n));
+        }
+        serde_json::from_str(text).map_err(|_| {
+            self.pos = start;
+            self.syntax()
+        })
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn required_digits(&mut self) -> Result<(), JsonError> {
+        match self.peek() {
+            Some(b'0'..=b'9') => {
+                self.digits();
+                Ok(())
+            }
+            _ => Err(self.syntax()),
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,5 +913,125 @@ mod tests {
         ));
         // A proper surrogate pair is fine.
         assert!(parse_object(br#"{"a":"\ud83d\ude00"}"#, 8).is_ok());
+    }
+
+    /// Both parsers on the same bytes: the same map, or the same kind of error.
+    fn same_verdict(bytes: &[u8], depth: usize) {
+        let general = parse_object(bytes, depth);
+        let indexed = JsonObject::parse(bytes.to_vec(), depth);
+        match (&general, &indexed) {
+            (Ok(map), Ok(object)) => {
+                assert_eq!(object.as_map(), map, "{:?}", String::from_utf8_lossy(bytes));
+                // The indexed readers agree with the map, member by member, in order.
+                assert_eq!(object.len(), map.len());
+                for (name, value) in object.iter() {
+                    assert_eq!(map.get(name), Some(value));
+                    match object.field(name) {
+                        Some(Field::Str(s)) => assert_eq!(value.as_str(), Some(s)),
+                        Some(Field::Number(n)) => assert_eq!(value.as_number(), Some(n)),
+                        Some(Field::Other(v)) => assert_eq!(v, value),
+                        None => unreachable!(),
+                    }
+                }
+            }
+            (Err(JsonError::Syntax { .. }), Err(JsonError::Syntax { .. })) => {}
+            (Err(a), Err(b)) => assert_eq!(a, b, "{:?}", String::from_utf8_lossy(bytes)),
+            _ => panic!(
+                "parsers disagree on {:?}: {general:?} vs {indexed:?}",
+                String::from_utf8_lossy(bytes)
+            ),
+        }
+    }
+
+    #[test]
+    fn indexed_parser_agrees_on_edge_cases() {
+        for text in [
+            r#"{}"#,
+            r#" { } "#,
+            "{\n\"a\" :\t1 ,\r\"b\":[ ] }\n",
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":1,"\u0061":2}"#,
+            r#"{"a":{"b":1,"b":2}}"#,
+            r#"{"a":[{"c":1,"c":1}]}"#,
+            r#"{"a":"\ud83d\ude00","b":"\u00e9\n\t\"\\\/\b\f\r"}"#,
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":"\udc00"}"#,
+            r#"{"a":"\ud800\u0041"}"#,
+            r#"{"a":"\ud800x"}"#,
+            r#"{"a":"\x"}"#,
+            r#"{"a":"\u12"}"#,
+            "{\"a\":\"\u{1}\"}",
+            "{\"a\":\"\u{7f}é\"}",
+            r#"{"a":0,"b":-0,"c":-1,"d":1.5,"e":1e3,"f":1E-3,"g":-1.25e+2}"#,
+            r#"{"a":18446744073709551615,"b":18446744073709551616,"c":9999999999999999999}"#,
+            r#"{"a":-9223372036854775808,"b":-9223372036854775809}"#,
+            r#"{"a":123456789012345678901234567890}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1e999}"#,
+            r#"{"a":-}"#,
+            r#"{"a":NaN}"#,
+            r#"{"a":true,"b":false,"c":null}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":nul,"b":1}"#,
+            r#"{"a":1,}"#,
+            r#"{,"a":1}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":1 "b":2}"#,
+            r#"{"a":[1,]}"#,
+            r#"{"a":[,1]}"#,
+            r#"{"a":{"b":}}"#,
+            r#"{"a":1}x"#,
+            r#"{"a":1}}"#,
+            r#"{"a":1"#,
+            r#"{"a"#,
+            r#"{"#,
+            r#"{a:1}"#,
+            r#"{'a':1}"#,
+            r#"{"a":[[[[]]]]}"#,
+            r#"{"a":{"b":{"c":{}}}}"#,
+            "[1]",
+            "\"x\"",
+            "1 x",
+            "",
+            "   ",
+        ] {
+            for depth in [0, 1, 2, 3, 4, 16, 200] {
+                same_verdict(text.as_bytes(), depth);
+            }
+        }
+        same_verdict(b"{\"a\":\"\xff\"}", 16);
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        same_verdict(deep.as_bytes(), 32);
+        same_verdict(deep.as_bytes(), usize::MAX);
+        let wide: String = (0..3000).map(|i| format!("\"m{i}\":{i},")).collect();
+        same_verdict(format!("{{{wide}\"m1\":0}}").as_bytes(), 16);
+        same_verdict(format!("{{{wide}\"end\":0}}").as_bytes(), 16);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        /// Arbitrary text over JSON's alphabet, mostly near-valid objects.
+        #[test]
+        fn indexed_parser_agrees_with_serde(
+            body in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "\"a\"", "\"b\"", "\"\\u0061\"", "\"\\ud83d\\ude00\"", "\"\\ud800\"", "\"x\\n\"",
+                    ":", ",", "{", "}", "[", "]", "1", "-0", "1.5e3", "18446744073709551616", "true",
+                    "null", " ", "\"", "\\", "e", "\u{1}", "é",
+                ]),
+                0..24,
+            ),
+            depth in 1usize..6,
+        ) {
+            let text = format!("{{{}}}", body.concat());
+            same_verdict(text.as_bytes(), depth);
+            let members = format!("{{\"a\":{}}}", body.concat());
+            same_verdict(members.as_bytes(), depth);
+        }
     }
 }

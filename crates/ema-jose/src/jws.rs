@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use crate::alg::Algorithm;
 use crate::b64;
 use crate::claims::Claims;
-use crate::json::{self, JsonError};
+use crate::json::{Field, JsonError, JsonObject};
 use crate::jwk::VerifyingKey;
 use crate::policy::{HeaderError, HeaderPolicy};
 
@@ -102,59 +102,70 @@ pub enum ParseError {
     },
 }
 
-/// A parsed JOSE header (RFC 7515 §4). The registered members this crate reads are typed; the
-/// whole object is kept for the rest.
+/// A parsed JOSE header (RFC 7515 §4). The registered members this crate reads are checked for
+/// type when parsed; the whole object is kept for the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
-    alg: String,
-    typ: Option<String>,
-    kid: Option<String>,
-    raw: Map<String, Value>,
+    raw: JsonObject,
 }
 
 impl Header {
-    fn from_map(raw: Map<String, Value>) -> Result<Self, ParseError> {
-        fn opt_string(
-            raw: &Map<String, Value>,
-            name: &'static str,
-        ) -> Result<Option<String>, ParseError> {
-            match raw.get(name) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(ParseError::HeaderMember { name }),
+    fn new(raw: JsonObject) -> Result<Self, ParseError> {
+        fn check(raw: &JsonObject, name: &'static str, required: bool) -> Result<(), ParseError> {
+            match raw.field(name) {
+                None if !required => Ok(()),
+                Some(Field::Str(_)) => Ok(()),
+                _ => Err(ParseError::HeaderMember { name }),
             }
         }
-        let alg = opt_string(&raw, "alg")?.ok_or(ParseError::HeaderMember { name: "alg" })?;
-        let typ = opt_string(&raw, "typ")?;
-        let kid = opt_string(&raw, "kid")?;
+        check(&raw, "alg", true)?;
+        check(&raw, "typ", false)?;
+        check(&raw, "kid", false)?;
         // `cty` must be a string if present (RFC 7515 §4.1.10), even though we never act on it.
-        opt_string(&raw, "cty")?;
-        Ok(Self { alg, typ, kid, raw })
+        check(&raw, "cty", false)?;
+        Ok(Self { raw })
+    }
+
+    fn string(&self, name: &str) -> Option<&str> {
+        match self.raw.field(name) {
+            Some(Field::Str(s)) => Some(s),
+            _ => None,
+        }
     }
 
     /// `alg` as received.
     pub fn alg(&self) -> &str {
-        &self.alg
+        self.string("alg").unwrap_or_default()
     }
 
     /// `typ`, when present.
     pub fn typ(&self) -> Option<&str> {
-        self.typ.as_deref()
+        self.string("typ")
     }
 
     /// `kid`, when present.
     pub fn kid(&self) -> Option<&str> {
-        self.kid.as_deref()
+        self.string("kid")
     }
 
     /// Whether the header has a member of this name.
     pub fn has(&self, name: &str) -> bool {
-        self.raw.contains_key(name)
+        self.raw.contains(name)
     }
 
-    /// The whole header object.
+    /// Whether the header has a member not named in `names`.
+    pub fn has_other_than(&self, names: &[&str]) -> bool {
+        self.raw.names().any(|n| !names.contains(&n))
+    }
+
+    /// One member's value.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.raw.get(name)
+    }
+
+    /// The whole header object (built on first request; the readers above never need it).
     pub fn raw(&self) -> &Map<String, Value> {
-        &self.raw
+        self.raw.as_map()
     }
 }
 
@@ -200,9 +211,9 @@ impl UnverifiedJws {
         let signature = b64::decode(signature_b64).ok_or(ParseError::Base64 {
             part: Part::Signature,
         })?;
-        let header = json::parse_object(&header_bytes, options.max_depth)
+        let header = JsonObject::parse(header_bytes, options.max_depth)
             .map_err(ParseError::HeaderJson)
-            .and_then(Header::from_map)?;
+            .and_then(Header::new)?;
         let signing_input = token.get(..d2).unwrap_or_default().to_owned();
         Ok(Self {
             signing_input,
@@ -288,12 +299,12 @@ impl UnverifiedJwt {
     /// the ones every later check reads; nothing is parsed twice.
     pub fn parse(token: &str, options: &ParseOptions) -> Result<Self, ParseError> {
         let mut jws = UnverifiedJws::parse(token, options)?;
-        let map =
-            json::parse_object(&jws.payload, options.max_depth).map_err(ParseError::ClaimsJson)?;
-        jws.payload = Vec::new();
+        let payload = std::mem::take(&mut jws.payload);
+        let object =
+            JsonObject::parse(payload, options.max_depth).map_err(ParseError::ClaimsJson)?;
         Ok(Self {
             jws,
-            claims: Claims::from_map(map),
+            claims: Claims::from_json(object),
         })
     }
 

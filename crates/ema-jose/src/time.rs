@@ -112,6 +112,14 @@ pub fn numeric_date(
     let serde_json::Value::Number(n) = value else {
         return Err(NumericDateError::NotANumber { claim });
     };
+    numeric_date_of(claim, n)
+}
+
+/// [`numeric_date`] of a number.
+pub(crate) fn numeric_date_of(
+    claim: &'static str,
+    n: &serde_json::Number,
+) -> Result<UnixTime, NumericDateError> {
     let secs = if let Some(u) = n.as_u64() {
         u
     } else if let Some(f) = n.as_f64().filter(|f| f.is_finite() && *f >= 0.0) {
