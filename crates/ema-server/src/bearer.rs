@@ -22,6 +22,7 @@ use ema_metadata::{Challenge, ProtectedResourceMetadata};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
+use crate::rpc_peek::{self, ToolCalls};
 
 /// The largest JSON-RPC body the layer reads to find tool calls (1 MiB).
 const MAX_JSON_RPC_BODY: usize = 1 << 20;
@@ -136,27 +137,21 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         self
     }
 
-    /// The scopes the MCP tool calls in a JSON-RPC body need (a message or a batch).
-    fn tool_call_scopes(&self, body: &[u8]) -> ScopeSet {
-        let mut needed = ScopeSet::new();
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-            return needed;
-        };
-        let messages = match &value {
-            serde_json::Value::Array(items) => items.iter().collect(),
-            other => vec![other],
-        };
-        for m in messages {
-            if m.get("method").and_then(serde_json::Value::as_str) == Some("tools/call") {
-                let tool = m
-                    .pointer("/params/name")
-                    .and_then(serde_json::Value::as_str);
-                if let Some(scopes) = tool.and_then(|t| self.tool_scopes.get(t)) {
-                    needed = needed.union(scopes);
-                }
-            }
+    /// The extra scope sets the MCP tool calls in a JSON-RPC body need (a message or a batch),
+    /// borrowed from the configuration; `None` when a message names its method, params or tool
+    /// twice (which one a server runs is up to its parser, so the call is refused).
+    fn tool_call_scopes(&self, body: &[u8]) -> Option<Vec<&ScopeSet>> {
+        match rpc_peek::tool_calls(body) {
+            ToolCalls::Named(tools) => Some(
+                tools
+                    .iter()
+                    .filter_map(|tool| self.tool_scopes.get(tool.as_ref()))
+                    .collect(),
+            ),
+            // No tool can run from bytes the server cannot parse.
+            ToolCalls::NotJson => Some(Vec::new()),
+            ToolCalls::Ambiguous => None,
         }
-        needed
     }
 
     /// The validated-token cache size (default 10 000; 0 disables it).
@@ -219,6 +214,15 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         &self,
         parts: &http::request::Parts,
         extra: &ScopeSet,
+    ) -> Result<Principal, Response> {
+        self.authorize(parts, &[extra]).await
+    }
+
+    /// [`BearerAuth::authenticate_for`] with the extra scopes as several sets.
+    async fn authorize(
+        &self,
+        parts: &http::request::Parts,
+        extra: &[&ScopeSet],
     ) -> Result<Principal, Response> {
         // RS-5: never from the URI.
         if parts.uri.query().is_some_and(|q| {
@@ -319,9 +323,13 @@ impl<K: KeySource + 'static> BearerAuth<K> {
             }
         }
         // RS-6: every required scope, else 403 naming all the scopes the request needs.
-        let granted = principal.scope.clone().unwrap_or_default();
-        let needed = self.required.union(extra);
-        if !needed.is_subset(&granted) {
+        let granted = |scope: &str| principal.scope.as_ref().is_some_and(|g| g.contains(scope));
+        let covered =
+            self.required.iter().all(granted) && extra.iter().all(|set| set.iter().all(granted));
+        if !covered {
+            let needed = extra
+                .iter()
+                .fold(self.required.clone(), |all, set| all.union(set));
             return Err(self.reject(
                 StatusCode::FORBIDDEN,
                 Some((
@@ -354,15 +362,12 @@ async fn bearer_middleware<K: KeySource + 'static>(
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let (body, extra) = if auth.tool_scopes.is_empty() || parts.method != http::Method::POST {
-        (body, ScopeSet::new())
+    let (body, bytes) = if auth.tool_scopes.is_empty() || parts.method != http::Method::POST {
+        (body, None)
     } else {
         // The body is read once here and handed on unchanged.
         match axum::body::to_bytes(body, MAX_JSON_RPC_BODY).await {
-            Ok(bytes) => {
-                let extra = auth.tool_call_scopes(&bytes);
-                (axum::body::Body::from(bytes), extra)
-            }
+            Ok(bytes) => (axum::body::Body::from(bytes.clone()), Some(bytes)),
             Err(_) => {
                 return auth.reject(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -375,7 +380,27 @@ async fn bearer_middleware<K: KeySource + 'static>(
             }
         }
     };
-    match auth.authenticate_for(&parts, &extra).await {
+    let extra = match &bytes {
+        None => Vec::new(),
+        Some(bytes) => match auth.tool_call_scopes(bytes) {
+            Some(extra) => extra,
+            None => {
+                // Credentials are judged first: no token is still a 401.
+                if let Err(response) = auth.authorize(&parts, &[]).await {
+                    return response;
+                }
+                return auth.reject(
+                    StatusCode::BAD_REQUEST,
+                    Some((
+                        "invalid_request",
+                        "a JSON-RPC message names its method, params or tool twice",
+                    )),
+                    None,
+                );
+            }
+        },
+    };
+    match auth.authorize(&parts, &extra).await {
         Ok(principal) => {
             parts.extensions.insert(principal);
             next.run(Request::from_parts(parts, body)).await

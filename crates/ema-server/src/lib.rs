@@ -55,6 +55,7 @@ mod endpoint;
 mod hardening;
 mod idp;
 mod paths;
+mod rpc_peek;
 
 pub use authorization_server::authorization_server_router;
 pub use bearer::{BearerAuth, Principal, protect, protected_resource_router};

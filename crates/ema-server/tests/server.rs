@@ -528,6 +528,31 @@ async fn tool_scopes_ask_for_step_up() {
     );
     let (status, _, _) = call(&w.mcp, tool_call("list_tasks")).await;
     assert_eq!(status, StatusCode::OK);
+    // RS-6: a call that names its tool twice could run either one, depending on the parser
+    // behind the layer: refused, after the credentials are judged.
+    let ambiguous = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_tasks","name":"add_task","arguments":{}}}"#;
+    let post = |auth: Option<&str>| {
+        let mut req = Request::post("/mcp").header("content-type", "application/json");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.body(Body::from(ambiguous)).unwrap()
+    };
+    let (status, headers, body) = call(&w.mcp, post(Some(&format!("Bearer {token}")))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json(&body)["error"], "invalid_request");
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let (status, _, _) = call(&w.mcp, post(None)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "RS-1: no token is a 401 first"
+    );
 }
 
 fn access_token_claims() -> Value {

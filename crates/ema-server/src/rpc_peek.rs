@@ -1,0 +1,360 @@
+//! A borrowing look at a JSON-RPC body: which tools does it call?
+//!
+//! The bearer layer needs only `method` and `params.name` of each message to know the scopes a
+//! `tools/call` needs (RS-6); building a `serde_json::Value` of the whole body for that cost more
+//! than the rest of a cached-token check. This reader borrows both strings from the body and
+//! skips everything else. A message naming `method`, `params` or `params.name` twice is
+//! ambiguous (parsers differ on which one wins) and is reported as such, so that the layer
+//! refuses it rather than guess which tool the server behind it will run.
+
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// What a body says about tool calls.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ToolCalls<'a> {
+    /// The tools named by its `tools/call` messages (possibly none).
+    Named(Vec<Cow<'a, str>>),
+    /// Not JSON: the server behind will answer with a JSON-RPC parse error, no tool runs.
+    NotJson,
+    /// A member that decides which tool runs appears twice in one message.
+    Ambiguous,
+}
+
+/// Reads the tool names of the `tools/call` messages in a JSON-RPC message or batch.
+pub(crate) fn tool_calls(body: &[u8]) -> ToolCalls<'_> {
+    // JSON text is UTF-8 (RFC 8259 §8.1), also in the parts skipped below.
+    let Ok(body) = std::str::from_utf8(body) else {
+        return ToolCalls::NotJson;
+    };
+    let ambiguous = Cell::new(false);
+    let mut de = serde_json::Deserializer::from_str(body);
+    let mut names = Vec::new();
+    let read = Body {
+        names: &mut names,
+        ambiguous: &ambiguous,
+    }
+    .deserialize(&mut de)
+    .and_then(|()| de.end());
+    match read {
+        Ok(()) => ToolCalls::Named(names),
+        Err(_) if ambiguous.get() => ToolCalls::Ambiguous,
+        Err(_) => ToolCalls::NotJson,
+    }
+}
+
+/// The whole body: one message or a batch.
+struct Body<'n, 'a, 'c> {
+    names: &'n mut Vec<Cow<'a, str>>,
+    ambiguous: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Body<'_, 'de, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Body<'_, 'de, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message or batch")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        let message = Message {
+            ambiguous: self.ambiguous,
+        }
+        .visit_map(map)?;
+        self.names.extend(message);
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let ambiguous = self.ambiguous;
+        while let Some(message) = seq.next_element_seed(MessageSeed { ambiguous })? {
+            self.names.extend(message);
+        }
+        Ok(())
+    }
+
+    // Any other JSON value calls no tool.
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// One element of a batch: a message if it is an object, nothing otherwise.
+struct MessageSeed<'c> {
+    ambiguous: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(Message {
+            ambiguous: self.ambiguous,
+        })
+    }
+}
+
+/// A message object: the tool it calls, if it is a `tools/call` naming one.
+struct Message<'c> {
+    ambiguous: &'c Cell<bool>,
+}
+
+impl<'c> Message<'c> {
+    fn twice<E: serde::de::Error>(&self, member: &str) -> E {
+        self.ambiguous.set(true);
+        E::custom(format_args!("`{member}` appears twice"))
+    }
+}
+
+impl<'de> Visitor<'de> for Message<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC message")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut method: Option<Option<Cow<'de, str>>> = None;
+        let mut tool: Option<Option<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(Text)? {
+            match key.as_deref() {
+                Some("method") => {
+                    if method.is_some() {
+                        return Err(self.twice("method"));
+                    }
+                    method = Some(map.next_value_seed(Text)?);
+                }
+                Some("params") => {
+                    if tool.is_some() {
+                        return Err(self.twice("params"));
+                    }
+                    tool = Some(map.next_value_seed(Params {
+                        ambiguous: self.ambiguous,
+                    })?);
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let is_call = method.flatten().as_deref() == Some("tools/call");
+        Ok(if is_call { tool.flatten() } else { None })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// `params`: its `name` when it is an object with a string `name`.
+struct Params<'c> {
+    ambiguous: &'c Cell<bool>,
+}
+
+impl<'de> DeserializeSeed<'de> for Params<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Params<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JSON-RPC params")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut name: Option<Option<Cow<'de, str>>> = None;
+        while let Some(key) = map.next_key_seed(Text)? {
+            if key.as_deref() == Some("name") {
+                if name.is_some() {
+                    return Err(Message {
+                        ambiguous: self.ambiguous,
+                    }
+                    .twice("params.name"));
+                }
+                name = Some(map.next_value_seed(Text)?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(name.flatten())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// A string (borrowed from the body when it has no escapes), or `None` for any other value.
+struct Text;
+
+impl<'de> DeserializeSeed<'de> for Text {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn named(body: &str) -> Vec<String> {
+        match tool_calls(body.as_bytes()) {
+            ToolCalls::Named(names) => names.into_iter().map(Cow::into_owned).collect(),
+            other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn finds_the_tools_of_calls_only() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task","arguments":{"name":"x","title":"y"}}}"#;
+        assert_eq!(named(call), ["add_task"]);
+        // Member order does not matter; escapes are decoded as the server will decode them.
+        assert_eq!(
+            named(r#"{"params":{"arguments":{},"name":"add\u005ftask"},"method":"tools\/call"}"#),
+            ["add_task"]
+        );
+        assert!(named(r#"{"method":"tools/list","params":{"name":"add_task"}}"#).is_empty());
+        assert!(named(r#"{"method":"tools/call","params":[1,2]}"#).is_empty());
+        assert!(named(r#"{"method":"tools/call","params":{"name":7}}"#).is_empty());
+        assert!(named(r#"{"method":7,"params":{"name":"add_task"}}"#).is_empty());
+        assert!(named(r#"{"jsonrpc":"2.0","id":1,"result":{}}"#).is_empty());
+        assert!(named("[]").is_empty());
+        assert!(named("1").is_empty());
+        let batch = format!(r#"[{call},{{"method":"ping"}},3,{call}]"#);
+        assert_eq!(named(&batch), ["add_task", "add_task"]);
+    }
+
+    #[test]
+    fn duplicate_deciding_members_are_ambiguous() {
+        for body in [
+            r#"{"method":"tools/list","method":"tools/call","params":{"name":"add_task"}}"#,
+            r#"{"method":"tools/call","params":{"name":"whoami"},"params":{"name":"add_task"}}"#,
+            r#"{"method":"tools/call","params":{"name":"whoami","name":"add_task"}}"#,
+            r#"[{"method":"ping"},{"method":"tools/call","method":"tools/call"}]"#,
+        ] {
+            assert_eq!(tool_calls(body.as_bytes()), ToolCalls::Ambiguous, "{body}");
+        }
+        // Duplicates elsewhere decide nothing here; the server behind judges them.
+        assert_eq!(
+            named(r#"{"method":"tools/call","params":{"name":"a","arguments":{"x":1,"x":2}}}"#),
+            ["a"]
+        );
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_are_said_so() {
+        for body in ["", "{", "{\"method\":", "nope", "{\"a\":1} x", "\u{0}"] {
+            assert_eq!(tool_calls(body.as_bytes()), ToolCalls::NotJson, "{body:?}");
+        }
+        assert_eq!(tool_calls(b"{\"a\":\"\xff\"}"), ToolCalls::NotJson);
+    }
+}
