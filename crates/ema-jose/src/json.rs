@@ -178,6 +178,9 @@ impl<'de> Visitor<'de> for Seed<'_> {
 pub(crate) struct JsonObject {
     text: String,
     members: Vec<Member>,
+    /// The string and number members as `serde_json` values, index for index with `members`
+    /// (`Null` at the others), built on the first request for one.
+    scalars: OnceLock<Box<[Value]>>,
     /// The whole object as a `serde_json` map, built on first request only.
     map: OnceLock<Map<String, Value>>,
 }
@@ -188,9 +191,6 @@ struct Member {
     /// Length and first bytes of the name: most lookups are decided without comparing text.
     key: NameKey,
     slot: Slot,
-    /// The member's value as a `serde_json::Value`: set while indexing for nested values, built
-    /// on first request for strings and numbers.
-    value: OnceLock<Value>,
 }
 
 /// A string of the object: a slice of its text (no escapes) or decoded.
@@ -204,8 +204,8 @@ enum Text {
 enum Slot {
     Str(Text),
     Number(Number),
-    /// Anything else; the value is in [`Member::value`].
-    Other,
+    /// Anything else, built while indexing (nested values are rare in tokens).
+    Other(Value),
 }
 
 /// One top-level member, as [`JsonObject::field`] reads it.
@@ -237,6 +237,7 @@ impl JsonObject {
         Ok(Self {
             text,
             members,
+            scalars: OnceLock::new(),
             map: OnceLock::new(),
         })
     }
@@ -249,13 +250,13 @@ impl JsonObject {
             .map(|(name, value)| Member {
                 key: NameKey::of(name),
                 name: Text::Owned(name.as_str().into()),
-                slot: Slot::Other,
-                value: OnceLock::from(value.clone()),
+                slot: Slot::Other(value.clone()),
             })
             .collect();
         Self {
             text,
             members,
+            scalars: OnceLock::new(),
             map: OnceLock::from(map),
         }
     }
@@ -272,11 +273,12 @@ impl JsonObject {
         }
     }
 
-    fn member(&self, name: &str) -> Option<&Member> {
+    fn member(&self, name: &str) -> Option<(usize, &Member)> {
         let key = NameKey::of(name);
         self.members
             .iter()
-            .find(|m| m.key == key && (key.is_whole() || self.str_of(&m.name) == name))
+            .enumerate()
+            .find(|(_, m)| m.key == key && (key.is_whole() || self.str_of(&m.name) == name))
     }
 
     /// The member names in document order.
@@ -296,40 +298,48 @@ impl JsonObject {
 
     /// One member, without building a `Value` for strings and numbers.
     pub(crate) fn field(&self, name: &str) -> Option<Field<'_>> {
-        self.member(name).map(|m| self.field_of(m))
+        self.member(name).map(|(_, m)| self.field_of(m))
     }
 
     fn field_of<'a>(&'a self, m: &'a Member) -> Field<'a> {
         match &m.slot {
             Slot::Str(s) => Field::Str(self.str_of(s)),
             Slot::Number(n) => Field::Number(n),
-            Slot::Other => match m.value.get() {
-                Some(Value::String(s)) => Field::Str(s),
-                Some(Value::Number(n)) => Field::Number(n),
-                Some(v) => Field::Other(v),
-                None => Field::Other(&Value::Null),
-            },
+            Slot::Other(Value::String(s)) => Field::Str(s),
+            Slot::Other(Value::Number(n)) => Field::Number(n),
+            Slot::Other(v) => Field::Other(v),
         }
     }
 
-    fn value_of<'a>(&'a self, m: &'a Member) -> &'a Value {
-        m.value.get_or_init(|| match &m.slot {
-            Slot::Str(s) => Value::String(self.str_of(s).to_owned()),
-            Slot::Number(n) => Value::Number(n.clone()),
-            Slot::Other => Value::Null,
-        })
+    fn value_of<'a>(&'a self, index: usize, m: &'a Member) -> &'a Value {
+        static NULL: Value = Value::Null;
+        if let Slot::Other(v) = &m.slot {
+            return v;
+        }
+        let scalars = self.scalars.get_or_init(|| {
+            self.members
+                .iter()
+                .map(|m| match &m.slot {
+                    Slot::Str(s) => Value::String(self.str_of(s).to_owned()),
+                    Slot::Number(n) => Value::Number(n.clone()),
+                    Slot::Other(_) => Value::Null,
+                })
+                .collect()
+        });
+        scalars.get(index).unwrap_or(&NULL)
     }
 
-    /// One member's value (built on first request for strings and numbers).
+    /// One member's value (string and number values are built on the first request).
     pub(crate) fn get(&self, name: &str) -> Option<&Value> {
-        self.member(name).map(|m| self.value_of(m))
+        self.member(name).map(|(i, m)| self.value_of(i, m))
     }
 
     /// The members in document order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.members
             .iter()
-            .map(|m| (self.str_of(&m.name), self.value_of(m)))
+            .enumerate()
+            .map(|(i, m)| (self.str_of(&m.name), self.value_of(i, m)))
     }
 
     /// The whole object as a map (built on first request).
@@ -411,7 +421,14 @@ struct Parser<'a> {
     max_depth: usize,
     /// Containers open right now (for [`RECURSION_LIMIT`]).
     open: usize,
+    /// A failure other than a syntax error, for [`Parser::report`].
+    error: Option<JsonError>,
 }
+
+/// A failed step of the parser; what failed is in [`Parser::error`] or at [`Parser::pos`].
+struct Fail;
+
+type Step<T> = Result<T, Fail>;
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str, max_depth: usize) -> Self {
@@ -421,6 +438,7 @@ impl<'a> Parser<'a> {
             pos: 0,
             max_depth,
             open: 0,
+            error: None,
         }
     }
 
@@ -434,15 +452,30 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// A syntax error at the current position (1-based line and column).
-    fn syntax(&self) -> JsonError {
-        let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
-        let line = before.iter().filter(|b| **b == b'\n').count() + 1;
-        let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-        JsonError::Syntax { line, column }
+    /// A syntax error at the current position: the position is the report, built only when
+    /// the parse ends (a small error type keeps the hot `Result`s in registers).
+    fn syntax(&self) -> Fail {
+        Fail
     }
 
-    fn eat(&mut self, byte: u8) -> Result<(), JsonError> {
+    /// Any other failure, kept for the report.
+    fn fail(&mut self, error: JsonError) -> Fail {
+        self.error = Some(error);
+        Fail
+    }
+
+    /// The error a failed parse reports: the one recorded, or a syntax error at the current
+    /// position (1-based line and column).
+    fn report(&mut self) -> JsonError {
+        self.error.take().unwrap_or_else(|| {
+            let before = self.bytes.get(..self.pos).unwrap_or(self.bytes);
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            JsonError::Syntax { line, column }
+        })
+    }
+
+    fn eat(&mut self, byte: u8) -> Step<()> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
@@ -451,16 +484,21 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn slice(&self, start: usize, end: usize) -> Result<&'a str, JsonError> {
+    fn slice(&self, start: usize, end: usize) -> Step<&'a str> {
         self.text.get(start..end).ok_or_else(|| self.syntax())
     }
 
     /// The top-level object, as indexed members.
     fn top(mut self) -> Result<Vec<Member>, JsonError> {
+        self.members().map_err(|Fail| self.report())
+    }
+
+    fn members(&mut self) -> Step<Vec<Member>> {
         self.skip_ws();
         self.eat(b'{')?;
         self.enter()?;
-        let mut members: Vec<Member> = Vec::with_capacity(8);
+        // Claim sets run about 40 bytes a member: sized once, not regrown.
+        let mut members: Vec<Member> = Vec::with_capacity((self.bytes.len() / 40).clamp(4, 32));
         let mut seen: Option<BTreeSet<Box<str>>> = None;
         self.skip_ws();
         if self.peek() == Some(b'}') {
@@ -474,10 +512,10 @@ impl<'a> Parser<'a> {
                 self.skip_ws();
                 self.eat(b':')?;
                 self.skip_ws();
-                let (slot, value) = match self.peek() {
-                    Some(b'"') => (Slot::Str(self.string()?), OnceLock::new()),
-                    Some(b'-' | b'0'..=b'9') => (Slot::Number(self.number()?), OnceLock::new()),
-                    _ => (Slot::Other, OnceLock::from(self.value()?)),
+                let slot = match self.peek() {
+                    Some(b'"') => Slot::Str(self.string()?),
+                    Some(b'-' | b'0'..=b'9') => Slot::Number(self.number()?),
+                    _ => Slot::Other(self.value()?),
                 };
                 let duplicate = match &mut seen {
                     Some(set) => !set.insert(name_str.into()),
@@ -497,16 +535,10 @@ impl<'a> Parser<'a> {
                     }
                 };
                 if duplicate {
-                    return Err(JsonError::DuplicateMember {
-                        name: name_str.to_owned(),
-                    });
+                    let name = name_str.to_owned();
+                    return Err(self.fail(JsonError::DuplicateMember { name }));
                 }
-                members.push(Member {
-                    name,
-                    key,
-                    slot,
-                    value,
-                });
+                members.push(Member { name, key, slot });
                 self.skip_ws();
                 match self.peek() {
                     Some(b',') => self.pos += 1,
@@ -528,11 +560,10 @@ impl<'a> Parser<'a> {
     }
 
     /// Opens a container (the top-level object is level 1).
-    fn enter(&mut self) -> Result<(), JsonError> {
+    fn enter(&mut self) -> Step<()> {
         if self.open >= self.max_depth {
-            return Err(JsonError::TooDeep {
-                max: self.max_depth,
-            });
+            let max = self.max_depth;
+            return Err(self.fail(JsonError::TooDeep { max }));
         }
         if self.open >= RECURSION_LIMIT {
             return Err(self.syntax());
@@ -552,7 +583,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Any value, built as a `serde_json::Value` (nested members and arrays).
-    fn value(&mut self) -> Result<Value, JsonError> {
+    fn value(&mut self) -> Step<Value> {
         match self.peek() {
             Some(b'"') => {
                 let text = self.string()?;
@@ -582,9 +613,8 @@ impl<'a> Parser<'a> {
                         let value = self.value()?;
                         match map.entry(name) {
                             Entry::Occupied(entry) => {
-                                return Err(JsonError::DuplicateMember {
-                                    name: entry.key().clone(),
-                                });
+                                let name = entry.key().clone();
+                                return Err(self.fail(JsonError::DuplicateMember { name }));
                             }
                             Entry::Vacant(entry) => {
                                 entry.insert(value);
@@ -636,7 +666,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn literal(&mut self, word: &str, value: Value) -> Result<Value, JsonError> {
+    fn literal(&mut self, word: &str, value: Value) -> Step<Value> {
         if self
             .bytes
             .get(self.pos..)
@@ -652,7 +682,7 @@ impl<'a> Parser<'a> {
     /// A string at its opening quote: a span of the text when it has no escapes, else decoded.
     /// Control characters must be escaped; escapes must be valid; surrogates must pair.
     #[inline]
-    fn string(&mut self) -> Result<Text, JsonError> {
+    fn string(&mut self) -> Step<Text> {
         self.eat(b'"')?;
         let start = self.pos;
         self.skip_plain();
@@ -706,7 +736,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The rest of a string from its first backslash, decoded into `out`.
-    fn escaped(&mut self, out: &mut String) -> Result<(), JsonError> {
+    fn escaped(&mut self, out: &mut String) -> Step<()> {
         loop {
             match self.peek() {
                 Some(b'"') => {
@@ -750,7 +780,7 @@ impl<'a> Parser<'a> {
 
     /// `XXXX` after `\u` (and its low half when it is a high surrogate): lone surrogates are
     /// refused, as `serde_json` does.
-    fn unicode_escape(&mut self) -> Result<char, JsonError> {
+    fn unicode_escape(&mut self) -> Step<char> {
         let high = self.hex4()?;
         let code = match high {
             0xD800..=0xDBFF => {
@@ -770,7 +800,7 @@ impl<'a> Parser<'a> {
         char::from_u32(code).ok_or_else(|| self.syntax())
     }
 
-    fn hex4(&mut self) -> Result<u32, JsonError> {
+    fn hex4(&mut self) -> Step<u32> {
         let mut code = 0;
         for _ in 0..4 {
             let digit = self
@@ -785,7 +815,7 @@ impl<'a> Parser<'a> {
 
     /// A number (RFC 8259 §6 grammar). Small non-negative integers are read here; anything else
     /// is converted by `serde_json`, so values are exactly what it would produce.
-    fn number(&mut self) -> Result<Number, JsonError> {
+    fn number(&mut self) -> Step<Number> {
         let start = self.pos;
         let mut integer = true;
         if self.peek() == Some(b'-') {
@@ -828,7 +858,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn required_digits(&mut self) -> Result<(), JsonError> {
+    fn required_digits(&mut self) -> Step<()> {
         match self.peek() {
             Some(b'0'..=b'9') => {
                 self.digits();
