@@ -162,8 +162,10 @@ impl IdJagClaims {
             .numeric_date("iat")?
             .ok_or(ClaimError::Missing { claim: "iat" })?;
 
-        let resource = match c.get("resource") {
-            None => None,
+        // A single string is read in place; arrays and wrong types through the value.
+        let single = c.string("resource").ok().flatten();
+        let resource = match single.map_or_else(|| c.get("resource"), |_| None) {
+            None => single.map(|s| vec![Resource::new(s)]),
             Some(Value::String(s)) => Some(vec![Resource::new(s.as_str())]),
             Some(Value::Array(items)) if items.is_empty() => {
                 return Err(IdJagClaimsError::EmptyResource);
@@ -212,11 +214,11 @@ impl IdJagClaims {
             }
             .into());
         }
+        // Only the unknown claims are copied (reading them in place costs nothing for the rest).
         let extra = c
-            .as_object()
             .iter()
-            .filter(|(k, _)| !KNOWN.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| !KNOWN.contains(k))
+            .map(|(k, v)| (k.to_owned(), v.clone()))
             .collect();
         Ok(Self {
             iss,
