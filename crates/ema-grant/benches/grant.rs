@@ -119,7 +119,8 @@ fn bench(c: &mut Criterion) {
             .public_jwk()
             .clone();
         let coord = |name: &str| {
-            ema_jose::base64url::decode(jwk[name].as_str().unwrap().as_bytes()).unwrap()
+            ema_jose::base64url::decode(jwk.get(name).unwrap().as_str().unwrap().as_bytes())
+                .unwrap()
         };
         let point = [&[4][..], &coord("x"), &coord("y")].concat();
         ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point).unwrap()
