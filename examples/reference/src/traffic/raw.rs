@@ -270,6 +270,43 @@ impl RawConn {
         }
     }
 
+    /// Writes one complete request and reads its response, on a kept-alive connection when
+    /// there is one: the load generator's path, with no timers and no second task, so that the
+    /// client costs the server's cores as little as possible. A connection the server closed is
+    /// reopened once, as in [`RawConn::exchange`].
+    pub async fn request(&mut self, bytes: &[u8]) -> std::io::Result<Outcome> {
+        loop {
+            let reused = self.stream.is_some();
+            let mut stream = match self.stream.take() {
+                Some(s) => s,
+                None => {
+                    let s = TcpStream::connect(self.addr).await?;
+                    s.set_nodelay(true)?;
+                    self.buf.clear();
+                    s
+                }
+            };
+            if stream.write_all(bytes).await.is_err() && !reused {
+                return Ok(Outcome::Reset);
+            }
+            let outcome = match read_response(&mut stream, &mut self.buf).await {
+                Read::Done(status, keep) => {
+                    if keep {
+                        self.stream = Some(stream);
+                    }
+                    Outcome::Status(status)
+                }
+                Read::Closed if reused => continue,
+                Read::Closed => Outcome::Closed,
+                Read::Broken => Outcome::Reset,
+            };
+            if self.stream.is_none() {
+                self.buf.clear();
+            }
+            return Ok(outcome);
+        }
+    }
+
     async fn attempt(&mut self, steps: &[Step], limit: Duration) -> std::io::Result<Outcome> {
         let mut stream = match self.stream.take() {
             Some(s) => s,

@@ -14,8 +14,8 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use crate::{
-    BoxError, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, goal, memory_line,
-    start_stack,
+    BoxError, ClientThreads, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, goal,
+    memory_line, start_stack,
 };
 
 /// The tool every call runs: cheap, and it reads the principal like every tool does.
@@ -249,13 +249,27 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
 
     // One session per connection; each bearer connection has its own access token, validated
     // once at `initialize` and then served from the token cache.
+    // The sessions are opened on the threads their calls will run on (their connection tasks
+    // are spawned where they are opened).
+    let client = match opts.client {
+        ClientThreads::Shared => rt.server.clone(),
+        ClientThreads::Separate => tokio::runtime::Handle::current(),
+    };
     let now = stack.now();
-    let (mut protected, mut open) = (Vec::new(), Vec::new());
-    for _ in 0..opts.conns {
-        let token = stack.access_token(now)?;
-        protected.push(McpSession::open(stack.mcp.addr, Some(&token)).await?);
-        open.push(McpSession::open(stack.mcp_open.addr, None).await?);
-    }
+    let tokens = (0..opts.conns)
+        .map(|_| stack.access_token(now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mcp, mcp_open) = (stack.mcp.addr, stack.mcp_open.addr);
+    let (protected, open) = client
+        .spawn(async move {
+            let (mut protected, mut open) = (Vec::new(), Vec::new());
+            for token in tokens {
+                protected.push(McpSession::open(mcp, Some(&token)).await?);
+                open.push(McpSession::open(mcp_open, None).await?);
+            }
+            Ok::<_, BoxError>((protected, open))
+        })
+        .await??;
     println!("  {}", memory_line("after opening the sessions"));
 
     // Peak resident memory while the calls run.
@@ -272,7 +286,6 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         })
     };
 
-    let client = tokio::runtime::Handle::current();
     let (on, off) = alternate(&client, protected, open, opts.window()).await?;
     sampler.abort();
     let peak_mib = peak.load(Ordering::Relaxed) as f64 / 1024.0;
