@@ -371,6 +371,39 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn request_reuses_the_connection_and_reopens_a_closed_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let mut accepted = 0;
+            // First connection: two requests answered, then closed by the server.
+            let (mut s, _) = listener.accept().await.unwrap();
+            accepted += 1;
+            let mut buf = [0u8; 1024];
+            for status in [200, 401] {
+                let _ = s.read(&mut buf).await.unwrap();
+                let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
+                s.write_all(reply.as_bytes()).await.unwrap();
+            }
+            drop(s);
+            // Second connection: the reopened one.
+            let (mut s, _) = listener.accept().await.unwrap();
+            accepted += 1;
+            let _ = s.read(&mut buf).await.unwrap();
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+            accepted
+        });
+        let mut c = RawConn::new(addr);
+        let req = b"POST /token HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(c.request(req).await.unwrap(), Outcome::Status(200));
+        assert_eq!(c.request(req).await.unwrap(), Outcome::Status(401));
+        assert_eq!(c.request(req).await.unwrap(), Outcome::Status(200));
+        assert_eq!(server.await.unwrap(), 2, "one reconnection, no more");
+    }
+
+    #[tokio::test]
     async fn frames_length_chunked_and_close_delimited_bodies() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
