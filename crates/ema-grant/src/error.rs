@@ -151,7 +151,12 @@ impl OAuthError {
 
 /// A JSON response with `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub fn json_response(status: StatusCode, body: &Value) -> Response<Vec<u8>> {
-    let mut resp = Response::new(body.to_string().into_bytes());
+    json_bytes_response(status, body.to_string().into_bytes())
+}
+
+/// [`json_response`] for a body already serialized.
+pub(crate) fn json_bytes_response(status: StatusCode, body: Vec<u8>) -> Response<Vec<u8>> {
+    let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(

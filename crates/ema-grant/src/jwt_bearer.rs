@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::access_token::{AccessTokenIssuer, IdJagOrigin};
 use crate::client_auth::{ClientAuthError, ClientRegistry};
 use crate::dpop::{DpopError, DpopValidator};
-use crate::error::{ErrorCode, OAuthError, json_response};
+use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
 use crate::form::{DEFAULT_MAX_BODY, Form, FormError, RequestError, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
@@ -56,9 +56,33 @@ impl AccessTokenResponse {
         Value::Object(m)
     }
 
-    /// The HTTP response (200, `Cache-Control: no-store`).
+    /// The HTTP response (200, `Cache-Control: no-store`): the members of
+    /// [`AccessTokenResponse::to_json`], serialized straight from this struct (no copy of the
+    /// token into an intermediate map).
     pub fn to_response(&self) -> Response<Vec<u8>> {
-        json_response(http::StatusCode::OK, &self.to_json())
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            access_token: &'a str,
+            token_type: &'a str,
+            expires_in: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<String>,
+            resource: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            authorization_details: Option<&'a [Value]>,
+        }
+        let body = Body {
+            access_token: &self.access_token,
+            token_type: self.token_type,
+            expires_in: self.expires_in,
+            scope: self.scope.as_ref().map(ToString::to_string),
+            resource: &self.resource,
+            authorization_details: self.authorization_details.as_deref(),
+        };
+        match serde_json::to_vec(&body) {
+            Ok(bytes) => json_bytes_response(http::StatusCode::OK, bytes),
+            Err(_) => json_response(http::StatusCode::OK, &self.to_json()),
+        }
     }
 }
 
@@ -360,5 +384,39 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
             authorization_details: at.authorization_details,
             jti: at.jti.into_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_response_body_is_the_json_document() {
+        let mut response = AccessTokenResponse {
+            access_token: "eyJhbGciOiJFUzI1NiJ9.e30.c2ln".into(),
+            token_type: "Bearer",
+            expires_in: 3600,
+            scope: Some(ScopeSet::parse("tasks.write tasks.read").unwrap()),
+            resource: "https://mcp.tasks.example/mcp".into(),
+            authorization_details: None,
+            jti: "not sent".into(),
+        };
+        for details in [
+            None,
+            Some(vec![serde_json::json!({"type": "x", "q": "\"\\"})]),
+        ] {
+            response.authorization_details = details;
+            for scope in [response.scope.clone(), None] {
+                response.scope = scope;
+                let http = response.to_response();
+                assert_eq!(http.status(), 200);
+                assert_eq!(http.headers()["cache-control"], "no-store");
+                let body: Value = serde_json::from_slice(http.body()).unwrap();
+                // AS-14 / AS-15: the same members as `to_json`, no refresh token, no `jti`.
+                assert_eq!(body, response.to_json());
+                assert!(body.get("refresh_token").is_none() && body.get("jti").is_none());
+            }
+        }
     }
 }
