@@ -83,6 +83,9 @@ pub struct Stack {
     /// The routers being served as [`Stack::mcp`] and [`Stack::mcp_open`], for driving them in
     /// process (`tower::ServiceExt::oneshot`) without sockets.
     pub mcp_routers: (axum::Router, axum::Router),
+    /// The authorization server's app (hardening included) around a third grant built from the
+    /// same configuration, for driving the token endpoint in process without sockets.
+    pub auth_router: axum::Router,
     id_jags: IdJagIssuer,
     tokens: AccessTokenIssuer,
 }
@@ -137,10 +140,13 @@ impl Stack {
             .and_then(|served| {
                 let twin =
                     servers::authorization_server_parts(&as_cfg, &auth_server, clock.clone())?;
-                Ok((served, twin.0))
+                let routed =
+                    servers::authorization_server_parts(&as_cfg, &auth_server, clock.clone())?;
+                Ok((served, twin.0, routed.0))
             });
         let _ = std::fs::remove_file(&jwks_path);
-        let ((served, metadata), grant) = built?;
+        let ((served, metadata), grant, routed) = built?;
+        let auth_router = servers::authorization_server_app_from(routed, &metadata, clock.clone());
 
         let id_jags = IdJagIssuer::new(Issuer::new(LOAD_IDP), idp_keys);
         let tokens = served.tokens().clone();
@@ -195,6 +201,7 @@ impl Stack {
             grant,
             principal,
             mcp_routers: (mcp_app, open_app),
+            auth_router,
             id_jags,
             tokens,
         })

@@ -76,7 +76,8 @@ async fn generate(
     })
 }
 
-/// What one timed window measured.
+/// What one timed window (or a series of slices) measured.
+#[derive(Default)]
 struct Window {
     done: usize,
     /// CPU used by the server runtime (the grant in process, or the HTTP server).
@@ -90,6 +91,17 @@ struct Window {
 }
 
 impl Window {
+    /// Adds a slice's figures to this total.
+    fn absorb(&mut self, slice: Window) {
+        self.done += slice.done;
+        self.server_cpu += slice.server_cpu;
+        self.client_cpu += slice.client_cpu;
+        self.elapsed += slice.elapsed;
+        self.latencies.merge(slice.latencies);
+        self.errors.merge(&slice.errors);
+        self.exhausted |= slice.exhausted;
+    }
+
     fn rate(&self) -> f64 {
         self.done as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -144,12 +156,20 @@ async fn collect(
     started: Instant,
     cpu_before: CpuSnapshot,
 ) -> Result<Window, BoxError> {
+    let mut workers = Vec::with_capacity(handles.len());
+    for h in handles {
+        workers.push(h.await?);
+    }
+    Ok(tally(workers, started, cpu_before))
+}
+
+/// Sums what the workers of one window recorded.
+fn tally(workers: Vec<Worker>, started: Instant, cpu_before: CpuSnapshot) -> Window {
     let mut latencies = Latencies::default();
     let mut errors = Counts::default();
     let mut exhausted = false;
     let mut last = started;
-    for h in handles {
-        let w = h.await?;
+    for w in workers {
         latencies.merge(w.latencies);
         errors.merge(&w.errors);
         exhausted |= w.exhausted;
@@ -159,7 +179,7 @@ async fn collect(
     // pool ran out.
     let elapsed = last - started;
     let cpu_after = CpuSnapshot::take();
-    Ok(Window {
+    Window {
         done: latencies.len(),
         server_cpu: cpu_after.since(&cpu_before, SERVER_THREADS),
         client_cpu: cpu_after.since(&cpu_before, LOAD_THREADS),
@@ -167,7 +187,7 @@ async fn collect(
         latencies,
         errors,
         exhausted,
-    })
+    }
 }
 
 /// The grant called directly by `workers` tasks for `window`.
@@ -212,23 +232,79 @@ async fn in_process(
     collect(handles, started, cpu_before).await
 }
 
-/// `conns` keep-alive connections posting to the token endpoint for `window`.
-async fn over_http(
-    spawner: &tokio::runtime::Handle,
+/// The served app (routing, hardening layers, handler, response) driven in process by
+/// `workers` tasks for `window`, without sockets: the HTTP cost above the grant that is not
+/// hyper's or the kernel's.
+async fn through_router(
+    rt: &Runtimes,
     stack: &Arc<Stack>,
     pool: Arc<Pool>,
-    conns: usize,
+    workers: usize,
     window: Duration,
 ) -> Result<Window, BoxError> {
+    use tower::ServiceExt as _;
     let cpu_before = CpuSnapshot::take();
     let started = Instant::now();
     let deadline = started + window;
-    let addr = stack.auth_server.addr;
+    let basic: Arc<str> = basic_auth().into();
     let mut handles = Vec::new();
-    for _ in 0..conns {
+    for _ in 0..workers {
+        let (router, pool, basic) = (stack.auth_router.clone(), pool.clone(), basic.clone());
+        handles.push(rt.server.spawn(async move {
+            let mut w = Worker {
+                latencies: Latencies::default(),
+                errors: Counts::default(),
+                exhausted: false,
+                last: Instant::now(),
+            };
+            while Instant::now() < deadline {
+                let Some(body) = pool.take() else {
+                    w.exhausted = true;
+                    break;
+                };
+                let t = Instant::now();
+                let request = http::Request::post("/token")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("authorization", &*basic)
+                    .body(axum::body::Body::from(body.clone()));
+                let status = match request {
+                    Ok(request) => match router.clone().oneshot(request).await {
+                        Ok(response) => {
+                            let status = response.status().as_u16();
+                            let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+                            status
+                        }
+                        Err(never) => match never {},
+                    },
+                    Err(_) => 0,
+                };
+                w.latencies.record(t.elapsed());
+                if status != 200 {
+                    w.errors.add(format!("HTTP {status}"));
+                }
+            }
+            w.last = Instant::now();
+            w
+        }));
+    }
+    collect(handles, started, cpu_before).await
+}
+
+/// The keep-alive connections posting to the token endpoint for `window`, one task each;
+/// the connections are handed back for the next slice.
+async fn over_http(
+    spawner: &tokio::runtime::Handle,
+    conns: Vec<RawConn>,
+    pool: Arc<Pool>,
+    window: Duration,
+) -> Result<(Window, Vec<RawConn>), BoxError> {
+    let cpu_before = CpuSnapshot::take();
+    let started = Instant::now();
+    let deadline = started + window;
+    let mut handles = Vec::new();
+    for mut conn in conns {
         let pool = pool.clone();
         handles.push(spawner.spawn(async move {
-            let mut conn = RawConn::new(addr);
             let mut w = Worker {
                 latencies: Latencies::default(),
                 errors: Counts::default(),
@@ -250,10 +326,60 @@ async fn over_http(
                 }
             }
             w.last = Instant::now();
-            w
+            (w, conn)
         }));
     }
-    collect(handles, started, cpu_before).await
+    let (mut workers, mut conns) = (Vec::new(), Vec::new());
+    for h in handles {
+        let (w, conn) = h.await?;
+        workers.push(w);
+        conns.push(conn);
+    }
+    Ok((tally(workers, started, cpu_before), conns))
+}
+
+/// The length of one slice of the alternating comparison.
+const SLICE: Duration = Duration::from_secs(1);
+
+/// The grant in process and over HTTP in alternating slices (in process, HTTP, HTTP, in
+/// process, ...) of at most [`SLICE`] until each has run for `total`, so that drift in the
+/// machine's speed falls on both alike.
+async fn alternate(
+    rt: &Runtimes,
+    spawner: &tokio::runtime::Handle,
+    stack: &Arc<Stack>,
+    pools: (Arc<Pool>, Arc<Pool>),
+    conns: usize,
+    total: Duration,
+) -> Result<(Window, Window), BoxError> {
+    let (bodies, requests) = pools;
+    let workers = cores();
+    let mut conns: Vec<RawConn> = (0..conns)
+        .map(|_| RawConn::new(stack.auth_server.addr))
+        .collect();
+    // Warm-up, not counted: connections opened, caches and allocator settled.
+    let warm = Duration::from_millis(300);
+    in_process(rt, stack, bodies.clone(), workers, warm).await?;
+    conns = over_http(spawner, conns, requests.clone(), warm).await?.1;
+    let (mut inproc, mut http) = (Window::default(), Window::default());
+    let mut remaining = total;
+    let mut round = 0u32;
+    while !remaining.is_zero() {
+        let d = remaining.min(SLICE);
+        remaining -= d;
+        let in_first = round.is_multiple_of(2);
+        if in_first {
+            inproc.absorb(in_process(rt, stack, bodies.clone(), workers, d).await?);
+        }
+        let (slice, back) = over_http(spawner, conns, requests.clone(), d).await?;
+        http.absorb(slice);
+        conns = back;
+        if !in_first {
+            inproc.absorb(in_process(rt, stack, bodies.clone(), workers, d).await?);
+        }
+        round += 1;
+    }
+    Ok((inproc, http))
 }
 
 fn sized(rate: f64, window: Duration, margin: f64) -> usize {
@@ -276,8 +402,36 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
     let calibration = in_process(rt, &stack, pool, workers, Duration::from_secs(1)).await?;
     calibration.print("calibration");
 
-    println!("in process ({} s):", opts.secs);
+    // The served app without sockets (routing, hardening layers, handler, response): where the
+    // HTTP cost above the grant goes that is not hyper's, the kernel's or the client's.
+    let app_window = window.min(Duration::from_secs(10));
+    println!(
+        "through the served app in process, no sockets ({} s):",
+        app_window.as_secs()
+    );
     let pool = Arc::new(
+        generate(
+            &stack,
+            sized(calibration.rate(), app_window, 1.3),
+            cores(),
+            None,
+        )
+        .await?,
+    );
+    let routed = through_router(rt, &stack, pool, workers, app_window).await?;
+    routed.print("through the app");
+
+    println!(
+        "in process and over HTTP, {} s each in alternating slices of at most {} s ({} connections, load generators on {} threads):",
+        opts.secs,
+        SLICE.as_secs(),
+        opts.conns,
+        match opts.client {
+            ClientThreads::Shared => "the servers'",
+            ClientThreads::Separate => "their own",
+        }
+    );
+    let bodies = Arc::new(
         generate(
             &stack,
             sized(calibration.rate(), window, 1.3),
@@ -286,19 +440,6 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         )
         .await?,
     );
-    let inproc = in_process(rt, &stack, pool, workers, window).await?;
-    let inproc_summary = inproc.print("in process");
-    println!("  {}", memory_line("after the in-process window"));
-
-    println!(
-        "over HTTP ({} s, {} connections, load generators on {} threads):",
-        opts.secs,
-        opts.conns,
-        match opts.client {
-            ClientThreads::Shared => "the servers'",
-            ClientThreads::Separate => "their own",
-        }
-    );
     // Whole requests, written as they are: the client formats nothing inside the window.
     let head: Arc<str> = format!(
         "POST /token HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\nauthorization: {}\r\n",
@@ -306,10 +447,10 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         basic_auth()
     )
     .into();
-    let pool = Arc::new(
+    let requests = Arc::new(
         generate(
             &stack,
-            sized(inproc.rate(), window, 1.1),
+            sized(calibration.rate(), window, 1.1),
             cores(),
             Some(head),
         )
@@ -319,9 +460,11 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         ClientThreads::Shared => rt.server.clone(),
         ClientThreads::Separate => tokio::runtime::Handle::current(),
     };
-    let http = over_http(&spawner, &stack, pool, opts.conns, window).await?;
+    let (inproc, http) =
+        alternate(rt, &spawner, &stack, (bodies, requests), opts.conns, window).await?;
+    let inproc_summary = inproc.print("in process");
     let http_summary = http.print("over HTTP");
-    println!("  {}", memory_line("after the HTTP window"));
+    println!("  {}", memory_line("after the windows"));
 
     let ratio = http.rate() / inproc.rate().max(1e-9);
     println!("summary:");
@@ -340,9 +483,17 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         crate::stats::ms(http_summary.max),
         opts.conns
     );
+    println!(
+        "  through the app, no sockets: {:.0} req/s = {:.2}x in process",
+        routed.rate(),
+        routed.rate() / inproc.rate().max(1e-9)
+    );
     let mut ok = check(
-        &format!("in-process errors: {}", inproc.error_count()),
-        inproc.error_count() == 0 && calibration.error_count() == 0,
+        &format!(
+            "in-process errors: {}",
+            inproc.error_count() + routed.error_count()
+        ),
+        inproc.error_count() == 0 && calibration.error_count() == 0 && routed.error_count() == 0,
     );
     ok &= check(
         &format!(
