@@ -181,6 +181,8 @@ pub(crate) struct JsonObject {
     /// The string and number members as `serde_json` values, index for index with `members`
     /// (`Null` at the others), built on the first request for one.
     scalars: OnceLock<Box<[Value]>>,
+    /// The nested members as `serde_json` values, in order, built on the first request for one.
+    nested: OnceLock<Box<[Value]>>,
     /// The whole object as a `serde_json` map, built on first request only.
     map: OnceLock<Map<String, Value>>,
 }
@@ -204,7 +206,13 @@ enum Text {
 enum Slot {
     Str(Text),
     Number(Number),
-    /// Anything else, built while indexing (nested values are rare in tokens).
+    /// An array or object: checked while indexing, built on the first request for one (the
+    /// text between `start` and `end`).
+    Nested {
+        start: usize,
+        end: usize,
+    },
+    /// `true`, `false`, `null`, or any member of an object built elsewhere.
     Other(Value),
 }
 
@@ -238,6 +246,7 @@ impl JsonObject {
             text,
             members,
             scalars: OnceLock::new(),
+            nested: OnceLock::new(),
             map: OnceLock::new(),
         })
     }
@@ -257,6 +266,7 @@ impl JsonObject {
             text,
             members,
             scalars: OnceLock::new(),
+            nested: OnceLock::new(),
             map: OnceLock::from(map),
         }
     }
@@ -298,13 +308,14 @@ impl JsonObject {
 
     /// One member, without building a `Value` for strings and numbers.
     pub(crate) fn field(&self, name: &str) -> Option<Field<'_>> {
-        self.member(name).map(|(_, m)| self.field_of(m))
+        self.member(name).map(|(i, m)| self.field_of(i, m))
     }
 
-    fn field_of<'a>(&'a self, m: &'a Member) -> Field<'a> {
+    fn field_of<'a>(&'a self, index: usize, m: &'a Member) -> Field<'a> {
         match &m.slot {
             Slot::Str(s) => Field::Str(self.str_of(s)),
             Slot::Number(n) => Field::Number(n),
+            Slot::Nested { .. } => Field::Other(self.value_of(index, m)),
             Slot::Other(Value::String(s)) => Field::Str(s),
             Slot::Other(Value::Number(n)) => Field::Number(n),
             Slot::Other(v) => Field::Other(v),
@@ -313,20 +324,45 @@ impl JsonObject {
 
     fn value_of<'a>(&'a self, index: usize, m: &'a Member) -> &'a Value {
         static NULL: Value = Value::Null;
-        if let Slot::Other(v) = &m.slot {
-            return v;
+        let is_nested = |m: &Member| matches!(m.slot, Slot::Nested { .. });
+        match &m.slot {
+            Slot::Other(v) => v,
+            Slot::Nested { .. } => {
+                let nested = self.nested.get_or_init(|| {
+                    self.members
+                        .iter()
+                        .filter_map(|m| match m.slot {
+                            Slot::Nested { start, end } => Some(self.build(start, end)),
+                            _ => None,
+                        })
+                        .collect()
+                });
+                let before = self
+                    .members
+                    .get(..index)
+                    .map_or(0, |ms| ms.iter().filter(|m| is_nested(m)).count());
+                nested.get(before).unwrap_or(&NULL)
+            }
+            Slot::Str(_) | Slot::Number(_) => {
+                let scalars = self.scalars.get_or_init(|| {
+                    self.members
+                        .iter()
+                        .map(|m| match &m.slot {
+                            Slot::Str(s) => Value::String(self.str_of(s).to_owned()),
+                            Slot::Number(n) => Value::Number(n.clone()),
+                            Slot::Nested { .. } | Slot::Other(_) => Value::Null,
+                        })
+                        .collect()
+                });
+                scalars.get(index).unwrap_or(&NULL)
+            }
         }
-        let scalars = self.scalars.get_or_init(|| {
-            self.members
-                .iter()
-                .map(|m| match &m.slot {
-                    Slot::Str(s) => Value::String(self.str_of(s).to_owned()),
-                    Slot::Number(n) => Value::Number(n.clone()),
-                    Slot::Other(_) => Value::Null,
-                })
-                .collect()
-        });
-        scalars.get(index).unwrap_or(&NULL)
+    }
+
+    /// Builds a nested value from its text, which the index already checked.
+    fn build(&self, start: usize, end: usize) -> Value {
+        let text = self.text.get(start..end).unwrap_or_default();
+        Parser::new(text, usize::MAX).value().unwrap_or(Value::Null)
     }
 
     /// One member's value (string and number values are built on the first request).
@@ -515,6 +551,14 @@ impl<'a> Parser<'a> {
                 let slot = match self.peek() {
                     Some(b'"') => Slot::Str(self.string()?),
                     Some(b'-' | b'0'..=b'9') => Slot::Number(self.number()?),
+                    Some(b'{' | b'[') => {
+                        let start = self.pos;
+                        self.skip()?;
+                        Slot::Nested {
+                            start,
+                            end: self.pos,
+                        }
+                    }
                     _ => Slot::Other(self.value()?),
                 };
                 let duplicate = match &mut seen {
@@ -579,6 +623,90 @@ impl<'a> Parser<'a> {
         match text {
             Text::Span { start, end } => self.text.get(*start..*end).unwrap_or_default(),
             Text::Owned(s) => s,
+        }
+    }
+
+    /// Checks any value exactly as [`Parser::value`] does, in the same order, building nothing
+    /// (an object's member names are kept only while it is open, to find duplicates).
+    fn skip(&mut self) -> Step<()> {
+        match self.peek() {
+            Some(b'{') => {
+                self.pos += 1;
+                self.enter()?;
+                let mut names: Vec<Text> = Vec::new();
+                let mut seen: Option<BTreeSet<Box<str>>> = None;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        let name = self.string()?;
+                        self.skip_ws();
+                        self.eat(b':')?;
+                        self.skip_ws();
+                        self.skip()?;
+                        let name_str = self.text_of(&name);
+                        let duplicate = match &mut seen {
+                            Some(set) => !set.insert(name_str.into()),
+                            None => {
+                                let dup = names.iter().any(|n| self.text_of(n) == name_str);
+                                if !dup && names.len() >= LINEAR_DUPLICATE_SCAN {
+                                    let mut set: BTreeSet<Box<str>> =
+                                        names.iter().map(|n| self.text_of(n).into()).collect();
+                                    set.insert(name_str.into());
+                                    seen = Some(set);
+                                }
+                                dup
+                            }
+                        };
+                        if duplicate {
+                            let name = name_str.to_owned();
+                            return Err(self.fail(JsonError::DuplicateMember { name }));
+                        }
+                        if seen.is_none() {
+                            names.push(name);
+                        }
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(b'}') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.syntax()),
+                        }
+                    }
+                }
+                self.open -= 1;
+                Ok(())
+            }
+            Some(b'[') => {
+                self.pos += 1;
+                self.enter()?;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                } else {
+                    loop {
+                        self.skip_ws();
+                        self.skip()?;
+                        self.skip_ws();
+                        match self.peek() {
+                            Some(b',') => self.pos += 1,
+                            Some(b']') => {
+                                self.pos += 1;
+                                break;
+                            }
+                            _ => return Err(self.syntax()),
+                        }
+                    }
+                }
+                self.open -= 1;
+                Ok(())
+            }
+            Some(b'"') => self.string().map(drop),
+            _ => self.value().map(drop),
         }
     }
 
