@@ -402,6 +402,10 @@ async fn bearer_middleware<K: KeySource + 'static>(
     };
     match auth.authorize(&parts, &extra).await {
         Ok(principal) => {
+            // RS-7: the token (and its DPoP proof) stop here; handlers get the principal, so
+            // nothing behind the layer can forward the client's credential upstream.
+            parts.headers.remove(header::AUTHORIZATION);
+            parts.headers.remove("dpop");
             parts.extensions.insert(principal);
             next.run(Request::from_parts(parts, body)).await
         }
@@ -410,7 +414,9 @@ async fn bearer_middleware<K: KeySource + 'static>(
 }
 
 /// Wraps every route of `router` in the bearer layer (RS-1..RS-7). Handlers read the
-/// [`Principal`] from the request extensions.
+/// [`Principal`] from the request extensions; the `Authorization` and `DPoP` headers are
+/// removed before the request reaches them, so the client's token cannot be forwarded
+/// upstream (RS-7: use the credential vault for downstream credentials).
 pub fn protect<K: KeySource + 'static>(router: Router, auth: Arc<BearerAuth<K>>) -> Router {
     router.layer(middleware::from_fn_with_state(auth, bearer_middleware::<K>))
 }

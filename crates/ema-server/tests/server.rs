@@ -129,7 +129,14 @@ fn world() -> World {
     .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap());
     let routes = Router::new().route(
         "/mcp",
-        post(|Extension(who): Extension<Principal>| async move { format!("hello {}", who.sub) }),
+        post(
+            |Extension(who): Extension<Principal>, headers: http::HeaderMap| async move {
+                // What a handler could forward upstream (RS-7).
+                let credentials =
+                    headers.contains_key("authorization") || headers.contains_key("dpop");
+                format!("hello {} credentials={credentials}", who.sub)
+            },
+        ),
     );
     let prm =
         ProtectedResourceMetadata::new(RESOURCE, [AS]).with_scopes(["tasks.read", "tasks.write"]);
@@ -288,7 +295,10 @@ async fn full_flow_and_replay() {
     };
     let (status, _, body) = call(&w.mcp, req(Some(format!("Bearer {token}")))).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(String::from_utf8_lossy(&body), "hello local-00u8k2Lq91");
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "hello local-00u8k2Lq91 credentials=false"
+    );
     // Cached: the same token again.
     let (status, _, _) = call(&w.mcp, req(Some(format!("Bearer {token}")))).await;
     assert_eq!(status, StatusCode::OK);
@@ -576,7 +586,13 @@ async fn rs2_rs3_access_token_rules() {
     let good = key
         .sign_jwt(Some("at+jwt"), &access_token_claims())
         .unwrap();
-    assert_eq!(call(&w.mcp, bearer(good)).await.0, StatusCode::OK);
+    let (status, _, body) = call(&w.mcp, bearer(good)).await;
+    assert_eq!(status, StatusCode::OK);
+    // RS-7: the handler gets the principal, never the token it could forward upstream.
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "hello u-1 credentials=false"
+    );
     // RS-3: the same claims under another `typ` (or none) are refused.
     for typ in [Some("JWT"), None, Some("oauth-id-jag+jwt")] {
         let token = key.sign_jwt(typ, &access_token_claims()).unwrap();
@@ -680,10 +696,10 @@ async fn d17_dpop_bound_tokens_at_the_mcp_server() {
     };
     // RFC 9449 §7.1: the DPoP scheme with a fresh proof by the bound key, `ath` matching.
     let ok = dpop_proof(&holder, RESOURCE, "p-1", Some(&token));
-    assert_eq!(
-        call(&w.mcp, mcp("DPoP", Some(ok.clone()))).await.0,
-        StatusCode::OK
-    );
+    let (status, _, body) = call(&w.mcp, mcp("DPoP", Some(ok.clone()))).await;
+    assert_eq!(status, StatusCode::OK);
+    // RS-7: neither the token nor its proof reaches the handler.
+    assert!(String::from_utf8_lossy(&body).ends_with("credentials=false"));
     // The same proof again is a replay.
     assert_eq!(
         call(&w.mcp, mcp("DPoP", Some(ok))).await.0,
