@@ -185,6 +185,10 @@ pub(crate) struct JsonObject {
     nested: OnceLock<Box<[Value]>>,
     /// The whole object as a `serde_json` map, built on first request only.
     map: OnceLock<Map<String, Value>>,
+    /// The member names and string values that had escapes, decoded (see [`Text`]).
+    decoded: String,
+    /// The values of an object built elsewhere ([`JsonObject::from_map`]).
+    given: Vec<Value>,
 }
 
 #[derive(Clone)]
@@ -195,11 +199,47 @@ struct Member {
     slot: Slot,
 }
 
-/// A string of the object: a slice of its text (no escapes) or decoded.
-#[derive(Clone)]
-enum Text {
-    Span { start: usize, end: usize },
-    Owned(Box<str>),
+/// A string of the object: a range of its text (no escapes), or of its `decoded` text (the
+/// strings that had escapes, decoded one after the other) when [`Text::DECODED`] is set in
+/// `start`. Eight bytes, so that the parser's results stay in registers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Text {
+    start: u32,
+    end: u32,
+}
+
+impl Text {
+    /// The flag for a range of the decoded text.
+    const DECODED: u32 = 1 << 31;
+
+    /// A range of the text, or `None` past what eight bytes can address (2 GiB).
+    fn span(start: usize, end: usize) -> Option<Self> {
+        let start = u32::try_from(start)
+            .ok()
+            .filter(|s| s & Self::DECODED == 0)?;
+        let end = u32::try_from(end).ok().filter(|e| e & Self::DECODED == 0)?;
+        Some(Self { start, end })
+    }
+
+    /// A range of the decoded text.
+    fn decoded(start: usize, end: usize) -> Option<Self> {
+        Self::span(start, end).map(|t| Self {
+            start: t.start | Self::DECODED,
+            ..t
+        })
+    }
+
+    /// The string in `text` or `decoded`.
+    fn of<'t>(self, text: &'t str, decoded: &'t str) -> &'t str {
+        let (source, start) = if self.start & Self::DECODED == 0 {
+            (text, self.start)
+        } else {
+            (decoded, self.start & !Self::DECODED)
+        };
+        source
+            .get(start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Clone)]
@@ -212,8 +252,10 @@ enum Slot {
         start: usize,
         end: usize,
     },
-    /// `true`, `false`, `null`, or any member of an object built elsewhere.
-    Other(Value),
+    Bool(bool),
+    Null,
+    /// A member of an object built elsewhere: its value in [`JsonObject::given`].
+    Given(usize),
 }
 
 /// One top-level member, as [`JsonObject::field`] reads it.
@@ -241,25 +283,34 @@ impl JsonObject {
                 .err()
                 .unwrap_or(JsonError::NotAnObject));
         }
-        let members = Parser::new(&text, max_depth).top()?;
+        let (members, decoded) = Parser::new(&text, max_depth).top()?;
         Ok(Self {
             text,
             members,
             scalars: OnceLock::new(),
             nested: OnceLock::new(),
             map: OnceLock::new(),
+            decoded,
+            given: Vec::new(),
         })
     }
 
     /// Wraps a map built elsewhere (signing, tests): every member is held as its `Value`.
     pub(crate) fn from_map(map: Map<String, Value>) -> Self {
         let text = serde_json::to_string(&map).unwrap_or_default();
+        let mut decoded = String::new();
+        let given: Vec<Value> = map.values().cloned().collect();
         let members = map
-            .iter()
-            .map(|(name, value)| Member {
-                key: NameKey::of(name),
-                name: Text::Owned(name.as_str().into()),
-                slot: Slot::Other(value.clone()),
+            .keys()
+            .enumerate()
+            .map(|(i, name)| {
+                let start = decoded.len();
+                decoded.push_str(name);
+                Member {
+                    key: NameKey::of(name),
+                    name: Text::decoded(start, decoded.len()).unwrap_or(Text { start: 0, end: 0 }),
+                    slot: Slot::Given(i),
+                }
             })
             .collect();
         Self {
@@ -268,6 +319,8 @@ impl JsonObject {
             scalars: OnceLock::new(),
             nested: OnceLock::new(),
             map: OnceLock::from(map),
+            decoded,
+            given,
         }
     }
 
@@ -276,11 +329,8 @@ impl JsonObject {
         &self.text
     }
 
-    fn str_of<'a>(&'a self, text: &'a Text) -> &'a str {
-        match text {
-            Text::Span { start, end } => self.text.get(*start..*end).unwrap_or_default(),
-            Text::Owned(s) => s,
-        }
+    fn str_of(&self, text: &Text) -> &str {
+        text.of(&self.text, &self.decoded)
     }
 
     fn member(&self, name: &str) -> Option<(usize, &Member)> {
@@ -316,17 +366,26 @@ impl JsonObject {
             Slot::Str(s) => Field::Str(self.str_of(s)),
             Slot::Number(n) => Field::Number(n),
             Slot::Nested { .. } => Field::Other(self.value_of(index, m)),
-            Slot::Other(Value::String(s)) => Field::Str(s),
-            Slot::Other(Value::Number(n)) => Field::Number(n),
-            Slot::Other(v) => Field::Other(v),
+            Slot::Bool(_) | Slot::Null => Field::Other(self.value_of(index, m)),
+            Slot::Given(i) => match self.given.get(*i) {
+                Some(Value::String(s)) => Field::Str(s),
+                Some(Value::Number(n)) => Field::Number(n),
+                Some(v) => Field::Other(v),
+                None => Field::Other(&Value::Null),
+            },
         }
     }
 
     fn value_of<'a>(&'a self, index: usize, m: &'a Member) -> &'a Value {
         static NULL: Value = Value::Null;
+        static TRUE: Value = Value::Bool(true);
+        static FALSE: Value = Value::Bool(false);
         let is_nested = |m: &Member| matches!(m.slot, Slot::Nested { .. });
         match &m.slot {
-            Slot::Other(v) => v,
+            Slot::Bool(true) => &TRUE,
+            Slot::Bool(false) => &FALSE,
+            Slot::Null => &NULL,
+            Slot::Given(i) => self.given.get(*i).unwrap_or(&NULL),
             Slot::Nested { .. } => {
                 let nested = self.nested.get_or_init(|| {
                     self.members
@@ -350,7 +409,7 @@ impl JsonObject {
                         .map(|m| match &m.slot {
                             Slot::Str(s) => Value::String(self.str_of(s).to_owned()),
                             Slot::Number(n) => Value::Number(n.clone()),
-                            Slot::Nested { .. } | Slot::Other(_) => Value::Null,
+                            _ => Value::Null,
                         })
                         .collect()
                 });
@@ -459,6 +518,8 @@ struct Parser<'a> {
     open: usize,
     /// A failure other than a syntax error, for [`Parser::report`].
     error: Option<JsonError>,
+    /// Strings that had escapes, decoded (see [`Text`]).
+    decoded: String,
 }
 
 /// A failed step of the parser; what failed is in [`Parser::error`] or at [`Parser::pos`].
@@ -475,6 +536,7 @@ impl<'a> Parser<'a> {
             max_depth,
             open: 0,
             error: None,
+            decoded: String::new(),
         }
     }
 
@@ -525,8 +587,11 @@ impl<'a> Parser<'a> {
     }
 
     /// The top-level object, as indexed members.
-    fn top(mut self) -> Result<Vec<Member>, JsonError> {
-        self.members().map_err(|Fail| self.report())
+    fn top(mut self) -> Result<(Vec<Member>, String), JsonError> {
+        match self.members() {
+            Ok(members) => Ok((members, self.decoded)),
+            Err(Fail) => Err(self.report()),
+        }
     }
 
     fn members(&mut self) -> Step<Vec<Member>> {
@@ -543,8 +608,7 @@ impl<'a> Parser<'a> {
             loop {
                 self.skip_ws();
                 let name = self.string()?;
-                let name_str = self.text_of(&name);
-                let key = NameKey::of(name_str);
+                let key = NameKey::of(self.text_of(&name));
                 self.skip_ws();
                 self.eat(b':')?;
                 self.skip_ws();
@@ -559,8 +623,12 @@ impl<'a> Parser<'a> {
                             end: self.pos,
                         }
                     }
-                    _ => Slot::Other(self.value()?),
+                    _ => match self.value()? {
+                        Value::Bool(b) => Slot::Bool(b),
+                        _ => Slot::Null,
+                    },
                 };
+                let name_str = self.text_of(&name);
                 let duplicate = match &mut seen {
                     Some(set) => !set.insert(name_str.into()),
                     None => {
@@ -616,14 +684,8 @@ impl<'a> Parser<'a> {
         Ok(())
     }
 
-    fn text_of<'t>(&self, text: &'t Text) -> &'t str
-    where
-        'a: 't,
-    {
-        match text {
-            Text::Span { start, end } => self.text.get(*start..*end).unwrap_or_default(),
-            Text::Owned(s) => s,
-        }
+    fn text_of(&self, text: &Text) -> &str {
+        text.of(self.text, &self.decoded)
     }
 
     /// Checks any value exactly as [`Parser::value`] does, in the same order, building nothing
@@ -715,10 +777,7 @@ impl<'a> Parser<'a> {
         match self.peek() {
             Some(b'"') => {
                 let text = self.string()?;
-                Ok(Value::String(match text {
-                    Text::Span { start, end } => self.slice(start, end)?.to_owned(),
-                    Text::Owned(s) => s.into_string(),
-                }))
+                Ok(Value::String(self.text_of(&text).to_owned()))
             }
             Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
             Some(b'{') => {
@@ -731,10 +790,8 @@ impl<'a> Parser<'a> {
                 } else {
                     loop {
                         self.skip_ws();
-                        let name = match self.string()? {
-                            Text::Span { start, end } => self.slice(start, end)?.to_owned(),
-                            Text::Owned(s) => s.into_string(),
-                        };
+                        let name = self.string()?;
+                        let name = self.text_of(&name).to_owned();
                         self.skip_ws();
                         self.eat(b':')?;
                         self.skip_ws();
@@ -819,12 +876,18 @@ impl<'a> Parser<'a> {
                 Some(b'"') => {
                     let end = self.pos;
                     self.pos += 1;
-                    return Ok(Text::Span { start, end });
+                    return Text::span(start, end).ok_or_else(|| self.syntax());
                 }
                 Some(b'\\') => {
-                    let mut out = self.slice(start, self.pos)?.to_owned();
-                    self.escaped(&mut out)?;
-                    return Ok(Text::Owned(out.into()));
+                    let plain = self.slice(start, self.pos)?;
+                    let mut out = std::mem::take(&mut self.decoded);
+                    let from = out.len();
+                    out.push_str(plain);
+                    let done = self.escaped(&mut out);
+                    let to = out.len();
+                    self.decoded = out;
+                    done?;
+                    return Text::decoded(from, to).ok_or_else(|| self.syntax());
                 }
                 Some(0x20..) => self.pos += 1,
                 _ => return Err(self.syntax()),
