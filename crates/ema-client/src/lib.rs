@@ -22,14 +22,18 @@
 //! - Typed errors per hop ([`EmaError`], [`Hop`]) carrying the server's OAuth error; secrets are
 //!   [`Secret`]s, redacted in `Debug` and never in `Display`.
 //! - With the `rmcp` feature: [`EmaHttpClient`], an rmcp Streamable HTTP client that authorizes
-//!   every request through a session (see `examples/rmcp_client.rs`).
+//!   every request through a session (see `examples/rmcp_client.rs`), and
+//!   [`ema_client_config`] / [`declare_ema_extension`], which declare the EMA extension
+//!   ([`EMA_EXTENSION_ID`]) in the client's MCP capabilities (CL-15).
 //!
 //! # Quick start
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
-//! use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, IdpConfig, Secret};
+//! use ema_client::{
+//!     ClientCredentials, EmaClient, EmaHttpClient, IdpConfig, Secret, ema_client_config,
+//! };
 //! use rmcp::ServiceExt;
 //! use url::Url;
 //!
@@ -50,8 +54,9 @@
 //! let token = session.access_token().await?;
 //! println!("token for {} expires at {}", token.resource(), token.expires_at());
 //!
-//! // Or let rmcp use the session for every request.
-//! let mcp = ().serve(EmaHttpClient::new(Arc::new(session))?.into_transport()).await?;
+//! // Or let rmcp use the session for every request, declaring the EMA extension (CL-15).
+//! let transport = EmaHttpClient::new(Arc::new(session))?.into_transport();
+//! let mcp = ema_client_config().serve(transport).await?;
 //! let tools = mcp.list_all_tools().await?;
 //! # let _ = tools; Ok(()) }
 //! ```
@@ -79,12 +84,14 @@
 //!
 //! # Features
 //!
-//! - `rmcp` (default): [`EmaHttpClient`] for the rmcp client over Streamable HTTP, and the
+//! - `rmcp` (default): [`EmaHttpClient`] for the rmcp client over Streamable HTTP,
+//!   [`ema_client_config`] and [`declare_ema_extension`] for its capabilities, and the
 //!   `conformance-client` binary that runs the MCP conformance suite's EMA scenarios.
 
 mod credentials;
 mod discovery;
 mod error;
+mod extension;
 mod fetch;
 mod flow;
 mod jwks;
@@ -98,6 +105,9 @@ pub use error::{
     DiscoveryError, EmaError, Hop, IdJagCheckError, JwtBearerError, McpAuthError,
     OAuthErrorResponse, TokenExchangeError,
 };
+pub use extension::EMA_EXTENSION_ID;
+#[cfg(feature = "rmcp")]
+pub use extension::{declare_ema_extension, ema_client_config};
 pub use fetch::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, FetchError, FetchPolicy,
     FetchResponse, HttpFetcher,

@@ -84,11 +84,12 @@ fn challenge(e: &StreamableHttpError<reqwest::Error>) -> Option<(u16, &str)> {
 /// ```no_run
 /// # async fn demo(session: ema_client::EmaSession) -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use ema_client::EmaHttpClient;
+/// use ema_client::{EmaHttpClient, ema_client_config};
 /// use rmcp::ServiceExt;
 ///
 /// let transport = EmaHttpClient::new(Arc::new(session))?.into_transport();
-/// let client = ().serve(transport).await?;
+/// // `ema_client_config()` declares the EMA extension in the client's capabilities (CL-15).
+/// let client = ema_client_config().serve(transport).await?;
 /// let tools = client.list_all_tools().await?;
 /// # let _ = tools; Ok(()) }
 /// ```

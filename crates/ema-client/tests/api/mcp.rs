@@ -1,11 +1,12 @@
-//! Hop 4 through rmcp: the Streamable HTTP client authorized by an EMA session; CL-7, CL-9 and
-//! CL-10 end to end.
+//! Hop 4 through rmcp: the Streamable HTTP client authorized by an EMA session; CL-7, CL-9,
+//! CL-10 and CL-15 end to end.
 
 use std::sync::Arc;
 
-use ema_client::EmaHttpClient;
+use ema_client::{EMA_EXTENSION_ID, EmaHttpClient, ema_client_config};
 use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, ProtocolVersion};
+use serde_json::{Value, json};
 
 use crate::support::World;
 
@@ -19,7 +20,10 @@ async fn run_mcp(world: &World) -> Result<(), String> {
     let transport = EmaHttpClient::new(Arc::new(session))
         .map_err(|e| e.to_string())?
         .into_transport();
-    let mcp = ().serve(transport).await.map_err(|e| e.to_string())?;
+    let mcp = ema_client_config()
+        .serve(transport)
+        .await
+        .map_err(|e| e.to_string())?;
     let tools = mcp.list_all_tools().await.map_err(|e| e.to_string())?;
     assert_eq!(tools.len(), 1);
     mcp.call_tool(CallToolRequestParams::new("echo"))
@@ -142,4 +146,92 @@ async fn cl10_rmcp_widens_scope_on_insufficient_scope() {
         .filter(|r| r.body.contains("tools/call"))
         .count();
     assert_eq!(denied, 2, "tools/call once refused, once retried");
+}
+
+/// The JSON-RPC messages the MCP server received, parsed.
+fn rpc_messages(world: &World) -> Vec<Value> {
+    world
+        .log
+        .lock()
+        .unwrap()
+        .mcp
+        .iter()
+        .filter_map(|r| serde_json::from_str(&r.body).ok())
+        .collect()
+}
+
+#[tokio::test]
+async fn cl15_initialize_declares_the_ema_extension() {
+    let world = World::start(|_| {}).await;
+    run_mcp(&world).await.unwrap();
+    let initializes: Vec<Value> = rpc_messages(&world)
+        .into_iter()
+        .filter(|m| m["method"] == "initialize")
+        .collect();
+    // Should rmcp send initialize again (a retry), every one must declare it: check them all.
+    assert!(!initializes.is_empty(), "no initialize reached the server");
+    for initialize in &initializes {
+        assert_eq!(
+            initialize["params"]["capabilities"]["extensions"]["io.modelcontextprotocol/enterprise-managed-authorization"],
+            json!({}),
+            "{initialize}"
+        );
+    }
+    // In MCP 2026-07-28 (rmcp's default) the capabilities also travel in each request's `_meta`
+    // (tools/list and tools/call here); they declare the extension too.
+    let mut with_meta = 0;
+    for message in rpc_messages(&world) {
+        let meta_caps = &message["params"]["_meta"]["io.modelcontextprotocol/clientCapabilities"];
+        if !meta_caps.is_null() {
+            with_meta += 1;
+            assert_eq!(
+                meta_caps["extensions"][EMA_EXTENSION_ID],
+                json!({}),
+                "{message}"
+            );
+        }
+    }
+    assert!(
+        with_meta >= 2,
+        "{with_meta} requests with capabilities in `_meta`"
+    );
+}
+
+#[tokio::test]
+async fn cl15_a_custom_client_config_keeps_its_extensions_and_declares_ema() {
+    // An adopter's own `ClientConfig`, pinned to the `initialize` era, with an extension of its own.
+    let mut capabilities = ClientCapabilities::default();
+    capabilities.extensions = Some(
+        [("io.modelcontextprotocol/ui".to_owned(), Default::default())]
+            .into_iter()
+            .collect(),
+    );
+    ema_client::declare_ema_extension(&mut capabilities);
+    let info = ClientConfig::new(capabilities, Default::default())
+        .with_protocol_version(ProtocolVersion::V_2025_11_25);
+
+    let world = World::start(|_| {}).await;
+    let session = world
+        .client()
+        .session(&world.server_url(), world.id_token())
+        .await
+        .unwrap();
+    let transport = EmaHttpClient::new(Arc::new(session))
+        .unwrap()
+        .into_transport();
+    let mcp = info.serve(transport).await.unwrap();
+    mcp.cancel().await.unwrap();
+
+    let initialize = rpc_messages(&world)
+        .into_iter()
+        .find(|m| m["method"] == "initialize")
+        .expect("an initialize");
+    assert_eq!(initialize["params"]["protocolVersion"], "2025-11-25");
+    assert_eq!(
+        initialize["params"]["capabilities"]["extensions"],
+        json!({
+            "io.modelcontextprotocol/ui": {},
+            "io.modelcontextprotocol/enterprise-managed-authorization": {},
+        })
+    );
 }
