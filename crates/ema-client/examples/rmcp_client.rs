@@ -14,7 +14,9 @@
 
 use std::sync::Arc;
 
-use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
+use ema_client::{
+    ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
+};
 use rmcp::ServiceExt;
 
 fn env(name: &str) -> Result<String, String> {
@@ -52,7 +54,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .session(&server, Secret::new(env("ID_TOKEN")?))
         .await?;
     let transport = EmaHttpClient::new(Arc::new(session))?.into_transport();
-    let mcp = ().serve(transport).await?;
+    // The client declares the EMA extension in its MCP capabilities (CL-15).
+    let mcp = ema_client_config().serve(transport).await?;
     for tool in mcp.list_all_tools().await? {
         println!("{}", tool.name);
     }

@@ -11,7 +11,9 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
+use ema_client::{
+    ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
+};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::Value;
@@ -103,7 +105,11 @@ async fn run() -> Result<(), String> {
     let transport = EmaHttpClient::new(session)
         .map_err(|e| e.to_string())?
         .into_transport();
-    let mcp = ().serve(transport).await.map_err(|e| format!("MCP initialize: {e}"))?;
+    // The client declares the EMA extension in its MCP capabilities (CL-15).
+    let mcp = ema_client_config()
+        .serve(transport)
+        .await
+        .map_err(|e| format!("MCP initialize: {e}"))?;
     let tools = mcp
         .list_all_tools()
         .await

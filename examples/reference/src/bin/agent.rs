@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
+use ema_client::{
+    ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
+};
 use ema_examples::config::defaults;
 use ema_examples::sso::SsoClient;
 use rmcp::ServiceExt;
@@ -89,8 +91,10 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .session(&url::Url::parse(&args.mcp)?, Secret::new(id_token))
         .await?;
 
-    // The MCP call (hop 4), through rmcp; only the access token reaches the server (CL-7).
-    let mcp = ().serve(EmaHttpClient::new(Arc::new(session))?.into_transport()).await?;
+    // The MCP call (hop 4), through rmcp; only the access token reaches the server (CL-7). The
+    // client declares the EMA extension in its MCP capabilities (CL-15).
+    let transport = EmaHttpClient::new(Arc::new(session))?.into_transport();
+    let mcp = ema_client_config().serve(transport).await?;
     match args.command.first().map(String::as_str) {
         None | Some("tools") => {
             for tool in mcp.list_all_tools().await? {

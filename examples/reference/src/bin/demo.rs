@@ -12,7 +12,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
+use ema_client::{
+    ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
+};
 use ema_examples::config::defaults;
 use ema_examples::sso::SsoClient;
 use ema_examples::trace::show;
@@ -355,7 +357,10 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
             .session(&url::Url::parse(&mcp)?, Secret::new(ana_id_token))
             .await?,
     );
-    let agent = ().serve(EmaHttpClient::new(session.clone())?.into_transport()).await?;
+    // The agent declares the EMA extension in its MCP capabilities (CL-15).
+    let agent = ema_client_config()
+        .serve(EmaHttpClient::new(session.clone())?.into_transport())
+        .await?;
     let tools = agent.list_all_tools().await?;
     println!(
         "   tools: {}",
