@@ -1,0 +1,106 @@
+//! The bearer layer's cost on a warm token cache, without sockets or HTTP parsing: one MCP
+//! `tools/call` body POSTed through `protect` (token validated once, then served from the cache,
+//! tool scopes configured so the body is inspected) against the same route with the principal
+//! inserted by `axum::Extension`, as the reference server without authentication does. Both go
+//! through `tower::ServiceExt::oneshot` on a current-thread runtime. See docs/benchmarks.md.
+#![allow(missing_docs, reason = "criterion macros generate undocumented items")]
+#![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post;
+use criterion::{Criterion, criterion_group, criterion_main};
+use ema_grant::{AccessTokenIssuer, AccessTokenValidator};
+use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
+use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
+use ema_server::{BearerAuth, Principal, protect};
+use tower::ServiceExt as _;
+
+const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+const AS: &str = "https://auth.tasks.example";
+const RESOURCE: &str = "https://mcp.tasks.example/mcp";
+const CALL: &str =
+    r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#;
+
+fn handler() -> Router {
+    Router::new().route(
+        "/mcp",
+        post(
+            |axum::Extension(who): axum::Extension<Principal>, body: axum::body::Bytes| async move {
+                black_box((who.sub.len(), body.len()));
+                "ok"
+            },
+        ),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let keys = Arc::new(KeyRing::new(
+        SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
+    ));
+    let issuer = AccessTokenIssuer::new(Issuer::new(AS), keys.clone());
+    let mut claims = issuer
+        .claims(
+            "u-17".into(),
+            Resource::new(RESOURCE),
+            ClientId::new("tc_5f2a91"),
+            NOW,
+        )
+        .unwrap();
+    claims.scope = Some(ScopeSet::parse("tasks.read").unwrap());
+    claims.groups = vec!["eng".into()];
+    let token = issuer.sign(&claims).unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+    let validator = AccessTokenValidator::new(
+        Issuer::new(AS),
+        Resource::new(RESOURCE),
+        StaticKeySource::new().with_issuer(AS, keys.jwks()),
+    );
+    let auth = BearerAuth::new(
+        validator.clone(),
+        "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp",
+        clock,
+    )
+    .require_scopes(ScopeSet::parse("tasks.read").unwrap())
+    .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap());
+    let protected = protect(handler(), Arc::new(auth));
+    let principal: Principal =
+        Arc::new(pollster::block_on(validator.validate(&token, NOW)).unwrap());
+    let open = handler().layer(axum::Extension(principal));
+    let authorization = format!("Bearer {token}");
+    let request = |auth: Option<&str>| {
+        let mut req = http::Request::post("/mcp").header("content-type", "application/json");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        req.body(Body::from(CALL)).unwrap()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Warm the cache, and check both answer 200.
+    for (router, auth) in [(&protected, Some(authorization.as_str())), (&open, None)] {
+        let status = rt
+            .block_on(router.clone().oneshot(request(auth)))
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    let mut group = c.benchmark_group("bearer_layer");
+    group.bench_function("tools_call_auth_off", |b| {
+        b.iter(|| rt.block_on(open.clone().oneshot(request(None))).unwrap());
+    });
+    group.bench_function("tools_call_bearer_cached", |b| {
+        b.iter(|| {
+            rt.block_on(protected.clone().oneshot(request(Some(&authorization))))
+                .unwrap()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
