@@ -23,6 +23,7 @@
 //! | target | parser | invariants |
 //! |---|---|---|
 //! | [`jws_compact`] | [`UnverifiedJws::parse`](ema_jose::UnverifiedJws::parse), [`UnverifiedJwt::parse`](ema_jose::UnverifiedJwt::parse) | the typed header agrees with the header JSON; the JWT parse is the JWS parse plus a claims object; policies and claim checks never contradict themselves |
+//! | [`json_claims`] | the claims reader of [`UnverifiedJwt::parse`](ema_jose::UnverifiedJwt::parse) against [`parse_json_object`](ema_jose::parse_json_object) | both accept with the same object, member by member, or both refuse with the same error |
 //! | [`jwk_set`] | [`JwkSet::parse`](ema_jose::JwkSet::parse), [`VerifyingKey::from_jwk_json`](ema_jose::VerifyingKey::from_jwk_json) | every accepted key has a 43-character thumbprint, a public JWK without private members that re-parses to the same key, and verifies only the algorithms it accepts |
 //! | [`jws_verify`] | parse, [`HeaderPolicy`](ema_jose::HeaderPolicy) for ID-JAG, verification with [`FIXED_ES256_JWK`], claim checks at [`FIXED_NOW`] | a verified token is ES256 with an ID-JAG `typ`; every claim check returns |
 //! | [`grant_form`] | [`Form::parse`](ema_grant::Form::parse) | unique names, values retrievable, re-encoding round-trips, scopes round-trip |
@@ -36,12 +37,14 @@
 
 mod compact;
 mod grant;
+mod json;
 mod keys;
 mod saml;
 mod verify;
 
 pub use compact::jws_compact;
 pub use grant::{as_metadata, grant_form, id_jag_claims};
+pub use json::json_claims;
 pub use keys::jwk_set;
 pub use saml::{
     FIXED_SAML_CLIENT, FIXED_SAML_ISSUER, FIXED_SAML_SP, fixed_saml_validator, saml_assertion,

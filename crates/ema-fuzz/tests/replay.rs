@@ -72,6 +72,11 @@ fn jws_compact() {
 }
 
 #[test]
+fn json_claims() {
+    replay("json_claims", ema_fuzz::json_claims);
+}
+
+#[test]
 fn jwk_set() {
     replay("jwk_set", ema_fuzz::jwk_set);
 }
