@@ -507,6 +507,33 @@ const RECURSION_LIMIT: usize = 127;
 /// hostile object with thousands of members costs O(n log n), not O(n²).
 const LINEAR_DUPLICATE_SCAN: usize = 32;
 
+/// The member names of one nested object so far, to find a repeated one: a scan while there
+/// are few, a set past [`LINEAR_DUPLICATE_SCAN`].
+#[derive(Default)]
+struct SeenNames {
+    list: Vec<Text>,
+    set: Option<BTreeSet<Box<str>>>,
+}
+
+impl SeenNames {
+    /// Records `name`; true if it was already there.
+    fn repeats(&mut self, parser: &Parser<'_>, name: Text) -> bool {
+        let name_str = parser.text_of(&name);
+        if let Some(set) = &mut self.set {
+            return !set.insert(name_str.into());
+        }
+        if self.list.iter().any(|n| parser.text_of(n) == name_str) {
+            return true;
+        }
+        self.list.push(name);
+        if self.list.len() > LINEAR_DUPLICATE_SCAN {
+            self.set = Some(self.list.iter().map(|n| parser.text_of(n).into()).collect());
+            self.list.clear();
+        }
+        false
+    }
+}
+
 /// A strict recursive-descent reader over text that is already valid UTF-8 (RFC 8259 grammar,
 /// the same acceptance as `serde_json` plus this module's rules).
 struct Parser<'a> {
@@ -688,102 +715,34 @@ impl<'a> Parser<'a> {
         text.of(self.text, &self.decoded)
     }
 
-    /// Checks any value exactly as [`Parser::value`] does, in the same order, building nothing
-    /// (an object's member names are kept only while it is open, to find duplicates).
+    /// Checks any value, building nothing (an object's member names are kept only while it is
+    /// open, to find duplicates).
     fn skip(&mut self) -> Step<()> {
-        match self.peek() {
-            Some(b'{') => {
-                self.pos += 1;
-                self.enter()?;
-                let mut names: Vec<Text> = Vec::new();
-                let mut seen: Option<BTreeSet<Box<str>>> = None;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_ws();
-                        let name = self.string()?;
-                        self.skip_ws();
-                        self.eat(b':')?;
-                        self.skip_ws();
-                        self.skip()?;
-                        let name_str = self.text_of(&name);
-                        let duplicate = match &mut seen {
-                            Some(set) => !set.insert(name_str.into()),
-                            None => {
-                                let dup = names.iter().any(|n| self.text_of(n) == name_str);
-                                if !dup && names.len() >= LINEAR_DUPLICATE_SCAN {
-                                    let mut set: BTreeSet<Box<str>> =
-                                        names.iter().map(|n| self.text_of(n).into()).collect();
-                                    set.insert(name_str.into());
-                                    seen = Some(set);
-                                }
-                                dup
-                            }
-                        };
-                        if duplicate {
-                            let name = name_str.to_owned();
-                            return Err(self.fail(JsonError::DuplicateMember { name }));
-                        }
-                        if seen.is_none() {
-                            names.push(name);
-                        }
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.syntax()),
-                        }
-                    }
-                }
-                self.open -= 1;
-                Ok(())
-            }
-            Some(b'[') => {
-                self.pos += 1;
-                self.enter()?;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.skip_ws();
-                        self.skip()?;
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b']') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.syntax()),
-                        }
-                    }
-                }
-                self.open -= 1;
-                Ok(())
-            }
-            Some(b'"') => self.string().map(drop),
-            _ => self.value().map(drop),
-        }
+        self.walk::<false>().map(drop)
     }
 
     /// Any value, built as a `serde_json::Value` (nested members and arrays).
     fn value(&mut self) -> Step<Value> {
+        self.walk::<true>().map(|v| v.unwrap_or(Value::Null))
+    }
+
+    /// Reads one value with every check, building it when `BUILD` (then it is `Some`). One body
+    /// for both, so that checking and building can never accept different texts.
+    fn walk<const BUILD: bool>(&mut self) -> Step<Option<Value>> {
         match self.peek() {
             Some(b'"') => {
                 let text = self.string()?;
-                Ok(Value::String(self.text_of(&text).to_owned()))
+                Ok(BUILD.then(|| Value::String(self.text_of(&text).to_owned())))
             }
-            Some(b'-' | b'0'..=b'9') => self.number().map(Value::Number),
+            Some(b'-' | b'0'..=b'9') => {
+                let n = self.number()?;
+                Ok(BUILD.then_some(Value::Number(n)))
+            }
             Some(b'{') => {
                 self.pos += 1;
                 self.enter()?;
                 let mut map = Map::new();
+                let mut names = SeenNames::default();
                 self.skip_ws();
                 if self.peek() == Some(b'}') {
                     self.pos += 1;
@@ -791,19 +750,16 @@ impl<'a> Parser<'a> {
                     loop {
                         self.skip_ws();
                         let name = self.string()?;
-                        let name = self.text_of(&name).to_owned();
                         self.skip_ws();
                         self.eat(b':')?;
                         self.skip_ws();
-                        let value = self.value()?;
-                        match map.entry(name) {
-                            Entry::Occupied(entry) => {
-                                let name = entry.key().clone();
-                                return Err(self.fail(JsonError::DuplicateMember { name }));
-                            }
-                            Entry::Vacant(entry) => {
-                                entry.insert(value);
-                            }
+                        let value = self.walk::<BUILD>()?;
+                        if names.repeats(self, name) {
+                            let name = self.text_of(&name).to_owned();
+                            return Err(self.fail(JsonError::DuplicateMember { name }));
+                        }
+                        if let Some(value) = value {
+                            map.insert(self.text_of(&name).to_owned(), value);
                         }
                         self.skip_ws();
                         match self.peek() {
@@ -817,7 +773,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 self.open -= 1;
-                Ok(Value::Object(map))
+                Ok(BUILD.then_some(Value::Object(map)))
             }
             Some(b'[') => {
                 self.pos += 1;
@@ -829,7 +785,9 @@ impl<'a> Parser<'a> {
                 } else {
                     loop {
                         self.skip_ws();
-                        items.push(self.value()?);
+                        if let Some(item) = self.walk::<BUILD>()? {
+                            items.push(item);
+                        }
                         self.skip_ws();
                         match self.peek() {
                             Some(b',') => self.pos += 1,
@@ -842,11 +800,11 @@ impl<'a> Parser<'a> {
                     }
                 }
                 self.open -= 1;
-                Ok(Value::Array(items))
+                Ok(BUILD.then_some(Value::Array(items)))
             }
-            Some(b't') => self.literal("true", Value::Bool(true)),
-            Some(b'f') => self.literal("false", Value::Bool(false)),
-            Some(b'n') => self.literal("null", Value::Null),
+            Some(b't') => self.literal("true", Value::Bool(true)).map(Some),
+            Some(b'f') => self.literal("false", Value::Bool(false)).map(Some),
+            Some(b'n') => self.literal("null", Value::Null).map(Some),
             _ => Err(self.syntax()),
         }
     }
@@ -1014,7 +972,14 @@ impl<'a> Parser<'a> {
             integer = false;
         }
         match self.peek() {
-            Some(b'0') => self.pos += 1,
+            Some(b'0') => {
+                self.pos += 1;
+                // A leading zero is refused inside the number, before anything the member
+                // holding it could be refused for (a repeated name): `serde_json`'s precedence.
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return Err(self.syntax());
+                }
+            }
             Some(b'1'..=b'9') => self.digits(),
             _ => return Err(self.syntax()),
         }
@@ -1188,6 +1153,9 @@ mod tests {
             r#"{"a":-9223372036854775808,"b":-9223372036854775809}"#,
             r#"{"a":123456789012345678901234567890}"#,
             r#"{"a":01}"#,
+            r#"{"a":1,"a":02}"#,
+            r#"{"a":{"b":1,"b":-01}}"#,
+            r#"{"a":1,"a":1x}"#,
             r#"{"a":1.}"#,
             r#"{"a":.5}"#,
             r#"{"a":1e}"#,
