@@ -270,6 +270,17 @@ impl RawConn {
         }
     }
 
+    /// The kept-alive connection, or a new one (with `TCP_NODELAY` and an empty buffer).
+    async fn take_or_connect(&mut self) -> std::io::Result<TcpStream> {
+        if let Some(stream) = self.stream.take() {
+            return Ok(stream);
+        }
+        let stream = TcpStream::connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        self.buf.clear();
+        Ok(stream)
+    }
+
     /// Writes one complete request and reads its response, on a kept-alive connection when
     /// there is one: the load generator's path, with no timers and no second task, so that the
     /// client costs the server's cores as little as possible. A connection the server closed is
@@ -277,15 +288,7 @@ impl RawConn {
     pub async fn request(&mut self, bytes: &[u8]) -> std::io::Result<Outcome> {
         loop {
             let reused = self.stream.is_some();
-            let mut stream = match self.stream.take() {
-                Some(s) => s,
-                None => {
-                    let s = TcpStream::connect(self.addr).await?;
-                    s.set_nodelay(true)?;
-                    self.buf.clear();
-                    s
-                }
-            };
+            let mut stream = self.take_or_connect().await?;
             if stream.write_all(bytes).await.is_err() && !reused {
                 return Ok(Outcome::Reset);
             }
@@ -308,15 +311,7 @@ impl RawConn {
     }
 
     async fn attempt(&mut self, steps: &[Step], limit: Duration) -> std::io::Result<Outcome> {
-        let mut stream = match self.stream.take() {
-            Some(s) => s,
-            None => {
-                let s = TcpStream::connect(self.addr).await?;
-                s.set_nodelay(true)?;
-                self.buf.clear();
-                s
-            }
-        };
+        let mut stream = self.take_or_connect().await?;
         let (outcome, reusable) = {
             let (mut r, mut w) = stream.split();
             let writer = async {
