@@ -151,6 +151,52 @@ struct Worker {
     last: Instant,
 }
 
+/// One worker's loop: pool items until `deadline` or until the pool runs out, each call timed
+/// and its error counted.
+struct Run<'p> {
+    pool: &'p Pool,
+    deadline: Instant,
+    worker: Worker,
+}
+
+impl<'p> Run<'p> {
+    fn new(pool: &'p Pool, deadline: Instant) -> Self {
+        Self {
+            pool,
+            deadline,
+            worker: Worker {
+                latencies: Latencies::default(),
+                errors: Counts::default(),
+                exhausted: false,
+                last: Instant::now(),
+            },
+        }
+    }
+
+    /// The next item, with the time its call starts; `None` when the window is over.
+    fn next(&mut self) -> Option<(&'p Bytes, Instant)> {
+        if Instant::now() >= self.deadline {
+            return None;
+        }
+        let item = self.pool.take();
+        self.worker.exhausted |= item.is_none();
+        item.map(|item| (item, Instant::now()))
+    }
+
+    /// Records one call started at `started`.
+    fn record(&mut self, started: Instant, result: Result<(), String>) {
+        self.worker.latencies.record(started.elapsed());
+        if let Err(e) = result {
+            self.worker.errors.add(e);
+        }
+    }
+
+    fn finish(mut self) -> Worker {
+        self.worker.last = Instant::now();
+        self.worker
+    }
+}
+
 async fn collect(
     handles: Vec<tokio::task::JoinHandle<Worker>>,
     started: Instant,
@@ -206,27 +252,13 @@ async fn in_process(
     for _ in 0..workers {
         let (stack, pool, basic) = (stack.clone(), pool.clone(), basic.clone());
         handles.push(rt.server.spawn(async move {
-            let mut w = Worker {
-                latencies: Latencies::default(),
-                errors: Counts::default(),
-                exhausted: false,
-                last: Instant::now(),
-            };
-            while Instant::now() < deadline {
-                let Some(body) = pool.take() else {
-                    w.exhausted = true;
-                    break;
-                };
-                let t = Instant::now();
+            let mut run = Run::new(&pool, deadline);
+            while let Some((body, started)) = run.next() {
                 let request = TokenRequest::form(body).with_authorization(&basic);
                 let result = stack.grant.token(&request, SystemClock.now()).await;
-                w.latencies.record(t.elapsed());
-                if let Err(e) = result {
-                    w.errors.add(e.to_string());
-                }
+                run.record(started, result.map(drop).map_err(|e| e.to_string()));
             }
-            w.last = Instant::now();
-            w
+            run.finish()
         }));
     }
     collect(handles, started, cpu_before).await
@@ -251,40 +283,28 @@ async fn through_router(
     for _ in 0..workers {
         let (router, pool, basic) = (stack.auth_router.clone(), pool.clone(), basic.clone());
         handles.push(rt.server.spawn(async move {
-            let mut w = Worker {
-                latencies: Latencies::default(),
-                errors: Counts::default(),
-                exhausted: false,
-                last: Instant::now(),
-            };
-            while Instant::now() < deadline {
-                let Some(body) = pool.take() else {
-                    w.exhausted = true;
-                    break;
-                };
-                let t = Instant::now();
+            let mut run = Run::new(&pool, deadline);
+            while let Some((body, started)) = run.next() {
                 let request = http::Request::post("/token")
                     .header("content-type", "application/x-www-form-urlencoded")
                     .header("authorization", &*basic)
                     .body(axum::body::Body::from(body.clone()));
-                let status = match request {
-                    Ok(request) => match router.clone().oneshot(request).await {
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
-                            status
+                let result = match request {
+                    Ok(request) => {
+                        let Ok(response) = router.clone().oneshot(request).await;
+                        let status = response.status().as_u16();
+                        let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+                        if status == 200 {
+                            Ok(())
+                        } else {
+                            Err(format!("HTTP {status}"))
                         }
-                        Err(never) => match never {},
-                    },
-                    Err(_) => 0,
+                    }
+                    Err(e) => Err(e.to_string()),
                 };
-                w.latencies.record(t.elapsed());
-                if status != 200 {
-                    w.errors.add(format!("HTTP {status}"));
-                }
+                run.record(started, result);
             }
-            w.last = Instant::now();
-            w
+            run.finish()
         }));
     }
     collect(handles, started, cpu_before).await
@@ -305,28 +325,16 @@ async fn over_http(
     for mut conn in conns {
         let pool = pool.clone();
         handles.push(spawner.spawn(async move {
-            let mut w = Worker {
-                latencies: Latencies::default(),
-                errors: Counts::default(),
-                exhausted: false,
-                last: Instant::now(),
-            };
-            while Instant::now() < deadline {
-                let Some(request) = pool.take() else {
-                    w.exhausted = true;
-                    break;
+            let mut run = Run::new(&pool, deadline);
+            while let Some((request, started)) = run.next() {
+                let result = match conn.request(request).await {
+                    Ok(Outcome::Status(200)) => Ok(()),
+                    Ok(outcome) => Err(format!("HTTP {}", outcome.label())),
+                    Err(e) => Err(e.to_string()),
                 };
-                let t = Instant::now();
-                let result = conn.request(request).await;
-                w.latencies.record(t.elapsed());
-                match result {
-                    Ok(Outcome::Status(200)) => {}
-                    Ok(outcome) => w.errors.add(format!("HTTP {}", outcome.label())),
-                    Err(e) => w.errors.add(e.to_string()),
-                }
+                run.record(started, result);
             }
-            w.last = Instant::now();
-            (w, conn)
+            (run.finish(), conn)
         }));
     }
     let (mut workers, mut conns) = (Vec::new(), Vec::new());
