@@ -628,10 +628,7 @@ impl<'a> Parser<'a> {
         // Claim sets run about 40 bytes a member: sized once, not regrown.
         let mut members: Vec<Member> = Vec::with_capacity((self.bytes.len() / 40).clamp(4, 32));
         let mut seen: Option<BTreeSet<Box<str>>> = None;
-        self.skip_ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-        } else {
+        if !self.closes_at_once(b'}') {
             loop {
                 self.skip_ws();
                 let name = self.string()?;
@@ -678,14 +675,8 @@ impl<'a> Parser<'a> {
                     return Err(self.fail(JsonError::DuplicateMember { name }));
                 }
                 members.push(Member { name, key, slot });
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b'}') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.syntax()),
+                if self.after_item(b'}')? {
+                    break;
                 }
             }
         }
@@ -695,6 +686,34 @@ impl<'a> Parser<'a> {
             Ok(members)
         } else {
             Err(self.syntax())
+        }
+    }
+
+    /// Right after an opening bracket: whether the container is empty (its `close` is then
+    /// consumed).
+    fn closes_at_once(&mut self, close: u8) -> bool {
+        self.skip_ws();
+        let empty = self.peek() == Some(close);
+        if empty {
+            self.pos += 1;
+        }
+        empty
+    }
+
+    /// After a member or an element: `,` (another follows: `false`) or `close` (the container
+    /// ends: `true`).
+    fn after_item(&mut self, close: u8) -> Step<bool> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(self.syntax()),
         }
     }
 
@@ -743,10 +762,7 @@ impl<'a> Parser<'a> {
                 self.enter()?;
                 let mut map = Map::new();
                 let mut names = SeenNames::default();
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                } else {
+                if !self.closes_at_once(b'}') {
                     loop {
                         self.skip_ws();
                         let name = self.string()?;
@@ -761,14 +777,8 @@ impl<'a> Parser<'a> {
                         if let Some(value) = value {
                             map.insert(self.text_of(&name).to_owned(), value);
                         }
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.syntax()),
+                        if self.after_item(b'}')? {
+                            break;
                         }
                     }
                 }
@@ -779,23 +789,14 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 self.enter()?;
                 let mut items = Vec::new();
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                } else {
+                if !self.closes_at_once(b']') {
                     loop {
                         self.skip_ws();
                         if let Some(item) = self.walk::<BUILD>()? {
                             items.push(item);
                         }
-                        self.skip_ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b']') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.syntax()),
+                        if self.after_item(b']')? {
+                            break;
                         }
                     }
                 }
