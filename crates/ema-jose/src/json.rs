@@ -333,6 +333,7 @@ impl JsonObject {
         text.of(&self.text, &self.decoded)
     }
 
+    #[inline]
     fn member(&self, name: &str) -> Option<(usize, &Member)> {
         let key = NameKey::of(name);
         self.members
@@ -357,6 +358,7 @@ impl JsonObject {
     }
 
     /// One member, without building a `Value` for strings and numbers.
+    #[inline]
     pub(crate) fn field(&self, name: &str) -> Option<Field<'_>> {
         self.member(name).map(|(i, m)| self.field_of(i, m))
     }
@@ -476,6 +478,7 @@ struct NameKey {
 }
 
 impl NameKey {
+    #[inline]
     fn of(name: &str) -> Self {
         let bytes = name.as_bytes();
         // Built in a register: a byte array copied into a `u64` costs a store-forwarding stall
