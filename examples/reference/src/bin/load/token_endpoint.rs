@@ -236,13 +236,25 @@ fn tally(workers: Vec<Worker>, started: Instant, cpu_before: CpuSnapshot) -> Win
     }
 }
 
-/// The grant called directly by `workers` tasks for `window`.
+/// What the in-process windows drive.
+#[derive(Debug, Clone, Copy)]
+enum InProcess {
+    /// `JwtBearerGrant::token`, called directly.
+    Grant,
+    /// The served app (routing, hardening layers, handler, response) through
+    /// `tower::ServiceExt::oneshot`, without sockets: the HTTP cost above the grant that is not
+    /// hyper's or the kernel's.
+    App,
+}
+
+/// `workers` tasks driving `target` in process for `window`.
 async fn in_process(
     rt: &Runtimes,
     stack: &Arc<Stack>,
     pool: Arc<Pool>,
     workers: usize,
     window: Duration,
+    target: InProcess,
 ) -> Result<Window, BoxError> {
     let cpu_before = CpuSnapshot::take();
     let started = Instant::now();
@@ -254,53 +266,9 @@ async fn in_process(
         handles.push(rt.server.spawn(async move {
             let mut run = Run::new(&pool, deadline);
             while let Some((body, started)) = run.next() {
-                let request = TokenRequest::form(body).with_authorization(&basic);
-                let result = stack.grant.token(&request, SystemClock.now()).await;
-                run.record(started, result.map(drop).map_err(|e| e.to_string()));
-            }
-            run.finish()
-        }));
-    }
-    collect(handles, started, cpu_before).await
-}
-
-/// The served app (routing, hardening layers, handler, response) driven in process by
-/// `workers` tasks for `window`, without sockets: the HTTP cost above the grant that is not
-/// hyper's or the kernel's.
-async fn through_router(
-    rt: &Runtimes,
-    stack: &Arc<Stack>,
-    pool: Arc<Pool>,
-    workers: usize,
-    window: Duration,
-) -> Result<Window, BoxError> {
-    use tower::ServiceExt as _;
-    let cpu_before = CpuSnapshot::take();
-    let started = Instant::now();
-    let deadline = started + window;
-    let basic: Arc<str> = basic_auth().into();
-    let mut handles = Vec::new();
-    for _ in 0..workers {
-        let (router, pool, basic) = (stack.auth_router.clone(), pool.clone(), basic.clone());
-        handles.push(rt.server.spawn(async move {
-            let mut run = Run::new(&pool, deadline);
-            while let Some((body, started)) = run.next() {
-                let request = http::Request::post("/token")
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("authorization", &*basic)
-                    .body(axum::body::Body::from(body.clone()));
-                let result = match request {
-                    Ok(request) => {
-                        let Ok(response) = router.clone().oneshot(request).await;
-                        let status = response.status().as_u16();
-                        let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
-                        if status == 200 {
-                            Ok(())
-                        } else {
-                            Err(format!("HTTP {status}"))
-                        }
-                    }
-                    Err(e) => Err(e.to_string()),
+                let result = match target {
+                    InProcess::Grant => call_grant(&stack, &basic, body).await,
+                    InProcess::App => call_app(&stack.auth_router, &basic, body).await,
                 };
                 run.record(started, result);
             }
@@ -308,6 +276,29 @@ async fn through_router(
         }));
     }
     collect(handles, started, cpu_before).await
+}
+
+async fn call_grant(stack: &Stack, basic: &str, body: &Bytes) -> Result<(), String> {
+    let request = TokenRequest::form(body).with_authorization(basic);
+    let result = stack.grant.token(&request, SystemClock.now()).await;
+    result.map(drop).map_err(|e| e.to_string())
+}
+
+async fn call_app(router: &axum::Router, basic: &str, body: &Bytes) -> Result<(), String> {
+    use tower::ServiceExt as _;
+    let request = http::Request::post("/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", basic)
+        .body(axum::body::Body::from(body.clone()))
+        .map_err(|e| e.to_string())?;
+    let Ok(response) = router.clone().oneshot(request).await;
+    let status = response.status().as_u16();
+    let _ = axum::body::to_bytes(response.into_body(), 1 << 20).await;
+    if status == 200 {
+        Ok(())
+    } else {
+        Err(format!("HTTP {status}"))
+    }
 }
 
 /// The keep-alive connections posting to the token endpoint for `window`, one task each;
@@ -367,7 +358,7 @@ async fn alternate(
         .collect();
     // Warm-up, not counted: connections opened, caches and allocator settled.
     let warm = Duration::from_millis(300);
-    in_process(rt, stack, bodies.clone(), workers, warm).await?;
+    in_process(rt, stack, bodies.clone(), workers, warm, InProcess::Grant).await?;
     conns = over_http(spawner, conns, requests.clone(), warm).await?.1;
     let (mut inproc, mut http) = (Window::default(), Window::default());
     let mut remaining = total;
@@ -377,13 +368,15 @@ async fn alternate(
         remaining -= d;
         let in_first = round.is_multiple_of(2);
         if in_first {
-            inproc.absorb(in_process(rt, stack, bodies.clone(), workers, d).await?);
+            inproc
+                .absorb(in_process(rt, stack, bodies.clone(), workers, d, InProcess::Grant).await?);
         }
         let (slice, back) = over_http(spawner, conns, requests.clone(), d).await?;
         http.absorb(slice);
         conns = back;
         if !in_first {
-            inproc.absorb(in_process(rt, stack, bodies.clone(), workers, d).await?);
+            inproc
+                .absorb(in_process(rt, stack, bodies.clone(), workers, d, InProcess::Grant).await?);
         }
         round += 1;
     }
@@ -407,7 +400,15 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
     // Calibration: a short in-process run sizes the pools so they outlast the windows.
     println!("calibration (1 s, in process):");
     let pool = Arc::new(generate(&stack, 40_000, cores(), None).await?);
-    let calibration = in_process(rt, &stack, pool, workers, Duration::from_secs(1)).await?;
+    let calibration = in_process(
+        rt,
+        &stack,
+        pool,
+        workers,
+        Duration::from_secs(1),
+        InProcess::Grant,
+    )
+    .await?;
     calibration.print("calibration");
 
     // The served app without sockets (routing, hardening layers, handler, response): where the
@@ -426,7 +427,7 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         )
         .await?,
     );
-    let routed = through_router(rt, &stack, pool, workers, app_window).await?;
+    let routed = in_process(rt, &stack, pool, workers, app_window, InProcess::App).await?;
     routed.print("through the app");
 
     println!(
