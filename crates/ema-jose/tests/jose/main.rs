@@ -1,6 +1,6 @@
 //! Proof tests for `ema-jose`, as one test binary:
 //!
-//! - `wycheproof_jose`: every JWS vector of the Wycheproof JOSE files in `shared/testdata`,
+//! - `wycheproof_jose`: every JWS vector of the Wycheproof JOSE files in `tests/data/wycheproof`,
 //!   through the JWS layer, with the README errata and the project overrides (SEC-4) encoded;
 //! - `wycheproof_primitives`: the Wycheproof ECDSA (P1363, and DER converted to `r || s`),
 //!   Ed25519, RSA PKCS#1 v1.5 and RSA-PSS vectors through `VerifyingKey::verify`;

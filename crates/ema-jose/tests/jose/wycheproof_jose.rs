@@ -1,4 +1,4 @@
-//! The Wycheproof JOSE vectors (shared/testdata/wycheproof, see its README.md) through the JWS
+//! The Wycheproof JOSE vectors (`tests/data/wycheproof`, see its README.md) through the JWS
 //! layer: strict compact parsing, a header policy that ignores `typ` and allows every implemented
 //! algorithm, the key policy (`VerifyingKey::from_jwk` / `JwkSet::parse` + `find`) and the
 //! signature. The payloads are short strings, not claim sets, so the claims layer is not used.
@@ -18,10 +18,10 @@ use ema_jose::{
 };
 use serde_json::{Map, Value};
 
-/// CI clones the repository with `shared/` beside it, exactly like /work/main next to
-/// /work/shared, so the vectors are three levels above this crate.
+/// The vectors are vendored in this crate, unchanged from upstream (the README beside them
+/// names the commit and the errata), so a fresh clone or the packaged crate runs them as is.
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata/wycheproof")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/wycheproof")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
