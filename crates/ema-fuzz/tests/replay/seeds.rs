@@ -1,12 +1,12 @@
 //! The seed generator for `fuzz/corpus/`. Ignored by default; regenerate with
 //!
 //! ```text
-//! WYCHEPROOF_DIR=../shared/testdata/wycheproof \
-//!     cargo test -p ema-fuzz --test replay -- --ignored generate_seeds
+//! cargo test -p ema-fuzz --test replay -- --ignored generate_seeds
 //! ```
 //!
-//! (`WYCHEPROOF_DIR` is relative to the workspace root; it holds the C2SP Wycheproof JOSE
-//! vectors.) Seeds are written under fixed names and overwrite the previous ones; files of other
+//! The Wycheproof seeds are taken from the C2SP Wycheproof JOSE vectors vendored in
+//! `crates/ema-jose/tests/data/wycheproof`; `WYCHEPROOF_DIR` (relative to the workspace root)
+//! points at another copy of them instead. Seeds are written under fixed names and overwrite the previous ones; files of other
 //! names (entries the fuzzer found, named by their SHA-1) are left alone. Signatures change on
 //! every run (ECDSA is randomized, and keys other than the fixed one are generated afresh).
 
@@ -126,13 +126,11 @@ fn id_jag_header(key: &SigningKey) -> String {
 #[test]
 #[ignore = "writes fuzz/corpus; run explicitly to regenerate the seeds"]
 fn generate_seeds() {
-    let wycheproof = std::env::var("WYCHEPROOF_DIR")
-        .map(|dir| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(dir)
-        })
-        .expect("set WYCHEPROOF_DIR to the Wycheproof JOSE vectors (relative to the workspace)");
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wycheproof = std::env::var("WYCHEPROOF_DIR").map_or_else(
+        |_| workspace.join("crates/ema-jose/tests/data/wycheproof"),
+        |dir| workspace.join(dir),
+    );
     jws_compact_seeds(&wycheproof);
     jws_verify_seeds();
     jwk_set_seeds(&wycheproof);
