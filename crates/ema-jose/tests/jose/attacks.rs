@@ -52,14 +52,19 @@ macro_rules! fails {
     };
 }
 
+/// Where a row's verification key comes from.
+enum KeyFrom {
+    /// Handed over directly.
+    Direct(Arc<VerifyingKey>),
+    /// Looked up in this issuer key set by the token's `kid` and `alg`, as the validators do.
+    Set(JwkSet),
+}
+
 struct Row {
     name: String,
     token: String,
     policy: HeaderPolicy,
-    key: Arc<VerifyingKey>,
-    /// When set, the key is looked up in this issuer key set by the token's `kid` and `alg`
-    /// (as the validators do), instead of being handed over directly.
-    set: Option<JwkSet>,
+    key: KeyFrom,
     options: ParseOptions,
     expect: Expect,
 }
@@ -76,8 +81,7 @@ impl Row {
             name: name.into(),
             token,
             policy: HeaderPolicy::for_kind(TokenKind::IdJag),
-            key: Arc::clone(key),
-            set: None,
+            key: KeyFrom::Direct(Arc::clone(key)),
             options: ParseOptions::new(),
             expect,
         }
@@ -85,17 +89,13 @@ impl Row {
 
     /// A row whose key comes from an issuer key set, found by the token's `kid` and `alg`.
     fn new_with_set(name: impl Into<String>, token: String, set: JwkSet, expect: Expect) -> Self {
-        // The direct key is never used for a row with a set; any key will do.
-        let placeholder = set.keys().first().cloned().unwrap_or_else(|| {
-            Arc::clone(
-                SigningKey::generate(Algorithm::ES256, None)
-                    .expect("es256")
-                    .verifying_key(),
-            )
-        });
         Self {
-            set: Some(set),
-            ..Self::new(name, token, &placeholder, expect)
+            name: name.into(),
+            token,
+            policy: HeaderPolicy::for_kind(TokenKind::IdJag),
+            key: KeyFrom::Set(set),
+            options: ParseOptions::new(),
+            expect,
         }
     }
 
@@ -112,10 +112,10 @@ impl Row {
     /// The relying party: parse, header policy and signature, then claims (SEC-2, D-12, D-13).
     fn run(&self) -> Result<(), Failure> {
         let jwt = UnverifiedJwt::parse(&self.token, &self.options).map_err(Failure::Parse)?;
-        let key = match &self.set {
-            None => Arc::clone(&self.key),
+        let key = match &self.key {
+            KeyFrom::Direct(key) => Arc::clone(key),
             // As the validators do: header policy first, then the key for (`kid`, `alg`).
-            Some(set) => {
+            KeyFrom::Set(set) => {
                 let alg = self
                     .policy
                     .check(jwt.header())
