@@ -321,7 +321,13 @@ impl RemoteJwks {
                 Ok(_) => {}
                 // SEC-3: an unknown `kid` may refetch, rate-limited (the check is under the
                 // lock below, so a lookup arriving while a fetch is in flight waits for it).
-                Err(KeyLookupError::UnknownKid { .. } | KeyLookupError::NoSingleKey { .. }) => {}
+                // A `kid`-less token may too: a rotation can leave the issuer one key again.
+                // Either way the answer comes from `JwkSet::find`, so D-22 holds here as well.
+                Err(
+                    KeyLookupError::UnknownKid { .. }
+                    | KeyLookupError::KidRequired { .. }
+                    | KeyLookupError::NoMatchingKey { .. },
+                ) => {}
                 Err(e) => return Err(e),
             }
         }

@@ -157,7 +157,7 @@ fn check_policy(kind: TokenKind, header: &ema_jose::Header) {
         "policy returned another algorithm"
     );
     assert!(AlgorithmSet::DEFAULT.contains(alg), "algorithm not allowed");
-    for name in ["crit", "b64", "zip", "enc", "jku", "x5u", "x5c"] {
+    for name in ["crit", "b64", "zip", "enc", "jku", "x5u", "x5c", "cty"] {
         assert!(!header.has(name), "policy accepted `{name}`");
     }
     if kind == TokenKind::IdJag {

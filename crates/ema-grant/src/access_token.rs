@@ -121,6 +121,11 @@ impl AccessTokenClaims {
         }
     }
 
+    /// Reads a verified claim set as an access token (D-25): the required string claims
+    /// (`iss`, `sub`, `client_id`, `jti`) must be present and non-empty, and every claim this
+    /// type knows, when present, must have its JSON type. Nothing present is ever replaced by a
+    /// default: a `cnf` that is not an object, or whose `jkt` is not a non-empty string, is an
+    /// error, never "not bound" (a DPoP-bound token must not pass as a bearer token).
     fn from_claims(c: &ema_jose::Claims) -> Result<Self, ClaimError> {
         let strings = |claim: &'static str| -> Result<Vec<String>, ClaimError> {
             match c.get(claim) {
@@ -148,34 +153,19 @@ impl AccessTokenClaims {
                 expected: "a scope list",
             })?),
         };
-        let origin = match c.get("id_jag") {
-            Some(Value::Object(o)) => Some(IdJagOrigin {
-                iss: Issuer::new(o.get("iss").and_then(Value::as_str).unwrap_or_default()),
-                jti: JwtId::new(o.get("jti").and_then(Value::as_str).unwrap_or_default()),
-                sub: o
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-            }),
-            _ => None,
-        };
-        let cnf_jkt = c
-            .get("cnf")
-            .and_then(|cnf| cnf.get("jkt"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         let amr = c.get("amr").map(|_| strings("amr")).transpose()?;
+        // D-25: `aud` is a string or a non-empty array of strings; its first value must not be
+        // empty (the validator has already matched this resource among the values).
+        let aud = match c.audience(AudienceRule::AnyOf)?.first().copied() {
+            None => return Err(ClaimError::Missing { claim: "aud" }),
+            Some("") => return Err(ClaimError::Empty { claim: "aud" }),
+            Some(aud) => Resource::new(aud),
+        };
         Ok(Self {
-            iss: Issuer::new(c.required_string("iss")?),
-            sub: c.required_string("sub")?.to_owned(),
-            aud: Resource::new(
-                c.audience(AudienceRule::AnyOf)?
-                    .first()
-                    .copied()
-                    .unwrap_or_default(),
-            ),
-            client_id: ClientId::new(c.required_string("client_id")?),
+            iss: Issuer::new(c.non_empty_string("iss")?),
+            sub: c.non_empty_string("sub")?.to_owned(),
+            aud,
+            client_id: ClientId::new(c.non_empty_string("client_id")?),
             scope,
             iat: c
                 .numeric_date("iat")?
@@ -183,20 +173,78 @@ impl AccessTokenClaims {
             exp: c
                 .numeric_date("exp")?
                 .ok_or(ClaimError::Missing { claim: "exp" })?,
-            jti: JwtId::new(c.required_string("jti")?),
+            jti: JwtId::new(c.non_empty_string("jti")?),
             tenant: opt("tenant")?,
             groups: strings("groups")?,
             roles: strings("roles")?,
             auth_time: c.numeric_date("auth_time")?,
             acr: opt("acr")?,
             amr,
-            cnf_jkt,
-            authorization_details: c
-                .get("authorization_details")
-                .and_then(Value::as_array)
-                .cloned(),
-            origin,
+            cnf_jkt: cnf_jkt(c)?,
+            authorization_details: authorization_details(c)?,
+            origin: id_jag_origin(c)?,
         })
+    }
+}
+
+/// A member of an object claim that must be a non-empty string (D-25). `name` is
+/// `parent.member`, as reported in the error.
+fn member_string<'a>(
+    object: &'a Map<String, Value>,
+    member: &str,
+    name: &'static str,
+) -> Result<&'a str, ClaimError> {
+    match object.get(member) {
+        None => Err(ClaimError::Missing { claim: name }),
+        Some(Value::String(s)) if s.is_empty() => Err(ClaimError::Empty { claim: name }),
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(ClaimError::WrongType {
+            claim: name,
+            expected: "a string",
+        }),
+    }
+}
+
+/// `cnf.jkt` (D-17, D-25). Absent `cnf`: not bound. A present `cnf` must be an object with a
+/// non-empty string `jkt`: a `cnf` of another type, without `jkt` (another confirmation method
+/// this server cannot check) or with a `jkt` that is not a non-empty string is an error, so that
+/// a bound token can never be used as a bearer token.
+fn cnf_jkt(c: &ema_jose::Claims) -> Result<Option<String>, ClaimError> {
+    match c.get("cnf") {
+        None => Ok(None),
+        Some(Value::Object(cnf)) => Ok(Some(member_string(cnf, "jkt", "cnf.jkt")?.to_owned())),
+        Some(_) => Err(ClaimError::WrongType {
+            claim: "cnf",
+            expected: "an object",
+        }),
+    }
+}
+
+/// `authorization_details` (RFC 9396 §2, AS-14): when present, an array of objects (D-25).
+fn authorization_details(c: &ema_jose::Claims) -> Result<Option<Vec<Value>>, ClaimError> {
+    match c.get("authorization_details") {
+        None => Ok(None),
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(Some(items.clone())),
+        Some(_) => Err(ClaimError::WrongType {
+            claim: "authorization_details",
+            expected: "an array of objects",
+        }),
+    }
+}
+
+/// `id_jag`: when present, an object whose `iss`, `jti` and `sub` are non-empty strings (D-25).
+fn id_jag_origin(c: &ema_jose::Claims) -> Result<Option<IdJagOrigin>, ClaimError> {
+    match c.get("id_jag") {
+        None => Ok(None),
+        Some(Value::Object(o)) => Ok(Some(IdJagOrigin {
+            iss: Issuer::new(member_string(o, "iss", "id_jag.iss")?),
+            jti: JwtId::new(member_string(o, "jti", "id_jag.jti")?),
+            sub: member_string(o, "sub", "id_jag.sub")?.to_owned(),
+        })),
+        Some(_) => Err(ClaimError::WrongType {
+            claim: "id_jag",
+            expected: "an object",
+        }),
     }
 }
 

@@ -36,7 +36,8 @@ const KNOWN: [&str; 23] = [
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdJagClaimsError {
-    /// A claim is missing or has the wrong JSON type, or a date is malformed.
+    /// A claim is missing, empty where a value is required, or has the wrong JSON type, or a
+    /// date is malformed.
     #[error(transparent)]
     Claim(#[from] ClaimError),
     /// `scope` is a string but not a valid space-delimited scope list.
@@ -52,8 +53,10 @@ pub enum IdJagClaimsError {
 
 /// The claims of an ID-JAG.
 ///
-/// Required: `iss`, `sub`, `aud` (one value), `client_id`, `jti`, `exp`, `iat` (JAG-2). The rest
-/// are optional; unknown claims are kept in [`IdJagClaims::extra`].
+/// Required: `iss`, `sub`, `aud` (one value), `client_id`, `jti`, `exp`, `iat` (JAG-2); the
+/// string ones must not be empty (D-25 by analogy). The rest are optional, but a present known
+/// claim of the wrong JSON type is an error, never a default; unknown claims are kept in
+/// [`IdJagClaims::extra`].
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct IdJagClaims {
@@ -143,17 +146,19 @@ impl IdJagClaims {
     /// and every known claim has its JSON type (JAG-2, D-7, D-13). Time, audience value, issuer
     /// trust and client binding are the validator's job.
     pub fn from_claims(c: &Claims) -> Result<Self, IdJagClaimsError> {
-        // JAG-2: the required claims, with their JSON types.
-        let iss = Issuer::new(c.required_string("iss")?);
-        let sub = Subject::new(c.required_string("sub")?);
+        // JAG-2 / AS-2: the required claims, with their JSON types, and (as D-25 rules for
+        // access tokens) never the empty string: an empty `sub` names nobody, an empty `jti`
+        // would make every such token share one replay key.
+        let iss = Issuer::new(c.non_empty_string("iss")?);
+        let sub = Subject::new(c.non_empty_string("sub")?);
         // D-13 / JAG-3: `aud` is a string or an array of exactly one string.
-        let aud = c
-            .audience(AudienceRule::Single)?
-            .first()
-            .map(|a| Issuer::new(*a))
-            .ok_or(ClaimError::Missing { claim: "aud" })?;
-        let client_id = ClientId::new(c.required_string("client_id")?);
-        let jti = JwtId::new(c.required_string("jti")?);
+        let aud = match c.audience(AudienceRule::Single)?.first().copied() {
+            None => return Err(ClaimError::Missing { claim: "aud" }.into()),
+            Some("") => return Err(ClaimError::Empty { claim: "aud" }.into()),
+            Some(aud) => Issuer::new(aud),
+        };
+        let client_id = ClientId::new(c.non_empty_string("client_id")?);
+        let jti = JwtId::new(c.non_empty_string("jti")?);
         // D-7: NumericDates are JSON numbers.
         let exp = c
             .numeric_date("exp")?
@@ -181,6 +186,13 @@ impl IdJagClaims {
                 .into());
             }
         };
+        // JAG-6 / D-25 by analogy: every resource value names something.
+        if resource
+            .as_ref()
+            .is_some_and(|values| values.iter().any(|r| r.as_str().is_empty()))
+        {
+            return Err(ClaimError::Empty { claim: "resource" }.into());
+        }
         // D-13: `scope` must be a JSON string.
         let scope = c
             .string("scope")?
@@ -200,7 +212,17 @@ impl IdJagClaims {
         let cnf_jkt = match opt_object(c, "cnf")? {
             None => None,
             Some(cnf) => match (cnf.get("jkt"), cnf.len()) {
+                (Some(Value::String(jkt)), 1) if jkt.is_empty() => {
+                    return Err(ClaimError::Empty { claim: "cnf.jkt" }.into());
+                }
                 (Some(Value::String(jkt)), 1) => Some(jkt.clone()),
+                (Some(_), 1) => {
+                    return Err(ClaimError::WrongType {
+                        claim: "cnf.jkt",
+                        expected: "a string",
+                    }
+                    .into());
+                }
                 _ => return Err(IdJagClaimsError::UnsupportedConfirmation),
             },
         };
@@ -357,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn jag2_required_claims_and_types() {
+    fn jag2_d25_required_claims_and_types() {
         for claim in ["iss", "sub", "aud", "client_id", "jti", "exp", "iat"] {
             let mut v = example();
             v.as_object_mut().unwrap().remove(claim);
@@ -440,6 +462,74 @@ mod tests {
                 claim: "amr",
                 ..
             }))
+        ));
+        // D-25 by analogy (JAG-2, AS-2): required strings are never empty.
+        for claim in ["iss", "sub", "client_id", "jti", "aud"] {
+            assert_eq!(
+                with(claim, json!("")),
+                Err(IdJagClaimsError::Claim(ClaimError::Empty { claim })),
+                "{claim}"
+            );
+        }
+        assert_eq!(
+            with("aud", json!([""])),
+            Err(IdJagClaimsError::Claim(ClaimError::Empty { claim: "aud" }))
+        );
+        for resource in [json!(""), json!(["https://mcp.tasks.example/mcp", ""])] {
+            assert_eq!(
+                with("resource", resource),
+                Err(IdJagClaimsError::Claim(ClaimError::Empty {
+                    claim: "resource"
+                }))
+            );
+        }
+        assert_eq!(
+            with("cnf", json!({"jkt": ""})),
+            Err(IdJagClaimsError::Claim(ClaimError::Empty {
+                claim: "cnf.jkt"
+            }))
+        );
+        for jkt in [json!(1), json!(null), json!(["abc"])] {
+            assert_eq!(
+                with("cnf", json!({ "jkt": jkt })),
+                Err(IdJagClaimsError::Claim(ClaimError::WrongType {
+                    claim: "cnf.jkt",
+                    expected: "a string"
+                }))
+            );
+        }
+        for cnf in [json!("abc"), json!(["abc"]), json!(null)] {
+            assert!(matches!(
+                with("cnf", cnf),
+                Err(IdJagClaimsError::Claim(ClaimError::WrongType {
+                    claim: "cnf",
+                    ..
+                }))
+            ));
+        }
+        for details in [json!({"type": "x"}), json!("x"), json!([1])] {
+            assert!(matches!(
+                with("authorization_details", details),
+                Err(IdJagClaimsError::Claim(ClaimError::WrongType {
+                    claim: "authorization_details",
+                    ..
+                }))
+            ));
+        }
+        for (claim, value) in [
+            ("tenant", json!(1)),
+            ("acr", json!(["urn:x"])),
+            ("email", json!(true)),
+            ("aud_sub", json!({})),
+        ] {
+            assert!(matches!(
+                with(claim, value),
+                Err(IdJagClaimsError::Claim(ClaimError::WrongType { claim: c, .. })) if c == claim
+            ));
+        }
+        assert!(matches!(
+            with("auth_time", json!("1767225000")),
+            Err(IdJagClaimsError::Claim(ClaimError::Date(_)))
         ));
         assert!(matches!(
             with("sub_id", json!({"nameid": "x"})),

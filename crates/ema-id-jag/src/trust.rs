@@ -13,7 +13,8 @@ use crate::ids::{Issuer, Resource, ScopeSet};
 pub struct TrustedIssuer {
     /// The issuer identifier, matched exactly against `iss` (D-12).
     pub issuer: Issuer,
-    /// Algorithms accepted from this issuer (SEC-4); default ES256, ES384, RS256, PS256, EdDSA.
+    /// Algorithms accepted from this issuer (SEC-4); default ES256, RS256, PS256, EdDSA (D-26);
+    /// ES384, ES512, RS384, RS512, PS384 and PS512 are opt-in.
     pub algorithms: AlgorithmSet,
     /// For a multi-tenant issuer: the tenant every ID-JAG must name (D-14).
     pub tenant: Option<String>,

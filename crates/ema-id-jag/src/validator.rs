@@ -86,7 +86,8 @@ pub enum IdJagError {
     /// Step 3: not a well-formed compact JWS/JWT (a JWE is refused here too: AS-19).
     #[error("malformed assertion: {0}")]
     Malformed(ParseError),
-    /// Step 4: `typ`, `alg`, `crit` or a key-bearing member (AS-3, SEC-4, SEC-5, D-8, D-18).
+    /// Step 4: `typ`, `alg`, `crit`, a key-bearing member or `cty` (AS-3, SEC-4, SEC-5, D-8,
+    /// D-18, D-23).
     #[error("assertion header refused: {0}")]
     Header(HeaderError),
     /// Step 5: `iss` is not a trusted issuer.
@@ -98,7 +99,8 @@ pub enum IdJagError {
         /// The token's algorithm.
         alg: Algorithm,
     },
-    /// Step 6: no key of the issuer fits (SEC-3).
+    /// Step 6: no key of the issuer fits (SEC-3), or the ID-JAG has no `kid` and the issuer's
+    /// key set holds more than one usable key (D-22).
     #[error("no verification key: {0}")]
     Key(KeyLookupError),
     /// Step 6: the signature does not verify with the issuer's key (AS-4).
@@ -157,7 +159,8 @@ pub struct IdJagValidator<K, S> {
 }
 
 impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
-    /// A validator for the authorization server `issuer` with D-7 time defaults.
+    /// A validator for the authorization server `issuer` with D-7 time defaults and the default
+    /// algorithm allow-list, ES256, RS256, PS256 and EdDSA (D-26).
     pub fn new(
         issuer: Issuer,
         trust: TrustRegistry,
@@ -191,7 +194,9 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
         self
     }
 
-    /// Sets the global algorithm allow-list (each issuer may narrow it further).
+    /// Sets the global algorithm allow-list (each issuer may narrow it further). ES384, ES512,
+    /// RS384, RS512, PS384 and PS512 are opt-in (D-26): add them here and in the issuer's
+    /// [`TrustedIssuer::algorithms`].
     #[must_use]
     pub fn with_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
         self.algorithms = algorithms;
@@ -222,7 +227,8 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
     ) -> Result<IdJag, IdJagError> {
         // (3) parse the JWS strictly (a five-segment JWE fails here: AS-19, JWE unsupported).
         let jwt = UnverifiedJwt::parse(assertion, &self.parse).map_err(IdJagError::Malformed)?;
-        // (4) header: `typ` oauth-id-jag+jwt (AS-3, D-8), alg allow-list (SEC-4), `crit`, D-18.
+        // (4) header: `typ` oauth-id-jag+jwt (AS-3, D-8), alg allow-list (SEC-4, D-26), `crit`,
+        // D-18, no `cty` (D-23).
         let policy = HeaderPolicy::for_kind(TokenKind::IdJag).with_algorithms(self.algorithms);
         let alg = policy.check(jwt.header()).map_err(IdJagError::Header)?;
         // (5) look up `iss` among trusted issuers, exactly (D-12).
@@ -241,7 +247,8 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
             .await
             .map_err(IdJagError::Key)?;
         let verified = jwt.verify(&policy, &key).map_err(IdJagError::Signature)?;
-        // (7) required claims with their JSON types (JAG-2, D-7, D-13).
+        // (7) required claims with their JSON types, required strings non-empty (JAG-2, D-7,
+        // D-13, D-25 by analogy).
         let claims = IdJagClaims::from_claims(verified.claims()).map_err(IdJagError::Claims)?;
         // (8) `aud` is this authorization server's issuer, exactly (AS-5, D-12, SEC-11).
         if claims.aud != self.issuer {

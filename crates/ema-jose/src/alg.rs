@@ -11,9 +11,9 @@ use std::fmt;
 pub enum Algorithm {
     /// ECDSA P-256 with SHA-256.
     ES256,
-    /// ECDSA P-384 with SHA-384.
+    /// ECDSA P-384 with SHA-384 (not in the default allow-list, D-26).
     ES384,
-    /// ECDSA P-521 with SHA-512 (implemented, not in the default allow-list).
+    /// ECDSA P-521 with SHA-512 (implemented, not in the default allow-list, D-26).
     ES512,
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
@@ -94,10 +94,11 @@ impl AlgorithmSet {
     /// The empty set.
     pub const EMPTY: Self = Self(0);
 
-    /// The project default: ES256, ES384, RS256, PS256, EdDSA.
+    /// The project default at every verifier: ES256, RS256, PS256, EdDSA (D-26). ES384, ES512,
+    /// RS384, RS512, PS384 and PS512 are implemented and opt-in: add them with
+    /// [`AlgorithmSet::with`] (signing with any implemented algorithm is unaffected).
     pub const DEFAULT: Self = Self::EMPTY
         .with(Algorithm::ES256)
-        .with(Algorithm::ES384)
         .with(Algorithm::RS256)
         .with(Algorithm::PS256)
         .with(Algorithm::EdDSA);
@@ -174,19 +175,30 @@ mod tests {
     }
 
     #[test]
-    fn default_set() {
+    fn d26_default_set() {
         let d = AlgorithmSet::DEFAULT;
         assert_eq!(
             d.iter().collect::<Vec<_>>(),
             [
                 Algorithm::ES256,
-                Algorithm::ES384,
                 Algorithm::RS256,
                 Algorithm::PS256,
                 Algorithm::EdDSA
             ]
         );
-        assert!(!d.contains(Algorithm::ES512));
+        assert_eq!(AlgorithmSet::default(), d);
+        // D-26: the stronger-hash variants are opt-in.
+        for opt_in in [
+            Algorithm::ES384,
+            Algorithm::ES512,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ] {
+            assert!(!d.contains(opt_in), "{opt_in}");
+            assert!(d.with(opt_in).contains(opt_in), "{opt_in}");
+        }
         assert!(AlgorithmSet::ALL.contains(Algorithm::PS512));
         assert!(!d.without(Algorithm::RS256).contains(Algorithm::RS256));
     }

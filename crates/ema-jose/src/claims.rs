@@ -35,6 +35,12 @@ pub enum ClaimError {
         /// The claim name.
         claim: &'static str,
     },
+    /// A string claim that must carry a value is the empty string (D-25).
+    #[error("`{claim}` is empty")]
+    Empty {
+        /// The claim name (`parent.member` for a member of an object claim).
+        claim: &'static str,
+    },
     /// A claim has the wrong JSON type.
     #[error("`{claim}` is not {expected}")]
     WrongType {
@@ -127,6 +133,17 @@ impl Claims {
     /// A required string claim.
     pub fn required_string(&self, claim: &'static str) -> Result<&str, ClaimError> {
         self.string(claim)?.ok_or(ClaimError::Missing { claim })
+    }
+
+    /// A required string claim that must not be empty (D-25: `iss`, `sub`, `client_id`, `jti`
+    /// of an access token, and the same claims of an ID-JAG). Absent is
+    /// [`ClaimError::Missing`], another JSON type [`ClaimError::WrongType`], `""`
+    /// [`ClaimError::Empty`].
+    pub fn non_empty_string(&self, claim: &'static str) -> Result<&str, ClaimError> {
+        match self.required_string(claim)? {
+            "" => Err(ClaimError::Empty { claim }),
+            s => Ok(s),
+        }
     }
 
     /// An optional NumericDate claim (a JSON number, D-7).
@@ -321,6 +338,33 @@ mod tests {
             claims(json!({"aud": "https://as.example/"})).check_audience(a, AudienceRule::Single),
             Err(ClaimError::AudienceMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn d25_non_empty_string() {
+        let c = claims(json!({"sub": "u1", "jti": "", "iss": 7, "aud": null}));
+        assert_eq!(c.non_empty_string("sub"), Ok("u1"));
+        assert_eq!(
+            c.non_empty_string("jti"),
+            Err(ClaimError::Empty { claim: "jti" })
+        );
+        assert_eq!(
+            c.non_empty_string("iss"),
+            Err(ClaimError::WrongType {
+                claim: "iss",
+                expected: "a string"
+            })
+        );
+        assert!(matches!(
+            c.non_empty_string("aud"),
+            Err(ClaimError::WrongType { claim: "aud", .. })
+        ));
+        assert_eq!(
+            c.non_empty_string("client_id"),
+            Err(ClaimError::Missing { claim: "client_id" })
+        );
+        // `required_string` itself still admits the empty string.
+        assert_eq!(c.required_string("jti"), Ok(""));
     }
 
     #[test]

@@ -659,13 +659,23 @@ pub enum KeyLookupError {
         /// Why it was set aside.
         reason: JwkError,
     },
-    /// The token has no `kid` and no single usable key fits its algorithm.
-    #[error("no single key fits algorithm `{alg}` without a `kid` ({candidates} candidates)")]
-    NoSingleKey {
+    /// The token has no `kid` and the issuer's key set holds two or more usable keys, of any
+    /// type: a `kid` is required to choose among them (D-22).
+    #[error(
+        "token has no `kid`, which is required because the issuer's key set holds {keys} usable keys"
+    )]
+    KidRequired {
+        /// How many usable keys the set holds (two or more).
+        keys: usize,
+    },
+    /// The token has no `kid` and the issuer's key set holds no usable key, or its single usable
+    /// key does not fit the token's algorithm (D-22).
+    #[error("token has no `kid` and no usable key fits algorithm `{alg}` ({keys} usable keys)")]
+    NoMatchingKey {
         /// The token's algorithm.
         alg: Algorithm,
-        /// How many keys would fit.
-        candidates: usize,
+        /// How many usable keys the set holds (zero or one).
+        keys: usize,
     },
     /// The key source could not be consulted (a fetch failed and nothing is cached).
     #[error("key source unavailable: {reason}")]
@@ -766,8 +776,10 @@ impl JwkSet {
         self.keys.is_empty()
     }
 
-    /// Finds the key for a token: by exact `kid` when it has one; otherwise the single usable
-    /// key that accepts `alg`. A `kid` naming a set-aside entry fails (D-19).
+    /// Finds the key for a token: by exact `kid` when it has one (a `kid` naming a set-aside
+    /// entry fails, D-19). Without a `kid`, only a set of exactly one usable key answers, and
+    /// only when that key accepts `alg`; a set of two or more usable keys, whatever their
+    /// types, refuses the token with [`KeyLookupError::KidRequired`] (D-22).
     pub fn find(
         &self,
         kid: Option<&str>,
@@ -788,13 +800,18 @@ impl JwkSet {
                     }),
                 }
             }
-            None => {
-                let candidates = self.keys.iter().filter(|k| k.accepts(alg)).count();
-                match self.keys.iter().find(|k| k.accepts(alg)) {
-                    Some(key) if candidates == 1 => Ok(key),
-                    _ => Err(KeyLookupError::NoSingleKey { alg, candidates }),
-                }
-            }
+            // D-22: no guessing among several keys, even when only one of them could verify
+            // `alg` (an EC and an RSA key still make two keys).
+            None => match self.keys.as_slice() {
+                [key] if key.accepts(alg) => Ok(key),
+                single_or_none @ ([] | [_]) => Err(KeyLookupError::NoMatchingKey {
+                    alg,
+                    keys: single_or_none.len(),
+                }),
+                several => Err(KeyLookupError::KidRequired {
+                    keys: several.len(),
+                }),
+            },
         }
     }
 
@@ -955,10 +972,12 @@ mod tests {
             set.find(Some("zzz"), Algorithm::RS256),
             Err(KeyLookupError::UnknownKid { .. })
         ));
+        // D-22: the set-aside entries do not count; the one usable key answers a kid-less
+        // token of its algorithm and no other.
         assert!(set.find(None, Algorithm::RS256).is_ok());
         assert!(matches!(
             set.find(None, Algorithm::ES256),
-            Err(KeyLookupError::NoSingleKey { candidates: 0, .. })
+            Err(KeyLookupError::NoMatchingKey { keys: 1, .. })
         ));
         assert!(matches!(JwkSet::parse(b"{}"), Err(JwksError::NoKeys)));
         assert!(matches!(

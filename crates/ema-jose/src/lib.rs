@@ -8,7 +8,8 @@
 //!    later check reads.
 //! 2. [`HeaderPolicy`] per [`TokenKind`]: the `typ` of that kind and no other (D-8, SEC-5), an
 //!    explicit algorithm allow-list with no `none` or HMAC (SEC-4), `crit`/`b64`/`zip`/`enc`
-//!    refused, `jku`/`x5u`/`jwk`/`x5c` refused (D-18).
+//!    refused, `jku`/`x5u`/`jwk`/`x5c` refused (D-18), `cty` refused (no token kind is a nested
+//!    JWT, D-23).
 //! 3. A [`VerifyingKey`] chosen by issuer configuration through a [`KeySource`] (SEC-3), never
 //!    by token headers; its own `alg` binds the token's. Keys come from JWKs under a key policy
 //!    ([`VerifyingKey::from_jwk`], [`JwkSet::parse`], D-19) and are parsed once.

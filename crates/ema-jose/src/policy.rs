@@ -1,6 +1,6 @@
 //! Header policy per token kind: `typ` (D-8, SEC-5), the algorithm allow-list (SEC-4), and the
 //! header members this crate refuses (`crit`, `b64`, `zip`, `enc`; `jku`, `x5u`, `jwk`, `x5c` per
-//! D-18).
+//! D-18; `cty` per D-23).
 
 use crate::alg::{Algorithm, AlgorithmSet};
 use crate::jws::Header;
@@ -19,6 +19,7 @@ pub enum TokenKind {
     /// `client-authentication+jwt`.
     ClientAssertion,
     /// RFC 9449 DPoP proof: `typ` `dpop+jwt` required, and a `jwk` header carrying the key.
+    /// Like every other kind it refuses `cty`: a DPoP proof is never a nested JWT either (D-23).
     DpopProof,
 }
 
@@ -84,6 +85,11 @@ pub fn typ_matches(found: &str, expected: &str) -> bool {
 }
 
 /// Header rules for one kind of token.
+///
+/// Every policy, whatever its kind or `typ` rule, refuses `crit`, `b64`, `zip`, `enc`, `jku`,
+/// `x5u`, `x5c` and `cty`, and `jwk` except in a DPoP proof. `cty` is refused because this crate
+/// reads every payload as the claims of the token itself and never as a nested JWT or other
+/// content (D-23; RFC 7519 §5.2, RFC 8725 §3.11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderPolicy {
     typ: TypRule,
@@ -102,7 +108,7 @@ impl HeaderPolicy {
     }
 
     /// A policy with an explicit `typ` rule, for JWS uses outside the EMA token kinds.
-    /// `jwk` is refused as for every non-DPoP kind.
+    /// `jwk` and `cty` are refused as for every non-DPoP kind.
     pub const fn custom(typ: TypRule, algorithms: AlgorithmSet) -> Self {
         Self {
             typ,
@@ -126,7 +132,7 @@ impl HeaderPolicy {
     /// Checks a parsed header and returns its (allowed) algorithm.
     pub fn check(&self, header: &Header) -> Result<Algorithm, HeaderError> {
         // The usual header holds nothing but `alg`, `typ` and `kid`: one pass over its names
-        // settles every member check.
+        // settles every member check (`cty` is outside that set, so it reaches the check below).
         if self.require_jwk || header.has_other_than(&["alg", "typ", "kid"]) {
             Self::check_members(header, self.require_jwk)?;
         }
@@ -174,6 +180,18 @@ impl HeaderPolicy {
             if header.has(name) {
                 return Err(HeaderError::Unsupported { name });
             }
+        }
+        // D-23: none of our token kinds is a nested JWT (RFC 7519 §5.2, RFC 8725 §3.11), so any
+        // `cty` at all, whatever its value, makes the token invalid. That includes DPoP proofs.
+        // The parser has already refused a `cty` that is not a string (RFC 7515 §4.1.10).
+        if header.has("cty") {
+            return Err(HeaderError::ContentType {
+                found: header
+                    .get("cty")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+            });
         }
         // D-18: members naming key material or a key source make the token invalid, even if the
         // signature would verify with the trusted key. DPoP proofs need `jwk` (RFC 9449 §4.2).
@@ -235,6 +253,15 @@ pub enum HeaderError {
     KeyReference {
         /// The member name.
         name: &'static str,
+    },
+    /// `cty` is present: the token claims to carry a nested JWT or other content, which none of
+    /// the EMA token kinds does (D-23).
+    #[error(
+        "header member `cty` (`{found}`) is present; no token of this kind carries nested content"
+    )]
+    ContentType {
+        /// The `cty` value as received.
+        found: String,
     },
     /// A DPoP proof without a `jwk` object.
     #[error("`jwk` is missing")]

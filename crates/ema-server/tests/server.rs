@@ -777,3 +777,6 @@ async fn password_checks_do_not_stall_other_requests() {
     }
     assert!(metadata_done < last_login.unwrap());
 }
+
+#[path = "server/d25_claims.rs"]
+mod d25_claims;

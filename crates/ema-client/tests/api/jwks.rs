@@ -1,5 +1,5 @@
-//! Remote JWKS (SEC-3, AS-4, EMA §7.4.1): cache lifetime, single-flight refetch on unknown
-//! `kid`, last good set on failure, no rollback.
+//! Remote JWKS (SEC-3, AS-4, EMA §7.4.1, D-22): cache lifetime, single-flight refetch on unknown
+//! `kid`, last good set on failure, no rollback, kid-less lookups only against one key.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -180,6 +180,36 @@ async fn sec3_unknown_kid_storm_causes_exactly_one_fetch() {
     for lookup in lookups {
         assert!(lookup.await.unwrap().is_err());
     }
+    assert_eq!(ep.fetches(), 3);
+}
+
+/// D-22 through the remote cache: a kid-less lookup is answered only while the issuer publishes
+/// exactly one usable key (that fits the algorithm); with two, of any type, `kid` is required.
+#[tokio::test]
+async fn d22_kid_less_lookup_needs_a_one_key_remote_set() {
+    let (ep, clock, source) = setup(JwksCachePolicy::new()).await;
+    let ec = key("ec");
+    let rsa = SigningKey::generate(Algorithm::RS256, Some("rsa".into()))
+        .unwrap()
+        .verifying_key()
+        .clone();
+    let kid_less = || source.resolve(ISSUER, None, Algorithm::ES256);
+    // Control: one key answers a kid-less ES256 lookup.
+    ep.set(200, &[&ec], Some("max-age=3600"));
+    assert_eq!(kid_less().await.unwrap().kid(), Some("ec"));
+    // The issuer adds an RSA key: only the EC key fits ES256, but two keys are two keys.
+    ep.set(200, &[&ec, &rsa], Some("max-age=3600"));
+    clock.advance(3600);
+    let err = kid_less().await.unwrap_err();
+    assert_eq!(err, KeyLookupError::KidRequired { keys: 2 });
+    assert!(err.to_string().contains("2 usable keys"), "{err}");
+    // Control: the same set answers a lookup with `kid`.
+    assert_eq!(kid(&source, "ec").await.unwrap().kid(), Some("ec"));
+    // The issuer retires the RSA key; past the refetch interval a kid-less lookup refetches
+    // (rate-limited like an unknown `kid`) and is answered again.
+    ep.set(200, &[&ec], Some("max-age=3600"));
+    clock.advance(61);
+    assert_eq!(kid_less().await.unwrap().kid(), Some("ec"));
     assert_eq!(ep.fetches(), 3);
 }
 

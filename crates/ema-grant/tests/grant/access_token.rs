@@ -1,12 +1,16 @@
 //! The authorization server's success path in full: the token response (AS-14, AS-15), the
 //! access token as the MCP server decodes it (AS-11, RFC 9068), and the decisions that shape
-//! a successful answer (D-4, D-5, D-6, D-11, D-12, D-14, D-17, D-19, D-20, D-21).
+//! a successful answer (D-4, D-5, D-6, D-11, D-12, D-14, D-17, D-19, D-20, D-21); and the
+//! access-token claims and header rules of the resource server (D-23, D-25, D-26).
 
 use std::collections::BTreeSet;
 
-use ema_grant::{AccessTokenClaims, AccessTokenError};
-use ema_id_jag::ScopeSet;
-use ema_jose::{HeaderError, random_id};
+use ema_grant::{AccessTokenClaims, AccessTokenError, AccessTokenValidator};
+use ema_id_jag::{Issuer, Resource, ScopeSet};
+use ema_jose::{
+    Algorithm, ClaimError, HeaderError, JwkSet, NumericDateError, SigningKey, StaticKeySource,
+    random_id,
+};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -403,4 +407,223 @@ fn d19_unusable_jwks_entries_are_set_aside_not_fatal() {
         ));
     }
     fx.ok(&Req::bearer(&fx.jag(json!({"jti": random_id().unwrap()}))));
+}
+
+/// The claims of a real access token for [`TASKS`], and a signer of look-alikes: the AS's own
+/// key signs `overrides` merged into those claims, with `header` merged into `{"typ": "at+jwt"}`.
+fn at_forger(fx: &Fx) -> impl Fn(Value, Value) -> String + '_ {
+    let reply = fx.ok(&Req::bearer(&fx.jag(json!({}))));
+    let (_, claims) = peek(reply.str("access_token"));
+    let key = fx.keys.as_ring.active();
+    move |header: Value, overrides: Value| {
+        let claims = merge(claims.clone(), overrides);
+        key.sign_with_header(
+            obj(merge(json!({"typ": "at+jwt"}), header)),
+            claims.to_string().as_bytes(),
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn d25_access_token_claims_are_typed_and_non_empty() {
+    // D-25: required strings non-empty; a present claim of the wrong JSON type is an error,
+    // never a default. Above all a `cnf` that cannot be read never turns a DPoP-bound token
+    // into a bearer token.
+    let fx = Fx::new();
+    let validator = fx.at_validator(TASKS);
+    let forge = at_forger(&fx);
+    let validate = |overrides: Value| {
+        pollster::block_on(validator.validate(&forge(json!({}), overrides), NOW))
+    };
+
+    // Controls: the token as issued, and with well-formed optional claims.
+    let plain = validate(json!({})).expect("the token as issued");
+    assert_eq!(plain.cnf_jkt, None);
+    assert!(plain.origin.is_some());
+    let full = validate(json!({
+        "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+        "authorization_details": [{"type": "task_access", "actions": ["read"]}],
+        "tenant": "acme", "acr": "urn:acme:acr:mfa", "groups": [], "roles": ["member"],
+    }))
+    .expect("well-formed optional claims");
+    assert_eq!(
+        full.cnf_jkt.as_deref(),
+        Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+    );
+    assert_eq!(full.authorization_details.map(|d| d.len()), Some(1));
+    assert_eq!(full.tenant.as_deref(), Some("acme"));
+
+    let wrong = |claim, expected| ClaimError::WrongType { claim, expected };
+    let rows: Vec<(Value, ClaimError)> = vec![
+        (json!({"sub": ""}), ClaimError::Empty { claim: "sub" }),
+        (
+            json!({"client_id": ""}),
+            ClaimError::Empty { claim: "client_id" },
+        ),
+        (json!({"jti": ""}), ClaimError::Empty { claim: "jti" }),
+        (json!({"sub": 17}), wrong("sub", "a string")),
+        (
+            json!({"client_id": [CLIENT]}),
+            wrong("client_id", "a string"),
+        ),
+        (json!({"jti": {"id": "x"}}), wrong("jti", "a string")),
+        (json!({"sub": null}), ClaimError::Missing { claim: "sub" }),
+        (
+            json!({"client_id": null}),
+            ClaimError::Missing { claim: "client_id" },
+        ),
+        (json!({"jti": null}), ClaimError::Missing { claim: "jti" }),
+        // `cnf`: never "not bound" by accident.
+        (json!({"cnf": "abc"}), wrong("cnf", "an object")),
+        (json!({"cnf": [{"jkt": "abc"}]}), wrong("cnf", "an object")),
+        (json!({"cnf": true}), wrong("cnf", "an object")),
+        (json!({"cnf": {"jkt": 1}}), wrong("cnf.jkt", "a string")),
+        (
+            json!({"cnf": {"jkt": ["abc"]}}),
+            wrong("cnf.jkt", "a string"),
+        ),
+        (
+            json!({"cnf": {"jkt": ""}}),
+            ClaimError::Empty { claim: "cnf.jkt" },
+        ),
+        (json!({"cnf": {}}), ClaimError::Missing { claim: "cnf.jkt" }),
+        (
+            json!({"cnf": {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}),
+            ClaimError::Missing { claim: "cnf.jkt" },
+        ),
+        // The ID-JAG origin.
+        (json!({"id_jag": IDP}), wrong("id_jag", "an object")),
+        (json!({"id_jag": [IDP]}), wrong("id_jag", "an object")),
+        (
+            json!({"id_jag": {"iss": IDP, "jti": "j-1", "sub": 7}}),
+            wrong("id_jag.sub", "a string"),
+        ),
+        (
+            json!({"id_jag": {"iss": "", "jti": "j-1", "sub": USER}}),
+            ClaimError::Empty {
+                claim: "id_jag.iss",
+            },
+        ),
+        (
+            json!({"id_jag": {"iss": IDP, "sub": USER}}),
+            ClaimError::Missing {
+                claim: "id_jag.jti",
+            },
+        ),
+        // The rest of the known claims.
+        (
+            json!({"authorization_details": {"type": "task_access"}}),
+            wrong("authorization_details", "an array of objects"),
+        ),
+        (
+            json!({"authorization_details": ["task_access"]}),
+            wrong("authorization_details", "an array of objects"),
+        ),
+        (json!({"tenant": 1}), wrong("tenant", "a string")),
+        (json!({"acr": ["urn:x"]}), wrong("acr", "a string")),
+        (json!({"scope": ["tasks.read"]}), wrong("scope", "a string")),
+        (
+            json!({"groups": "eng"}),
+            wrong("groups", "an array of strings"),
+        ),
+        (json!({"roles": [1]}), wrong("roles", "an array of strings")),
+        (json!({"amr": "pwd"}), wrong("amr", "an array of strings")),
+        (
+            json!({"auth_time": "1767225000"}),
+            ClaimError::Date(NumericDateError::NotANumber { claim: "auth_time" }),
+        ),
+    ];
+    for (overrides, expected) in rows {
+        assert_eq!(
+            validate(overrides.clone()),
+            Err(AccessTokenError::Claims(expected)),
+            "{overrides}"
+        );
+    }
+    // An empty `iss` or `aud` never names this AS or this resource.
+    assert_eq!(
+        validate(json!({"iss": ""})),
+        Err(AccessTokenError::WrongIssuer)
+    );
+    assert_eq!(
+        validate(json!({"aud": ""})),
+        Err(AccessTokenError::WrongAudience)
+    );
+}
+
+#[test]
+fn d23_access_token_with_cty_is_refused() {
+    // D-23: an access token is never a nested JWT; any `cty` makes it invalid.
+    let fx = Fx::new();
+    let validator = fx.at_validator(TASKS);
+    let forge = at_forger(&fx);
+    let validate =
+        |header: Value| pollster::block_on(validator.validate(&forge(header, json!({})), NOW));
+    assert!(validate(json!({})).is_ok(), "control: no cty");
+    for cty in ["JWT", "jwt", "at+jwt", "application/json", ""] {
+        assert_eq!(
+            validate(json!({ "cty": cty })).map(|_| ()),
+            Err(AccessTokenError::Header(HeaderError::ContentType {
+                found: cty.to_owned()
+            })),
+            "{cty}"
+        );
+    }
+    assert!(matches!(
+        validate(json!({"cty": 1})),
+        Err(AccessTokenError::Malformed(_))
+    ));
+}
+
+#[test]
+fn d26_resource_server_default_allow_list() {
+    // D-26: by default the resource server accepts ES256, RS256, PS256 and EdDSA access tokens
+    // and refuses the other implemented algorithms (opt-in), whatever the AS's key set holds.
+    let fx = Fx::new();
+    let reply = fx.ok(&Req::bearer(&fx.jag(json!({}))));
+    let (_, claims) = peek(reply.str("access_token"));
+    let rsa = SigningKey::generate(Algorithm::RS256, None).unwrap();
+    let rsa_der = rsa.to_pkcs8_der().unwrap();
+    let signer = |alg: Algorithm| {
+        let kid = Some(format!("as-{}", alg.name()));
+        if alg.is_rsa() {
+            SigningKey::from_pkcs8_der(alg, kid, &rsa_der).unwrap()
+        } else {
+            SigningKey::generate(alg, kid).unwrap()
+        }
+    };
+    let signers: Vec<SigningKey> = Algorithm::ALL.into_iter().map(signer).collect();
+    let validator = AccessTokenValidator::new(
+        Issuer::new(AS),
+        Resource::new(TASKS),
+        StaticKeySource::new().with_issuer(
+            AS,
+            JwkSet::from_keys(signers.iter().map(|s| s.verifying_key().clone())),
+        ),
+    );
+    for key in &signers {
+        let alg = key.algorithm();
+        let token = key
+            .sign_jwt(Some("at+jwt"), &claims)
+            .expect("sign with any implemented algorithm");
+        let outcome = pollster::block_on(validator.validate(&token, NOW)).map(|_| ());
+        let default = [
+            Algorithm::ES256,
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::EdDSA,
+        ];
+        if default.contains(&alg) {
+            assert_eq!(outcome, Ok(()), "{alg} is on the default allow-list");
+        } else {
+            assert_eq!(
+                outcome,
+                Err(AccessTokenError::Header(HeaderError::AlgorithmNotAllowed {
+                    alg
+                })),
+                "{alg} is opt-in"
+            );
+        }
+    }
 }

@@ -949,10 +949,93 @@ pub(crate) fn rows() -> Vec<Row> {
                 with(fx, json!({})).dpop(&p)
             },
         ),
+        // ---- issue 9: no nested content (D-23), kid-less ID tokens (D-22) ------------------------
+        row(
+            "D-1 D-23",
+            "ID token header cty JWT (control: no cty)",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": "JWT"}), json!({}))),
+        ),
+        row(
+            "D-1 D-23",
+            "ID token header cty application/json",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": "application/json"}), json!({}))),
+        ),
+        row(
+            "D-1 D-23",
+            "ID token header cty empty string",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": ""}), json!({}))),
+        ),
+        row(
+            "TX-2 D-23",
+            "client assertion header cty JWT",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let header = pick(bad, json!({"cty": "JWT"}), json!({}));
+                pk_req(fx, &idp_assertion(fx, header, json!({})))
+            },
+        ),
+        row(
+            "D-1 D-22 SEC-3",
+            "kid-less ID token (control: the IdP's single key verifies it)",
+            400,
+            "invalid_grant",
+            |fx, bad| {
+                // The IdP publishes one key, so a kid-less ID token signed by it verifies; signed
+                // by another key it is refused (the single key decides, not the signer).
+                let header = json!({"alg": "ES256", "typ": "JWT"});
+                let idp = fx.idp_key();
+                let key = pick(bad, &fx.keys.stranger, &*idp);
+                Req::exchange(&compact(&header, id_token_json(fx).as_bytes(), Some(key)))
+            },
+        ),
     ]
 }
 
 #[test]
 fn token_exchange_negative_matrix() {
     run_matrix("token-exchange", &rows());
+}
+
+/// D-22 at the IdP: a kid-less ID token is refused with `invalid_grant` (D-1) when the IdP's key
+/// set for ID tokens holds two usable keys (EC and RSA), although only one could verify ES256.
+/// Controls: the same ID token with `kid` at the same IdP, and the same kid-less ID token at
+/// the fixture's IdP (one key).
+#[test]
+fn d22_kid_less_id_token_with_two_issuer_keys_is_invalid_grant() {
+    let fx = Fx::new();
+    let idp = fx.idp_key();
+    let rsa =
+        ema_jose::SigningKey::generate(ema_jose::Algorithm::RS256, Some("idp-rsa".into())).unwrap();
+    let keys = ema_jose::StaticKeySource::new().with_issuer(
+        IDP,
+        ema_jose::JwkSet::from_keys([idp.verifying_key().clone(), rsa.verifying_key().clone()]),
+    );
+    let grant = fx.token_exchange(keys, ema_grant::InMemoryReplayStore::new(100));
+    let send = |req: &Req| {
+        let reply = Reply::check(pollster::block_on(grant.handle(&req.build(), NOW)));
+        reply.assert_no_leak(&req.sensitive());
+        reply
+    };
+    let kid_less = compact(
+        &json!({"alg": "ES256", "typ": "JWT"}),
+        id_token_json(&fx).as_bytes(),
+        Some(&idp),
+    );
+    let refused = send(&Req::exchange(&kid_less));
+    assert_eq!(
+        (refused.status, refused.error()),
+        (400, "invalid_grant"),
+        "{}",
+        refused.raw
+    );
+    let with_kid = send(&with(&fx, json!({})));
+    assert_eq!(with_kid.status, 200, "{}", with_kid.raw);
+    fx.ok(&Req::exchange(&kid_less));
 }

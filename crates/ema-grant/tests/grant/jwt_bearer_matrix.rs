@@ -2,7 +2,8 @@
 //! jwt-bearer request, the exact status and `error` it must produce, and (the same builder
 //! with `bad = false`) a positive control that must succeed on the same fixture.
 
-use ema_jose::{Algorithm, SigningKey, random_id};
+use ema_grant::InMemoryReplayStore;
+use ema_jose::{Algorithm, JwkSet, SigningKey, StaticKeySource, random_id};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -2172,10 +2173,108 @@ pub(crate) fn rows() -> Vec<Row> {
                 with(fx, json!({"jti": jti, "scope": "tasks.read"}))
             },
         ),
+        // ---- (16) issue 9: no nested content (D-23) ---------------------------------------------
+        row(
+            "AS-3 D-23",
+            "ID-JAG header cty JWT (control: no cty)",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": "JWT"}), json!({}))),
+        ),
+        row(
+            "AS-3 D-23",
+            "ID-JAG header cty jwt",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": "jwt"}), json!({}))),
+        ),
+        row(
+            "AS-3 D-23",
+            "ID-JAG header cty application/json",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": "application/json"}), json!({}))),
+        ),
+        row(
+            "AS-3 D-23",
+            "ID-JAG header cty empty string",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": ""}), json!({}))),
+        ),
+        row(
+            "AS-3 D-23",
+            "ID-JAG header cty not a string",
+            400,
+            "invalid_grant",
+            |fx, bad| with_header(fx, pick(bad, json!({"cty": 1}), json!({}))),
+        ),
+        row(
+            "AS-9 D-23",
+            "client_assertion header cty JWT",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let header = pick(bad, json!({"cty": "JWT"}), json!({}));
+                pk_req(fx, &fx.client_assertion_h(header, json!({})))
+            },
+        ),
+        row(
+            "AS-17 D-23",
+            "DPoP proof header cty JWT",
+            400,
+            "invalid_dpop_proof",
+            |fx, bad| proof(fx, pick(bad, json!({"cty": "JWT"}), json!({})), json!({})),
+        ),
     ]
 }
 
 #[test]
 fn jwt_bearer_negative_matrix() {
     run_matrix("jwt-bearer", &rows());
+}
+
+/// D-22 at the token endpoint: an ID-JAG without `kid` is refused with `invalid_grant` when the
+/// issuer's key set holds two usable keys, of any type, even though only the IdP's key could
+/// verify ES256. Controls: the same two-key issuer accepts the ID-JAG with its `kid`, and the
+/// same kid-less ID-JAG passes where the issuer has a single usable key (the fixture's IdP JWKS:
+/// one good key beside three entries set aside, D-19).
+#[test]
+fn d22_kid_less_id_jag_from_a_several_key_issuer_is_invalid_grant() {
+    let fx = Fx::new();
+    let idp = fx.idp_key();
+    let header = json!({"alg": "ES256", "typ": "oauth-id-jag+jwt"});
+    let others = [
+        ("two EC keys", Algorithm::ES256, "idp-k2"),
+        ("EC and RSA", Algorithm::RS256, "idp-rsa"),
+        ("EC and OKP", Algorithm::EdDSA, "idp-ed"),
+    ];
+    for (what, alg, kid) in others {
+        let other = SigningKey::generate(alg, Some(kid.into())).unwrap();
+        let keys = StaticKeySource::new().with_issuer(
+            IDP,
+            JwkSet::from_keys([idp.verifying_key().clone(), other.verifying_key().clone()]),
+        );
+        let grant = fx.jwt_bearer(keys, directory(), InMemoryReplayStore::new(100));
+        let send = |req: &Req| {
+            let reply = Reply::check(pollster::block_on(grant.handle(&req.build(), NOW)));
+            reply.assert_no_leak(&req.sensitive());
+            reply
+        };
+
+        let kid_less = compact(&header, claims_json(&fx).as_bytes(), Some(&idp));
+        let refused = send(&Req::bearer(&kid_less));
+        assert_eq!(
+            (refused.status, refused.error()),
+            (400, "invalid_grant"),
+            "{what}: {}",
+            refused.raw
+        );
+        // Control: the same issuer keys, an ID-JAG with `kid`.
+        let with_kid = send(&Req::bearer(&fx.jag(json!({}))));
+        assert_eq!(with_kid.status, 200, "{what}: {}", with_kid.raw);
+        // Control: the same kid-less ID-JAG at an AS whose IdP has one usable key (the refusal
+        // above burned nothing, D-6).
+        fx.ok(&Req::bearer(&kid_less));
+    }
 }

@@ -176,7 +176,7 @@ pub(crate) struct Keys {
     pub(crate) client: SigningKey,
     /// An untrusted key that claims the IdP's `kid`.
     pub(crate) stranger: SigningKey,
-    /// An ES384 key (allowed globally, not for the IdP).
+    /// An ES384 key (opt-in everywhere since D-26, and never allowed for the IdP).
     pub(crate) es384: SigningKey,
     /// An ES512 key (not on the default allow-list).
     pub(crate) es512: SigningKey,

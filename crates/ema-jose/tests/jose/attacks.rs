@@ -29,6 +29,8 @@ const ID_JAG: &str = "oauth-id-jag+jwt";
 #[derive(Debug)]
 enum Failure {
     Parse(ParseError),
+    /// The issuer's key set gave no key for the token (rows with a key set only).
+    Lookup(KeyLookupError),
     Verify(VerifyError),
     Claims(ClaimError),
 }
@@ -50,11 +52,19 @@ macro_rules! fails {
     };
 }
 
+/// Where a row's verification key comes from.
+enum KeyFrom {
+    /// Handed over directly.
+    Direct(Arc<VerifyingKey>),
+    /// Looked up in this issuer key set by the token's `kid` and `alg`, as the validators do.
+    Set(JwkSet),
+}
+
 struct Row {
     name: String,
     token: String,
     policy: HeaderPolicy,
-    key: Arc<VerifyingKey>,
+    key: KeyFrom,
     options: ParseOptions,
     expect: Expect,
 }
@@ -71,7 +81,19 @@ impl Row {
             name: name.into(),
             token,
             policy: HeaderPolicy::for_kind(TokenKind::IdJag),
-            key: Arc::clone(key),
+            key: KeyFrom::Direct(Arc::clone(key)),
+            options: ParseOptions::new(),
+            expect,
+        }
+    }
+
+    /// A row whose key comes from an issuer key set, found by the token's `kid` and `alg`.
+    fn new_with_set(name: impl Into<String>, token: String, set: JwkSet, expect: Expect) -> Self {
+        Self {
+            name: name.into(),
+            token,
+            policy: HeaderPolicy::for_kind(TokenKind::IdJag),
+            key: KeyFrom::Set(set),
             options: ParseOptions::new(),
             expect,
         }
@@ -90,9 +112,18 @@ impl Row {
     /// The relying party: parse, header policy and signature, then claims (SEC-2, D-12, D-13).
     fn run(&self) -> Result<(), Failure> {
         let jwt = UnverifiedJwt::parse(&self.token, &self.options).map_err(Failure::Parse)?;
-        let verified = jwt
-            .verify(&self.policy, &self.key)
-            .map_err(Failure::Verify)?;
+        let key = match &self.key {
+            KeyFrom::Direct(key) => Arc::clone(key),
+            // As the validators do: header policy first, then the key for (`kid`, `alg`).
+            KeyFrom::Set(set) => {
+                let alg = self
+                    .policy
+                    .check(jwt.header())
+                    .map_err(|e| Failure::Verify(VerifyError::Header(e)))?;
+                Arc::clone(set.find(jwt.header().kid(), alg).map_err(Failure::Lookup)?)
+            }
+        };
+        let verified = jwt.verify(&self.policy, &key).map_err(Failure::Verify)?;
         let claims = verified.claims();
         claims
             .check_validity(&TimeOptions::new(), NOW)
@@ -292,6 +323,9 @@ fn rows(k: &Keys) -> Vec<Row> {
     let es_unbound = unbound(&k.es);
     let rs_unbound = unbound(&k.rs);
     let all_algs = HeaderPolicy::for_kind(TokenKind::IdJag).with_algorithms(AlgorithmSet::ALL);
+    // D-26: ES384 is opt-in.
+    let with_es384 = HeaderPolicy::for_kind(TokenKind::IdJag)
+        .with_algorithms(AlgorithmSet::DEFAULT.with(Algorithm::ES384));
     let es_jwk = Value::Object(k.es.verifying_key().public_jwk().clone());
     let valid = id_jag(&k.es);
     let mut rows = Vec::new();
@@ -347,7 +381,7 @@ fn rows(k: &Keys) -> Vec<Row> {
         )
         .policy(HeaderPolicy::for_kind(TokenKind::DpopProof)),
     );
-    for (signer, key) in [(&k.es384, &es384), (&k.rs, &rs), (&k.ed, &ed)] {
+    for (signer, key) in [(&k.rs, &rs), (&k.ed, &ed)] {
         rows.push(Row::new(
             format!("control: ID-JAG, {}", signer.algorithm()),
             id_jag(signer),
@@ -355,6 +389,15 @@ fn rows(k: &Keys) -> Vec<Row> {
             Expect::Pass,
         ));
     }
+    rows.push(
+        Row::new(
+            "control: D-26 ES384 when the allow-list opts in to it",
+            id_jag(&k.es384),
+            &es384,
+            Expect::Pass,
+        )
+        .policy(with_es384),
+    );
     rows.push(Row::new(
         "control: PS256 with an RSA key without alg (D-19 inference)",
         id_jag(&k.ps),
@@ -589,16 +632,19 @@ fn rows(k: &Keys) -> Vec<Row> {
             fails!(Failure::Verify(VerifyError::BadSignature)),
         ));
     }
-    rows.push(Row::new(
-        "ES384 signature of 96 zero bytes",
-        unsigned(
-            br#"{"alg":"ES384","typ":"oauth-id-jag+jwt"}"#,
-            &payload(),
-            &[0; 96],
-        ),
-        &es384,
-        fails!(Failure::Verify(VerifyError::BadSignature)),
-    ));
+    rows.push(
+        Row::new(
+            "ES384 signature of 96 zero bytes",
+            unsigned(
+                br#"{"alg":"ES384","typ":"oauth-id-jag+jwt"}"#,
+                &payload(),
+                &[0; 96],
+            ),
+            &es384,
+            fails!(Failure::Verify(VerifyError::BadSignature)),
+        )
+        .policy(with_es384),
+    );
     rows.push(Row::new(
         "EdDSA signature of 64 zero bytes",
         unsigned(
@@ -1502,23 +1548,66 @@ fn rows(k: &Keys) -> Vec<Row> {
             alg: Algorithm::EdDSA
         })),
     ));
-    rows.push(Row::new(
-        "ES384 token verified with a P-256 key (no alg on the key)",
-        id_jag(&k.es384),
-        &es_unbound,
-        fails!(Failure::Verify(VerifyError::KeyTypeMismatch {
-            alg: Algorithm::ES384
-        })),
-    ));
-    rows.push(Row::new(
-        "ES384 token verified with a key whose alg is ES256",
-        id_jag(&k.es384),
-        &es,
-        fails!(Failure::Verify(VerifyError::AlgorithmMismatch {
-            key: Algorithm::ES256,
-            token: Algorithm::ES384
-        })),
-    ));
+    rows.push(
+        Row::new(
+            "ES384 token verified with a P-256 key (no alg on the key)",
+            id_jag(&k.es384),
+            &es_unbound,
+            fails!(Failure::Verify(VerifyError::KeyTypeMismatch {
+                alg: Algorithm::ES384
+            })),
+        )
+        .policy(with_es384),
+    );
+    rows.push(
+        Row::new(
+            "ES384 token verified with a key whose alg is ES256",
+            id_jag(&k.es384),
+            &es,
+            fails!(Failure::Verify(VerifyError::AlgorithmMismatch {
+                key: Algorithm::ES256,
+                token: Algorithm::ES384
+            })),
+        )
+        .policy(with_es384),
+    );
+    // D-26: the default allow-list is ES256, RS256, PS256, EdDSA; every other implemented
+    // algorithm is refused until a verifier opts in (the controls above opt in to ES384 and
+    // ES512 with the same tokens).
+    let rs_der = k.rs.to_pkcs8_der().expect("pkcs8");
+    let es384_der = k.es384.to_pkcs8_der().expect("pkcs8");
+    let mut opt_in =
+        vec![SigningKey::from_pkcs8_der(Algorithm::ES384, None, &es384_der).expect("es384")];
+    for alg in [
+        Algorithm::RS384,
+        Algorithm::RS512,
+        Algorithm::PS384,
+        Algorithm::PS512,
+    ] {
+        opt_in.push(SigningKey::from_pkcs8_der(alg, None, &rs_der).expect("rsa"));
+    }
+    for signer in &opt_in {
+        let want = signer.algorithm();
+        let key = Arc::clone(signer.verifying_key());
+        rows.push(Row::new(
+            format!("D-26 {want} is opt-in, not on the default allow-list"),
+            id_jag(signer),
+            &key,
+            fails!(Failure::Verify(VerifyError::Header(HeaderError::AlgorithmNotAllowed { alg })) if *alg == want),
+        ));
+        rows.push(
+            Row::new(
+                format!("control: D-26 {want} once the verifier opts in"),
+                id_jag(signer),
+                &key,
+                Expect::Pass,
+            )
+            .policy(
+                HeaderPolicy::for_kind(TokenKind::IdJag)
+                    .with_algorithms(AlgorithmSet::DEFAULT.with(want)),
+            ),
+        );
+    }
     rows.push(Row::new(
         "PS256 token verified with the same RSA key bound to RS256",
         id_jag(&k.ps),
@@ -1629,16 +1718,212 @@ fn rows(k: &Keys) -> Vec<Row> {
         fails!(Failure::Verify(VerifyError::BadSignature)),
     ));
 
+    rows.extend(d23_cty_rows(k));
+    rows.extend(d22_kid_less_rows(k));
     rows
 }
 
-#[test]
-fn attack_table() {
-    let keys = Keys::new();
-    let rows = rows(&keys);
+/// D-23: a `cty` header member makes every token kind invalid, whatever its value (none of
+/// them is a nested JWT). A `cty` that is not a string is already refused by the parser
+/// (RFC 7515 §4.1.10). The controls are the same tokens without `cty`.
+fn d23_cty_rows(k: &Keys) -> Vec<Row> {
+    let es = Arc::clone(k.es.verifying_key());
+    let es_jwk = Value::Object(k.es.verifying_key().public_jwk().clone());
+    // The header each kind needs to pass without `cty` (a DPoP proof carries its `jwk`).
+    let header_for = |kind: TokenKind| {
+        if kind == TokenKind::DpopProof {
+            header_with(kind.typ(), json!({"jwk": es_jwk}))
+        } else {
+            header(kind.typ())
+        }
+    };
+    let mut rows = Vec::new();
+    for kind in KINDS {
+        rows.push(
+            Row::new(
+                format!("control: D-23 {kind:?} without cty"),
+                jwt(&k.es, header_for(kind), &claims()),
+                &es,
+                Expect::Pass,
+            )
+            .policy(HeaderPolicy::for_kind(kind)),
+        );
+        for cty in [
+            "JWT",
+            "jwt",
+            "application/jwt",
+            "application/json",
+            "text/plain",
+            "",
+        ] {
+            let mut h = header_for(kind);
+            h.insert("cty".into(), cty.into());
+            rows.push(
+                Row::new(
+                    format!("D-23 cty {cty:?} in a {kind:?} header"),
+                    jwt(&k.es, h, &claims()),
+                    &es,
+                    fails!(Failure::Verify(VerifyError::Header(HeaderError::ContentType { found })) if found == cty),
+                )
+                .policy(HeaderPolicy::for_kind(kind)),
+            );
+        }
+        for (what, value) in [
+            ("a number", "1"),
+            ("null", "null"),
+            ("true", "true"),
+            ("an array", r#"["JWT"]"#),
+            ("an object", r#"{"type":"JWT"}"#),
+        ] {
+            let typ = kind.typ().expect("every kind writes a typ");
+            let jwk = if kind == TokenKind::DpopProof {
+                format!(r#","jwk":{es_jwk}"#)
+            } else {
+                String::new()
+            };
+            let header_json = format!(r#"{{"alg":"ES256","typ":"{typ}"{jwk},"cty":{value}}}"#);
+            rows.push(
+                Row::new(
+                    format!("D-23 cty as {what} in a {kind:?} header"),
+                    raw(&k.es, header_json.as_bytes(), &payload()),
+                    &es,
+                    fails!(Failure::Parse(ParseError::HeaderMember { name: "cty" })),
+                )
+                .policy(HeaderPolicy::for_kind(kind)),
+            );
+        }
+    }
+    // A custom policy (JWS outside the EMA kinds) refuses `cty` too.
+    rows.push(
+        Row::new(
+            "control: D-23 custom policy without cty",
+            id_jag(&k.es),
+            &es,
+            Expect::Pass,
+        )
+        .policy(HeaderPolicy::custom(
+            TypRule::Ignored,
+            AlgorithmSet::DEFAULT,
+        )),
+    );
+    rows.push(
+        Row::new(
+            "D-23 cty under a custom policy",
+            jwt(&k.es, header_with(Some(ID_JAG), json!({"cty": "JWT"})), &claims()),
+            &es,
+            fails!(Failure::Verify(VerifyError::Header(HeaderError::ContentType { found })) if found == "JWT"),
+        )
+        .policy(HeaderPolicy::custom(TypRule::Ignored, AlgorithmSet::DEFAULT)),
+    );
+    rows
+}
+
+/// A token signed by `key` whose header has no `kid` (only `alg` and the ID-JAG `typ`).
+fn kid_less(key: &SigningKey) -> String {
+    let header = format!(r#"{{"alg":"{}","typ":"{ID_JAG}"}}"#, key.algorithm());
+    raw(key, header.as_bytes(), &payload())
+}
+
+fn set_of(keys: &[&SigningKey]) -> JwkSet {
+    JwkSet::from_keys(keys.iter().map(|k| Arc::clone(k.verifying_key())))
+}
+
+/// D-22: a token without `kid` is verified only when the issuer's key set holds exactly one
+/// usable key that fits its `alg`. Two or more usable keys, of any type, refuse it, even when
+/// only one of them could verify that `alg`. Each refusal has two controls: the same kid-less
+/// token with the signer's key alone, and a token with `kid` against the same two keys.
+fn d22_kid_less_rows(k: &Keys) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for (what, signer, other) in [
+        ("EC + RSA", &k.es, &k.rs),
+        ("RSA + EC", &k.rs, &k.es),
+        ("two EC", &k.es, &k.es_other),
+        ("EC + OKP", &k.es, &k.ed),
+        ("OKP + EC", &k.ed, &k.es),
+    ] {
+        let token = kid_less(signer);
+        for (order, set) in [
+            ("signer first", set_of(&[signer, other])),
+            ("signer last", set_of(&[other, signer])),
+        ] {
+            rows.push(Row::new_with_set(
+                format!(
+                    "D-22 kid-less {} token, issuer keys {what} ({order})",
+                    signer.algorithm()
+                ),
+                token.clone(),
+                set,
+                fails!(Failure::Lookup(KeyLookupError::KidRequired { keys: 2 })),
+            ));
+        }
+        rows.push(Row::new_with_set(
+            format!(
+                "control: D-22 the same kid-less {} token, the signer's key alone",
+                signer.algorithm()
+            ),
+            token,
+            set_of(&[signer]),
+            Expect::Pass,
+        ));
+        rows.push(Row::new_with_set(
+            format!(
+                "control: D-22 {} token with kid, issuer keys {what}",
+                signer.algorithm()
+            ),
+            id_jag(signer),
+            set_of(&[signer, other]),
+            Expect::Pass,
+        ));
+    }
+    rows.push(Row::new_with_set(
+        "D-22 kid-less ES256 token, issuer keys EC + RSA + OKP",
+        kid_less(&k.es),
+        set_of(&[&k.es, &k.rs, &k.ed]),
+        fails!(Failure::Lookup(KeyLookupError::KidRequired { keys: 3 })),
+    ));
+    rows.push(Row::new_with_set(
+        "D-22 kid-less ES256 token, the issuer's single key is RSA",
+        kid_less(&k.es),
+        set_of(&[&k.rs]),
+        fails!(Failure::Lookup(KeyLookupError::NoMatchingKey {
+            alg: Algorithm::ES256,
+            keys: 1
+        })),
+    ));
+    rows.push(Row::new_with_set(
+        "D-22 kid-less ES256 token, the issuer's single key is another P-256 key",
+        kid_less(&k.es),
+        set_of(&[&k.es_other]),
+        fails!(Failure::Verify(VerifyError::BadSignature)),
+    ));
+    rows.push(Row::new_with_set(
+        "D-22 kid-less ES256 token, an empty key set",
+        kid_less(&k.es),
+        JwkSet::default(),
+        fails!(Failure::Lookup(KeyLookupError::NoMatchingKey {
+            alg: Algorithm::ES256,
+            keys: 0
+        })),
+    ));
+    // D-19 + D-22: entries set aside as unusable do not count as keys.
+    let mut enc = k.rs.verifying_key().public_jwk().clone();
+    enc.insert("use".into(), "enc".into());
+    enc.insert("kid".into(), "rs-enc".into());
+    let doc = json!({"keys": [enc, k.es.verifying_key().public_jwk()]});
+    rows.push(Row::new_with_set(
+        "control: D-22 kid-less ES256 token, one usable key beside an encryption key",
+        kid_less(&k.es),
+        JwkSet::parse(doc.to_string().as_bytes()).expect("jwks"),
+        Expect::Pass,
+    ));
+    rows
+}
+
+/// Runs `rows` and returns one line per row that did not behave, and the number of controls.
+fn check(rows: &[Row]) -> (String, usize) {
     let mut failures = String::new();
     let mut controls = 0;
-    for row in &rows {
+    for row in rows {
         let outcome = row.run();
         match (&row.expect, &outcome) {
             (Expect::Pass, Ok(())) => controls += 1,
@@ -1651,6 +1936,14 @@ fn attack_table() {
             }
         }
     }
+    (failures, controls)
+}
+
+#[test]
+fn attack_table() {
+    let keys = Keys::new();
+    let rows = rows(&keys);
+    let (failures, controls) = check(&rows);
     println!(
         "attacks: {} rows ({controls} positive controls, {} attacks refused with the exact error)",
         rows.len(),
@@ -1660,6 +1953,34 @@ fn attack_table() {
         failures.is_empty(),
         "attack rows that did not behave:\n{failures}"
     );
+}
+
+/// D-23 on its own (the rows are also part of the attack table).
+#[test]
+fn d23_cty_header_is_refused_for_every_token_kind() {
+    let rows = d23_cty_rows(&Keys::new());
+    let (failures, controls) = check(&rows);
+    assert!(
+        failures.is_empty(),
+        "D-23 rows that did not behave:\n{failures}"
+    );
+    assert_eq!(
+        controls,
+        KINDS.len() + 1,
+        "one control per kind, one for a custom policy"
+    );
+}
+
+/// D-22 on its own (the rows are also part of the attack table).
+#[test]
+fn d22_kid_less_token_needs_a_single_key_issuer() {
+    let rows = d22_kid_less_rows(&Keys::new());
+    let (failures, controls) = check(&rows);
+    assert!(
+        failures.is_empty(),
+        "D-22 rows that did not behave:\n{failures}"
+    );
+    assert!(controls >= 10, "every refusal has its controls");
 }
 
 /// SEC-4 / D-19: an HMAC secret is never a verification key, alone or inside a JWKS beside a
@@ -1712,12 +2033,24 @@ fn key_lookup_is_exact() {
             "{kid:?}"
         );
     }
-    assert!(matches!(
-        set.find(None, Algorithm::ES256),
-        Err(KeyLookupError::NoSingleKey { candidates: 2, .. })
-    ));
-    assert!(matches!(
-        set.find(None, Algorithm::RS256),
-        Err(KeyLookupError::NoSingleKey { candidates: 0, .. })
-    ));
+    // D-22: without a `kid`, two keys are two keys, whichever algorithm is asked for.
+    for alg in [Algorithm::ES256, Algorithm::RS256] {
+        let err = set.find(None, alg).expect_err("ambiguous");
+        assert_eq!(err, KeyLookupError::KidRequired { keys: 2 });
+        assert_eq!(
+            err.to_string(),
+            "token has no `kid`, which is required because the issuer's key set holds 2 usable keys"
+        );
+    }
+    let single = JwkSet::from_keys([Arc::clone(a.verifying_key())]);
+    assert!(single.find(None, Algorithm::ES256).is_ok());
+    assert_eq!(
+        single
+            .find(None, Algorithm::RS256)
+            .expect_err("RSA alg, EC key"),
+        KeyLookupError::NoMatchingKey {
+            alg: Algorithm::RS256,
+            keys: 1
+        }
+    );
 }
