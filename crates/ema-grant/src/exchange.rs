@@ -265,8 +265,9 @@ impl AdminPolicy for GroupPolicy {
     }
 }
 
-/// A successful token-exchange response (TX-10).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A successful token-exchange response (TX-10). `Debug` shows the ID-JAG's length only
+/// (SEC-10).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenExchangeResponse {
     /// The ID-JAG.
@@ -279,6 +280,18 @@ pub struct TokenExchangeResponse {
     pub scope: Option<ScopeSet>,
     /// The ID-JAG's `jti`, for the audit trail (not sent).
     pub jti: String,
+}
+
+impl std::fmt::Debug for TokenExchangeResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeResponse")
+            .field("access_token", &crate::form::Redacted(self.access_token.len()))
+            .field("issued_token_type", &self.issued_token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("jti", &self.jti)
+            .finish()
+    }
 }
 
 impl TokenExchangeResponse {
@@ -545,7 +558,8 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             return Err(OAuthError::invalid_client(
                 "client authentication is required",
                 realm,
-            ));
+            )
+            .with_detail("token exchange needs an authenticated client, not a public one"));
         }
         if !client.client.allows(TOKEN_EXCHANGE) {
             return Err(OAuthError::new(

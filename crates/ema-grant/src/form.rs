@@ -1,6 +1,8 @@
 //! Strict `application/x-www-form-urlencoded` bodies (RFC 6749 Appendix B) and the token
 //! request as the token endpoint receives it.
 
+use std::fmt;
+
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 
 /// The default cap on a token request body: 64 KiB.
@@ -36,9 +38,36 @@ pub enum FormError {
 
 /// A parsed form: unique names, decoded values. Empty values count as absent (RFC 6749 §3.1)
 /// but still count as occurrences for the repetition rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` shows the values of the descriptive parameters only ([`Form::PUBLIC_PARAMS`]);
+/// every other value (tokens, assertions, secrets, codes, verifiers, passwords) is shown as its
+/// length (SEC-10).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Form {
     params: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.params {
+            if Self::PUBLIC_PARAMS.contains(&name.as_str()) {
+                map.entry(name, value);
+            } else {
+                map.entry(name, &Redacted(value.len()));
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Stands for a token, secret or other credential in `Debug` output: its length only.
+pub(crate) struct Redacted(pub(crate) usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
 }
 
 /// Decodes one form component: `+` is a space, `%XX` a byte; the result must be UTF-8.
@@ -65,6 +94,22 @@ pub(crate) fn decode(raw: &[u8]) -> Result<String, FormError> {
 }
 
 impl Form {
+    /// The parameters whose values `Debug` shows: none of them carries a credential.
+    pub const PUBLIC_PARAMS: &'static [&'static str] = &[
+        "grant_type",
+        "client_id",
+        "client_assertion_type",
+        "scope",
+        "resource",
+        "audience",
+        "requested_token_type",
+        "subject_token_type",
+        "actor_token_type",
+        "redirect_uri",
+        "response_type",
+        "code_challenge_method",
+    ];
+
     /// Parses a body of at most `max_len` bytes.
     pub fn parse(body: &[u8], max_len: usize) -> Result<Self, FormError> {
         if body.len() > max_len {
@@ -142,7 +187,10 @@ pub fn encode_component(s: &str) -> String {
 
 /// A token request as the endpoint sees it: the parts the grants read, borrowed from an
 /// `http::Request` or assembled by hand.
-#[derive(Debug, Clone, Copy)]
+///
+/// `Debug` shows the `Authorization` scheme but not its credentials, and the lengths of the
+/// `DPoP` proof and the body, never their bytes (SEC-10).
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct TokenRequest<'a> {
     /// The HTTP method.
@@ -173,6 +221,30 @@ pub enum RequestError {
         /// The header name.
         name: &'static str,
     },
+}
+
+impl fmt::Debug for TokenRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Scheme<'s>(&'s str);
+        impl fmt::Debug for Scheme<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let (scheme, rest) = self.0.split_once(' ').unwrap_or((self.0, ""));
+                // Only a plain token is shown as the scheme; anything else is not a scheme.
+                if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                    write!(f, "\"{scheme} <redacted, {} bytes>\"", rest.len())
+                } else {
+                    Redacted(self.0.len()).fmt(f)
+                }
+            }
+        }
+        f.debug_struct("TokenRequest")
+            .field("method", &self.method)
+            .field("content_type", &self.content_type)
+            .field("authorization", &self.authorization.map(Scheme))
+            .field("dpop", &self.dpop.map(|d| Redacted(d.len())))
+            .field("body", &Redacted(self.body.len()))
+            .finish()
+    }
 }
 
 impl<'a> TokenRequest<'a> {
