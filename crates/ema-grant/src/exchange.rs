@@ -750,3 +750,27 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt_bearer::tests::assert_redacted;
+
+    #[test]
+    fn sec10_token_exchange_response_debug_is_redacted() {
+        let response = TokenExchangeResponse {
+            access_token: "idjag.Hp4RkT8sLq2.sigQwE".into(),
+            issued_token_type: ID_JAG_TOKEN_TYPE,
+            expires_in: 300,
+            scope: Some(ScopeSet::parse("tasks.read").unwrap()),
+            jti: "jti-visible".into(),
+        };
+        for text in [format!("{response:?}"), format!("{response:#?}")] {
+            assert_redacted(
+                &text,
+                &["Hp4RkT8sLq2", "sigQwE"],
+                &["id-jag", "300", "tasks.read", "jti-visible"],
+            );
+        }
+    }
+}

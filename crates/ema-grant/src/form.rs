@@ -336,6 +336,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sec10_form_and_token_request_debug_are_redacted() {
+        let body = b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer\
+&assertion=jag.Tq7LmZ2xPw.sigRt&client_id=tc_5f2a91&client_secret=sec-Vb8NkQ3\
+&subject_token=idt.Hy6JdC1.sigKp&code=code-Gx4Rw9&code_verifier=ver-Mn2Pq7\
+&client_assertion=ca.Lk3Tz8.sigUv&scope=tasks.read&password=pw-Fd5Sa1";
+        let form = Form::parse(body, 4096).unwrap();
+        let req = TokenRequest::form(body)
+            .with_authorization("Basic dGNfNWYyYTkxOnNlYy1WYjhOa1Ez")
+            .with_dpop("dpop.Qe9Wr4.sigZx");
+        let secrets = [
+            "Tq7LmZ2xPw",
+            "sec-Vb8NkQ3",
+            "Hy6JdC1",
+            "code-Gx4Rw9",
+            "ver-Mn2Pq7",
+            "Lk3Tz8",
+            "pw-Fd5Sa1",
+            "dGNfNWYyYTkxOnNlYy1WYjhOa1Ez",
+            "Qe9Wr4",
+        ];
+        for text in [
+            format!("{form:?}"),
+            format!("{form:#?}"),
+            format!("{req:?}"),
+            format!("{req:#?}"),
+        ] {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} leaked into {text}");
+            }
+        }
+        // The descriptive parts stay readable.
+        let text = format!("{form:?}");
+        for kept in ["jwt-bearer", "tc_5f2a91", "tasks.read", "client_secret", "bytes"] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+        let text = format!("{req:?}");
+        for kept in ["POST", "Basic", "application/x-www-form-urlencoded", "bytes"] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+        // An `Authorization` value whose first word is not a plain scheme is hidden whole.
+        let odd = TokenRequest::form(b"").with_authorization("sec:Vb8NkQ3");
+        assert!(!format!("{odd:?}").contains("Vb8NkQ3"));
+    }
+
+    #[test]
     fn parses_and_decodes() {
         let f = Form::parse(
             b"grant_type=urn%3Aietf%3Aparams&scope=a+b&empty=&flag",

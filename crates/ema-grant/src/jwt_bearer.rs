@@ -414,8 +414,38 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// SEC-10: `{:?}` and `{:#?}` show no token bytes, and keep the other fields.
+    pub(crate) fn assert_redacted(text: &str, secrets: &[&str], kept: &[&str]) {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+        for field in kept {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn sec10_access_token_response_debug_is_redacted() {
+        let response = AccessTokenResponse {
+            access_token: "at.Zq9VtK3mWx7.sigXyZ".into(),
+            token_type: "Bearer",
+            expires_in: 3600,
+            scope: Some(ScopeSet::parse("tasks.read").unwrap()),
+            resource: "https://mcp.tasks.example/mcp".into(),
+            authorization_details: None,
+            jti: "jti-visible".into(),
+        };
+        for text in [format!("{response:?}"), format!("{response:#?}")] {
+            assert_redacted(
+                &text,
+                &["Zq9VtK3mWx7", "sigXyZ"],
+                &["Bearer", "3600", "tasks.read", "jti-visible", "mcp.tasks.example", "bytes"],
+            );
+        }
+    }
 
     #[test]
     fn the_response_body_is_the_json_document() {

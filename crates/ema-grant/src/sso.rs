@@ -572,6 +572,21 @@ mod tests {
     }
 
     #[test]
+    fn sec10_sso_token_response_debug_is_redacted() {
+        let response = SsoTokenResponse {
+            id_token: "idt.Wm5cN2pRfV8.sigBnM".into(),
+            expires_in: 600,
+        };
+        for text in [format!("{response:?}"), format!("{response:#?}")] {
+            crate::jwt_bearer::tests::assert_redacted(
+                &text,
+                &["Wm5cN2pRfV8", "sigBnM"],
+                &["600", "bytes"],
+            );
+        }
+    }
+
+    #[test]
     fn s256_known_answer() {
         // Computed independently: base64url(sha256(verifier)) with Python's hashlib.
         assert_eq!(
