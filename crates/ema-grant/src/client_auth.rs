@@ -128,8 +128,10 @@ impl RegisteredClient {
             (
                 ClientCredential::Secret { .. },
                 AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
-            ) | (ClientCredential::PrivateKeyJwt { .. }, AuthMethod::PrivateKeyJwt)
-                | (ClientCredential::Public, AuthMethod::None)
+            ) | (
+                ClientCredential::PrivateKeyJwt { .. },
+                AuthMethod::PrivateKeyJwt
+            ) | (ClientCredential::Public, AuthMethod::None)
         );
         if !fits {
             return Err(AuthMethodMismatch {
@@ -564,9 +566,10 @@ fn parse_basic(header: &str) -> Result<(String, String), ClientAuthError> {
         .map_err(|_| bad("not base64"))?;
     let text = String::from_utf8(decoded).map_err(|_| bad("not UTF-8"))?;
     let (id, secret) = text.split_once(':').ok_or(bad("no colon"))?;
-    let id = crate::form::decode(id.as_bytes()).map_err(|_| bad("client id is not form-urldecodable"))?;
-    let secret =
-        crate::form::decode(secret.as_bytes()).map_err(|_| bad("secret is not form-urldecodable"))?;
+    let id = crate::form::decode(id.as_bytes())
+        .map_err(|_| bad("client id is not form-urldecodable"))?;
+    let secret = crate::form::decode(secret.as_bytes())
+        .map_err(|_| bad("secret is not form-urldecodable"))?;
     if id.is_empty() {
         return Err(bad("empty client id"));
     }
@@ -598,12 +601,8 @@ mod tests {
 
     #[test]
     fn d24_malformed_basic_is_malformed_basic_not_a_request_error() {
-        let malformed = |h: &str| {
-            matches!(
-                parse_basic(h),
-                Err(ClientAuthError::MalformedBasic { .. })
-            )
-        };
+        let malformed =
+            |h: &str| matches!(parse_basic(h), Err(ClientAuthError::MalformedBasic { .. }));
         assert!(malformed("Basic !!!"));
         assert!(malformed(&format!("Basic {}", b64("abc"))));
         assert!(malformed(&format!("Basic {}", b64("a%zz:b"))));

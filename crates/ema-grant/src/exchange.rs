@@ -285,7 +285,10 @@ pub struct TokenExchangeResponse {
 impl std::fmt::Debug for TokenExchangeResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenExchangeResponse")
-            .field("access_token", &crate::form::Redacted(self.access_token.len()))
+            .field(
+                "access_token",
+                &crate::form::Redacted(self.access_token.len()),
+            )
             .field("issued_token_type", &self.issued_token_type)
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
@@ -555,11 +558,10 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         // TX-2 / SEC-7: never an unauthenticated client, even where the registry accepts
         // public clients for other grants.
         if client.method == AuthMethod::None {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required",
-                realm,
-            )
-            .with_detail("token exchange needs an authenticated client, not a public one"));
+            return Err(
+                OAuthError::invalid_client("client authentication is required", realm)
+                    .with_detail("token exchange needs an authenticated client, not a public one"),
+            );
         }
         if !client.client.allows(TOKEN_EXCHANGE) {
             return Err(OAuthError::new(

@@ -230,7 +230,10 @@ impl fmt::Debug for TokenRequest<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 let (scheme, rest) = self.0.split_once(' ').unwrap_or((self.0, ""));
                 // Only a plain token is shown as the scheme; anything else is not a scheme.
-                if scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                if scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
                     write!(f, "\"{scheme} <redacted, {} bytes>\"", rest.len())
                 } else {
                     Redacted(self.0.len()).fmt(f)
@@ -368,11 +371,22 @@ mod tests {
         }
         // The descriptive parts stay readable.
         let text = format!("{form:?}");
-        for kept in ["jwt-bearer", "tc_5f2a91", "tasks.read", "client_secret", "bytes"] {
+        for kept in [
+            "jwt-bearer",
+            "tc_5f2a91",
+            "tasks.read",
+            "client_secret",
+            "bytes",
+        ] {
             assert!(text.contains(kept), "{kept} missing from {text}");
         }
         let text = format!("{req:?}");
-        for kept in ["POST", "Basic", "application/x-www-form-urlencoded", "bytes"] {
+        for kept in [
+            "POST",
+            "Basic",
+            "application/x-www-form-urlencoded",
+            "bytes",
+        ] {
             assert!(text.contains(kept), "{kept} missing from {text}");
         }
         // An `Authorization` value whose first word is not a plain scheme is hidden whole.

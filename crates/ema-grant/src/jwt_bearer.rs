@@ -442,7 +442,14 @@ pub(crate) mod tests {
             assert_redacted(
                 &text,
                 &["Zq9VtK3mWx7", "sigXyZ"],
-                &["Bearer", "3600", "tasks.read", "jti-visible", "mcp.tasks.example", "bytes"],
+                &[
+                    "Bearer",
+                    "3600",
+                    "tasks.read",
+                    "jti-visible",
+                    "mcp.tasks.example",
+                    "bytes",
+                ],
             );
         }
     }

@@ -231,8 +231,7 @@ pub fn authorization_server_parts(
     let mut metadata =
         AuthorizationServerMetadata::new(issuer, token_endpoint).with_id_jag_profile();
     metadata.jwks_uri = Some(format!("{issuer}/jwks"));
-    metadata.token_endpoint_auth_methods_supported =
-        Some(auth_methods_supported(grant.clients()));
+    metadata.token_endpoint_auth_methods_supported = Some(auth_methods_supported(grant.clients()));
     metadata.scopes_supported = Some(
         cfg.resources
             .iter()

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use ema_examples::config::{
     self, AuthorizationServerConfig, ClientConfig, IdpConfig, McpServerConfig,
 };
-use ema_grant::AuthMethod;
 use ema_examples::servers;
+use ema_grant::AuthMethod;
 use ema_jose::SystemClock;
 
 fn sample(name: &str) -> PathBuf {
@@ -55,15 +55,20 @@ fn samples_match_the_built_in_defaults() -> Result<(), Box<dyn std::error::Error
     let built_in = defaults::idp(defaults::IDP, defaults::AS, &mcp, &notes);
     assert_eq!(format!("{from_file:?}"), format!("{built_in:?}"));
     // `Debug` redacts secrets and passwords, so compare them on their own.
-    assert_eq!(secrets_of(&from_file.clients), secrets_of(&built_in.clients));
-    let passwords = |c: &IdpConfig| -> Vec<String> {
-        c.users.iter().map(|u| u.password.clone()).collect()
-    };
+    assert_eq!(
+        secrets_of(&from_file.clients),
+        secrets_of(&built_in.clients)
+    );
+    let passwords =
+        |c: &IdpConfig| -> Vec<String> { c.users.iter().map(|u| u.password.clone()).collect() };
     assert_eq!(passwords(&from_file), passwords(&built_in));
     let from_file: AuthorizationServerConfig = config::load(&sample("authorization-server.toml"))?;
     let built_in = defaults::authorization_server(defaults::IDP, defaults::AS, &mcp, &notes);
     assert_eq!(format!("{from_file:?}"), format!("{built_in:?}"));
-    assert_eq!(secrets_of(&from_file.clients), secrets_of(&built_in.clients));
+    assert_eq!(
+        secrets_of(&from_file.clients),
+        secrets_of(&built_in.clients)
+    );
     let from_file: McpServerConfig = config::load(&sample("mcp-server.toml"))?;
     assert_eq!(
         format!("{from_file:?}"),

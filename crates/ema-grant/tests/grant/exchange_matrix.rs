@@ -336,10 +336,8 @@ pub(crate) fn rows() -> Vec<Row> {
             401,
             "invalid_client",
             |fx, bad| {
-                with(fx, json!({"aud": IDP_POST_CLIENT})).post_secret(
-                    IDP_POST_CLIENT,
-                    pick(bad, "idp-nope-000", IDP_POST_SECRET),
-                )
+                with(fx, json!({"aud": IDP_POST_CLIENT}))
+                    .post_secret(IDP_POST_CLIENT, pick(bad, "idp-nope-000", IDP_POST_SECRET))
             },
         ),
         row(

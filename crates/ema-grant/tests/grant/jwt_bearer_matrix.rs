@@ -420,7 +420,11 @@ pub(crate) fn rows() -> Vec<Row> {
             "invalid_client",
             |fx, bad| {
                 let r = with(fx, json!({}));
-                if bad { r.post_secret(CLIENT, SECRET) } else { r }
+                if bad {
+                    r.post_secret(CLIENT, SECRET)
+                } else {
+                    r
+                }
             },
         ),
         row(

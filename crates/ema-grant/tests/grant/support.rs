@@ -10,10 +10,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use ema_grant::form::encode_component;
 use ema_grant::{
-    AccessTokenIssuer, AccessTokenValidator, AdminPolicy, AuthMethod, CLIENT_ASSERTION_TYPE, ClientCredential,
-    ClientRegistry, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, InMemoryReplayStore,
-    JWT_BEARER, JwtBearerGrant, PolicyDecision, PolicyRequest, RegisteredClient, ReplayStore,
-    TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
+    AccessTokenIssuer, AccessTokenValidator, AdminPolicy, AuthMethod, CLIENT_ASSERTION_TYPE,
+    ClientCredential, ClientRegistry, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE,
+    InMemoryReplayStore, JWT_BEARER, JwtBearerGrant, PolicyDecision, PolicyRequest,
+    RegisteredClient, ReplayStore, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, Resource, ResourceConfig,

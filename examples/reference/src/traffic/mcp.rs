@@ -36,7 +36,10 @@ impl std::fmt::Debug for McpSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("McpSession")
             .field("conn", &self.conn)
-            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
             .field("session_id", &self.session_id)
             .field("next_id", &self.next_id)
             .finish()
