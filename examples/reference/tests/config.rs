@@ -136,9 +136,11 @@ async fn advertised(app: axum::Router) -> Result<Vec<String>, Box<dyn std::error
     assert_eq!(response.status(), 200);
     let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
     let metadata: serde_json::Value = serde_json::from_slice(&body)?;
-    Ok(serde_json::from_value(
-        metadata["token_endpoint_auth_methods_supported"].clone(),
-    )?)
+    let methods = metadata
+        .get("token_endpoint_auth_methods_supported")
+        .cloned()
+        .unwrap_or_default();
+    Ok(serde_json::from_value(methods)?)
 }
 
 #[tokio::test]
