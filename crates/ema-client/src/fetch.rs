@@ -285,7 +285,10 @@ pub enum FetchError {
 }
 
 /// A response read in full, within the policy.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the status, the headers and the body's length, never the body: a token
+/// endpoint's body carries the token (SEC-10).
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct FetchResponse {
     /// The HTTP status.
@@ -294,6 +297,22 @@ pub struct FetchResponse {
     pub headers: HeaderMap,
     /// The body, at most the policy's cap.
     pub body: Vec<u8>,
+}
+
+impl fmt::Debug for FetchResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Len(usize);
+        impl fmt::Debug for Len {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "<redacted, {} bytes>", self.0)
+            }
+        }
+        f.debug_struct("FetchResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body", &Len(self.body.len()))
+            .finish()
+    }
 }
 
 impl FetchResponse {
@@ -583,6 +602,19 @@ fn root_cause(error: &reqwest::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn sec10_fetch_response_debug_hides_the_body() {
+        let r = FetchResponse {
+            status: 200,
+            headers: HeaderMap::new(),
+            body: br#"{"access_token":"at-7f3k9QzT-distinctive"}"#.to_vec(),
+        };
+        for text in [format!("{r:?}"), format!("{r:#?}")] {
+            assert!(!text.contains("7f3k9QzT"), "{text}");
+            assert!(text.contains("200") && text.contains("bytes"), "{text}");
+        }
+    }
     use super::*;
 
     fn ip(s: &str) -> IpAddr {

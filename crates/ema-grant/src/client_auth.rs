@@ -67,6 +67,23 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// A registered client.
+///
+/// Each client has exactly one `token_endpoint_auth_method` (D-24): by default
+/// `client_secret_basic` for a secret, `private_key_jwt` for keys and `none` for a public
+/// client; [`RegisteredClient::with_auth_method`] picks another one that fits the credential.
+/// Credentials presented by any other method are refused with `invalid_client`.
+///
+/// ```
+/// use ema_grant::{AuthMethod, ClientCredential, RegisteredClient};
+///
+/// let basic = RegisteredClient::new("tc_5f2a91", ClientCredential::secret("s3cr3t"));
+/// assert_eq!(basic.auth_method(), AuthMethod::ClientSecretBasic);
+/// let post = basic.clone().with_auth_method(AuthMethod::ClientSecretPost)?;
+/// assert_eq!(post.auth_method().as_str(), "client_secret_post");
+/// // A secret client cannot be registered for `private_key_jwt`.
+/// assert!(basic.with_auth_method(AuthMethod::PrivateKeyJwt).is_err());
+/// # Ok::<(), ema_grant::AuthMethodMismatch>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RegisteredClient {
@@ -74,6 +91,8 @@ pub struct RegisteredClient {
     pub id: ClientId,
     /// Its credential.
     pub credential: ClientCredential,
+    /// Its one `token_endpoint_auth_method` (D-24); see [`RegisteredClient::auth_method`].
+    auth_method: AuthMethod,
     /// Grant types it may use; empty means any grant this endpoint serves.
     pub grant_types: Vec<String>,
     /// Registered redirect URIs (for the IdP's authorization-code flow), compared exactly.
@@ -82,13 +101,51 @@ pub struct RegisteredClient {
 
 impl RegisteredClient {
     /// A client with a credential, allowed every grant.
+    /// Its `token_endpoint_auth_method` is the credential's default (D-24):
+    /// `client_secret_basic` for a secret, `private_key_jwt` for keys, `none` for a public
+    /// client.
     pub fn new(id: impl Into<ClientId>, credential: ClientCredential) -> Self {
+        let auth_method = match credential {
+            ClientCredential::Secret { .. } => AuthMethod::ClientSecretBasic,
+            ClientCredential::PrivateKeyJwt { .. } => AuthMethod::PrivateKeyJwt,
+            ClientCredential::Public => AuthMethod::None,
+        };
         Self {
             id: id.into(),
             credential,
+            auth_method,
             grant_types: Vec::new(),
             redirect_uris: Vec::new(),
         }
+    }
+
+    /// Registers the client for `method` (D-24). The method must fit the credential:
+    /// `client_secret_basic` or `client_secret_post` for a secret, `private_key_jwt` for keys,
+    /// `none` for a public client; anything else is an [`AuthMethodMismatch`].
+    pub fn with_auth_method(mut self, method: AuthMethod) -> Result<Self, AuthMethodMismatch> {
+        let fits = matches!(
+            (&self.credential, method),
+            (
+                ClientCredential::Secret { .. },
+                AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+            ) | (
+                ClientCredential::PrivateKeyJwt { .. },
+                AuthMethod::PrivateKeyJwt
+            ) | (ClientCredential::Public, AuthMethod::None)
+        );
+        if !fits {
+            return Err(AuthMethodMismatch {
+                client_id: self.id.as_str().to_owned(),
+                method,
+            });
+        }
+        self.auth_method = method;
+        Ok(self)
+    }
+
+    /// The one `token_endpoint_auth_method` this client may authenticate with (D-24).
+    pub fn auth_method(&self) -> AuthMethod {
+        self.auth_method
     }
 
     /// Sets the redirect URIs.
@@ -117,18 +174,89 @@ impl RegisteredClient {
     }
 }
 
-/// The method a client authenticated with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A token-endpoint client authentication method, by its RFC 7591 `token_endpoint_auth_method`
+/// name ([`AuthMethod::as_str`], [`str::parse`]).
+///
+/// ```
+/// use ema_grant::AuthMethod;
+///
+/// let method: AuthMethod = "client_secret_post".parse()?;
+/// assert_eq!(method, AuthMethod::ClientSecretPost);
+/// assert_eq!(AuthMethod::PrivateKeyJwt.as_str(), "private_key_jwt");
+/// assert!("client_secret_jwt".parse::<AuthMethod>().is_err());
+/// # Ok::<(), ema_grant::UnknownAuthMethod>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum AuthMethod {
-    /// HTTP Basic.
+    /// `client_secret_basic`: HTTP Basic.
     ClientSecretBasic,
-    /// Secret in the body.
+    /// `client_secret_post`: `client_id` and `client_secret` in the body.
     ClientSecretPost,
-    /// JWT assertion.
+    /// `private_key_jwt`: a JWT assertion (RFC 7523 §2.2).
     PrivateKeyJwt,
-    /// No authentication (public client, D-11).
+    /// `none`: no authentication (public client, D-11).
     None,
+}
+
+impl AuthMethod {
+    /// Every method, in the order metadata lists them.
+    pub const ALL: [Self; 4] = [
+        Self::ClientSecretBasic,
+        Self::ClientSecretPost,
+        Self::PrivateKeyJwt,
+        Self::None,
+    ];
+
+    /// The RFC 7591 name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AuthMethod {
+    type Err = UnknownAuthMethod;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| UnknownAuthMethod { name: s.to_owned() })
+    }
+}
+
+/// A `token_endpoint_auth_method` name this crate does not support.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown token_endpoint_auth_method `{name}`: use client_secret_basic, client_secret_post, private_key_jwt or none"
+)]
+#[non_exhaustive]
+pub struct UnknownAuthMethod {
+    /// The name given.
+    pub name: String,
+}
+
+/// A `token_endpoint_auth_method` that does not fit the client's credential (D-24), e.g.
+/// `private_key_jwt` for a client with a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client `{client_id}` cannot use {method} with its credential")]
+#[non_exhaustive]
+pub struct AuthMethodMismatch {
+    /// The client.
+    pub client_id: String,
+    /// The method asked for.
+    pub method: AuthMethod,
 }
 
 /// A client the endpoint authenticated.
@@ -151,17 +279,34 @@ pub enum ClientAuthError {
     /// More than one method used (→ `invalid_request`).
     #[error("more than one client authentication method used")]
     MultipleMethods,
-    /// A malformed `Authorization` header or `client_assertion_type` (→ `invalid_request`).
+    /// A request error around client authentication: `client_secret` without `client_id`, or
+    /// a wrong `client_assertion_type` (→ `invalid_request`).
     #[error("malformed client credentials")]
     Malformed,
+    /// HTTP Basic credentials that cannot be read: not base64, no colon, not
+    /// form-urldecodable, or an empty client id (→ `invalid_client`, 401, D-24).
+    #[error("malformed HTTP Basic credentials: {reason}")]
+    MalformedBasic {
+        /// What is wrong, for logs.
+        reason: &'static str,
+    },
     /// `client_id` in the body differs from the authenticated one (→ `invalid_request`).
     #[error("`client_id` does not match the authenticated client")]
     ClientIdMismatch,
-    /// Unknown client, wrong secret, wrong method, or an invalid assertion (→ `invalid_client`).
+    /// Unknown client, wrong secret, an `Authorization` scheme other than Basic, a method other
+    /// than the client's registered one (D-24), or an invalid assertion (→ `invalid_client`).
     #[error("client authentication failed: {reason}")]
     Failed {
         /// Why, for logs; not sent to the client.
         reason: &'static str,
+    },
+    /// The client used a method other than its registered one (→ `invalid_client`, D-24).
+    #[error("client is registered for {expected}, not {used}")]
+    WrongMethod {
+        /// The client's registered `token_endpoint_auth_method`.
+        expected: AuthMethod,
+        /// The method the request used.
+        used: AuthMethod,
     },
     /// A client assertion was used before (→ `invalid_client`).
     #[error("client assertion already used")]
@@ -215,9 +360,15 @@ impl ClientRegistry {
         self.clients.get(id)
     }
 
-    /// Authenticates the client of a token request (AS-9, TX-2, D-11): exactly one of HTTP
-    /// Basic, `client_secret` in the body, or a `private_key_jwt` assertion; or, where allowed,
-    /// a public client identified by `client_id` alone.
+    /// Authenticates the client of a token request (AS-9, TX-2, D-11, D-24): exactly one of
+    /// HTTP Basic, `client_secret` in the body, or a `private_key_jwt` assertion; or, where
+    /// allowed, a public client identified by `client_id` alone. The method used must be the
+    /// client's registered [`RegisteredClient::auth_method`].
+    ///
+    /// Any `Authorization` header is taken as an attempt at client authentication: unreadable
+    /// Basic credentials are [`ClientAuthError::MalformedBasic`], and another scheme (e.g.
+    /// `Bearer`) is an unsupported authentication method, [`ClientAuthError::Failed`] (RFC 6749
+    /// §5.2); both become 401 `invalid_client` with a `Basic` challenge.
     pub async fn authenticate<R: ReplayStore>(
         &self,
         req: &TokenRequest<'_>,
@@ -239,11 +390,13 @@ impl ClientRegistry {
 
         let (client, method) = if let Some((id, secret)) = basic {
             let client = self.get(&id).ok_or(failed("unknown client"))?;
+            expect_method(client, AuthMethod::ClientSecretBasic)?;
             check_secret(client, &secret)?;
             (client, AuthMethod::ClientSecretBasic)
         } else if let Some(secret) = post_secret {
             let id = body_id.ok_or(ClientAuthError::Malformed)?;
             let client = self.get(id).ok_or(failed("unknown client"))?;
+            expect_method(client, AuthMethod::ClientSecretPost)?;
             check_secret(client, secret)?;
             (client, AuthMethod::ClientSecretPost)
         } else if let Some(assertion) = assertion {
@@ -259,6 +412,7 @@ impl ClientRegistry {
                 // D-11: client authentication is required unless public clients are enabled.
                 Some(client)
                     if self.allow_public
+                        && client.auth_method == AuthMethod::None
                         && matches!(client.credential, ClientCredential::Public) =>
                 {
                     (client, AuthMethod::None)
@@ -286,6 +440,19 @@ impl ClientRegistry {
         })
     }
 
+    /// The `token_endpoint_auth_methods_supported` this registry can accept: the registered
+    /// clients' methods, plus `none` where public (CIMD) clients are accepted, in
+    /// [`AuthMethod::ALL`] order. Advertise these, and only these, in server metadata (D-24).
+    pub fn auth_methods_supported(&self) -> Vec<AuthMethod> {
+        AuthMethod::ALL
+            .into_iter()
+            .filter(|m| match m {
+                AuthMethod::None => self.allow_public,
+                _ => self.clients.values().any(|c| c.auth_method == *m),
+            })
+            .collect()
+    }
+
     async fn check_assertion<R: ReplayStore>(
         &self,
         assertion: &str,
@@ -308,6 +475,7 @@ impl ClientRegistry {
             return Err(ClientAuthError::ClientIdMismatch);
         }
         let client = self.get(iss).ok_or(failed("unknown client"))?;
+        expect_method(client, AuthMethod::PrivateKeyJwt)?;
         let ClientCredential::PrivateKeyJwt { keys } = &client.credential else {
             return Err(failed("client is not registered for private_key_jwt"));
         };
@@ -352,6 +520,18 @@ impl ClientRegistry {
     }
 }
 
+/// D-24: the client must use its one registered method; the log reason names it.
+fn expect_method(client: &RegisteredClient, used: AuthMethod) -> Result<(), ClientAuthError> {
+    if client.auth_method == used {
+        Ok(())
+    } else {
+        Err(ClientAuthError::WrongMethod {
+            expected: client.auth_method,
+            used,
+        })
+    }
+}
+
 fn check_secret(client: &RegisteredClient, presented: &str) -> Result<(), ClientAuthError> {
     let ClientCredential::Secret { sha256: expected } = &client.credential else {
         return Err(ClientAuthError::Failed {
@@ -367,24 +547,31 @@ fn check_secret(client: &RegisteredClient, presented: &str) -> Result<(), Client
 }
 
 /// Reads `Authorization: Basic` (RFC 7617): base64 of `id:secret`, each form-urlencoded
-/// (RFC 6749 §2.3.1, D-11).
+/// (RFC 6749 §2.3.1, D-11). Unreadable credentials are `MalformedBasic` (401 `invalid_client`,
+/// D-24); another scheme is an unsupported authentication method (`Failed`, RFC 6749 §5.2).
 fn parse_basic(header: &str) -> Result<(String, String), ClientAuthError> {
-    let (scheme, value) = header.split_once(' ').ok_or(ClientAuthError::Malformed)?;
+    let (scheme, value) = header.split_once(' ').unwrap_or((header, ""));
     if !scheme.eq_ignore_ascii_case("basic") {
-        // RFC 6749 §5.2: an unsupported authentication method is `invalid_client`.
         return Err(ClientAuthError::Failed {
             reason: "unsupported Authorization scheme",
         });
     }
+    let bad = |reason| ClientAuthError::MalformedBasic { reason };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(bad("no credentials after the scheme"));
+    }
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|_| ClientAuthError::Malformed)?;
-    let text = String::from_utf8(decoded).map_err(|_| ClientAuthError::Malformed)?;
-    let (id, secret) = text.split_once(':').ok_or(ClientAuthError::Malformed)?;
-    let id = crate::form::decode(id.as_bytes()).map_err(|_| ClientAuthError::Malformed)?;
-    let secret = crate::form::decode(secret.as_bytes()).map_err(|_| ClientAuthError::Malformed)?;
+        .decode(value)
+        .map_err(|_| bad("not base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| bad("not UTF-8"))?;
+    let (id, secret) = text.split_once(':').ok_or(bad("no colon"))?;
+    let id = crate::form::decode(id.as_bytes())
+        .map_err(|_| bad("client id is not form-urldecodable"))?;
+    let secret = crate::form::decode(secret.as_bytes())
+        .map_err(|_| bad("secret is not form-urldecodable"))?;
     if id.is_empty() {
-        return Err(ClientAuthError::Malformed);
+        return Err(bad("empty client id"));
     }
     Ok((id, secret))
 }
@@ -393,25 +580,114 @@ fn parse_basic(header: &str) -> Result<(String, String), ClientAuthError> {
 mod tests {
     use super::*;
 
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
     #[test]
     fn d11_basic_is_form_urldecoded_after_base64() {
-        let b64 = base64::engine::general_purpose::STANDARD.encode("my%3Aclient:p%40ss+word");
         assert_eq!(
-            parse_basic(&format!("Basic {b64}")).unwrap(),
+            parse_basic(&format!("Basic {}", b64("my%3Aclient:p%40ss+word"))).unwrap(),
             ("my:client".to_owned(), "p@ss word".to_owned())
         );
+        // `&` inside an encoded part must not split the inner form.
+        assert_eq!(
+            parse_basic(&format!("Basic {}", b64("a%26b:c"))).unwrap().0,
+            "a&b"
+        );
+        // The scheme is case-insensitive (RFC 7235 §2.1).
+        assert!(parse_basic(&format!("bAsIc {}", b64("a:b"))).is_ok());
+    }
+
+    #[test]
+    fn d24_malformed_basic_is_malformed_basic_not_a_request_error() {
+        let malformed =
+            |h: &str| matches!(parse_basic(h), Err(ClientAuthError::MalformedBasic { .. }));
+        assert!(malformed("Basic !!!"));
+        assert!(malformed(&format!("Basic {}", b64("abc"))));
+        assert!(malformed(&format!("Basic {}", b64("a%zz:b"))));
+        assert!(malformed(&format!("Basic {}", b64("a:%G1"))));
+        assert!(malformed(&format!("Basic {}", b64(":secret"))));
+        assert!(malformed("Basic"));
+        assert!(malformed("Basic   "));
+        // Positive control: the same shapes, well-formed.
+        assert!(parse_basic(&format!("Basic {}", b64("a:b"))).is_ok());
+        // Another scheme is an unsupported method, not malformed Basic.
         assert!(matches!(
             parse_basic("Bearer abc"),
             Err(ClientAuthError::Failed { .. })
         ));
-        assert_eq!(parse_basic("Basic !!!"), Err(ClientAuthError::Malformed));
-        let no_colon = base64::engine::general_purpose::STANDARD.encode("abc");
+        assert!(matches!(
+            parse_basic("Bearer"),
+            Err(ClientAuthError::Failed { .. })
+        ));
+    }
+
+    #[test]
+    fn d24_auth_method_names_round_trip() {
+        for m in AuthMethod::ALL {
+            assert_eq!(m.as_str().parse::<AuthMethod>(), Ok(m));
+            assert_eq!(m.to_string(), m.as_str());
+        }
+        let err = "client_secret_jwt".parse::<AuthMethod>().unwrap_err();
+        assert_eq!(err.name, "client_secret_jwt");
+        assert!(err.to_string().contains("client_secret_basic"));
+        assert!("Client_Secret_Basic".parse::<AuthMethod>().is_err());
+    }
+
+    #[test]
+    fn d24_each_client_has_one_method_that_fits_its_credential() {
+        let keys = Arc::new(JwkSet::default());
+        let secret = RegisteredClient::new("s", ClientCredential::secret("pw"));
+        let key = RegisteredClient::new("k", ClientCredential::PrivateKeyJwt { keys });
+        let public = RegisteredClient::new("p", ClientCredential::Public);
+        assert_eq!(secret.auth_method(), AuthMethod::ClientSecretBasic);
+        assert_eq!(key.auth_method(), AuthMethod::PrivateKeyJwt);
+        assert_eq!(public.auth_method(), AuthMethod::None);
+        let fits = |c: &RegisteredClient, m| c.clone().with_auth_method(m).is_ok();
+        assert!(fits(&secret, AuthMethod::ClientSecretPost));
+        assert!(fits(&secret, AuthMethod::ClientSecretBasic));
+        assert!(!fits(&secret, AuthMethod::PrivateKeyJwt));
+        assert!(!fits(&secret, AuthMethod::None));
+        assert!(fits(&key, AuthMethod::PrivateKeyJwt));
+        assert!(!fits(&key, AuthMethod::ClientSecretBasic));
+        assert!(!fits(&key, AuthMethod::ClientSecretPost));
+        assert!(fits(&public, AuthMethod::None));
+        assert!(!fits(&public, AuthMethod::ClientSecretPost));
+        let err = key
+            .with_auth_method(AuthMethod::ClientSecretBasic)
+            .unwrap_err();
+        assert_eq!(err.client_id, "k");
+        assert_eq!(err.method, AuthMethod::ClientSecretBasic);
+    }
+
+    #[test]
+    fn d24_metadata_lists_only_registered_methods() {
+        let registry = ClientRegistry::new(["https://as.example"])
+            .with(RegisteredClient::new("b", ClientCredential::secret("pw")));
         assert_eq!(
-            parse_basic(&format!("Basic {no_colon}")),
-            Err(ClientAuthError::Malformed)
+            registry.auth_methods_supported(),
+            [AuthMethod::ClientSecretBasic]
         );
-        // `&` inside an encoded part must not split the inner form.
-        let amp = base64::engine::general_purpose::STANDARD.encode("a%26b:c");
-        assert_eq!(parse_basic(&format!("Basic {amp}")).unwrap().0, "a&b");
+        let registry = registry
+            .with(
+                RegisteredClient::new("p", ClientCredential::secret("pw"))
+                    .with_auth_method(AuthMethod::ClientSecretPost)
+                    .unwrap(),
+            )
+            .with(RegisteredClient::new("pub", ClientCredential::Public));
+        // A registered public client without `allow_public` is not accepted: no `none`.
+        assert_eq!(
+            registry.auth_methods_supported(),
+            [AuthMethod::ClientSecretBasic, AuthMethod::ClientSecretPost]
+        );
+        assert_eq!(
+            registry.allow_public(true).auth_methods_supported(),
+            [
+                AuthMethod::ClientSecretBasic,
+                AuthMethod::ClientSecretPost,
+                AuthMethod::None
+            ]
+        );
     }
 }

@@ -83,7 +83,17 @@ pub struct OAuthError {
     pub max_age: Option<u64>,
     /// `acr_values` for `insufficient_user_authentication` (RFC 9470 §3).
     pub acr_values: Option<String>,
+    /// Why, in more detail, for the server's log only: never in the body or a header. For
+    /// `invalid_client` it says what was wrong with the client's credentials, e.g. which
+    /// `token_endpoint_auth_method` the client is registered for (D-24).
+    /// [`OAuthError::to_response`] attaches it as an [`ErrorDetail`] response extension.
+    pub detail: Option<Cow<'static, str>>,
 }
+
+/// The [`OAuthError::detail`] of an error response, as an `http` response extension for the
+/// server's log (never sent to the client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorDetail(pub Cow<'static, str>);
 
 impl OAuthError {
     /// An error with a description.
@@ -94,7 +104,15 @@ impl OAuthError {
             www_authenticate: None,
             max_age: None,
             acr_values: None,
+            detail: None,
         }
+    }
+
+    /// Sets the [`OAuthError::detail`] for the server's log.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// `invalid_request`.
@@ -134,9 +152,13 @@ impl OAuthError {
     }
 
     /// The HTTP response: status per [`ErrorCode::status`], JSON body, `Cache-Control: no-store`
-    /// (TX-15), and `WWW-Authenticate` when set.
+    /// (TX-15), and `WWW-Authenticate` when set. The [`OAuthError::detail`], if any, rides along
+    /// as an [`ErrorDetail`] extension for the server's log.
     pub fn to_response(&self) -> Response<Vec<u8>> {
         let mut resp = json_response(self.code.status(), &self.to_json());
+        if let Some(detail) = &self.detail {
+            resp.extensions_mut().insert(ErrorDetail(detail.clone()));
+        }
         if let Some(challenge) = self
             .www_authenticate
             .as_deref()
@@ -185,6 +207,25 @@ mod tests {
         assert_eq!(r.headers()["cache-control"], "no-store");
         let body: Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(body["error"], "invalid_client");
+        assert!(r.extensions().get::<ErrorDetail>().is_none());
+    }
+
+    #[test]
+    fn d24_detail_goes_to_the_log_extension_never_the_wire() {
+        let e = OAuthError::invalid_client("client authentication failed", "as")
+            .with_detail("client is registered for client_secret_basic");
+        let r = e.to_response();
+        assert_eq!(
+            r.extensions().get::<ErrorDetail>().map(|d| d.0.as_ref()),
+            Some("client is registered for client_secret_basic")
+        );
+        let body = String::from_utf8(r.body().clone()).unwrap();
+        assert!(!body.contains("registered"), "{body}");
+        assert!(
+            r.headers()
+                .values()
+                .all(|v| !v.to_str().unwrap_or("").contains("registered"))
+        );
     }
 
     #[test]

@@ -265,8 +265,9 @@ impl AdminPolicy for GroupPolicy {
     }
 }
 
-/// A successful token-exchange response (TX-10).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A successful token-exchange response (TX-10). `Debug` shows the ID-JAG's length only
+/// (SEC-10).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenExchangeResponse {
     /// The ID-JAG.
@@ -279,6 +280,21 @@ pub struct TokenExchangeResponse {
     pub scope: Option<ScopeSet>,
     /// The ID-JAG's `jti`, for the audit trail (not sent).
     pub jti: String,
+}
+
+impl std::fmt::Debug for TokenExchangeResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenExchangeResponse")
+            .field(
+                "access_token",
+                &crate::form::Redacted(self.access_token.len()),
+            )
+            .field("issued_token_type", &self.issued_token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("jti", &self.jti)
+            .finish()
+    }
 }
 
 impl TokenExchangeResponse {
@@ -542,10 +558,10 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         // TX-2 / SEC-7: never an unauthenticated client, even where the registry accepts
         // public clients for other grants.
         if client.method == AuthMethod::None {
-            return Err(OAuthError::invalid_client(
-                "client authentication is required",
-                realm,
-            ));
+            return Err(
+                OAuthError::invalid_client("client authentication is required", realm)
+                    .with_detail("token exchange needs an authenticated client, not a public one"),
+            );
         }
         if !client.client.allows(TOKEN_EXCHANGE) {
             return Err(OAuthError::new(
@@ -734,5 +750,29 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             scope: scope_out,
             jti: issued.claims.jti.into_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jwt_bearer::tests::assert_redacted;
+
+    #[test]
+    fn sec10_token_exchange_response_debug_is_redacted() {
+        let response = TokenExchangeResponse {
+            access_token: "idjag.Hp4RkT8sLq2.sigQwE".into(),
+            issued_token_type: ID_JAG_TOKEN_TYPE,
+            expires_in: 300,
+            scope: Some(ScopeSet::parse("tasks.read").unwrap()),
+            jti: "jti-visible".into(),
+        };
+        for text in [format!("{response:?}"), format!("{response:#?}")] {
+            assert_redacted(
+                &text,
+                &["Hp4RkT8sLq2", "sigQwE"],
+                &["id-jag", "300", "tasks.read", "jti-visible"],
+            );
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! Strict `application/x-www-form-urlencoded` bodies (RFC 6749 Appendix B) and the token
 //! request as the token endpoint receives it.
 
+use std::fmt;
+
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 
 /// The default cap on a token request body: 64 KiB.
@@ -36,9 +38,36 @@ pub enum FormError {
 
 /// A parsed form: unique names, decoded values. Empty values count as absent (RFC 6749 §3.1)
 /// but still count as occurrences for the repetition rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// `Debug` shows the values of the descriptive parameters only ([`Form::PUBLIC_PARAMS`]);
+/// every other value (tokens, assertions, secrets, codes, verifiers, passwords) is shown as its
+/// length (SEC-10).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Form {
     params: Vec<(String, String)>,
+}
+
+impl fmt::Debug for Form {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.params {
+            if Self::PUBLIC_PARAMS.contains(&name.as_str()) {
+                map.entry(name, value);
+            } else {
+                map.entry(name, &Redacted(value.len()));
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Stands for a token, secret or other credential in `Debug` output: its length only.
+pub(crate) struct Redacted(pub(crate) usize);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
 }
 
 /// Decodes one form component: `+` is a space, `%XX` a byte; the result must be UTF-8.
@@ -65,6 +94,22 @@ pub(crate) fn decode(raw: &[u8]) -> Result<String, FormError> {
 }
 
 impl Form {
+    /// The parameters whose values `Debug` shows: none of them carries a credential.
+    pub const PUBLIC_PARAMS: &'static [&'static str] = &[
+        "grant_type",
+        "client_id",
+        "client_assertion_type",
+        "scope",
+        "resource",
+        "audience",
+        "requested_token_type",
+        "subject_token_type",
+        "actor_token_type",
+        "redirect_uri",
+        "response_type",
+        "code_challenge_method",
+    ];
+
     /// Parses a body of at most `max_len` bytes.
     pub fn parse(body: &[u8], max_len: usize) -> Result<Self, FormError> {
         if body.len() > max_len {
@@ -142,7 +187,10 @@ pub fn encode_component(s: &str) -> String {
 
 /// A token request as the endpoint sees it: the parts the grants read, borrowed from an
 /// `http::Request` or assembled by hand.
-#[derive(Debug, Clone, Copy)]
+///
+/// `Debug` shows the `Authorization` scheme but not its credentials, and the lengths of the
+/// `DPoP` proof and the body, never their bytes (SEC-10).
+#[derive(Clone, Copy)]
 #[non_exhaustive]
 pub struct TokenRequest<'a> {
     /// The HTTP method.
@@ -173,6 +221,33 @@ pub enum RequestError {
         /// The header name.
         name: &'static str,
     },
+}
+
+impl fmt::Debug for TokenRequest<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        struct Scheme<'s>(&'s str);
+        impl fmt::Debug for Scheme<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                let (scheme, rest) = self.0.split_once(' ').unwrap_or((self.0, ""));
+                // Only a plain token is shown as the scheme; anything else is not a scheme.
+                if scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    write!(f, "\"{scheme} <redacted, {} bytes>\"", rest.len())
+                } else {
+                    Redacted(self.0.len()).fmt(f)
+                }
+            }
+        }
+        f.debug_struct("TokenRequest")
+            .field("method", &self.method)
+            .field("content_type", &self.content_type)
+            .field("authorization", &self.authorization.map(Scheme))
+            .field("dpop", &self.dpop.map(|d| Redacted(d.len())))
+            .field("body", &Redacted(self.body.len()))
+            .finish()
+    }
 }
 
 impl<'a> TokenRequest<'a> {
@@ -262,6 +337,62 @@ impl<'a> TokenRequest<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sec10_form_and_token_request_debug_are_redacted() {
+        let body = b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer\
+&assertion=jag.Tq7LmZ2xPw.sigRt&client_id=tc_5f2a91&client_secret=sec-Vb8NkQ3\
+&subject_token=idt.Hy6JdC1.sigKp&code=code-Gx4Rw9&code_verifier=ver-Mn2Pq7\
+&client_assertion=ca.Lk3Tz8.sigUv&scope=tasks.read&password=pw-Fd5Sa1";
+        let form = Form::parse(body, 4096).unwrap();
+        let req = TokenRequest::form(body)
+            .with_authorization("Basic dGNfNWYyYTkxOnNlYy1WYjhOa1Ez")
+            .with_dpop("dpop.Qe9Wr4.sigZx");
+        let secrets = [
+            "Tq7LmZ2xPw",
+            "sec-Vb8NkQ3",
+            "Hy6JdC1",
+            "code-Gx4Rw9",
+            "ver-Mn2Pq7",
+            "Lk3Tz8",
+            "pw-Fd5Sa1",
+            "dGNfNWYyYTkxOnNlYy1WYjhOa1Ez",
+            "Qe9Wr4",
+        ];
+        for text in [
+            format!("{form:?}"),
+            format!("{form:#?}"),
+            format!("{req:?}"),
+            format!("{req:#?}"),
+        ] {
+            for secret in secrets {
+                assert!(!text.contains(secret), "{secret} leaked into {text}");
+            }
+        }
+        // The descriptive parts stay readable.
+        let text = format!("{form:?}");
+        for kept in [
+            "jwt-bearer",
+            "tc_5f2a91",
+            "tasks.read",
+            "client_secret",
+            "bytes",
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+        let text = format!("{req:?}");
+        for kept in [
+            "POST",
+            "Basic",
+            "application/x-www-form-urlencoded",
+            "bytes",
+        ] {
+            assert!(text.contains(kept), "{kept} missing from {text}");
+        }
+        // An `Authorization` value whose first word is not a plain scheme is hidden whole.
+        let odd = TokenRequest::form(b"").with_authorization("sec:Vb8NkQ3");
+        assert!(!format!("{odd:?}").contains("Vb8NkQ3"));
+    }
 
     #[test]
     fn parses_and_decodes() {

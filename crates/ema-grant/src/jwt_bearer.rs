@@ -10,14 +10,15 @@ use crate::access_token::{AccessTokenIssuer, IdJagOrigin};
 use crate::client_auth::{ClientAuthError, ClientRegistry};
 use crate::dpop::{DpopError, DpopValidator};
 use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
-use crate::form::{DEFAULT_MAX_BODY, Form, FormError, RequestError, TokenRequest};
+use crate::form::{DEFAULT_MAX_BODY, Form, FormError, Redacted, RequestError, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
 /// `grant_type` of the jwt-bearer grant (RFC 7523 §2.1).
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-/// A successful token response (RFC 6749 §5.1, AS-14, AS-15).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A successful token response (RFC 6749 §5.1, AS-14, AS-15). `Debug` shows the access token's
+/// length only (SEC-10).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AccessTokenResponse {
     /// The access token.
@@ -34,6 +35,20 @@ pub struct AccessTokenResponse {
     pub authorization_details: Option<Vec<Value>>,
     /// The access token's `jti`, for the audit trail (not sent to the client).
     pub jti: String,
+}
+
+impl std::fmt::Debug for AccessTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessTokenResponse")
+            .field("access_token", &Redacted(self.access_token.len()))
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .field("resource", &self.resource)
+            .field("authorization_details", &self.authorization_details)
+            .field("jti", &self.jti)
+            .finish()
+    }
 }
 
 impl AccessTokenResponse {
@@ -112,9 +127,13 @@ pub(crate) fn form_error(e: &FormError) -> OAuthError {
     }
 }
 
-/// Maps a client authentication failure (AS-20, D-11).
+/// Maps a client authentication failure (AS-20, D-11, D-24). Every failure to authenticate,
+/// malformed HTTP Basic credentials included, is 401 `invalid_client` with a `Basic` challenge;
+/// only request errors (two methods, `client_secret` without `client_id`, a wrong
+/// `client_assertion_type`, a `client_id` that contradicts the credentials) are
+/// `invalid_request`. The precise reason goes to [`OAuthError::detail`] for the log.
 pub(crate) fn client_auth_error(e: &ClientAuthError, realm: &str) -> OAuthError {
-    match e {
+    let error = match e {
         ClientAuthError::MultipleMethods => {
             OAuthError::invalid_request("more than one client authentication method used")
         }
@@ -129,8 +148,10 @@ pub(crate) fn client_auth_error(e: &ClientAuthError, realm: &str) -> OAuthError 
         ClientAuthError::Missing => {
             OAuthError::invalid_client("client authentication is required", realm)
         }
+        // D-24: unreadable Basic credentials are a failed authentication, never a 400.
         _ => OAuthError::invalid_client("client authentication failed", realm),
-    }
+    };
+    error.with_detail(e.to_string())
 }
 
 /// Maps a request whose headers cannot be read. A repeated or unreadable `DPoP` header is an
@@ -224,6 +245,11 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
     /// The ID-JAG validator.
     pub fn validator(&self) -> &IdJagValidator<K, S> {
         &self.validator
+    }
+
+    /// The registered clients (e.g. for `token_endpoint_auth_methods_supported`, D-24).
+    pub fn clients(&self) -> &ClientRegistry {
+        &self.clients
     }
 
     /// The access-token issuer.
@@ -388,8 +414,45 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// SEC-10: `{:?}` and `{:#?}` show no token bytes, and keep the other fields.
+    pub(crate) fn assert_redacted(text: &str, secrets: &[&str], kept: &[&str]) {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+        for field in kept {
+            assert!(text.contains(field), "{field} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn sec10_access_token_response_debug_is_redacted() {
+        let response = AccessTokenResponse {
+            access_token: "at.Zq9VtK3mWx7.sigXyZ".into(),
+            token_type: "Bearer",
+            expires_in: 3600,
+            scope: Some(ScopeSet::parse("tasks.read").unwrap()),
+            resource: "https://mcp.tasks.example/mcp".into(),
+            authorization_details: None,
+            jti: "jti-visible".into(),
+        };
+        for text in [format!("{response:?}"), format!("{response:#?}")] {
+            assert_redacted(
+                &text,
+                &["Zq9VtK3mWx7", "sigXyZ"],
+                &[
+                    "Bearer",
+                    "3600",
+                    "tasks.read",
+                    "jti-visible",
+                    "mcp.tasks.example",
+                    "bytes",
+                ],
+            );
+        }
+    }
 
     #[test]
     fn the_response_body_is_the_json_document() {

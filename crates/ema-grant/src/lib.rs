@@ -9,7 +9,8 @@
 //!   consumed atomically in a [`ReplayStore`] only when a token is issued (D-6), and an RFC 9068
 //!   access token for exactly one resource comes back (AS-1..AS-21).
 //! - The shared protocol: strict form parsing ([`Form`]), client authentication
-//!   ([`ClientRegistry`]: `client_secret_basic`, `client_secret_post`, `private_key_jwt`),
+//!   ([`ClientRegistry`]: `client_secret_basic`, `client_secret_post`, `private_key_jwt`, one
+//!   registered method per client, D-24),
 //!   DPoP proofs ([`DpopValidator`]), and RFC 6749 §5.2 errors ([`OAuthError`]) mapped in one
 //!   place.
 //!
@@ -80,11 +81,11 @@ pub use access_token::{
     AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
 };
 pub use client_auth::{
-    AuthMethod, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError, ClientCredential,
-    ClientRegistry, RegisteredClient,
+    AuthMethod, AuthMethodMismatch, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError,
+    ClientCredential, ClientRegistry, RegisteredClient, UnknownAuthMethod,
 };
 pub use dpop::{DpopError, DpopProof, DpopValidator};
-pub use error::{ErrorCode, OAuthError};
+pub use error::{ErrorCode, ErrorDetail, OAuthError};
 pub use exchange::{
     AdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE,
     PolicyDecision, PolicyRequest, SAML2_TOKEN_TYPE, TOKEN_EXCHANGE, TargetServer,

@@ -221,14 +221,24 @@ struct PendingCode {
     expires: UnixTime,
 }
 
-/// A successful authorization-code token response.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A successful authorization-code token response. `Debug` shows the ID token's length only
+/// (SEC-10).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SsoTokenResponse {
     /// The ID token.
     pub id_token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
+}
+
+impl fmt::Debug for SsoTokenResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsoTokenResponse")
+            .field("id_token", &crate::form::Redacted(self.id_token.len()))
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 impl SsoTokenResponse {
@@ -526,7 +536,7 @@ pub fn pkce_challenge(verifier: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_auth::{ClientCredential, RegisteredClient};
+    use crate::client_auth::{AuthMethod, ClientCredential, RegisteredClient};
     use crate::replay::InMemoryReplayStore;
     use ema_jose::{Algorithm, SigningKey};
 
@@ -538,7 +548,10 @@ mod tests {
             SigningKey::generate(Algorithm::ES256, Some("idp".into())).unwrap(),
         ));
         let clients = ClientRegistry::new(["https://idp.example"]).with(
+            // These tests send the secret in the body (D-24: the client is registered for it).
             RegisteredClient::new("desk", ClientCredential::secret("pw"))
+                .with_auth_method(AuthMethod::ClientSecretPost)
+                .unwrap()
                 .with_redirect_uris(["http://127.0.0.1:9/cb"]),
         );
         SsoProvider::new(Issuer::new("https://idp.example"), keys, clients)
@@ -556,6 +569,21 @@ mod tests {
             pkce_challenge(VERIFIER)
         );
         Form::parse(q.as_bytes(), 4096).unwrap()
+    }
+
+    #[test]
+    fn sec10_sso_token_response_debug_is_redacted() {
+        let response = SsoTokenResponse {
+            id_token: "idt.Wm5cN2pRfV8.sigBnM".into(),
+            expires_in: 600,
+        };
+        for text in [format!("{response:?}"), format!("{response:#?}")] {
+            crate::jwt_bearer::tests::assert_redacted(
+                &text,
+                &["Wm5cN2pRfV8", "sigBnM"],
+                &["600", "bytes"],
+            );
+        }
     }
 
     #[test]

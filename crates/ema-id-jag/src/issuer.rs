@@ -64,8 +64,9 @@ impl IdJagGrant {
     }
 }
 
-/// A freshly signed ID-JAG.
-#[derive(Debug, Clone)]
+/// A freshly signed ID-JAG. `Debug` shows the token's length, never the token (SEC-10); the
+/// claims are shown.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct IssuedIdJag {
     /// The compact JWS.
@@ -74,6 +75,22 @@ pub struct IssuedIdJag {
     pub claims: IdJagClaims,
     /// Seconds until `exp` (for `expires_in`, TX-10).
     pub expires_in: u64,
+}
+
+impl std::fmt::Debug for IssuedIdJag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Redacted(usize);
+        impl std::fmt::Debug for Redacted {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "<redacted, {} bytes>", self.0)
+            }
+        }
+        f.debug_struct("IssuedIdJag")
+            .field("token", &Redacted(self.token.len()))
+            .field("claims", &self.claims)
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 /// Mints ID-JAGs signed by the active key of a [`KeyRing`].
@@ -168,5 +185,38 @@ impl IdJagIssuer {
             claims,
             expires_in: self.lifetime,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ema_jose::{Algorithm, SigningKey};
+
+    #[test]
+    fn sec10_issued_id_jag_debug_shows_no_token_bytes() {
+        let keys = Arc::new(KeyRing::new(
+            SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
+        ));
+        let idp = IdJagIssuer::new(Issuer::new("https://idp.acme.example"), keys);
+        let grant = IdJagGrant::new(
+            Subject::new("00u8k2Lq91"),
+            Issuer::new("https://auth.tasks.example"),
+            ClientId::new("tc_5f2a91"),
+        );
+        let issued = idp
+            .issue(grant, UnixTime::from_secs(1_767_225_590))
+            .unwrap();
+        let segments: Vec<&str> = issued.token.split('.').collect();
+        assert_eq!(segments.len(), 3);
+        for text in [format!("{issued:?}"), format!("{issued:#?}")] {
+            for segment in &segments {
+                assert!(!text.contains(segment), "token segment leaked into {text}");
+            }
+            // The claims and the lifetime stay visible.
+            for kept in ["00u8k2Lq91", "tc_5f2a91", "300", "bytes"] {
+                assert!(text.contains(kept), "{kept} missing from {text}");
+            }
+        }
     }
 }

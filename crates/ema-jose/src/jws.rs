@@ -171,13 +171,44 @@ impl Header {
 
 /// A compact JWS whose structure has been checked and whose signature has not.
 ///
-/// The payload is opaque bytes; use [`UnverifiedJwt`] for a JWT.
-#[derive(Debug, Clone)]
+/// The payload is opaque bytes; use [`UnverifiedJwt`] for a JWT. `Debug` shows the header and
+/// the lengths of the other parts, never the token's bytes (SEC-10).
+#[derive(Clone)]
 pub struct UnverifiedJws {
     signing_input: String,
     header: Header,
     payload: Vec<u8>,
     signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for UnverifiedJws {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnverifiedJws")
+            .field("header", &self.header)
+            .field("signing_input_len", &self.signing_input.len())
+            .field("payload_len", &self.payload.len())
+            .field("signature_len", &self.signature.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod sec10_debug {
+    use super::*;
+
+    #[test]
+    fn sec10_unverified_jws_debug_shows_no_token_bytes() {
+        let token = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJRdzhaIn0.c2lnbmF0dXJlLWJ5dGVzLVp4OTk";
+        let jws = UnverifiedJws::parse(token, &ParseOptions::new()).unwrap();
+        for text in [format!("{jws:?}"), format!("{jws:#?}")] {
+            for segment in token.split('.') {
+                assert!(!text.contains(segment), "{segment} leaked into {text}");
+            }
+            assert!(text.contains("ES256"), "{text}");
+        }
+        // The signature bytes are not printed as numbers either.
+        assert!(!format!("{jws:?}").contains("115, 105, 103"));
+    }
 }
 
 impl UnverifiedJws {

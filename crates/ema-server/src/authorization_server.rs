@@ -97,7 +97,9 @@ where
     into_axum(response)
 }
 
-/// Logs a token endpoint outcome: status and error code only, never the body's tokens.
+/// Logs a token endpoint outcome: status, error code and the grant's log-only reason
+/// ([`ema_grant::ErrorDetail`], e.g. which `token_endpoint_auth_method` a client is registered
+/// for, D-24), never the body's tokens.
 pub(crate) fn log_outcome(grant: &'static str, response: &http::Response<Vec<u8>>) {
     if response.status().is_success() {
         tracing::info!(grant, status = response.status().as_u16(), "token issued");
@@ -106,6 +108,10 @@ pub(crate) fn log_outcome(grant: &'static str, response: &http::Response<Vec<u8>
             .ok()
             .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or_default();
-        tracing::info!(grant, status = response.status().as_u16(), error = %code, "token request refused");
+        let reason = response
+            .extensions()
+            .get::<ema_grant::ErrorDetail>()
+            .map_or("", |d| d.0.as_ref());
+        tracing::info!(grant, status = response.status().as_u16(), error = %code, reason, "token request refused");
     }
 }

@@ -42,6 +42,10 @@ fn password_check_permits() -> usize {
 
 /// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
 /// ID-JAG token type it issues (MD-4).
+///
+/// `token_endpoint_auth_methods_supported` lists every method the token endpoint can check;
+/// replace it with the methods of the clients actually registered
+/// (`ClientRegistry::auth_methods_supported`, D-24), as the reference IdP does.
 pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
     let base = issuer.trim_end_matches('/');
     let mut m = AuthorizationServerMetadata::new(issuer, format!("{base}/token"));

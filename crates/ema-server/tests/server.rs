@@ -24,6 +24,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+#[path = "server/d24_client_auth.rs"]
+mod d24_client_auth;
+
 const IDP: &str = "https://idp.acme.example";
 const AS: &str = "https://auth.tasks.example";
 const RESOURCE: &str = "https://mcp.tasks.example/mcp";

@@ -1,9 +1,11 @@
 //! TOML configuration of the reference servers, with development defaults for every field.
 //! `examples/README.md` documents a complete sample of each file.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use ema_grant::AuthMethod;
 use serde::Deserialize;
 
 /// Where a server listens and what URL it calls itself.
@@ -33,8 +35,8 @@ fn default_alg() -> String {
     "ES256".into()
 }
 
-/// A client registered at a server.
-#[derive(Debug, Clone, Deserialize)]
+/// A client registered at a server. `Debug` never shows the secret.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The client id.
@@ -43,13 +45,50 @@ pub struct ClientConfig {
     pub secret: Option<String>,
     /// A JWKS file with the client's public keys (`private_key_jwt`).
     pub jwks_file: Option<PathBuf>,
+    /// The one way the client authenticates at the token endpoint, by its RFC 7591 name (D-24):
+    /// `client_secret_basic` or `client_secret_post` with a `secret`, `private_key_jwt` with a
+    /// `jwks_file`. Absent: `client_secret_basic` for a secret, `private_key_jwt` for keys.
+    /// Credentials sent any other way are refused with 401 `invalid_client`.
+    #[serde(default, deserialize_with = "auth_method")]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
     /// Redirect URIs (IdP only).
     #[serde(default)]
     pub redirect_uris: Vec<String>,
 }
 
-/// An IdP user.
-#[derive(Debug, Clone, Deserialize)]
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("id", &self.id)
+            .field("secret", &self.secret.as_ref().map(|_| Redacted))
+            .field("jwks_file", &self.jwks_file)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+/// Reads a `token_endpoint_auth_method` name; an unknown name is a configuration error that
+/// lists the accepted ones.
+fn auth_method<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<AuthMethod>, D::Error> {
+    let name = String::deserialize(d)?;
+    name.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Stands for a secret or a password in `Debug` output.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An IdP user. `Debug` never shows the password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// The stable subject id.
@@ -63,6 +102,18 @@ pub struct UserConfig {
     /// Groups.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+impl fmt::Debug for UserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserConfig")
+            .field("subject", &self.subject)
+            .field("username", &self.username)
+            .field("password", &Redacted)
+            .field("email", &self.email)
+            .field("groups", &self.groups)
+            .finish()
+    }
 }
 
 /// An authorization server the IdP issues ID-JAGs for.
@@ -258,6 +309,7 @@ pub mod defaults {
                 id: "desk-idp-01".into(),
                 secret: Some("desk-secret".into()),
                 jwks_file: None,
+                token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
                 redirect_uris: vec!["http://127.0.0.1/callback".into()],
             }],
             users: vec![
@@ -319,6 +371,7 @@ pub mod defaults {
                 id: "tc_5f2a91".into(),
                 secret: Some("tc-secret".into()),
                 jwks_file: None,
+                token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
                 redirect_uris: Vec::new(),
             }],
             resources: vec![

@@ -43,12 +43,30 @@ fn clients(
                 )));
             }
         };
-        registry = registry.with(
-            RegisteredClient::new(c.id.as_str(), credential)
-                .with_redirect_uris(c.redirect_uris.clone()),
-        );
+        let mut client = RegisteredClient::new(c.id.as_str(), credential)
+            .with_redirect_uris(c.redirect_uris.clone());
+        // D-24: one method per client; it must fit the credential.
+        if let Some(method) = c.token_endpoint_auth_method {
+            client = client.with_auth_method(method).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "{e}: a `secret` takes client_secret_basic or client_secret_post, a \
+                     `jwks_file` takes private_key_jwt"
+                ))
+            })?;
+        }
+        registry = registry.with(client);
     }
     Ok(registry)
+}
+
+/// The `token_endpoint_auth_methods_supported` to advertise: the registered clients' methods
+/// only (D-24).
+fn auth_methods_supported(registry: &ClientRegistry) -> Vec<String> {
+    registry
+        .auth_methods_supported()
+        .into_iter()
+        .map(|m| m.as_str().to_owned())
+        .collect()
 }
 
 fn scopes(s: &str) -> Result<ScopeSet, ConfigError> {
@@ -66,6 +84,8 @@ pub fn idp_app(
     let metadata = idp_metadata(issuer);
     let token_endpoint = format!("{issuer}/token");
     let registry = clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?;
+    let mut metadata = metadata;
+    metadata.token_endpoint_auth_methods_supported = Some(auth_methods_supported(&registry));
     let mut sso = SsoProvider::new(Issuer::new(issuer), keys.clone(), registry.clone())
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut policy = GroupPolicy::new();
@@ -211,11 +231,7 @@ pub fn authorization_server_parts(
     let mut metadata =
         AuthorizationServerMetadata::new(issuer, token_endpoint).with_id_jag_profile();
     metadata.jwks_uri = Some(format!("{issuer}/jwks"));
-    metadata.token_endpoint_auth_methods_supported = Some(vec![
-        "client_secret_basic".into(),
-        "client_secret_post".into(),
-        "private_key_jwt".into(),
-    ]);
+    metadata.token_endpoint_auth_methods_supported = Some(auth_methods_supported(grant.clients()));
     metadata.scopes_supported = Some(
         cfg.resources
             .iter()

@@ -23,8 +23,8 @@ pub enum SignInError {
     NoIdToken(String),
 }
 
-/// A client registered at the IdP for SSO.
-#[derive(Debug, Clone)]
+/// A client registered at the IdP for SSO. `Debug` never shows the secret.
+#[derive(Clone)]
 pub struct SsoClient {
     /// The IdP's base URL.
     pub idp: String,
@@ -34,6 +34,17 @@ pub struct SsoClient {
     pub client_secret: String,
     /// A registered redirect URI (never contacted: the agent reads the redirect itself).
     pub redirect_uri: String,
+}
+
+impl std::fmt::Debug for SsoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoClient")
+            .field("idp", &self.idp)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &format_args!("<redacted>"))
+            .field("redirect_uri", &self.redirect_uri)
+            .finish()
+    }
 }
 
 fn random_token() -> String {

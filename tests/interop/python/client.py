@@ -197,6 +197,9 @@ async def main() -> bool:
             storage=storage,
             client_id=AS_CLIENT_ID,
             client_secret=AS_CLIENT_SECRET,
+            # The AS client is registered for client_secret_basic (D-24); the SDK's default is
+            # client_secret_post.
+            token_endpoint_auth_method="client_secret_basic",
             issuer=auth_server,
             assertion_provider=fetch_id_jag,
             scope=SCOPE,

@@ -21,8 +21,10 @@ import {
 } from '@modelcontextprotocol/client';
 
 // The reference servers' development registrations (examples/reference/src/config.rs, `defaults`).
+// At the IdP, the client `demo --serve` registers for `client_secret_post`: the SDK's token
+// exchange sends the secret only in the body, and each client has one method (D-24).
 const USER = { username: 'ana', password: 'ana-password' };
-const IDP_CLIENT = { id: 'desk-idp-01', secret: 'desk-secret', redirectUri: 'http://127.0.0.1/callback' };
+const IDP_CLIENT = { id: 'desk-idp-post', secret: 'desk-post-secret', redirectUri: 'http://127.0.0.1/callback' };
 const AS_CLIENT = { id: 'tc_5f2a91', secret: 'tc-secret' };
 // What this agent asks the IdP for; the IdP's policy decides what it gets.
 const SCOPE = 'tasks.read tasks.write';
@@ -54,18 +56,16 @@ async function signIn(idp) {
     const code = location.searchParams.get('code');
     if (!code) throw new Error('IdP login: no code in the redirect');
 
+    // client_secret_post, the one method this client is registered for.
     const token = await fetch(`${idp}/token`, {
         method: 'POST',
-        headers: {
-            authorization: `Basic ${Buffer.from(
-                `${encodeURIComponent(IDP_CLIENT.id)}:${encodeURIComponent(IDP_CLIENT.secret)}`
-            ).toString('base64')}`
-        },
         body: new URLSearchParams({
             grant_type: 'authorization_code',
             code,
             code_verifier: verifier,
-            redirect_uri: IDP_CLIENT.redirectUri
+            redirect_uri: IDP_CLIENT.redirectUri,
+            client_id: IDP_CLIENT.id,
+            client_secret: IDP_CLIENT.secret
         })
     });
     const body = await token.json().catch(() => ({}));

@@ -363,7 +363,7 @@ fn d11_every_client_authentication_method() {
     let jag_for = |client: &str| fx.jag(json!({"client_id": client}));
     let cases = [
         Req::bearer(&jag_for(CLIENT)),
-        Req::bearer(&jag_for(CLIENT)).post_secret(CLIENT, SECRET),
+        Req::bearer(&jag_for(POST_CLIENT)).post_secret(POST_CLIENT, POST_SECRET),
         Req::bearer(&jag_for(D11_CLIENT)).basic(D11_CLIENT, D11_SECRET),
         Req::bearer(&jag_for(PK_CLIENT)).client_assertion(&fx.client_assertion(json!({}))),
         Req::bearer(&jag_for(PK_CLIENT)).client_assertion(&fx.client_assertion(json!({"aud": AS}))),

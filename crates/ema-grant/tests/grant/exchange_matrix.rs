@@ -336,7 +336,112 @@ pub(crate) fn rows() -> Vec<Row> {
             401,
             "invalid_client",
             |fx, bad| {
-                with(fx, json!({})).post_secret(IDP_CLIENT, pick(bad, "idp-nope-000", IDP_SECRET))
+                with(fx, json!({"aud": IDP_POST_CLIENT}))
+                    .post_secret(IDP_POST_CLIENT, pick(bad, "idp-nope-000", IDP_POST_SECRET))
+            },
+        ),
+        row(
+            // D-24
+            "TX-2",
+            "client_secret_basic client sends its secret in the body",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.post_secret(IDP_CLIENT, IDP_SECRET)
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "TX-2",
+            "client_secret_post client uses HTTP Basic",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({"aud": IDP_POST_CLIENT}));
+                if bad {
+                    r.basic(IDP_POST_CLIENT, IDP_POST_SECRET)
+                } else {
+                    r.post_secret(IDP_POST_CLIENT, IDP_POST_SECRET)
+                }
+            },
+        ),
+        row(
+            // D-24
+            "TX-2",
+            "a secret for a private_key_jwt client",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                if bad {
+                    with(fx, json!({"aud": IDP_PK_CLIENT})).basic(IDP_PK_CLIENT, IDP_SECRET)
+                } else {
+                    pk_req(fx, &idp_assertion(fx, json!({}), json!({})))
+                }
+            },
+        ),
+        row(
+            // D-24
+            "TX-2",
+            "Basic header that is not base64",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization("Basic !!not*base64!!")
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "TX-2",
+            "Basic credentials without a colon",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization(&basic_raw(&format!("{IDP_CLIENT}{IDP_SECRET}")))
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "TX-2 D-11",
+            "Basic credentials that are not form-urldecodable",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization(&basic_raw(&format!("{IDP_CLIENT}:%G0{IDP_SECRET}")))
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "TX-2",
+            "Basic credentials with an empty client id",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization(&basic_raw(&format!(":{IDP_SECRET}")))
+                } else {
+                    r
+                }
             },
         ),
         row(

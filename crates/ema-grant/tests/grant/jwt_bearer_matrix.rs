@@ -397,7 +397,10 @@ pub(crate) fn rows() -> Vec<Row> {
             "wrong client_secret_post",
             401,
             "invalid_client",
-            |fx, bad| with(fx, json!({})).post_secret(CLIENT, pick(bad, "s3cr3t-nope", SECRET)),
+            |fx, bad| {
+                with(fx, json!({"client_id": POST_CLIENT}))
+                    .post_secret(POST_CLIENT, pick(bad, "s3cr3t-nope", POST_SECRET))
+            },
         ),
         row(
             "AS-9",
@@ -405,8 +408,39 @@ pub(crate) fn rows() -> Vec<Row> {
             400,
             "invalid_request",
             |fx, bad| {
-                let r = with(fx, json!({})).post_secret(CLIENT, SECRET);
+                let r = with(fx, json!({"client_id": POST_CLIENT}))
+                    .post_secret(POST_CLIENT, POST_SECRET);
                 if bad { r.remove("client_id") } else { r }
+            },
+        ),
+        row(
+            // D-24
+            "AS-9",
+            "client_secret_basic client sends its secret in the body",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.post_secret(CLIENT, SECRET)
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "AS-9",
+            "client_secret_post client uses HTTP Basic",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({"client_id": POST_CLIENT}));
+                if bad {
+                    r.basic(POST_CLIENT, POST_SECRET)
+                } else {
+                    r.post_secret(POST_CLIENT, POST_SECRET)
+                }
             },
         ),
         row(
@@ -487,14 +521,60 @@ pub(crate) fn rows() -> Vec<Row> {
             |fx, bad| with(fx, json!({})).set("client_id", pick(bad, PK_CLIENT, CLIENT)),
         ),
         row(
+            // D-24
             "AS-9 AS-20",
             "Basic header that is not base64",
-            400,
-            "invalid_request",
+            401,
+            "invalid_client",
             |fx, bad| {
                 let r = with(fx, json!({}));
                 if bad {
                     r.authorization("Basic !!not*base64!!")
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "AS-9 AS-20",
+            "Basic credentials without a colon",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization(&basic_raw(&format!("{CLIENT}{SECRET}")))
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "AS-9 AS-20 D-11",
+            "Basic credentials that are not form-urldecodable",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization(&basic_raw(&format!("{CLIENT}%zz:{SECRET}")))
+                } else {
+                    r
+                }
+            },
+        ),
+        row(
+            // D-24
+            "AS-9 AS-20",
+            "Basic credentials with an empty client id",
+            401,
+            "invalid_client",
+            |fx, bad| {
+                let r = with(fx, json!({}));
+                if bad {
+                    r.authorization(&basic_raw(&format!(":{SECRET}")))
                 } else {
                     r
                 }
@@ -2157,7 +2237,7 @@ pub(crate) fn rows() -> Vec<Row> {
                 }
                 Req::bearer(&jag)
                     .set("scope", "tasks.read")
-                    .post_secret(CLIENT, SECRET)
+                    .set("client_id", CLIENT)
             },
         ),
         row(

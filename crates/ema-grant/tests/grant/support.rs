@@ -10,10 +10,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use ema_grant::form::encode_component;
 use ema_grant::{
-    AccessTokenIssuer, AccessTokenValidator, AdminPolicy, CLIENT_ASSERTION_TYPE, ClientCredential,
-    ClientRegistry, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, InMemoryReplayStore,
-    JWT_BEARER, JwtBearerGrant, PolicyDecision, PolicyRequest, RegisteredClient, ReplayStore,
-    TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
+    AccessTokenIssuer, AccessTokenValidator, AdminPolicy, AuthMethod, CLIENT_ASSERTION_TYPE,
+    ClientCredential, ClientRegistry, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE,
+    InMemoryReplayStore, JWT_BEARER, JwtBearerGrant, PolicyDecision, PolicyRequest,
+    RegisteredClient, ReplayStore, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, Resource, ResourceConfig,
@@ -52,6 +52,9 @@ pub(crate) const IDP_NO_TX: &str = "desk-idp-nox";
 pub(crate) const IDP_NO_TX_SECRET: &str = "idp-s3cr3t-nox";
 /// An IdP client registered as public (mapped to [`PUBLIC_CLIENT`] at the AS).
 pub(crate) const IDP_PUBLIC: &str = "desk-idp-public";
+/// An IdP client registered for `client_secret_post` (D-24; mapped to [`POST_CLIENT`]).
+pub(crate) const IDP_POST_CLIENT: &str = "desk-idp-post";
+pub(crate) const IDP_POST_SECRET: &str = "idp-s3cr3t-post";
 pub(crate) const AS_ALIAS: &str = "urn:acme:as:tasks";
 
 // The MCP authorization server.
@@ -66,6 +69,10 @@ pub(crate) const CLIENT: &str = "tc_5f2a91";
 pub(crate) const SECRET: &str = "s3cr3t";
 /// A client authenticating with `private_key_jwt`.
 pub(crate) const PK_CLIENT: &str = "tc_pkjwt_77";
+/// A client registered for `client_secret_post` (D-24); [`CLIENT`] uses the default,
+/// `client_secret_basic`.
+pub(crate) const POST_CLIENT: &str = "tc_post_42";
+pub(crate) const POST_SECRET: &str = "p0st-s3cr3t";
 /// A client registered for the authorization-code grant only.
 pub(crate) const CODE_CLIENT: &str = "tc_codeonly_3";
 pub(crate) const CODE_SECRET: &str = "c0de-s3cr3t";
@@ -563,6 +570,11 @@ fn as_clients(keys: &Keys, allow_public: bool) -> ClientRegistry {
             PUBLIC_CLIENT,
             ClientCredential::Public,
         ))
+        .with(
+            RegisteredClient::new(POST_CLIENT, ClientCredential::secret(POST_SECRET))
+                .with_auth_method(AuthMethod::ClientSecretPost)
+                .unwrap(),
+        )
         .allow_public(allow_public)
 }
 
@@ -635,6 +647,11 @@ fn idp_clients(keys: &Keys, allow_public: bool) -> ClientRegistry {
                 .with_grant_types([JWT_BEARER]),
         )
         .with(RegisteredClient::new(IDP_PUBLIC, ClientCredential::Public))
+        .with(
+            RegisteredClient::new(IDP_POST_CLIENT, ClientCredential::secret(IDP_POST_SECRET))
+                .with_auth_method(AuthMethod::ClientSecretPost)
+                .unwrap(),
+        )
         .allow_public(allow_public)
 }
 
@@ -658,7 +675,8 @@ fn assemble_idp<K: KeySource, R: ReplayStore>(
             .with_alias(AS_ALIAS)
             .with_client(IDP_CLIENT, CLIENT)
             .with_client(IDP_PK_CLIENT, PK_CLIENT)
-            .with_client(IDP_PUBLIC, PUBLIC_CLIENT),
+            .with_client(IDP_PUBLIC, PUBLIC_CLIENT)
+            .with_client(IDP_POST_CLIENT, POST_CLIENT),
     )
     .with_target(TargetServer::new(OTHER_AS, [OTHER_RESOURCE]).with_client(IDP_CLIENT, "oc_1"))
     .accept_legacy_token_type(legacy)

@@ -7,7 +7,9 @@
 //!
 //! With `--serve`, it starts the three servers, prints their URLs as one JSON line
 //! (`{"idp":…,"authorization_server":…,"mcp":…}`) and serves until interrupted, for tests that
-//! drive the servers with other clients (`tests/interop/`).
+//! drive the servers with other clients (`tests/interop/`). In that mode the IdP also registers
+//! `desk-idp-post`, a client that authenticates with `client_secret_post`, for SDKs that can
+//! send nothing else at the IdP (each client has one method, D-24).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -179,6 +181,24 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// For `--serve`: a second IdP registration, `desk-idp-post`, that authenticates with
+/// `client_secret_post` (the TypeScript SDK's token exchange sends its secret only in the body)
+/// and stands for the same agent at the authorization server (`tc_5f2a91`).
+fn add_post_client(idp: &mut ema_examples::config::IdpConfig) {
+    idp.clients.push(ema_examples::config::ClientConfig {
+        id: "desk-idp-post".into(),
+        secret: Some("desk-post-secret".into()),
+        jwks_file: None,
+        token_endpoint_auth_method: Some(ema_grant::AuthMethod::ClientSecretPost),
+        redirect_uris: vec!["http://127.0.0.1/callback".into()],
+    });
+    for target in &mut idp.targets {
+        if let Some(here) = target.clients.get("desk-idp-01").cloned() {
+            target.clients.insert("desk-idp-post".into(), here);
+        }
+    }
+}
+
 async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -188,11 +208,12 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let mcp = format!("{mcp_base}/mcp");
     let notes = format!("{mcp_base}/notes");
 
-    let idp_app = servers::idp_app(
-        &defaults::idp(&idp, &auth_server, &mcp, &notes),
-        &idp,
-        clock.clone(),
-    )?;
+    let serve_only = std::env::args().nth(1).as_deref() == Some("--serve");
+    let mut idp_config = defaults::idp(&idp, &auth_server, &mcp, &notes);
+    if serve_only {
+        add_post_client(&mut idp_config);
+    }
+    let idp_app = servers::idp_app(&idp_config, &idp, clock.clone())?;
     let as_app = servers::authorization_server_app(
         &defaults::authorization_server(&idp, &auth_server, &mcp, &notes),
         &auth_server,
@@ -210,7 +231,7 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     ] {
         tokio::spawn(serve::serve(listener, app, std::future::pending()));
     }
-    if std::env::args().nth(1).as_deref() == Some("--serve") {
+    if serve_only {
         println!(
             "{}",
             serde_json::json!({"idp": idp, "authorization_server": auth_server, "mcp": mcp})

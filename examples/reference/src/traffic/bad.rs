@@ -110,8 +110,9 @@ impl BadRequest {
     }
 }
 
-/// What the catalog needs from the running servers.
-#[derive(Debug, Clone)]
+/// What the catalog needs from the running servers. `Debug` shows the addresses only, never
+/// the tokens.
+#[derive(Clone)]
 pub struct Material {
     /// The IdP's address.
     pub idp: SocketAddr,
@@ -127,6 +128,16 @@ pub struct Material {
     pub other_audience_token: String,
     /// A correctly signed ID-JAG that was already redeemed.
     pub spent_id_jag: String,
+}
+
+impl std::fmt::Debug for Material {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Material")
+            .field("idp", &self.idp)
+            .field("auth_server", &self.auth_server)
+            .field("mcp", &self.mcp)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Material {

@@ -24,13 +24,26 @@ pub enum McpError {
     Protocol(&'static str),
 }
 
-/// One initialized MCP session.
-#[derive(Debug)]
+/// One initialized MCP session. `Debug` does not show the `Authorization` value.
 pub struct McpSession {
     conn: Connection,
     authorization: Option<String>,
     session_id: String,
     next_id: u64,
+}
+
+impl std::fmt::Debug for McpSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpSession")
+            .field("conn", &self.conn)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
+            .field("session_id", &self.session_id)
+            .field("next_id", &self.next_id)
+            .finish()
+    }
 }
 
 /// The JSON-RPC messages in a response body: one JSON document, or the `data:` lines of an SSE
