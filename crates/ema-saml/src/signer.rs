@@ -158,6 +158,14 @@ impl AssertionTemplate {
         self.id = Some(id.into());
         self
     }
+
+    /// Sets the bearer confirmation's `Recipient`: the token endpoint the assertion is for
+    /// (validators require it, RFC 7522 §3).
+    #[must_use]
+    pub fn with_recipient(mut self, recipient: impl Into<String>) -> Self {
+        self.recipient = Some(recipient.into());
+        self
+    }
 }
 
 /// Signs assertions as one IdP: enveloped signature, exclusive C14N, SHA-256 digest, and

@@ -22,6 +22,10 @@ const IDP: &str = "https://idp.acme.example/saml";
 const SP: &str = "https://desk.acme.example/sp";
 const CLIENT: &str = "desk-idp-01";
 const USER: &str = "ana@acme.example";
+/// The token endpoint the assertions are presented at: the bearer confirmation's `Recipient`.
+const TOKEN_ENDPOINT: &str = "https://idp.acme.example/token";
+/// The `Recipient` the third-party vectors were signed with.
+const VECTOR_RECIPIENT: &str = "https://desk.acme.example/acs";
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
@@ -48,7 +52,8 @@ impl Fx {
         let validator = SamlAssertionValidator::new(IDP)
             .with_key(key.verifying_key().clone())
             .with_audience(SP, CLIENT)
-            .with_audience("https://other.example/sp", "other-client");
+            .with_audience("https://other.example/sp", "other-client")
+            .with_recipient(TOKEN_ENDPOINT);
         Self {
             key,
             signer,
@@ -63,6 +68,7 @@ impl Fx {
     fn template(&self) -> AssertionTemplate {
         AssertionTemplate::new(USER, SP, NOW)
             .with_id("_a1")
+            .with_recipient(TOKEN_ENDPOINT)
             .with_attribute("groups", ["eng", "ops"])
     }
 
@@ -101,6 +107,7 @@ fn vector_validator() -> SamlAssertionValidator {
         .with_key(jwk("rsa.jwk.json"))
         .with_key(jwk("ec.jwk.json"))
         .with_audience(SP, CLIENT)
+        .with_recipient(VECTOR_RECIPIENT)
         .with_attribute_names(
             AttributeNames::new()
                 .with_email("email")
@@ -373,7 +380,7 @@ fn dtd_xxe_and_billion_laughs_are_refused() {
 fn comment_in_name_id_is_refused() {
     let fx = Fx::es256();
     let evil = "ana@acme.example.evil.test";
-    let signed = fx.sign(&AssertionTemplate::new(evil, SP, NOW));
+    let signed = fx.sign(&AssertionTemplate::new(evil, SP, NOW).with_recipient(TOKEN_ENDPOINT));
     assert_eq!(fx.check(&signed).unwrap().name_id.value, evil);
     let truncated = signed.replace(
         "ana@acme.example.evil.test",
@@ -674,7 +681,8 @@ fn d12_issuer_exact_match() {
     ] {
         let v = SamlAssertionValidator::new(other)
             .with_key(fx.key.verifying_key().clone())
-            .with_audience(SP, CLIENT);
+            .with_audience(SP, CLIENT)
+            .with_recipient(TOKEN_ENDPOINT);
         assert_eq!(
             v.validate(signed.as_bytes(), CLIENT, NOW).unwrap_err(),
             SamlError::IssuerMismatch {
