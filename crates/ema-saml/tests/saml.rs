@@ -13,8 +13,13 @@ use std::time::Duration;
 
 use ema_jose::{Algorithm, SigningKey, UnixTime, VerifyingKey};
 use ema_saml::{
-    AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator, SamlError,
+    AssertionTemplate, AttributeNames, DEFAULT_MAX_DEPTH, MAX_ATTRIBUTES, MAX_DEPTH,
+    MAX_INCLUSIVE_PREFIXES, MAX_LEN, MAX_NAMESPACES, SamlAssertionSigner, SamlAssertionValidator,
+    SamlError,
 };
+
+#[path = "../benches/support/worst.rs"]
+mod worst;
 
 /// 2026-01-01T00:00:00Z.
 const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
@@ -862,5 +867,275 @@ fn subject_requires_one_name_id_and_a_bearer_confirmation() {
     assert_eq!(
         fx.check(&nested).unwrap_err(),
         SamlError::UnexpectedContent { element: "NameID" }
+    );
+}
+
+// ----- bearer confirmation: Recipient (TX-4) ------------------------------------------------
+
+/// TX-4 (RFC 7522 §3): the bearer confirmation must name this token endpoint as `Recipient`;
+/// another recipient or none is refused, with the positive control beside each.
+#[test]
+fn tx4_bearer_recipient_must_be_the_token_endpoint() {
+    let fx = Fx::es256();
+    // Positive control.
+    assert_eq!(
+        fx.check(&fx.sign(&fx.template())).unwrap().name_id.value,
+        USER
+    );
+    // Another endpoint (an SP's assertion consumer service), or a near miss.
+    for other in [
+        "https://desk.acme.example/acs",
+        "https://idp.acme.example/token/",
+        "https://IDP.acme.example/token",
+    ] {
+        let xml = fx.sign(&fx.template().with_recipient(other));
+        assert_eq!(
+            fx.check(&xml).unwrap_err(),
+            SamlError::RecipientMismatch,
+            "{other}"
+        );
+        // ... accepted by a validator configured with that recipient as an alias.
+        let alias = fx.validator.clone().with_recipient(other);
+        alias.validate(xml.as_bytes(), CLIENT, NOW).unwrap();
+    }
+    // No Recipient at all.
+    let mut none = fx.template();
+    none.recipient = None;
+    assert_eq!(
+        fx.check(&fx.sign(&none)).unwrap_err(),
+        SamlError::Missing {
+            element: "Recipient"
+        }
+    );
+    // A validator with no recipient configured accepts nothing.
+    let unconfigured = SamlAssertionValidator::new(IDP)
+        .with_key(fx.key.verifying_key().clone())
+        .with_audience(SP, CLIENT);
+    assert_eq!(
+        unconfigured
+            .validate(fx.sign(&fx.template()).as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
+        SamlError::RecipientMismatch
+    );
+    // One bearer confirmation for this endpoint among others is enough.
+    let two = fx.sign_edited(|x| {
+        x.replace(
+            "<saml:SubjectConfirmation ",
+            "<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\"><saml:SubjectConfirmationData NotOnOrAfter=\"2026-01-01T00:05:00Z\" Recipient=\"https://elsewhere.example/acs\"/></saml:SubjectConfirmation><saml:SubjectConfirmation ",
+        )
+    });
+    fx.check(&two).unwrap();
+}
+
+// ----- bounded work (worst input of the accepted size) -------------------------------------
+
+/// TX-4: the worst input of the accepted size (see `benches/support/worst.rs`) is refused as
+/// a bad signature when forged, before its body is canonicalized; signed by the IdP, the same
+/// body is accepted. The bench `validate_worst` times both.
+#[test]
+fn tx4_worst_case_input_is_refused_by_the_signature_check() {
+    let w = worst::WorstCase::new();
+    assert!(w.forged.len() > 63 * 1024, "{}", w.forged.len());
+    assert_eq!(
+        w.validator
+            .validate(w.forged.as_bytes(), worst::WORST_CLIENT, worst::WORST_NOW)
+            .unwrap_err(),
+        SamlError::BadSignature
+    );
+    let id = w
+        .validator
+        .validate(w.signed.as_bytes(), worst::WORST_CLIENT, worst::WORST_NOW)
+        .unwrap();
+    assert_eq!(id.name_id.value, worst::WORST_USER);
+}
+
+/// TX-4: one step past each limit the worst input sits at is refused with its own error;
+/// at the limit, the same shape only fails the (forged) signature.
+#[test]
+fn tx4_each_limit_of_the_worst_input_has_a_typed_error() {
+    let w = worst::WorstCase::new();
+    let body = worst::BODY_PREFIXES;
+    let full = worst::full_prefix_list();
+    let check = |xml: &str| {
+        w.validator
+            .validate(xml.as_bytes(), worst::WORST_CLIENT, worst::WORST_NOW)
+    };
+    let at_limit = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH, &full);
+    assert_eq!(check(&at_limit).unwrap_err(), SamlError::BadSignature);
+
+    let attrs = w.forged_with(MAX_ATTRIBUTES + 1, body, DEFAULT_MAX_DEPTH, &full);
+    assert_eq!(
+        check(&attrs).unwrap_err(),
+        SamlError::TooManyAttributes {
+            max: MAX_ATTRIBUTES
+        }
+    );
+    let namespaces = w.forged_with(MAX_ATTRIBUTES, body + 1, DEFAULT_MAX_DEPTH, &full);
+    assert_eq!(
+        check(&namespaces).unwrap_err(),
+        SamlError::TooManyNamespaces {
+            max: MAX_NAMESPACES
+        }
+    );
+    let deep = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH + 1, &full);
+    assert_eq!(
+        check(&deep).unwrap_err(),
+        SamlError::TooDeep {
+            max: DEFAULT_MAX_DEPTH
+        }
+    );
+    let mut long = full.clone();
+    long.push("p20".into());
+    let long = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH, &long);
+    assert_eq!(
+        check(&long).unwrap_err(),
+        SamlError::PrefixListTooLong {
+            count: MAX_INCLUSIVE_PREFIXES + 1,
+            max: MAX_INCLUSIVE_PREFIXES
+        }
+    );
+    // A prefix declared nowhere: refused while canonicalizing `SignedInfo`, before the
+    // signature is checked.
+    let mut stray = full.clone();
+    stray.pop();
+    stray.push("nowhere".into());
+    let stray = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH, &stray);
+    assert_eq!(check(&stray).unwrap_err(), SamlError::PrefixNotInScope);
+}
+
+/// TX-4: a prefix list with in-scope prefixes (`#default`, `saml`) on a properly signed
+/// assertion still verifies (the third-party xmlsec1 vector carries one too).
+#[test]
+fn tx4_in_scope_prefix_lists_verify() {
+    let xml = vector("xmlsec1-rsa-sha256-inclusive-prefixes.xml");
+    assert!(xml.contains("PrefixList"));
+    vector_validator()
+        .validate(xml.as_bytes(), CLIENT, NOW.plus(60))
+        .unwrap();
+}
+
+// ----- configuration extremes: nothing panics -------------------------------------------
+
+/// Every knob at its extreme values, each with a valid and an invalid assertion: no panic, no
+/// overflow, a sensible result (clamped caps, saturating time arithmetic).
+#[test]
+fn knobs_at_extreme_values_never_panic() {
+    let fx = Fx::es256();
+    let good = fx.sign(&fx.template());
+    let bad = good.replace(USER, "mallory@acme.example");
+    let run = |v: &SamlAssertionValidator| {
+        (
+            v.validate(good.as_bytes(), CLIENT, NOW),
+            v.validate(bad.as_bytes(), CLIENT, NOW),
+            v.validate_base64url(&ema_jose::base64url::encode(good.as_bytes()), CLIENT, NOW),
+        )
+    };
+    let base = fx.validator.clone();
+    for leeway in [Duration::ZERO, Duration::MAX, Duration::from_secs(u64::MAX)] {
+        let (g, b, t) = run(&base.clone().with_leeway(leeway));
+        assert!(g.is_ok() && t.is_ok(), "leeway {leeway:?}");
+        assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    }
+    for max in [Duration::MAX, Duration::from_secs(u64::MAX)] {
+        let (g, b, _) = run(&base.clone().with_max_lifetime(max));
+        assert!(g.is_ok());
+        assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+        let (g, b, _) = run(&base.clone().with_max_auth_age(Some(max)));
+        assert!(g.is_ok(), "max_auth_age {max:?}");
+        assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    }
+    // Zero lifetime or auth age: every assertion is too long-lived or too old.
+    let (g, _, _) = run(&base.clone().with_max_lifetime(Duration::ZERO));
+    assert!(matches!(g.unwrap_err(), SamlError::BadLifetime { .. }));
+    let late = base.clone().with_max_auth_age(Some(Duration::ZERO));
+    assert!(late.validate(good.as_bytes(), CLIENT, NOW).is_ok());
+    assert!(matches!(
+        late.validate(good.as_bytes(), CLIENT, NOW.plus(31)),
+        Err(SamlError::AuthnInstant { .. })
+    ));
+    // Sizes: clamped to MAX_LEN; zero refuses everything.
+    let (g, b, t) = run(&base.clone().with_max_len(usize::MAX));
+    assert!(g.is_ok() && t.is_ok());
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    let huge = format!("{}{}", " ".repeat(MAX_LEN), good);
+    assert_eq!(
+        base.clone()
+            .with_max_len(usize::MAX)
+            .validate(huge.as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
+        SamlError::TooLarge {
+            len: huge.len(),
+            max: MAX_LEN
+        }
+    );
+    let (g, b, t) = run(&base.clone().with_max_len(0));
+    assert_eq!(
+        g.unwrap_err(),
+        SamlError::TooLarge {
+            len: good.len(),
+            max: 0
+        }
+    );
+    assert!(matches!(b.unwrap_err(), SamlError::TooLarge { .. }));
+    assert!(matches!(t.unwrap_err(), SamlError::TooLarge { .. }));
+    // Depth: clamped to MAX_DEPTH; zero refuses everything.
+    let (g, b, t) = run(&base.clone().with_max_depth(usize::MAX));
+    assert!(g.is_ok() && t.is_ok());
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    let (g, b, _) = run(&base.clone().with_max_depth(0));
+    assert_eq!(g.unwrap_err(), SamlError::TooDeep { max: 0 });
+    assert_eq!(b.unwrap_err(), SamlError::TooDeep { max: 0 });
+    // Time itself at the extremes.
+    for now in [
+        UnixTime::from_secs(0),
+        UnixTime::MAX,
+        UnixTime::from_secs(u64::MAX),
+    ] {
+        let v = base.clone().with_max_auth_age(Some(Duration::MAX));
+        assert!(v.validate(good.as_bytes(), CLIENT, now).is_err());
+    }
+}
+
+/// A document nested as deep as the raised depth knob allows (clamped to `MAX_DEPTH`), signed
+/// so that every walk (scan, canonicalization, digest) runs over it, validates on an ordinary
+/// test thread; one level more is refused cleanly. Far deeper input is refused by the
+/// pre-scan before the parser runs.
+#[test]
+fn deep_nesting_at_the_cap_is_handled_on_a_normal_thread() {
+    let fx = Fx::es256();
+    let v = fx.validator.clone().with_max_depth(usize::MAX);
+    // The root is level 1; the chain sits under `AttributeStatement` (level 2).
+    let nest = |levels: usize| {
+        fx.sign_edited(|x| {
+            x.replace(
+                "<saml:AttributeStatement>",
+                &format!(
+                    "<saml:AttributeStatement>{}{}",
+                    "<x>".repeat(levels),
+                    "</x>".repeat(levels)
+                ),
+            )
+        })
+    };
+    let at_cap = nest(MAX_DEPTH - 2);
+    assert_eq!(
+        v.validate(at_cap.as_bytes(), CLIENT, NOW)
+            .unwrap()
+            .name_id
+            .value,
+        USER
+    );
+    let over = nest(MAX_DEPTH - 1);
+    assert_eq!(
+        v.validate(over.as_bytes(), CLIENT, NOW).unwrap_err(),
+        SamlError::TooDeep { max: MAX_DEPTH }
+    );
+    let absurd = format!("{}{}", "<x>".repeat(100_000), "</x>".repeat(100_000));
+    assert_eq!(
+        v.clone()
+            .with_max_len(usize::MAX)
+            .validate(absurd.as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
+        SamlError::TooDeep { max: MAX_DEPTH }
     );
 }
