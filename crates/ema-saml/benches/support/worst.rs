@@ -162,6 +162,21 @@ impl WorstCase {
         }
     }
 
+    /// The other extreme of the same budget: as many elements as fit (empty, unprefixed, one
+    /// unprefixed attribute each), signed and forged as above.
+    pub(crate) fn many_elements(&self) -> (String, String) {
+        let probe = unsigned_with("", BODY_PREFIXES);
+        let budget = DEFAULT_MAX_LEN - probe.len() - 1400;
+        let unit = "<e a=\"\"/>";
+        let block = unit.repeat(budget / unit.len());
+        let unsigned = unsigned_with(&block, BODY_PREFIXES);
+        let signer = SamlAssertionSigner::new(WORST_IDP, self.key.clone());
+        let signed = signer.sign_xml(&unsigned).unwrap();
+        let forged = with_prefix_lists(&signed, &full_prefix_list());
+        assert!(forged.len() <= DEFAULT_MAX_LEN, "{}", forged.len());
+        (signed, forged)
+    }
+
     /// A forged variant: `attribute_count` attributes per body element, `declarations` body
     /// namespaces on the root, the chain nesting to `depth`, prefix lists `prefixes`.
     pub(crate) fn forged_with(
