@@ -1096,6 +1096,31 @@ fn knobs_at_extreme_values_never_panic() {
     }
 }
 
+/// The signer's time knobs at their extremes: a time past the year 9999 is refused as
+/// `Signing` (no overflow, no endless date arithmetic); a zero lifetime signs and is refused
+/// by the validator.
+#[test]
+fn signer_knobs_at_extreme_values_never_panic() {
+    let fx = Fx::es256();
+    for t in [
+        fx.template().with_lifetime(u64::MAX),
+        fx.template().with_confirmation_lifetime(u64::MAX),
+        fx.template()
+            .with_authn_instant(UnixTime::from_secs(u64::MAX)),
+        fx.template().with_not_before(UnixTime::from_secs(u64::MAX)),
+        AssertionTemplate::new(USER, SP, UnixTime::from_secs(u64::MAX)),
+    ] {
+        assert_eq!(fx.signer.sign(&t).unwrap_err(), SamlError::Signing);
+    }
+    let empty = fx.sign(&fx.template().with_lifetime(0));
+    assert!(matches!(
+        fx.check(&empty).unwrap_err(),
+        SamlError::Expired { .. } | SamlError::BadLifetime { .. }
+    ));
+    // Positive control: the defaults sign and validate.
+    fx.check(&fx.sign(&fx.template())).unwrap();
+}
+
 /// A document nested as deep as the raised depth knob allows (clamped to `MAX_DEPTH`), signed
 /// so that every walk (scan, canonicalization, digest) runs over it, validates on an ordinary
 /// test thread; one level more is refused cleanly. Far deeper input is refused by the

@@ -81,7 +81,8 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
 }
 
 /// Builds the IdP router. ID tokens (SSO) and ID-JAGs (token exchange) are signed by the same
-/// `keys`, published at the metadata's `jwks_uri`.
+/// `keys`, published at the metadata's `jwks_uri`. Password checks and token exchanges with a
+/// SAML subject assertion run on the blocking pool, each a bounded number at a time.
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
