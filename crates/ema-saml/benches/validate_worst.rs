@@ -52,6 +52,17 @@ fn bench(c: &mut Criterion) {
         .validate(many_signed.as_bytes(), WORST_CLIENT, WORST_NOW)
         .unwrap();
 
+    let (decl_signed, decl_forged) = w.declaring_elements();
+    assert_eq!(
+        w.validator
+            .validate(decl_forged.as_bytes(), WORST_CLIENT, WORST_NOW)
+            .unwrap_err(),
+        SamlError::BadSignature
+    );
+    w.validator
+        .validate(decl_signed.as_bytes(), WORST_CLIENT, WORST_NOW)
+        .unwrap();
+
     let mut group = c.benchmark_group("saml_validate");
     group.bench_function("worst_forged_64k", |b| {
         b.iter(|| {
@@ -82,6 +93,24 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             black_box(w.validator.validate(
                 black_box(many_signed.as_bytes()),
+                WORST_CLIENT,
+                WORST_NOW,
+            ))
+        });
+    });
+    group.bench_function("declaring_elements_forged_64k", |b| {
+        b.iter(|| {
+            black_box(w.validator.validate(
+                black_box(decl_forged.as_bytes()),
+                WORST_CLIENT,
+                WORST_NOW,
+            ))
+        });
+    });
+    group.bench_function("declaring_elements_signed_64k", |b| {
+        b.iter(|| {
+            black_box(w.validator.validate(
+                black_box(decl_signed.as_bytes()),
                 WORST_CLIENT,
                 WORST_NOW,
             ))

@@ -20,10 +20,10 @@ fn malformed(at: usize) -> SamlError {
 }
 
 /// The most attributes (namespace declarations not included) one element may carry.
-pub const MAX_ATTRIBUTES: usize = 32;
+pub const MAX_ATTRIBUTES: usize = 16;
 /// The most namespace declarations that may be in scope at any element, counted along the
 /// path from the root (a redeclaration counts again).
-pub const MAX_NAMESPACES: usize = 32;
+pub const MAX_NAMESPACES: usize = 16;
 
 /// Checks the limits on `text`; `max_depth` is the element nesting cap (the root is level 1).
 pub(crate) fn prescan(text: &str, max_depth: usize) -> Result<(), SamlError> {

@@ -128,11 +128,17 @@ pub(crate) fn with_prefix_lists(signed: &str, prefixes: &[String]) -> String {
         )
 }
 
-/// The full prefix list: `#default` and body prefixes, [`MAX_INCLUSIVE_PREFIXES`] in all.
+/// The full prefix list: `#default`, `saml`, `ec` and body prefixes, [`MAX_INCLUSIVE_PREFIXES`]
+/// in all, every one in scope.
 pub(crate) fn full_prefix_list() -> Vec<String> {
-    std::iter::once("#default".to_owned())
-        .chain((0..MAX_INCLUSIVE_PREFIXES - 1).map(|k| format!("p{k}")))
-        .collect()
+    let list: Vec<String> = ["#default", "saml", "ec"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain((0..BODY_PREFIXES).map(|k| format!("p{k}")))
+        .take(MAX_INCLUSIVE_PREFIXES)
+        .collect();
+    assert_eq!(list.len(), MAX_INCLUSIVE_PREFIXES);
+    list
 }
 
 impl WorstCase {
@@ -168,6 +174,21 @@ impl WorstCase {
         let probe = unsigned_with("", BODY_PREFIXES);
         let budget = DEFAULT_MAX_LEN - probe.len() - 1400;
         let unit = "<e a=\"\"/>";
+        let block = unit.repeat(budget / unit.len());
+        let unsigned = unsigned_with(&block, BODY_PREFIXES);
+        let signer = SamlAssertionSigner::new(WORST_IDP, self.key.clone());
+        let signed = signer.sign_xml(&unsigned).unwrap();
+        let forged = with_prefix_lists(&signed, &full_prefix_list());
+        assert!(forged.len() <= DEFAULT_MAX_LEN, "{}", forged.len());
+        (signed, forged)
+    }
+
+    /// As [`WorstCase::many_elements`], each element declaring one more namespace (so every
+    /// element has its own full scope to resolve prefixes in).
+    pub(crate) fn declaring_elements(&self) -> (String, String) {
+        let probe = unsigned_with("", BODY_PREFIXES);
+        let budget = DEFAULT_MAX_LEN - probe.len() - 1400;
+        let unit = "<e xmlns:q=\"u\"/>";
         let block = unit.repeat(budget / unit.len());
         let unsigned = unsigned_with(&block, BODY_PREFIXES);
         let signer = SamlAssertionSigner::new(WORST_IDP, self.key.clone());
