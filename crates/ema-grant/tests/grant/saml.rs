@@ -5,7 +5,9 @@
 
 use std::sync::Arc;
 
-use ema_grant::{ID_JAG_TOKEN_TYPE, InMemoryReplayStore};
+use ema_grant::{
+    ID_JAG_TOKEN_TYPE, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen,
+};
 use ema_jose::{Algorithm, SigningKey, UnixTime};
 use ema_saml::{AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator};
 use serde_json::json;
@@ -23,6 +25,26 @@ struct Saml {
     fx: Fx,
     key: Arc<SigningKey>,
     grant: TxGrant,
+}
+
+/// An in-memory store that cannot record SAML assertions (everything else works).
+struct NoSamlStore(InMemoryReplayStore);
+
+impl ReplayStore for NoSamlStore {
+    fn check_and_insert(
+        &self,
+        key: ReplayKey<'_>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Seen, ReplayError>> + Send {
+        std::future::ready(if key.kind == ReplayKind::SamlAssertion {
+            Err(ReplayError::Unavailable {
+                reason: "down".into(),
+            })
+        } else {
+            self.0.insert_now(key, expires_at, now)
+        })
+    }
 }
 
 impl Saml {
@@ -291,4 +313,26 @@ fn sec1_refused_exchange_does_not_consume_the_saml_assertion() {
     assert_error(&s.send(&unknown), 400, "invalid_target");
     assert_eq!(s.send(&s.request(&token)).status, 200);
     assert_error(&s.send(&s.request(&token)), 400, "invalid_grant");
+}
+
+/// SEC-1: when the replay store cannot record the assertion, the exchange fails closed with
+/// `temporarily_unavailable` (503) rather than issue an ID-JAG for a possibly replayed one;
+/// the positive control is the same assertion with a working store.
+#[test]
+fn sec1_saml_replay_store_unavailable_fails_closed() {
+    let s = Saml::new();
+    let validator = SamlAssertionValidator::new(ENTITY)
+        .with_key(s.key.verifying_key().clone())
+        .with_audience(SP, IDP_CLIENT)
+        .with_recipient(IDP_TOKEN_ENDPOINT);
+    let broken =
+        s.fx.token_exchange(
+            s.fx.idp_key_source(),
+            NoSamlStore(InMemoryReplayStore::new(100)),
+        )
+        .with_saml_assertions(validator);
+    let req = s.request(&s.token(&s.template()));
+    let reply = Reply::check(pollster::block_on(broken.handle(&req.build(), NOW)));
+    assert_error(&reply, 503, "temporarily_unavailable");
+    assert_eq!(s.send(&req).status, 200);
 }
