@@ -1045,10 +1045,13 @@ fn knobs_at_extreme_values_never_panic() {
         assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
     }
     // Zero lifetime or auth age: every assertion is too long-lived or too old.
-    let (g, _, _) = run(&base.clone().with_max_lifetime(Duration::ZERO));
+    let (g, b, _) = run(&base.clone().with_max_lifetime(Duration::ZERO));
     assert!(matches!(g.unwrap_err(), SamlError::BadLifetime { .. }));
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
     let late = base.clone().with_max_auth_age(Some(Duration::ZERO));
-    assert!(late.validate(good.as_bytes(), CLIENT, NOW).is_ok());
+    let (g, b, _) = run(&late);
+    assert!(g.is_ok(), "authenticated at NOW, within the leeway");
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
     assert!(matches!(
         late.validate(good.as_bytes(), CLIENT, NOW.plus(31)),
         Err(SamlError::AuthnInstant { .. })
