@@ -47,7 +47,8 @@ pub use grant::{as_metadata, grant_form, id_jag_claims};
 pub use json::json_claims;
 pub use keys::jwk_set;
 pub use saml::{
-    FIXED_SAML_CLIENT, FIXED_SAML_ISSUER, FIXED_SAML_SP, fixed_saml_validator, saml_assertion,
+    FIXED_SAML_CLIENT, FIXED_SAML_ISSUER, FIXED_SAML_RECIPIENT, FIXED_SAML_SP,
+    fixed_saml_validator, saml_assertion,
 };
 pub use verify::{
     FIXED_AUDIENCE, FIXED_ES256_JWK, FIXED_ISSUER, FIXED_NOW, fixed_verifying_key, jws_verify,

@@ -12,15 +12,20 @@ pub const FIXED_SAML_ISSUER: &str = "https://idp.acme.example/saml";
 pub const FIXED_SAML_SP: &str = "https://desk.acme.example/sp";
 /// The authenticated client of the `saml_assertion` target.
 pub const FIXED_SAML_CLIENT: &str = "desk-idp-01";
+/// The bearer confirmation `Recipient` the `saml_assertion` validator expects (the IdP's token
+/// endpoint, TX-4).
+pub const FIXED_SAML_RECIPIENT: &str = "https://idp.acme.example/token";
 
 /// The validator of the `saml_assertion` target: [`FIXED_SAML_ISSUER`], the key of
-/// [`FIXED_ES256_JWK`](crate::FIXED_ES256_JWK), [`FIXED_SAML_SP`] → [`FIXED_SAML_CLIENT`].
+/// [`FIXED_ES256_JWK`](crate::FIXED_ES256_JWK), [`FIXED_SAML_SP`] → [`FIXED_SAML_CLIENT`],
+/// recipient [`FIXED_SAML_RECIPIENT`].
 pub fn fixed_saml_validator() -> &'static SamlAssertionValidator {
     static VALIDATOR: OnceLock<SamlAssertionValidator> = OnceLock::new();
     VALIDATOR.get_or_init(|| {
         SamlAssertionValidator::new(FIXED_SAML_ISSUER)
             .with_key(fixed_verifying_key().clone())
             .with_audience(FIXED_SAML_SP, FIXED_SAML_CLIENT)
+            .with_recipient(FIXED_SAML_RECIPIENT)
             .with_attribute_names(
                 AttributeNames::new()
                     .with_email("email")

@@ -19,7 +19,7 @@ use crate::dpop::DpopValidator;
 use crate::error::{ErrorCode, OAuthError, json_response};
 use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
 use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error};
-use crate::replay::ReplayStore;
+use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
 /// `grant_type` of RFC 8693 token exchange.
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -330,6 +330,14 @@ pub fn parse_exchange_form(body: &[u8], max_len: usize) -> Result<Form, OAuthErr
     }
 }
 
+/// Where a SAML subject assertion's single use is recorded (SEC-1).
+#[derive(Debug)]
+struct SamlOnce {
+    issuer: String,
+    id: String,
+    until: UnixTime,
+}
+
 /// The IdP's token-exchange grant processor.
 #[derive(Debug)]
 pub struct TokenExchangeGrant<K, P, R> {
@@ -393,6 +401,13 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
     /// reaches the admin policy as [`SamlIdentity::to_claims`](ema_saml::SamlIdentity::to_claims)
     /// (`sub` = `NameID`, `sub_id` in the `saml-nameid` format), and the ID-JAG takes `sub`,
     /// `tenant`, `auth_time`, `acr` and `amr` from those claims as it does from an ID token.
+    ///
+    /// Configure the validator with this endpoint's URL as its
+    /// [`with_recipient`](SamlAssertionValidator::with_recipient): the bearer confirmation's
+    /// `Recipient` must name it (TX-4, RFC 7522 §3). Each assertion is single-use (SEC-1): its
+    /// (`Issuer`, `ID`) goes into the replay store when an ID-JAG is issued, until its
+    /// `NotOnOrAfter` plus [`MAX_LEEWAY`](ema_saml::MAX_LEEWAY); a second exchange is
+    /// `invalid_grant`.
     #[must_use]
     pub fn with_saml_assertions(mut self, validator: SamlAssertionValidator) -> Self {
         self.saml = Some(validator);
@@ -499,13 +514,14 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         Ok(claims)
     }
 
-    /// Validates a SAML 2.0 subject assertion (TX-3, TX-4, D-1) and returns it as claims.
+    /// Validates a SAML 2.0 subject assertion (TX-3, TX-4, D-1) and returns it as claims, with
+    /// what its single use is recorded under (SEC-1).
     fn validate_saml(
         validator: &SamlAssertionValidator,
         token: &str,
         client: &ClientId,
         now: UnixTime,
-    ) -> Result<Claims, OAuthError> {
+    ) -> Result<(Claims, SamlOnce), OAuthError> {
         // D-1: every way a subject assertion can be bad is `invalid_grant`.
         let identity = validator
             .validate_base64url(token, client.as_str(), now)
@@ -522,10 +538,24 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
                     SamlError::Unsigned | SamlError::DigestMismatch | SamlError::BadSignature => {
                         "subject token signature is invalid"
                     }
+                    // TX-4 (RFC 7522 §3): the bearer confirmation names another endpoint.
+                    SamlError::RecipientMismatch
+                    | SamlError::Missing {
+                        element: "Recipient",
+                    } => "subject token is not for this token endpoint",
                     _ => "subject token is not an acceptable SAML assertion",
                 })
             })?;
-        Ok(identity.to_claims())
+        // SEC-1: kept until the assertion can no longer be accepted (its earliest
+        // `NotOnOrAfter` plus the largest leeway).
+        let once = SamlOnce {
+            issuer: identity.issuer.clone(),
+            id: identity.assertion_id.clone(),
+            until: identity
+                .not_on_or_after
+                .plus(ema_saml::MAX_LEEWAY.as_secs()),
+        };
+        Ok((identity.to_claims(), once))
     }
 
     /// Runs token exchange on a request.
@@ -625,14 +655,17 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             None => None,
         };
         // TX-4 / D-1 / D-3 / TX-14; for SAML, TX-4 / D-1 with the audience mapped to the client.
-        let id_token = match saml {
+        let (id_token, saml_once) = match saml {
             Some(validator) => {
-                Self::validate_saml(validator, subject_token, &client.client.id, now)?
+                let (claims, once) =
+                    Self::validate_saml(validator, subject_token, &client.client.id, now)?;
+                (claims, Some(once))
             }
-            None => {
+            None => (
                 self.validate_id_token(subject_token, &client.client.id, now)
-                    .await?
-            }
+                    .await?,
+                None,
+            ),
         };
         // TX-6 / D-2: unknown audience → `invalid_target`.
         let target = self.target(audience).ok_or_else(|| {
@@ -733,6 +766,30 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         });
         grant.cnf_jkt = dpop.map(|p| p.jkt);
         grant.groups = groups;
+        // SEC-1 / TX-4: a SAML bearer assertion is single-use, keyed by (`Issuer`, `ID`), and
+        // consumed only now that an ID-JAG will be issued (as D-6 for ID-JAGs: a refused
+        // request does not burn it).
+        if let Some(once) = &saml_once {
+            let key = ReplayKey {
+                kind: ReplayKind::SamlAssertion,
+                issuer: &once.issuer,
+                jti: &once.id,
+            };
+            match self.replay.check_and_insert(key, once.until, now).await {
+                Ok(Seen::First) => {}
+                Ok(Seen::Again) => {
+                    return Err(OAuthError::invalid_grant(
+                        "this SAML assertion was already used; obtain a new one from the IdP",
+                    ));
+                }
+                Err(_) => {
+                    return Err(OAuthError::new(
+                        ErrorCode::TemporarilyUnavailable,
+                        "replay detection is unavailable; try again later",
+                    ));
+                }
+            }
+        }
         let issued = self
             .issuer
             .issue(grant, now)

@@ -1,5 +1,5 @@
-//! Single-use identifiers: ID-JAG `jti`s (SEC-1, AS-7, D-6), client-assertion `jti`s and DPoP
-//! proof `jti`s.
+//! Single-use identifiers: ID-JAG `jti`s (SEC-1, AS-7, D-6), client-assertion `jti`s, DPoP
+//! proof `jti`s and SAML subject assertion `ID`s.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +18,8 @@ pub enum ReplayKind {
     ClientAssertion,
     /// A DPoP proof, keyed by (key thumbprint, `jti`).
     DpopProof,
+    /// A SAML 2.0 subject assertion at the token exchange, keyed by (`Issuer`, `ID`).
+    SamlAssertion,
 }
 
 impl ReplayKind {
@@ -26,6 +28,7 @@ impl ReplayKind {
             Self::IdJag => 1,
             Self::ClientAssertion => 2,
             Self::DpopProof => 3,
+            Self::SamlAssertion => 4,
         }
     }
 }

@@ -8,27 +8,188 @@
 //! validator refuses documents containing them anyway). Attribute values and line endings are
 //! those of the XPath data model, which `roxmltree` already normalizes.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
-use roxmltree::{Node, NodeId};
+use roxmltree::{Namespace, Node, NodeId};
 
 use crate::error::SamlError;
 
 /// The namespace of the `xml` prefix, which is never declared in canonical output.
 pub(crate) const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 
+/// The most prefixes an `InclusiveNamespaces PrefixList` may list.
+pub const MAX_INCLUSIVE_PREFIXES: usize = 16;
+
+/// The canonical form may be at most this many times the canonicalized element's source, plus
+/// [`EXPANSION_SLACK`]: exclusive C14N re-declares a namespace on every sibling that uses it,
+/// which a hostile document could otherwise turn into megabytes to hash.
+const EXPANSION_FACTOR: usize = 8;
+const EXPANSION_SLACK: usize = 64 * 1024;
+
+/// The namespaces in scope at one element, sorted by prefix (`""` for the default namespace),
+/// built once per element whose scope differs from its parent's.
+struct Scope<'a, 'i> {
+    /// The parser's namespace nodes, to recognize an unchanged scope by identity.
+    nodes: Vec<&'a Namespace<'i>>,
+    /// (prefix, URI), sorted by prefix.
+    map: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a, 'i> Scope<'a, 'i> {
+    fn of(node: Node<'a, 'i>) -> Self {
+        let nodes: Vec<&'a Namespace<'i>> = node.namespaces().collect();
+        let mut map: Vec<(&'a str, &'a str)> = nodes
+            .iter()
+            .map(|ns| (ns.name().unwrap_or(""), ns.uri()))
+            .collect();
+        map.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Self { nodes, map }
+    }
+
+    /// Whether `node` has exactly this scope (the parser shares the namespace nodes of an
+    /// element that declares nothing with its parent).
+    fn is_scope_of(&self, node: Node<'a, 'i>) -> bool {
+        let mut theirs = node.namespaces();
+        theirs.len() == self.nodes.len()
+            && self
+                .nodes
+                .iter()
+                .all(|ours| theirs.next().is_some_and(|t| std::ptr::eq(*ours, t)))
+    }
+
+    fn uri(&self, prefix: &str) -> Option<&'a str> {
+        self.map
+            .binary_search_by(|(p, _)| (*p).cmp(prefix))
+            .ok()
+            .and_then(|i| self.map.get(i))
+            .map(|(_, uri)| *uri)
+    }
+}
+
+/// One open element of the walk.
+struct Open<'a> {
+    qname: &'a str,
+    /// Index of its scope in the scope stack.
+    scope: usize,
+    /// Whether it pushed that scope (and pops it when closed).
+    own_scope: bool,
+    /// How many namespace declarations it rendered (popped from `rendered` when closed).
+    rendered: Vec<&'a str>,
+}
+
 /// Canonicalizes `apex` and its descendants, leaving out the subtree `exclude` (if any).
 /// `inclusive` lists the prefixes of the `InclusiveNamespaces PrefixList`, with `""` for
-/// `#default`.
-pub(crate) fn canonicalize(
-    apex: Node<'_, '_>,
+/// `#default`; at most [`MAX_INCLUSIVE_PREFIXES`], each in scope at some element of the output
+/// (or `#default`).
+///
+/// The walk is iterative (no recursion however deep the document), resolves prefixes through
+/// a per-element map, and refuses output beyond a multiple of the apex's source size.
+pub(crate) fn canonicalize<'a, 'i: 'a>(
+    apex: Node<'a, 'i>,
     exclude: Option<NodeId>,
-    inclusive: &[String],
+    inclusive: &'a [String],
 ) -> Result<Vec<u8>, SamlError> {
-    let mut out = Vec::with_capacity(apex.range().len());
-    let rendered = BTreeMap::new();
-    element(apex, exclude, inclusive, &rendered, &mut out)?;
+    if inclusive.len() > MAX_INCLUSIVE_PREFIXES {
+        return Err(SamlError::PrefixListTooLong {
+            count: inclusive.len(),
+            max: MAX_INCLUSIVE_PREFIXES,
+        });
+    }
+    let source_len = apex.range().len();
+    let max_out = source_len
+        .saturating_mul(EXPANSION_FACTOR)
+        .saturating_add(EXPANSION_SLACK);
+    let mut out = Vec::with_capacity(source_len);
+    // An inclusive prefix must resolve somewhere; `#default` and `xml` always do.
+    let mut found: Vec<bool> = inclusive
+        .iter()
+        .map(|p| p.is_empty() || p == "xml")
+        .collect();
+    let mut scopes: Vec<Scope<'a, 'i>> = Vec::new();
+    let mut open: Vec<Open<'a>> = Vec::new();
+    // Namespace declarations in effect in the output: prefix -> stack of URIs.
+    let mut rendered: HashMap<&'a str, Vec<&'a str>> = HashMap::new();
+    // Depth first without recursion: `node` is opened, then its first child, else its next
+    // sibling, else the nearest ancestor's next sibling after closing the ancestors.
+    let mut node = apex;
+    'walk: loop {
+        let mut descend = false;
+        if Some(node.id()) == exclude {
+            // The enveloped signature: left out with its subtree.
+        } else if node.is_element() {
+            let reuse = scopes.last().is_some_and(|s| s.is_scope_of(node));
+            if !reuse {
+                scopes.push(Scope::of(node));
+            }
+            let scope_index = scopes.len().saturating_sub(1);
+            let scope = scopes.get(scope_index).ok_or_else(|| SamlError::Xml {
+                reason: "namespace scope missing".into(),
+            })?;
+            let (qname, pushed) =
+                start_tag(node, scope, inclusive, &mut found, &mut rendered, &mut out)?;
+            open.push(Open {
+                qname,
+                scope: scope_index,
+                own_scope: !reuse,
+                rendered: pushed,
+            });
+            descend = true;
+        } else if node.is_text() {
+            escape_text(node.text().unwrap_or(""), &mut out);
+        }
+        // Comments and processing instructions: not in the "without comments" output.
+        if out.len() > max_out {
+            return Err(SamlError::CanonicalTooLarge { max: max_out });
+        }
+        if descend {
+            if let Some(child) = node.first_child() {
+                node = child;
+                continue 'walk;
+            }
+            close(&mut open, &mut scopes, &mut rendered, &mut out)?;
+        }
+        loop {
+            if node == apex {
+                break 'walk;
+            }
+            if let Some(sibling) = node.next_sibling() {
+                node = sibling;
+                continue 'walk;
+            }
+            node = node.parent().ok_or_else(|| SamlError::Xml {
+                reason: "unbalanced element".into(),
+            })?;
+            close(&mut open, &mut scopes, &mut rendered, &mut out)?;
+        }
+    }
+    if found.iter().any(|f| !f) {
+        return Err(SamlError::PrefixNotInScope);
+    }
     Ok(out)
+}
+
+/// Writes the end tag of the innermost open element and forgets what it declared.
+fn close<'a>(
+    open: &mut Vec<Open<'a>>,
+    scopes: &mut Vec<Scope<'a, '_>>,
+    rendered: &mut HashMap<&'a str, Vec<&'a str>>,
+    out: &mut Vec<u8>,
+) -> Result<(), SamlError> {
+    let element = open.pop().ok_or_else(|| SamlError::Xml {
+        reason: "unbalanced element".into(),
+    })?;
+    out.extend_from_slice(b"</");
+    out.extend_from_slice(element.qname.as_bytes());
+    out.push(b'>');
+    for prefix in element.rendered {
+        if let Some(stack) = rendered.get_mut(prefix) {
+            stack.pop();
+        }
+    }
+    if element.own_scope && scopes.len() == element.scope.saturating_add(1) {
+        scopes.pop();
+    }
+    Ok(())
 }
 
 /// An element's qualified name as written in the source.
@@ -59,20 +220,23 @@ fn prefix_of(qname: &str) -> &str {
     qname.split_once(':').map_or("", |(prefix, _)| prefix)
 }
 
-fn element<'i>(
-    node: Node<'_, 'i>,
-    exclude: Option<NodeId>,
-    inclusive: &[String],
-    rendered: &BTreeMap<String, String>,
+/// Writes the start tag of `node`; returns its qualified name and the prefixes whose
+/// declarations it rendered.
+fn start_tag<'a, 'i: 'a>(
+    node: Node<'a, 'i>,
+    scope: &Scope<'a, 'i>,
+    inclusive: &'a [String],
+    found: &mut [bool],
+    rendered: &mut HashMap<&'a str, Vec<&'a str>>,
     out: &mut Vec<u8>,
-) -> Result<(), SamlError> {
+) -> Result<(&'a str, Vec<&'a str>), SamlError> {
     let text = node.document().input_text();
     let qname = element_qname(node)?;
 
     // The prefixes this element visibly utilizes: its own (`""` when unprefixed) and those of
     // its prefixed attributes; plus the inclusive prefixes, treated as in inclusive C14N.
     let mut attrs = Vec::new();
-    let mut prefixes: Vec<&str> = vec![prefix_of(qname)];
+    let mut prefixes: Vec<&'a str> = vec![prefix_of(qname)];
     for attr in node.attributes() {
         let attr_qname = text.get(attr.range_qname()).ok_or_else(|| SamlError::Xml {
             reason: "attribute name out of range".into(),
@@ -88,38 +252,43 @@ fn element<'i>(
             attr.value(),
         ));
     }
-    prefixes.extend(inclusive.iter().map(String::as_str));
+    for (listed, seen) in inclusive.iter().zip(found.iter_mut()) {
+        if !*seen && scope.uri(listed).is_some() {
+            *seen = true;
+        }
+        prefixes.push(listed.as_str());
+    }
     prefixes.sort_unstable();
     prefixes.dedup();
 
     // A namespace node is rendered when it is used (or inclusive) and not already in effect
     // with the same value in the nearest output ancestor. `xmlns=""` is emitted only to undo a
     // default namespace rendered above.
-    let mut decls: Vec<(&str, &str)> = Vec::new();
+    let mut decls: Vec<(&'a str, &'a str)> = Vec::new();
     for prefix in prefixes {
         if prefix == "xml" {
             continue;
         }
         let uri = if prefix.is_empty() {
-            node.default_namespace().unwrap_or("")
+            scope.uri("").unwrap_or("")
         } else {
-            match node.lookup_namespace_uri(Some(prefix)) {
+            match scope.uri(prefix) {
                 Some(uri) => uri,
                 // An inclusive prefix not in scope here renders nothing.
                 None => continue,
             }
         };
-        let in_effect = rendered.get(prefix).map_or("", String::as_str);
+        let in_effect = rendered.get(prefix).and_then(|s| s.last()).copied();
         let unchanged = if prefix.is_empty() {
-            in_effect == uri
+            in_effect.unwrap_or("") == uri
         } else {
-            rendered.get(prefix).is_some_and(|u| u == uri)
+            in_effect == Some(uri)
         };
         if !unchanged {
             decls.push((prefix, uri));
         }
     }
-    decls.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    // `prefixes` was sorted, so `decls` is too.
     attrs.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
 
     out.push(b'<');
@@ -144,31 +313,12 @@ fn element<'i>(
     }
     out.push(b'>');
 
-    let mut inner;
-    let for_children = if decls.is_empty() {
-        rendered
-    } else {
-        inner = rendered.clone();
-        for (prefix, uri) in decls {
-            inner.insert(prefix.to_owned(), uri.to_owned());
-        }
-        &inner
-    };
-    for child in node.children() {
-        if Some(child.id()) == exclude {
-            continue;
-        }
-        if child.is_element() {
-            element(child, exclude, inclusive, for_children, out)?;
-        } else if child.is_text() {
-            escape_text(child.text().unwrap_or(""), out);
-        }
-        // Comments and processing instructions: not in the "without comments" output.
+    let mut pushed = Vec::with_capacity(decls.len());
+    for (prefix, uri) in decls {
+        rendered.entry(prefix).or_default().push(uri);
+        pushed.push(prefix);
     }
-    out.extend_from_slice(b"</");
-    out.extend_from_slice(qname.as_bytes());
-    out.push(b'>');
-    Ok(())
+    Ok((qname, pushed))
 }
 
 fn escape_text(s: &str, out: &mut Vec<u8>) {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use ema_jose::{Algorithm, VerifyingKey};
 use roxmltree::Node;
 
-use crate::c14n::canonicalize;
+use crate::c14n::{MAX_INCLUSIVE_PREFIXES, canonicalize};
 use crate::error::SamlError;
 
 /// The XML-DSig namespace.
@@ -99,8 +99,17 @@ fn exc_c14n_prefixes(node: Node<'_, '_>, kind: &'static str) -> Result<Vec<Strin
                 && inc.tag_name().name() == "InclusiveNamespaces"
                 && !inc.has_children() =>
         {
+            // The list is chosen by the sender and drives canonicalization, the signed
+            // `SignedInfo`'s included: bounded here, each prefix checked to be in scope there.
             let list = inc.attribute("PrefixList").unwrap_or("");
-            Ok(list
+            let count = list.split_ascii_whitespace().count();
+            if count > MAX_INCLUSIVE_PREFIXES {
+                return Err(SamlError::PrefixListTooLong {
+                    count,
+                    max: MAX_INCLUSIVE_PREFIXES,
+                });
+            }
+            let mut prefixes: Vec<String> = list
                 .split_ascii_whitespace()
                 .map(|p| {
                     if p == "#default" {
@@ -109,7 +118,10 @@ fn exc_c14n_prefixes(node: Node<'_, '_>, kind: &'static str) -> Result<Vec<Strin
                         p.to_owned()
                     }
                 })
-                .collect())
+                .collect();
+            prefixes.sort_unstable();
+            prefixes.dedup();
+            Ok(prefixes)
         }
         _ => Err(SamlError::MalformedSignature {
             reason: "unexpected content in a canonicalization method",
@@ -143,9 +155,14 @@ fn base64_value(node: Node<'_, '_>, reason: &'static str) -> Result<Vec<u8>, Sam
 /// Steps: (1) the structure `SignedInfo, SignatureValue, KeyInfo?` and nothing else (no
 /// `ds:Object`); (2) `SignedInfo` = exclusive C14N, an allowed signature method, exactly one
 /// `Reference`; (3) the reference URI names the root; (4) transforms are exactly
-/// enveloped-signature then exclusive C14N; (5) the digest is SHA-256 and matches the
-/// canonical root without the signature; (6) the signature over canonical `SignedInfo`
-/// verifies with a configured key (never a key from `KeyInfo`).
+/// enveloped-signature then exclusive C14N, the digest method is SHA-256; (5) the signature
+/// over canonical `SignedInfo` verifies with a configured key (never a key from `KeyInfo`);
+/// (6) only then is the root canonicalized (without the signature) and its digest compared.
+///
+/// `SignedInfo` is small and its shape fixed by steps 1-4, so an unsigned or forged assertion
+/// costs one small canonicalization and one signature check, however its body is built: the
+/// sender-chosen reference `PrefixList` and the body's size never drive work before the
+/// signature is known to come from the IdP.
 pub(crate) fn verify_enveloped(
     root: Node<'_, '_>,
     signature: Node<'_, '_>,
@@ -246,7 +263,6 @@ pub(crate) fn verify_enveloped(
             });
         }
     };
-    // (5)
     let digest_uri = algorithm_attr(digest_method)?;
     if digest_uri != SHA256 {
         return Err(SamlError::UnsupportedAlgorithm {
@@ -255,21 +271,21 @@ pub(crate) fn verify_enveloped(
         });
     }
     let expected = base64_value(digest_value, "`DigestValue` is not base64")?;
-    let canonical = canonicalize(root, Some(signature.id()), &ref_prefixes)?;
-    let actual = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
-    if aws_lc_rs::constant_time::verify_slices_are_equal(actual.as_ref(), &expected).is_err() {
-        return Err(SamlError::DigestMismatch);
-    }
-    // (6) TX-4; as SEC-3 for JWTs, keys come from configuration only: `KeyInfo` is never read.
+    // (5) TX-4; as SEC-3 for JWTs, keys come from configuration only: `KeyInfo` is never read.
     let sig_bytes = base64_value(signature_value, "`SignatureValue` is not base64")?;
     let signed = canonicalize(signed_info, None, &si_prefixes)?;
     let verified = keys
         .iter()
         .filter(|k| k.accepts(alg))
         .any(|k| k.verify(alg, &signed, &sig_bytes).is_ok());
-    if verified {
-        Ok(())
-    } else {
-        Err(SamlError::BadSignature)
+    if !verified {
+        return Err(SamlError::BadSignature);
     }
+    // (6) The signed `SignedInfo` vouches for the reference, its transforms and digest.
+    let canonical = canonicalize(root, Some(signature.id()), &ref_prefixes)?;
+    let actual = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
+    if aws_lc_rs::constant_time::verify_slices_are_equal(actual.as_ref(), &expected).is_err() {
+        return Err(SamlError::DigestMismatch);
+    }
+    Ok(())
 }

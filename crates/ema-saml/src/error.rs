@@ -38,6 +38,20 @@ pub enum SamlError {
         /// The cap.
         max: usize,
     },
+    /// An element carries more attributes than [`MAX_ATTRIBUTES`](crate::MAX_ATTRIBUTES)
+    /// (the parser compares each attribute with the others of its element).
+    #[error("an element has more than {max} attributes")]
+    TooManyAttributes {
+        /// The limit.
+        max: usize,
+    },
+    /// More namespace declarations are in scope at some element than
+    /// [`MAX_NAMESPACES`](crate::MAX_NAMESPACES).
+    #[error("more than {max} namespace declarations are in scope")]
+    TooManyNamespaces {
+        /// The limit.
+        max: usize,
+    },
     /// A comment or processing instruction appears in the document (the comment-truncation
     /// attack on `NameID` relies on them).
     #[error("comments and processing instructions are refused")]
@@ -91,6 +105,26 @@ pub enum SamlError {
         kind: &'static str,
         /// The algorithm URI found.
         uri: String,
+    },
+    /// An exclusive C14N `InclusiveNamespaces PrefixList` lists more prefixes than
+    /// [`MAX_INCLUSIVE_PREFIXES`](crate::MAX_INCLUSIVE_PREFIXES).
+    #[error("the inclusive namespace prefix list has {count} entries, at most {max} are accepted")]
+    PrefixListTooLong {
+        /// How many it lists.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// An `InclusiveNamespaces PrefixList` names a prefix declared nowhere in the
+    /// canonicalized subtree or its ancestors (`#default` is always accepted).
+    #[error("the inclusive namespace prefix list names a prefix that is not in scope")]
+    PrefixNotInScope,
+    /// The canonical form of a signed element would be larger than the cap (a multiple of
+    /// the element's own size).
+    #[error("the canonical form exceeds {max} bytes")]
+    CanonicalTooLarge {
+        /// The cap.
+        max: usize,
     },
     /// The digest of the assertion does not match `DigestValue`.
     #[error("the assertion digest does not match")]
@@ -177,6 +211,10 @@ pub enum SamlError {
     /// No `SubjectConfirmation` with method bearer and a usable `SubjectConfirmationData`.
     #[error("no bearer subject confirmation")]
     NoBearerConfirmation,
+    /// No bearer `SubjectConfirmationData` has a `Recipient` among the configured ones (the
+    /// token endpoint; RFC 7522 §3, TX-4); also when no recipient is configured.
+    #[error("the bearer confirmation is for another recipient")]
+    RecipientMismatch,
     /// No `AudienceRestriction` names an SP entity id mapped to the authenticated client.
     #[error("the assertion audience is not mapped to client `{client_id}`")]
     AudienceMismatch {

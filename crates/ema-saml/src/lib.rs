@@ -22,7 +22,17 @@
 //!   `NotBefore`, `NotOnOrAfter`, bearer `SubjectConfirmationData NotOnOrAfter` or
 //!   `AuthnInstant` outside the window at the time passed in (with leeway), or a lifetime above
 //!   the cap; an `AudienceRestriction` without an SP entity id mapped to the authenticated
-//!   client (TX-4).
+//!   client (TX-4); a bearer `SubjectConfirmationData` without the configured `Recipient` (the
+//!   token endpoint, RFC 7522 §3).
+//!
+//! Work is bounded before any signature is checked: a linear pre-scan refuses nesting beyond
+//! the depth cap, more than [`MAX_ATTRIBUTES`] attributes on an element and more than
+//! [`MAX_NAMESPACES`] namespace declarations in scope; the signature over the small
+//! `SignedInfo` is verified before the assertion body is canonicalized and digested; an
+//! `InclusiveNamespaces PrefixList` may list at most [`MAX_INCLUSIVE_PREFIXES`] prefixes, each
+//! in scope; canonicalization is iterative, resolves prefixes through a per-element map and
+//! stops at a multiple of the element's size. Every configuration value is safe (caps are
+//! clamped to [`MAX_LEN`] and [`MAX_DEPTH`], time arithmetic saturates).
 //!
 //! Verification keys come from configuration only (`KeyInfo` is never read), and every value
 //! returned is read from the element whose digest was checked, so signature-wrapping attacks
@@ -40,6 +50,7 @@
 //! use ema_saml::{AssertionTemplate, SamlAssertionSigner, SamlAssertionValidator, SamlError};
 //!
 //! let idp = "https://idp.acme.example/saml";
+//! let token_endpoint = "https://idp.acme.example/token";
 //! let key = Arc::new(SigningKey::generate(Algorithm::ES256, None)?);
 //! let now = UnixTime::from_secs(1_767_225_600);
 //!
@@ -47,13 +58,15 @@
 //! let signer = SamlAssertionSigner::new(idp, key.clone());
 //! let token = signer.sign_base64url(
 //!     &AssertionTemplate::new("ana@acme.example", "https://desk.example/sp", now)
+//!         .with_recipient(token_endpoint)
 //!         .with_attribute("groups", ["eng", "ops"]),
 //! )?;
 //!
 //! // The token endpoint knows that SP as client `desk-idp-01`.
 //! let validator = SamlAssertionValidator::new(idp)
 //!     .with_key(key.verifying_key().clone())
-//!     .with_audience("https://desk.example/sp", "desk-idp-01");
+//!     .with_audience("https://desk.example/sp", "desk-idp-01")
+//!     .with_recipient(token_endpoint);
 //! let identity = validator.validate_base64url(&token, "desk-idp-01", now)?;
 //! assert_eq!(identity.name_id.value, "ana@acme.example");
 //! assert_eq!(identity.attributes["groups"], ["eng", "ops"]);
@@ -75,19 +88,22 @@
 mod c14n;
 mod dsig;
 mod error;
+mod prescan;
 mod signer;
 mod time;
 mod validator;
 
+pub use c14n::MAX_INCLUSIVE_PREFIXES;
 pub use dsig::{
     DSIG_NS, ECDSA_SHA256, ECDSA_SHA384, ENVELOPED_SIGNATURE, EXC_C14N, RSA_SHA256, RSA_SHA512,
     SHA256,
 };
 pub use error::SamlError;
+pub use prescan::{MAX_ATTRIBUTES, MAX_NAMESPACES};
 pub use signer::{AssertionTemplate, SamlAssertionSigner};
 pub use validator::{
-    AttributeNames, BEARER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_LEN, MAX_LEEWAY, NameId, SAML_NS,
-    SamlAssertionValidator, SamlIdentity,
+    AttributeNames, BEARER, DEFAULT_MAX_DEPTH, DEFAULT_MAX_LEN, MAX_DEPTH, MAX_LEEWAY, MAX_LEN,
+    NameId, SAML_NS, SamlAssertionValidator, SamlIdentity,
 };
 
 /// `subject_token_type` of a SAML 2.0 assertion (RFC 8693 §3).

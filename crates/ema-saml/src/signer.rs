@@ -158,6 +158,14 @@ impl AssertionTemplate {
         self.id = Some(id.into());
         self
     }
+
+    /// Sets the bearer confirmation's `Recipient`: the token endpoint the assertion is for
+    /// (validators require it, RFC 7522 §3).
+    #[must_use]
+    pub fn with_recipient(mut self, recipient: impl Into<String>) -> Self {
+        self.recipient = Some(recipient.into());
+        self
+    }
 }
 
 /// Signs assertions as one IdP: enveloped signature, exclusive C14N, SHA-256 digest, and
@@ -187,7 +195,7 @@ impl SamlAssertionSigner {
                 ema_jose::random_id().map_err(|_| SamlError::Signing)?
             ),
         };
-        self.sign_xml(&self.render(template, &id))
+        self.sign_xml(&self.render(template, &id)?)
     }
 
     /// Signs an unsigned assertion written elsewhere: the enveloped signature goes right after
@@ -254,15 +262,16 @@ impl SamlAssertionSigner {
             .map(|xml| ema_jose::base64url::encode(xml.as_bytes()))
     }
 
-    fn render(&self, t: &AssertionTemplate, id: &str) -> String {
-        let issued = time::format(t.issue_instant);
-        let until = time::format(t.issue_instant.plus(t.lifetime));
-        let not_before = time::format(t.not_before.unwrap_or(t.issue_instant));
+    /// The unsigned assertion; a time after [`UnixTime::MAX`] (a huge lifetime) is refused.
+    fn render(&self, t: &AssertionTemplate, id: &str) -> Result<String, SamlError> {
+        let issued = time::format(t.issue_instant)?;
+        let until = time::format(t.issue_instant.plus(t.lifetime))?;
+        let not_before = time::format(t.not_before.unwrap_or(t.issue_instant))?;
         let confirmed_until = time::format(
             t.issue_instant
                 .plus(t.confirmation_lifetime.unwrap_or(t.lifetime)),
-        );
-        let authn = time::format(t.authn_instant.unwrap_or(t.issue_instant));
+        )?;
+        let authn = time::format(t.authn_instant.unwrap_or(t.issue_instant))?;
         let mut x = String::with_capacity(2048);
         x.push_str(&format!(
             "<saml:Assertion xmlns:saml=\"{SAML_NS}\" ID=\"{}\" IssueInstant=\"{issued}\" Version=\"2.0\">",
@@ -317,7 +326,7 @@ impl SamlAssertionSigner {
             x.push_str("</saml:AttributeStatement>");
         }
         x.push_str("</saml:Assertion>");
-        x
+        Ok(x)
     }
 }
 

@@ -69,17 +69,21 @@ pub(crate) fn parse(value: &str, attribute: &'static str) -> Result<UnixTime, Sa
     Ok(time)
 }
 
-/// Formats as `YYYY-MM-DDThh:mm:ssZ`.
-pub(crate) fn format(time: UnixTime) -> String {
+/// Formats as `YYYY-MM-DDThh:mm:ssZ`; a time after [`UnixTime::MAX`] (year 9999) cannot be
+/// written as four-digit year and is refused ([`SamlError::Signing`]: only the signer formats).
+pub(crate) fn format(time: UnixTime) -> Result<String, SamlError> {
+    if time > UnixTime::MAX {
+        return Err(SamlError::Signing);
+    }
     let secs = time.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days);
-    format!(
+    Ok(format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60
-    )
+    ))
 }
 
 fn is_leap(year: u64) -> bool {
@@ -131,7 +135,7 @@ mod tests {
         let t = parse("2026-01-01T00:00:00Z", "t").unwrap();
         assert_eq!(t.as_secs(), 1_767_225_600);
         assert_eq!(parse("2026-01-01T00:00:00.999Z", "t").unwrap(), t);
-        assert_eq!(format(t), "2026-01-01T00:00:00Z");
+        assert_eq!(format(t).unwrap(), "2026-01-01T00:00:00Z");
         for secs in [
             0,
             951_782_400,
@@ -140,8 +144,18 @@ mod tests {
             253_402_300_799,
         ] {
             let t = UnixTime::from_secs(secs);
-            assert_eq!(parse(&format(t), "t").unwrap(), t);
+            assert_eq!(parse(&format(t).unwrap(), "t").unwrap(), t);
         }
+    }
+
+    #[test]
+    fn format_refuses_times_after_the_year_9999() {
+        assert_eq!(format(UnixTime::MAX).unwrap(), "9999-12-31T23:59:59Z");
+        assert_eq!(format(UnixTime::MAX.plus(1)), Err(SamlError::Signing));
+        assert_eq!(
+            format(UnixTime::from_secs(u64::MAX)),
+            Err(SamlError::Signing)
+        );
     }
 
     #[test]

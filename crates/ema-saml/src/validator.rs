@@ -22,8 +22,13 @@ pub const SAML_NS: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
 pub const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
 /// The default size cap of a decoded assertion (64 KiB).
 pub const DEFAULT_MAX_LEN: usize = 64 * 1024;
+/// The largest size cap accepted (1 MiB); [`SamlAssertionValidator::with_max_len`] clamps to it.
+pub const MAX_LEN: usize = 1024 * 1024;
 /// The default element nesting cap.
 pub const DEFAULT_MAX_DEPTH: usize = 32;
+/// The largest nesting cap accepted; [`SamlAssertionValidator::with_max_depth`] clamps to it.
+/// Every walk over the document is iterative, so this bounds memory and work, not stack.
+pub const MAX_DEPTH: usize = 256;
 /// The largest leeway accepted (D-7).
 pub const MAX_LEEWAY: Duration = Duration::from_secs(60);
 
@@ -76,14 +81,19 @@ impl AttributeNames {
 /// Validates signed SAML 2.0 assertions from one IdP (TX-3, TX-4).
 ///
 /// Configuration: the IdP's entity id (the expected `Issuer`), its verification keys, which SP
-/// entity ids (SAML `Audience` values) belong to which client, clock leeway (default 30 s, at
-/// most 60 s), the longest accepted `NotOnOrAfter - IssueInstant` (default 3600 s), an optional
-/// maximum age of `AuthnInstant`, a size cap (default 64 KiB) and a depth cap (default 32).
+/// entity ids (SAML `Audience` values) belong to which client, the bearer confirmation's
+/// expected `Recipient` (the token endpoint; required, no assertion is accepted without one),
+/// clock leeway (default 30 s, at most 60 s), the longest accepted
+/// `NotOnOrAfter - IssueInstant` (default 3600 s), an optional maximum age of `AuthnInstant`,
+/// a size cap (default 64 KiB, at most [`MAX_LEN`]) and a depth cap (default 32, at most
+/// [`MAX_DEPTH`]). Every value of every knob is safe: extreme ones are clamped or make every
+/// assertion fail its check, none overflows or panics.
 #[derive(Debug, Clone)]
 pub struct SamlAssertionValidator {
     issuer: String,
     keys: Vec<Arc<VerifyingKey>>,
     audiences: HashMap<String, String>,
+    recipients: Vec<String>,
     leeway: Duration,
     max_lifetime: Duration,
     max_auth_age: Option<Duration>,
@@ -100,6 +110,7 @@ impl SamlAssertionValidator {
             issuer: issuer.into(),
             keys: Vec::new(),
             audiences: HashMap::new(),
+            recipients: Vec::new(),
             leeway: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(3600),
             max_auth_age: None,
@@ -128,6 +139,16 @@ impl SamlAssertionValidator {
         self
     }
 
+    /// Adds an accepted `Recipient` of the bearer `SubjectConfirmationData`: the URL of the
+    /// token endpoint the assertion is presented at, or an alias of it (RFC 7522 §3; TX-4).
+    /// Compared exactly. Without any, every assertion is refused
+    /// ([`SamlError::RecipientMismatch`]).
+    #[must_use]
+    pub fn with_recipient(mut self, recipient: impl Into<String>) -> Self {
+        self.recipients.push(recipient.into());
+        self
+    }
+
     /// Sets the clock leeway; values above [`MAX_LEEWAY`] are clamped to it (D-7).
     #[must_use]
     pub fn with_leeway(mut self, leeway: Duration) -> Self {
@@ -135,31 +156,35 @@ impl SamlAssertionValidator {
         self
     }
 
-    /// Sets the longest accepted `NotOnOrAfter - IssueInstant`.
+    /// Sets the longest accepted `NotOnOrAfter - IssueInstant` (whole seconds; zero refuses
+    /// every assertion, [`Duration::MAX`] lifts the cap).
     #[must_use]
     pub fn with_max_lifetime(mut self, max: Duration) -> Self {
         self.max_lifetime = max;
         self
     }
 
-    /// Refuses assertions whose `AuthnInstant` is older than `max` (no limit by default).
+    /// Refuses assertions whose `AuthnInstant` is older than `max` (no limit by default;
+    /// [`Duration::MAX`] is as good as none).
     #[must_use]
     pub fn with_max_auth_age(mut self, max: Option<Duration>) -> Self {
         self.max_auth_age = max;
         self
     }
 
-    /// Sets the size cap of the decoded assertion.
+    /// Sets the size cap of the decoded assertion; values above [`MAX_LEN`] are clamped to it
+    /// (zero refuses everything).
     #[must_use]
     pub fn with_max_len(mut self, max: usize) -> Self {
-        self.max_len = max;
+        self.max_len = max.min(MAX_LEN);
         self
     }
 
-    /// Sets the element nesting cap.
+    /// Sets the element nesting cap (the root is level 1); values above [`MAX_DEPTH`] are
+    /// clamped to it (zero refuses everything).
     #[must_use]
     pub fn with_max_depth(mut self, max: usize) -> Self {
-        self.max_depth = max;
+        self.max_depth = max.min(MAX_DEPTH);
         self
     }
 
@@ -201,15 +226,18 @@ impl SamlAssertionValidator {
 
     /// Validates one assertion for the authenticated `client_id` at `now`.
     ///
-    /// Steps: (1) size cap, UTF-8, XML without DTD, depth cap, no comments or processing
-    /// instructions, unique `ID`s, nothing encrypted, no nested assertion; (2) the root is a
+    /// Steps: (1) size cap, UTF-8, a linear pre-scan of the text (depth cap, at most
+    /// [`MAX_ATTRIBUTES`](crate::MAX_ATTRIBUTES) attributes per element and
+    /// [`MAX_NAMESPACES`](crate::MAX_NAMESPACES) namespace declarations in scope), XML without
+    /// DTD, no comments or processing instructions, unique `ID`s, nothing encrypted, no nested
+    /// assertion; (2) the root is a
     /// `saml:Assertion` with `Version="2.0"` and an `ID`; (3) exactly one `ds:Signature`, a
     /// direct child of the root, referencing the root, verified with a configured key; every
     /// later step reads only the root's own children; (4) `Issuer` is the configured entity id
     /// (D-12); (5) `IssueInstant`, `Conditions NotBefore`/`NotOnOrAfter` and the lifetime cap;
     /// (6) every `AudienceRestriction` names an SP entity id mapped to `client_id` (TX-4);
     /// (7) `Subject` with one `NameID` and a bearer `SubjectConfirmation` whose data is
-    /// unexpired; (8) `AuthnStatement` (`AuthnInstant`, `SessionNotOnOrAfter`, class ref);
+    /// unexpired and names a configured `Recipient`; (8) `AuthnStatement` (`AuthnInstant`, `SessionNotOnOrAfter`, class ref);
     /// (9) attributes.
     pub fn validate(
         &self,
@@ -225,6 +253,8 @@ impl SamlAssertionValidator {
             });
         }
         let text = std::str::from_utf8(xml).map_err(|_| SamlError::NotUtf8)?;
+        // Bounds what the parser and the canonicalizer do per element, before either runs.
+        crate::prescan::prescan(text, self.max_depth.min(MAX_DEPTH))?;
         let options = ParsingOptions {
             allow_dtd: false,
             nodes_limit: u32::try_from(self.max_len).unwrap_or(u32::MAX),
@@ -256,7 +286,7 @@ impl SamlAssertionValidator {
             return Err(SamlError::NotAnAssertion);
         }
         // (1), the whole-document part.
-        let signature = scan(&doc, self.max_depth)?;
+        let signature = scan(&doc, self.max_depth.min(MAX_DEPTH))?;
         if root.attribute("Version") != Some("2.0") {
             return Err(SamlError::WrongVersion);
         }
@@ -353,7 +383,12 @@ impl SamlAssertionValidator {
             .one("Subject")?
             .ok_or(SamlError::Missing { element: "Subject" })?;
         let name_id = read_name_id(subject)?;
+        // TX-4 (RFC 7522 §3, SAML Profiles §4.1.4.2): a bearer confirmation counts only when
+        // its `Recipient` is this token endpoint; one for another endpoint (an SP's ACS, another
+        // IdP) or none at all cannot be replayed here.
         let mut bearer_until = None;
+        let mut other_recipient = false;
+        let mut no_recipient = false;
         for confirmation in subject
             .children()
             .filter(|n| is_saml(*n, "SubjectConfirmation"))
@@ -383,9 +418,24 @@ impl SamlAssertionValidator {
                     now,
                 });
             }
-            bearer_until = Some(bearer_until.map_or(until, |u: UnixTime| u.max(until)));
+            match data.attribute("Recipient") {
+                None => no_recipient = true,
+                Some(r) if !self.recipients.iter().any(|ok| ok == r) => other_recipient = true,
+                Some(_) => {
+                    bearer_until = Some(bearer_until.map_or(until, |u: UnixTime| u.max(until)));
+                }
+            }
         }
-        let bearer_until = bearer_until.ok_or(SamlError::NoBearerConfirmation)?;
+        let bearer_until = match bearer_until {
+            Some(until) => until,
+            None if other_recipient => return Err(SamlError::RecipientMismatch),
+            None if no_recipient => {
+                return Err(SamlError::Missing {
+                    element: "Recipient",
+                });
+            }
+            None => return Err(SamlError::NoBearerConfirmation),
+        };
 
         // (8)
         let authn = signed.first("AuthnStatement");
@@ -396,9 +446,13 @@ impl SamlAssertionValidator {
             let instant = time_attr(authn, "AuthnInstant")?.ok_or(SamlError::Missing {
                 element: "AuthnInstant",
             })?;
-            let too_old = self
-                .max_auth_age
-                .is_some_and(|max| now.as_secs() > instant.as_secs() + max.as_secs() + leeway);
+            let too_old = self.max_auth_age.is_some_and(|max| {
+                now.as_secs()
+                    > instant
+                        .as_secs()
+                        .saturating_add(max.as_secs())
+                        .saturating_add(leeway)
+            });
             if instant > now.plus(leeway) || too_old {
                 return Err(SamlError::AuthnInstant {
                     authn_instant: instant,

@@ -13,8 +13,13 @@ use std::time::Duration;
 
 use ema_jose::{Algorithm, SigningKey, UnixTime, VerifyingKey};
 use ema_saml::{
-    AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator, SamlError,
+    AssertionTemplate, AttributeNames, DEFAULT_MAX_DEPTH, MAX_ATTRIBUTES, MAX_DEPTH,
+    MAX_INCLUSIVE_PREFIXES, MAX_LEN, MAX_NAMESPACES, SamlAssertionSigner, SamlAssertionValidator,
+    SamlError,
 };
+
+#[path = "../benches/support/worst.rs"]
+mod worst;
 
 /// 2026-01-01T00:00:00Z.
 const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
@@ -22,6 +27,10 @@ const IDP: &str = "https://idp.acme.example/saml";
 const SP: &str = "https://desk.acme.example/sp";
 const CLIENT: &str = "desk-idp-01";
 const USER: &str = "ana@acme.example";
+/// The token endpoint the assertions are presented at: the bearer confirmation's `Recipient`.
+const TOKEN_ENDPOINT: &str = "https://idp.acme.example/token";
+/// The `Recipient` the third-party vectors were signed with.
+const VECTOR_RECIPIENT: &str = "https://desk.acme.example/acs";
 
 fn vectors() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
@@ -48,7 +57,8 @@ impl Fx {
         let validator = SamlAssertionValidator::new(IDP)
             .with_key(key.verifying_key().clone())
             .with_audience(SP, CLIENT)
-            .with_audience("https://other.example/sp", "other-client");
+            .with_audience("https://other.example/sp", "other-client")
+            .with_recipient(TOKEN_ENDPOINT);
         Self {
             key,
             signer,
@@ -63,6 +73,7 @@ impl Fx {
     fn template(&self) -> AssertionTemplate {
         AssertionTemplate::new(USER, SP, NOW)
             .with_id("_a1")
+            .with_recipient(TOKEN_ENDPOINT)
             .with_attribute("groups", ["eng", "ops"])
     }
 
@@ -101,6 +112,7 @@ fn vector_validator() -> SamlAssertionValidator {
         .with_key(jwk("rsa.jwk.json"))
         .with_key(jwk("ec.jwk.json"))
         .with_audience(SP, CLIENT)
+        .with_recipient(VECTOR_RECIPIENT)
         .with_attribute_names(
             AttributeNames::new()
                 .with_email("email")
@@ -373,7 +385,7 @@ fn dtd_xxe_and_billion_laughs_are_refused() {
 fn comment_in_name_id_is_refused() {
     let fx = Fx::es256();
     let evil = "ana@acme.example.evil.test";
-    let signed = fx.sign(&AssertionTemplate::new(evil, SP, NOW));
+    let signed = fx.sign(&AssertionTemplate::new(evil, SP, NOW).with_recipient(TOKEN_ENDPOINT));
     assert_eq!(fx.check(&signed).unwrap().name_id.value, evil);
     let truncated = signed.replace(
         "ana@acme.example.evil.test",
@@ -674,7 +686,8 @@ fn d12_issuer_exact_match() {
     ] {
         let v = SamlAssertionValidator::new(other)
             .with_key(fx.key.verifying_key().clone())
-            .with_audience(SP, CLIENT);
+            .with_audience(SP, CLIENT)
+            .with_recipient(TOKEN_ENDPOINT);
         assert_eq!(
             v.validate(signed.as_bytes(), CLIENT, NOW).unwrap_err(),
             SamlError::IssuerMismatch {
@@ -854,5 +867,303 @@ fn subject_requires_one_name_id_and_a_bearer_confirmation() {
     assert_eq!(
         fx.check(&nested).unwrap_err(),
         SamlError::UnexpectedContent { element: "NameID" }
+    );
+}
+
+// ----- bearer confirmation: Recipient (TX-4) ------------------------------------------------
+
+/// TX-4 (RFC 7522 §3): the bearer confirmation must name this token endpoint as `Recipient`;
+/// another recipient or none is refused, with the positive control beside each.
+#[test]
+fn tx4_bearer_recipient_must_be_the_token_endpoint() {
+    let fx = Fx::es256();
+    // Positive control.
+    assert_eq!(
+        fx.check(&fx.sign(&fx.template())).unwrap().name_id.value,
+        USER
+    );
+    // Another endpoint (an SP's assertion consumer service), or a near miss.
+    for other in [
+        "https://desk.acme.example/acs",
+        "https://idp.acme.example/token/",
+        "https://IDP.acme.example/token",
+    ] {
+        let xml = fx.sign(&fx.template().with_recipient(other));
+        assert_eq!(
+            fx.check(&xml).unwrap_err(),
+            SamlError::RecipientMismatch,
+            "{other}"
+        );
+        // ... accepted by a validator configured with that recipient as an alias.
+        let alias = fx.validator.clone().with_recipient(other);
+        alias.validate(xml.as_bytes(), CLIENT, NOW).unwrap();
+    }
+    // No Recipient at all.
+    let mut none = fx.template();
+    none.recipient = None;
+    assert_eq!(
+        fx.check(&fx.sign(&none)).unwrap_err(),
+        SamlError::Missing {
+            element: "Recipient"
+        }
+    );
+    // A validator with no recipient configured accepts nothing.
+    let unconfigured = SamlAssertionValidator::new(IDP)
+        .with_key(fx.key.verifying_key().clone())
+        .with_audience(SP, CLIENT);
+    assert_eq!(
+        unconfigured
+            .validate(fx.sign(&fx.template()).as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
+        SamlError::RecipientMismatch
+    );
+    // One bearer confirmation for this endpoint among others is enough.
+    let two = fx.sign_edited(|x| {
+        x.replace(
+            "<saml:SubjectConfirmation ",
+            "<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\"><saml:SubjectConfirmationData NotOnOrAfter=\"2026-01-01T00:05:00Z\" Recipient=\"https://elsewhere.example/acs\"/></saml:SubjectConfirmation><saml:SubjectConfirmation ",
+        )
+    });
+    fx.check(&two).unwrap();
+}
+
+// ----- bounded work (worst input of the accepted size) -------------------------------------
+
+/// TX-4: the worst input of the accepted size (see `benches/support/worst.rs`) is refused as
+/// a bad signature when forged, before its body is canonicalized; signed by the IdP, the same
+/// body is accepted. The bench `validate_worst` times both.
+#[test]
+fn tx4_worst_case_input_is_refused_by_the_signature_check() {
+    let w = worst::WorstCase::new();
+    assert!(w.forged.len() > 63 * 1024, "{}", w.forged.len());
+    assert_eq!(
+        w.validator
+            .validate(w.forged.as_bytes(), worst::WORST_CLIENT, worst::WORST_NOW)
+            .unwrap_err(),
+        SamlError::BadSignature
+    );
+    let id = w
+        .validator
+        .validate(w.signed.as_bytes(), worst::WORST_CLIENT, worst::WORST_NOW)
+        .unwrap();
+    assert_eq!(id.name_id.value, worst::WORST_USER);
+}
+
+/// TX-4: one step past each limit the worst input sits at is refused with its own error;
+/// at the limit, the same shape only fails the (forged) signature.
+#[test]
+fn tx4_each_limit_of_the_worst_input_has_a_typed_error() {
+    let w = worst::WorstCase::new();
+    let body = worst::BODY_PREFIXES;
+    let full = worst::full_prefix_list();
+    let check = |xml: &str| {
+        w.validator
+            .validate(xml.as_bytes(), worst::WORST_CLIENT, worst::WORST_NOW)
+    };
+    let at_limit = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH, &full);
+    assert_eq!(check(&at_limit).unwrap_err(), SamlError::BadSignature);
+
+    let attrs = w.forged_with(MAX_ATTRIBUTES + 1, body, DEFAULT_MAX_DEPTH, &full);
+    assert_eq!(
+        check(&attrs).unwrap_err(),
+        SamlError::TooManyAttributes {
+            max: MAX_ATTRIBUTES
+        }
+    );
+    let namespaces = w.forged_with(MAX_ATTRIBUTES, body + 1, DEFAULT_MAX_DEPTH, &full);
+    assert_eq!(
+        check(&namespaces).unwrap_err(),
+        SamlError::TooManyNamespaces {
+            max: MAX_NAMESPACES
+        }
+    );
+    let deep = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH + 1, &full);
+    assert_eq!(
+        check(&deep).unwrap_err(),
+        SamlError::TooDeep {
+            max: DEFAULT_MAX_DEPTH
+        }
+    );
+    let mut long = full.clone();
+    long.push("p20".into());
+    let long = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH, &long);
+    assert_eq!(
+        check(&long).unwrap_err(),
+        SamlError::PrefixListTooLong {
+            count: MAX_INCLUSIVE_PREFIXES + 1,
+            max: MAX_INCLUSIVE_PREFIXES
+        }
+    );
+    // A prefix declared nowhere: refused while canonicalizing `SignedInfo`, before the
+    // signature is checked.
+    let mut stray = full.clone();
+    stray.pop();
+    stray.push("nowhere".into());
+    let stray = w.forged_with(MAX_ATTRIBUTES, body, DEFAULT_MAX_DEPTH, &stray);
+    assert_eq!(check(&stray).unwrap_err(), SamlError::PrefixNotInScope);
+}
+
+/// TX-4: a prefix list with in-scope prefixes (`#default`, `saml`) on a properly signed
+/// assertion still verifies (the third-party xmlsec1 vector carries one too).
+#[test]
+fn tx4_in_scope_prefix_lists_verify() {
+    let xml = vector("xmlsec1-rsa-sha256-inclusive-prefixes.xml");
+    assert!(xml.contains("PrefixList"));
+    vector_validator()
+        .validate(xml.as_bytes(), CLIENT, NOW.plus(60))
+        .unwrap();
+}
+
+// ----- configuration extremes: nothing panics -------------------------------------------
+
+/// Every knob at its extreme values, each with a valid and an invalid assertion: no panic, no
+/// overflow, a sensible result (clamped caps, saturating time arithmetic).
+#[test]
+fn knobs_at_extreme_values_never_panic() {
+    let fx = Fx::es256();
+    let good = fx.sign(&fx.template());
+    let bad = good.replace(USER, "mallory@acme.example");
+    let run = |v: &SamlAssertionValidator| {
+        (
+            v.validate(good.as_bytes(), CLIENT, NOW),
+            v.validate(bad.as_bytes(), CLIENT, NOW),
+            v.validate_base64url(&ema_jose::base64url::encode(good.as_bytes()), CLIENT, NOW),
+        )
+    };
+    let base = fx.validator.clone();
+    for leeway in [Duration::ZERO, Duration::MAX, Duration::from_secs(u64::MAX)] {
+        let (g, b, t) = run(&base.clone().with_leeway(leeway));
+        assert!(g.is_ok() && t.is_ok(), "leeway {leeway:?}");
+        assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    }
+    for max in [Duration::MAX, Duration::from_secs(u64::MAX)] {
+        let (g, b, _) = run(&base.clone().with_max_lifetime(max));
+        assert!(g.is_ok());
+        assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+        let (g, b, _) = run(&base.clone().with_max_auth_age(Some(max)));
+        assert!(g.is_ok(), "max_auth_age {max:?}");
+        assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    }
+    // Zero lifetime or auth age: every assertion is too long-lived or too old.
+    let (g, b, _) = run(&base.clone().with_max_lifetime(Duration::ZERO));
+    assert!(matches!(g.unwrap_err(), SamlError::BadLifetime { .. }));
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    let late = base.clone().with_max_auth_age(Some(Duration::ZERO));
+    let (g, b, _) = run(&late);
+    assert!(g.is_ok(), "authenticated at NOW, within the leeway");
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    assert!(matches!(
+        late.validate(good.as_bytes(), CLIENT, NOW.plus(31)),
+        Err(SamlError::AuthnInstant { .. })
+    ));
+    // Sizes: clamped to MAX_LEN; zero refuses everything.
+    let (g, b, t) = run(&base.clone().with_max_len(usize::MAX));
+    assert!(g.is_ok() && t.is_ok());
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    let huge = format!("{}{}", " ".repeat(MAX_LEN), good);
+    assert_eq!(
+        base.clone()
+            .with_max_len(usize::MAX)
+            .validate(huge.as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
+        SamlError::TooLarge {
+            len: huge.len(),
+            max: MAX_LEN
+        }
+    );
+    let (g, b, t) = run(&base.clone().with_max_len(0));
+    assert_eq!(
+        g.unwrap_err(),
+        SamlError::TooLarge {
+            len: good.len(),
+            max: 0
+        }
+    );
+    assert!(matches!(b.unwrap_err(), SamlError::TooLarge { .. }));
+    assert!(matches!(t.unwrap_err(), SamlError::TooLarge { .. }));
+    // Depth: clamped to MAX_DEPTH; zero refuses everything.
+    let (g, b, t) = run(&base.clone().with_max_depth(usize::MAX));
+    assert!(g.is_ok() && t.is_ok());
+    assert_eq!(b.unwrap_err(), SamlError::DigestMismatch);
+    let (g, b, _) = run(&base.clone().with_max_depth(0));
+    assert_eq!(g.unwrap_err(), SamlError::TooDeep { max: 0 });
+    assert_eq!(b.unwrap_err(), SamlError::TooDeep { max: 0 });
+    // Time itself at the extremes.
+    for now in [
+        UnixTime::from_secs(0),
+        UnixTime::MAX,
+        UnixTime::from_secs(u64::MAX),
+    ] {
+        let v = base.clone().with_max_auth_age(Some(Duration::MAX));
+        assert!(v.validate(good.as_bytes(), CLIENT, now).is_err());
+    }
+}
+
+/// The signer's time knobs at their extremes: a time past the year 9999 is refused as
+/// `Signing` (no overflow, no endless date arithmetic); a zero lifetime signs and is refused
+/// by the validator.
+#[test]
+fn signer_knobs_at_extreme_values_never_panic() {
+    let fx = Fx::es256();
+    for t in [
+        fx.template().with_lifetime(u64::MAX),
+        fx.template().with_confirmation_lifetime(u64::MAX),
+        fx.template()
+            .with_authn_instant(UnixTime::from_secs(u64::MAX)),
+        fx.template().with_not_before(UnixTime::from_secs(u64::MAX)),
+        AssertionTemplate::new(USER, SP, UnixTime::from_secs(u64::MAX)),
+    ] {
+        assert_eq!(fx.signer.sign(&t).unwrap_err(), SamlError::Signing);
+    }
+    let empty = fx.sign(&fx.template().with_lifetime(0));
+    assert!(matches!(
+        fx.check(&empty).unwrap_err(),
+        SamlError::Expired { .. } | SamlError::BadLifetime { .. }
+    ));
+    // Positive control: the defaults sign and validate.
+    fx.check(&fx.sign(&fx.template())).unwrap();
+}
+
+/// A document nested as deep as the raised depth knob allows (clamped to `MAX_DEPTH`), signed
+/// so that every walk (scan, canonicalization, digest) runs over it, validates on an ordinary
+/// test thread; one level more is refused cleanly. Far deeper input is refused by the
+/// pre-scan before the parser runs.
+#[test]
+fn deep_nesting_at_the_cap_is_handled_on_a_normal_thread() {
+    let fx = Fx::es256();
+    let v = fx.validator.clone().with_max_depth(usize::MAX);
+    // The root is level 1; the chain sits under `AttributeStatement` (level 2).
+    let nest = |levels: usize| {
+        fx.sign_edited(|x| {
+            x.replace(
+                "<saml:AttributeStatement>",
+                &format!(
+                    "<saml:AttributeStatement>{}{}",
+                    "<x>".repeat(levels),
+                    "</x>".repeat(levels)
+                ),
+            )
+        })
+    };
+    let at_cap = nest(MAX_DEPTH - 2);
+    assert_eq!(
+        v.validate(at_cap.as_bytes(), CLIENT, NOW)
+            .unwrap()
+            .name_id
+            .value,
+        USER
+    );
+    let over = nest(MAX_DEPTH - 1);
+    assert_eq!(
+        v.validate(over.as_bytes(), CLIENT, NOW).unwrap_err(),
+        SamlError::TooDeep { max: MAX_DEPTH }
+    );
+    let absurd = format!("{}{}", "<x>".repeat(100_000), "</x>".repeat(100_000));
+    assert_eq!(
+        v.clone()
+            .with_max_len(usize::MAX)
+            .validate(absurd.as_bytes(), CLIENT, NOW)
+            .unwrap_err(),
+        SamlError::TooDeep { max: MAX_DEPTH }
     );
 }

@@ -6,13 +6,14 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use ema_grant::{
-    AUTHORIZATION_CODE, AdminPolicy, AuthorizeError, ErrorCode, Form, ReplayStore, SsoProvider,
-    TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest, parse_exchange_form,
+    AUTHORIZATION_CODE, AdminPolicy, AuthorizeError, ErrorCode, Form, OAuthError, ReplayStore,
+    SAML2_TOKEN_TYPE, SsoProvider, TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest,
+    parse_exchange_form,
 };
 use ema_jose::{Clock, KeyRing, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
@@ -30,6 +31,7 @@ struct IdpState<K, P, R> {
     metadata: serde_json::Value,
     clock: Arc<dyn Clock>,
     password_checks: Arc<Semaphore>,
+    saml_checks: Arc<Semaphore>,
 }
 
 /// How many password checks may run at once: half the cores, at least one. Each is a PBKDF2
@@ -38,6 +40,15 @@ struct IdpState<K, P, R> {
 /// serve every other request nor takes every core.
 fn password_check_permits() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
+}
+
+/// How many token exchanges with a SAML subject assertion may run at once: as many as password
+/// checks. Parsing, canonicalizing and verifying up to 64 KiB of XML is CPU work (around a
+/// millisecond for the worst accepted input); those requests run on the blocking pool, so a
+/// burst of them neither stalls the async workers nor takes every core. ID-token exchanges
+/// stay on the async path.
+fn saml_check_permits() -> usize {
+    password_check_permits()
 }
 
 /// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
@@ -74,7 +85,8 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
 }
 
 /// Builds the IdP router. ID tokens (SSO) and ID-JAGs (token exchange) are signed by the same
-/// `keys`, published at the metadata's `jwks_uri`.
+/// `keys`, published at the metadata's `jwks_uri`. Password checks and token exchanges with a
+/// SAML subject assertion run on the blocking pool, each a bounded number at a time.
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
@@ -112,6 +124,7 @@ where
         metadata: metadata.to_json(),
         clock,
         password_checks: Arc::new(Semaphore::new(password_check_permits())),
+        saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
     });
     Router::new()
         .route(&oidc, get(idp_metadata_route::<K, P, R>))
@@ -305,10 +318,77 @@ where
         Err(response) => return response,
     };
     let now = state.clock.now();
+    let form = TokenRequest::from_http(&request)
+        .map_err(|e| ema_grant::request_error(&e))
+        .and_then(|req| {
+            req.check_shape()?;
+            parse_exchange_form(req.body, ema_grant::form::DEFAULT_MAX_BODY)
+        });
+    // A SAML subject assertion is validated on the blocking pool, a bounded number at a time;
+    // everything else (ID-token exchanges included) is answered right here.
+    let saml = form.as_ref().is_ok_and(|f| {
+        f.get("grant_type") == Some(TOKEN_EXCHANGE)
+            && f.get("subject_token_type") == Some(SAML2_TOKEN_TYPE)
+    });
+    let (grant, response) = if saml {
+        saml_token_response(state, request, form, now).await
+    } else {
+        token_response(&state, &request, form, now).await
+    };
+    log_outcome(grant, &response);
+    into_axum(response)
+}
+
+/// Runs [`token_response`] for a SAML token exchange on the blocking pool, holding one of the
+/// `saml_checks` permits (the permit travels with the work, as for password checks).
+async fn saml_token_response<K, P, R>(
+    state: Arc<IdpState<K, P, R>>,
+    request: http::Request<Bytes>,
+    form: Result<Form, OAuthError>,
+    now: ema_jose::UnixTime,
+) -> (&'static str, http::Response<Vec<u8>>)
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let busy = || {
+        (
+            "idp",
+            OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                "the token endpoint is busy; try again later",
+            )
+            .to_response(),
+        )
+    };
+    let Ok(permit) = state.saml_checks.clone().acquire_owned().await else {
+        return busy();
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        // The exchange's own awaits (replay store, policy) are driven from this thread.
+        runtime.block_on(token_response(&state, &request, form, now))
+    });
+    task.await.unwrap_or_else(|_| busy())
+}
+
+/// The token endpoint's answer to an already read request whose form was parsed.
+async fn token_response<K, P, R>(
+    state: &IdpState<K, P, R>,
+    request: &http::Request<Bytes>,
+    form: Result<Form, OAuthError>,
+    now: ema_jose::UnixTime,
+) -> (&'static str, http::Response<Vec<u8>>)
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
     let result = async {
-        let req = TokenRequest::from_http(&request).map_err(|e| ema_grant::request_error(&e))?;
-        req.check_shape()?;
-        let form = parse_exchange_form(req.body, ema_grant::form::DEFAULT_MAX_BODY)?;
+        let form = form?;
+        let req = TokenRequest::from_http(request).map_err(|e| ema_grant::request_error(&e))?;
         match form.get("grant_type") {
             Some(TOKEN_EXCHANGE) => state
                 .exchange
@@ -320,20 +400,16 @@ where
                 .token_form(&req, &form, state.exchange.replay(), now)
                 .await
                 .map(|ok| ("authorization_code", ok.to_response())),
-            Some(_) => Err(ema_grant::OAuthError::new(
+            Some(_) => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "this IdP supports authorization_code and token exchange",
             )),
-            None => Err(ema_grant::OAuthError::invalid_request(
-                "grant_type is missing",
-            )),
+            None => Err(OAuthError::invalid_request("grant_type is missing")),
         }
     }
     .await;
-    let (grant, response) = match result {
+    match result {
         Ok(ok) => ok,
         Err(e) => ("idp", e.to_response()),
-    };
-    log_outcome(grant, &response);
-    into_axum(response)
+    }
 }

@@ -148,12 +148,13 @@ fn generate_saml_seeds() {
 /// Assertions signed by the fixed key for the fixed validator (valid at `FIXED_NOW`), one
 /// variant per defence of ema-saml, and the third-party vectors of `crates/ema-saml/tests`.
 fn saml_assertion_seeds() {
-    use ema_fuzz::{FIXED_SAML_ISSUER, FIXED_SAML_SP};
+    use ema_fuzz::{FIXED_SAML_ISSUER, FIXED_SAML_RECIPIENT, FIXED_SAML_SP};
     use ema_saml::{AssertionTemplate, SamlAssertionSigner};
     let mut corpus = Corpus::open("saml_assertion");
     let signer = SamlAssertionSigner::new(FIXED_SAML_ISSUER, std::sync::Arc::new(fixed_key()));
     let template = AssertionTemplate::new("00u8k2Lq91", FIXED_SAML_SP, FIXED_NOW)
         .with_id("_fuzz1")
+        .with_recipient(FIXED_SAML_RECIPIENT)
         .with_session_index("_s1")
         .with_attribute("email", ["ana@acme.example"])
         .with_attribute("groups", ["eng", "R&D <west>"]);
@@ -193,6 +194,28 @@ fn saml_assertion_seeds() {
         (
             "encrypted-assertion",
             "<saml:EncryptedAssertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"><xenc:EncryptedData xmlns:xenc=\"http://www.w3.org/2001/04/xmlenc#\"/></saml:EncryptedAssertion>".to_owned(),
+        ),
+        ("recipient-other", signer.sign(&template.clone().with_recipient("https://desk.acme.example/acs")).unwrap()),
+        (
+            "prefix-list-long",
+            valid.replace(
+                "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+                &format!(
+                    "<ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"><ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\" PrefixList=\"#default saml ds{}\"/></ds:CanonicalizationMethod>",
+                    " saml".repeat(20)
+                ),
+            ),
+        ),
+        (
+            "many-namespaces",
+            valid.replacen(
+                "<saml:Assertion ",
+                &format!(
+                    "<saml:Assertion{} ",
+                    (0..40).map(|k| format!(" xmlns:n{k}=\"urn:n{k}\"")).collect::<String>()
+                ),
+                1,
+            ),
         ),
         ("deep", valid.replace("<saml:Subject>", &format!("<saml:Subject>{}{}", "<x>".repeat(40), "</x>".repeat(40)))),
     ];

@@ -1,10 +1,13 @@
-//! SAML 2.0 subject assertions at the IdP's token exchange (TX-3, TX-4, D-1): the positive
-//! control through to an access token, each defect with its OAuth error and HTTP status, and
-//! the type refused while no validator is configured.
+//! SAML 2.0 subject assertions at the IdP's token exchange (TX-3, TX-4, SEC-1, D-1): the
+//! positive control through to an access token, each defect with its OAuth error and HTTP
+//! status, the bearer `Recipient` and single use, and the type refused while no validator is
+//! configured.
 
 use std::sync::Arc;
 
-use ema_grant::{ID_JAG_TOKEN_TYPE, InMemoryReplayStore};
+use ema_grant::{
+    ID_JAG_TOKEN_TYPE, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen,
+};
 use ema_jose::{Algorithm, SigningKey, UnixTime};
 use ema_saml::{AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator};
 use serde_json::json;
@@ -24,6 +27,26 @@ struct Saml {
     grant: TxGrant,
 }
 
+/// An in-memory store that cannot record SAML assertions (everything else works).
+struct NoSamlStore(InMemoryReplayStore);
+
+impl ReplayStore for NoSamlStore {
+    fn check_and_insert(
+        &self,
+        key: ReplayKey<'_>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Seen, ReplayError>> + Send {
+        std::future::ready(if key.kind == ReplayKind::SamlAssertion {
+            Err(ReplayError::Unavailable {
+                reason: "down".into(),
+            })
+        } else {
+            self.0.insert_now(key, expires_at, now)
+        })
+    }
+}
+
 impl Saml {
     fn new() -> Self {
         let fx = Fx::new();
@@ -32,6 +55,8 @@ impl Saml {
             .with_key(key.verifying_key().clone())
             .with_audience(SP, IDP_CLIENT)
             .with_audience(OTHER_SP, IDP_UNMAPPED)
+            // TX-4 (RFC 7522 §3): the bearer confirmation names this token endpoint.
+            .with_recipient(IDP_TOKEN_ENDPOINT)
             .with_attribute_names(AttributeNames::new().with_email("mail"));
         let grant = fx
             .token_exchange(fx.idp_key_source(), InMemoryReplayStore::new(1_000))
@@ -41,6 +66,7 @@ impl Saml {
 
     fn template(&self) -> AssertionTemplate {
         AssertionTemplate::new(USER, SP, NOW)
+            .with_recipient(IDP_TOKEN_ENDPOINT)
             .with_authn_instant(NOW.minus(60))
             .with_authn_context_class_ref("urn:acme:acr:mfa")
             .with_attribute("mail", [EMAIL])
@@ -215,5 +241,98 @@ fn tx3_saml_not_enabled_is_invalid_request() {
     assert_error(&reply, 400, "invalid_request");
     assert_eq!(reply.description(), "subject_token_type is not supported");
     // The same request where it is enabled succeeds.
+    assert_eq!(s.send(&req).status, 200);
+}
+
+/// TX-4 / D-1 (RFC 7522 §3): an assertion whose bearer confirmation names another recipient,
+/// or none, is `invalid_grant`; the positive control names this token endpoint.
+#[test]
+fn tx4_d1_saml_recipient_must_be_this_token_endpoint() {
+    let s = Saml::new();
+    for other in [
+        "https://desk.acme.example/acs",
+        "https://idp.acme.example/oauth2/token/",
+        "https://as.tasks.example/token",
+    ] {
+        let reply = s.send(&s.request(&s.token(&s.template().with_recipient(other))));
+        assert_error(&reply, 400, "invalid_grant");
+        assert_eq!(
+            reply.description(),
+            "subject token is not for this token endpoint"
+        );
+    }
+    let mut missing = s.template();
+    missing.recipient = None;
+    let reply = s.send(&s.request(&s.token(&missing)));
+    assert_error(&reply, 400, "invalid_grant");
+    assert_eq!(
+        reply.description(),
+        "subject token is not for this token endpoint"
+    );
+    // Positive control.
+    assert_eq!(s.send(&s.request(&s.token(&s.template()))).status, 200);
+}
+
+/// SEC-1 / TX-4: a SAML assertion is single-use: the second exchange of the same assertion
+/// (same `Issuer` and `ID`) within its lifetime is `invalid_grant`, saying it was already
+/// used; another assertion still goes through.
+#[test]
+fn sec1_saml_assertion_replay_is_refused() {
+    let s = Saml::new();
+    let token = s.token(&s.template());
+    assert_eq!(s.send(&s.request(&token)).status, 200);
+    let again = s.send_at(&s.request(&token), NOW.plus(10));
+    assert_error(&again, 400, "invalid_grant");
+    assert_eq!(
+        again.description(),
+        "this SAML assertion was already used; obtain a new one from the IdP"
+    );
+    // Still recorded at the last second the assertion itself is acceptable (NotOnOrAfter plus
+    // the 30 s leeway).
+    let last = s.send_at(&s.request(&token), NOW.plus(300 + 29));
+    assert_eq!(
+        last.description(),
+        "this SAML assertion was already used; obtain a new one from the IdP"
+    );
+    // The same `ID` re-signed (another encoding of the same assertion) is the same assertion.
+    let same_id = s.token(&s.template().with_id("_fixed-id"));
+    assert_eq!(s.send(&s.request(&same_id)).status, 200);
+    let resigned = s.token(&s.template().with_id("_fixed-id").with_attribute("x", ["y"]));
+    assert_error(&s.send(&s.request(&resigned)), 400, "invalid_grant");
+    // Positive control: a fresh assertion is exchanged.
+    assert_eq!(s.send(&s.request(&s.token(&s.template()))).status, 200);
+}
+
+/// SEC-1 / D-6 for SAML: an assertion is consumed only when an ID-JAG is issued; a request
+/// refused after the assertion was validated (unknown audience, policy) does not burn it.
+#[test]
+fn sec1_refused_exchange_does_not_consume_the_saml_assertion() {
+    let s = Saml::new();
+    let token = s.token(&s.template());
+    let unknown = s.request(&token).set("audience", "https://unknown.example");
+    assert_error(&s.send(&unknown), 400, "invalid_target");
+    assert_eq!(s.send(&s.request(&token)).status, 200);
+    assert_error(&s.send(&s.request(&token)), 400, "invalid_grant");
+}
+
+/// SEC-1: when the replay store cannot record the assertion, the exchange fails closed with
+/// `temporarily_unavailable` (503) rather than issue an ID-JAG for a possibly replayed one;
+/// the positive control is the same assertion with a working store.
+#[test]
+fn sec1_saml_replay_store_unavailable_fails_closed() {
+    let s = Saml::new();
+    let validator = SamlAssertionValidator::new(ENTITY)
+        .with_key(s.key.verifying_key().clone())
+        .with_audience(SP, IDP_CLIENT)
+        .with_recipient(IDP_TOKEN_ENDPOINT);
+    let broken =
+        s.fx.token_exchange(
+            s.fx.idp_key_source(),
+            NoSamlStore(InMemoryReplayStore::new(100)),
+        )
+        .with_saml_assertions(validator);
+    let req = s.request(&s.token(&s.template()));
+    let reply = Reply::check(pollster::block_on(broken.handle(&req.build(), NOW)));
+    assert_error(&reply, 503, "temporarily_unavailable");
     assert_eq!(s.send(&req).status, 200);
 }
