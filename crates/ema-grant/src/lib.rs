@@ -78,6 +78,7 @@ pub mod sso;
 
 pub use access_token::{
     AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
+    MAX_ACCESS_TOKEN_LIFETIME,
 };
 pub use client_auth::{
     AuthMethod, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError, ClientCredential,

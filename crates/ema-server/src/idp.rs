@@ -14,14 +14,14 @@ use ema_grant::{
     AUTHORIZATION_CODE, AdminPolicy, AuthorizeError, ErrorCode, Form, ReplayStore, SsoProvider,
     TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest, parse_exchange_form,
 };
-use ema_jose::{Clock, KeyRing, KeySource};
+use ema_jose::{AlgorithmSet, Clock, KeyRing, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 
 use crate::authorization_server::log_outcome;
 use crate::endpoint::{into_axum, public_json, read_request};
-use crate::paths::url_path;
+use crate::paths::{EndpointPaths, url_path};
 
 struct IdpState<K, P, R> {
     sso: SsoProvider,
@@ -40,13 +40,22 @@ fn password_check_permits() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(2))
 }
 
-/// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
-/// ID-JAG token type it issues (MD-4).
+/// The IdP's metadata with the default endpoint paths (`/token`, `/jwks`, `/authorize`); see
+/// [`idp_metadata_with_paths`].
 pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
-    let base = issuer.trim_end_matches('/');
-    let mut m = AuthorizationServerMetadata::new(issuer, format!("{base}/token"));
-    m.authorization_endpoint = Some(format!("{base}/authorize"));
-    m.jwks_uri = Some(format!("{base}/jwks"));
+    idp_metadata_with_paths(issuer, &EndpointPaths::default())
+}
+
+/// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
+/// ID-JAG token type it issues (MD-4), with the endpoints at `paths` below `issuer` (the
+/// router mounts them where the metadata says).
+///
+/// `id_token_signing_alg_values_supported` is left out here: [`idp_router`] publishes the
+/// algorithms of the keys it actually signs ID tokens with.
+pub fn idp_metadata_with_paths(issuer: &str, paths: &EndpointPaths) -> AuthorizationServerMetadata {
+    let mut m = AuthorizationServerMetadata::new(issuer, paths.url(issuer, paths.token()));
+    m.authorization_endpoint = Some(paths.url(issuer, paths.authorize()));
+    m.jwks_uri = Some(paths.url(issuer, paths.jwks()));
     m.grant_types_supported = Some(vec![AUTHORIZATION_CODE.into(), TOKEN_EXCHANGE.into()]);
     m.response_types_supported = Some(vec!["code".into()]);
     m.code_challenge_methods_supported = Some(vec!["S256".into()]);
@@ -62,15 +71,24 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
         "subject_types_supported".into(),
         serde_json::json!(["public"]),
     );
-    m.extra.insert(
-        "id_token_signing_alg_values_supported".into(),
-        serde_json::json!(["ES256", "ES384", "RS256", "PS256", "EdDSA"]),
-    );
     m
 }
 
+/// The algorithms of the keys in `keys` (next, active, retired), each once, in a fixed order.
+fn signing_algorithms(keys: &KeyRing) -> serde_json::Value {
+    let set = keys
+        .jwks()
+        .keys()
+        .iter()
+        .filter_map(|k| k.algorithm())
+        .fold(AlgorithmSet::EMPTY, AlgorithmSet::with);
+    set.iter().map(|a| a.name()).collect()
+}
+
 /// Builds the IdP router. ID tokens (SSO) and ID-JAGs (token exchange) are signed by the same
-/// `keys`, published at the metadata's `jwks_uri`.
+/// `keys`, published at the metadata's `jwks_uri`. The metadata is served as given, except
+/// `id_token_signing_alg_values_supported`, which always names the algorithms of `keys` (so a
+/// rotation to another algorithm shows at once).
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
@@ -127,7 +145,14 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
-    public_json(&state.metadata, 300)
+    let mut metadata = state.metadata.clone();
+    if let Some(m) = metadata.as_object_mut() {
+        m.insert(
+            "id_token_signing_alg_values_supported".into(),
+            signing_algorithms(&state.keys),
+        );
+    }
+    public_json(&metadata, 300)
 }
 
 async fn idp_jwks<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response

@@ -60,4 +60,5 @@ mod rpc_peek;
 pub use authorization_server::authorization_server_router;
 pub use bearer::{BearerAuth, Principal, protect, protected_resource_router};
 pub use hardening::{Limits, harden};
-pub use idp::{idp_metadata, idp_router};
+pub use idp::{idp_metadata, idp_metadata_with_paths, idp_router};
+pub use paths::{EndpointPathError, EndpointPaths};
