@@ -50,11 +50,14 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
 /// ID-JAG token type it issues (MD-4), with the endpoints at `paths` below `issuer` (the
 /// router mounts them where the metadata says).
 ///
+/// Paths from [`EndpointPaths::without_authorize`] leave `authorization_endpoint` out, and
+/// [`idp_router`] then serves no sign-in pages.
+///
 /// `id_token_signing_alg_values_supported` is left out here: [`idp_router`] publishes the
 /// algorithms of the keys it actually signs ID tokens with.
 pub fn idp_metadata_with_paths(issuer: &str, paths: &EndpointPaths) -> AuthorizationServerMetadata {
     let mut m = AuthorizationServerMetadata::new(issuer, paths.url(issuer, paths.token()));
-    m.authorization_endpoint = Some(paths.url(issuer, paths.authorize()));
+    m.authorization_endpoint = paths.authorize().map(|a| paths.url(issuer, a));
     m.jwks_uri = Some(paths.url(issuer, paths.jwks()));
     m.grant_types_supported = Some(vec![AUTHORIZATION_CODE.into(), TOKEN_EXCHANGE.into()]);
     m.response_types_supported = Some(vec!["code".into()]);
@@ -89,6 +92,11 @@ fn signing_algorithms(keys: &KeyRing) -> serde_json::Value {
 /// `keys`, published at the metadata's `jwks_uri`. The metadata is served as given, except
 /// `id_token_signing_alg_values_supported`, which always names the algorithms of `keys` (so a
 /// rotation to another algorithm shows at once).
+///
+/// Routes are mounted at the paths of the metadata's `token_endpoint`, `jwks_uri` and
+/// `authorization_endpoint` (no sign-in pages without one); build the metadata with
+/// [`idp_metadata_with_paths`] from checked [`EndpointPaths`] so that they are distinct (axum
+/// refuses two routes for the same path and method).
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
@@ -103,12 +111,7 @@ where
 {
     let token = url_path(metadata.token_endpoint.as_deref().unwrap_or("/token"));
     let jwks = url_path(metadata.jwks_uri.as_deref().unwrap_or("/jwks"));
-    let authorize = url_path(
-        metadata
-            .authorization_endpoint
-            .as_deref()
-            .unwrap_or("/authorize"),
-    );
+    let authorize = metadata.authorization_endpoint.as_deref().map(url_path);
     let oidc = crate::paths::path_of(&metadata.issuer, |u| {
         let mut w = u.clone();
         let path = u.path().trim_end_matches('/');
@@ -127,16 +130,19 @@ where
         clock,
         password_checks: Arc::new(Semaphore::new(password_check_permits())),
     });
-    Router::new()
+    let router = Router::new()
         .route(&oidc, get(idp_metadata_route::<K, P, R>))
         .route(&oauth, get(idp_metadata_route::<K, P, R>))
         .route(&jwks, get(idp_jwks::<K, P, R>))
-        .route(
+        .route(&token, axum::routing::post(idp_token::<K, P, R>));
+    match authorize {
+        Some(authorize) => router.route(
             &authorize,
             get(authorize_page::<K, P, R>).post(authorize_submit::<K, P, R>),
-        )
-        .route(&token, axum::routing::post(idp_token::<K, P, R>))
-        .with_state(state)
+        ),
+        None => router,
+    }
+    .with_state(state)
 }
 
 async fn idp_metadata_route<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response

@@ -62,7 +62,7 @@ pub enum EndpointPathError {
 pub struct EndpointPaths {
     token: String,
     jwks: String,
-    authorize: String,
+    authorize: Option<String>,
 }
 
 impl Default for EndpointPaths {
@@ -71,37 +71,55 @@ impl Default for EndpointPaths {
         Self {
             token: "/token".into(),
             jwks: "/jwks".into(),
-            authorize: "/authorize".into(),
+            authorize: Some("/authorize".into()),
         }
     }
 }
 
 impl EndpointPaths {
-    /// Checked paths for the token endpoint, the JWKS and the authorization endpoint (the
-    /// last is served by an IdP only).
+    /// Checked paths for an IdP's token endpoint, JWKS and authorization endpoint.
     pub fn new(
         token: impl Into<String>,
         jwks: impl Into<String>,
         authorize: impl Into<String>,
     ) -> Result<Self, EndpointPathError> {
+        Self::checked(token.into(), jwks.into(), Some(authorize.into()))
+    }
+
+    /// Checked paths for an authorization server's token endpoint and JWKS (it has no
+    /// authorization endpoint on the EMA path, CL-8).
+    pub fn without_authorize(
+        token: impl Into<String>,
+        jwks: impl Into<String>,
+    ) -> Result<Self, EndpointPathError> {
+        Self::checked(token.into(), jwks.into(), None)
+    }
+
+    fn checked(
+        token: String,
+        jwks: String,
+        authorize: Option<String>,
+    ) -> Result<Self, EndpointPathError> {
         let paths = Self {
-            token: token.into(),
-            jwks: jwks.into(),
-            authorize: authorize.into(),
+            token,
+            jwks,
+            authorize,
         };
-        let named = [
+        let mut named = vec![
             ("token", paths.token.as_str()),
             ("jwks", paths.jwks.as_str()),
-            ("authorize", paths.authorize.as_str()),
         ];
-        for (endpoint, path) in named {
+        if let Some(authorize) = &paths.authorize {
+            named.push(("authorize", authorize.as_str()));
+        }
+        for &(endpoint, path) in &named {
             check_path(endpoint, path)?;
         }
         for (i, (first, a)) in named.iter().enumerate() {
             if let Some((second, _)) = named.iter().skip(i + 1).find(|(_, b)| a == b) {
                 return Err(EndpointPathError::Shared {
-                    first,
-                    second,
+                    first: *first,
+                    second: *second,
                     path: (*a).to_owned(),
                 });
             }
@@ -119,9 +137,9 @@ impl EndpointPaths {
         &self.jwks
     }
 
-    /// The authorization endpoint's path.
-    pub fn authorize(&self) -> &str {
-        &self.authorize
+    /// The authorization endpoint's path, if there is one.
+    pub fn authorize(&self) -> Option<&str> {
+        self.authorize.as_deref()
     }
 
     /// The URL of `path` below `issuer` (a trailing `/` of the issuer is dropped).
@@ -170,11 +188,11 @@ fn check_path(endpoint: &'static str, path: &str) -> Result<(), EndpointPathErro
 
 impl fmt::Display for EndpointPaths {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "token {}, jwks {}, authorize {}",
-            self.token, self.jwks, self.authorize
-        )
+        write!(f, "token {}, jwks {}", self.token, self.jwks)?;
+        if let Some(authorize) = &self.authorize {
+            write!(f, ", authorize {authorize}")?;
+        }
+        Ok(())
     }
 }
 
@@ -210,5 +228,10 @@ mod tests {
             err.to_string(),
             "the token and authorize endpoints share the path `/t`; give each its own"
         );
+        let err = EndpointPaths::without_authorize("/k", "/k").unwrap_err();
+        assert!(err.to_string().contains("token and jwks"), "{err}");
+        // Without an authorization endpoint, `/authorize` is free for the token endpoint.
+        let paths = EndpointPaths::without_authorize("/authorize", "/jwks").unwrap();
+        assert_eq!((paths.token(), paths.authorize()), ("/authorize", None));
     }
 }
