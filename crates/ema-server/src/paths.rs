@@ -118,8 +118,8 @@ impl EndpointPaths {
         for (i, (first, a)) in named.iter().enumerate() {
             if let Some((second, _)) = named.iter().skip(i + 1).find(|(_, b)| a == b) {
                 return Err(EndpointPathError::Shared {
-                    first: *first,
-                    second: *second,
+                    first,
+                    second,
                     path: (*a).to_owned(),
                 });
             }

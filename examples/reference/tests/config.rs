@@ -65,6 +65,13 @@ fn samples_match_the_built_in_defaults() -> Result<(), Box<dyn std::error::Error
 // ----- the settings of issue 9: bad values are clear errors, good ones take effect -----
 
 mod settings {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test helpers outside #[test] functions may unwrap and panic"
+    )]
+
     use std::sync::Arc;
 
     use axum::body::Body;
