@@ -22,7 +22,7 @@ use ema_metadata::{Challenge, ProtectedResourceMetadata};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
-use crate::rpc_peek::{self, ToolCalls};
+use crate::rpc_peek::{self, Messages};
 
 /// The largest JSON-RPC body the layer reads to find tool calls (1 MiB).
 const MAX_JSON_RPC_BODY: usize = 1 << 20;
@@ -219,11 +219,11 @@ impl<K: KeySource + 'static> BearerAuth<K> {
     /// when a message names its method, params or tool twice (which one a server runs is up to
     /// its parser, so the call is refused).
     fn body_scopes(&self, body: &[u8]) -> Option<Vec<&ScopeSet>> {
-        let calls = match rpc_peek::tool_calls(body) {
-            ToolCalls::Named(calls) => calls,
+        let calls = match rpc_peek::calls(body) {
+            Messages::Calls(calls) => calls,
             // Nothing can run from bytes the server cannot parse.
-            ToolCalls::NotJson => return Some(Vec::new()),
-            ToolCalls::Ambiguous => return None,
+            Messages::NotJson => return Some(Vec::new()),
+            Messages::Ambiguous => return None,
         };
         let mut sets: Vec<&ScopeSet> = Vec::new();
         for call in &calls {

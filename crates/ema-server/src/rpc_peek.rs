@@ -57,9 +57,9 @@ pub(crate) struct Call<'a> {
 
 /// What a body says about the calls it makes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ToolCalls<'a> {
+pub(crate) enum Messages<'a> {
     /// Its messages, in order (objects only; other batch elements call nothing).
-    Named(Vec<Call<'a>>),
+    Calls(Vec<Call<'a>>),
     /// Not JSON: the server behind will answer with a JSON-RPC parse error, no tool runs.
     NotJson,
     /// A member that decides which tool runs appears twice in one message.
@@ -67,10 +67,10 @@ pub(crate) enum ToolCalls<'a> {
 }
 
 /// Reads the methods and tool names of the messages in a JSON-RPC message or batch.
-pub(crate) fn tool_calls(body: &[u8]) -> ToolCalls<'_> {
+pub(crate) fn calls(body: &[u8]) -> Messages<'_> {
     // JSON text is UTF-8 (RFC 8259 §8.1), also in the parts skipped below.
     let Ok(body) = std::str::from_utf8(body) else {
-        return ToolCalls::NotJson;
+        return Messages::NotJson;
     };
     let ambiguous = Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(body);
@@ -82,9 +82,9 @@ pub(crate) fn tool_calls(body: &[u8]) -> ToolCalls<'_> {
     .deserialize(&mut de)
     .and_then(|()| de.end());
     match read {
-        Ok(()) => ToolCalls::Named(names),
-        Err(_) if ambiguous.get() => ToolCalls::Ambiguous,
-        Err(_) => ToolCalls::NotJson,
+        Ok(()) => Messages::Calls(names),
+        Err(_) if ambiguous.get() => Messages::Ambiguous,
+        Err(_) => Messages::NotJson,
     }
 }
 
@@ -297,22 +297,22 @@ impl<'de> Visitor<'de> for Text {
 mod tests {
     use super::*;
 
-    fn calls(body: &str) -> Vec<Call<'_>> {
-        match tool_calls(body.as_bytes()) {
-            ToolCalls::Named(calls) => calls,
+    fn peek(body: &str) -> Vec<Call<'_>> {
+        match calls(body.as_bytes()) {
+            Messages::Calls(calls) => calls,
             other => panic!("{body}: {other:?}"),
         }
     }
 
     fn named(body: &str) -> Vec<String> {
-        calls(body)
+        peek(body)
             .into_iter()
             .filter_map(|c| c.tool.map(Cow::into_owned))
             .collect()
     }
 
     fn methods(body: &str) -> Vec<(Option<String>, bool)> {
-        calls(body)
+        peek(body)
             .into_iter()
             .map(|c| (c.method.map(Cow::into_owned), c.has_id))
             .collect()
@@ -369,7 +369,7 @@ mod tests {
             r#"{"method":"tools/call","params":{"name":"whoami","name":"add_task"}}"#,
             r#"[{"method":"ping"},{"method":"tools/call","method":"tools/call"}]"#,
         ] {
-            assert_eq!(tool_calls(body.as_bytes()), ToolCalls::Ambiguous, "{body}");
+            assert_eq!(calls(body.as_bytes()), Messages::Ambiguous, "{body}");
         }
         // Duplicates elsewhere decide nothing here; the server behind judges them.
         assert_eq!(
@@ -381,8 +381,8 @@ mod tests {
     #[test]
     fn bytes_that_are_not_json_are_said_so() {
         for body in ["", "{", "{\"method\":", "nope", "{\"a\":1} x", "\u{0}"] {
-            assert_eq!(tool_calls(body.as_bytes()), ToolCalls::NotJson, "{body:?}");
+            assert_eq!(calls(body.as_bytes()), Messages::NotJson, "{body:?}");
         }
-        assert_eq!(tool_calls(b"{\"a\":\"\xff\"}"), ToolCalls::NotJson);
+        assert_eq!(calls(b"{\"a\":\"\xff\"}"), Messages::NotJson);
     }
 }
