@@ -259,6 +259,10 @@ pub struct AccessTokenIssuer {
 /// The default access-token lifetime: one hour.
 pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
 
+/// The longest access-token lifetime: one day, the longest `exp - iat`
+/// [`AccessTokenValidator`] accepts.
+pub const MAX_ACCESS_TOKEN_LIFETIME: u64 = 24 * 3600;
+
 impl AccessTokenIssuer {
     /// An issuer with the default one-hour lifetime.
     pub fn new(issuer: Issuer, keys: Arc<KeyRing>) -> Self {
@@ -269,10 +273,11 @@ impl AccessTokenIssuer {
         }
     }
 
-    /// Sets the lifetime in seconds (at least 1).
+    /// Sets the lifetime in seconds, clamped to `1..=`[`MAX_ACCESS_TOKEN_LIFETIME`] (a longer
+    /// token would be refused by [`AccessTokenValidator`] anyway).
     #[must_use]
     pub fn with_lifetime(mut self, secs: u64) -> Self {
-        self.lifetime = secs.max(1);
+        self.lifetime = secs.clamp(1, MAX_ACCESS_TOKEN_LIFETIME);
         self
     }
 
@@ -366,16 +371,45 @@ pub struct AccessTokenValidator<K> {
 }
 
 impl<K: KeySource> AccessTokenValidator<K> {
-    /// Tokens from `issuer` for `resource`, keys from `keys`.
+    /// Tokens from `issuer` for `resource`, keys from `keys`; the algorithms of
+    /// [`AlgorithmSet::DEFAULT`] (D-26), 30 s clock leeway (D-7), lifetimes up to
+    /// [`MAX_ACCESS_TOKEN_LIFETIME`].
     pub fn new(issuer: Issuer, resource: Resource, keys: K) -> Self {
         Self {
             issuer,
             resource,
             keys,
-            time: TimeOptions::new()
-                .with_max_lifetime(Some(std::time::Duration::from_secs(24 * 3600))),
+            time: TimeOptions::new().with_max_lifetime(Some(std::time::Duration::from_secs(
+                MAX_ACCESS_TOKEN_LIFETIME,
+            ))),
             algorithms: AlgorithmSet::DEFAULT,
         }
+    }
+
+    /// Sets the algorithms accepted from the authorization server (D-26, SEC-4). The header
+    /// check refuses any other `alg` before a key is looked up.
+    #[must_use]
+    pub fn with_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+
+    /// The accepted algorithms.
+    pub fn algorithms(&self) -> AlgorithmSet {
+        self.algorithms
+    }
+
+    /// Sets the clock leeway for `exp`, `nbf` and `iat` (D-7: default 30 s). Values above
+    /// [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it, as everywhere in this workspace.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: std::time::Duration) -> Self {
+        self.time = self.time.with_leeway(leeway);
+        self
+    }
+
+    /// The clock leeway in force.
+    pub fn leeway(&self) -> std::time::Duration {
+        self.time.leeway
     }
 
     /// The authorization server whose tokens are accepted.

@@ -355,6 +355,14 @@ impl ClientRegistry {
         self
     }
 
+    /// Sets the clock leeway for client assertions (`private_key_jwt`; D-7: default 30 s);
+    /// values above [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: Duration) -> Self {
+        self.time = self.time.with_leeway(leeway);
+        self
+    }
+
     /// A registered client.
     pub fn get(&self, id: &str) -> Option<&RegisteredClient> {
         self.clients.get(id)

@@ -414,6 +414,23 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         self
     }
 
+    /// Sets the algorithms accepted for the subject ID tokens this IdP verifies (D-26, SEC-4;
+    /// default [`AlgorithmSet::DEFAULT`]). It must hold the algorithm the IdP signs ID tokens
+    /// with, or every exchange fails with `invalid_grant`.
+    #[must_use]
+    pub fn with_id_token_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        self.algorithms = algorithms;
+        self
+    }
+
+    /// Sets the clock leeway for subject ID tokens (D-7: default 30 s); values above
+    /// [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it.
+    #[must_use]
+    pub fn with_id_token_leeway(mut self, leeway: Duration) -> Self {
+        self.id_token_time = self.id_token_time.with_leeway(leeway);
+        self
+    }
+
     /// Accepts the pre-draft `requested_token_type` (D-10; off by default).
     #[must_use]
     pub fn accept_legacy_token_type(mut self, accept: bool) -> Self {

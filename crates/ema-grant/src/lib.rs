@@ -79,6 +79,7 @@ pub mod sso;
 
 pub use access_token::{
     AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
+    MAX_ACCESS_TOKEN_LIFETIME,
 };
 pub use client_auth::{
     AuthMethod, AuthMethodMismatch, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError,

@@ -11,6 +11,10 @@ use crate::ids::{ClientId, Issuer, JwtId, Resource, ScopeSet, Subject};
 /// The default ID-JAG lifetime: 300 seconds (D-16, JAG-7).
 pub const DEFAULT_LIFETIME_SECS: u64 = 300;
 
+/// The longest ID-JAG lifetime [`IdJagIssuer::with_lifetime`] sets: 3600 seconds, the longest
+/// `exp - iat` an authorization server accepts (D-7).
+pub const MAX_LIFETIME_SECS: u64 = 3600;
+
 /// What the IdP decided to grant, before it becomes an ID-JAG.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -129,11 +133,17 @@ impl IdJagIssuer {
         }
     }
 
-    /// Sets the lifetime (JAG-7: keep it short; clamped to 1..=3600 s, the D-7 maximum).
+    /// Sets the lifetime (JAG-7: keep it short; clamped to `1..=`[`MAX_LIFETIME_SECS`], the
+    /// D-7 maximum).
     #[must_use]
     pub fn with_lifetime(mut self, secs: u64) -> Self {
-        self.lifetime = secs.clamp(1, 3600);
+        self.lifetime = secs.clamp(1, MAX_LIFETIME_SECS);
         self
+    }
+
+    /// The lifetime in seconds (`exp - iat` and `expires_in` of every ID-JAG).
+    pub fn lifetime(&self) -> u64 {
+        self.lifetime
     }
 
     /// The issuer identifier written into `iss`.

@@ -59,7 +59,7 @@ mod validator;
 
 pub use claims::{IdJagClaims, IdJagClaimsError};
 pub use ids::{ClientId, Issuer, JwtId, Resource, ScopeError, ScopeSet, Subject};
-pub use issuer::{DEFAULT_LIFETIME_SECS, IdJagGrant, IdJagIssuer, IssuedIdJag};
+pub use issuer::{DEFAULT_LIFETIME_SECS, IdJagGrant, IdJagIssuer, IssuedIdJag, MAX_LIFETIME_SECS};
 pub use subject::{Directory, LocalSubject, SubjectError, SubjectResolver};
 pub use trust::{
     GrantScopeError, OIDC_SCOPES, ResourceConfig, ResourceError, ResourceRegistry, TrustRegistry,

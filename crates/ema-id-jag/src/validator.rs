@@ -187,6 +187,14 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
         self
     }
 
+    /// Sets only the clock leeway (D-7: default 30 s); values above
+    /// [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it.
+    #[must_use]
+    pub fn with_leeway(mut self, leeway: std::time::Duration) -> Self {
+        self.time = self.time.with_leeway(leeway);
+        self
+    }
+
     /// Sets the parse limits.
     #[must_use]
     pub fn with_parse_options(mut self, parse: ParseOptions) -> Self {

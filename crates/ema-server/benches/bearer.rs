@@ -1,8 +1,9 @@
 //! The bearer layer's cost on a warm token cache, without sockets or HTTP parsing: one MCP
 //! `tools/call` body POSTed through `protect` (token validated once, then served from the cache,
 //! tool scopes configured so the body is inspected) against the same route with the principal
-//! inserted by `axum::Extension`, as the reference server without authentication does. Both go
-//! through `tower::ServiceExt::oneshot` on a current-thread runtime. See docs/benchmarks.md.
+//! inserted by `axum::Extension`, as the reference server without authentication does; and the
+//! same call under the reference server's per-method scope rules. All go through
+//! `tower::ServiceExt::oneshot` on a current-thread runtime. See docs/benchmarks.md.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 #![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
 
@@ -67,6 +68,19 @@ fn bench(c: &mut Criterion) {
     .require_scopes(ScopeSet::parse("tasks.read").unwrap())
     .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap());
     let protected = protect(handler(), Arc::new(auth));
+    // The reference MCP server's rules: scopes per JSON-RPC method with a default, and per tool.
+    let by_method = BearerAuth::new(
+        validator.clone(),
+        "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp",
+        Arc::new(FixedClock(NOW)),
+    )
+    .require_default_method_scopes(ScopeSet::parse("tasks.read").unwrap())
+    .require_method_scopes("initialize", ScopeSet::new())
+    .require_method_scopes("ping", ScopeSet::new())
+    .require_method_scopes("tools/list", ScopeSet::parse("tasks.read").unwrap())
+    .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap())
+    .require_tool_scopes("complete_task", ScopeSet::parse("tasks.write").unwrap());
+    let by_method = protect(handler(), Arc::new(by_method));
     let principal: Principal =
         Arc::new(pollster::block_on(validator.validate(&token, NOW)).unwrap());
     let open = handler().layer(axum::Extension(principal));
@@ -82,7 +96,11 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     // Warm the cache, and check both answer 200.
-    for (router, auth) in [(&protected, Some(authorization.as_str())), (&open, None)] {
+    for (router, auth) in [
+        (&protected, Some(authorization.as_str())),
+        (&by_method, Some(authorization.as_str())),
+        (&open, None),
+    ] {
         let status = rt
             .block_on(router.clone().oneshot(request(auth)))
             .unwrap()
@@ -96,6 +114,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tools_call_bearer_cached", |b| {
         b.iter(|| {
             rt.block_on(protected.clone().oneshot(request(Some(&authorization))))
+                .unwrap()
+        });
+    });
+    group.bench_function("tools_call_bearer_cached_method_scopes", |b| {
+        b.iter(|| {
+            rt.block_on(by_method.clone().oneshot(request(Some(&authorization))))
                 .unwrap()
         });
     });

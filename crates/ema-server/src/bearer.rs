@@ -22,7 +22,7 @@ use ema_metadata::{Challenge, ProtectedResourceMetadata};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
-use crate::rpc_peek::{self, ToolCalls};
+use crate::rpc_peek::{self, Messages};
 
 /// The largest JSON-RPC body the layer reads to find tool calls (1 MiB).
 const MAX_JSON_RPC_BODY: usize = 1 << 20;
@@ -75,10 +75,54 @@ impl TokenCache {
 }
 
 /// Bearer-token protection for one MCP server (one resource).
+///
+/// # Scopes (RS-6)
+///
+/// A request needs the union of:
+///
+/// - [`BearerAuth::require_scopes`]: what *every* request needs, whatever it carries (GET and
+///   DELETE on the MCP endpoint, bodies that are not JSON-RPC, `initialize` alike). Leave it
+///   empty when a token without any scope (D-20) should still be able to `initialize`.
+/// - per JSON-RPC message of a POST body (a batch needs the union over its messages):
+///   [`BearerAuth::require_method_scopes`] for a listed `method`; otherwise, for a request
+///   (a message with `method` and `id`), [`BearerAuth::require_default_method_scopes`].
+///   Notifications and responses that are not listed need nothing more.
+/// - for a `tools/call`, [`BearerAuth::require_tool_scopes`] of the tool it names.
+///
+/// GET (the server-to-client stream) and DELETE (ending a session) carry no JSON-RPC message:
+/// they need [`BearerAuth::require_scopes`] only.
+///
+/// A token lacking any of them gets `403 insufficient_scope` naming all the scopes the request
+/// needs, so that a client can step up (CL-10).
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use ema_grant::AccessTokenValidator;
+/// # use ema_id_jag::{Issuer, Resource, ScopeSet};
+/// # use ema_jose::{StaticKeySource, SystemClock};
+/// # use ema_server::BearerAuth;
+/// # fn scopes(s: &str) -> ScopeSet { ScopeSet::parse(s).unwrap_or_default() }
+/// # let validator = AccessTokenValidator::new(
+/// #     Issuer::new("https://auth.tasks.example"),
+/// #     Resource::new("https://mcp.tasks.example/mcp"),
+/// #     StaticKeySource::new(),
+/// # );
+/// let auth = BearerAuth::new(validator, "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp", Arc::new(SystemClock))
+///     // Any request not listed below needs tasks.read...
+///     .require_default_method_scopes(scopes("tasks.read"))
+///     // ...but anyone with a valid token may start a session and ping.
+///     .require_method_scopes("initialize", ScopeSet::new())
+///     .require_method_scopes("ping", ScopeSet::new())
+///     // Changing tools need tasks.write on top of what `tools/call` needs.
+///     .require_tool_scopes("add_task", scopes("tasks.write"));
+/// # let _ = auth;
+/// ```
 pub struct BearerAuth<K> {
     validator: AccessTokenValidator<K>,
     resource_metadata: String,
     required: ScopeSet,
+    method_scopes: HashMap<String, ScopeSet>,
+    default_method_scopes: ScopeSet,
     tool_scopes: HashMap<String, ScopeSet>,
     dpop: DpopValidator,
     dpop_replay: InMemoryReplayStore,
@@ -91,6 +135,9 @@ impl<K> fmt::Debug for BearerAuth<K> {
         f.debug_struct("BearerAuth")
             .field("resource_metadata", &self.resource_metadata)
             .field("required", &self.required)
+            .field("method_scopes", &self.method_scopes)
+            .field("default_method_scopes", &self.default_method_scopes)
+            .field("tool_scopes", &self.tool_scopes)
             .finish_non_exhaustive()
     }
 }
@@ -108,6 +155,8 @@ impl<K: KeySource + 'static> BearerAuth<K> {
             validator,
             resource_metadata: resource_metadata_url.into(),
             required: ScopeSet::new(),
+            method_scopes: HashMap::new(),
+            default_method_scopes: ScopeSet::new(),
             tool_scopes: HashMap::new(),
             // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
             dpop: DpopValidator::new(resource),
@@ -120,38 +169,77 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         }
     }
 
-    /// Scopes every request needs (RS-6).
+    /// Scopes every request needs, whatever its HTTP or JSON-RPC method (RS-6). A token
+    /// without them cannot even `initialize`; use [`BearerAuth::require_default_method_scopes`]
+    /// and [`BearerAuth::require_method_scopes`] for finer rules.
     #[must_use]
     pub fn require_scopes(mut self, scopes: ScopeSet) -> Self {
         self.required = scopes;
         self
     }
 
-    /// Scopes an MCP `tools/call` of `tool` needs on top of [`BearerAuth::require_scopes`].
-    /// The layer reads the JSON-RPC body of POST requests (already capped by [`crate::harden`])
-    /// and answers `403 insufficient_scope` naming every scope the call needs (RS-6), so that
-    /// clients can step up (CL-10).
+    /// Scopes a JSON-RPC message with this `method` needs on top of
+    /// [`BearerAuth::require_scopes`] (RS-6); an empty set makes the method free of the
+    /// default ([`BearerAuth::require_default_method_scopes`]). Replaces an earlier entry for
+    /// the same method. Notifications are listed by their method name too.
+    #[must_use]
+    pub fn require_method_scopes(mut self, method: impl Into<String>, scopes: ScopeSet) -> Self {
+        self.method_scopes.insert(method.into(), scopes);
+        self
+    }
+
+    /// Scopes a JSON-RPC request (a message with `method` and `id`) whose method has no entry
+    /// of its own needs on top of [`BearerAuth::require_scopes`] (default: none). Methods the
+    /// server does not know are covered too, so a new method is never open by accident.
+    #[must_use]
+    pub fn require_default_method_scopes(mut self, scopes: ScopeSet) -> Self {
+        self.default_method_scopes = scopes;
+        self
+    }
+
+    /// Scopes an MCP `tools/call` of `tool` needs on top of [`BearerAuth::require_scopes`] and
+    /// of what the `tools/call` method needs. The layer reads the JSON-RPC body of POST
+    /// requests (already capped by [`crate::harden`]) and answers `403 insufficient_scope`
+    /// naming every scope the call needs (RS-6), so that clients can step up (CL-10).
     #[must_use]
     pub fn require_tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
         self.tool_scopes.insert(tool.into(), scopes);
         self
     }
 
-    /// The extra scope sets the MCP tool calls in a JSON-RPC body need (a message or a batch),
-    /// borrowed from the configuration; `None` when a message names its method, params or tool
-    /// twice (which one a server runs is up to its parser, so the call is refused).
-    fn tool_call_scopes(&self, body: &[u8]) -> Option<Vec<&ScopeSet>> {
-        match rpc_peek::tool_calls(body) {
-            ToolCalls::Named(tools) => Some(
-                tools
-                    .iter()
-                    .filter_map(|tool| self.tool_scopes.get(tool.as_ref()))
-                    .collect(),
-            ),
-            // No tool can run from bytes the server cannot parse.
-            ToolCalls::NotJson => Some(Vec::new()),
-            ToolCalls::Ambiguous => None,
+    /// Whether any rule depends on the JSON-RPC body.
+    fn reads_body(&self) -> bool {
+        !self.tool_scopes.is_empty()
+            || !self.method_scopes.is_empty()
+            || !self.default_method_scopes.is_empty()
+    }
+
+    /// The scope sets the messages in a JSON-RPC body (a message or a batch) need on top of
+    /// [`BearerAuth::require_scopes`], borrowed from the configuration, each set once; `None`
+    /// when a message names its method, params or tool twice (which one a server runs is up to
+    /// its parser, so the call is refused).
+    fn body_scopes(&self, body: &[u8]) -> Option<Vec<&ScopeSet>> {
+        let calls = match rpc_peek::calls(body) {
+            Messages::Calls(calls) => calls,
+            // Nothing can run from bytes the server cannot parse.
+            Messages::NotJson => return Some(Vec::new()),
+            Messages::Ambiguous => return None,
+        };
+        let mut sets: Vec<&ScopeSet> = Vec::new();
+        for call in &calls {
+            if let Some(method) = call.method.as_deref() {
+                match self.method_scopes.get(method) {
+                    Some(set) => add_once(&mut sets, set),
+                    // A request without an entry of its own; notifications need nothing.
+                    None if call.has_id => add_once(&mut sets, &self.default_method_scopes),
+                    None => {}
+                }
+            }
+            if let Some(set) = call.tool.as_deref().and_then(|t| self.tool_scopes.get(t)) {
+                add_once(&mut sets, set);
+            }
         }
+        Some(sets)
     }
 
     /// The validated-token cache size (default 10 000; 0 disables it).
@@ -224,24 +312,20 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         parts: &http::request::Parts,
         extra: &[&ScopeSet],
     ) -> Result<Principal, Response> {
-        // RS-5: never from the URI.
-        if parts.uri.query().is_some_and(|q| {
-            q.split('&')
-                .any(|p| p.split('=').next() == Some("access_token"))
-        }) {
-            return Err(self.reject(
-                StatusCode::BAD_REQUEST,
-                Some((
-                    "invalid_request",
-                    "access tokens are accepted in the Authorization header only",
-                )),
-                None,
-            ));
-        }
+        // RS-5, D-25: the token is read from the Authorization header only. A token in the
+        // query (`?access_token=`) or in a form body is never read, parsed or validated: such a
+        // request is one without a token and gets the RS-1 challenge below.
+        let needed = || {
+            let all = extra
+                .iter()
+                .fold(self.required.clone(), |all, set| all.union(set));
+            (!all.is_empty()).then(|| all.to_string())
+        };
         let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
         let value = match (values.next(), values.next()) {
-            // RS-1: no credentials: a challenge without an error code (RFC 6750 §3.1).
-            (None, _) => return Err(self.reject(StatusCode::UNAUTHORIZED, None, None)),
+            // RS-1: no credentials: a challenge without an error code (RFC 6750 §3.1), naming
+            // the scopes this request needs.
+            (None, _) => return Err(self.reject(StatusCode::UNAUTHORIZED, None, needed())),
             (Some(v), None) => v,
             (Some(_), Some(_)) => {
                 return Err(self.reject(
@@ -266,7 +350,7 @@ impl<K: KeySource + 'static> BearerAuth<K> {
             .ok_or_else(|| invalid("the Authorization header is malformed"))?;
         let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
         if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(self.reject(StatusCode::UNAUTHORIZED, None, None));
+            return Err(self.reject(StatusCode::UNAUTHORIZED, None, needed()));
         }
         let token = token.trim();
         let issuer = self.validator.issuer().as_str();
@@ -327,16 +411,13 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         let covered =
             self.required.iter().all(granted) && extra.iter().all(|set| set.iter().all(granted));
         if !covered {
-            let needed = extra
-                .iter()
-                .fold(self.required.clone(), |all, set| all.union(set));
             return Err(self.reject(
                 StatusCode::FORBIDDEN,
                 Some((
                     "insufficient_scope",
                     "the access token lacks a required scope",
                 )),
-                Some(needed.to_string()),
+                needed(),
             ));
         }
         Ok(principal)
@@ -356,13 +437,21 @@ impl<K: KeySource + 'static> BearerAuth<K> {
     }
 }
 
+/// Adds a configured scope set unless it is empty or already there (batches repeat methods).
+fn add_once<'a>(sets: &mut Vec<&'a ScopeSet>, set: &'a ScopeSet) {
+    if !set.is_empty() && !sets.iter().any(|s| std::ptr::eq(*s, set)) {
+        sets.push(set);
+    }
+}
+
 async fn bearer_middleware<K: KeySource + 'static>(
     State(auth): State<Arc<BearerAuth<K>>>,
     request: Request,
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let (body, bytes) = if auth.tool_scopes.is_empty() || parts.method != http::Method::POST {
+    // GET and DELETE carry no JSON-RPC message: `require_scopes` alone applies to them.
+    let (body, bytes) = if !auth.reads_body() || parts.method != http::Method::POST {
         (body, None)
     } else {
         // The body is read once here and handed on unchanged.
@@ -382,7 +471,8 @@ async fn bearer_middleware<K: KeySource + 'static>(
     };
     let extra = match &bytes {
         None => Vec::new(),
-        Some(bytes) => match auth.tool_call_scopes(bytes) {
+        // The methods, ids and tool names are read in one borrowing pass (rpc_peek).
+        Some(bytes) => match auth.body_scopes(bytes) {
             Some(extra) => extra,
             None => {
                 // Credentials are judged first: no token is still a 401.

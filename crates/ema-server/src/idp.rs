@@ -15,14 +15,14 @@ use ema_grant::{
     SAML2_TOKEN_TYPE, SsoProvider, TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest,
     parse_exchange_form,
 };
-use ema_jose::{Clock, KeyRing, KeySource};
+use ema_jose::{AlgorithmSet, Clock, KeyRing, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 
 use crate::authorization_server::log_outcome;
 use crate::endpoint::{into_axum, public_json, read_request};
-use crate::paths::url_path;
+use crate::paths::{EndpointPaths, url_path};
 
 struct IdpState<K, P, R> {
     sso: SsoProvider,
@@ -51,17 +51,29 @@ fn saml_check_permits() -> usize {
     password_check_permits()
 }
 
+/// The IdP's metadata with the default endpoint paths (`/token`, `/jwks`, `/authorize`); see
+/// [`idp_metadata_with_paths`].
+pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
+    idp_metadata_with_paths(issuer, &EndpointPaths::default())
+}
+
 /// The IdP's metadata: OpenID Connect discovery members plus the token-exchange grant and the
-/// ID-JAG token type it issues (MD-4).
+/// ID-JAG token type it issues (MD-4), with the endpoints at `paths` below `issuer` (the
+/// router mounts them where the metadata says).
+///
+/// Paths from [`EndpointPaths::without_authorize`] leave `authorization_endpoint` out, and
+/// [`idp_router`] then serves no sign-in pages.
+///
+/// `id_token_signing_alg_values_supported` is left out here: [`idp_router`] publishes the
+/// algorithms of the keys it actually signs ID tokens with.
 ///
 /// `token_endpoint_auth_methods_supported` lists every method the token endpoint can check;
 /// replace it with the methods of the clients actually registered
 /// (`ClientRegistry::auth_methods_supported`, D-24), as the reference IdP does.
-pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
-    let base = issuer.trim_end_matches('/');
-    let mut m = AuthorizationServerMetadata::new(issuer, format!("{base}/token"));
-    m.authorization_endpoint = Some(format!("{base}/authorize"));
-    m.jwks_uri = Some(format!("{base}/jwks"));
+pub fn idp_metadata_with_paths(issuer: &str, paths: &EndpointPaths) -> AuthorizationServerMetadata {
+    let mut m = AuthorizationServerMetadata::new(issuer, paths.url(issuer, paths.token()));
+    m.authorization_endpoint = paths.authorize().map(|a| paths.url(issuer, a));
+    m.jwks_uri = Some(paths.url(issuer, paths.jwks()));
     m.grant_types_supported = Some(vec![AUTHORIZATION_CODE.into(), TOKEN_EXCHANGE.into()]);
     m.response_types_supported = Some(vec!["code".into()]);
     m.code_challenge_methods_supported = Some(vec!["S256".into()]);
@@ -77,16 +89,30 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
         "subject_types_supported".into(),
         serde_json::json!(["public"]),
     );
-    m.extra.insert(
-        "id_token_signing_alg_values_supported".into(),
-        serde_json::json!(["ES256", "ES384", "RS256", "PS256", "EdDSA"]),
-    );
     m
+}
+
+/// The algorithms of the keys in `keys` (next, active, retired), each once, in a fixed order.
+fn signing_algorithms(keys: &KeyRing) -> serde_json::Value {
+    let set = keys
+        .jwks()
+        .keys()
+        .iter()
+        .filter_map(|k| k.algorithm())
+        .fold(AlgorithmSet::EMPTY, AlgorithmSet::with);
+    set.iter().map(|a| a.name()).collect()
 }
 
 /// Builds the IdP router. ID tokens (SSO) and ID-JAGs (token exchange) are signed by the same
 /// `keys`, published at the metadata's `jwks_uri`. Password checks and token exchanges with a
-/// SAML subject assertion run on the blocking pool, each a bounded number at a time.
+/// SAML subject assertion run on the blocking pool, each a bounded number at a time. The
+/// metadata is served as given, except `id_token_signing_alg_values_supported`, which always
+/// names the algorithms of `keys` (so a rotation to another algorithm shows at once).
+///
+/// Routes are mounted at the paths of the metadata's `token_endpoint`, `jwks_uri` and
+/// `authorization_endpoint` (no sign-in pages without one); build the metadata with
+/// [`idp_metadata_with_paths`] from checked [`EndpointPaths`] so that they are distinct (axum
+/// refuses two routes for the same path and method).
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
@@ -101,12 +127,7 @@ where
 {
     let token = url_path(metadata.token_endpoint.as_deref().unwrap_or("/token"));
     let jwks = url_path(metadata.jwks_uri.as_deref().unwrap_or("/jwks"));
-    let authorize = url_path(
-        metadata
-            .authorization_endpoint
-            .as_deref()
-            .unwrap_or("/authorize"),
-    );
+    let authorize = metadata.authorization_endpoint.as_deref().map(url_path);
     let oidc = crate::paths::path_of(&metadata.issuer, |u| {
         let mut w = u.clone();
         let path = u.path().trim_end_matches('/');
@@ -126,16 +147,19 @@ where
         password_checks: Arc::new(Semaphore::new(password_check_permits())),
         saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
     });
-    Router::new()
+    let router = Router::new()
         .route(&oidc, get(idp_metadata_route::<K, P, R>))
         .route(&oauth, get(idp_metadata_route::<K, P, R>))
         .route(&jwks, get(idp_jwks::<K, P, R>))
-        .route(
+        .route(&token, axum::routing::post(idp_token::<K, P, R>));
+    match authorize {
+        Some(authorize) => router.route(
             &authorize,
             get(authorize_page::<K, P, R>).post(authorize_submit::<K, P, R>),
-        )
-        .route(&token, axum::routing::post(idp_token::<K, P, R>))
-        .with_state(state)
+        ),
+        None => router,
+    }
+    .with_state(state)
 }
 
 async fn idp_metadata_route<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response
@@ -144,7 +168,14 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
-    public_json(&state.metadata, 300)
+    let mut metadata = state.metadata.clone();
+    if let Some(m) = metadata.as_object_mut() {
+        m.insert(
+            "id_token_signing_alg_values_supported".into(),
+            signing_algorithms(&state.keys),
+        );
+    }
+    public_json(&metadata, 300)
 }
 
 async fn idp_jwks<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response

@@ -7,7 +7,11 @@
 //!   advertising the ID-JAG grant profile, JWKS, and the jwt-bearer token endpoint (ID-JAG →
 //!   access token).
 //! - [`BearerAuth`] with [`protect`] and [`protected_resource_router`]: the resource-server side
-//!   for any axum-served MCP server (RS-1..RS-7), handing a verified [`Principal`] to handlers.
+//!   for any axum-served MCP server (RS-1..RS-7), handing a verified [`Principal`] to handlers;
+//!   scopes per request, per JSON-RPC method (with a default) and per tool (RS-6).
+//! - [`EndpointPaths`] with [`idp_metadata_with_paths`]: where an IdP or authorization server
+//!   mounts and publishes its token endpoint, JWKS and authorization endpoint (e.g. behind a
+//!   proxy), checked to be plain, distinct paths.
 //! - [`harden`]: body limits, timeouts, JSON 404s and path-only request logs on every route.
 //!
 //! Handlers are thin: parsing and decisions live in `ema-grant`, `ema-id-jag` and `ema-jose`.
@@ -60,4 +64,5 @@ mod rpc_peek;
 pub use authorization_server::authorization_server_router;
 pub use bearer::{BearerAuth, Principal, protect, protected_resource_router};
 pub use hardening::{Limits, harden};
-pub use idp::{idp_metadata, idp_router};
+pub use idp::{idp_metadata, idp_metadata_with_paths, idp_router};
+pub use paths::{EndpointPathError, EndpointPaths};

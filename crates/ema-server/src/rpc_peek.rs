@@ -1,11 +1,11 @@
-//! A borrowing look at a JSON-RPC body: which tools does it call?
+//! A borrowing look at a JSON-RPC body: which methods and tools does it call?
 //!
-//! The bearer layer needs only `method` and `params.name` of each message to know the scopes a
-//! `tools/call` needs (RS-6); building a `serde_json::Value` of the whole body for that cost more
-//! than the rest of a cached-token check. This reader borrows both strings from the body and
-//! skips everything else. A message naming `method`, `params` or `params.name` twice is
-//! ambiguous (parsers differ on which one wins) and is reported as such, so that the layer
-//! refuses it rather than guess which tool the server behind it will run.
+//! The bearer layer needs only `method`, whether there is an `id`, and `params.name` of each
+//! message to know the scopes it needs (RS-6); building a `serde_json::Value` of the whole body
+//! for that cost more than the rest of a cached-token check. This reader borrows the strings from
+//! the body in one pass and skips everything else. A message naming `method`, `params` or
+//! `params.name` twice is ambiguous (parsers differ on which one wins) and is reported as such,
+//! so that the layer refuses it rather than guess what the server behind it will run.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -44,22 +44,33 @@ macro_rules! scalars_are {
     };
 }
 
-/// What a body says about tool calls.
+/// One JSON-RPC message as the bearer layer sees it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Call<'a> {
+    /// `method`, when it is a string (requests and notifications).
+    pub(crate) method: Option<Cow<'a, str>>,
+    /// Whether the message has an `id` member (a request or a response, not a notification).
+    pub(crate) has_id: bool,
+    /// `params.name` of a `tools/call`.
+    pub(crate) tool: Option<Cow<'a, str>>,
+}
+
+/// What a body says about the calls it makes.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum ToolCalls<'a> {
-    /// The tools named by its `tools/call` messages (possibly none).
-    Named(Vec<Cow<'a, str>>),
+pub(crate) enum Messages<'a> {
+    /// Its messages, in order (objects only; other batch elements call nothing).
+    Calls(Vec<Call<'a>>),
     /// Not JSON: the server behind will answer with a JSON-RPC parse error, no tool runs.
     NotJson,
     /// A member that decides which tool runs appears twice in one message.
     Ambiguous,
 }
 
-/// Reads the tool names of the `tools/call` messages in a JSON-RPC message or batch.
-pub(crate) fn tool_calls(body: &[u8]) -> ToolCalls<'_> {
+/// Reads the methods and tool names of the messages in a JSON-RPC message or batch.
+pub(crate) fn calls(body: &[u8]) -> Messages<'_> {
     // JSON text is UTF-8 (RFC 8259 §8.1), also in the parts skipped below.
     let Ok(body) = std::str::from_utf8(body) else {
-        return ToolCalls::NotJson;
+        return Messages::NotJson;
     };
     let ambiguous = Cell::new(false);
     let mut de = serde_json::Deserializer::from_str(body);
@@ -71,15 +82,15 @@ pub(crate) fn tool_calls(body: &[u8]) -> ToolCalls<'_> {
     .deserialize(&mut de)
     .and_then(|()| de.end());
     match read {
-        Ok(()) => ToolCalls::Named(names),
-        Err(_) if ambiguous.get() => ToolCalls::Ambiguous,
-        Err(_) => ToolCalls::NotJson,
+        Ok(()) => Messages::Calls(names),
+        Err(_) if ambiguous.get() => Messages::Ambiguous,
+        Err(_) => Messages::NotJson,
     }
 }
 
 /// The whole body: one message or a batch.
 struct Body<'n, 'a, 'c> {
-    names: &'n mut Vec<Cow<'a, str>>,
+    names: &'n mut Vec<Call<'a>>,
     ambiguous: &'c Cell<bool>,
 }
 
@@ -125,7 +136,7 @@ struct MessageSeed<'c> {
 }
 
 impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
-    type Value = Option<Cow<'de, str>>;
+    type Value = Option<Call<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(Message {
@@ -134,7 +145,7 @@ impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
     }
 }
 
-/// A message object: the tool it calls, if it is a `tools/call` naming one.
+/// A message object: its method, whether it has an `id`, and the tool a `tools/call` names.
 struct Message<'c> {
     ambiguous: &'c Cell<bool>,
 }
@@ -147,7 +158,7 @@ impl<'c> Message<'c> {
 }
 
 impl<'de> Visitor<'de> for Message<'_> {
-    type Value = Option<Cow<'de, str>>;
+    type Value = Option<Call<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON-RPC message")
@@ -156,8 +167,13 @@ impl<'de> Visitor<'de> for Message<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut method: Option<Option<Cow<'de, str>>> = None;
         let mut tool: Option<Option<Cow<'de, str>>> = None;
+        let mut has_id = false;
         while let Some(key) = map.next_key_seed(Text)? {
             match key.as_deref() {
+                Some("id") => {
+                    has_id = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
                 Some("method") => {
                     if method.is_some() {
                         return Err(self.twice("method"));
@@ -177,8 +193,17 @@ impl<'de> Visitor<'de> for Message<'_> {
                 }
             }
         }
-        let is_call = method.flatten().as_deref() == Some("tools/call");
-        Ok(if is_call { tool.flatten() } else { None })
+        let method = method.flatten();
+        let tool = if method.as_deref() == Some("tools/call") {
+            tool.flatten()
+        } else {
+            None
+        };
+        Ok(Some(Call {
+            method,
+            has_id,
+            tool,
+        }))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -272,11 +297,48 @@ impl<'de> Visitor<'de> for Text {
 mod tests {
     use super::*;
 
-    fn named(body: &str) -> Vec<String> {
-        match tool_calls(body.as_bytes()) {
-            ToolCalls::Named(names) => names.into_iter().map(Cow::into_owned).collect(),
+    fn peek(body: &str) -> Vec<Call<'_>> {
+        match calls(body.as_bytes()) {
+            Messages::Calls(calls) => calls,
             other => panic!("{body}: {other:?}"),
         }
+    }
+
+    fn named(body: &str) -> Vec<String> {
+        peek(body)
+            .into_iter()
+            .filter_map(|c| c.tool.map(Cow::into_owned))
+            .collect()
+    }
+
+    fn methods(body: &str) -> Vec<(Option<String>, bool)> {
+        peek(body)
+            .into_iter()
+            .map(|c| (c.method.map(Cow::into_owned), c.has_id))
+            .collect()
+    }
+
+    #[test]
+    fn reads_methods_and_ids_in_the_same_pass() {
+        let m = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            methods(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#),
+            [(m("initialize"), true)]
+        );
+        assert_eq!(
+            methods(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            [(m("notifications/initialized"), false)]
+        );
+        // A response has an id and no method; a non-string method is no method.
+        assert_eq!(
+            methods(r#"{"jsonrpc":"2.0","id":null,"result":{}}"#),
+            [(None, true)]
+        );
+        assert_eq!(methods(r#"{"method":7,"id":2}"#), [(None, true)]);
+        assert_eq!(
+            methods(r#"[{"id":1,"method":"ping"},2,{"method":"tools\/list","id":"x"}]"#),
+            [(m("ping"), true), (m("tools/list"), true)]
+        );
     }
 
     #[test]
@@ -307,7 +369,7 @@ mod tests {
             r#"{"method":"tools/call","params":{"name":"whoami","name":"add_task"}}"#,
             r#"[{"method":"ping"},{"method":"tools/call","method":"tools/call"}]"#,
         ] {
-            assert_eq!(tool_calls(body.as_bytes()), ToolCalls::Ambiguous, "{body}");
+            assert_eq!(calls(body.as_bytes()), Messages::Ambiguous, "{body}");
         }
         // Duplicates elsewhere decide nothing here; the server behind judges them.
         assert_eq!(
@@ -319,8 +381,8 @@ mod tests {
     #[test]
     fn bytes_that_are_not_json_are_said_so() {
         for body in ["", "{", "{\"method\":", "nope", "{\"a\":1} x", "\u{0}"] {
-            assert_eq!(tool_calls(body.as_bytes()), ToolCalls::NotJson, "{body:?}");
+            assert_eq!(calls(body.as_bytes()), Messages::NotJson, "{body:?}");
         }
-        assert_eq!(tool_calls(b"{\"a\":\"\xff\"}"), ToolCalls::NotJson);
+        assert_eq!(calls(b"{\"a\":\"\xff\"}"), Messages::NotJson);
     }
 }

@@ -330,7 +330,7 @@ async fn full_flow_and_replay() {
             "SEC-10: no token echoed"
         );
     }
-    // RS-5: a token in the query is refused.
+    // RS-5, D-25: a token in the query is never read: the request has no token (401).
     let (status, _, _) = call(
         &w.mcp,
         Request::post(format!("/mcp?access_token={token}"))
@@ -338,7 +338,7 @@ async fn full_flow_and_replay() {
             .unwrap(),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
     // Two Authorization headers.
     let two = Request::post("/mcp")
         .header("authorization", format!("Bearer {token}"))
@@ -783,3 +783,5 @@ async fn password_checks_do_not_stall_other_requests() {
 
 #[path = "server/d25_claims.rs"]
 mod d25_claims;
+#[path = "server/rs5_bearer.rs"]
+mod rs5_bearer;

@@ -2,10 +2,14 @@
 //! `examples/README.md` documents a complete sample of each file.
 
 use std::fmt;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ema_grant::AuthMethod;
+use ema_jose::{Algorithm, AlgorithmSet, TimeOptions};
+use ema_server::EndpointPaths;
 use serde::Deserialize;
 
 /// Where a server listens and what URL it calls itself.
@@ -164,6 +168,81 @@ pub struct IdpConfig {
     pub targets: Vec<TargetConfig>,
     /// Admin policy rules.
     pub rules: Vec<RuleConfig>,
+    /// ID-JAG lifetime in seconds (D-16: 300; 1 to 3600, the D-7 maximum).
+    #[serde(default = "default_id_jag_lifetime")]
+    pub id_jag_lifetime_secs: u64,
+    /// Clock leeway in seconds for the ID tokens and client assertions it verifies (D-7: 30;
+    /// at most 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Algorithms accepted for the ID tokens presented as subject tokens (D-26); absent: the
+    /// default allow-list (ES256, RS256, PS256, EdDSA). Must include `signing_key.alg`.
+    #[serde(default)]
+    pub id_token_algorithms: Option<Vec<String>>,
+    /// Endpoint paths below `public_url`, published in the metadata.
+    #[serde(default)]
+    pub endpoints: IdpEndpointsConfig,
+}
+
+/// The IdP's endpoint paths (the metadata stays at its well-known paths).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdpEndpointsConfig {
+    /// The token endpoint (token exchange and authorization code).
+    pub token: String,
+    /// The JWKS.
+    pub jwks: String,
+    /// The authorization endpoint (sign-in page).
+    pub authorize: String,
+}
+
+impl Default for IdpEndpointsConfig {
+    fn default() -> Self {
+        Self {
+            token: "/token".into(),
+            jwks: "/jwks".into(),
+            authorize: "/authorize".into(),
+        }
+    }
+}
+
+impl IdpEndpointsConfig {
+    /// The checked paths.
+    pub fn paths(&self) -> Result<EndpointPaths, ConfigError> {
+        EndpointPaths::new(
+            self.token.as_str(),
+            self.jwks.as_str(),
+            self.authorize.as_str(),
+        )
+        .map_err(|e| ConfigError::Invalid(format!("[endpoints]: {e}")))
+    }
+}
+
+/// The authorization server's endpoint paths (the metadata stays at its well-known path).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AsEndpointsConfig {
+    /// The token endpoint (jwt-bearer).
+    pub token: String,
+    /// The JWKS of the access-token keys.
+    pub jwks: String,
+}
+
+impl Default for AsEndpointsConfig {
+    fn default() -> Self {
+        Self {
+            token: "/token".into(),
+            jwks: "/jwks".into(),
+        }
+    }
+}
+
+impl AsEndpointsConfig {
+    /// The checked paths.
+    pub fn paths(&self) -> Result<EndpointPaths, ConfigError> {
+        EndpointPaths::without_authorize(self.token.as_str(), self.jwks.as_str())
+            .map_err(|e| ConfigError::Invalid(format!("[endpoints]: {e}")))
+    }
 }
 
 /// An IdP trusted by the authorization server.
@@ -176,8 +255,12 @@ pub struct TrustedIssuerConfig {
     pub jwks_url: Option<String>,
     /// Or a local JWKS file.
     pub jwks_file: Option<PathBuf>,
+    /// Or the JWKS itself, as JSON text.
+    pub jwks: Option<String>,
     /// A required tenant (D-14).
     pub tenant: Option<String>,
+    /// Algorithms accepted from this issuer (D-26); absent: ES256, RS256, PS256, EdDSA.
+    pub algorithms: Option<Vec<String>>,
 }
 
 /// A resource (MCP server) the authorization server issues tokens for.
@@ -232,9 +315,16 @@ pub struct AuthorizationServerConfig {
     pub server: Listen,
     /// The access-token signing key.
     pub signing_key: SigningKeyConfig,
-    /// Access-token lifetime in seconds (default 3600).
+    /// Access-token lifetime in seconds (default 3600; 1 to 86400, the longest an MCP server
+    /// built on `ema-grant` accepts).
     #[serde(default = "default_lifetime")]
     pub token_lifetime_secs: u64,
+    /// Clock leeway in seconds for ID-JAGs and client assertions (D-7: 30; at most 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Endpoint paths below `public_url`, published in the metadata.
+    #[serde(default)]
+    pub endpoints: AsEndpointsConfig,
     /// Trusted IdPs.
     pub trusted_issuers: Vec<TrustedIssuerConfig>,
     /// Registered clients.
@@ -252,6 +342,17 @@ fn default_lifetime() -> u64 {
     3600
 }
 
+fn default_id_jag_lifetime() -> u64 {
+    ema_id_jag::DEFAULT_LIFETIME_SECS
+}
+
+fn default_leeway() -> u64 {
+    DEFAULT_LEEWAY_SECS
+}
+
+/// The default clock leeway (D-7).
+pub const DEFAULT_LEEWAY_SECS: u64 = 30;
+
 /// The MCP server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,15 +365,64 @@ pub struct McpServerConfig {
     pub path: String,
     /// The authorization server's issuer.
     pub authorization_server: String,
-    /// Its JWKS URL (default `<issuer>/jwks`).
+    /// Its JWKS URL (default `<issuer>/jwks` when neither `jwks_file` nor `jwks` is given).
     pub jwks_url: Option<String>,
+    /// Or a local JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// Or the JWKS itself, as JSON text.
+    pub jwks: Option<String>,
+    /// Algorithms accepted for access tokens (D-26); absent: ES256, RS256, PS256, EdDSA.
+    pub algorithms: Option<Vec<String>>,
+    /// Clock leeway in seconds for access tokens (D-7: 30; at most 60).
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
     /// Allow `http` on loopback for the JWKS URL (development only).
     #[serde(default)]
     pub insecure_allow_loopback_http: bool,
+    /// The scopes each request needs (RS-6).
+    #[serde(default)]
+    pub scopes: McpScopesConfig,
 }
 
 fn default_mcp_path() -> String {
     "/mcp".into()
+}
+
+/// The scopes MCP requests need at the MCP server (RS-6). A key left out keeps its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpScopesConfig {
+    /// Needed by every request: GET and DELETE on the endpoint and `initialize` included
+    /// (default none).
+    pub every_request: Vec<String>,
+    /// Needed by a JSON-RPC request whose method is not in `methods` (default `tasks.read`).
+    pub default: Vec<String>,
+    /// Per JSON-RPC method (default: `initialize` and `ping` none, `tools/list` `tasks.read`).
+    pub methods: BTreeMap<String, Vec<String>>,
+    /// Per tool, on top of what `tools/call` needs (default: `add_task` and `complete_task`
+    /// `tasks.write`).
+    pub tools: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for McpScopesConfig {
+    fn default() -> Self {
+        let list = |s: &[&str]| s.iter().map(|&s| s.to_owned()).collect::<Vec<_>>();
+        Self {
+            every_request: Vec::new(),
+            default: list(&["tasks.read"]),
+            methods: [
+                ("initialize".to_owned(), Vec::new()),
+                ("ping".to_owned(), Vec::new()),
+                ("tools/list".to_owned(), list(&["tasks.read"])),
+            ]
+            .into(),
+            tools: [
+                ("add_task".to_owned(), list(&["tasks.write"])),
+                ("complete_task".to_owned(), list(&["tasks.write"])),
+            ]
+            .into(),
+        }
+    }
 }
 
 /// Development defaults: three servers on fixed loopback ports 9400 (IdP), 9401
@@ -340,6 +490,10 @@ pub mod defaults {
                 scopes: "tasks.read tasks.write notes.read".into(),
                 resources: Vec::new(),
             }],
+            id_jag_lifetime_secs: default_id_jag_lifetime(),
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            id_token_algorithms: None,
+            endpoints: IdpEndpointsConfig::default(),
         }
     }
 
@@ -361,11 +515,15 @@ pub mod defaults {
                 pem_file: None,
             },
             token_lifetime_secs: 3600,
+            leeway_secs: DEFAULT_LEEWAY_SECS,
+            endpoints: AsEndpointsConfig::default(),
             trusted_issuers: vec![TrustedIssuerConfig {
                 issuer: idp.into(),
                 jwks_url: Some(format!("{idp}/jwks")),
                 jwks_file: None,
+                jwks: None,
                 tenant: None,
+                algorithms: None,
             }],
             clients: vec![ClientConfig {
                 id: "tc_5f2a91".into(),
@@ -411,7 +569,12 @@ pub mod defaults {
             path: default_mcp_path(),
             authorization_server: auth_server.into(),
             jwks_url: None,
+            jwks_file: None,
+            jwks: None,
+            algorithms: None,
+            leeway_secs: DEFAULT_LEEWAY_SECS,
             insecure_allow_loopback_http: true,
+            scopes: McpScopesConfig::default(),
         }
     }
 
@@ -456,4 +619,50 @@ pub fn load<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result<T,
         path: path.to_owned(),
         message: e.to_string(),
     })
+}
+
+/// The allow-list named by `names` (D-26), or [`AlgorithmSet::DEFAULT`] when absent. `what`
+/// names the setting in errors. Unknown names and an empty list are errors.
+pub fn algorithms(names: Option<&[String]>, what: &str) -> Result<AlgorithmSet, ConfigError> {
+    let Some(names) = names else {
+        return Ok(AlgorithmSet::DEFAULT);
+    };
+    if names.is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: the list is empty; name at least one algorithm, or leave it out for the default"
+        )));
+    }
+    names.iter().try_fold(AlgorithmSet::EMPTY, |set, name| {
+        Algorithm::from_name(name)
+            .map(|a| set.with(a))
+            .ok_or_else(|| {
+                let known: Vec<&str> = Algorithm::ALL.iter().map(|a| a.name()).collect();
+                ConfigError::Invalid(format!(
+                    "{what}: unknown algorithm `{name}`; use one of {}",
+                    known.join(", ")
+                ))
+            })
+    })
+}
+
+/// A clock leeway of `secs` seconds (D-7): at most [`TimeOptions::MAX_LEEWAY`] (60 s); more is
+/// an error rather than silently clamped.
+pub fn leeway(secs: u64, what: &str) -> Result<Duration, ConfigError> {
+    let max = TimeOptions::MAX_LEEWAY.as_secs();
+    if secs > max {
+        return Err(ConfigError::Invalid(format!(
+            "{what} = {secs}: the clock leeway is at most {max} seconds (D-7)"
+        )));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// A lifetime of `secs` seconds within `1..=max`.
+pub fn lifetime(secs: u64, max: u64, what: &str) -> Result<u64, ConfigError> {
+    if secs == 0 || secs > max {
+        return Err(ConfigError::Invalid(format!(
+            "{what} = {secs}: use 1 to {max} seconds"
+        )));
+    }
+    Ok(secs)
 }

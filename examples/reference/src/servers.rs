@@ -12,15 +12,15 @@ use ema_id_jag::{
     Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, Resource, ResourceConfig,
     ResourceRegistry, ScopeSet, TrustRegistry, TrustedIssuer, UnknownScopes,
 };
-use ema_jose::{Clock, KeyRing, StaticKeySource};
+use ema_jose::{AlgorithmSet, Clock, JwkSet, KeyRing, StaticKeySource};
 use ema_metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
 use ema_server::{
-    BearerAuth, Limits, Principal, authorization_server_router, harden, idp_metadata, idp_router,
-    protect, protected_resource_router,
+    BearerAuth, Limits, Principal, authorization_server_router, harden, idp_metadata_with_paths,
+    idp_router, protect, protected_resource_router,
 };
 
 use crate::config::{
-    AuthorizationServerConfig, ClientConfig, ConfigError, IdpConfig, McpServerConfig,
+    self, AuthorizationServerConfig, ClientConfig, ConfigError, IdpConfig, McpServerConfig,
 };
 use crate::keys::{IssuerKeys, fetcher, jwks_file, signing_key};
 use crate::tasks::tasks_service;
@@ -73,6 +73,59 @@ fn scopes(s: &str) -> Result<ScopeSet, ConfigError> {
     ScopeSet::parse(s).map_err(|_| ConfigError::Invalid(format!("invalid scope list `{s}`")))
 }
 
+/// A scope list written as one TOML string per scope.
+fn scope_list(list: &[String], what: &str) -> Result<ScopeSet, ConfigError> {
+    list.iter()
+        .map(|s| match ScopeSet::parse(s) {
+            Ok(one) if one.len() == 1 => Ok(s.as_str()),
+            _ => Err(ConfigError::Invalid(format!(
+                "{what}: `{s}` is not a single scope (one scope per string, no spaces)"
+            ))),
+        })
+        .collect()
+}
+
+/// Where a server takes an issuer's verification keys from.
+enum KeysFrom<'a> {
+    Url(&'a str),
+    Set(JwkSet),
+}
+
+/// Exactly one of a JWKS URL, a JWKS file and inline JWKS JSON (`default_url` when none is
+/// given and there is one).
+fn keys_from<'a>(
+    url: Option<&'a str>,
+    file: Option<&std::path::Path>,
+    inline: Option<&str>,
+    default_url: Option<&'a str>,
+    what: &str,
+) -> Result<KeysFrom<'a>, ConfigError> {
+    match (url, file, inline) {
+        (Some(url), None, None) => Ok(KeysFrom::Url(url)),
+        (None, Some(path), None) => Ok(KeysFrom::Set(jwks_file(path)?)),
+        (None, None, Some(json)) => JwkSet::parse(json.as_bytes())
+            .map(KeysFrom::Set)
+            .map_err(|e| ConfigError::Invalid(format!("{what}: inline `jwks`: {e}"))),
+        (None, None, None) => default_url.map(KeysFrom::Url).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "{what} needs one of `jwks_url`, `jwks_file` and `jwks`"
+            ))
+        }),
+        _ => Err(ConfigError::Invalid(format!(
+            "{what} needs exactly one of `jwks_url`, `jwks_file` and `jwks`"
+        ))),
+    }
+}
+
+impl IssuerKeys {
+    fn with_keys(self, issuer: &str, from: KeysFrom<'_>) -> Result<Self, ConfigError> {
+        match from {
+            KeysFrom::Url(url) => self.with_url(issuer, url),
+            KeysFrom::Set(set) => Ok(self.with_set(issuer, set)),
+        }
+    }
+}
+
 /// The enterprise IdP at `public_url`.
 pub fn idp_app(
     cfg: &IdpConfig,
@@ -81,9 +134,28 @@ pub fn idp_app(
 ) -> Result<Router, ConfigError> {
     let issuer = public_url.trim_end_matches('/');
     let keys = Arc::new(KeyRing::new(signing_key(&cfg.signing_key)?));
-    let metadata = idp_metadata(issuer);
-    let token_endpoint = format!("{issuer}/token");
-    let registry = clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?;
+    let paths = cfg.endpoints.paths()?;
+    let metadata = idp_metadata_with_paths(issuer, &paths);
+    let token_endpoint = paths.url(issuer, paths.token());
+    let leeway = config::leeway(cfg.leeway_secs, "leeway_secs")?;
+    let id_jag_lifetime = config::lifetime(
+        cfg.id_jag_lifetime_secs,
+        ema_id_jag::MAX_LIFETIME_SECS,
+        "id_jag_lifetime_secs",
+    )?;
+    let id_token_algorithms =
+        config::algorithms(cfg.id_token_algorithms.as_deref(), "id_token_algorithms")?;
+    // D-26: the IdP verifies its own ID tokens; refusing its own algorithm would fail every
+    // exchange, so it is a configuration error.
+    let own = keys.active().algorithm();
+    if !id_token_algorithms.contains(own) {
+        return Err(ConfigError::Invalid(format!(
+            "id_token_algorithms does not include {own}, the algorithm of signing_key; \
+             the IdP could not verify its own ID tokens"
+        )));
+    }
+    let registry =
+        clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?.with_leeway(leeway);
     let mut metadata = metadata;
     metadata.token_endpoint_auth_methods_supported = Some(auth_methods_supported(&registry));
     let mut sso = SsoProvider::new(Issuer::new(issuer), keys.clone(), registry.clone())
@@ -106,13 +178,15 @@ pub fn idp_app(
         );
     }
     let mut exchange = TokenExchangeGrant::new(
-        IdJagIssuer::new(Issuer::new(issuer), keys.clone()),
+        IdJagIssuer::new(Issuer::new(issuer), keys.clone()).with_lifetime(id_jag_lifetime),
         StaticKeySource::new().with_issuer(issuer, keys.jwks()),
         registry,
         Arc::new(InMemoryReplayStore::default()),
         policy,
         &token_endpoint,
-    );
+    )
+    .with_id_token_algorithms(id_token_algorithms)
+    .with_id_token_leeway(leeway);
     for t in &cfg.targets {
         let mut target = TargetServer::new(t.issuer.as_str(), t.resources.clone());
         for alias in &t.aliases {
@@ -160,26 +234,37 @@ pub fn authorization_server_parts(
     clock: Arc<dyn Clock>,
 ) -> Result<(AuthorizationServerGrant, AuthorizationServerMetadata), ConfigError> {
     let issuer = public_url.trim_end_matches('/');
-    let token_endpoint = format!("{issuer}/token");
+    let paths = cfg.endpoints.paths()?;
+    let token_endpoint = paths.url(issuer, paths.token());
+    let leeway = config::leeway(cfg.leeway_secs, "leeway_secs")?;
+    let lifetime = config::lifetime(
+        cfg.token_lifetime_secs,
+        ema_grant::MAX_ACCESS_TOKEN_LIFETIME,
+        "token_lifetime_secs",
+    )?;
     let keys = Arc::new(KeyRing::new(signing_key(&cfg.signing_key)?));
     let mut trust = TrustRegistry::new();
     let mut issuer_keys = IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock);
+    // The header check admits the union; each issuer is then held to its own list (D-26).
+    let mut all_algorithms = AlgorithmSet::EMPTY;
     for t in &cfg.trusted_issuers {
-        let mut trusted = TrustedIssuer::new(t.issuer.as_str());
+        let what = format!("trusted issuer `{}`", t.issuer);
+        let algorithms =
+            config::algorithms(t.algorithms.as_deref(), &format!("{what}: algorithms"))?;
+        all_algorithms = algorithms.iter().fold(all_algorithms, AlgorithmSet::with);
+        let mut trusted = TrustedIssuer::new(t.issuer.as_str()).with_algorithms(algorithms);
         if let Some(tenant) = &t.tenant {
             trusted = trusted.with_tenant(tenant.as_str());
         }
         trust = trust.with(trusted);
-        issuer_keys = match (&t.jwks_url, &t.jwks_file) {
-            (Some(url), None) => issuer_keys.with_url(&t.issuer, url)?,
-            (None, Some(path)) => issuer_keys.with_set(&t.issuer, jwks_file(path)?),
-            _ => {
-                return Err(ConfigError::Invalid(format!(
-                    "trusted issuer `{}` needs exactly one of `jwks_url` and `jwks_file`",
-                    t.issuer
-                )));
-            }
-        };
+        let from = keys_from(
+            t.jwks_url.as_deref(),
+            t.jwks_file.as_deref(),
+            t.jwks.as_deref(),
+            None,
+            &what,
+        )?;
+        issuer_keys = issuer_keys.with_keys(&t.issuer, from)?;
     }
     let mut resources = ResourceRegistry::new();
     for r in &cfg.resources {
@@ -220,17 +305,19 @@ pub fn authorization_server_parts(
         issuer_keys,
         resources,
         directory,
-    );
+    )
+    .with_algorithms(all_algorithms)
+    .with_leeway(leeway);
     let grant = JwtBearerGrant::new(
         validator,
-        clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?,
+        clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?.with_leeway(leeway),
         InMemoryReplayStore::default(),
-        AccessTokenIssuer::new(Issuer::new(issuer), keys).with_lifetime(cfg.token_lifetime_secs),
+        AccessTokenIssuer::new(Issuer::new(issuer), keys).with_lifetime(lifetime),
         &token_endpoint,
     );
     let mut metadata =
         AuthorizationServerMetadata::new(issuer, token_endpoint).with_id_jag_profile();
-    metadata.jwks_uri = Some(format!("{issuer}/jwks"));
+    metadata.jwks_uri = Some(paths.url(issuer, paths.jwks()));
     metadata.token_endpoint_auth_methods_supported = Some(auth_methods_supported(grant.clients()));
     metadata.scopes_supported = Some(
         cfg.resources
@@ -252,23 +339,40 @@ pub fn mcp_app(
     let resource_url = url::Url::parse(&resource)
         .map_err(|e| ConfigError::Invalid(format!("resource URL: {e}")))?;
     let prm_url = ema_metadata::protected_resource_metadata_url(&resource_url);
-    let jwks_url = cfg
-        .jwks_url
-        .clone()
-        .unwrap_or_else(|| format!("{}/jwks", cfg.authorization_server.trim_end_matches('/')));
+    let algorithms = config::algorithms(cfg.algorithms.as_deref(), "algorithms")?;
+    let leeway = config::leeway(cfg.leeway_secs, "leeway_secs")?;
+    let default_jwks_url = format!("{}/jwks", cfg.authorization_server.trim_end_matches('/'));
+    let from = keys_from(
+        cfg.jwks_url.as_deref(),
+        cfg.jwks_file.as_deref(),
+        cfg.jwks.as_deref(),
+        Some(&default_jwks_url),
+        "the authorization server",
+    )?;
     let keys = IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock.clone())
-        .with_url(&cfg.authorization_server, &jwks_url)?;
+        .with_keys(&cfg.authorization_server, from)?;
     let validator = AccessTokenValidator::new(
         Issuer::new(cfg.authorization_server.as_str()),
         Resource::new(resource.as_str()),
         keys,
-    );
-    // Every call needs tasks.read; changing tools also need tasks.write (RS-6), so an agent
-    // holding a read-only token is told to step up (CL-10).
-    let auth = BearerAuth::new(validator, prm_url.as_str(), clock)
-        .require_scopes(scopes("tasks.read")?)
-        .require_tool_scopes("add_task", scopes("tasks.write")?)
-        .require_tool_scopes("complete_task", scopes("tasks.write")?);
+    )
+    .with_algorithms(algorithms)
+    .with_leeway(leeway);
+    // RS-6, D-20: by default `initialize` and `ping` need no scope, so that any valid token
+    // starts a session; `tools/list` and other requests need tasks.read; changing tools also
+    // need tasks.write, so an agent holding a read-only token is told to step up (CL-10).
+    let s = &cfg.scopes;
+    let mut auth = BearerAuth::new(validator, prm_url.as_str(), clock)
+        .require_scopes(scope_list(&s.every_request, "scopes.every_request")?)
+        .require_default_method_scopes(scope_list(&s.default, "scopes.default")?);
+    for (method, list) in &s.methods {
+        let set = scope_list(list, &format!("scopes.methods.\"{method}\""))?;
+        auth = auth.require_method_scopes(method.as_str(), set);
+    }
+    for (tool, list) in &s.tools {
+        let set = scope_list(list, &format!("scopes.tools.{tool}"))?;
+        auth = auth.require_tool_scopes(tool.as_str(), set);
+    }
     let mcp = Router::new().nest_service(&cfg.path, tasks_service());
     let prm =
         ProtectedResourceMetadata::new(resource.as_str(), [cfg.authorization_server.as_str()])

@@ -224,3 +224,454 @@ fn sec10_config_debug_hides_secrets_and_passwords() -> Result<(), Box<dyn std::e
     }
     Ok(())
 }
+
+// ----- the settings of issue 9: bad values are clear errors, good ones take effect -----
+
+mod settings {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        reason = "test helpers outside #[test] functions may unwrap and panic"
+    )]
+
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use ema_examples::config::{self, ConfigError, defaults};
+    use ema_examples::servers;
+    use ema_grant::AccessTokenIssuer;
+    use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
+    use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, UnixTime};
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(FixedClock(NOW))
+    }
+
+    fn idp() -> config::IdpConfig {
+        defaults::idp(
+            defaults::IDP,
+            defaults::AS,
+            &format!("{}/mcp", defaults::MCP),
+            &format!("{}/notes", defaults::MCP),
+        )
+    }
+
+    fn auth_server() -> config::AuthorizationServerConfig {
+        defaults::authorization_server(
+            defaults::IDP,
+            defaults::AS,
+            &format!("{}/mcp", defaults::MCP),
+            &format!("{}/notes", defaults::MCP),
+        )
+    }
+
+    fn mcp() -> config::McpServerConfig {
+        defaults::mcp_server(defaults::AS, defaults::MCP)
+    }
+
+    /// The message of a configuration error, or a failure when there was none.
+    fn invalid<T>(result: Result<T, ConfigError>) -> String {
+        match result {
+            Err(ConfigError::Invalid(message)) => message,
+            Err(other) => panic!("expected an invalid value, got {other}"),
+            Ok(_) => panic!("expected an invalid value, got a server"),
+        }
+    }
+
+    fn idp_error(cfg: &config::IdpConfig) -> String {
+        invalid(servers::idp_app(cfg, defaults::IDP, clock()))
+    }
+
+    fn as_error(cfg: &config::AuthorizationServerConfig) -> String {
+        invalid(servers::authorization_server_app(
+            cfg,
+            defaults::AS,
+            clock(),
+        ))
+    }
+
+    fn mcp_error(cfg: &config::McpServerConfig) -> String {
+        invalid(servers::mcp_app(cfg, defaults::MCP, clock()))
+    }
+
+    fn names(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    async fn get(app: &axum::Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    #[test]
+    fn d7_out_of_range_times_are_config_errors() {
+        for secs in [61, 3600, u64::MAX] {
+            let mut cfg = idp();
+            cfg.leeway_secs = secs;
+            let message = idp_error(&cfg);
+            assert!(
+                message.contains("leeway_secs") && message.contains("at most 60"),
+                "{message}"
+            );
+            let mut cfg = auth_server();
+            cfg.leeway_secs = secs;
+            assert!(as_error(&cfg).contains("leeway_secs"));
+            let mut cfg = mcp();
+            cfg.leeway_secs = secs;
+            assert!(mcp_error(&cfg).contains("leeway_secs"));
+        }
+        for secs in [0, 3601, u64::MAX] {
+            let mut cfg = idp();
+            cfg.id_jag_lifetime_secs = secs;
+            let message = idp_error(&cfg);
+            assert!(
+                message.contains("id_jag_lifetime_secs") && message.contains("1 to 3600"),
+                "{message}"
+            );
+        }
+        for secs in [0, 86_401, u64::MAX] {
+            let mut cfg = auth_server();
+            cfg.token_lifetime_secs = secs;
+            let message = as_error(&cfg);
+            assert!(
+                message.contains("token_lifetime_secs") && message.contains("1 to 86400"),
+                "{message}"
+            );
+        }
+        // Positive controls: the edges of each range build.
+        let mut cfg = idp();
+        (cfg.leeway_secs, cfg.id_jag_lifetime_secs) = (60, 3600);
+        assert!(servers::idp_app(&cfg, defaults::IDP, clock()).is_ok());
+        cfg.id_jag_lifetime_secs = 1;
+        assert!(servers::idp_app(&cfg, defaults::IDP, clock()).is_ok());
+        let mut cfg = auth_server();
+        (cfg.leeway_secs, cfg.token_lifetime_secs) = (0, 86_400);
+        assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
+        let mut cfg = mcp();
+        cfg.leeway_secs = 60;
+        assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
+    }
+
+    #[test]
+    fn d7_out_of_range_times_in_toml_are_errors_too() {
+        let dir = std::env::temp_dir().join(format!("ema-config-d7-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mcp.toml");
+        // Negative numbers do not parse as seconds at all.
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\nauthorization_server = \"x\"\nleeway_secs = -1\n",
+        )
+        .unwrap();
+        let result: Result<config::McpServerConfig, _> = config::load(&path);
+        assert!(matches!(result, Err(ConfigError::Toml { .. })));
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:0\"\nauthorization_server = \"x\"\nleeway_secs = 90\n",
+        )
+        .unwrap();
+        let cfg: config::McpServerConfig = config::load(&path).unwrap();
+        assert!(mcp_error(&cfg).contains("leeway_secs = 90"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn d26_algorithm_names_are_checked() {
+        for (list, why) in [
+            (&["HS256"][..], "unknown algorithm `HS256`"),
+            (&["none"][..], "unknown algorithm `none`"),
+            (&["ES256", "es384"][..], "unknown algorithm `es384`"),
+            (&[][..], "the list is empty"),
+        ] {
+            let mut cfg = auth_server();
+            cfg.trusted_issuers[0].algorithms = names(list);
+            let message = as_error(&cfg);
+            assert!(
+                message.contains(why) && message.contains("trusted issuer"),
+                "{message}"
+            );
+            let mut cfg = mcp();
+            cfg.algorithms = names(list);
+            let message = mcp_error(&cfg);
+            assert!(
+                message.contains(why) && message.contains("algorithms"),
+                "{message}"
+            );
+            let mut cfg = idp();
+            cfg.id_token_algorithms = names(list);
+            let message = idp_error(&cfg);
+            assert!(
+                message.contains(why) && message.contains("id_token_algorithms"),
+                "{message}"
+            );
+        }
+        // The IdP must accept its own ID tokens.
+        let mut cfg = idp();
+        cfg.id_token_algorithms = names(&["EdDSA", "RS256"]);
+        let message = idp_error(&cfg);
+        assert!(
+            message.contains("ES256") && message.contains("signing_key"),
+            "{message}"
+        );
+        // Positive controls: opting in to ES384 beside the defaults builds.
+        let list = names(&["ES256", "ES384", "RS256", "PS256", "EdDSA"]);
+        let mut cfg = idp();
+        cfg.id_token_algorithms = list.clone();
+        assert!(servers::idp_app(&cfg, defaults::IDP, clock()).is_ok());
+        let mut cfg = auth_server();
+        cfg.trusted_issuers[0].algorithms = list.clone();
+        assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
+        let mut cfg = mcp();
+        cfg.algorithms = list;
+        assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
+    }
+
+    #[test]
+    fn endpoint_paths_must_be_plain_and_distinct() {
+        for (token, jwks, authorize, why) in [
+            ("token", "/jwks", "/authorize", "must start with `/`"),
+            ("/token?x=1", "/jwks", "/authorize", "query or fragment"),
+            ("/token", "/jwks#k", "/authorize", "query or fragment"),
+            ("/token", "/jwks", "/token", "share the path `/token`"),
+            ("/.well-known/token", "/jwks", "/authorize", "well-known"),
+            ("/{x}", "/jwks", "/authorize", "only letters"),
+        ] {
+            let mut cfg = idp();
+            cfg.endpoints.token = token.into();
+            cfg.endpoints.jwks = jwks.into();
+            cfg.endpoints.authorize = authorize.into();
+            let message = idp_error(&cfg);
+            assert!(
+                message.contains("[endpoints]") && message.contains(why),
+                "{message}"
+            );
+        }
+        let mut cfg = auth_server();
+        cfg.endpoints.jwks = "/token".into();
+        let message = as_error(&cfg);
+        assert!(message.contains("share the path `/token`"), "{message}");
+        cfg.endpoints.jwks = "keys".into();
+        assert!(as_error(&cfg).contains("jwks path `keys` must start with `/`"));
+    }
+
+    #[tokio::test]
+    async fn endpoint_paths_are_served_and_published() {
+        let mut cfg = idp();
+        cfg.endpoints.token = "/oauth2/v1/token".into();
+        cfg.endpoints.jwks = "/oauth2/v1/keys".into();
+        cfg.endpoints.authorize = "/oauth2/v1/authorize".into();
+        cfg.signing_key.alg = "EdDSA".into();
+        let app = servers::idp_app(&cfg, defaults::IDP, clock()).unwrap();
+        for well_known in [
+            "/.well-known/openid-configuration",
+            "/.well-known/oauth-authorization-server",
+        ] {
+            let (status, meta) = get(&app, well_known).await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(
+                meta["token_endpoint"],
+                format!("{}/oauth2/v1/token", defaults::IDP)
+            );
+            assert_eq!(
+                meta["jwks_uri"],
+                format!("{}/oauth2/v1/keys", defaults::IDP)
+            );
+            assert_eq!(
+                meta["authorization_endpoint"],
+                format!("{}/oauth2/v1/authorize", defaults::IDP)
+            );
+            // D-26: the algorithm the IdP actually signs ID tokens with, not a fixed list.
+            assert_eq!(
+                meta["id_token_signing_alg_values_supported"],
+                serde_json::json!(["EdDSA"])
+            );
+        }
+        let (status, jwks) = get(&app, "/oauth2/v1/keys").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(jwks["keys"][0]["kid"], "idp-k1");
+        assert_eq!(get(&app, "/jwks").await.0, StatusCode::NOT_FOUND);
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::post("/oauth2/v1/token")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from("grant_type=nope"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            StatusCode::BAD_REQUEST,
+            "the token endpoint answers there"
+        );
+        // The default IdP publishes ES256, its default key's algorithm.
+        let app = servers::idp_app(&idp(), defaults::IDP, clock()).unwrap();
+        let (_, meta) = get(&app, "/.well-known/openid-configuration").await;
+        assert_eq!(
+            meta["id_token_signing_alg_values_supported"],
+            serde_json::json!(["ES256"])
+        );
+
+        let mut cfg = auth_server();
+        cfg.endpoints.token = "/oauth2/v1/token".into();
+        cfg.endpoints.jwks = "/oauth2/v1/keys".into();
+        let app = servers::authorization_server_app(&cfg, defaults::AS, clock()).unwrap();
+        let (status, meta) = get(&app, "/.well-known/oauth-authorization-server").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            meta["token_endpoint"],
+            format!("{}/oauth2/v1/token", defaults::AS)
+        );
+        assert_eq!(meta["jwks_uri"], format!("{}/oauth2/v1/keys", defaults::AS));
+        assert_eq!(get(&app, "/oauth2/v1/keys").await.0, StatusCode::OK);
+        assert_eq!(get(&app, "/jwks").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn key_sources_are_exactly_one() {
+        let jwks = KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("k".into())).unwrap())
+            .jwks()
+            .to_public_json()
+            .to_string();
+        let mut cfg = auth_server();
+        cfg.trusted_issuers[0].jwks = Some(jwks.clone());
+        assert!(as_error(&cfg).contains("exactly one of `jwks_url`, `jwks_file` and `jwks`"));
+        cfg.trusted_issuers[0].jwks_url = None;
+        assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
+        cfg.trusted_issuers[0].jwks = None;
+        assert!(as_error(&cfg).contains("needs one of"));
+        cfg.trusted_issuers[0].jwks = Some("{\"keys\": 7}".into());
+        assert!(as_error(&cfg).contains("inline `jwks`"));
+        let mut cfg = mcp();
+        cfg.jwks_url = Some(format!("{}/jwks", defaults::AS));
+        cfg.jwks = Some(jwks.clone());
+        assert!(mcp_error(&cfg).contains("exactly one"));
+        cfg.jwks_url = None;
+        assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
+        cfg.jwks = Some("not json".into());
+        assert!(mcp_error(&cfg).contains("inline `jwks`"));
+    }
+
+    #[test]
+    fn scope_lists_hold_one_scope_per_string() {
+        let mut cfg = mcp();
+        cfg.scopes
+            .tools
+            .insert("add_task".into(), vec!["tasks.read tasks.write".into()]);
+        let message = mcp_error(&cfg);
+        assert!(
+            message.contains("scopes.tools.add_task") && message.contains("not a single scope"),
+            "{message}"
+        );
+        let mut cfg = mcp();
+        cfg.scopes.default = vec![String::new()];
+        assert!(mcp_error(&cfg).contains("scopes.default"));
+    }
+
+    /// An access token from the default authorization server for the default MCP resource.
+    fn access_token(keys: &Arc<KeyRing>, scope: Option<&str>) -> String {
+        let issuer = AccessTokenIssuer::new(Issuer::new(defaults::AS), keys.clone());
+        let mut claims = issuer
+            .claims(
+                "u-17".into(),
+                Resource::new(format!("{}/mcp", defaults::MCP)),
+                ClientId::new("tc_5f2a91"),
+                NOW,
+            )
+            .unwrap();
+        claims.scope = scope.map(|s| ScopeSet::parse(s).unwrap());
+        issuer.sign(&claims).unwrap()
+    }
+
+    async fn post_mcp(
+        app: &axum::Router,
+        token: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Option<String>, String) {
+        let mut req = Request::post("/mcp")
+            .header("host", "127.0.0.1:9402")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(session) = session {
+            req = req.header("mcp-session-id", session);
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let session = resp
+            .headers()
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let detail = challenge.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        (status, session, detail)
+    }
+
+    const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"config-test","version":"1"}}}"#;
+    const TOOLS_LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#;
+
+    #[tokio::test]
+    async fn d20_reference_mcp_server_lets_a_scopeless_token_initialize() {
+        // Keys inline in the configuration; ES384 only once opted in (D-26).
+        let keys = Arc::new(KeyRing::new(
+            SigningKey::generate(Algorithm::ES384, Some("as-k1".into())).unwrap(),
+        ));
+        let mut cfg = mcp();
+        cfg.jwks = Some(keys.jwks().to_public_json().to_string());
+        cfg.algorithms = names(&["ES256", "ES384"]);
+        let app = servers::mcp_app(&cfg, defaults::MCP, clock()).unwrap();
+        let bare = access_token(&keys, None);
+        let (status, session, detail) = post_mcp(&app, &bare, None, INITIALIZE).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "D-20: initialize needs no scope: {detail}"
+        );
+        let session = session.expect("a session id");
+        let (status, _, challenge) = post_mcp(&app, &bare, Some(&session), TOOLS_LIST).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "RS-6");
+        assert!(
+            challenge.contains("error=\"insufficient_scope\""),
+            "{challenge}"
+        );
+        assert!(challenge.contains("scope=\"tasks.read\""), "{challenge}");
+        // Positive control: tasks.read lists the tools in the same kind of session.
+        let read = access_token(&keys, Some("tasks.read"));
+        let (status, session, _) = post_mcp(&app, &read, None, INITIALIZE).await;
+        assert_eq!(status, StatusCode::OK);
+        let session = session.expect("a session id");
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let (status, _, _) = post_mcp(&app, &read, Some(&session), initialized).await;
+        assert!(status.is_success(), "{status}");
+        let (status, _, _) = post_mcp(&app, &read, Some(&session), TOOLS_LIST).await;
+        assert_eq!(status, StatusCode::OK);
+        // D-26: the configured list is what counts; an ES256-only list refuses the same token.
+        cfg.algorithms = names(&["ES256"]);
+        let strict = servers::mcp_app(&cfg, defaults::MCP, clock()).unwrap();
+        let (status, _, challenge) = post_mcp(&strict, &read, None, INITIALIZE).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+    }
+}

@@ -22,6 +22,8 @@ mod access_token;
 #[cfg(test)]
 mod concurrency;
 #[cfg(test)]
+mod config_knobs;
+#[cfg(test)]
 mod coverage;
 #[cfg(test)]
 mod exchange_matrix;

@@ -117,24 +117,19 @@ impl Stack {
         let resource = format!("{mcp_base}{MCP_PATH}");
         let notes = format!("{mcp_base}/notes");
 
-        // The generator's IdP: its public keys go to the authorization server through a JWKS
-        // file, read once while the grants are built and removed right after.
+        // The generator's IdP: its public keys go to the authorization server as inline JWKS.
         let idp_keys = Arc::new(KeyRing::new(SigningKey::generate(
             Algorithm::ES256,
             Some("load-idp-k1".into()),
         )?));
-        let jwks_path = std::env::temp_dir().join(format!(
-            "ema-load-{}-{}.jwks.json",
-            std::process::id(),
-            random_id()?
-        ));
-        std::fs::write(&jwks_path, idp_keys.jwks().to_public_json().to_string())?;
         let mut as_cfg = defaults::authorization_server(&idp, &auth_server, &resource, &notes);
         as_cfg.trusted_issuers.push(TrustedIssuerConfig {
             issuer: LOAD_IDP.into(),
             jwks_url: None,
-            jwks_file: Some(jwks_path.clone()),
+            jwks_file: None,
+            jwks: Some(idp_keys.jwks().to_public_json().to_string()),
             tenant: None,
+            algorithms: None,
         });
         let built = servers::authorization_server_parts(&as_cfg, &auth_server, clock.clone())
             .and_then(|served| {
@@ -144,7 +139,6 @@ impl Stack {
                     servers::authorization_server_parts(&as_cfg, &auth_server, clock.clone())?;
                 Ok((served, twin.0, routed.0))
             });
-        let _ = std::fs::remove_file(&jwks_path);
         let ((served, metadata), grant, routed) = built?;
         let auth_router = servers::authorization_server_app_from(routed, &metadata, clock.clone());
 
