@@ -1,8 +1,8 @@
 //! TOML configuration of the reference servers, with development defaults for every field.
 //! `examples/README.md` documents a complete sample of each file.
 
-use std::fmt;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
