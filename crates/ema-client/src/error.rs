@@ -69,7 +69,7 @@ impl fmt::Display for OAuthErrorResponse {
     }
 }
 
-/// The hop of the EMA flow an error comes from (digest §2).
+/// The hop of the EMA flow an error comes from (the flow in `docs/requirements.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Hop {

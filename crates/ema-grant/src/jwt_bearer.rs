@@ -1,5 +1,5 @@
 //! The MCP authorization server's jwt-bearer grant: ID-JAG in, RFC 9068 access token out
-//! (digest §4 validation order; AS-1..AS-20).
+//! (the validation order of `docs/requirements.md`; AS-1..AS-20).
 
 use ema_id_jag::{IdJagError, IdJagValidator, ScopeSet, SubjectResolver, ValidationContext};
 use ema_jose::{KeySource, UnixTime};
@@ -273,7 +273,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         }
     }
 
-    /// Runs the digest's order: (1) request shape, (2) client authentication, DPoP proof,
+    /// Runs the validation order of `docs/requirements.md`: (1) request shape, (2) client authentication, DPoP proof,
     /// (3-14) the ID-JAG validator, (15) replay check-and-insert, (16) the access token.
     pub async fn token(
         &self,

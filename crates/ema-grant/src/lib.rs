@@ -5,7 +5,7 @@
 //!   [`GroupPolicy`]) decides user × client × authorization server × resource × scopes; an ID-JAG
 //!   comes back (TX-1..TX-15).
 //! - [`JwtBearerGrant`]: the MCP authorization server's RFC 7523 jwt-bearer grant. An
-//!   authenticated client presents the ID-JAG; it is validated in the digest's order, its `jti`
+//!   authenticated client presents the ID-JAG; it is validated in the order `docs/requirements.md` gives, its `jti`
 //!   consumed atomically in a [`ReplayStore`] only when a token is issued (D-6), and an RFC 9068
 //!   access token for exactly one resource comes back (AS-1..AS-21).
 //! - The shared protocol: strict form parsing ([`Form`]), client authentication

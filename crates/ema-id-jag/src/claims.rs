@@ -1,4 +1,4 @@
-//! The ID-JAG claim set (JAG §3.1; digest §4 table), typed.
+//! The ID-JAG claim set (JAG §3.1; the claims table of `docs/requirements.md`), typed.
 
 use ema_jose::{AudienceRule, ClaimError, Claims, UnixTime};
 use serde_json::{Map, Value};
@@ -32,7 +32,7 @@ const KNOWN: [&str; 23] = [
     "roles",
 ];
 
-/// Why a claim set is not a well-formed ID-JAG (step 7 of the digest's validation order).
+/// Why a claim set is not a well-formed ID-JAG (step 7 of the validation order in `docs/requirements.md`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdJagClaimsError {

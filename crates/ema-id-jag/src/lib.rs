@@ -3,7 +3,7 @@
 //!
 //! - [`IdJagClaims`]: every claim of JAG §3.1, typed; unknown claims kept.
 //! - [`IdJagIssuer`]: mints 300-second ID-JAGs (D-16) from a [`KeyRing`](ema_jose::KeyRing).
-//! - [`IdJagValidator`]: the digest's validation order (§4, steps 3-14): strict parse, header
+//! - [`IdJagValidator`]: the validation order of `docs/requirements.md` (steps 3-14): strict parse, header
 //!   policy, trusted issuer, that issuer's keys only, claim types, audience, time, client
 //!   binding, DPoP binding, resource (D-4), tenant and subject (D-14), scopes (D-5, D-20,
 //!   D-21). It returns an [`IdJag`], a type no unverified input can become any other way.

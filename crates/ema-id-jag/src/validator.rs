@@ -1,4 +1,4 @@
-//! The authorization-server side: validating an ID-JAG (digest §4 validation order, steps 3-14
+//! The authorization-server side: validating an ID-JAG (the validation order of `docs/requirements.md`, steps 3-14
 //! less step 11's proof check, which the grant performs before calling this).
 
 use ema_jose::{
@@ -226,7 +226,7 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
         &self.keys
     }
 
-    /// Runs the digest's validation order on `assertion`, stopping at the first failure.
+    /// Runs the validation order of `docs/requirements.md` on `assertion`, stopping at the first failure.
     pub async fn validate(
         &self,
         assertion: &str,

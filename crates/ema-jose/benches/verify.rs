@@ -9,7 +9,7 @@
 //! - `non_crypto`: the same minus `verify` (parse, policy, claim checks), so that a regression in
 //!   the parse path shows on its own.
 //!
-//! The token is an ID-JAG shaped like the EMA digest §4 example: twelve claims, about 800 bytes.
+//! The token is an ID-JAG shaped like the ID-JAG example in `docs/requirements.md`: twelve claims, about 800 bytes.
 //! `scripts/bench-ratio.sh` runs this pinned to one core and prints `full / raw` throughput;
 //! docs/benchmarks.md has the figures.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]

@@ -762,7 +762,7 @@ impl SamlIdentity {
     /// id), `sub` (the `NameID`), `aud` (the client id), `iat`, `exp`, `auth_time`, `acr`,
     /// `email`, `groups`, `tenant` when known, and `sub_id` in the `saml-nameid` format
     /// (`format`, `issuer`, `nameid`, and `nameid_format`, `name_qualifier`,
-    /// `sp_name_qualifier`, `sp_provided_id` when present; digest §4).
+    /// `sp_name_qualifier`, `sp_provided_id` when present; see the claims table in `docs/requirements.md`).
     pub fn to_claims(&self) -> Claims {
         let mut m = Map::new();
         m.insert("iss".into(), self.issuer.as_str().into());

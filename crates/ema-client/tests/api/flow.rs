@@ -31,7 +31,7 @@ async fn full_flow_against_the_real_grants() {
     assert_eq!(token.expires_at().as_secs(), world.now().as_secs() + 3600);
 
     let log = world.log.lock().unwrap();
-    // CL-4: the token exchange as the digest shows it.
+    // CL-4: the token exchange as `docs/requirements.md` shows it.
     let tx = form(&log.exchanges[0]);
     assert_eq!(
         tx.get("grant_type"),

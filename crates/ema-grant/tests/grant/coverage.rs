@@ -1,4 +1,4 @@
-//! Traceability: every rule id of the digest that this layer can prove is named by at least
+//! Traceability: every rule id of `docs/requirements.md` that this layer can prove is named by at least
 //! one matrix row or dedicated test; the rest are listed with the reason.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -161,11 +161,6 @@ const NOT_COVERED: &[(&str, &str)] = &[
     (
         "D-9",
         "the client's PRM resource check belongs to the MCP client, not to a token endpoint",
-    ),
-    (
-        "D-24",
-        "one token_endpoint_auth_method per client is issue-9 work on another branch; whoever \
-         adds its rows here removes this entry (the covered-and-excused check enforces it)",
     ),
 ];
 

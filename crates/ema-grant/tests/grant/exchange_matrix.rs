@@ -341,8 +341,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2",
+            "TX-2 D-24",
             "client_secret_basic client sends its secret in the body",
             401,
             "invalid_client",
@@ -356,8 +355,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2",
+            "TX-2 D-24",
             "client_secret_post client uses HTTP Basic",
             401,
             "invalid_client",
@@ -371,8 +369,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2",
+            "TX-2 D-24",
             "a secret for a private_key_jwt client",
             401,
             "invalid_client",
@@ -385,8 +382,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2",
+            "TX-2 D-24",
             "Basic header that is not base64",
             401,
             "invalid_client",
@@ -400,8 +396,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2",
+            "TX-2 D-24",
             "Basic credentials without a colon",
             401,
             "invalid_client",
@@ -415,8 +410,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2 D-11",
+            "TX-2 D-11 D-24",
             "Basic credentials that are not form-urldecodable",
             401,
             "invalid_client",
@@ -430,8 +424,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "TX-2",
+            "TX-2 D-24",
             "Basic credentials with an empty client id",
             401,
             "invalid_client",

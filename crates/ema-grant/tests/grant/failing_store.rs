@@ -223,7 +223,7 @@ fn a_store_failing_on_the_nth_call_fails_closed_and_burns_nothing() {
     assert_eq!(*store.kinds.lock().unwrap(), ALL_THREE);
 }
 
-/// Client authentication, then the DPoP proof, then the ID-JAG (digest §4 steps 2, 11, 15).
+/// Client authentication, then the DPoP proof, then the ID-JAG (validation order steps 2, 11, 15 in `docs/requirements.md`).
 const ALL_THREE: [ReplayKind; 3] = [
     ReplayKind::ClientAssertion,
     ReplayKind::DpopProof,

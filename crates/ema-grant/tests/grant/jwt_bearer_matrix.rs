@@ -414,8 +414,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "AS-9",
+            "AS-9 D-24",
             "client_secret_basic client sends its secret in the body",
             401,
             "invalid_client",
@@ -429,8 +428,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "AS-9",
+            "AS-9 D-24",
             "client_secret_post client uses HTTP Basic",
             401,
             "invalid_client",
@@ -521,8 +519,7 @@ pub(crate) fn rows() -> Vec<Row> {
             |fx, bad| with(fx, json!({})).set("client_id", pick(bad, PK_CLIENT, CLIENT)),
         ),
         row(
-            // D-24
-            "AS-9 AS-20",
+            "AS-9 AS-20 D-24",
             "Basic header that is not base64",
             401,
             "invalid_client",
@@ -536,8 +533,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "AS-9 AS-20",
+            "AS-9 AS-20 D-24",
             "Basic credentials without a colon",
             401,
             "invalid_client",
@@ -551,8 +547,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "AS-9 AS-20 D-11",
+            "AS-9 AS-20 D-11 D-24",
             "Basic credentials that are not form-urldecodable",
             401,
             "invalid_client",
@@ -566,8 +561,7 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         row(
-            // D-24
-            "AS-9 AS-20",
+            "AS-9 AS-20 D-24",
             "Basic credentials with an empty client id",
             401,
             "invalid_client",

@@ -1,4 +1,4 @@
-//! Fixtures: the running example of the digest (§1, §2) as one IdP and one MCP authorization
+//! Fixtures: the running example of `docs/requirements.md` ("The flow") as one IdP and one MCP authorization
 //! server, request builders, token forgers and the response checks every test shares.
 //!
 //! Time is the fixed [`NOW`]; tokens are dated relative to it. Keys are generated per [`Fx`]
@@ -743,7 +743,7 @@ impl Req {
         }
     }
 
-    /// The digest's hop 3: [`CLIENT`] by Basic, `assertion`, `resource` [`TASKS`].
+    /// Hop 3 of the flow in `docs/requirements.md`: [`CLIENT`] by Basic, `assertion`, `resource` [`TASKS`].
     pub(crate) fn bearer(assertion: &str) -> Self {
         Self::post(To::As, "/token")
             .basic(CLIENT, SECRET)
@@ -752,7 +752,7 @@ impl Req {
             .set("resource", TASKS)
     }
 
-    /// The digest's hop 2: [`IDP_CLIENT`] by Basic, audience [`AS`], resource [`TASKS`], scope
+    /// Hop 2 of the flow in `docs/requirements.md`: [`IDP_CLIENT`] by Basic, audience [`AS`], resource [`TASKS`], scope
     /// `tasks.read`, the ID token as subject.
     pub(crate) fn exchange(subject_token: &str) -> Self {
         Self::post(To::Idp, "/oauth2/token")
