@@ -80,7 +80,7 @@ pub use jws::{
     VerifyError,
 };
 pub use keyring::{KeyRing, RotationError};
-pub use keys::{KeySource, StaticKeySource};
+pub use keys::{DynKeySource, ErasedKeySource, KeySource, StaticKeySource};
 pub use policy::{HeaderError, HeaderPolicy, TokenKind, TypRule, typ, typ_matches};
 pub use sign::{SignError, SigningKey, random_id};
 pub use time::{
