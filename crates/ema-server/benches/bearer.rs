@@ -16,8 +16,8 @@ use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ema_grant::{AccessTokenIssuer, AccessTokenValidator};
 use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
-use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
-use ema_server::{BearerAuth, Principal, protect};
+use ema_jose::{Algorithm, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
+use ema_server::{BearerAuth, NO_SCOPES, Principal, protect};
 use tower::ServiceExt as _;
 
 const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
@@ -29,12 +29,10 @@ const CALL: &str =
 fn handler() -> Router {
     Router::new().route(
         "/mcp",
-        post(
-            |axum::Extension(who): axum::Extension<Principal>, body: axum::body::Bytes| async move {
-                black_box((who.sub.len(), body.len()));
-                "ok"
-            },
-        ),
+        post(|who: Principal, body: axum::body::Bytes| async move {
+            black_box((who.subject().len(), body.len()));
+            "ok"
+        }),
     )
 }
 
@@ -54,35 +52,35 @@ fn bench(c: &mut Criterion) {
     claims.scope = Some(ScopeSet::parse("tasks.read").unwrap());
     claims.groups = vec!["eng".into()];
     let token = issuer.sign(&claims).unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+    let auth = BearerAuth::builder(RESOURCE, AS)
+        .jwks(keys.jwks())
+        .clock(Arc::new(FixedClock(NOW)))
+        .require_scopes(["tasks.read"])
+        .tools(["whoami", "add_task"])
+        .tool_scopes("add_task", ["tasks.write"])
+        .build()
+        .unwrap();
+    let protected = protect(handler(), auth);
+    // The reference MCP server's rules: scopes per JSON-RPC method with a default, and per tool.
+    let by_method = BearerAuth::builder(RESOURCE, AS)
+        .jwks(keys.jwks())
+        .clock(Arc::new(FixedClock(NOW)))
+        .default_method_scopes(["tasks.read"])
+        .method_scopes("initialize", NO_SCOPES)
+        .method_scopes("ping", NO_SCOPES)
+        .method_scopes("tools/list", ["tasks.read"])
+        .tools(["whoami", "add_task", "complete_task"])
+        .tool_scopes("add_task", ["tasks.write"])
+        .tool_scopes("complete_task", ["tasks.write"])
+        .build()
+        .unwrap();
+    let by_method = protect(handler(), by_method);
     let validator = AccessTokenValidator::new(
         Issuer::new(AS),
         Resource::new(RESOURCE),
         StaticKeySource::new().with_issuer(AS, keys.jwks()),
     );
-    let auth = BearerAuth::new(
-        validator.clone(),
-        "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp",
-        clock,
-    )
-    .require_scopes(ScopeSet::parse("tasks.read").unwrap())
-    .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap());
-    let protected = protect(handler(), Arc::new(auth));
-    // The reference MCP server's rules: scopes per JSON-RPC method with a default, and per tool.
-    let by_method = BearerAuth::new(
-        validator.clone(),
-        "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp",
-        Arc::new(FixedClock(NOW)),
-    )
-    .require_default_method_scopes(ScopeSet::parse("tasks.read").unwrap())
-    .require_method_scopes("initialize", ScopeSet::new())
-    .require_method_scopes("ping", ScopeSet::new())
-    .require_method_scopes("tools/list", ScopeSet::parse("tasks.read").unwrap())
-    .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap())
-    .require_tool_scopes("complete_task", ScopeSet::parse("tasks.write").unwrap());
-    let by_method = protect(handler(), Arc::new(by_method));
-    let principal: Principal =
-        Arc::new(pollster::block_on(validator.validate(&token, NOW)).unwrap());
+    let principal = Principal::new(pollster::block_on(validator.validate(&token, NOW)).unwrap());
     let open = handler().layer(axum::Extension(principal));
     let authorization = format!("Bearer {token}");
     let request = |auth: Option<&str>| {

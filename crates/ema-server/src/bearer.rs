@@ -1,34 +1,39 @@
 //! The bearer-token layer for MCP servers (RS-1..RS-7): validates RFC 9068 access tokens from
 //! the `Authorization` header only, answers 401/403 with the right `WWW-Authenticate`, and hands
-//! the verified claims to handlers as a request extension.
+//! the verified [`Principal`] to handlers as a request extension.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-
-use axum::Router;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use aws_lc_rs::digest;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
+use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ema_grant::{
-    AccessTokenClaims, AccessTokenError, AccessTokenValidator, DpopValidator, InMemoryReplayStore,
+use ema_client::{FetchPolicy, HttpFetcher, RemoteJwks};
+use ema_grant::{AccessTokenError, AccessTokenValidator, DpopValidator, InMemoryReplayStore};
+use ema_id_jag::{Issuer, Resource, ScopeSet};
+use ema_jose::{
+    AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, StaticKeySource, SystemClock,
 };
-use ema_id_jag::ScopeSet;
-use ema_jose::{Clock, KeySource};
 use ema_metadata::{Challenge, ProtectedResourceMetadata};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
+use crate::principal::Principal;
 use crate::rpc_peek::{self, Messages};
+
+/// An empty scope list, for rules that need no scope:
+/// `.method_scopes("initialize", NO_SCOPES)`.
+pub const NO_SCOPES: [&str; 0] = [];
 
 /// The largest JSON-RPC body the layer reads to find tool calls (1 MiB).
 const MAX_JSON_RPC_BODY: usize = 1 << 20;
-
-/// The verified principal of a request, inserted into the request's extensions.
-pub type Principal = Arc<AccessTokenClaims>;
 
 #[derive(Debug)]
 struct CacheEntry {
@@ -62,7 +67,7 @@ impl TokenCache {
                 return;
             }
         }
-        let exp = claims.exp.as_secs();
+        let exp = claims.expires_at().as_secs();
         entries.insert(
             key,
             CacheEntry {
@@ -74,148 +79,514 @@ impl TokenCache {
     }
 }
 
-/// Bearer-token protection for one MCP server (one resource).
+/// Bearer-token protection for one MCP server (one resource), RS-1..RS-7.
+///
+/// Built by [`BearerAuth::builder`]; cheap to clone (an `Arc` inside). It is a
+/// [`tower::Layer`](tower_layer::Layer): put it on an axum [`Router`] (`router.layer(auth)`, or
+/// [`protect`]) or on any tower stack in front of an MCP service. Requests without a valid
+/// token never reach the service; the ones that pass carry the verified [`Principal`] and no
+/// longer carry the `Authorization` and `DPoP` headers (RS-7).
 ///
 /// # Scopes (RS-6)
 ///
 /// A request needs the union of:
 ///
-/// - [`BearerAuth::require_scopes`]: what *every* request needs, whatever it carries (GET and
-///   DELETE on the MCP endpoint, bodies that are not JSON-RPC, `initialize` alike). Leave it
-///   empty when a token without any scope (D-20) should still be able to `initialize`.
+/// - [`BearerAuthBuilder::require_scopes`]: what *every* request needs, whatever it carries
+///   (GET and DELETE on the MCP endpoint, bodies that are not JSON-RPC, `initialize` alike).
+///   Leave it empty when a token without any scope (D-20) should still be able to `initialize`.
 /// - per JSON-RPC message of a POST body (a batch needs the union over its messages):
-///   [`BearerAuth::require_method_scopes`] for a listed `method`; otherwise, for a request
-///   (a message with `method` and `id`), [`BearerAuth::require_default_method_scopes`].
+///   [`BearerAuthBuilder::method_scopes`] for a listed `method`; otherwise, for a request
+///   (a message with `method` and `id`), [`BearerAuthBuilder::default_method_scopes`].
 ///   Notifications and responses that are not listed need nothing more.
-/// - for a `tools/call`, [`BearerAuth::require_tool_scopes`] of the tool it names.
+/// - for a `tools/call`, [`BearerAuthBuilder::tool_scopes`] of the tool it names, or
+///   [`BearerAuthBuilder::default_tool_scopes`] for a tool without an entry of its own.
 ///
 /// GET (the server-to-client stream) and DELETE (ending a session) carry no JSON-RPC message:
-/// they need [`BearerAuth::require_scopes`] only.
+/// they need [`BearerAuthBuilder::require_scopes`] only.
 ///
 /// A token lacking any of them gets `403 insufficient_scope` naming all the scopes the request
 /// needs, so that a client can step up (CL-10).
 ///
 /// ```
-/// # use std::sync::Arc;
-/// # use ema_grant::AccessTokenValidator;
-/// # use ema_id_jag::{Issuer, Resource, ScopeSet};
-/// # use ema_jose::{StaticKeySource, SystemClock};
-/// # use ema_server::BearerAuth;
-/// # fn scopes(s: &str) -> ScopeSet { ScopeSet::parse(s).unwrap_or_default() }
-/// # let validator = AccessTokenValidator::new(
-/// #     Issuer::new("https://auth.tasks.example"),
-/// #     Resource::new("https://mcp.tasks.example/mcp"),
-/// #     StaticKeySource::new(),
-/// # );
-/// let auth = BearerAuth::new(validator, "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp", Arc::new(SystemClock))
+/// use ema_server::{BearerAuth, NO_SCOPES};
+/// # let as_keys = ema_jose::KeyRing::new(ema_jose::SigningKey::generate(ema_jose::Algorithm::ES256, None)?);
+///
+/// let auth = BearerAuth::builder("https://mcp.tasks.example/mcp", "https://auth.tasks.example")
+///     // Or `.jwks_url("https://auth.tasks.example/jwks")`, or `.keys(any KeySource)`.
+///     .jwks(as_keys.jwks())
 ///     // Any request not listed below needs tasks.read...
-///     .require_default_method_scopes(scopes("tasks.read"))
+///     .default_method_scopes(["tasks.read"])
 ///     // ...but anyone with a valid token may start a session and ping.
-///     .require_method_scopes("initialize", ScopeSet::new())
-///     .require_method_scopes("ping", ScopeSet::new())
-///     // Changing tools need tasks.write on top of what `tools/call` needs.
-///     .require_tool_scopes("add_task", scopes("tasks.write"));
-/// # let _ = auth;
+///     .method_scopes("initialize", NO_SCOPES)
+///     .method_scopes("ping", NO_SCOPES)
+///     // Changing tools need tasks.write on top of what `tools/call` needs; tool scopes are
+///     // checked against the declared tools (a typo is a build error, not an open tool).
+///     .tools(["whoami", "list_tasks", "add_task"])
+///     .tool_scopes("add_task", ["tasks.write"])
+///     .build()?;
+/// assert_eq!(
+///     auth.resource_metadata_url(),
+///     "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct BearerAuth<K> {
-    validator: AccessTokenValidator<K>,
+#[derive(Clone)]
+pub struct BearerAuth(Arc<Inner>);
+
+struct Inner {
+    validator: AccessTokenValidator<DynKeySource>,
     resource_metadata: String,
+    metadata: ProtectedResourceMetadata,
     required: ScopeSet,
     method_scopes: HashMap<String, ScopeSet>,
     default_method_scopes: ScopeSet,
     tool_scopes: HashMap<String, ScopeSet>,
+    default_tool_scopes: ScopeSet,
     dpop: DpopValidator,
     dpop_replay: InMemoryReplayStore,
     cache: TokenCache,
     clock: Arc<dyn Clock>,
 }
 
-impl<K> fmt::Debug for BearerAuth<K> {
+impl fmt::Debug for BearerAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = &self.0;
         f.debug_struct("BearerAuth")
-            .field("resource_metadata", &self.resource_metadata)
-            .field("required", &self.required)
-            .field("method_scopes", &self.method_scopes)
-            .field("default_method_scopes", &self.default_method_scopes)
-            .field("tool_scopes", &self.tool_scopes)
+            .field("resource_metadata", &inner.resource_metadata)
+            .field("required", &inner.required)
+            .field("method_scopes", &inner.method_scopes)
+            .field("default_method_scopes", &inner.default_method_scopes)
+            .field("tool_scopes", &inner.tool_scopes)
+            .field("default_tool_scopes", &inner.default_tool_scopes)
             .finish_non_exhaustive()
     }
 }
 
-impl<K: KeySource + 'static> BearerAuth<K> {
-    /// Protects a resource: tokens must validate with `validator`; challenges name
-    /// `resource_metadata_url` (RS-1).
-    pub fn new(
-        validator: AccessTokenValidator<K>,
-        resource_metadata_url: impl Into<String>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let resource = validator.resource().as_str().to_owned();
-        Self {
-            validator,
-            resource_metadata: resource_metadata_url.into(),
-            required: ScopeSet::new(),
-            method_scopes: HashMap::new(),
-            default_method_scopes: ScopeSet::new(),
-            tool_scopes: HashMap::new(),
-            // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
-            dpop: DpopValidator::new(resource),
-            dpop_replay: InMemoryReplayStore::new(100_000),
-            cache: TokenCache {
-                entries: Mutex::new(HashMap::new()),
-                capacity: 10_000,
-            },
-            clock,
+/// Why [`BearerAuthBuilder::build`] refused the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BearerBuildError {
+    /// The resource is not an absolute `http(s)` URL.
+    #[error("the resource `{0}` is not an absolute http(s) URL")]
+    InvalidResource(String),
+    /// The authorization server issuer is not an absolute `http(s)` URL.
+    #[error("the authorization server issuer `{0}` is not an absolute http(s) URL")]
+    InvalidIssuer(String),
+    /// No verification keys: call one of `jwks_url`, `jwks` or `keys`.
+    #[error("no keys for the authorization server's tokens: call jwks_url, jwks or keys")]
+    MissingKeys,
+    /// More than one of `jwks_url`, `jwks` and `keys` was called.
+    #[error("keys are configured twice: call only one of jwks_url, jwks and keys")]
+    KeysTwice,
+    /// The JWKS URL does not pass the fetch policy (MD-8), or the HTTP client failed to start.
+    #[error("the JWKS URL `{url}` is refused: {reason}")]
+    JwksUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A scope is empty or not a single RFC 6749 scope token.
+    #[error("{what}: `{scope}` is not a single scope token")]
+    InvalidScope {
+        /// Which setting named it.
+        what: String,
+        /// The value.
+        scope: String,
+    },
+    /// Tool scopes were set without declaring the server's tools with `tools(...)`: a tool name
+    /// could not be checked, and a misspelt one would leave the real tool open.
+    #[error("tool scopes for `{0}` need the server's tool list: call tools([...]) first")]
+    ToolsNotDeclared(String),
+    /// A tool scope names a tool that is not in the declared tool list (fail closed: a typo
+    /// would leave the real tool open).
+    #[error("tool scopes name `{0}`, which is not one of the declared tools")]
+    UnknownTool(String),
+}
+
+/// Where the verification keys come from.
+enum KeyChoice {
+    Url(String),
+    Set(JwkSet),
+    Source(DynKeySource),
+}
+
+/// Builds a [`BearerAuth`]: [`BearerAuth::builder`].
+pub struct BearerAuthBuilder {
+    resource: String,
+    issuer: String,
+    keys: Vec<KeyChoice>,
+    fetch_policy: FetchPolicy,
+    clock: Arc<dyn Clock>,
+    algorithms: Option<AlgorithmSet>,
+    leeway: Option<Duration>,
+    required: Vec<String>,
+    method_scopes: Vec<(String, Vec<String>)>,
+    default_method_scopes: Vec<String>,
+    tools: Option<BTreeSet<String>>,
+    tool_scopes: Vec<(String, Vec<String>)>,
+    default_tool_scopes: Vec<String>,
+    cache_capacity: usize,
+}
+
+impl fmt::Debug for BearerAuthBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BearerAuthBuilder")
+            .field("resource", &self.resource)
+            .field("issuer", &self.issuer)
+            .field("required", &self.required)
+            .field("method_scopes", &self.method_scopes)
+            .field("default_method_scopes", &self.default_method_scopes)
+            .field("tools", &self.tools)
+            .field("tool_scopes", &self.tool_scopes)
+            .field("default_tool_scopes", &self.default_tool_scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+fn strings<S: Into<String>>(items: impl IntoIterator<Item = S>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+/// One scope set from single scope tokens; `what` names the setting in errors.
+fn scope_set(what: &str, list: &[String]) -> Result<ScopeSet, BearerBuildError> {
+    let mut set = ScopeSet::new();
+    for scope in list {
+        match ScopeSet::parse(scope) {
+            Ok(one) if one.len() == 1 => set.insert(scope.as_str()),
+            _ => {
+                return Err(BearerBuildError::InvalidScope {
+                    what: what.to_owned(),
+                    scope: scope.clone(),
+                });
+            }
+        }
+    }
+    Ok(set)
+}
+
+fn http_url(s: &str) -> Option<url::Url> {
+    url::Url::parse(s)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "https" | "http") && u.has_host())
+}
+
+impl BearerAuth {
+    /// Protects `resource` (the MCP endpoint's URL, RFC 8707: the `aud` of its access tokens),
+    /// accepting tokens issued by `authorization_server_issuer` only (RS-2). The challenge's
+    /// `resource_metadata` is derived from the resource (RFC 9728 path insertion, RS-1, MD-6).
+    /// Keys are required: [`BearerAuthBuilder::jwks_url`], [`BearerAuthBuilder::jwks`] or
+    /// [`BearerAuthBuilder::keys`].
+    pub fn builder(
+        resource: impl Into<String>,
+        authorization_server_issuer: impl Into<String>,
+    ) -> BearerAuthBuilder {
+        BearerAuthBuilder {
+            resource: resource.into(),
+            issuer: authorization_server_issuer.into(),
+            keys: Vec::new(),
+            fetch_policy: FetchPolicy::new(),
+            clock: Arc::new(SystemClock),
+            algorithms: None,
+            leeway: None,
+            required: Vec::new(),
+            method_scopes: Vec::new(),
+            default_method_scopes: Vec::new(),
+            tools: None,
+            tool_scopes: Vec::new(),
+            default_tool_scopes: Vec::new(),
+            cache_capacity: 10_000,
         }
     }
 
-    /// Scopes every request needs, whatever its HTTP or JSON-RPC method (RS-6). A token
-    /// without them cannot even `initialize`; use [`BearerAuth::require_default_method_scopes`]
-    /// and [`BearerAuth::require_method_scopes`] for finer rules.
+    /// The RFC 9728 metadata URL named in every challenge.
+    pub fn resource_metadata_url(&self) -> &str {
+        &self.0.resource_metadata
+    }
+
+    /// The RFC 9728 protected-resource metadata of this resource: the resource, the
+    /// authorization server, and every scope the rules name as `scopes_supported`.
+    pub fn resource_metadata(&self) -> &ProtectedResourceMetadata {
+        &self.0.metadata
+    }
+
+    /// A router serving [`BearerAuth::resource_metadata`] at its well-known path (MD-6). Merge
+    /// it beside, not inside, the protected routes.
+    pub fn resource_metadata_router(&self) -> Router {
+        protected_resource_router(&self.0.metadata)
+    }
+
+    /// Checks one request's credentials: the verified principal, or the response to send.
+    pub async fn authenticate(&self, parts: &http::request::Parts) -> Result<Principal, Response> {
+        self.0.authorize(parts, &[]).await
+    }
+
+    /// As [`BearerAuth::authenticate`], with `extra` scopes needed by this request.
+    pub async fn authenticate_for(
+        &self,
+        parts: &http::request::Parts,
+        extra: &ScopeSet,
+    ) -> Result<Principal, Response> {
+        self.0.authorize(parts, &[extra]).await
+    }
+
+    /// A 403 `insufficient_scope` response naming `scopes` (for handlers with their own needs,
+    /// RS-6).
+    pub fn insufficient_scope(&self, scopes: &ScopeSet) -> Response {
+        self.0.reject(
+            StatusCode::FORBIDDEN,
+            Some((
+                "insufficient_scope",
+                "the access token lacks a required scope",
+            )),
+            Some(scopes.to_string()),
+        )
+    }
+}
+
+impl BearerAuthBuilder {
+    /// Keys from the authorization server's JWKS URL, fetched under the fetch policy (MD-8:
+    /// `https` only unless [`BearerAuthBuilder::fetch_policy`] opts in to loopback `http`),
+    /// cached by `Cache-Control`, refetched on an unknown `kid`.
     #[must_use]
-    pub fn require_scopes(mut self, scopes: ScopeSet) -> Self {
-        self.required = scopes;
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.keys.push(KeyChoice::Url(url.into()));
+        self
+    }
+
+    /// Keys from a key set in hand (a file, configuration).
+    #[must_use]
+    pub fn jwks(mut self, keys: JwkSet) -> Self {
+        self.keys.push(KeyChoice::Set(keys));
+        self
+    }
+
+    /// Keys from any [`KeySource`] (asked for the authorization server's issuer).
+    #[must_use]
+    pub fn keys(mut self, keys: impl KeySource + 'static) -> Self {
+        self.keys.push(KeyChoice::Source(DynKeySource::new(keys)));
+        self
+    }
+
+    /// The policy [`BearerAuthBuilder::jwks_url`] fetches under (default: `https` only, public
+    /// addresses; [`FetchPolicy::insecure_loopback_development`] for a local setup).
+    #[must_use]
+    pub fn fetch_policy(mut self, policy: FetchPolicy) -> Self {
+        self.fetch_policy = policy;
+        self
+    }
+
+    /// The clock for token times and the key cache (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The signature algorithms accepted from the authorization server (D-26, SEC-4; default
+    /// [`AlgorithmSet::DEFAULT`]).
+    #[must_use]
+    pub fn algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        self.algorithms = Some(algorithms);
+        self
+    }
+
+    /// The clock leeway for `exp`, `nbf` and `iat` (D-7: default 30 s, capped at 60 s).
+    #[must_use]
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = Some(leeway);
+        self
+    }
+
+    /// Scopes every request needs, whatever its HTTP or JSON-RPC method (RS-6), one scope token
+    /// per item. A token without them cannot even `initialize`; use
+    /// [`BearerAuthBuilder::default_method_scopes`] and [`BearerAuthBuilder::method_scopes`]
+    /// for finer rules. Adds to earlier calls.
+    #[must_use]
+    pub fn require_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.required.extend(strings(scopes));
         self
     }
 
     /// Scopes a JSON-RPC message with this `method` needs on top of
-    /// [`BearerAuth::require_scopes`] (RS-6); an empty set makes the method free of the
-    /// default ([`BearerAuth::require_default_method_scopes`]). Replaces an earlier entry for
+    /// [`BearerAuthBuilder::require_scopes`] (RS-6); an empty list makes the method free of
+    /// the default ([`BearerAuthBuilder::default_method_scopes`]). Replaces an earlier entry for
     /// the same method. Notifications are listed by their method name too.
     #[must_use]
-    pub fn require_method_scopes(mut self, method: impl Into<String>, scopes: ScopeSet) -> Self {
-        self.method_scopes.insert(method.into(), scopes);
+    pub fn method_scopes<S: Into<String>>(
+        mut self,
+        method: impl Into<String>,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.method_scopes.push((method.into(), strings(scopes)));
         self
     }
 
     /// Scopes a JSON-RPC request (a message with `method` and `id`) whose method has no entry
-    /// of its own needs on top of [`BearerAuth::require_scopes`] (default: none). Methods the
-    /// server does not know are covered too, so a new method is never open by accident.
+    /// of its own needs on top of [`BearerAuthBuilder::require_scopes`] (default: none).
+    /// Methods the server does not know are covered too, so a new method is never open by
+    /// accident. Replaces an earlier call.
     #[must_use]
-    pub fn require_default_method_scopes(mut self, scopes: ScopeSet) -> Self {
-        self.default_method_scopes = scopes;
+    pub fn default_method_scopes<S: Into<String>>(
+        mut self,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.default_method_scopes = strings(scopes);
         self
     }
 
-    /// Scopes an MCP `tools/call` of `tool` needs on top of [`BearerAuth::require_scopes`] and
-    /// of what the `tools/call` method needs. The layer reads the JSON-RPC body of POST
-    /// requests (already capped by [`crate::harden`]) and answers `403 insufficient_scope`
-    /// naming every scope the call needs (RS-6), so that clients can step up (CL-10).
+    /// Declares the server's tools, against which [`BearerAuthBuilder::tool_scopes`] is checked
+    /// at build (for rmcp: `ema_server::rmcp::tool_names`). Adds to earlier calls.
     #[must_use]
-    pub fn require_tool_scopes(mut self, tool: impl Into<String>, scopes: ScopeSet) -> Self {
-        self.tool_scopes.insert(tool.into(), scopes);
+    pub fn tools<S: Into<String>>(mut self, tools: impl IntoIterator<Item = S>) -> Self {
+        self.tools
+            .get_or_insert_with(BTreeSet::new)
+            .extend(strings(tools));
         self
     }
 
+    /// Scopes an MCP `tools/call` of `tool` needs on top of
+    /// [`BearerAuthBuilder::require_scopes`] and of what the `tools/call` method needs, instead
+    /// of [`BearerAuthBuilder::default_tool_scopes`]. The layer reads the JSON-RPC body of
+    /// POST requests (already capped by [`crate::harden`]) and answers `403
+    /// insufficient_scope` naming every scope the call needs (RS-6), so that clients can step
+    /// up (CL-10). `tool` must be one of [`BearerAuthBuilder::tools`]: checked at build (fail
+    /// closed). Replaces an earlier entry for the same tool.
+    #[must_use]
+    pub fn tool_scopes<S: Into<String>>(
+        mut self,
+        tool: impl Into<String>,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.tool_scopes.push((tool.into(), strings(scopes)));
+        self
+    }
+
+    /// Scopes a `tools/call` of a tool without a [`BearerAuthBuilder::tool_scopes`] entry
+    /// needs (default: none), including a tool the server does not declare. Replaces an
+    /// earlier call.
+    #[must_use]
+    pub fn default_tool_scopes<S: Into<String>>(
+        mut self,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.default_tool_scopes = strings(scopes);
+        self
+    }
+
+    /// The validated-token cache size (default 10 000; 0 disables it).
+    #[must_use]
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache_capacity = capacity;
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    pub fn build(self) -> Result<BearerAuth, BearerBuildError> {
+        let resource_url = http_url(&self.resource)
+            .ok_or_else(|| BearerBuildError::InvalidResource(self.resource.clone()))?;
+        if http_url(&self.issuer).is_none() {
+            return Err(BearerBuildError::InvalidIssuer(self.issuer));
+        }
+        let mut keys = self.keys.into_iter();
+        let keys = match (keys.next(), keys.next()) {
+            (None, _) => return Err(BearerBuildError::MissingKeys),
+            (Some(_), Some(_)) => return Err(BearerBuildError::KeysTwice),
+            (Some(KeyChoice::Source(keys)), None) => keys,
+            (Some(KeyChoice::Set(set)), None) => {
+                DynKeySource::new(StaticKeySource::new().with_issuer(self.issuer.as_str(), set))
+            }
+            (Some(KeyChoice::Url(url)), None) => {
+                let refused = |reason: String| BearerBuildError::JwksUrl {
+                    url: url.clone(),
+                    reason,
+                };
+                let fetcher =
+                    HttpFetcher::new(self.fetch_policy).map_err(|e| refused(e.to_string()))?;
+                let remote = RemoteJwks::new(fetcher, self.clock.clone())
+                    .with_issuer(self.issuer.as_str(), &url)
+                    .map_err(|e| refused(e.to_string()))?;
+                DynKeySource::new(remote)
+            }
+        };
+        let required = scope_set("require_scopes", &self.required)?;
+        let default_method_scopes =
+            scope_set("default_method_scopes", &self.default_method_scopes)?;
+        let default_tool_scopes = scope_set("default_tool_scopes", &self.default_tool_scopes)?;
+        let mut method_scopes = HashMap::new();
+        for (method, list) in &self.method_scopes {
+            let set = scope_set(&format!("method_scopes(\"{method}\")"), list)?;
+            method_scopes.insert(method.clone(), set);
+        }
+        let mut tool_scopes = HashMap::new();
+        for (tool, list) in &self.tool_scopes {
+            // Fail closed: a tool scope must name a declared tool.
+            match &self.tools {
+                None => return Err(BearerBuildError::ToolsNotDeclared(tool.clone())),
+                Some(tools) if !tools.contains(tool) => {
+                    return Err(BearerBuildError::UnknownTool(tool.clone()));
+                }
+                Some(_) => {}
+            }
+            let set = scope_set(&format!("tool_scopes(\"{tool}\")"), list)?;
+            tool_scopes.insert(tool.clone(), set);
+        }
+        let mut validator = AccessTokenValidator::new(
+            Issuer::new(self.issuer.as_str()),
+            Resource::new(self.resource.as_str()),
+            keys,
+        );
+        if let Some(algorithms) = self.algorithms {
+            validator = validator.with_algorithms(algorithms);
+        }
+        if let Some(leeway) = self.leeway {
+            validator = validator.with_leeway(leeway);
+        }
+        let all_scopes: BTreeSet<&str> = required
+            .iter()
+            .chain(default_method_scopes.iter())
+            .chain(default_tool_scopes.iter())
+            .chain(method_scopes.values().flat_map(ScopeSet::iter))
+            .chain(tool_scopes.values().flat_map(ScopeSet::iter))
+            .collect();
+        let mut metadata =
+            ProtectedResourceMetadata::new(self.resource.as_str(), [self.issuer.as_str()]);
+        if !all_scopes.is_empty() {
+            metadata = metadata.with_scopes(all_scopes);
+        }
+        Ok(BearerAuth(Arc::new(Inner {
+            validator,
+            resource_metadata: ema_metadata::protected_resource_metadata_url(&resource_url)
+                .to_string(),
+            metadata,
+            required,
+            method_scopes,
+            default_method_scopes,
+            tool_scopes,
+            default_tool_scopes,
+            // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
+            dpop: DpopValidator::new(self.resource.as_str()),
+            dpop_replay: InMemoryReplayStore::new(100_000),
+            cache: TokenCache {
+                entries: Mutex::new(HashMap::new()),
+                capacity: self.cache_capacity,
+            },
+            clock: self.clock,
+        })))
+    }
+}
+
+impl Inner {
     /// Whether any rule depends on the JSON-RPC body.
     fn reads_body(&self) -> bool {
         !self.tool_scopes.is_empty()
+            || !self.default_tool_scopes.is_empty()
             || !self.method_scopes.is_empty()
             || !self.default_method_scopes.is_empty()
     }
 
     /// The scope sets the messages in a JSON-RPC body (a message or a batch) need on top of
-    /// [`BearerAuth::require_scopes`], borrowed from the configuration, each set once; `None`
+    /// [`BearerAuthBuilder::require_scopes`], borrowed from the configuration, each set once; `None`
     /// when a message names its method, params or tool twice (which one a server runs is up to
     /// its parser, so the call is refused).
     fn body_scopes(&self, body: &[u8]) -> Option<Vec<&ScopeSet>> {
@@ -235,18 +606,12 @@ impl<K: KeySource + 'static> BearerAuth<K> {
                     None => {}
                 }
             }
-            if let Some(set) = call.tool.as_deref().and_then(|t| self.tool_scopes.get(t)) {
-                add_once(&mut sets, set);
+            if let Some(tool) = call.tool.as_deref() {
+                let set = self.tool_scopes.get(tool);
+                add_once(&mut sets, set.unwrap_or(&self.default_tool_scopes));
             }
         }
         Some(sets)
-    }
-
-    /// The validated-token cache size (default 10 000; 0 disables it).
-    #[must_use]
-    pub fn with_cache_capacity(mut self, capacity: usize) -> Self {
-        self.cache.capacity = capacity;
-        self
     }
 
     fn challenge(&self, error: Option<(&str, &str)>, scope: Option<String>) -> Challenge {
@@ -292,21 +657,8 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         resp
     }
 
-    /// Checks one request's credentials: the verified principal, or the response to send.
-    pub async fn authenticate(&self, parts: &http::request::Parts) -> Result<Principal, Response> {
-        self.authenticate_for(parts, &ScopeSet::new()).await
-    }
-
-    /// As [`BearerAuth::authenticate`], with `extra` scopes needed by this request.
-    pub async fn authenticate_for(
-        &self,
-        parts: &http::request::Parts,
-        extra: &ScopeSet,
-    ) -> Result<Principal, Response> {
-        self.authorize(parts, &[extra]).await
-    }
-
-    /// [`BearerAuth::authenticate_for`] with the extra scopes as several sets.
+    /// The principal of a request needing `extra` scopes on top of the required ones, or the
+    /// response refusing it.
     async fn authorize(
         &self,
         parts: &http::request::Parts,
@@ -376,7 +728,7 @@ impl<K: KeySource + 'static> BearerAuth<K> {
                         _ => "the access token is invalid",
                     })
                 })?;
-                let claims = Arc::new(claims);
+                let claims = Principal::new(claims);
                 if self.cache.capacity > 0 {
                     self.cache.put(key, claims.clone(), now.as_secs(), version);
                 }
@@ -385,7 +737,7 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         };
         // RFC 9449 §7.1: a DPoP-bound token needs the DPoP scheme and a proof by its key, with
         // `ath` binding the proof to this token; a bearer token is never sent as DPoP.
-        match (dpop_scheme, principal.cnf_jkt.as_deref()) {
+        match (dpop_scheme, principal.claims().cnf_jkt.as_deref()) {
             (false, None) => {}
             (false, Some(_)) => return Err(invalid("the access token is DPoP-bound")),
             (true, None) => return Err(invalid("the access token is not DPoP-bound")),
@@ -407,7 +759,7 @@ impl<K: KeySource + 'static> BearerAuth<K> {
             }
         }
         // RS-6: every required scope, else 403 naming all the scopes the request needs.
-        let granted = |scope: &str| principal.scope.as_ref().is_some_and(|g| g.contains(scope));
+        let granted = |scope: &str| principal.has_scope(scope);
         let covered =
             self.required.iter().all(granted) && extra.iter().all(|set| set.iter().all(granted));
         if !covered {
@@ -422,19 +774,6 @@ impl<K: KeySource + 'static> BearerAuth<K> {
         }
         Ok(principal)
     }
-
-    /// A 403 `insufficient_scope` response naming `scopes` (for handlers with their own needs,
-    /// RS-6).
-    pub fn insufficient_scope(&self, scopes: &ScopeSet) -> Response {
-        self.reject(
-            StatusCode::FORBIDDEN,
-            Some((
-                "insufficient_scope",
-                "the access token lacks a required scope",
-            )),
-            Some(scopes.to_string()),
-        )
-    }
 }
 
 /// Adds a configured scope set unless it is empty or already there (batches repeat methods).
@@ -444,71 +783,120 @@ fn add_once<'a>(sets: &mut Vec<&'a ScopeSet>, set: &'a ScopeSet) {
     }
 }
 
-async fn bearer_middleware<K: KeySource + 'static>(
-    State(auth): State<Arc<BearerAuth<K>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let (mut parts, body) = request.into_parts();
-    // GET and DELETE carry no JSON-RPC message: `require_scopes` alone applies to them.
-    let (body, bytes) = if !auth.reads_body() || parts.method != http::Method::POST {
-        (body, None)
-    } else {
-        // The body is read once here and handed on unchanged.
-        match axum::body::to_bytes(body, MAX_JSON_RPC_BODY).await {
-            Ok(bytes) => (axum::body::Body::from(bytes.clone()), Some(bytes)),
-            Err(_) => {
-                return auth.reject(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Some((
-                        "invalid_request",
-                        "the request body is too large or unreadable",
-                    )),
-                    None,
-                );
-            }
-        }
-    };
-    let extra = match &bytes {
-        None => Vec::new(),
-        // The methods, ids and tool names are read in one borrowing pass (rpc_peek).
-        Some(bytes) => match auth.body_scopes(bytes) {
-            Some(extra) => extra,
-            None => {
-                // Credentials are judged first: no token is still a 401.
-                if let Err(response) = auth.authorize(&parts, &[]).await {
-                    return response;
+impl BearerAuth {
+    /// Runs the layer's checks on one request: the request to hand on (with the verified
+    /// [`Principal`] in its extensions and the credentials removed, RS-7), or the response
+    /// refusing it.
+    async fn check(&self, request: http::Request<Body>) -> Result<http::Request<Body>, Response> {
+        let auth = &*self.0;
+        let (mut parts, body) = request.into_parts();
+        // GET and DELETE carry no JSON-RPC message: `require_scopes` alone applies to them.
+        let (body, bytes) = if !auth.reads_body() || parts.method != http::Method::POST {
+            (body, None)
+        } else {
+            // The body is read once here and handed on unchanged.
+            match axum::body::to_bytes(body, MAX_JSON_RPC_BODY).await {
+                Ok(bytes) => (Body::from(bytes.clone()), Some(bytes)),
+                Err(_) => {
+                    return Err(auth.reject(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        Some((
+                            "invalid_request",
+                            "the request body is too large or unreadable",
+                        )),
+                        None,
+                    ));
                 }
-                return auth.reject(
-                    StatusCode::BAD_REQUEST,
-                    Some((
-                        "invalid_request",
-                        "a JSON-RPC message names its method, params or tool twice",
-                    )),
-                    None,
-                );
             }
-        },
-    };
-    match auth.authorize(&parts, &extra).await {
-        Ok(principal) => {
-            // RS-7: the token (and its DPoP proof) stop here; handlers get the principal, so
-            // nothing behind the layer can forward the client's credential upstream.
-            parts.headers.remove(header::AUTHORIZATION);
-            parts.headers.remove("dpop");
-            parts.extensions.insert(principal);
-            next.run(Request::from_parts(parts, body)).await
-        }
-        Err(response) => response,
+        };
+        let extra = match &bytes {
+            None => Vec::new(),
+            // The methods, ids and tool names are read in one borrowing pass (rpc_peek).
+            Some(bytes) => match auth.body_scopes(bytes) {
+                Some(extra) => extra,
+                None => {
+                    // Credentials are judged first: no token is still a 401.
+                    auth.authorize(&parts, &[]).await?;
+                    return Err(auth.reject(
+                        StatusCode::BAD_REQUEST,
+                        Some((
+                            "invalid_request",
+                            "a JSON-RPC message names its method, params or tool twice",
+                        )),
+                        None,
+                    ));
+                }
+            },
+        };
+        let principal = auth.authorize(&parts, &extra).await?;
+        // RS-7: the token (and its DPoP proof) stop here; handlers get the principal, so
+        // nothing behind the layer can forward the client's credential upstream.
+        parts.headers.remove(header::AUTHORIZATION);
+        parts.headers.remove("dpop");
+        parts.extensions.insert(principal);
+        Ok(http::Request::from_parts(parts, body))
     }
 }
 
-/// Wraps every route of `router` in the bearer layer (RS-1..RS-7). Handlers read the
-/// [`Principal`] from the request extensions; the `Authorization` and `DPoP` headers are
-/// removed before the request reaches them, so the client's token cannot be forwarded
-/// upstream (RS-7: use the credential vault for downstream credentials).
-pub fn protect<K: KeySource + 'static>(router: Router, auth: Arc<BearerAuth<K>>) -> Router {
-    router.layer(middleware::from_fn_with_state(auth, bearer_middleware::<K>))
+impl<S> tower_layer::Layer<S> for BearerAuth {
+    type Service = BearerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerService {
+            auth: self.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service [`BearerAuth`] wraps around an inner service (see [`tower_layer::Layer`]):
+/// requests reach `S` only with a valid token, as `http::Request<axum::body::Body>` carrying
+/// the [`Principal`]; refusals are answered here.
+#[derive(Debug, Clone)]
+pub struct BearerService<S> {
+    auth: BearerAuth,
+    inner: S,
+}
+
+/// The boxed error type of request bodies.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<S, B> tower_service::Service<http::Request<B>> for BearerService<S>
+where
+    S: tower_service::Service<http::Request<Body>> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        // The service polled ready is the one that serves this request; a fresh clone stays.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            match auth.check(request.map(Body::new)).await {
+                Ok(request) => inner.call(request).await.map(IntoResponse::into_response),
+                Err(refusal) => Ok(refusal),
+            }
+        })
+    }
+}
+
+/// Wraps every route of `router` in the bearer layer (RS-1..RS-7): the same as
+/// `router.layer(auth)`. Handlers take the [`Principal`]; the `Authorization` and `DPoP`
+/// headers are removed before the request reaches them, so the client's token cannot be
+/// forwarded upstream (RS-7: use the credential vault for downstream credentials).
+pub fn protect(router: Router, auth: BearerAuth) -> Router {
+    router.layer(auth)
 }
 
 /// A router serving RFC 9728 metadata at the resource's well-known path (MD-6). Mount it beside,

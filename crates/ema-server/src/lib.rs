@@ -6,9 +6,11 @@
 //! - [`authorization_server_router`]: an MCP authorization server: RFC 8414 metadata
 //!   advertising the ID-JAG grant profile, JWKS, and the jwt-bearer token endpoint (ID-JAG →
 //!   access token).
-//! - [`BearerAuth`] with [`protect`] and [`protected_resource_router`]: the resource-server side
-//!   for any axum-served MCP server (RS-1..RS-7), handing a verified [`Principal`] to handlers;
-//!   scopes per request, per JSON-RPC method (with a default) and per tool (RS-6).
+//! - [`BearerAuth`] (built by [`BearerAuth::builder`]), a `tower::Layer`: the resource-server
+//!   side for any axum- or tower-served MCP server (RS-1..RS-7), handing a verified
+//!   [`Principal`] to handlers (an axum extractor; in rmcp tools with the `rmcp` feature);
+//!   scopes per request, per JSON-RPC method (with a default) and per declared tool (RS-6);
+//!   [`BearerAuth::resource_metadata_router`] serves its RFC 9728 metadata.
 //! - [`EndpointPaths`] with [`idp_metadata_with_paths`]: where an IdP or authorization server
 //!   mounts and publishes its token endpoint, JWKS and authorization endpoint (e.g. behind a
 //!   proxy), checked to be plain, distinct paths.
@@ -19,39 +21,28 @@
 //! # Quick start: protect an MCP endpoint
 //!
 //! ```
-//! use std::sync::Arc;
-//! use axum::{Router, routing::post, Extension};
-//! use ema_grant::AccessTokenValidator;
-//! use ema_id_jag::{Issuer, Resource};
-//! use ema_jose::{Algorithm, KeyRing, SigningKey, StaticKeySource, SystemClock};
-//! use ema_metadata::ProtectedResourceMetadata;
-//! use ema_server::{BearerAuth, Principal, Limits, harden, protect, protected_resource_router};
+//! use axum::{Router, routing::post};
+//! use ema_server::{BearerAuth, Limits, Principal, harden};
 //!
-//! # let as_keys = KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("as-k1".into()))?);
-//! let resource = "https://mcp.tasks.example/mcp";
-//! let keys = StaticKeySource::new().with_issuer("https://auth.tasks.example", as_keys.jwks());
-//! let validator = AccessTokenValidator::new(
-//!     Issuer::new("https://auth.tasks.example"),
-//!     Resource::new(resource),
-//!     keys,
-//! );
-//! let auth = Arc::new(BearerAuth::new(
-//!     validator,
-//!     "https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp",
-//!     Arc::new(SystemClock),
-//! ));
+//! # let as_keys = ema_jose::KeyRing::new(ema_jose::SigningKey::generate(ema_jose::Algorithm::ES256, None)?);
+//! let auth = BearerAuth::builder("https://mcp.tasks.example/mcp", "https://auth.tasks.example")
+//!     // In production: .jwks_url("https://auth.tasks.example/jwks")
+//!     .jwks(as_keys.jwks())
+//!     .require_scopes(["tasks.read"])
+//!     .build()?;
 //! let mcp = Router::new().route(
 //!     "/mcp",
-//!     post(|Extension(who): Extension<Principal>| async move { format!("hello {}", who.sub) }),
+//!     post(|who: Principal| async move { format!("hello {}", who.subject()) }),
 //! );
-//! let prm = ProtectedResourceMetadata::new(resource, ["https://auth.tasks.example"]);
 //! let app = harden(
-//!     protect(mcp, auth).merge(protected_resource_router(&prm)),
+//!     mcp.layer(auth.clone()).merge(auth.resource_metadata_router()),
 //!     &Limits::default(),
 //! );
 //! # let _ = app;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! For an rmcp server, see `docs/adopters-guide.md` and the `protect_rmcp` example.
 
 mod authorization_server;
 mod bearer;
@@ -59,10 +50,24 @@ mod endpoint;
 mod hardening;
 mod idp;
 mod paths;
+mod principal;
+#[cfg(feature = "rmcp")]
+pub mod rmcp;
 mod rpc_peek;
 
 pub use authorization_server::authorization_server_router;
-pub use bearer::{BearerAuth, Principal, protect, protected_resource_router};
+pub use bearer::{
+    BearerAuth, BearerAuthBuilder, BearerBuildError, BearerService, NO_SCOPES, protect,
+    protected_resource_router,
+};
+pub use principal::{MissingPrincipal, Principal};
+
+// What the builder and the principal name, so that a resource server needs this crate alone.
+pub use ema_client::FetchPolicy;
+pub use ema_grant::{AccessTokenClaims, IdJagOrigin};
+pub use ema_id_jag::ScopeSet;
+pub use ema_jose::{Algorithm, AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, UnixTime};
+pub use ema_metadata::ProtectedResourceMetadata;
 pub use hardening::{Limits, harden};
 pub use idp::{idp_metadata, idp_metadata_with_paths, idp_router};
 pub use paths::{EndpointPathError, EndpointPaths};

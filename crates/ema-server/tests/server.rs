@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::post;
@@ -119,32 +118,26 @@ fn world() -> World {
     let auth_server = authorization_server_router(grant, &as_meta, clock());
 
     // The MCP server.
-    let bearer = BearerAuth::new(
-        AccessTokenValidator::new(
-            Issuer::new(AS),
-            Resource::new(RESOURCE),
-            StaticKeySource::new().with_issuer(AS, as_keys.jwks()),
-        ),
-        PRM_URL,
-        clock(),
-    )
-    .require_scopes(ScopeSet::parse("tasks.read").unwrap())
-    .require_tool_scopes("add_task", ScopeSet::parse("tasks.write").unwrap());
+    let bearer = BearerAuth::builder(RESOURCE, AS)
+        .jwks(as_keys.jwks())
+        .clock(clock())
+        .require_scopes(["tasks.read"])
+        .tools(["add_task", "whoami"])
+        .tool_scopes("add_task", ["tasks.write"])
+        .build()
+        .unwrap();
     let routes = Router::new().route(
         "/mcp",
-        post(
-            |Extension(who): Extension<Principal>, headers: http::HeaderMap| async move {
-                // What a handler could forward upstream (RS-7).
-                let credentials =
-                    headers.contains_key("authorization") || headers.contains_key("dpop");
-                format!("hello {} credentials={credentials}", who.sub)
-            },
-        ),
+        post(|who: Principal, headers: http::HeaderMap| async move {
+            // What a handler could forward upstream (RS-7).
+            let credentials = headers.contains_key("authorization") || headers.contains_key("dpop");
+            format!("hello {} credentials={credentials}", who.subject())
+        }),
     );
     let prm =
         ProtectedResourceMetadata::new(RESOURCE, [AS]).with_scopes(["tasks.read", "tasks.write"]);
     let mcp = harden(
-        protect(routes, Arc::new(bearer)).merge(protected_resource_router(&prm)),
+        protect(routes, bearer).merge(protected_resource_router(&prm)),
         &Limits::default(),
     );
     World {
@@ -785,3 +778,5 @@ async fn password_checks_do_not_stall_other_requests() {
 mod d25_claims;
 #[path = "server/rs5_bearer.rs"]
 mod rs5_bearer;
+#[path = "server/rs_api.rs"]
+mod rs_api;

@@ -4,26 +4,26 @@ use std::sync::Arc;
 
 use axum::Router;
 use ema_grant::{
-    AccessTokenIssuer, AccessTokenValidator, ClientCredential, ClientRegistry, GroupPolicy,
-    GroupRule, InMemoryReplayStore, JwtBearerGrant, RegisteredClient, SsoProvider, TargetServer,
+    AccessTokenIssuer, ClientCredential, ClientRegistry, GroupPolicy, GroupRule,
+    InMemoryReplayStore, JwtBearerGrant, RegisteredClient, SsoProvider, TargetServer,
     TokenExchangeGrant, User,
 };
 use ema_id_jag::{
-    Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, Resource, ResourceConfig,
-    ResourceRegistry, ScopeSet, TrustRegistry, TrustedIssuer, UnknownScopes,
+    Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, ResourceConfig, ResourceRegistry,
+    ScopeSet, TrustRegistry, TrustedIssuer, UnknownScopes,
 };
 use ema_jose::{AlgorithmSet, Clock, JwkSet, KeyRing, StaticKeySource};
-use ema_metadata::{AuthorizationServerMetadata, ProtectedResourceMetadata};
+use ema_metadata::AuthorizationServerMetadata;
 use ema_server::{
     BearerAuth, Limits, Principal, authorization_server_router, harden, idp_metadata_with_paths,
-    idp_router, protect, protected_resource_router,
+    idp_router, protect,
 };
 
 use crate::config::{
     self, AuthorizationServerConfig, ClientConfig, ConfigError, IdpConfig, McpServerConfig,
 };
 use crate::keys::{IssuerKeys, fetcher, jwks_file, signing_key};
-use crate::tasks::tasks_service;
+use crate::tasks::{self, tasks_service};
 
 fn clients(
     configs: &[ClientConfig],
@@ -336,9 +336,7 @@ pub fn mcp_app(
 ) -> Result<Router, ConfigError> {
     let base = public_url.trim_end_matches('/');
     let resource = format!("{base}{}", cfg.path);
-    let resource_url = url::Url::parse(&resource)
-        .map_err(|e| ConfigError::Invalid(format!("resource URL: {e}")))?;
-    let prm_url = ema_metadata::protected_resource_metadata_url(&resource_url);
+    url::Url::parse(&resource).map_err(|e| ConfigError::Invalid(format!("resource URL: {e}")))?;
     let algorithms = config::algorithms(cfg.algorithms.as_deref(), "algorithms")?;
     let leeway = config::leeway(cfg.leeway_secs, "leeway_secs")?;
     let default_jwks_url = format!("{}/jwks", cfg.authorization_server.trim_end_matches('/'));
@@ -351,33 +349,32 @@ pub fn mcp_app(
     )?;
     let keys = IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock.clone())
         .with_keys(&cfg.authorization_server, from)?;
-    let validator = AccessTokenValidator::new(
-        Issuer::new(cfg.authorization_server.as_str()),
-        Resource::new(resource.as_str()),
-        keys,
-    )
-    .with_algorithms(algorithms)
-    .with_leeway(leeway);
     // RS-6, D-20: by default `initialize` and `ping` need no scope, so that any valid token
     // starts a session; `tools/list` and other requests need tasks.read; changing tools also
     // need tasks.write, so an agent holding a read-only token is told to step up (CL-10).
+    // Tool scopes are checked against the server's own tools (a typo is a startup error).
     let s = &cfg.scopes;
-    let mut auth = BearerAuth::new(validator, prm_url.as_str(), clock)
-        .require_scopes(scope_list(&s.every_request, "scopes.every_request")?)
-        .require_default_method_scopes(scope_list(&s.default, "scopes.default")?);
+    let mut auth = BearerAuth::builder(resource.as_str(), cfg.authorization_server.as_str())
+        .keys(keys)
+        .clock(clock)
+        .algorithms(algorithms)
+        .leeway(leeway)
+        .require_scopes(scope_list(&s.every_request, "scopes.every_request")?.iter())
+        .default_method_scopes(scope_list(&s.default, "scopes.default")?.iter())
+        .tools(tasks::tool_names());
     for (method, list) in &s.methods {
         let set = scope_list(list, &format!("scopes.methods.\"{method}\""))?;
-        auth = auth.require_method_scopes(method.as_str(), set);
+        auth = auth.method_scopes(method.as_str(), set.iter());
     }
     for (tool, list) in &s.tools {
         let set = scope_list(list, &format!("scopes.tools.{tool}"))?;
-        auth = auth.require_tool_scopes(tool.as_str(), set);
+        auth = auth.tool_scopes(tool.as_str(), set.iter());
     }
+    let auth = auth
+        .build()
+        .map_err(|e| ConfigError::Invalid(format!("MCP server: {e}")))?;
     let mcp = Router::new().nest_service(&cfg.path, tasks_service());
-    let prm =
-        ProtectedResourceMetadata::new(resource.as_str(), [cfg.authorization_server.as_str()])
-            .with_scopes(["tasks.read", "tasks.write"]);
-    let app = protect(mcp, Arc::new(auth)).merge(protected_resource_router(&prm));
+    let app = protect(mcp, auth.clone()).merge(auth.resource_metadata_router());
     Ok(harden(app, &Limits::default()))
 }
 

@@ -1,13 +1,11 @@
 //! The reference MCP server's tools: a small task list per user, kept in memory. Each tool
-//! reads the caller's verified principal (put there by the bearer layer) from the HTTP request
-//! parts rmcp hands it.
+//! takes the caller's verified principal (put there by the bearer layer) as an argument.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ema_server::Principal;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -46,17 +44,13 @@ pub struct Tasks {
     tool_router: ToolRouter<Self>,
 }
 
-fn principal(parts: &http::request::Parts) -> Result<Principal, ErrorData> {
-    parts
-        .extensions
-        .get::<Principal>()
-        .cloned()
-        .ok_or_else(|| ErrorData::internal_error("no verified principal on the request", None))
+/// The names of the tools, for the bearer layer's tool scopes.
+pub fn tool_names() -> Vec<String> {
+    ema_server::rmcp::tool_names(&Tasks::tool_router())
 }
 
 fn needs(p: &Principal, scope: &str) -> Option<CallToolResult> {
-    let granted = p.scope.as_ref().is_some_and(|s| s.contains(scope));
-    (!granted).then(|| {
+    (!p.has_scope(scope)).then(|| {
         CallToolResult::error(vec![ContentBlock::text(format!(
             "insufficient_scope: this tool needs `{scope}`"
         ))])
@@ -79,19 +73,16 @@ impl Tasks {
     #[tool(
         description = "Who the server sees: the local user, client, scopes and the IdP assertion the access token came from"
     )]
-    fn whoami(
-        &self,
-        Extension(parts): Extension<http::request::Parts>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let p = principal(&parts)?;
+    fn whoami(&self, p: Principal) -> Result<CallToolResult, ErrorData> {
+        let scopes: Vec<&str> = p.scopes().collect();
         let who = serde_json::json!({
-            "sub": p.sub,
-            "client_id": p.client_id.as_str(),
-            "scope": p.scope.as_ref().map(ToString::to_string),
-            "groups": p.groups,
-            "access_token_jti": p.jti.as_str(),
-            "idp_issuer": p.origin.as_ref().map(|o| o.iss.as_str()),
-            "id_jag_jti": p.origin.as_ref().map(|o| o.jti.as_str()),
+            "sub": p.subject(),
+            "client_id": p.client_id(),
+            "scope": (!scopes.is_empty()).then(|| scopes.join(" ")),
+            "groups": p.groups(),
+            "access_token_jti": p.token_id(),
+            "idp_issuer": p.id_jag().map(|o| o.iss.as_str()),
+            "id_jag_jti": p.id_jag().map(|o| o.jti.as_str()),
         });
         Ok(CallToolResult::success(vec![ContentBlock::text(
             who.to_string(),
@@ -99,15 +90,11 @@ impl Tasks {
     }
 
     #[tool(description = "List your tasks (needs tasks.read)")]
-    fn list_tasks(
-        &self,
-        Extension(parts): Extension<http::request::Parts>,
-    ) -> Result<CallToolResult, ErrorData> {
-        let p = principal(&parts)?;
+    fn list_tasks(&self, p: Principal) -> Result<CallToolResult, ErrorData> {
         if let Some(denied) = needs(&p, "tasks.read") {
             return Ok(denied);
         }
-        let tasks = self.lock().get(&p.sub).cloned().unwrap_or_default();
+        let tasks = self.lock().get(p.subject()).cloned().unwrap_or_default();
         let text = serde_json::to_string(&tasks).unwrap_or_else(|_| "[]".into());
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
     }
@@ -115,16 +102,15 @@ impl Tasks {
     #[tool(description = "Add a task (needs tasks.write)")]
     fn add_task(
         &self,
-        Extension(parts): Extension<http::request::Parts>,
+        p: Principal,
         Parameters(AddTask { title }): Parameters<AddTask>,
     ) -> Result<CallToolResult, ErrorData> {
-        let p = principal(&parts)?;
         if let Some(denied) = needs(&p, "tasks.write") {
             return Ok(denied);
         }
         let title: String = title.chars().take(200).collect();
         let mut store = self.lock();
-        let tasks = store.entry(p.sub.clone()).or_default();
+        let tasks = store.entry(p.subject().to_owned()).or_default();
         let id = tasks.len() as u64 + 1;
         tasks.push(Task {
             id,
@@ -139,16 +125,15 @@ impl Tasks {
     #[tool(description = "Mark a task done (needs tasks.write)")]
     fn complete_task(
         &self,
-        Extension(parts): Extension<http::request::Parts>,
+        p: Principal,
         Parameters(CompleteTask { id }): Parameters<CompleteTask>,
     ) -> Result<CallToolResult, ErrorData> {
-        let p = principal(&parts)?;
         if let Some(denied) = needs(&p, "tasks.write") {
             return Ok(denied);
         }
         let mut store = self.lock();
         match store
-            .get_mut(&p.sub)
+            .get_mut(p.subject())
             .and_then(|t| t.iter_mut().find(|t| t.id == id))
         {
             Some(task) => {

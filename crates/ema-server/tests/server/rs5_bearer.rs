@@ -8,12 +8,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::routing::any;
-use ema_grant::{AccessTokenIssuer, AccessTokenValidator};
+use ema_grant::AccessTokenIssuer;
 use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
-use ema_jose::{
-    Algorithm, AlgorithmSet, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime,
-};
-use ema_server::{BearerAuth, protect};
+use ema_jose::{Algorithm, AlgorithmSet, FixedClock, KeyRing, SigningKey, UnixTime};
+use ema_server::{BearerAuth, BearerAuthBuilder, NO_SCOPES, protect};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -48,28 +46,27 @@ fn token(keys: &Arc<KeyRing>, scope: Option<&str>, iat: UnixTime) -> String {
     issuer.sign(&claims).unwrap()
 }
 
-fn validator(keys: &Arc<KeyRing>) -> AccessTokenValidator<StaticKeySource> {
-    AccessTokenValidator::new(
-        Issuer::new(AS),
-        Resource::new(RESOURCE),
-        StaticKeySource::new().with_issuer(AS, keys.jwks()),
-    )
+/// The layer for RESOURCE, trusting `keys` for AS, at the fixed clock.
+fn builder(keys: &Arc<KeyRing>) -> BearerAuthBuilder {
+    BearerAuth::builder(RESOURCE, AS)
+        .jwks(keys.jwks())
+        .clock(Arc::new(FixedClock(NOW)))
 }
 
-fn app(auth: BearerAuth<StaticKeySource>) -> Router {
+fn app(auth: BearerAuthBuilder) -> Router {
     let routes = Router::new().route("/mcp", any(|| async { "served" }));
-    protect(routes, Arc::new(auth))
+    protect(routes, auth.build().unwrap())
 }
 
 /// The reference MCP server's rules: initialize, ping and notifications need nothing; every
 /// other request tasks.read; add_task tasks.write on top.
-fn mcp_rules(v: AccessTokenValidator<StaticKeySource>) -> BearerAuth<StaticKeySource> {
-    BearerAuth::new(v, PRM_URL, Arc::new(FixedClock(NOW)))
-        .require_default_method_scopes(scopes("tasks.read"))
-        .require_method_scopes("initialize", ScopeSet::new())
-        .require_method_scopes("ping", ScopeSet::new())
-        .require_method_scopes("tools/list", scopes("tasks.read"))
-        .require_tool_scopes("add_task", scopes("tasks.write"))
+fn mcp_rules(b: BearerAuthBuilder) -> BearerAuthBuilder {
+    b.default_method_scopes(["tasks.read"])
+        .method_scopes("initialize", NO_SCOPES)
+        .method_scopes("ping", NO_SCOPES)
+        .method_scopes("tools/list", ["tasks.read"])
+        .tools(["whoami", "add_task"])
+        .tool_scopes("add_task", ["tasks.write"])
 }
 
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, String, String) {
@@ -121,7 +118,7 @@ fn assert_no_token_challenge(status: StatusCode, challenge: &str) {
 async fn rs5_query_token_is_a_request_without_token() {
     let keys = ring(Algorithm::ES256);
     let good = token(&keys, Some("tasks.read"), NOW);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     // D-25: a valid token in the query is never read: 401 with the challenge, not 400.
     for method in ["GET", "POST", "DELETE"] {
         let req = Request::builder()
@@ -149,8 +146,8 @@ async fn rs5_form_body_token_is_a_request_without_token() {
     let keys = ring(Algorithm::ES256);
     let good = token(&keys, Some("tasks.read"), NOW);
     // With and without body-reading rules, a form-encoded token is no token.
-    let plain = BearerAuth::new(validator(&keys), PRM_URL, Arc::new(FixedClock(NOW)));
-    for app in [app(plain), app(mcp_rules(validator(&keys)))] {
+    let plain = builder(&keys);
+    for app in [app(plain), app(mcp_rules(builder(&keys)))] {
         let form = || {
             Request::post("/mcp")
                 .header("content-type", "application/x-www-form-urlencoded")
@@ -170,7 +167,7 @@ async fn rs5_form_body_token_is_a_request_without_token() {
 #[tokio::test]
 async fn rs1_no_token_challenge_names_the_scopes_the_request_needs() {
     let keys = ring(Algorithm::ES256);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     let (status, challenge, _) = send(&app, rpc(None, &tool_call("add_task"))).await;
     assert_no_token_challenge(status, &challenge);
     assert!(
@@ -188,7 +185,7 @@ async fn d20_token_without_scope_can_initialize() {
     let keys = ring(Algorithm::ES256);
     let bare = token(&keys, None, NOW);
     let read = token(&keys, Some("tasks.read"), NOW);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     // A valid token with no scope at all starts a session, pings and notifies...
     for body in [
         message("initialize"),
@@ -224,7 +221,7 @@ async fn rs6_methods_without_an_entry_need_the_default() {
     let keys = ring(Algorithm::ES256);
     let bare = token(&keys, None, NOW);
     let read = token(&keys, Some("tasks.read"), NOW);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     for method in ["resources/list", "prompts/get", "no/such/method"] {
         let (status, challenge, _) = send(&app, rpc(Some(&bare), &message(method))).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
@@ -242,7 +239,7 @@ async fn rs6_tool_calls_need_the_method_and_the_tool_scopes() {
     let keys = ring(Algorithm::ES256);
     let read = token(&keys, Some("tasks.read"), NOW);
     let write = token(&keys, Some("tasks.read tasks.write"), NOW);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     let (status, challenge, _) = send(&app, rpc(Some(&read), &tool_call("add_task"))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(
@@ -267,7 +264,7 @@ async fn rs6_a_batch_needs_the_union_of_its_messages() {
     let bare = token(&keys, None, NOW);
     let read = token(&keys, Some("tasks.read"), NOW);
     let write = token(&keys, Some("tasks.read tasks.write"), NOW);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     let free = format!("[{},{}]", message("initialize"), message("ping"));
     assert_eq!(send(&app, rpc(Some(&bare), &free)).await.0, StatusCode::OK);
     // One message needing a scope is enough to refuse the whole batch.
@@ -308,7 +305,7 @@ async fn rs6_get_and_delete_need_only_the_scopes_of_every_request() {
             .unwrap()
     };
     // Method rules read JSON-RPC messages; GET and DELETE carry none.
-    let app_methods = app(mcp_rules(validator(&keys)));
+    let app_methods = app(mcp_rules(builder(&keys)));
     for method in ["GET", "DELETE"] {
         assert_eq!(
             send(&app_methods, plain(method, &bare)).await.0,
@@ -316,10 +313,7 @@ async fn rs6_get_and_delete_need_only_the_scopes_of_every_request() {
         );
     }
     // `require_scopes` applies to every request, these and `initialize` included.
-    let every = app(
-        BearerAuth::new(validator(&keys), PRM_URL, Arc::new(FixedClock(NOW)))
-            .require_scopes(scopes("tasks.read")),
-    );
+    let every = app(builder(&keys).require_scopes(["tasks.read"]));
     for method in ["GET", "DELETE"] {
         let (status, challenge, _) = send(&every, plain(method, &bare)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{method}");
@@ -336,24 +330,13 @@ async fn rs6_get_and_delete_need_only_the_scopes_of_every_request() {
 async fn d26_access_token_algorithms_are_configurable() {
     let es384 = ring(Algorithm::ES384);
     let good = token(&es384, Some("tasks.read"), NOW);
-    let only_es256 = validator(&es384).with_algorithms(AlgorithmSet::of(&[Algorithm::ES256]));
-    assert!(!only_es256.algorithms().contains(Algorithm::ES384));
-    let app_refusing = app(BearerAuth::new(
-        only_es256,
-        PRM_URL,
-        Arc::new(FixedClock(NOW)),
-    ));
+    let app_refusing = app(builder(&es384).algorithms(AlgorithmSet::of(&[Algorithm::ES256])));
     let (status, challenge, _) = send(&app_refusing, rpc(Some(&good), &message("ping"))).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
     // Positive control: opting in to ES384 accepts the same token.
-    let opted_in =
-        validator(&es384).with_algorithms(AlgorithmSet::of(&[Algorithm::ES256, Algorithm::ES384]));
-    let app_accepting = app(BearerAuth::new(
-        opted_in,
-        PRM_URL,
-        Arc::new(FixedClock(NOW)),
-    ));
+    let app_accepting =
+        app(builder(&es384).algorithms(AlgorithmSet::of(&[Algorithm::ES256, Algorithm::ES384])));
     assert_eq!(
         send(&app_accepting, rpc(Some(&good), &message("ping")))
             .await
@@ -369,12 +352,11 @@ async fn d7_access_token_leeway_is_configurable_and_capped() {
     let late_45 = token(&keys, Some("tasks.read"), NOW.minus(3600 + 45));
     let late_90 = token(&keys, Some("tasks.read"), NOW.minus(3600 + 90));
     let with = |leeway: Option<u64>| {
-        let mut v = validator(&keys);
+        let mut b = builder(&keys).cache_capacity(0);
         if let Some(secs) = leeway {
-            v = v.with_leeway(Duration::from_secs(secs));
+            b = b.leeway(Duration::from_secs(secs));
         }
-        assert!(v.leeway() <= Duration::from_secs(60), "D-7 cap");
-        app(BearerAuth::new(v, PRM_URL, Arc::new(FixedClock(NOW))).with_cache_capacity(0))
+        app(b)
     };
     // Default 30 s: 45 s late is expired.
     let (status, challenge, _) = send(&with(None), rpc(Some(&late_45), &message("ping"))).await;

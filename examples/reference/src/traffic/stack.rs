@@ -162,7 +162,7 @@ impl Stack {
             Resource::new(resource.as_str()),
             StaticKeySource::new().with_issuer(auth_server.as_str(), tokens.keys().jwks()),
         );
-        let principal: Principal = Arc::new(
+        let principal = Principal::new(
             validator
                 .validate(&issued.access_token, now)
                 .await
@@ -221,7 +221,7 @@ impl Stack {
     /// As [`Stack::access_token`], issued at `iat` for `resource` (for tokens the MCP server
     /// must refuse: expired, or for another resource).
     pub fn access_token_for(&self, iat: UnixTime, resource: &str) -> Result<String, SignError> {
-        let mut claims: AccessTokenClaims = (*self.principal).clone();
+        let mut claims: AccessTokenClaims = self.principal.claims().clone();
         claims.jti = ema_id_jag::JwtId::new(random_id()?);
         claims.iat = iat;
         claims.exp = iat.plus(self.tokens.lifetime());
