@@ -581,6 +581,23 @@ mod settings {
         assert!(mcp_error(&cfg).contains("scopes.default"));
     }
 
+    #[test]
+    fn rs6_tool_scopes_for_a_tool_the_server_lacks_are_refused() {
+        // Fail closed: a misspelt tool would otherwise leave the real one open.
+        let mut cfg = mcp();
+        cfg.scopes
+            .tools
+            .insert("add_tsak".into(), vec!["tasks.write".into()]);
+        let message = mcp_error(&cfg);
+        assert!(message.contains("`add_tsak`"), "{message}");
+        // Positive control: the real tool name is accepted.
+        let mut cfg = mcp();
+        cfg.scopes
+            .tools
+            .insert("list_tasks".into(), vec!["tasks.read".into()]);
+        assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
+    }
+
     /// An access token from the default authorization server for the default MCP resource.
     fn access_token(keys: &Arc<KeyRing>, scope: Option<&str>) -> String {
         let issuer = AccessTokenIssuer::new(Issuer::new(defaults::AS), keys.clone());
