@@ -39,7 +39,7 @@ pub(crate) struct Notes {
 
 #[tool_router]
 impl Notes {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             notes: Arc::default(),
             tool_router: Self::tool_router(),

@@ -199,5 +199,4 @@ fn adopters_guide_quotes_the_example_it_runs() {
             .count()
         + code.iter().filter(|l| l.contains(": Principal")).count();
     assert!(auth_lines <= 15, "{auth_lines} lines of auth code");
-    assert!(auth_lines <= 15, "{auth_lines} lines of auth code");
 }
