@@ -4,18 +4,19 @@
 use std::fmt;
 
 use ema_jose::{SignError, UnixTime};
-use ema_metadata::{ChallengeError, MetadataError};
+use ema_metadata::{ChallengeError, ErrorCode, MetadataError};
 
 use crate::fetch::FetchError;
 
-/// An RFC 6749 §5.2 error response as a server sent it.
+/// An RFC 6749 §5.2 error response as a server sent it, its `error` parsed into an
+/// [`ErrorCode`] (a code this library has no name for is kept as [`ErrorCode::Other`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OAuthErrorResponse {
     /// The HTTP status.
     pub status: u16,
-    /// The `error` code, when the body carried one.
-    pub error: Option<String>,
+    /// The `error` code, when the body carried a valid one (RFC 6749 §5.2 characters).
+    pub error: Option<ErrorCode>,
     /// The `error_description`, when the body carried one.
     pub error_description: Option<String>,
     /// The `error_uri`, when the body carried one.
@@ -39,7 +40,7 @@ impl OAuthErrorResponse {
         };
         Self {
             status,
-            error: text("error"),
+            error: text("error").and_then(|e| ErrorCode::parse(&e).ok()),
             error_description: text("error_description"),
             error_uri: text("error_uri"),
             max_age: object
@@ -50,9 +51,14 @@ impl OAuthErrorResponse {
         }
     }
 
+    /// The `error` code, when the body carried one.
+    pub fn oauth_code(&self) -> Option<&ErrorCode> {
+        self.error.as_ref()
+    }
+
     /// Whether the `error` code is `code`.
-    pub fn is(&self, code: &str) -> bool {
-        self.error.as_deref() == Some(code)
+    pub fn is(&self, code: &ErrorCode) -> bool {
+        self.error.as_ref() == Some(code)
     }
 }
 
@@ -304,6 +310,47 @@ pub enum McpAuthError {
     },
 }
 
+impl McpAuthError {
+    /// The RFC 6750 code behind the refusal, when the challenge named one:
+    /// `insufficient_scope` for [`McpAuthError::InsufficientScope`].
+    pub fn oauth_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Unauthorized => None,
+            Self::InsufficientScope { .. } => Some(ErrorCode::InsufficientScope),
+        }
+    }
+}
+
+impl TokenExchangeError {
+    /// The IdP's OAuth error code, when it refused with one.
+    pub fn oauth_code(&self) -> Option<&ErrorCode> {
+        match self {
+            Self::Rejected(e) => e.oauth_code(),
+            Self::Fetch(_)
+            | Self::Sign(_)
+            | Self::MalformedResponse { .. }
+            | Self::WrongIssuedTokenType { .. }
+            | Self::IdJag(_) => None,
+        }
+    }
+}
+
+impl JwtBearerError {
+    /// The authorization server's OAuth error code, when it refused with one.
+    pub fn oauth_code(&self) -> Option<&ErrorCode> {
+        match self {
+            Self::Rejected(e) => e.oauth_code(),
+            Self::NoCredentials { .. }
+            | Self::AuthMethodNotSupported { .. }
+            | Self::Sign(_)
+            | Self::Fetch(_)
+            | Self::MalformedResponse { .. }
+            | Self::UnsupportedTokenType { .. }
+            | Self::ResourceMismatch { .. } => None,
+        }
+    }
+}
+
 /// Any failure of the client flow, by hop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -340,8 +387,10 @@ impl EmaError {
     pub fn needs_new_id_token(&self) -> bool {
         matches!(
             self,
-            Self::TokenExchange(TokenExchangeError::Rejected(e))
-                if e.is("invalid_grant") || e.is("invalid_request")
+            Self::TokenExchange(TokenExchangeError::Rejected(OAuthErrorResponse {
+                error: Some(ErrorCode::InvalidGrant | ErrorCode::InvalidRequest),
+                ..
+            }))
         )
     }
 
@@ -350,11 +399,22 @@ impl EmaError {
     pub fn step_up(&self) -> Option<&OAuthErrorResponse> {
         match self {
             Self::TokenExchange(TokenExchangeError::Rejected(e))
-                if e.is("insufficient_user_authentication") =>
+                if e.is(&ErrorCode::InsufficientUserAuthentication) =>
             {
                 Some(e)
             }
             _ => None,
+        }
+    }
+
+    /// The OAuth error code behind this failure, when a server sent one: the IdP's or the
+    /// authorization server's `error`, or the MCP server's `insufficient_scope`.
+    pub fn oauth_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::TokenExchange(e) => e.oauth_code().cloned(),
+            Self::JwtBearer(e) => e.oauth_code().cloned(),
+            Self::Mcp(e) => e.oauth_code(),
+            Self::Discovery(_) => None,
         }
     }
 
@@ -378,7 +438,8 @@ mod tests {
             400,
             br#"{"error":"access_denied","error_description":"client not assigned"}"#,
         );
-        assert!(e.is("access_denied"));
+        assert!(e.is(&ErrorCode::AccessDenied));
+        assert_eq!(e.oauth_code(), Some(&ErrorCode::AccessDenied));
         assert_eq!(
             e.to_string(),
             "HTTP 400 `access_denied`: client not assigned"
@@ -398,11 +459,26 @@ mod tests {
         assert!(EmaError::from(TokenExchangeError::Rejected(d1.clone())).needs_new_id_token());
         // The same code at the AS is about the ID-JAG, not the ID token.
         assert!(!EmaError::from(JwtBearerError::Rejected(d1)).needs_new_id_token());
+        // A code this library has no name for is kept; an invalid one is no code.
+        let other = OAuthErrorResponse::from_body(400, br#"{"error":"slow_down"}"#);
+        assert_eq!(other.oauth_code().map(ErrorCode::as_str), Some("slow_down"));
+        assert!(matches!(other.error, Some(ErrorCode::Other(_))));
+        assert_eq!(other.to_string(), "HTTP 400 `slow_down`");
+        let err = EmaError::from(JwtBearerError::Rejected(other));
+        assert_eq!(err.oauth_code().unwrap().as_str(), "slow_down");
+        let bad = OAuthErrorResponse::from_body(400, br#"{"error":"a\"b"}"#);
+        assert_eq!(bad.error, None);
         let junk = OAuthErrorResponse::from_body(502, b"<html>");
         assert_eq!(junk.error, None);
         assert_eq!(junk.to_string(), "HTTP 502");
         let err = EmaError::from(TokenExchangeError::Rejected(e.clone()));
         assert_eq!(err.hop(), Hop::TokenExchange);
         assert_eq!(err.oauth_error(), Some(&e));
+        assert_eq!(err.oauth_code(), Some(ErrorCode::AccessDenied));
+        let scope = EmaError::from(McpAuthError::InsufficientScope {
+            required: "a".into(),
+        });
+        assert_eq!(scope.oauth_code(), Some(ErrorCode::InsufficientScope));
+        assert_eq!(EmaError::from(McpAuthError::Unauthorized).oauth_code(), None);
     }
 }

@@ -9,7 +9,10 @@ use ema_id_jag::ScopeSet;
 use ema_jose::{
     AudienceRule, Clock, ParseOptions, SystemClock, UnixTime, UnverifiedJwt, typ, typ_matches,
 };
-use ema_metadata::{ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, find_challenge};
+use ema_metadata::{
+    Challenge, ErrorCode, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT,
+    find_challenge,
+};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -891,9 +894,9 @@ impl EmaSession {
         www_authenticate: Option<&str>,
     ) -> Result<Recovery, EmaError> {
         let challenge = www_authenticate.and_then(|h| find_challenge(h, "Bearer").ok().flatten());
-        let error = challenge.as_ref().and_then(|c| c.get("error"));
+        let error = challenge.as_ref().and_then(Challenge::error_code);
         match (status, error) {
-            (401, None | Some("invalid_token")) => {
+            (401, None | Some(ErrorCode::InvalidToken)) => {
                 let scope = self.scope();
                 let key = self.client.key(&self.server, &self.id_token, &scope);
                 self.client.forget(&key, rejected);
@@ -904,7 +907,7 @@ impl EmaSession {
                 }
                 Ok(Recovery::Retry(token))
             }
-            (403, Some("insufficient_scope")) => {
+            (403, Some(ErrorCode::InsufficientScope)) => {
                 let required = challenge
                     .as_ref()
                     .and_then(|c| c.get("scope"))

@@ -101,6 +101,9 @@ mod secret;
 
 pub use credentials::{ClientAuth, ClientCredentials};
 pub use discovery::DiscoveredServer;
+/// The OAuth error codes servers answer with ([`EmaError::oauth_code`]), re-exported from
+/// `ema-metadata`.
+pub use ema_metadata::ErrorCode;
 pub use error::{
     DiscoveryError, EmaError, Hop, IdJagCheckError, JwtBearerError, McpAuthError,
     OAuthErrorResponse, TokenExchangeError,

@@ -360,6 +360,41 @@ pub enum AccessTokenError {
     Claims(ClaimError),
 }
 
+impl ema_metadata::ToErrorCode for AccessTokenError {
+    /// At the resource server (RFC 6750 §3.1): `invalid_token` (401) for every refused token,
+    /// `temporarily_unavailable` (503) when the authorization server's keys cannot be
+    /// consulted, which is no fault of the token (fail closed, the client may retry).
+    fn error_code(&self) -> ema_metadata::ErrorCode {
+        use ema_metadata::ErrorCode;
+        match self {
+            Self::Key(k) if k.is_unavailable() => ErrorCode::TemporarilyUnavailable,
+            Self::Malformed(_)
+            | Self::Header(_)
+            | Self::WrongIssuer
+            | Self::Key(_)
+            | Self::Signature(_)
+            | Self::WrongAudience
+            | Self::Claims(_) => ErrorCode::InvalidToken,
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::Key(k) if k.is_unavailable() => {
+                "the authorization server's keys are unavailable; try again later"
+            }
+            Self::WrongAudience => "the access token is not for this resource",
+            Self::Claims(ClaimError::Time(_)) => "the access token expired",
+            Self::Malformed(_)
+            | Self::Header(_)
+            | Self::WrongIssuer
+            | Self::Key(_)
+            | Self::Signature(_)
+            | Self::Claims(_) => "the access token is invalid",
+        }
+    }
+}
+
 /// Validates access tokens at one MCP server (RS-2..RS-4).
 #[derive(Debug, Clone)]
 pub struct AccessTokenValidator<K> {

@@ -316,6 +316,44 @@ pub enum ClientAuthError {
     StoreUnavailable,
 }
 
+impl ema_metadata::ToErrorCode for ClientAuthError {
+    /// AS-20, D-11, D-24: every failure to authenticate, malformed HTTP Basic credentials
+    /// included, is `invalid_client` (401); only request errors (two methods, `client_secret`
+    /// without `client_id`, a wrong `client_assertion_type`, a `client_id` that contradicts the
+    /// credentials) are `invalid_request`; a replay store that cannot be consulted is
+    /// `temporarily_unavailable` (fail closed).
+    fn error_code(&self) -> ema_metadata::ErrorCode {
+        use ema_metadata::ErrorCode;
+        match self {
+            Self::MultipleMethods | Self::Malformed | Self::ClientIdMismatch => {
+                ErrorCode::InvalidRequest
+            }
+            Self::StoreUnavailable => ErrorCode::TemporarilyUnavailable,
+            Self::Missing
+            | Self::MalformedBasic { .. }
+            | Self::Failed { .. }
+            | Self::WrongMethod { .. }
+            | Self::AssertionReplayed => ErrorCode::InvalidClient,
+        }
+    }
+
+    /// Fixed texts: why exactly a client failed (e.g. which method it is registered for, D-24)
+    /// stays in the error's `Display`, for the log.
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::MultipleMethods => "more than one client authentication method used",
+            Self::Malformed => "malformed client credentials",
+            Self::ClientIdMismatch => "client_id does not match the authenticated client",
+            Self::StoreUnavailable => "replay detection is unavailable; try again later",
+            Self::Missing => "client authentication is required",
+            Self::MalformedBasic { .. }
+            | Self::Failed { .. }
+            | Self::WrongMethod { .. }
+            | Self::AssertionReplayed => "client authentication failed",
+        }
+    }
+}
+
 /// Registered clients and the rules for authenticating them.
 #[derive(Debug, Clone)]
 pub struct ClientRegistry {

@@ -58,6 +58,40 @@ pub enum DpopError {
     StoreUnavailable,
 }
 
+impl ema_metadata::ToErrorCode for DpopError {
+    /// RFC 9449 §5: `invalid_dpop_proof`; `temporarily_unavailable` when the replay store cannot
+    /// be consulted (fail closed).
+    fn error_code(&self) -> ema_metadata::ErrorCode {
+        match self {
+            Self::StoreUnavailable => ema_metadata::ErrorCode::TemporarilyUnavailable,
+            Self::Malformed
+            | Self::Key
+            | Self::Signature
+            | Self::Claim { .. }
+            | Self::TokenHash
+            | Self::Method
+            | Self::Uri
+            | Self::Stale
+            | Self::Replayed => ema_metadata::ErrorCode::InvalidDpopProof,
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::StoreUnavailable => "replay detection is unavailable; try again later",
+            Self::Malformed
+            | Self::Key
+            | Self::Signature
+            | Self::Claim { .. }
+            | Self::TokenHash
+            | Self::Method
+            | Self::Uri
+            | Self::Stale
+            | Self::Replayed => "DPoP proof is invalid",
+        }
+    }
+}
+
 /// Validates DPoP proofs for one endpoint.
 #[derive(Debug, Clone)]
 pub struct DpopValidator {

@@ -2,75 +2,26 @@
 //! success response headers.
 
 use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
 
+pub use ema_metadata::{ErrorCode, ErrorCodeError, ToErrorCode, UnknownErrorCode};
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::{Map, Value};
 
-/// An OAuth error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorCode {
-    /// `invalid_request`.
-    InvalidRequest,
-    /// `invalid_client` (always HTTP 401, D-11).
-    InvalidClient,
-    /// `invalid_grant`.
-    InvalidGrant,
-    /// `unauthorized_client`.
-    UnauthorizedClient,
-    /// `unsupported_grant_type`.
-    UnsupportedGrantType,
-    /// `invalid_scope`.
-    InvalidScope,
-    /// `invalid_target` (RFC 8707 §2, RFC 8693 §2.2.2).
-    InvalidTarget,
-    /// `access_denied` (JAG profile, D-2).
-    AccessDenied,
-    /// `insufficient_user_authentication` (RFC 9470).
-    InsufficientUserAuthentication,
-    /// `invalid_dpop_proof` (RFC 9449 §5).
-    InvalidDpopProof,
-    /// `temporarily_unavailable`: a store or key source the decision needs is down (HTTP 503).
-    TemporarilyUnavailable,
-    /// `server_error` (HTTP 500).
-    ServerError,
-}
-
-impl ErrorCode {
-    /// The wire value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidClient => "invalid_client",
-            Self::InvalidGrant => "invalid_grant",
-            Self::UnauthorizedClient => "unauthorized_client",
-            Self::UnsupportedGrantType => "unsupported_grant_type",
-            Self::InvalidScope => "invalid_scope",
-            Self::InvalidTarget => "invalid_target",
-            Self::AccessDenied => "access_denied",
-            Self::InsufficientUserAuthentication => "insufficient_user_authentication",
-            Self::InvalidDpopProof => "invalid_dpop_proof",
-            Self::TemporarilyUnavailable => "temporarily_unavailable",
-            Self::ServerError => "server_error",
-        }
-    }
-
-    /// The HTTP status: 401 for `invalid_client` (AS-20, D-11), 503 for
-    /// `temporarily_unavailable`, 500 for `server_error`, 400 otherwise.
-    pub const fn status(self) -> StatusCode {
-        match self {
-            Self::InvalidClient => StatusCode::UNAUTHORIZED,
-            Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
-}
+/// The cause an [`OAuthError`] keeps for the server's log.
+type Cause = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// An OAuth error response. Descriptions are fixed texts chosen by this crate: they never
 /// echo a token, an assertion or a secret (SEC-10).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}: {description}", code.as_str())]
+///
+/// It keeps the error it was made from as its cause ([`OAuthError::cause`], also
+/// [`std::error::Error::source`]), for the server's log only: never in the body or a header.
+/// [`OAuthError::to_response`] attaches a copy of the whole error to the response as an `http`
+/// extension, so that a server logs the code and the cause without reading its own body back.
+/// Equality compares what goes on the wire, not the cause.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct OAuthError {
     /// The error code.
@@ -83,17 +34,45 @@ pub struct OAuthError {
     pub max_age: Option<u64>,
     /// `acr_values` for `insufficient_user_authentication` (RFC 9470 §3).
     pub acr_values: Option<String>,
-    /// Why, in more detail, for the server's log only: never in the body or a header. For
-    /// `invalid_client` it says what was wrong with the client's credentials, e.g. which
-    /// `token_endpoint_auth_method` the client is registered for (D-24).
-    /// [`OAuthError::to_response`] attaches it as an [`ErrorDetail`] response extension.
-    pub detail: Option<Cow<'static, str>>,
+    cause: Option<Cause>,
 }
 
-/// The [`OAuthError::detail`] of an error response, as an `http` response extension for the
-/// server's log (never sent to the client).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ErrorDetail(pub Cow<'static, str>);
+impl fmt::Debug for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthError")
+            .field("code", &self.code)
+            .field("description", &self.description)
+            .field("www_authenticate", &self.www_authenticate)
+            .field("max_age", &self.max_age)
+            .field("acr_values", &self.acr_values)
+            .field("cause", &self.cause.as_ref().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code, self.description)
+    }
+}
+
+impl StdError for OAuthError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.cause.as_deref().map(|c| c as &(dyn StdError + 'static))
+    }
+}
+
+impl PartialEq for OAuthError {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code
+            && self.description == other.description
+            && self.www_authenticate == other.www_authenticate
+            && self.max_age == other.max_age
+            && self.acr_values == other.acr_values
+    }
+}
+
+impl Eq for OAuthError {}
 
 impl OAuthError {
     /// An error with a description.
@@ -104,15 +83,46 @@ impl OAuthError {
             www_authenticate: None,
             max_age: None,
             acr_values: None,
-            detail: None,
+            cause: None,
         }
     }
 
-    /// Sets the [`OAuthError::detail`] for the server's log.
+    /// The response for a domain error: its [`ToErrorCode`] code and fixed description, with
+    /// the error itself kept as the cause for the log.
+    pub fn from_error<E>(error: E) -> Self
+    where
+        E: ToErrorCode + StdError + Send + Sync + 'static,
+    {
+        Self::new(error.error_code(), error.error_description()).with_cause(error)
+    }
+
+    /// Sets the cause, for the server's log only (never sent): an error value, or a text such
+    /// as why a client's credentials were refused (D-24).
     #[must_use]
-    pub fn with_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
+    pub fn with_cause(mut self, cause: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+        self.cause = Some(Arc::from(cause.into()));
         self
+    }
+
+    /// The cause, for the server's log only. Downcast it to the domain error it was made from,
+    /// e.g. `ema_grant::ClientAuthError`.
+    pub fn cause(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        self.cause.as_deref()
+    }
+
+    /// The cause and its own sources, joined with `: `, for a log line (empty when there is no
+    /// cause).
+    pub fn cause_chain(&self) -> String {
+        let mut out = String::new();
+        let mut next = self.cause().map(|c| c as &(dyn StdError + 'static));
+        while let Some(e) = next {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&e.to_string());
+            next = e.source();
+        }
+        out
     }
 
     /// `invalid_request`.
@@ -151,14 +161,13 @@ impl OAuthError {
         Value::Object(m)
     }
 
-    /// The HTTP response: status per [`ErrorCode::status`], JSON body, `Cache-Control: no-store`
-    /// (TX-15), and `WWW-Authenticate` when set. The [`OAuthError::detail`], if any, rides along
-    /// as an [`ErrorDetail`] extension for the server's log.
+    /// The HTTP response: status per [`ErrorCode::http_status`], JSON body,
+    /// `Cache-Control: no-store` (TX-15), and `WWW-Authenticate` when set. A copy of this error,
+    /// cause included, rides along as a response extension for the server's log
+    /// (`response.extensions().get::<OAuthError>()`); extensions are never sent.
     pub fn to_response(&self) -> Response<Vec<u8>> {
-        let mut resp = json_response(self.code.status(), &self.to_json());
-        if let Some(detail) = &self.detail {
-            resp.extensions_mut().insert(ErrorDetail(detail.clone()));
-        }
+        let mut resp = json_response(self.code.http_status(), &self.to_json());
+        resp.extensions_mut().insert(self.clone());
         if let Some(challenge) = self
             .www_authenticate
             .as_deref()
@@ -207,16 +216,19 @@ mod tests {
         assert_eq!(r.headers()["cache-control"], "no-store");
         let body: Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(body["error"], "invalid_client");
-        assert!(r.extensions().get::<ErrorDetail>().is_none());
+        let logged = r.extensions().get::<OAuthError>().unwrap();
+        assert_eq!((logged, logged.cause().is_none()), (&e, true));
     }
 
     #[test]
-    fn d24_detail_goes_to_the_log_extension_never_the_wire() {
+    fn d24_cause_goes_to_the_log_extension_never_the_wire() {
         let e = OAuthError::invalid_client("client authentication failed", "as")
-            .with_detail("client is registered for client_secret_basic");
+            .with_cause("client is registered for client_secret_basic");
         let r = e.to_response();
+        let logged = r.extensions().get::<OAuthError>().unwrap();
+        assert_eq!(logged.code, ErrorCode::InvalidClient);
         assert_eq!(
-            r.extensions().get::<ErrorDetail>().map(|d| d.0.as_ref()),
+            logged.cause().map(ToString::to_string).as_deref(),
             Some("client is registered for client_secret_basic")
         );
         let body = String::from_utf8(r.body().clone()).unwrap();
@@ -230,11 +242,35 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(ErrorCode::InvalidGrant.status(), 400);
-        assert_eq!(ErrorCode::TemporarilyUnavailable.status(), 503);
-        assert_eq!(ErrorCode::ServerError.status(), 500);
+        for (code, status) in [
+            (ErrorCode::InvalidGrant, 400),
+            (ErrorCode::TemporarilyUnavailable, 503),
+            (ErrorCode::ServerError, 500),
+            (ErrorCode::InvalidClient, 401),
+        ] {
+            assert_eq!(OAuthError::new(code, "x").to_response().status(), status);
+        }
         let mut e = OAuthError::new(ErrorCode::InsufficientUserAuthentication, "MFA required");
         e.max_age = Some(300);
         assert_eq!(e.to_json()["max_age"], 300);
+    }
+
+    /// A typed cause stays downcastable, and its own source is part of the log chain.
+    #[test]
+    fn the_cause_is_the_domain_error_with_its_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] std::fmt::Error);
+        let e = OAuthError::invalid_grant("refused").with_cause(Outer(std::fmt::Error));
+        assert!(e.cause().unwrap().downcast_ref::<Outer>().is_some());
+        assert!(StdError::source(&e).unwrap().is::<Outer>());
+        assert_eq!(
+            e.cause_chain(),
+            "outer: an error occurred when formatting an argument"
+        );
+        assert_eq!(OAuthError::invalid_grant("refused").cause_chain(), "");
+        // The cause is not part of equality: two refusals look the same on the wire.
+        assert_eq!(e, OAuthError::invalid_grant("refused"));
+        assert_eq!(e.to_string(), "invalid_grant: refused");
     }
 }

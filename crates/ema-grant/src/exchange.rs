@@ -7,16 +7,17 @@ use std::time::Duration;
 
 use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
 use ema_jose::{
-    AlgorithmSet, AudienceRule, Claims, HeaderPolicy, KeySource, ParseOptions, TimeOptions,
-    TokenKind, UnixTime, UnverifiedJwt,
+    AlgorithmSet, AudienceRule, ClaimError, Claims, HeaderError, HeaderPolicy, KeyLookupError,
+    KeySource, ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
+    VerifyError,
 };
-use ema_saml::{SamlAssertionValidator, SamlError};
+use ema_saml::SamlAssertionValidator;
 use http::Response;
 use serde_json::{Map, Value};
 
 use crate::client_auth::{AuthMethod, ClientRegistry};
 use crate::dpop::DpopValidator;
-use crate::error::{ErrorCode, OAuthError, json_response};
+use crate::error::{ErrorCode, OAuthError, ToErrorCode, json_response};
 use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
 use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
@@ -32,6 +33,72 @@ pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// The SAML 2.0 assertion subject type (TX-3; only with
 /// [`TokenExchangeGrant::with_saml_assertions`]).
 pub const SAML2_TOKEN_TYPE: &str = ema_saml::SAML2_TOKEN_TYPE;
+
+/// Why the subject ID token of a token exchange was refused (TX-4, D-1, D-3). Its
+/// [`ToErrorCode`] is `invalid_grant` for every way the token is bad, and
+/// `temporarily_unavailable` when the IdP's own keys cannot be consulted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubjectTokenError {
+    /// Not a well-formed signed JWT.
+    #[error("subject token is malformed")]
+    Malformed(#[source] ParseError),
+    /// The header is not an ID token's (SEC-5, TX-14: an ID-JAG or access token is refused).
+    #[error("subject token header refused")]
+    Header(#[source] HeaderError),
+    /// `iss` is not this IdP (TX-4).
+    #[error("subject token was not issued by this IdP")]
+    WrongIssuer,
+    /// No key of this IdP fits, or the key source could not be consulted.
+    #[error("no key for the subject token")]
+    Key(#[source] KeyLookupError),
+    /// The signature does not verify.
+    #[error("subject token signature refused")]
+    Signature(#[source] VerifyError),
+    /// Expired, not yet valid or too long-lived.
+    #[error("subject token validity refused")]
+    Time(#[source] ClaimError),
+    /// `aud` is malformed.
+    #[error("subject token audience is malformed")]
+    Audience(#[source] ClaimError),
+    /// `aud` (and `azp`) do not name the authenticated client (D-3).
+    #[error("subject token was not issued to this client")]
+    WrongClient,
+    /// No `sub`.
+    #[error("subject token has no subject")]
+    NoSubject(#[source] ClaimError),
+}
+
+impl ToErrorCode for SubjectTokenError {
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Key(k) if k.is_unavailable() => ErrorCode::TemporarilyUnavailable,
+            Self::Malformed(_)
+            | Self::Header(_)
+            | Self::WrongIssuer
+            | Self::Key(_)
+            | Self::Signature(_)
+            | Self::Time(_)
+            | Self::Audience(_)
+            | Self::WrongClient
+            | Self::NoSubject(_) => ErrorCode::InvalidGrant,
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "subject token is malformed",
+            Self::Header(_) => "subject token is not an acceptable ID token",
+            Self::WrongIssuer => "subject token was not issued by this IdP",
+            Self::Key(k) if k.is_unavailable() => "signing keys are unavailable; try again later",
+            Self::Key(_) | Self::Signature(_) => "subject token signature is invalid",
+            Self::Time(_) => "subject token expired",
+            Self::Audience(_) => "subject token audience is malformed",
+            Self::WrongClient => "subject token was not issued to this client",
+            Self::NoSubject(_) => "subject token has no subject",
+        }
+    }
+}
 
 /// An authorization server this IdP issues ID-JAGs for (TX-6, TX-7, JAG-4).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -479,42 +546,46 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         client: &ClientId,
         now: UnixTime,
     ) -> Result<Claims, OAuthError> {
-        // D-1: every way an ID token can be bad is `invalid_grant`.
-        let bad = |why: &'static str| OAuthError::invalid_grant(why);
-        let jwt = UnverifiedJwt::parse(token, &ParseOptions::new())
-            .map_err(|_| bad("subject token is malformed"))?;
+        self.check_id_token(token, client, now)
+            .await
+            .map_err(OAuthError::from_error)
+    }
+
+    async fn check_id_token(
+        &self,
+        token: &str,
+        client: &ClientId,
+        now: UnixTime,
+    ) -> Result<Claims, SubjectTokenError> {
+        // D-1: every way an ID token can be bad is `invalid_grant` (SubjectTokenError).
+        let jwt =
+            UnverifiedJwt::parse(token, &ParseOptions::new()).map_err(SubjectTokenError::Malformed)?;
         // SEC-5 / TX-14: an ID-JAG, access token or any other typed JWT is not an ID token.
         let policy = HeaderPolicy::for_kind(TokenKind::IdToken).with_algorithms(self.algorithms);
         let alg = policy
             .check(jwt.header())
-            .map_err(|_| bad("subject token is not an acceptable ID token"))?;
+            .map_err(SubjectTokenError::Header)?;
         // TX-4: issued by this IdP.
         let own = self.issuer.issuer().as_str();
         if jwt.unverified_claims().string("iss").ok().flatten() != Some(own) {
-            return Err(bad("subject token was not issued by this IdP"));
+            return Err(SubjectTokenError::WrongIssuer);
         }
         let key = self
             .id_token_keys
             .resolve(own, jwt.header().kid(), alg)
             .await
-            .map_err(|e| match e {
-                ema_jose::KeyLookupError::Unavailable { .. } => OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "signing keys are unavailable; try again later",
-                ),
-                _ => bad("subject token signature is invalid"),
-            })?;
+            .map_err(SubjectTokenError::Key)?;
         let verified = jwt
             .verify(&policy, &key)
-            .map_err(|_| bad("subject token signature is invalid"))?;
+            .map_err(SubjectTokenError::Signature)?;
         let claims = verified.into_claims();
         claims
             .check_validity(&self.id_token_time, now)
-            .map_err(|_| bad("subject token expired"))?;
+            .map_err(SubjectTokenError::Time)?;
         // D-3: `aud` is the client, or an array containing it with `azp` = client when >1.
         let aud = claims
             .audience(AudienceRule::AnyOf)
-            .map_err(|_| bad("subject token audience is malformed"))?;
+            .map_err(SubjectTokenError::Audience)?;
         let client_ok = match aud.as_slice() {
             [only] => *only == client.as_str(),
             many => {
@@ -523,11 +594,11 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             }
         };
         if !client_ok {
-            return Err(bad("subject token was not issued to this client"));
+            return Err(SubjectTokenError::WrongClient);
         }
         claims
             .required_string("sub")
-            .map_err(|_| bad("subject token has no subject"))?;
+            .map_err(SubjectTokenError::NoSubject)?;
         Ok(claims)
     }
 
@@ -539,30 +610,11 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         client: &ClientId,
         now: UnixTime,
     ) -> Result<(Claims, SamlOnce), OAuthError> {
-        // D-1: every way a subject assertion can be bad is `invalid_grant`.
+        // D-1: every way a subject assertion can be bad is `invalid_grant` (SamlError's
+        // ToErrorCode, beside the enum in ema-saml).
         let identity = validator
             .validate_base64url(token, client.as_str(), now)
-            .map_err(|e| {
-                OAuthError::invalid_grant(match e {
-                    SamlError::Expired { .. } => "subject token expired",
-                    SamlError::NotYetValid { .. } | SamlError::IssuedInFuture { .. } => {
-                        "subject token is not yet valid"
-                    }
-                    SamlError::AudienceMismatch { .. } => {
-                        "subject token was not issued to this client"
-                    }
-                    SamlError::IssuerMismatch { .. } => "subject token was not issued by this IdP",
-                    SamlError::Unsigned | SamlError::DigestMismatch | SamlError::BadSignature => {
-                        "subject token signature is invalid"
-                    }
-                    // TX-4 (RFC 7522 §3): the bearer confirmation names another endpoint.
-                    SamlError::RecipientMismatch
-                    | SamlError::Missing {
-                        element: "Recipient",
-                    } => "subject token is not for this token endpoint",
-                    _ => "subject token is not an acceptable SAML assertion",
-                })
-            })?;
+            .map_err(OAuthError::from_error)?;
         // SEC-1: kept until the assertion can no longer be accepted (its earliest
         // `NotOnOrAfter` plus the largest leeway).
         let once = SamlOnce {
@@ -607,7 +659,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         if client.method == AuthMethod::None {
             return Err(
                 OAuthError::invalid_client("client authentication is required", realm)
-                    .with_detail("token exchange needs an authenticated client, not a public one"),
+                    .with_cause("token exchange needs an authenticated client, not a public one"),
             );
         }
         if !client.client.allows(TOKEN_EXCHANGE) {
@@ -799,12 +851,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
                         "this SAML assertion was already used; obtain a new one from the IdP",
                     ));
                 }
-                Err(_) => {
-                    return Err(OAuthError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "replay detection is unavailable; try again later",
-                    ));
-                }
+                Err(e) => return Err(OAuthError::from_error(e)),
             }
         }
         let issued = self

@@ -36,6 +36,26 @@ pub enum FormError {
     Encoding,
 }
 
+impl ema_metadata::ToErrorCode for FormError {
+    /// Every form error is `invalid_request` (RFC 6749 §5.2).
+    fn error_code(&self) -> ema_metadata::ErrorCode {
+        match self {
+            Self::TooLarge { .. } | Self::TooManyParams | Self::Repeated { .. } | Self::Encoding => {
+                ema_metadata::ErrorCode::InvalidRequest
+            }
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::Repeated { .. } => "a request parameter is repeated",
+            Self::TooLarge { .. } => "request body too large",
+            Self::TooManyParams => "too many request parameters",
+            Self::Encoding => "request body is not valid form encoding",
+        }
+    }
+}
+
 /// A parsed form: unique names, decoded values. Empty values count as absent (RFC 6749 §3.1)
 /// but still count as occurrences for the repetition rule.
 ///
@@ -221,6 +241,32 @@ pub enum RequestError {
         /// The header name.
         name: &'static str,
     },
+}
+
+impl ema_metadata::ToErrorCode for RequestError {
+    /// A repeated or unreadable `DPoP` header is an invalid proof (RFC 9449 §4.3 check 1, §5:
+    /// `invalid_dpop_proof`; AS-17, TX-13); any other header problem is `invalid_request`.
+    fn error_code(&self) -> ema_metadata::ErrorCode {
+        match self {
+            Self::RepeatedHeader { name: "dpop" } | Self::InvalidHeader { name: "dpop" } => {
+                ema_metadata::ErrorCode::InvalidDpopProof
+            }
+            Self::RepeatedHeader { .. } | Self::InvalidHeader { .. } => {
+                ema_metadata::ErrorCode::InvalidRequest
+            }
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::RepeatedHeader { name: "dpop" } | Self::InvalidHeader { name: "dpop" } => {
+                "DPoP proof is invalid"
+            }
+            Self::RepeatedHeader { .. } | Self::InvalidHeader { .. } => {
+                "a request header is repeated or invalid"
+            }
+        }
+    }
 }
 
 impl fmt::Debug for TokenRequest<'_> {

@@ -113,112 +113,38 @@ pub struct JwtBearerGrant<K, S, R> {
     max_body: usize,
 }
 
-/// Maps a form error: a repeated parameter and bad encoding are `invalid_request`.
+/// Maps a form error ([`FormError`]'s [`ToErrorCode`](crate::ToErrorCode): `invalid_request`).
 pub(crate) fn form_error(e: &FormError) -> OAuthError {
-    match e {
-        FormError::Repeated { .. } => {
-            OAuthError::invalid_request("a request parameter is repeated")
-        }
-        FormError::TooLarge { .. } => OAuthError::invalid_request("request body too large"),
-        FormError::TooManyParams => OAuthError::invalid_request("too many request parameters"),
-        FormError::Encoding => {
-            OAuthError::invalid_request("request body is not valid form encoding")
-        }
-    }
+    OAuthError::from_error(e.clone())
 }
 
-/// Maps a client authentication failure (AS-20, D-11, D-24). Every failure to authenticate,
-/// malformed HTTP Basic credentials included, is 401 `invalid_client` with a `Basic` challenge;
-/// only request errors (two methods, `client_secret` without `client_id`, a wrong
-/// `client_assertion_type`, a `client_id` that contradicts the credentials) are
-/// `invalid_request`. The precise reason goes to [`OAuthError::detail`] for the log.
+/// Maps a client authentication failure by [`ClientAuthError`]'s [`ToErrorCode`](crate::ToErrorCode) (AS-20, D-11,
+/// D-24), adding the `Basic` challenge for `realm` to `invalid_client`. The error itself is the
+/// [`OAuthError::cause`], for the log.
 pub(crate) fn client_auth_error(e: &ClientAuthError, realm: &str) -> OAuthError {
-    let error = match e {
-        ClientAuthError::MultipleMethods => {
-            OAuthError::invalid_request("more than one client authentication method used")
-        }
-        ClientAuthError::Malformed => OAuthError::invalid_request("malformed client credentials"),
-        ClientAuthError::ClientIdMismatch => {
-            OAuthError::invalid_request("client_id does not match the authenticated client")
-        }
-        ClientAuthError::StoreUnavailable => OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "replay detection is unavailable; try again later",
-        ),
-        ClientAuthError::Missing => {
-            OAuthError::invalid_client("client authentication is required", realm)
-        }
-        // D-24: unreadable Basic credentials are a failed authentication, never a 400.
-        _ => OAuthError::invalid_client("client authentication failed", realm),
-    };
-    error.with_detail(e.to_string())
+    let error = OAuthError::from_error(e.clone());
+    if error.code == ErrorCode::InvalidClient {
+        let challenge = OAuthError::invalid_client(error.description.clone(), realm);
+        return challenge.with_cause(e.clone());
+    }
+    error
 }
 
 /// Maps a request whose headers cannot be read. A repeated or unreadable `DPoP` header is an
 /// invalid proof (RFC 9449 §4.3 check 1, §5: `invalid_dpop_proof`; AS-17, TX-13).
 pub fn request_error(e: &RequestError) -> OAuthError {
-    match e {
-        RequestError::RepeatedHeader { name: "dpop" }
-        | RequestError::InvalidHeader { name: "dpop" } => dpop_error(&DpopError::Malformed),
-        _ => OAuthError::invalid_request("a request header is repeated or invalid"),
-    }
+    OAuthError::from_error(e.clone())
 }
 
 /// Maps a DPoP failure (RFC 9449 §5).
 pub(crate) fn dpop_error(e: &DpopError) -> OAuthError {
-    match e {
-        DpopError::StoreUnavailable => OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "replay detection is unavailable; try again later",
-        ),
-        _ => OAuthError::new(ErrorCode::InvalidDpopProof, "DPoP proof is invalid"),
-    }
+    OAuthError::from_error(e.clone())
 }
 
-/// The one place ID-JAG validation failures become OAuth errors.
+/// Maps an ID-JAG validation failure by [`IdJagError`]'s [`ToErrorCode`](crate::ToErrorCode) (the one place its
+/// codes are chosen, beside the enum in `ema-id-jag`); the error is kept as the cause.
 pub fn id_jag_error(e: &IdJagError) -> OAuthError {
-    use ema_id_jag::{GrantScopeError as G, ResourceError as Re};
-    let grant = OAuthError::invalid_grant;
-    match e {
-        IdJagError::Malformed(_) => grant("assertion is not a well-formed signed JWT"),
-        IdJagError::Header(_) => grant("assertion header is not acceptable for an ID-JAG"),
-        IdJagError::UntrustedIssuer => grant("assertion issuer is not trusted"),
-        IdJagError::AlgorithmNotTrusted { .. } => {
-            grant("assertion algorithm is not accepted from this issuer")
-        }
-        IdJagError::Key(ema_jose::KeyLookupError::Unavailable { .. }) => OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "issuer keys are unavailable; try again later",
-        ),
-        IdJagError::Key(_) => grant("no key of the issuer verifies the assertion"),
-        IdJagError::Signature(_) => grant("assertion signature is invalid"),
-        IdJagError::Claims(_) => grant("assertion claims are missing or malformed"),
-        IdJagError::WrongAudience => grant("assertion audience is not this authorization server"),
-        IdJagError::Time(_) => grant("assertion is expired or not yet valid"),
-        IdJagError::ClientMismatch => grant("client_id does not match authenticated client"),
-        IdJagError::DpopRequired => grant("a DPoP proof is required"),
-        IdJagError::DpopMismatch => grant("DPoP key does not match the assertion's cnf"),
-        IdJagError::Resource(Re::NotGoverned { .. } | Re::NoneSelected) => {
-            grant("assertion resource is not governed by this authorization server")
-        }
-        IdJagError::Resource(_) => OAuthError::new(
-            ErrorCode::InvalidTarget,
-            "requested resource cannot be granted",
-        ),
-        IdJagError::TenantMismatch => grant("assertion tenant is not trusted"),
-        IdJagError::UnknownSubject => grant("subject is not known to this authorization server"),
-        IdJagError::SubjectUnavailable { .. } => OAuthError::new(
-            ErrorCode::TemporarilyUnavailable,
-            "subject directory is unavailable; try again later",
-        ),
-        IdJagError::Scope(G::UndefinedInIdJag { .. }) => {
-            grant("assertion carries a scope this resource does not define")
-        }
-        IdJagError::Scope(_) => {
-            OAuthError::new(ErrorCode::InvalidScope, "requested scope cannot be granted")
-        }
-        _ => grant("assertion refused"),
-    }
+    OAuthError::from_error(e.clone())
 }
 
 impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
@@ -352,12 +278,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
                     "this ID-JAG was already used; obtain a new one from the IdP",
                 ));
             }
-            Err(_) => {
-                return Err(OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    "replay detection is unavailable; try again later",
-                ));
-            }
+            Err(e) => return Err(OAuthError::from_error(e)),
         }
         // (16) the access token: audience = the selected resource (AS-11), the principal's
         // attributes for the tool-call layer, DPoP binding when proven (D-17).

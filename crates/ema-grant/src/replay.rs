@@ -75,6 +75,25 @@ pub enum ReplayError {
     Full,
 }
 
+impl ema_metadata::ToErrorCode for ReplayError {
+    /// The endpoint fails closed: `temporarily_unavailable` (HTTP 503).
+    fn error_code(&self) -> ema_metadata::ErrorCode {
+        match self {
+            Self::Unavailable { .. } | Self::Full => {
+                ema_metadata::ErrorCode::TemporarilyUnavailable
+            }
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::Unavailable { .. } | Self::Full => {
+                "replay detection is unavailable; try again later"
+            }
+        }
+    }
+}
+
 /// Whether a key was new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {

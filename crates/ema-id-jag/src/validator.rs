@@ -6,6 +6,8 @@ use ema_jose::{
     ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt, VerifyError,
 };
 
+use ema_metadata::ErrorCode;
+
 use crate::claims::{IdJagClaims, IdJagClaimsError};
 use crate::ids::{ClientId, Issuer, Resource, ScopeSet};
 use crate::subject::{LocalSubject, SubjectError, SubjectResolver};
@@ -78,8 +80,9 @@ pub struct IdJag {
     pub subject: LocalSubject,
 }
 
-/// Why an ID-JAG was refused. The token endpoint maps each variant to an OAuth error code
-/// (nearly all `invalid_grant`; see `ema-grant`).
+/// Why an ID-JAG was refused. Each variant maps to an OAuth error code by
+/// [`ToErrorCode`](ema_metadata::ToErrorCode) (nearly all `invalid_grant`), which the token
+/// endpoint answers with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdJagError {
@@ -143,6 +146,86 @@ pub enum IdJagError {
     /// Step 14: scope computation failed (D-5, D-20, D-21).
     #[error(transparent)]
     Scope(GrantScopeError),
+}
+
+impl ema_metadata::ToErrorCode for IdJagError {
+    /// `invalid_grant` for every way the assertion itself is bad (AS-3..AS-8), `invalid_target`
+    /// for a resource it names but may not be granted (D-4), `invalid_scope` for a scope request
+    /// that cannot be met (D-5), `temporarily_unavailable` when the issuer's keys or the subject
+    /// directory cannot be consulted (fail closed).
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Key(k) if k.is_unavailable() => ErrorCode::TemporarilyUnavailable,
+            Self::SubjectUnavailable { .. } => ErrorCode::TemporarilyUnavailable,
+            Self::Resource(
+                ResourceError::NotInIdJag
+                | ResourceError::UnknownRequested
+                | ResourceError::Ambiguous,
+            ) => ErrorCode::InvalidTarget,
+            Self::Scope(
+                GrantScopeError::NotInIdJag { .. }
+                | GrantScopeError::UndefinedRequested { .. }
+                | GrantScopeError::Empty,
+            ) => ErrorCode::InvalidScope,
+            Self::Malformed(_)
+            | Self::Header(_)
+            | Self::UntrustedIssuer
+            | Self::AlgorithmNotTrusted { .. }
+            | Self::Key(_)
+            | Self::Signature(_)
+            | Self::Claims(_)
+            | Self::WrongAudience
+            | Self::Time(_)
+            | Self::ClientMismatch
+            | Self::DpopRequired
+            | Self::DpopMismatch
+            | Self::Resource(ResourceError::NotGoverned { .. } | ResourceError::NoneSelected)
+            | Self::TenantMismatch
+            | Self::UnknownSubject
+            | Self::Scope(GrantScopeError::UndefinedInIdJag { .. }) => ErrorCode::InvalidGrant,
+        }
+    }
+
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "assertion is not a well-formed signed JWT",
+            Self::Header(_) => "assertion header is not acceptable for an ID-JAG",
+            Self::UntrustedIssuer => "assertion issuer is not trusted",
+            Self::AlgorithmNotTrusted { .. } => {
+                "assertion algorithm is not accepted from this issuer"
+            }
+            Self::Key(k) if k.is_unavailable() => "issuer keys are unavailable; try again later",
+            Self::Key(_) => "no key of the issuer verifies the assertion",
+            Self::Signature(_) => "assertion signature is invalid",
+            Self::Claims(_) => "assertion claims are missing or malformed",
+            Self::WrongAudience => "assertion audience is not this authorization server",
+            Self::Time(_) => "assertion is expired or not yet valid",
+            Self::ClientMismatch => "client_id does not match authenticated client",
+            Self::DpopRequired => "a DPoP proof is required",
+            Self::DpopMismatch => "DPoP key does not match the assertion's cnf",
+            Self::Resource(ResourceError::NotGoverned { .. } | ResourceError::NoneSelected) => {
+                "assertion resource is not governed by this authorization server"
+            }
+            Self::Resource(
+                ResourceError::NotInIdJag
+                | ResourceError::UnknownRequested
+                | ResourceError::Ambiguous,
+            ) => "requested resource cannot be granted",
+            Self::TenantMismatch => "assertion tenant is not trusted",
+            Self::UnknownSubject => "subject is not known to this authorization server",
+            Self::SubjectUnavailable { .. } => {
+                "subject directory is unavailable; try again later"
+            }
+            Self::Scope(GrantScopeError::UndefinedInIdJag { .. }) => {
+                "assertion carries a scope this resource does not define"
+            }
+            Self::Scope(
+                GrantScopeError::NotInIdJag { .. }
+                | GrantScopeError::UndefinedRequested { .. }
+                | GrantScopeError::Empty,
+            ) => "requested scope cannot be granted",
+        }
+    }
 }
 
 /// Validates ID-JAGs for one authorization server.

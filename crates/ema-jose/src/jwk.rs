@@ -685,6 +685,21 @@ pub enum KeyLookupError {
     },
 }
 
+impl KeyLookupError {
+    /// Whether the key source could not be consulted (a transient failure: the caller answers
+    /// "try again later", e.g. OAuth `temporarily_unavailable`) rather than refusing the token.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable { .. } => true,
+            Self::UnknownIssuer { .. }
+            | Self::UnknownKid { .. }
+            | Self::Unusable { .. }
+            | Self::KidRequired { .. }
+            | Self::NoMatchingKey { .. } => false,
+        }
+    }
+}
+
 /// One JWKS entry as read: its `kid`, if readable, and the key or why it is unusable.
 type Entry = (Option<String>, Result<Arc<VerifyingKey>, JwkError>);
 

@@ -49,8 +49,11 @@
 //! claims.check_validity(&TimeOptions::new(), now)?;
 //! claims.check_audience("https://as.example", AudienceRule::Single)?;
 //! assert_eq!(claims.required_string("sub")?, "u1");
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), ema_jose::Error>(())
 //! ```
+//!
+//! Every step's error converts into the umbrella [`Error`] with `?`; match on the step's own
+//! type where a caller must react to one failure.
 //!
 //! # Features
 //!
@@ -59,6 +62,7 @@
 mod alg;
 mod b64;
 mod claims;
+mod error;
 mod json;
 mod jwk;
 mod jws;
@@ -70,6 +74,7 @@ mod time;
 
 pub use alg::{Algorithm, AlgorithmSet};
 pub use claims::{AudienceRule, ClaimError, Claims};
+pub use error::Error;
 pub use json::{JsonError, parse_object as parse_json_object};
 pub use jwk::{
     Curve, JwkError, JwkSet, JwksError, KeyLookupError, KeyType, MAX_JWKS_KEYS, MAX_JWKS_LEN,

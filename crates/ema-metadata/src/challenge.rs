@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::ErrorCode;
+
 /// One challenge: a scheme with either auth-params or a token68.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
@@ -49,6 +51,18 @@ impl Challenge {
     pub fn param(mut self, name: &str, value: impl Into<String>) -> Self {
         self.params.push((name.to_ascii_lowercase(), value.into()));
         self
+    }
+
+    /// Adds the `error` parameter (RFC 6750 §3, e.g. [`ErrorCode::InvalidToken`]).
+    #[must_use]
+    pub fn error(self, code: &ErrorCode) -> Self {
+        self.param("error", code.as_str())
+    }
+
+    /// The `error` parameter as a code: `None` when it is absent or not a valid OAuth error
+    /// code; a code this crate does not name is [`ErrorCode::Other`].
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.get("error").and_then(|e| ErrorCode::parse(e).ok())
     }
 
     /// The scheme as written.
@@ -275,7 +289,7 @@ mod tests {
     #[test]
     fn builds_rs1_and_rs6_challenges() {
         let c = Challenge::bearer()
-            .param("error", "insufficient_scope")
+            .error(&ErrorCode::InsufficientScope)
             .param("scope", "tasks.write")
             .param(
                 "resource_metadata",
@@ -312,6 +326,8 @@ mod tests {
     fn token_values_token68_and_bare_schemes() {
         let cs = parse_challenges("Bearer error=invalid_token, Negotiate abc+/==, Basic").unwrap();
         assert_eq!(cs[0].get("error"), Some("invalid_token"));
+        assert_eq!(cs[0].error_code(), Some(ErrorCode::InvalidToken));
+        assert_eq!(cs[2].error_code(), None);
         assert_eq!(cs[1].token68(), Some("abc+/=="));
         assert_eq!(cs[2].scheme(), "Basic");
         assert_eq!(
@@ -319,6 +335,26 @@ mod tests {
             vec![Challenge::bearer()]
         );
         assert_eq!(parse_challenges("").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rfc6750_error_codes_from_challenges() {
+        let parse = |v: &str| find_challenge(v, "Bearer").unwrap().unwrap().error_code();
+        assert_eq!(
+            parse(r#"Bearer error="insufficient_scope", scope="a""#),
+            Some(ErrorCode::InsufficientScope)
+        );
+        assert_eq!(
+            parse(r#"Bearer error="invalid_request""#),
+            Some(ErrorCode::InvalidRequest)
+        );
+        // An unknown code is kept; a value outside the RFC 6749 character set is no code.
+        assert_eq!(
+            parse(r#"Bearer error="use_dpop_nonce""#).map(|c| c.as_str().to_owned()),
+            Some("use_dpop_nonce".to_owned())
+        );
+        assert_eq!(parse(r#"Bearer error="a\"b""#), None);
+        assert_eq!(parse(r#"Bearer realm="x""#), None);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //! - Well-known URLs: path insertion and the discovery orders of CL-1 and CL-2.
 //! - `WWW-Authenticate` challenges, built by servers (RS-1, RS-6) and parsed by clients,
 //!   several per header.
+//! - [`ErrorCode`]: the OAuth error codes of token endpoints and of `Bearer` challenges, one
+//!   vocabulary for servers and clients (unknown codes are kept, [`ErrorCode::Other`]), and
+//!   [`ToErrorCode`], which each crate implements for its domain errors.
 //! - [`UrlPolicy`]: `https` only, with a named opt-in for loopback `http` in development.
 //!
 //! Unknown metadata members are preserved; documents are parsed strictly (no duplicate members,
@@ -45,10 +48,12 @@
 
 mod challenge;
 mod documents;
+mod error_code;
 mod url_policy;
 mod wellknown;
 
 pub use challenge::{Challenge, ChallengeError, find_challenge, parse_challenges};
+pub use error_code::{ErrorCode, ErrorCodeError, ToErrorCode, UnknownErrorCode};
 pub use documents::{
     AuthorizationServerMetadata, ID_JAG_PROFILE, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT,
     MAX_DOCUMENT_LEN, MetadataError, ProtectedResourceMetadata, TOKEN_EXCHANGE_GRANT,

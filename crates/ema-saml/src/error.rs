@@ -1,11 +1,13 @@
 //! The one error type of this crate.
 
 use ema_jose::UnixTime;
+use ema_metadata::{ErrorCode, ToErrorCode};
 
 /// Why a SAML assertion was refused, or could not be signed.
 ///
-/// Every variant means the assertion must not be trusted; at a token endpoint each one becomes
-/// `invalid_grant` (D-1). No variant carries the assertion's subject or attribute values.
+/// Every variant means the assertion must not be trusted; at a token endpoint each refusal
+/// becomes `invalid_grant` (D-1) by [`ToErrorCode`], and [`SamlError::Signing`] (our own
+/// failure to sign) `server_error`. No variant carries the assertion's subject or attribute values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SamlError {
@@ -224,4 +226,216 @@ pub enum SamlError {
     /// Signing failed (the key's algorithm has no XML-DSig counterpart, or crypto failed).
     #[error("the assertion could not be signed")]
     Signing,
+}
+
+impl ToErrorCode for SamlError {
+    /// D-1: every way a subject assertion can be bad is `invalid_grant`; only a failure to sign
+    /// one ourselves is `server_error`.
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::Signing => ErrorCode::ServerError,
+            Self::TooLarge { .. }
+            | Self::Base64
+            | Self::NotUtf8
+            | Self::Xml { .. }
+            | Self::Dtd
+            | Self::TooDeep { .. }
+            | Self::TooManyAttributes { .. }
+            | Self::TooManyNamespaces { .. }
+            | Self::CommentOrProcessingInstruction
+            | Self::NotAnAssertion
+            | Self::Encrypted { .. }
+            | Self::WrongVersion
+            | Self::NestedAssertion
+            | Self::DuplicateId
+            | Self::Unsigned
+            | Self::MultipleSignatures
+            | Self::SignatureMisplaced
+            | Self::MalformedSignature { .. }
+            | Self::ReferenceCount { .. }
+            | Self::ReferenceMismatch
+            | Self::UnsupportedAlgorithm { .. }
+            | Self::PrefixListTooLong { .. }
+            | Self::PrefixNotInScope
+            | Self::CanonicalTooLarge { .. }
+            | Self::DigestMismatch
+            | Self::BadSignature
+            | Self::IssuerMismatch { .. }
+            | Self::Missing { .. }
+            | Self::Duplicate { .. }
+            | Self::UnexpectedContent { .. }
+            | Self::BadDateTime { .. }
+            | Self::NotYetValid { .. }
+            | Self::Expired { .. }
+            | Self::IssuedInFuture { .. }
+            | Self::BadLifetime { .. }
+            | Self::AuthnInstant { .. }
+            | Self::NoBearerConfirmation
+            | Self::RecipientMismatch
+            | Self::AudienceMismatch { .. } => ErrorCode::InvalidGrant,
+        }
+    }
+
+    /// The text a token endpoint sends for a SAML subject token (TX-3, TX-4).
+    fn error_description(&self) -> &'static str {
+        match self {
+            Self::Expired { .. } => "subject token expired",
+            Self::NotYetValid { .. } | Self::IssuedInFuture { .. } => {
+                "subject token is not yet valid"
+            }
+            Self::AudienceMismatch { .. } => "subject token was not issued to this client",
+            Self::IssuerMismatch { .. } => "subject token was not issued by this IdP",
+            Self::Unsigned | Self::DigestMismatch | Self::BadSignature => {
+                "subject token signature is invalid"
+            }
+            // TX-4 (RFC 7522 §3): the bearer confirmation names another endpoint.
+            Self::RecipientMismatch
+            | Self::Missing {
+                element: "Recipient",
+            } => "subject token is not for this token endpoint",
+            Self::Signing => "the assertion could not be signed",
+            Self::TooLarge { .. }
+            | Self::Base64
+            | Self::NotUtf8
+            | Self::Xml { .. }
+            | Self::Dtd
+            | Self::TooDeep { .. }
+            | Self::TooManyAttributes { .. }
+            | Self::TooManyNamespaces { .. }
+            | Self::CommentOrProcessingInstruction
+            | Self::NotAnAssertion
+            | Self::Encrypted { .. }
+            | Self::WrongVersion
+            | Self::NestedAssertion
+            | Self::DuplicateId
+            | Self::MultipleSignatures
+            | Self::SignatureMisplaced
+            | Self::MalformedSignature { .. }
+            | Self::ReferenceCount { .. }
+            | Self::ReferenceMismatch
+            | Self::UnsupportedAlgorithm { .. }
+            | Self::PrefixListTooLong { .. }
+            | Self::PrefixNotInScope
+            | Self::CanonicalTooLarge { .. }
+            | Self::Missing { .. }
+            | Self::Duplicate { .. }
+            | Self::UnexpectedContent { .. }
+            | Self::BadDateTime { .. }
+            | Self::BadLifetime { .. }
+            | Self::AuthnInstant { .. }
+            | Self::NoBearerConfirmation => "subject token is not an acceptable SAML assertion",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// D-1: a table of every variant, constructed, with its code and text.
+    #[test]
+    fn d1_every_saml_refusal_is_invalid_grant() {
+        let t = UnixTime::from_secs(1);
+        let refused = |s: &'static str| (ErrorCode::InvalidGrant, s);
+        let generic = refused("subject token is not an acceptable SAML assertion");
+        let table: Vec<(SamlError, (ErrorCode, &str))> = vec![
+            (SamlError::TooLarge { len: 2, max: 1 }, generic.clone()),
+            (SamlError::Base64, generic.clone()),
+            (SamlError::NotUtf8, generic.clone()),
+            (SamlError::Xml { reason: "x".into() }, generic.clone()),
+            (SamlError::Dtd, generic.clone()),
+            (SamlError::TooDeep { max: 1 }, generic.clone()),
+            (SamlError::TooManyAttributes { max: 1 }, generic.clone()),
+            (SamlError::TooManyNamespaces { max: 1 }, generic.clone()),
+            (SamlError::CommentOrProcessingInstruction, generic.clone()),
+            (SamlError::NotAnAssertion, generic.clone()),
+            (SamlError::Encrypted { element: "Assertion" }, generic.clone()),
+            (SamlError::WrongVersion, generic.clone()),
+            (SamlError::NestedAssertion, generic.clone()),
+            (SamlError::DuplicateId, generic.clone()),
+            (SamlError::Unsigned, refused("subject token signature is invalid")),
+            (SamlError::MultipleSignatures, generic.clone()),
+            (SamlError::SignatureMisplaced, generic.clone()),
+            (SamlError::MalformedSignature { reason: "x" }, generic.clone()),
+            (SamlError::ReferenceCount { count: 2 }, generic.clone()),
+            (SamlError::ReferenceMismatch, generic.clone()),
+            (
+                SamlError::UnsupportedAlgorithm {
+                    kind: "digest",
+                    uri: "sha1".into(),
+                },
+                generic.clone(),
+            ),
+            (SamlError::PrefixListTooLong { count: 2, max: 1 }, generic.clone()),
+            (SamlError::PrefixNotInScope, generic.clone()),
+            (SamlError::CanonicalTooLarge { max: 1 }, generic.clone()),
+            (SamlError::DigestMismatch, refused("subject token signature is invalid")),
+            (SamlError::BadSignature, refused("subject token signature is invalid")),
+            (
+                SamlError::IssuerMismatch {
+                    found: "a".into(),
+                    expected: "b".into(),
+                },
+                refused("subject token was not issued by this IdP"),
+            ),
+            (SamlError::Missing { element: "Issuer" }, generic.clone()),
+            (
+                SamlError::Missing {
+                    element: "Recipient",
+                },
+                refused("subject token is not for this token endpoint"),
+            ),
+            (SamlError::Duplicate { element: "Issuer" }, generic.clone()),
+            (SamlError::UnexpectedContent { element: "Issuer" }, generic.clone()),
+            (SamlError::BadDateTime { attribute: "IssueInstant" }, generic.clone()),
+            (
+                SamlError::NotYetValid {
+                    element: "Conditions",
+                    not_before: t,
+                    now: t,
+                },
+                refused("subject token is not yet valid"),
+            ),
+            (
+                SamlError::Expired {
+                    element: "Conditions",
+                    not_on_or_after: t,
+                    now: t,
+                },
+                refused("subject token expired"),
+            ),
+            (
+                SamlError::IssuedInFuture { issued: t, now: t },
+                refused("subject token is not yet valid"),
+            ),
+            (SamlError::BadLifetime { lifetime: 0, max: 1 }, generic.clone()),
+            (
+                SamlError::AuthnInstant {
+                    authn_instant: t,
+                    now: t,
+                },
+                generic.clone(),
+            ),
+            (SamlError::NoBearerConfirmation, generic.clone()),
+            (
+                SamlError::RecipientMismatch,
+                refused("subject token is not for this token endpoint"),
+            ),
+            (
+                SamlError::AudienceMismatch {
+                    client_id: "c".into(),
+                },
+                refused("subject token was not issued to this client"),
+            ),
+            (
+                SamlError::Signing,
+                (ErrorCode::ServerError, "the assertion could not be signed"),
+            ),
+        ];
+        assert_eq!(table.len(), 41, "each variant once, `Missing` twice");
+        for (error, (code, description)) in table {
+            assert_eq!(error.error_code(), code, "{error:?}");
+            assert_eq!(error.error_description(), description, "{error:?}");
+        }
+    }
 }

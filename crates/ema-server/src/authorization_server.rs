@@ -97,21 +97,18 @@ where
     into_axum(response)
 }
 
-/// Logs a token endpoint outcome: status, error code and the grant's log-only reason
-/// ([`ema_grant::ErrorDetail`], e.g. which `token_endpoint_auth_method` a client is registered
-/// for, D-24), never the body's tokens.
+/// Logs a token endpoint outcome: status, and for a refusal the error code and the cause the
+/// grant kept for the log (the [`ema_grant::OAuthError`] the response carries as an extension,
+/// e.g. which `token_endpoint_auth_method` a client is registered for, D-24), never the body's
+/// tokens and never by reading the body back.
 pub(crate) fn log_outcome(grant: &'static str, response: &http::Response<Vec<u8>>) {
+    let status = response.status().as_u16();
     if response.status().is_success() {
-        tracing::info!(grant, status = response.status().as_u16(), "token issued");
+        tracing::info!(grant, status, "token issued");
+    } else if let Some(error) = response.extensions().get::<ema_grant::OAuthError>() {
+        let reason = error.cause_chain();
+        tracing::info!(grant, status, error = %error.code, reason, "token request refused");
     } else {
-        let code = serde_json::from_slice::<serde_json::Value>(response.body())
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or_default();
-        let reason = response
-            .extensions()
-            .get::<ema_grant::ErrorDetail>()
-            .map_or("", |d| d.0.as_ref());
-        tracing::info!(grant, status = response.status().as_u16(), error = %code, reason, "token request refused");
+        tracing::info!(grant, status, "token request refused");
     }
 }

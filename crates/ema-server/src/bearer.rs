@@ -16,12 +16,12 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ema_client::{FetchPolicy, HttpFetcher, RemoteJwks};
-use ema_grant::{AccessTokenError, AccessTokenValidator, DpopValidator, InMemoryReplayStore};
+use ema_grant::{AccessTokenValidator, DpopValidator, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
     AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, StaticKeySource, SystemClock,
 };
-use ema_metadata::{Challenge, ProtectedResourceMetadata};
+use ema_metadata::{Challenge, ErrorCode, ProtectedResourceMetadata, ToErrorCode};
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
@@ -336,7 +336,7 @@ impl BearerAuth {
         self.0.reject(
             StatusCode::FORBIDDEN,
             Some((
-                "insufficient_scope",
+                ErrorCode::InsufficientScope,
                 "the access token lacks a required scope",
             )),
             Some(scopes.to_string()),
@@ -614,12 +614,10 @@ impl Inner {
         Some(sets)
     }
 
-    fn challenge(&self, error: Option<(&str, &str)>, scope: Option<String>) -> Challenge {
+    fn challenge(&self, error: Option<&(ErrorCode, &str)>, scope: Option<String>) -> Challenge {
         let mut c = Challenge::bearer();
         if let Some((code, description)) = error {
-            c = c
-                .param("error", code)
-                .param("error_description", description);
+            c = c.error(code).param("error_description", *description);
         }
         let scope =
             scope.or_else(|| (!self.required.is_empty()).then(|| self.required.to_string()));
@@ -629,20 +627,25 @@ impl Inner {
         c.param("resource_metadata", self.resource_metadata.as_str())
     }
 
+    /// A refusal: `status`, a JSON body with the code, and the `Bearer` challenge (RFC 6750
+    /// §3) for the bearer codes and for a request without credentials (no code, RS-1). A
+    /// `temporarily_unavailable` answer (503) carries no challenge: the token was not judged.
     fn reject(
         &self,
         status: StatusCode,
-        error: Option<(&'static str, &'static str)>,
+        error: Option<(ErrorCode, &'static str)>,
         scope: Option<String>,
     ) -> Response {
-        let challenge = self.challenge(error, scope);
-        let body = match error {
+        let challenge = match &error {
+            Some((ErrorCode::TemporarilyUnavailable, _)) => None,
+            error => Some(self.challenge(error.as_ref(), scope)),
+        };
+        let body = match &error {
             Some((code, description)) => {
-                serde_json::json!({"error": code, "error_description": description})
+                serde_json::json!({"error": code.as_str(), "error_description": description})
             }
-            None => {
-                serde_json::json!({"error": "unauthorized", "error_description": "an access token is required"})
-            }
+            // RFC 6750 §3.1: no error code when the request carries no credentials.
+            None => serde_json::json!({"error_description": "an access token is required"}),
         };
         let mut resp = (status, body.to_string()).into_response();
         let headers = resp.headers_mut();
@@ -651,7 +654,7 @@ impl Inner {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Ok(v) = HeaderValue::from_str(&challenge.to_string()) {
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c.to_string()).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
         resp
@@ -682,7 +685,7 @@ impl Inner {
             (Some(_), Some(_)) => {
                 return Err(self.reject(
                     StatusCode::BAD_REQUEST,
-                    Some(("invalid_request", "more than one Authorization header")),
+                    Some((ErrorCode::InvalidRequest, "more than one Authorization header")),
                     None,
                 ));
             }
@@ -690,7 +693,7 @@ impl Inner {
         let invalid = |description| {
             self.reject(
                 StatusCode::UNAUTHORIZED,
-                Some(("invalid_token", description)),
+                Some((ErrorCode::InvalidToken, description)),
                 None,
             )
         };
@@ -717,16 +720,12 @@ impl Inner {
             Some(hit) => hit,
             None => {
                 // RS-2, RS-3, RS-4: signature, issuer, audience = this resource, time, `typ`.
+                // The code and text come from AccessTokenError's exhaustive ToErrorCode:
+                // `invalid_token`, or 503 when the keys cannot be consulted (fail closed).
                 let claims = self.validator.validate(token, now).await.map_err(|e| {
-                    invalid(match e {
-                        AccessTokenError::WrongAudience => {
-                            "the access token is not for this resource"
-                        }
-                        AccessTokenError::Claims(ema_jose::ClaimError::Time(_)) => {
-                            "the access token expired"
-                        }
-                        _ => "the access token is invalid",
-                    })
+                    let code = e.error_code();
+                    tracing::debug!(error = %code, reason = %e, "access token refused");
+                    self.reject(code.http_status(), Some((code, e.error_description())), None)
                 })?;
                 let claims = Principal::new(claims);
                 if self.cache.capacity > 0 {
@@ -766,7 +765,7 @@ impl Inner {
             return Err(self.reject(
                 StatusCode::FORBIDDEN,
                 Some((
-                    "insufficient_scope",
+                    ErrorCode::InsufficientScope,
                     "the access token lacks a required scope",
                 )),
                 needed(),
@@ -801,7 +800,7 @@ impl BearerAuth {
                     return Err(auth.reject(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         Some((
-                            "invalid_request",
+                            ErrorCode::InvalidRequest,
                             "the request body is too large or unreadable",
                         )),
                         None,
@@ -820,7 +819,7 @@ impl BearerAuth {
                     return Err(auth.reject(
                         StatusCode::BAD_REQUEST,
                         Some((
-                            "invalid_request",
+                            ErrorCode::InvalidRequest,
                             "a JSON-RPC message names its method, params or tool twice",
                         )),
                         None,

@@ -18,9 +18,12 @@ pub(crate) async fn read_request(
     match axum::body::to_bytes(body, ema_grant::form::DEFAULT_MAX_BODY).await {
         Ok(bytes) => Ok(http::Request::from_parts(parts, bytes)),
         Err(e) => {
-            let too_large = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
+            // The limit error sits somewhere in the source chain (never matched by its text).
+            let too_large = std::iter::successors(
+                Some(&e as &(dyn std::error::Error + 'static)),
+                |e| e.source(),
+            )
+            .any(|s| s.is::<http_body_util::LengthLimitError>());
             let mut resp = oauth_error(
                 ErrorCode::InvalidRequest,
                 "request body too large or unreadable",

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use ema_client::{
-    ClientCredentials, EmaError, FetchError, FetchPolicy, Hop, IdJagCheckError, JwtBearerError,
-    LEGACY_ID_JAG_TOKEN_TYPE, Recovery, TokenExchangeError,
+    ClientCredentials, EmaError, ErrorCode, FetchError, FetchPolicy, Hop, IdJagCheckError,
+    JwtBearerError, LEGACY_ID_JAG_TOKEN_TYPE, Recovery, TokenExchangeError,
 };
 use ema_grant::Form;
 use serde_json::json;
@@ -164,7 +164,8 @@ async fn d2_idp_access_denied_surfaces_and_cl8_never_goes_interactive() {
     assert_eq!(err.hop(), Hop::TokenExchange);
     let oauth = err.oauth_error().unwrap();
     assert_eq!(oauth.status, 400);
-    assert!(oauth.is("access_denied"), "{oauth}");
+    assert!(oauth.is(&ErrorCode::AccessDenied), "{oauth}");
+    assert_eq!(err.oauth_code(), Some(ErrorCode::AccessDenied));
     assert!(oauth.error_description.is_some());
     // CL-8: no authorization endpoint, no jwt-bearer, no retry: one exchange and done.
     let log = world.log.lock().unwrap();
@@ -199,7 +200,7 @@ async fn d2_invalid_target_from_the_idp() {
         .unwrap();
     let err = session.access_token().await.unwrap_err();
     assert_eq!(err.hop(), Hop::TokenExchange);
-    assert!(err.oauth_error().unwrap().is("invalid_target"), "{err}");
+    assert_eq!(err.oauth_code(), Some(ErrorCode::InvalidTarget), "{err}");
 }
 
 #[tokio::test]
@@ -214,10 +215,42 @@ async fn d1_bad_id_token_is_invalid_grant_at_the_idp() {
         .await
         .unwrap();
     let err = session.access_token().await.unwrap_err();
-    assert!(err.oauth_error().unwrap().is("invalid_grant"), "{err}");
+    assert_eq!(err.oauth_code(), Some(ErrorCode::InvalidGrant), "{err}");
     // D-1 / CL-9: the caller is told to get a new ID token, not to go interactive (CL-8).
     assert!(err.needs_new_id_token());
     assert_eq!(world.hits("as POST"), 0);
+}
+
+/// A code this library has no name for is kept as `ErrorCode::Other`, with its text; a
+/// malformed one is no code (RFC 6749 §5.2 characters), and the status stays.
+#[tokio::test]
+async fn unknown_oauth_error_codes_are_kept() {
+    for (body, expected) in [
+        (
+            json!({"error": "slow_down", "error_description": "later"}),
+            Some("slow_down"),
+        ),
+        (json!({"error": "bad\"code"}), None),
+        // Positive control: a known code parses to its variant.
+        (json!({"error": "access_denied"}), Some("access_denied")),
+    ] {
+        let world = World::start(|k| k.idp = Some(IdpOverride::Fixed(400, body.clone()))).await;
+        let session = world
+            .client()
+            .session(&world.server_url(), world.id_token())
+            .await
+            .unwrap();
+        let err = session.access_token().await.unwrap_err();
+        let code = err.oauth_code();
+        assert_eq!(code.as_ref().map(ErrorCode::as_str), expected, "{body}");
+        match &code {
+            Some(ErrorCode::AccessDenied) => assert_eq!(expected, Some("access_denied")),
+            Some(ErrorCode::Other(other)) => assert_eq!(Some(other.as_str()), expected),
+            other => assert_eq!(*other, None, "{body}"),
+        }
+        assert_eq!(err.oauth_error().unwrap().status, 400);
+        assert!(!err.needs_new_id_token());
+    }
 }
 
 #[tokio::test]
@@ -425,8 +458,8 @@ async fn jwt_bearer_rejection_names_hop_3() {
     assert_eq!(err.hop(), Hop::JwtBearer);
     let oauth = err.oauth_error().unwrap();
     assert_eq!(
-        (oauth.status, oauth.error.as_deref()),
-        (401, Some("invalid_client"))
+        (oauth.status, oauth.oauth_code()),
+        (401, Some(&ErrorCode::InvalidClient))
     );
     // Display says which hop and why; no secret anywhere.
     let text = format!("{err} {err:?}");
