@@ -479,6 +479,9 @@ mod tests {
             required: "a".into(),
         });
         assert_eq!(scope.oauth_code(), Some(ErrorCode::InsufficientScope));
-        assert_eq!(EmaError::from(McpAuthError::Unauthorized).oauth_code(), None);
+        assert_eq!(
+            EmaError::from(McpAuthError::Unauthorized).oauth_code(),
+            None
+        );
     }
 }

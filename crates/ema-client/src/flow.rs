@@ -10,8 +10,7 @@ use ema_jose::{
     AudienceRule, Clock, ParseOptions, SystemClock, UnixTime, UnverifiedJwt, typ, typ_matches,
 };
 use ema_metadata::{
-    Challenge, ErrorCode, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT,
-    find_challenge,
+    Challenge, ErrorCode, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, find_challenge,
 };
 use serde_json::{Map, Value};
 use url::Url;

@@ -58,7 +58,9 @@ impl fmt::Display for OAuthError {
 
 impl StdError for OAuthError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.cause.as_deref().map(|c| c as &(dyn StdError + 'static))
+        self.cause
+            .as_deref()
+            .map(|c| c as &(dyn StdError + 'static))
     }
 }
 
@@ -99,7 +101,10 @@ impl OAuthError {
     /// Sets the cause, for the server's log only (never sent): an error value, or a text such
     /// as why a client's credentials were refused (D-24).
     #[must_use]
-    pub fn with_cause(mut self, cause: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+    pub fn with_cause(
+        mut self,
+        cause: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
+    ) -> Self {
         self.cause = Some(Arc::from(cause.into()));
         self
     }
@@ -272,5 +277,364 @@ mod tests {
         // The cause is not part of equality: two refusals look the same on the wire.
         assert_eq!(e, OAuthError::invalid_grant("refused"));
         assert_eq!(e.to_string(), "invalid_grant: refused");
+    }
+}
+
+/// Every domain error of this crate, each variant constructed, maps to the expected code, HTTP
+/// status and fixed description (the exhaustive `ToErrorCode` matches beside each enum).
+#[cfg(test)]
+mod mapping_tests {
+    use ema_jose::{
+        Algorithm, ClaimError, HeaderError, KeyLookupError, ParseError, TimeError, UnixTime,
+        VerifyError,
+    };
+
+    use super::*;
+    use crate::access_token::AccessTokenError;
+    use crate::client_auth::{AuthMethod, ClientAuthError};
+    use crate::dpop::DpopError;
+    use crate::exchange::SubjectTokenError;
+    use crate::form::{FormError, RequestError};
+    use crate::replay::ReplayError;
+
+    fn check<E: ToErrorCode + std::fmt::Debug>(rows: Vec<(E, ErrorCode, u16, &str)>) {
+        for (error, code, status, description) in rows {
+            assert_eq!(error.error_code(), code, "{error:?}");
+            assert_eq!(error.error_code().http_status(), status, "{error:?}");
+            assert_eq!(error.error_description(), description, "{error:?}");
+        }
+    }
+
+    fn parse_error() -> ParseError {
+        ParseError::Segments { segments: 1 }
+    }
+    fn header_error() -> HeaderError {
+        HeaderError::UnsupportedAlgorithm { alg: "none".into() }
+    }
+    fn verify_error() -> VerifyError {
+        VerifyError::AlgorithmMismatch {
+            key: Algorithm::ES256,
+            token: Algorithm::RS256,
+        }
+    }
+    fn unknown_kid() -> KeyLookupError {
+        KeyLookupError::UnknownKid { kid: "k".into() }
+    }
+    fn keys_down() -> KeyLookupError {
+        KeyLookupError::Unavailable {
+            reason: "down".into(),
+        }
+    }
+    fn missing() -> ClaimError {
+        ClaimError::Missing { claim: "sub" }
+    }
+    fn expired() -> ClaimError {
+        ClaimError::Time(TimeError::Expired {
+            exp: UnixTime::from_secs(1),
+            now: UnixTime::from_secs(2),
+        })
+    }
+
+    #[test]
+    fn d24_as20_client_auth_errors() {
+        use ErrorCode::{InvalidClient as Ic, InvalidRequest as Ir};
+        let failed = "client authentication failed";
+        check(vec![
+            (
+                ClientAuthError::Missing,
+                Ic,
+                401,
+                "client authentication is required",
+            ),
+            (
+                ClientAuthError::MultipleMethods,
+                Ir,
+                400,
+                "more than one client authentication method used",
+            ),
+            (
+                ClientAuthError::Malformed,
+                Ir,
+                400,
+                "malformed client credentials",
+            ),
+            (
+                ClientAuthError::MalformedBasic { reason: "x" },
+                Ic,
+                401,
+                failed,
+            ),
+            (
+                ClientAuthError::ClientIdMismatch,
+                Ir,
+                400,
+                "client_id does not match the authenticated client",
+            ),
+            (ClientAuthError::Failed { reason: "x" }, Ic, 401, failed),
+            (
+                ClientAuthError::WrongMethod {
+                    expected: AuthMethod::ClientSecretBasic,
+                    used: AuthMethod::ClientSecretPost,
+                },
+                Ic,
+                401,
+                failed,
+            ),
+            (ClientAuthError::AssertionReplayed, Ic, 401, failed),
+            (
+                ClientAuthError::StoreUnavailable,
+                ErrorCode::TemporarilyUnavailable,
+                503,
+                "replay detection is unavailable; try again later",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rfc9449_dpop_errors() {
+        let invalid = |e| (e, ErrorCode::InvalidDpopProof, 400, "DPoP proof is invalid");
+        check(vec![
+            invalid(DpopError::Malformed),
+            invalid(DpopError::Key),
+            invalid(DpopError::Signature),
+            invalid(DpopError::Claim { claim: "htm" }),
+            invalid(DpopError::TokenHash),
+            invalid(DpopError::Method),
+            invalid(DpopError::Uri),
+            invalid(DpopError::Stale),
+            invalid(DpopError::Replayed),
+            (
+                DpopError::StoreUnavailable,
+                ErrorCode::TemporarilyUnavailable,
+                503,
+                "replay detection is unavailable; try again later",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn request_form_and_replay_errors() {
+        let ir = ErrorCode::InvalidRequest;
+        check(vec![
+            (
+                FormError::TooLarge { len: 2, max: 1 },
+                ir.clone(),
+                400,
+                "request body too large",
+            ),
+            (
+                FormError::TooManyParams,
+                ir.clone(),
+                400,
+                "too many request parameters",
+            ),
+            (
+                FormError::Repeated {
+                    name: "scope".into(),
+                },
+                ir.clone(),
+                400,
+                "a request parameter is repeated",
+            ),
+            (
+                FormError::Encoding,
+                ir.clone(),
+                400,
+                "request body is not valid form encoding",
+            ),
+        ]);
+        check(vec![
+            (
+                RequestError::RepeatedHeader { name: "dpop" },
+                ErrorCode::InvalidDpopProof,
+                400,
+                "DPoP proof is invalid",
+            ),
+            (
+                RequestError::InvalidHeader { name: "dpop" },
+                ErrorCode::InvalidDpopProof,
+                400,
+                "DPoP proof is invalid",
+            ),
+            (
+                RequestError::RepeatedHeader {
+                    name: "authorization",
+                },
+                ir.clone(),
+                400,
+                "a request header is repeated or invalid",
+            ),
+            (
+                RequestError::InvalidHeader {
+                    name: "content-type",
+                },
+                ir,
+                400,
+                "a request header is repeated or invalid",
+            ),
+        ]);
+        let down = "replay detection is unavailable; try again later";
+        check(vec![
+            (
+                ReplayError::Unavailable { reason: "x".into() },
+                ErrorCode::TemporarilyUnavailable,
+                503,
+                down,
+            ),
+            (
+                ReplayError::Full,
+                ErrorCode::TemporarilyUnavailable,
+                503,
+                down,
+            ),
+        ]);
+    }
+
+    #[test]
+    fn rfc6750_access_token_errors() {
+        let it = ErrorCode::InvalidToken;
+        let invalid = "the access token is invalid";
+        check(vec![
+            (
+                AccessTokenError::Malformed(parse_error()),
+                it.clone(),
+                401,
+                invalid,
+            ),
+            (
+                AccessTokenError::Header(header_error()),
+                it.clone(),
+                401,
+                invalid,
+            ),
+            (AccessTokenError::WrongIssuer, it.clone(), 401, invalid),
+            (
+                AccessTokenError::Key(unknown_kid()),
+                it.clone(),
+                401,
+                invalid,
+            ),
+            (
+                AccessTokenError::Key(keys_down()),
+                ErrorCode::TemporarilyUnavailable,
+                503,
+                "the authorization server's keys are unavailable; try again later",
+            ),
+            (
+                AccessTokenError::Signature(verify_error()),
+                it.clone(),
+                401,
+                invalid,
+            ),
+            (
+                AccessTokenError::WrongAudience,
+                it.clone(),
+                401,
+                "the access token is not for this resource",
+            ),
+            (
+                AccessTokenError::Claims(expired()),
+                it.clone(),
+                401,
+                "the access token expired",
+            ),
+            (AccessTokenError::Claims(missing()), it, 401, invalid),
+        ]);
+    }
+
+    #[test]
+    fn d1_subject_token_errors() {
+        let ig = ErrorCode::InvalidGrant;
+        check(vec![
+            (
+                SubjectTokenError::Malformed(parse_error()),
+                ig.clone(),
+                400,
+                "subject token is malformed",
+            ),
+            (
+                SubjectTokenError::Header(header_error()),
+                ig.clone(),
+                400,
+                "subject token is not an acceptable ID token",
+            ),
+            (
+                SubjectTokenError::WrongIssuer,
+                ig.clone(),
+                400,
+                "subject token was not issued by this IdP",
+            ),
+            (
+                SubjectTokenError::Key(unknown_kid()),
+                ig.clone(),
+                400,
+                "subject token signature is invalid",
+            ),
+            (
+                SubjectTokenError::Key(keys_down()),
+                ErrorCode::TemporarilyUnavailable,
+                503,
+                "signing keys are unavailable; try again later",
+            ),
+            (
+                SubjectTokenError::Signature(verify_error()),
+                ig.clone(),
+                400,
+                "subject token signature is invalid",
+            ),
+            (
+                SubjectTokenError::Time(expired()),
+                ig.clone(),
+                400,
+                "subject token expired",
+            ),
+            (
+                SubjectTokenError::Audience(missing()),
+                ig.clone(),
+                400,
+                "subject token audience is malformed",
+            ),
+            (
+                SubjectTokenError::WrongClient,
+                ig.clone(),
+                400,
+                "subject token was not issued to this client",
+            ),
+            (
+                SubjectTokenError::NoSubject(missing()),
+                ig,
+                400,
+                "subject token has no subject",
+            ),
+        ]);
+    }
+
+    /// `from_error` keeps the domain error as the cause; the `invalid_client` mapping adds the
+    /// `Basic` challenge (AS-20) and the cause names the registered method (D-24).
+    #[test]
+    fn d24_from_error_keeps_the_typed_cause() {
+        let e = ClientAuthError::WrongMethod {
+            expected: AuthMethod::ClientSecretBasic,
+            used: AuthMethod::ClientSecretPost,
+        };
+        let oauth = crate::jwt_bearer::client_auth_error(&e, "as");
+        assert_eq!(oauth.code, ErrorCode::InvalidClient);
+        assert_eq!(
+            oauth.www_authenticate.as_deref(),
+            Some("Basic realm=\"as\"")
+        );
+        assert_eq!(
+            oauth
+                .cause()
+                .and_then(|c| c.downcast_ref::<ClientAuthError>()),
+            Some(&e)
+        );
+        assert!(oauth.cause_chain().contains("client_secret_basic"));
+        // Positive control: a request error gets no challenge.
+        let request = crate::jwt_bearer::client_auth_error(&ClientAuthError::Malformed, "as");
+        assert_eq!(
+            (request.code, request.www_authenticate),
+            (ErrorCode::InvalidRequest, None)
+        );
     }
 }

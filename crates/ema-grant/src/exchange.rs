@@ -558,8 +558,8 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         now: UnixTime,
     ) -> Result<Claims, SubjectTokenError> {
         // D-1: every way an ID token can be bad is `invalid_grant` (SubjectTokenError).
-        let jwt =
-            UnverifiedJwt::parse(token, &ParseOptions::new()).map_err(SubjectTokenError::Malformed)?;
+        let jwt = UnverifiedJwt::parse(token, &ParseOptions::new())
+            .map_err(SubjectTokenError::Malformed)?;
         // SEC-5 / TX-14: an ID-JAG, access token or any other typed JWT is not an ID token.
         let policy = HeaderPolicy::for_kind(TokenKind::IdToken).with_algorithms(self.algorithms);
         let alg = policy

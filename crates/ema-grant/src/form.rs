@@ -40,9 +40,10 @@ impl ema_metadata::ToErrorCode for FormError {
     /// Every form error is `invalid_request` (RFC 6749 §5.2).
     fn error_code(&self) -> ema_metadata::ErrorCode {
         match self {
-            Self::TooLarge { .. } | Self::TooManyParams | Self::Repeated { .. } | Self::Encoding => {
-                ema_metadata::ErrorCode::InvalidRequest
-            }
+            Self::TooLarge { .. }
+            | Self::TooManyParams
+            | Self::Repeated { .. }
+            | Self::Encoding => ema_metadata::ErrorCode::InvalidRequest,
         }
     }
 

@@ -89,8 +89,8 @@ pub use dpop::{DpopError, DpopProof, DpopValidator};
 pub use error::{ErrorCode, ErrorCodeError, OAuthError, ToErrorCode, UnknownErrorCode};
 pub use exchange::{
     AdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE,
-    PolicyDecision, PolicyRequest, SAML2_TOKEN_TYPE, SubjectTokenError, TOKEN_EXCHANGE, TargetServer,
-    TokenExchangeGrant, TokenExchangeResponse, parse_exchange_form,
+    PolicyDecision, PolicyRequest, SAML2_TOKEN_TYPE, SubjectTokenError, TOKEN_EXCHANGE,
+    TargetServer, TokenExchangeGrant, TokenExchangeResponse, parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};
 pub use jwt_bearer::{

@@ -213,9 +213,7 @@ impl ema_metadata::ToErrorCode for IdJagError {
             ) => "requested resource cannot be granted",
             Self::TenantMismatch => "assertion tenant is not trusted",
             Self::UnknownSubject => "subject is not known to this authorization server",
-            Self::SubjectUnavailable { .. } => {
-                "subject directory is unavailable; try again later"
-            }
+            Self::SubjectUnavailable { .. } => "subject directory is unavailable; try again later",
             Self::Scope(GrantScopeError::UndefinedInIdJag { .. }) => {
                 "assertion carries a scope this resource does not define"
             }
@@ -396,5 +394,196 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
             subject,
             claims,
         })
+    }
+}
+
+#[cfg(test)]
+mod error_code_tests {
+    use ema_jose::{ClaimError, HeaderError, KeyLookupError, ParseError, TimeError, UnixTime};
+    use ema_metadata::{ErrorCode, ToErrorCode};
+
+    use super::*;
+
+    /// Every variant, constructed, with its code, status and fixed description (AS-3..AS-10,
+    /// D-4, D-5, D-14, D-21).
+    #[test]
+    fn every_id_jag_error_maps_to_its_code() {
+        use ErrorCode::{
+            InvalidGrant as Ig, InvalidScope as Is, InvalidTarget as It,
+            TemporarilyUnavailable as Tu,
+        };
+        let time = ClaimError::Time(TimeError::Expired {
+            exp: UnixTime::from_secs(1),
+            now: UnixTime::from_secs(2),
+        });
+        let not_governed = "assertion resource is not governed by this authorization server";
+        let rows: Vec<(IdJagError, ErrorCode, u16, &str)> = vec![
+            (
+                IdJagError::Malformed(ParseError::Segments { segments: 1 }),
+                Ig,
+                400,
+                "assertion is not a well-formed signed JWT",
+            ),
+            (
+                IdJagError::Header(HeaderError::UnsupportedAlgorithm { alg: "none".into() }),
+                Ig,
+                400,
+                "assertion header is not acceptable for an ID-JAG",
+            ),
+            (
+                IdJagError::UntrustedIssuer,
+                Ig,
+                400,
+                "assertion issuer is not trusted",
+            ),
+            (
+                IdJagError::AlgorithmNotTrusted {
+                    alg: Algorithm::RS256,
+                },
+                Ig,
+                400,
+                "assertion algorithm is not accepted from this issuer",
+            ),
+            (
+                IdJagError::Key(KeyLookupError::UnknownKid { kid: "k".into() }),
+                Ig,
+                400,
+                "no key of the issuer verifies the assertion",
+            ),
+            (
+                IdJagError::Key(KeyLookupError::Unavailable {
+                    reason: "down".into(),
+                }),
+                Tu,
+                503,
+                "issuer keys are unavailable; try again later",
+            ),
+            (
+                IdJagError::Signature(VerifyError::AlgorithmMismatch {
+                    key: Algorithm::ES256,
+                    token: Algorithm::RS256,
+                }),
+                Ig,
+                400,
+                "assertion signature is invalid",
+            ),
+            (
+                IdJagError::Claims(IdJagClaimsError::MalformedScope),
+                Ig,
+                400,
+                "assertion claims are missing or malformed",
+            ),
+            (
+                IdJagError::WrongAudience,
+                Ig,
+                400,
+                "assertion audience is not this authorization server",
+            ),
+            (
+                IdJagError::Time(time),
+                Ig,
+                400,
+                "assertion is expired or not yet valid",
+            ),
+            (
+                IdJagError::ClientMismatch,
+                Ig,
+                400,
+                "client_id does not match authenticated client",
+            ),
+            (
+                IdJagError::DpopRequired,
+                Ig,
+                400,
+                "a DPoP proof is required",
+            ),
+            (
+                IdJagError::DpopMismatch,
+                Ig,
+                400,
+                "DPoP key does not match the assertion's cnf",
+            ),
+            (
+                IdJagError::Resource(ResourceError::NotGoverned {
+                    resource: "r".into(),
+                }),
+                Ig,
+                400,
+                not_governed,
+            ),
+            (
+                IdJagError::Resource(ResourceError::NoneSelected),
+                Ig,
+                400,
+                not_governed,
+            ),
+            (
+                IdJagError::Resource(ResourceError::NotInIdJag),
+                It,
+                400,
+                "requested resource cannot be granted",
+            ),
+            (
+                IdJagError::Resource(ResourceError::UnknownRequested),
+                It,
+                400,
+                "requested resource cannot be granted",
+            ),
+            (
+                IdJagError::Resource(ResourceError::Ambiguous),
+                It,
+                400,
+                "requested resource cannot be granted",
+            ),
+            (
+                IdJagError::TenantMismatch,
+                Ig,
+                400,
+                "assertion tenant is not trusted",
+            ),
+            (
+                IdJagError::UnknownSubject,
+                Ig,
+                400,
+                "subject is not known to this authorization server",
+            ),
+            (
+                IdJagError::SubjectUnavailable {
+                    reason: "down".into(),
+                },
+                Tu,
+                503,
+                "subject directory is unavailable; try again later",
+            ),
+            (
+                IdJagError::Scope(GrantScopeError::UndefinedInIdJag { scope: "s".into() }),
+                Ig,
+                400,
+                "assertion carries a scope this resource does not define",
+            ),
+            (
+                IdJagError::Scope(GrantScopeError::NotInIdJag { scope: "s".into() }),
+                Is,
+                400,
+                "requested scope cannot be granted",
+            ),
+            (
+                IdJagError::Scope(GrantScopeError::UndefinedRequested { scope: "s".into() }),
+                Is,
+                400,
+                "requested scope cannot be granted",
+            ),
+            (
+                IdJagError::Scope(GrantScopeError::Empty),
+                Is,
+                400,
+                "requested scope cannot be granted",
+            ),
+        ];
+        for (error, code, status, description) in rows {
+            assert_eq!(error.error_code(), code, "{error:?}");
+            assert_eq!(error.error_code().http_status(), status, "{error:?}");
+            assert_eq!(error.error_description(), description, "{error:?}");
+        }
     }
 }

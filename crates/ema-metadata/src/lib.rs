@@ -53,11 +53,11 @@ mod url_policy;
 mod wellknown;
 
 pub use challenge::{Challenge, ChallengeError, find_challenge, parse_challenges};
-pub use error_code::{ErrorCode, ErrorCodeError, ToErrorCode, UnknownErrorCode};
 pub use documents::{
     AuthorizationServerMetadata, ID_JAG_PROFILE, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT,
     MAX_DOCUMENT_LEN, MetadataError, ProtectedResourceMetadata, TOKEN_EXCHANGE_GRANT,
 };
+pub use error_code::{ErrorCode, ErrorCodeError, ToErrorCode, UnknownErrorCode};
 pub use url_policy::{UrlError, UrlPolicy, is_loopback};
 pub use wellknown::{
     authorization_server_metadata_url, authorization_server_metadata_urls,

@@ -349,14 +349,25 @@ mod tests {
             (SamlError::TooManyNamespaces { max: 1 }, generic.clone()),
             (SamlError::CommentOrProcessingInstruction, generic.clone()),
             (SamlError::NotAnAssertion, generic.clone()),
-            (SamlError::Encrypted { element: "Assertion" }, generic.clone()),
+            (
+                SamlError::Encrypted {
+                    element: "Assertion",
+                },
+                generic.clone(),
+            ),
             (SamlError::WrongVersion, generic.clone()),
             (SamlError::NestedAssertion, generic.clone()),
             (SamlError::DuplicateId, generic.clone()),
-            (SamlError::Unsigned, refused("subject token signature is invalid")),
+            (
+                SamlError::Unsigned,
+                refused("subject token signature is invalid"),
+            ),
             (SamlError::MultipleSignatures, generic.clone()),
             (SamlError::SignatureMisplaced, generic.clone()),
-            (SamlError::MalformedSignature { reason: "x" }, generic.clone()),
+            (
+                SamlError::MalformedSignature { reason: "x" },
+                generic.clone(),
+            ),
             (SamlError::ReferenceCount { count: 2 }, generic.clone()),
             (SamlError::ReferenceMismatch, generic.clone()),
             (
@@ -366,11 +377,20 @@ mod tests {
                 },
                 generic.clone(),
             ),
-            (SamlError::PrefixListTooLong { count: 2, max: 1 }, generic.clone()),
+            (
+                SamlError::PrefixListTooLong { count: 2, max: 1 },
+                generic.clone(),
+            ),
             (SamlError::PrefixNotInScope, generic.clone()),
             (SamlError::CanonicalTooLarge { max: 1 }, generic.clone()),
-            (SamlError::DigestMismatch, refused("subject token signature is invalid")),
-            (SamlError::BadSignature, refused("subject token signature is invalid")),
+            (
+                SamlError::DigestMismatch,
+                refused("subject token signature is invalid"),
+            ),
+            (
+                SamlError::BadSignature,
+                refused("subject token signature is invalid"),
+            ),
             (
                 SamlError::IssuerMismatch {
                     found: "a".into(),
@@ -386,8 +406,16 @@ mod tests {
                 refused("subject token is not for this token endpoint"),
             ),
             (SamlError::Duplicate { element: "Issuer" }, generic.clone()),
-            (SamlError::UnexpectedContent { element: "Issuer" }, generic.clone()),
-            (SamlError::BadDateTime { attribute: "IssueInstant" }, generic.clone()),
+            (
+                SamlError::UnexpectedContent { element: "Issuer" },
+                generic.clone(),
+            ),
+            (
+                SamlError::BadDateTime {
+                    attribute: "IssueInstant",
+                },
+                generic.clone(),
+            ),
             (
                 SamlError::NotYetValid {
                     element: "Conditions",
@@ -408,7 +436,13 @@ mod tests {
                 SamlError::IssuedInFuture { issued: t, now: t },
                 refused("subject token is not yet valid"),
             ),
-            (SamlError::BadLifetime { lifetime: 0, max: 1 }, generic.clone()),
+            (
+                SamlError::BadLifetime {
+                    lifetime: 0,
+                    max: 1,
+                },
+                generic.clone(),
+            ),
             (
                 SamlError::AuthnInstant {
                     authn_instant: t,

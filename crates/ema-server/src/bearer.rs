@@ -685,7 +685,10 @@ impl Inner {
             (Some(_), Some(_)) => {
                 return Err(self.reject(
                     StatusCode::BAD_REQUEST,
-                    Some((ErrorCode::InvalidRequest, "more than one Authorization header")),
+                    Some((
+                        ErrorCode::InvalidRequest,
+                        "more than one Authorization header",
+                    )),
                     None,
                 ));
             }
@@ -725,7 +728,11 @@ impl Inner {
                 let claims = self.validator.validate(token, now).await.map_err(|e| {
                     let code = e.error_code();
                     tracing::debug!(error = %code, reason = %e, "access token refused");
-                    self.reject(code.http_status(), Some((code, e.error_description())), None)
+                    self.reject(
+                        code.http_status(),
+                        Some((code, e.error_description())),
+                        None,
+                    )
                 })?;
                 let claims = Principal::new(claims);
                 if self.cache.capacity > 0 {

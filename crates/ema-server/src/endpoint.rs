@@ -19,11 +19,11 @@ pub(crate) async fn read_request(
         Ok(bytes) => Ok(http::Request::from_parts(parts, bytes)),
         Err(e) => {
             // The limit error sits somewhere in the source chain (never matched by its text).
-            let too_large = std::iter::successors(
-                Some(&e as &(dyn std::error::Error + 'static)),
-                |e| e.source(),
-            )
-            .any(|s| s.is::<http_body_util::LengthLimitError>());
+            let too_large =
+                std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+                    e.source()
+                })
+                .any(|s| s.is::<http_body_util::LengthLimitError>());
             let mut resp = oauth_error(
                 ErrorCode::InvalidRequest,
                 "request body too large or unreadable",

@@ -241,7 +241,7 @@ struct Answer {
     headers: http::HeaderMap,
     body: Value,
     raw: String,
-    /// The log-only reason ([`ErrorDetail`]), never sent.
+    /// The log-only cause of the [`OAuthError`] the response carries, never sent.
     detail: Option<String>,
 }
 
@@ -251,8 +251,9 @@ async fn send(fx: &Fixture, at: At, req: Request<Body>) -> Answer {
     let headers = resp.headers().clone();
     let detail = resp
         .extensions()
-        .get::<ErrorDetail>()
-        .map(|d| d.0.to_string());
+        .get::<OAuthError>()
+        .and_then(|e| e.cause())
+        .map(ToString::to_string);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let raw = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

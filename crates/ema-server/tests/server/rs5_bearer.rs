@@ -385,3 +385,88 @@ async fn d7_access_token_leeway_is_configurable_and_capped() {
         );
     }
 }
+
+/// A key source that cannot be consulted (a JWKS fetch failed and nothing is cached).
+struct DownKeys;
+
+impl ema_jose::KeySource for DownKeys {
+    async fn resolve(
+        &self,
+        _issuer: &str,
+        _kid: Option<&str>,
+        _alg: Algorithm,
+    ) -> Result<Arc<ema_jose::VerifyingKey>, ema_jose::KeyLookupError> {
+        Err(ema_jose::KeyLookupError::Unavailable {
+            reason: "jwks fetch failed".into(),
+        })
+    }
+}
+
+/// RFC 6750 §3.1 at HTTP level: each refusal of the layer carries one `ErrorCode`, the same in
+/// the body and in the challenge (as a client parses it), and the status that code has; a
+/// request without credentials carries no code (RS-1); keys that cannot be consulted are 503
+/// `temporarily_unavailable` without a challenge, not an `invalid_token`.
+#[tokio::test]
+async fn rfc6750_bearer_refusals_carry_their_error_code() {
+    use ema_metadata::{ErrorCode, find_challenge};
+    let keys = ring(Algorithm::ES256);
+    let app = app(mcp_rules(validator(&keys)));
+    let narrow = token(&keys, Some("tasks.read"), NOW);
+    let wide = token(&keys, Some("tasks.read tasks.write"), NOW);
+    let add = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task"}}"#;
+    let two_headers = Request::post("/mcp")
+        .header("authorization", format!("Bearer {narrow}"))
+        .header("authorization", format!("Bearer {narrow}"))
+        .body(Body::from(message("ping")))
+        .unwrap();
+    let cases: Vec<(&str, Request<Body>, Option<ErrorCode>, u16)> = vec![
+        ("no token", rpc(None, &message("ping")), None, 401),
+        (
+            "bad token",
+            rpc(Some("e30.e30.e30"), &message("ping")),
+            Some(ErrorCode::InvalidToken),
+            401,
+        ),
+        (
+            "scope",
+            rpc(Some(&narrow), add),
+            Some(ErrorCode::InsufficientScope),
+            403,
+        ),
+        (
+            "two headers",
+            two_headers,
+            Some(ErrorCode::InvalidRequest),
+            400,
+        ),
+    ];
+    for (case, req, code, status) in cases {
+        let (got, challenge, body) = send(&app, req).await;
+        assert_eq!(got.as_u16(), status, "{case}: {body}");
+        let parsed = find_challenge(&challenge, "Bearer").unwrap().unwrap();
+        assert_eq!(parsed.error_code(), code, "{case}: {challenge}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let body_code = body
+            .get("error")
+            .map(|e| serde_json::from_value::<ErrorCode>(e.clone()).unwrap());
+        assert_eq!(body_code, code, "{case}");
+        if let Some(code) = code {
+            assert_eq!(code.http_status(), got, "{case}");
+        }
+    }
+    // Positive control: the wide token passes.
+    let (ok, _, body) = send(&app, rpc(Some(&wide), add)).await;
+    assert_eq!(ok, StatusCode::OK, "{body}");
+
+    let down = AccessTokenValidator::new(Issuer::new(AS), Resource::new(RESOURCE), DownKeys);
+    let routes = Router::new().route("/mcp", any(|| async { "served" }));
+    let app = protect(
+        routes,
+        Arc::new(BearerAuth::new(down, PRM_URL, Arc::new(FixedClock(NOW)))),
+    );
+    let (status, challenge, body) = send(&app, rpc(Some(&wide), &message("ping"))).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(challenge, "");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
