@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use http::StatusCode;
 
@@ -64,9 +65,10 @@ pub enum ErrorCode {
 }
 
 /// The text of an [`ErrorCode::Other`]: a valid RFC 6749 §5.2 error code that is none of the
-/// named variants (so `Other` never holds a code that has a variant of its own).
+/// named variants (so `Other` never holds a code that has a variant of its own). Behind one thin
+/// pointer, so that an [`ErrorCode`] stays two words.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct UnknownErrorCode(Box<str>);
+pub struct UnknownErrorCode(Arc<String>);
 
 impl UnknownErrorCode {
     /// The code as received.
@@ -139,7 +141,7 @@ impl ErrorCode {
                 .bytes()
                 .all(|b| matches!(b, 0x20..=0x21 | 0x23..=0x5b | 0x5d..=0x7e));
         if valid {
-            Ok(Self::Other(UnknownErrorCode(value.into())))
+            Ok(Self::Other(UnknownErrorCode(Arc::new(value.to_owned()))))
         } else {
             Err(ErrorCodeError)
         }
@@ -258,6 +260,14 @@ mod tests {
             assert_eq!(json, text);
             assert_eq!(serde_json::from_value::<ErrorCode>(json).unwrap(), *code);
         }
+    }
+
+    #[test]
+    fn an_error_code_is_two_words() {
+        assert_eq!(
+            std::mem::size_of::<ErrorCode>(),
+            2 * std::mem::size_of::<usize>()
+        );
     }
 
     #[test]

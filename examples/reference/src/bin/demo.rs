@@ -357,7 +357,12 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     println!("   WWW-Authenticate: {challenge}");
     s.expect(
         "401 invalid_token",
-        r.status == 401 && challenge.contains("invalid_token"),
+        r.status == 401
+            && ema_metadata::find_challenge(&challenge, "Bearer")
+                .ok()
+                .flatten()
+                .and_then(|c| c.error_code())
+                == Some(ema_metadata::ErrorCode::InvalidToken),
     );
 
     s.step("The agent library does it all: ema-client + rmcp, with a step-up for a write (CL-10)");
