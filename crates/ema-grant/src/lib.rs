@@ -11,8 +11,9 @@
 //! - The shared protocol: strict form parsing ([`Form`]), client authentication
 //!   ([`ClientRegistry`]: `client_secret_basic`, `client_secret_post`, `private_key_jwt`, one
 //!   registered method per client, D-24),
-//!   DPoP proofs ([`DpopValidator`]), and RFC 6749 §5.2 errors ([`OAuthError`]) mapped in one
-//!   place.
+//!   DPoP proofs ([`DpopValidator`]), and RFC 6749 §5.2 errors ([`OAuthError`]): each domain
+//!   error maps to its [`ErrorCode`] (from `ema-metadata`) by an exhaustive [`ToErrorCode`]
+//!   beside its enum, and the response keeps the error as its cause for the server's log.
 //!
 //! Both grants take an `http::Request` (or a [`TokenRequest`] of borrowed parts) and the current
 //! time, and return an `http::Response`: no sockets, no clock, no globals.
