@@ -54,3 +54,48 @@ pub(crate) fn public_json(value: &serde_json::Value, max_age: u32) -> Response {
 pub(crate) fn oauth_error(code: ErrorCode, description: &'static str) -> Response {
     into_axum(OAuthError::new(code, description).to_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(body: Body) -> http::Request<Body> {
+        http::Request::post("/token").body(body).unwrap()
+    }
+
+    /// The length limit is found by its type in the error's source chain, never by its text:
+    /// 413 past the cap, 400 for a body that fails otherwise, the body itself below the cap.
+    #[tokio::test]
+    async fn body_limit_is_413_by_type_other_failures_400() {
+        let max = ema_grant::form::DEFAULT_MAX_BODY;
+        let big = read_request(post(Body::from(vec![b'x'; max + 1]))).await;
+        assert_eq!(
+            big.err().map(|r| r.status()),
+            Some(StatusCode::PAYLOAD_TOO_LARGE)
+        );
+        let broken = Body::from_stream(failing_stream());
+        let failed = read_request(post(broken)).await;
+        assert_eq!(
+            failed.err().map(|r| r.status()),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        let ok = read_request(post(Body::from(vec![b'x'; max]))).await;
+        assert_eq!(ok.ok().map(|r| r.body().len()), Some(max));
+    }
+
+    /// A body stream whose first chunk is an I/O error.
+    fn failing_stream()
+    -> impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+        struct Failing;
+        impl futures_core::Stream for Failing {
+            type Item = Result<Bytes, std::io::Error>;
+            fn poll_next(
+                self: std::pin::Pin<&mut Self>,
+                _: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Option<Self::Item>> {
+                std::task::Poll::Ready(Some(Err(std::io::Error::other("reset"))))
+            }
+        }
+        Failing
+    }
+}
