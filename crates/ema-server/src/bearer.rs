@@ -107,6 +107,11 @@ impl TokenCache {
 /// A token lacking any of them gets `403 insufficient_scope` naming all the scopes the request
 /// needs, so that a client can step up (CL-10).
 ///
+/// Refusals carry an [`ErrorCode`] in the `Bearer` challenge and the JSON body (RFC 6750 §3.1):
+/// `401 invalid_token`, `403 insufficient_scope`, `400 invalid_request`; when the authorization
+/// server's keys cannot be consulted the layer fails closed with `503 temporarily_unavailable`
+/// (no challenge: the token was not judged).
+///
 /// ```
 /// use ema_server::{BearerAuth, NO_SCOPES};
 /// # let as_keys = ema_jose::KeyRing::new(ema_jose::SigningKey::generate(ema_jose::Algorithm::ES256, None)?);
