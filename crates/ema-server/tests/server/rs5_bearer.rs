@@ -410,7 +410,7 @@ impl ema_jose::KeySource for DownKeys {
 async fn rfc6750_bearer_refusals_carry_their_error_code() {
     use ema_metadata::{ErrorCode, find_challenge};
     let keys = ring(Algorithm::ES256);
-    let app = app(mcp_rules(validator(&keys)));
+    let app = app(mcp_rules(builder(&keys)));
     let narrow = token(&keys, Some("tasks.read"), NOW);
     let wide = token(&keys, Some("tasks.read tasks.write"), NOW);
     let add = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_task"}}"#;
@@ -458,11 +458,10 @@ async fn rfc6750_bearer_refusals_carry_their_error_code() {
     let (ok, _, body) = send(&app, rpc(Some(&wide), add)).await;
     assert_eq!(ok, StatusCode::OK, "{body}");
 
-    let down = AccessTokenValidator::new(Issuer::new(AS), Resource::new(RESOURCE), DownKeys);
-    let routes = Router::new().route("/mcp", any(|| async { "served" }));
-    let app = protect(
-        routes,
-        Arc::new(BearerAuth::new(down, PRM_URL, Arc::new(FixedClock(NOW)))),
+    let app = self::app(
+        BearerAuth::builder(RESOURCE, AS)
+            .keys(DownKeys)
+            .clock(Arc::new(FixedClock(NOW))),
     );
     let (status, challenge, body) = send(&app, rpc(Some(&wide), &message("ping"))).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
