@@ -16,8 +16,7 @@ use ema_jose::{
 use crate::form::{Form, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
-/// `client_assertion_type` for JWT client assertions (RFC 7523 §2.2).
-pub const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+pub use ema_metadata::urn::CLIENT_ASSERTION_TYPE;
 
 /// How a client proves who it is.
 #[derive(Clone)]

@@ -22,17 +22,13 @@ use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
 use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
-/// `grant_type` of RFC 8693 token exchange.
-pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// The ID-JAG token type.
-pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
-/// The pre-draft token type (D-10; only with [`TokenExchangeGrant::accept_legacy_token_type`]).
-pub const LEGACY_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt-authorization-grant";
-/// The ID token subject type.
-pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
-/// The SAML 2.0 assertion subject type (TX-3; only with
-/// [`TokenExchangeGrant::with_saml_assertions`]).
-pub const SAML2_TOKEN_TYPE: &str = ema_saml::SAML2_TOKEN_TYPE;
+// The URNs under their ema-grant names, defined once in `ema_metadata::urn`. The legacy token
+// type is issued only with [`TokenExchangeGrant::accept_legacy_token_type`] (D-10), SAML 2.0
+// subject tokens accepted only with [`TokenExchangeGrant::with_saml_assertions`] (TX-3).
+pub use ema_metadata::urn::{
+    ID_JAG as ID_JAG_TOKEN_TYPE, ID_TOKEN as ID_TOKEN_TYPE, LEGACY_ID_JAG as LEGACY_TOKEN_TYPE,
+    SAML2 as SAML2_TOKEN_TYPE, TOKEN_EXCHANGE,
+};
 
 /// Why the subject ID token of a token exchange was refused (TX-4, D-1, D-3). Its
 /// [`ToErrorCode`] is `invalid_grant` for every way the token is bad, and

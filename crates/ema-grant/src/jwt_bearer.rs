@@ -13,8 +13,7 @@ use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
 use crate::form::{DEFAULT_MAX_BODY, Form, FormError, Redacted, RequestError, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
-/// `grant_type` of the jwt-bearer grant (RFC 7523 §2.1).
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+pub use ema_metadata::urn::JWT_BEARER;
 
 /// A successful token response (RFC 6749 §5.1, AS-14, AS-15). `Debug` shows the access token's
 /// length only (SEC-10).

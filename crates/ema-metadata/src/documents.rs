@@ -6,14 +6,11 @@ use url::Url;
 
 use crate::url_policy::{UrlError, UrlPolicy};
 
-/// The grant profile an authorization server advertises for ID-JAGs (MD-1).
-pub const ID_JAG_PROFILE: &str = "urn:ietf:params:oauth:grant-profile:id-jag";
-/// The jwt-bearer grant type (MD-2).
-pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
-/// The token-exchange grant type.
-pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
-/// The ID-JAG token type (MD-4).
-pub const ID_JAG_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id-jag";
+// The URNs under their earlier names; defined once in `crate::urn`.
+pub use crate::urn::{
+    ID_JAG as ID_JAG_TOKEN_TYPE, ID_JAG_PROFILE, JWT_BEARER as JWT_BEARER_GRANT,
+    TOKEN_EXCHANGE as TOKEN_EXCHANGE_GRANT,
+};
 
 /// The largest metadata document accepted: 256 KiB.
 pub const MAX_DOCUMENT_LEN: usize = 256 * 1024;

@@ -12,6 +12,8 @@
 //!   vocabulary for servers and clients (unknown codes are kept, [`ErrorCode::Other`]), and
 //!   [`ToErrorCode`], which each crate implements for its domain errors.
 //! - [`UrlPolicy`]: `https` only, with a named opt-in for loopback `http` in development.
+//! - [`urn`]: every protocol URN (grant types, token types, the ID-JAG profile, the client
+//!   assertion type), defined once for all of ema-rs.
 //!
 //! Unknown metadata members are preserved; documents are parsed strictly (no duplicate members,
 //! a size cap).
@@ -50,6 +52,7 @@ mod challenge;
 mod documents;
 mod error_code;
 mod url_policy;
+pub mod urn;
 mod wellknown;
 
 pub use challenge::{Challenge, ChallengeError, find_challenge, parse_challenges};

@@ -106,5 +106,5 @@ pub use validator::{
     NameId, SAML_NS, SamlAssertionValidator, SamlIdentity,
 };
 
-/// `subject_token_type` of a SAML 2.0 assertion (RFC 8693 §3).
-pub const SAML2_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:saml2";
+/// `subject_token_type` of a SAML 2.0 assertion (RFC 8693 §3), defined in `ema_metadata::urn`.
+pub use ema_metadata::urn::SAML2 as SAML2_TOKEN_TYPE;

@@ -106,10 +106,10 @@ pub(crate) const MFA_USER: &str = "00uMfaUs3r";
 pub(crate) const LINKED_EMAIL: &str = "linked@acme.example";
 pub(crate) const MULTI_USER: &str = "m-0001";
 
-/// `urn:ietf:params:oauth:token-type:saml2` (TX-3).
-pub(crate) const SAML2_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:saml2";
-/// `urn:ietf:params:oauth:token-type:refresh_token` (TX-3, TX-5).
-pub(crate) const REFRESH_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+// TX-3, TX-5: subject token types the matrices send.
+pub(crate) use ema_metadata::urn::{
+    REFRESH_TOKEN as REFRESH_TOKEN_TYPE, SAML2 as SAML2_TOKEN_TYPE,
+};
 
 /// The jwt-bearer grant as configured here.
 pub(crate) type AsGrant = JwtBearerGrant<StaticKeySource, Directory, InMemoryReplayStore>;
