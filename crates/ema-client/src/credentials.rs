@@ -5,14 +5,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use ema_grant::form::encode_component;
 use ema_jose::{SignError, SigningKey, UnixTime, random_id, typ};
+use ema_jwks::Secret;
+use ema_metadata::urn::CLIENT_ASSERTION_TYPE;
 use serde_json::json;
 
-use crate::secret::Secret;
-
-/// `client_assertion_type` for `private_key_jwt` (RFC 7523 §2.2).
-const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// Form-encodes one component (`application/x-www-form-urlencoded`, space as `+`).
+fn encode_component(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
 
 /// How the client authenticates at a token endpoint.
 #[derive(Clone)]
@@ -166,16 +167,11 @@ impl Form {
 
     /// `application/x-www-form-urlencoded`.
     pub(crate) fn encode(&self) -> String {
-        let mut out = String::new();
-        for (i, (name, value)) in self.params.iter().enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            out.push_str(&encode_component(name));
-            out.push('=');
-            out.push_str(&encode_component(value.expose()));
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in &self.params {
+            out.append_pair(name, value.expose());
         }
-        out
+        out.finish()
     }
 }
 
@@ -196,8 +192,32 @@ mod tests {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap();
-        assert_eq!(raw, b"id%3A1:p%40ss%20word");
+        assert_eq!(raw, b"id%3A1:p%40ss+word");
         assert_eq!(form.encode(), "");
+        // D-11: the server form-decodes each half after base64; both round-trip.
+        let (id, secret) = std::str::from_utf8(&raw).unwrap().split_once(':').unwrap();
+        let decode = |s: &str| {
+            form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .unwrap()
+                .1
+                .into_owned()
+        };
+        assert_eq!(
+            (decode(id), decode(secret)),
+            ("id:1".into(), "p@ss word".into())
+        );
+    }
+
+    #[test]
+    fn form_bodies_are_form_encoded() {
+        let mut form = Form::default();
+        form.push("scope", "tasks.read tasks.write");
+        form.push_secret("client_secret", Secret::new("a&b=c+d"));
+        assert_eq!(
+            form.encode(),
+            "scope=tasks.read+tasks.write&client_secret=a%26b%3Dc%2Bd"
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use ema_metadata::{
 use url::Url;
 
 use crate::error::DiscoveryError;
-use crate::fetch::{FetchResponse, HttpFetcher};
+use ema_jwks::{FetchResponse, HttpFetcher};
 
 /// What discovery found out about one MCP server.
 #[derive(Debug, Clone, PartialEq)]

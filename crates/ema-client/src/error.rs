@@ -6,7 +6,7 @@ use std::fmt;
 use ema_jose::{SignError, UnixTime};
 use ema_metadata::{ChallengeError, ErrorCode, MetadataError};
 
-use crate::fetch::FetchError;
+use ema_jwks::FetchError;
 
 /// An RFC 6749 §5.2 error response as a server sent it, its `error` parsed into an
 /// [`ErrorCode`] (a code this library has no name for is kept as [`ErrorCode::Other`]).

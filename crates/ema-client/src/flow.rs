@@ -21,14 +21,11 @@ use crate::error::{
     DiscoveryError, EmaError, IdJagCheckError, JwtBearerError, McpAuthError, OAuthErrorResponse,
     TokenExchangeError,
 };
-use crate::fetch::{FetchError, FetchPolicy, HttpFetcher};
-use crate::secret::Secret;
+use ema_jwks::{FetchError, FetchPolicy, HttpFetcher, Secret};
 
-/// `subject_token_type` of an OpenID Connect ID token (RFC 8693 §3).
-pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
-/// The pre-draft token type some IdPs still return; accepted as `issued_token_type` only (D-10).
-pub const LEGACY_ID_JAG_TOKEN_TYPE: &str =
-    "urn:ietf:params:oauth:token-type:jwt-authorization-grant";
+// The URNs under their ema-client names, defined once in `ema_metadata::urn`. The legacy type is
+// accepted as `issued_token_type` only (D-10).
+pub use ema_metadata::urn::{ID_TOKEN as ID_TOKEN_TYPE, LEGACY_ID_JAG as LEGACY_ID_JAG_TOKEN_TYPE};
 
 /// The enterprise IdP as the client knows it (CL-14: configured by the organization, not
 /// discovered from the MCP server).

@@ -1,13 +1,14 @@
 //! The network adapter of ema-rs: everything in MCP Enterprise-Managed Authorization that talks
 //! to another machine, over reqwest with rustls.
 //!
-//! - [`HttpFetcher`] with a [`FetchPolicy`]: `https` only unless loopback is explicitly allowed
-//!   (MD-8), private and link-local addresses refused (literal addresses before the request,
-//!   names at DNS resolution), a streamed body cap, connect and total timeouts, no redirects,
-//!   no proxy.
-//! - [`RemoteJwks`]: remote key sets as an [`ema_jose::KeySource`], cached per `Cache-Control`
-//!   within bounds, one rate-limited single-flight refetch on an unknown `kid` (SEC-3), last
-//!   good set kept on failure, no rollback to removed keys (EMA §7.4.1).
+//! - [`HttpFetcher`] with a [`FetchPolicy`] (from `ema-jwks`, re-exported): `https` only unless
+//!   loopback is explicitly allowed (MD-8), private and link-local addresses refused (literal
+//!   addresses before the request, names at DNS resolution), a streamed body cap, connect and
+//!   total timeouts, no redirects, no proxy. Every request of this crate goes through it.
+//! - [`RemoteJwks`] and [`IssuerKeys`] (from `ema-jwks`, re-exported): remote key sets as an
+//!   [`ema_jose::KeySource`], cached per `Cache-Control` within bounds, one rate-limited
+//!   single-flight refetch on an unknown `kid` (SEC-3), last good set kept on failure, no
+//!   rollback to removed keys (EMA §7.4.1).
 //! - Discovery ([`EmaClient::discover`]): protected-resource metadata from the `401`
 //!   challenge's `resource_metadata` with the CL-1 fallbacks and the D-9 check, then
 //!   authorization-server metadata in the CL-2 order with the MD-5 issuer check and the CL-3
@@ -92,12 +93,9 @@ mod credentials;
 mod discovery;
 mod error;
 mod extension;
-mod fetch;
 mod flow;
-mod jwks;
 #[cfg(feature = "rmcp")]
 mod mcp;
-mod secret;
 
 pub use credentials::{ClientAuth, ClientCredentials};
 pub use discovery::DiscoveredServer;
@@ -111,15 +109,16 @@ pub use error::{
 pub use extension::EMA_EXTENSION_ID;
 #[cfg(feature = "rmcp")]
 pub use extension::{declare_ema_extension, ema_client_config};
-pub use fetch::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, FetchError, FetchPolicy,
-    FetchResponse, HttpFetcher,
-};
 pub use flow::{
     AccessToken, EmaClient, EmaClientBuilder, EmaSession, ID_TOKEN_TYPE, IdJag, IdpConfig,
     LEGACY_ID_JAG_TOKEN_TYPE, Recovery,
 };
-pub use jwks::{JwksCachePolicy, JwksFetchError, RemoteJwks};
 #[cfg(feature = "rmcp")]
 pub use mcp::{EmaHttpClient, EmaTransportError};
-pub use secret::Secret;
+// The fetcher, the remote key sets and `Secret` live in `ema-jwks`; re-exported so that code
+// written against earlier versions of this crate keeps compiling.
+pub use ema_jwks::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_TIMEOUT, FetchError, FetchPolicy,
+    FetchResponse, HttpFetcher, IssuerKeys, IssuerKeysError, JwksCachePolicy, JwksFetchError,
+    JwksSource, RemoteJwks, Secret,
+};

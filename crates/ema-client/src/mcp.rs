@@ -15,8 +15,8 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::Sse;
 
 use crate::error::EmaError;
-use crate::fetch::FetchError;
 use crate::flow::{AccessToken, EmaSession, Recovery};
+use ema_jwks::FetchError;
 
 /// Why a request through [`EmaHttpClient`] failed below the MCP layer.
 #[derive(Debug, thiserror::Error)]

@@ -12,7 +12,7 @@ use crate::jwk::{JwkSet, KeyLookupError, VerifyingKey};
 /// already matched against its trust configuration; the keys come from that issuer's
 /// configuration only, never from the token (SEC-3).
 ///
-/// Implementations: [`StaticKeySource`] here; a remote JWKS cache in `ema-client`.
+/// Implementations: [`StaticKeySource`] here; remote key sets and per-issuer sources in `ema-jwks`.
 pub trait KeySource: Send + Sync {
     /// Resolves the key for (`issuer`, `kid`) able to verify `alg`.
     fn resolve(

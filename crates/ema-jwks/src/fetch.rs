@@ -22,6 +22,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default total timeout for one request, body included: 10 s.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The `User-Agent` of every request.
+const USER_AGENT: &str = concat!("ema-rs/", env!("CARGO_PKG_VERSION"));
+
 /// What the fetch layer may reach and accept.
 ///
 /// The default is strict: `https` only (MD-8), public addresses only, 256 KiB bodies, 5 s to
@@ -29,7 +32,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 ///
 /// ```
 /// use std::time::Duration;
-/// use ema_client::FetchPolicy;
+/// use ema_jwks::FetchPolicy;
 ///
 /// let strict = FetchPolicy::new().with_max_body(64 * 1024).with_timeout(Duration::from_secs(3));
 /// assert!(!strict.url_policy().allows_loopback_http());
@@ -374,13 +377,14 @@ impl reqwest::dns::Resolve for PolicyResolver {
     }
 }
 
-/// The HTTP client every network call of this crate goes through: URL rule, address filter
+/// The HTTP client every network call of ema-rs goes through (key sets here; metadata, token
+/// requests and the MCP probe in `ema-client`): URL rule, address filter
 /// (literal addresses checked before the request, names filtered at resolution), no proxy, no
 /// redirects, connect and total timeouts, and a streamed body cap.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), ema_client::FetchError> {
-/// use ema_client::{FetchPolicy, HttpFetcher};
+/// # async fn demo() -> Result<(), ema_jwks::FetchError> {
+/// use ema_jwks::{FetchPolicy, HttpFetcher};
 ///
 /// let fetcher = HttpFetcher::new(FetchPolicy::new())?;
 /// let url = fetcher.check_url("jwks_uri", "https://idp.example/keys")?;
@@ -405,7 +409,7 @@ impl HttpFetcher {
             .dns_resolver(PolicyResolver {
                 addresses: policy.addresses,
             })
-            .user_agent(concat!("ema-client/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|e| FetchError::Transport {
                 reason: e.without_url().to_string(),
@@ -427,7 +431,7 @@ impl HttpFetcher {
             .dns_resolver(PolicyResolver {
                 addresses: self.policy.addresses,
             })
-            .user_agent(concat!("ema-client/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .build()
             .map_err(|e| FetchError::Transport {
                 reason: e.without_url().to_string(),

@@ -15,7 +15,7 @@ use crate::fetch::{FetchError, HttpFetcher};
 ///
 /// ```
 /// use std::time::Duration;
-/// use ema_client::JwksCachePolicy;
+/// use ema_jwks::JwksCachePolicy;
 ///
 /// let policy = JwksCachePolicy::new()
 ///     .with_ttl_bounds(Duration::from_secs(30), Duration::from_secs(3600))
@@ -174,7 +174,7 @@ impl IssuerEntry {
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use std::sync::Arc;
-/// use ema_client::{FetchPolicy, HttpFetcher, RemoteJwks};
+/// use ema_jwks::{FetchPolicy, HttpFetcher, RemoteJwks};
 /// use ema_jose::{Algorithm, KeySource, SystemClock};
 ///
 /// let jwks = RemoteJwks::new(HttpFetcher::new(FetchPolicy::new())?, Arc::new(SystemClock))
@@ -235,6 +235,11 @@ impl RemoteJwks {
         );
         self.issuers = Arc::new(issuers);
         Ok(self)
+    }
+
+    /// Whether a `jwks_uri` is configured for `issuer`.
+    pub fn has_issuer(&self, issuer: &str) -> bool {
+        self.issuers.contains_key(issuer)
     }
 
     /// The key set currently cached for `issuer`, fresh or stale.

@@ -8,7 +8,7 @@ use std::fmt;
 /// [`Secret::expose`], so it cannot end up in a log line or an error message by accident.
 ///
 /// ```
-/// use ema_client::Secret;
+/// use ema_jwks::Secret;
 ///
 /// let s = Secret::new("s3cr3t");
 /// assert_eq!(format!("{s:?}"), "Secret(..)");

@@ -1,11 +1,8 @@
-//! Signing keys and verification-key sources for the reference servers.
+//! Signing keys, JWKS files and the fetch policy of the reference servers (verification keys per
+//! issuer are `ema_jwks::IssuerKeys`).
 
-use std::sync::Arc;
-
-use ema_client::{FetchPolicy, HttpFetcher, RemoteJwks};
-use ema_jose::{
-    Algorithm, Clock, JwkSet, KeyLookupError, KeySource, SigningKey, StaticKeySource, VerifyingKey,
-};
+use ema_jose::{Algorithm, JwkSet, SigningKey};
+use ema_jwks::{FetchPolicy, HttpFetcher, IssuerKeysError};
 
 use crate::config::{ConfigError, SigningKeyConfig};
 
@@ -47,57 +44,11 @@ pub fn fetcher(insecure_allow_loopback_http: bool) -> Result<HttpFetcher, Config
     HttpFetcher::new(policy).map_err(|e| ConfigError::Invalid(e.to_string()))
 }
 
-/// Keys from files for some issuers and from their JWKS URLs for the others.
-#[derive(Debug, Clone)]
-pub struct IssuerKeys {
-    files: StaticKeySource,
-    file_issuers: Vec<String>,
-    remote: RemoteJwks,
-}
-
-impl IssuerKeys {
-    /// An empty source fetching with `fetcher`.
-    pub fn new(fetcher: HttpFetcher, clock: Arc<dyn Clock>) -> Self {
-        Self {
-            files: StaticKeySource::new(),
-            file_issuers: Vec::new(),
-            remote: RemoteJwks::new(fetcher, clock),
-        }
-    }
-
-    /// Keys of `issuer` from a JWKS URL.
-    pub fn with_url(mut self, issuer: &str, url: &str) -> Result<Self, ConfigError> {
-        self.remote = self
-            .remote
-            .with_issuer(issuer, url)
-            .map_err(|e| ConfigError::Invalid(format!("JWKS URL of `{issuer}`: {e}")))?;
-        Ok(self)
-    }
-
-    /// Keys of `issuer` from a key set in hand.
-    #[must_use]
-    pub fn with_set(mut self, issuer: &str, set: JwkSet) -> Self {
-        self.files.insert(issuer, set);
-        self.file_issuers.push(issuer.to_owned());
-        self
-    }
-}
-
-impl KeySource for IssuerKeys {
-    async fn resolve(
-        &self,
-        issuer: &str,
-        kid: Option<&str>,
-        alg: Algorithm,
-    ) -> Result<Arc<VerifyingKey>, KeyLookupError> {
-        if self.file_issuers.iter().any(|i| i == issuer) {
-            self.files.resolve_now(issuer, kid, alg)
-        } else {
-            self.remote.resolve(issuer, kid, alg).await
-        }
-    }
-
-    fn key_set_version(&self, issuer: &str) -> u64 {
-        self.remote.key_set_version(issuer)
+/// A key source that could not be set up, as a configuration error (a file that cannot be read
+/// keeps its path and I/O error).
+pub fn issuer_keys_error(e: IssuerKeysError) -> ConfigError {
+    match e {
+        IssuerKeysError::Read { path, source, .. } => ConfigError::Read { path, source },
+        other => ConfigError::Invalid(other.to_string()),
     }
 }

@@ -12,7 +12,8 @@ use ema_id_jag::{
     Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, ResourceConfig, ResourceRegistry,
     ScopeSet, TrustRegistry, TrustedIssuer, UnknownScopes,
 };
-use ema_jose::{AlgorithmSet, Clock, JwkSet, KeyRing, StaticKeySource};
+use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
+use ema_jwks::{IssuerKeys, JwksSource};
 use ema_metadata::AuthorizationServerMetadata;
 use ema_server::{
     BearerAuth, Limits, Principal, authorization_server_router, harden, idp_metadata_with_paths,
@@ -22,7 +23,7 @@ use ema_server::{
 use crate::config::{
     self, AuthorizationServerConfig, ClientConfig, ConfigError, IdpConfig, McpServerConfig,
 };
-use crate::keys::{IssuerKeys, fetcher, jwks_file, signing_key};
+use crate::keys::{fetcher, issuer_keys_error, jwks_file, signing_key};
 use crate::tasks::{self, tasks_service};
 
 fn clients(
@@ -85,44 +86,30 @@ fn scope_list(list: &[String], what: &str) -> Result<ScopeSet, ConfigError> {
         .collect()
 }
 
-/// Where a server takes an issuer's verification keys from.
-enum KeysFrom<'a> {
-    Url(&'a str),
-    Set(JwkSet),
-}
-
 /// Exactly one of a JWKS URL, a JWKS file and inline JWKS JSON (`default_url` when none is
 /// given and there is one).
-fn keys_from<'a>(
-    url: Option<&'a str>,
+fn keys_from(
+    url: Option<&str>,
     file: Option<&std::path::Path>,
     inline: Option<&str>,
-    default_url: Option<&'a str>,
+    default_url: Option<&str>,
     what: &str,
-) -> Result<KeysFrom<'a>, ConfigError> {
+) -> Result<JwksSource, ConfigError> {
     match (url, file, inline) {
-        (Some(url), None, None) => Ok(KeysFrom::Url(url)),
-        (None, Some(path), None) => Ok(KeysFrom::Set(jwks_file(path)?)),
-        (None, None, Some(json)) => JwkSet::parse(json.as_bytes())
-            .map(KeysFrom::Set)
+        (Some(url), None, None) => Ok(JwksSource::Url(url.to_owned())),
+        (None, Some(path), None) => Ok(JwksSource::File(path.to_owned())),
+        (None, None, Some(json)) => JwksSource::inline_json(json)
             .map_err(|e| ConfigError::Invalid(format!("{what}: inline `jwks`: {e}"))),
-        (None, None, None) => default_url.map(KeysFrom::Url).ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "{what} needs one of `jwks_url`, `jwks_file` and `jwks`"
-            ))
-        }),
+        (None, None, None) => default_url
+            .map(|url| JwksSource::Url(url.to_owned()))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "{what} needs one of `jwks_url`, `jwks_file` and `jwks`"
+                ))
+            }),
         _ => Err(ConfigError::Invalid(format!(
             "{what} needs exactly one of `jwks_url`, `jwks_file` and `jwks`"
         ))),
-    }
-}
-
-impl IssuerKeys {
-    fn with_keys(self, issuer: &str, from: KeysFrom<'_>) -> Result<Self, ConfigError> {
-        match from {
-            KeysFrom::Url(url) => self.with_url(issuer, url),
-            KeysFrom::Set(set) => Ok(self.with_set(issuer, set)),
-        }
     }
 }
 
@@ -264,7 +251,9 @@ pub fn authorization_server_parts(
             None,
             &what,
         )?;
-        issuer_keys = issuer_keys.with_keys(&t.issuer, from)?;
+        issuer_keys = issuer_keys
+            .with_issuer(t.issuer.as_str(), from)
+            .map_err(issuer_keys_error)?;
     }
     let mut resources = ResourceRegistry::new();
     for r in &cfg.resources {
@@ -348,7 +337,8 @@ pub fn mcp_app(
         "the authorization server",
     )?;
     let keys = IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock.clone())
-        .with_keys(&cfg.authorization_server, from)?;
+        .with_issuer(cfg.authorization_server.as_str(), from)
+        .map_err(issuer_keys_error)?;
     // RS-6, D-20: by default `initialize` and `ping` need no scope, so that any valid token
     // starts a session; `tools/list` and other requests need tasks.read; changing tools also
     // need tasks.write, so an agent holding a read-only token is told to step up (CL-10).

@@ -4,15 +4,13 @@
 //! shared by the servers and the client: tests move it, nothing sleeps.
 
 use std::collections::HashSet;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use ema_client::{ClientCredentials, EmaClient, FetchPolicy, IdpConfig, Secret};
 use ema_grant::{
@@ -43,11 +41,6 @@ pub(crate) const NO_GROUP: &str = "00uN0Gr0up";
 /// A clock the test moves by hand.
 #[derive(Debug)]
 pub(crate) struct TestClock(AtomicU64);
-
-/// A clock at `now` seconds.
-pub(crate) fn test_clock(now: u64) -> TestClock {
-    TestClock(AtomicU64::new(now))
-}
 
 impl TestClock {
     pub(crate) fn advance(&self, secs: u64) {
@@ -658,58 +651,4 @@ async fn mcp_handler(
         _ => json!({}),
     };
     json_response(200, &json!({"jsonrpc": "2.0", "id": id, "result": result}))
-}
-
-/// A body that sends `first` and then stalls forever.
-pub(crate) struct Stall {
-    pub(crate) first: Option<Bytes>,
-}
-
-impl futures_core::Stream for Stall {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.first.take() {
-            Some(b) => Poll::Ready(Some(Ok(b))),
-            None => Poll::Pending,
-        }
-    }
-}
-
-/// A body of `chunks` chunks of `size` bytes with no `Content-Length`, counting what it sent.
-pub(crate) struct Chunks {
-    pub(crate) left: usize,
-    pub(crate) size: usize,
-    pub(crate) sent: Arc<AtomicUsize>,
-}
-
-impl futures_core::Stream for Chunks {
-    type Item = Result<Bytes, std::io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.left == 0 {
-            return Poll::Ready(None);
-        }
-        self.left -= 1;
-        self.sent.fetch_add(self.size, Ordering::SeqCst);
-        Poll::Ready(Some(Ok(Bytes::from(vec![b' '; self.size]))))
-    }
-}
-
-/// Serves `router` on 127.0.0.1 at an OS-chosen port; returns the base URL.
-pub(crate) async fn serve(router: Router) -> String {
-    let (listener, url) = bind().await;
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    url
-}
-
-/// A response with a streamed body.
-pub(crate) fn streamed(
-    s: impl futures_core::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-) -> Response {
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .body(Body::from_stream(s))
-        .unwrap()
 }

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::response::Response;
 use axum::routing::get;
-use ema_client::{FetchError, FetchPolicy, HttpFetcher};
+use ema_jwks::{FetchError, FetchPolicy, HttpFetcher};
 use ema_metadata::{UrlError, UrlPolicy};
 
 use crate::support::{Chunks, Stall, serve, streamed};

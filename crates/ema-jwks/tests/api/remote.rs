@@ -10,8 +10,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::get;
-use ema_client::{FetchError, FetchPolicy, HttpFetcher, JwksCachePolicy, RemoteJwks};
 use ema_jose::{Algorithm, JwkSet, KeyLookupError, KeySource, SigningKey, VerifyingKey};
+use ema_jwks::{FetchError, FetchPolicy, HttpFetcher, JwksCachePolicy, RemoteJwks};
 use ema_metadata::UrlError;
 
 use crate::support::{NOW, TestClock, serve, test_clock};
