@@ -2,6 +2,7 @@
 //! MD-5, CL-3).
 
 use ema_id_jag::ScopeSet;
+use ema_jwks::{FetchResponse, HttpFetcher};
 use ema_metadata::{
     AuthorizationServerMetadata, ProtectedResourceMetadata, authorization_server_metadata_urls,
     find_challenge, protected_resource_metadata_urls,
@@ -9,7 +10,6 @@ use ema_metadata::{
 use url::Url;
 
 use crate::error::DiscoveryError;
-use ema_jwks::{FetchResponse, HttpFetcher};
 
 /// What discovery found out about one MCP server.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,9 +4,8 @@
 use std::fmt;
 
 use ema_jose::{SignError, UnixTime};
-use ema_metadata::{ChallengeError, ErrorCode, MetadataError};
-
 use ema_jwks::FetchError;
+use ema_metadata::{ChallengeError, ErrorCode, MetadataError};
 
 /// An RFC 6749 §5.2 error response as a server sent it, its `error` parsed into an
 /// [`ErrorCode`] (a code this library has no name for is kept as [`ErrorCode::Other`]).

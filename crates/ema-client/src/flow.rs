@@ -9,6 +9,7 @@ use ema_id_jag::ScopeSet;
 use ema_jose::{
     AudienceRule, Clock, ParseOptions, SystemClock, UnixTime, UnverifiedJwt, typ, typ_matches,
 };
+use ema_jwks::{FetchError, FetchPolicy, HttpFetcher, Secret};
 use ema_metadata::{
     Challenge, ErrorCode, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, find_challenge,
 };
@@ -21,7 +22,6 @@ use crate::error::{
     DiscoveryError, EmaError, IdJagCheckError, JwtBearerError, McpAuthError, OAuthErrorResponse,
     TokenExchangeError,
 };
-use ema_jwks::{FetchError, FetchPolicy, HttpFetcher, Secret};
 
 // The URNs under their ema-client names, defined once in `ema_metadata::urn`. The legacy type is
 // accepted as `issued_token_type` only (D-10).

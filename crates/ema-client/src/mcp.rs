@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ema_jwks::FetchError;
 use futures_core::stream::BoxStream;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::ClientJsonRpcMessage;
@@ -16,7 +17,6 @@ use sse_stream::Sse;
 
 use crate::error::EmaError;
 use crate::flow::{AccessToken, EmaSession, Recovery};
-use ema_jwks::FetchError;
 
 /// Why a request through [`EmaHttpClient`] failed below the MCP layer.
 #[derive(Debug, thiserror::Error)]

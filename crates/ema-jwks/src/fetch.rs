@@ -378,9 +378,9 @@ impl reqwest::dns::Resolve for PolicyResolver {
 }
 
 /// The HTTP client every network call of ema-rs goes through (key sets here; metadata, token
-/// requests and the MCP probe in `ema-client`): URL rule, address filter
-/// (literal addresses checked before the request, names filtered at resolution), no proxy, no
-/// redirects, connect and total timeouts, and a streamed body cap.
+/// requests and the MCP probe in `ema-client`): URL rule, address filter (literal addresses
+/// checked before the request, names filtered at resolution), no proxy, no redirects, connect
+/// and total timeouts, and a streamed body cap.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), ema_jwks::FetchError> {
