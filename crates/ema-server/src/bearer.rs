@@ -15,12 +15,12 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use ema_client::{FetchPolicy, HttpFetcher, RemoteJwks};
 use ema_grant::{AccessTokenValidator, DpopValidator, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
     AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, StaticKeySource, SystemClock,
 };
+use ema_jwks::{FetchPolicy, HttpFetcher, RemoteJwks};
 use ema_metadata::{Challenge, ErrorCode, ProtectedResourceMetadata, ToErrorCode};
 use http::{HeaderValue, StatusCode, header};
 

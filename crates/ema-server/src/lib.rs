@@ -63,10 +63,10 @@ pub use bearer::{
 pub use principal::{MissingPrincipal, Principal};
 
 // What the builder and the principal name, so that a resource server needs this crate alone.
-pub use ema_client::FetchPolicy;
 pub use ema_grant::{AccessTokenClaims, IdJagOrigin};
 pub use ema_id_jag::ScopeSet;
 pub use ema_jose::{Algorithm, AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, UnixTime};
+pub use ema_jwks::FetchPolicy;
 pub use ema_metadata::ProtectedResourceMetadata;
 pub use hardening::{Limits, harden};
 pub use idp::{idp_metadata, idp_metadata_with_paths, idp_router};
