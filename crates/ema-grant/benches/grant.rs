@@ -35,36 +35,38 @@ const RESOURCE: &str = "https://mcp.tasks.example/mcp";
 
 type Grant = JwtBearerGrant<StaticKeySource, Directory, InMemoryReplayStore>;
 
-fn setup() -> (Grant, IdJagIssuer) {
+/// The grant typed (`build_typed`, no boxed futures) and the same grant erased (`build`, the
+/// bare `JwtBearerGrant` an application names), with the IdP's ID-JAG issuer.
+fn setup() -> (Grant, JwtBearerGrant, IdJagIssuer) {
     let idp_keys = Arc::new(KeyRing::new(
         SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
     ));
     let as_keys = Arc::new(KeyRing::new(
         SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
     ));
-    let validator = IdJagValidator::new(
-        Issuer::new(AS_ISSUER),
-        TrustRegistry::new().with(TrustedIssuer::new(IDP)),
-        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
-        ResourceRegistry::new().with(ResourceConfig::new(RESOURCE, ["tasks.read", "tasks.write"])),
-        Directory::new().with_subject(
-            IDP,
-            None,
-            "00u8k2Lq91",
-            LocalSubject::new("u-17").with_groups(["eng"]),
-        ),
-    );
-    let clients = ClientRegistry::new([AS_ISSUER, "https://auth.tasks.example/token"]).with(
-        RegisteredClient::new("tc_5f2a91", ClientCredential::secret("s3cr3t")),
-    );
-    let grant = JwtBearerGrant::new(
-        validator,
-        clients,
-        InMemoryReplayStore::new(4_000_000),
-        AccessTokenIssuer::new(Issuer::new(AS_ISSUER), as_keys),
-        "https://auth.tasks.example/token",
-    );
-    (grant, IdJagIssuer::new(Issuer::new(IDP), idp_keys))
+    let builder = || {
+        JwtBearerGrant::builder(
+            AccessTokenIssuer::new(Issuer::new(AS_ISSUER), as_keys.clone()),
+            StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
+            Directory::new().with_subject(
+                IDP,
+                None,
+                "00u8k2Lq91",
+                LocalSubject::new("u-17").with_groups(["eng"]),
+            ),
+        )
+        .trust(TrustedIssuer::new(IDP))
+        .resource(ResourceConfig::new(RESOURCE, ["tasks.read", "tasks.write"]))
+        .client(RegisteredClient::new(
+            "tc_5f2a91",
+            ClientCredential::secret("s3cr3t"),
+        ))
+        .token_endpoint("https://auth.tasks.example/token")
+        .replay_store(InMemoryReplayStore::new(4_000_000))
+    };
+    let typed = builder().build_typed().unwrap();
+    let erased = builder().build().unwrap();
+    (typed, erased, IdJagIssuer::new(Issuer::new(IDP), idp_keys))
 }
 
 fn id_jag(idp: &IdJagIssuer) -> String {
@@ -91,7 +93,7 @@ fn body(assertion: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let (grant, idp) = setup();
+    let (grant, erased, idp) = setup();
     let sample = id_jag(&idp);
 
     // Baseline: one ES256 verify with a cached parsed key + one ES256 sign, on messages of the
@@ -160,6 +162,20 @@ fn bench(c: &mut Criterion) {
                 let req =
                     TokenRequest::form(&body).with_authorization("Basic dGNfNWYyYTkxOnMzY3IzdA==");
                 let resp = pollster::block_on(grant.token(&req, NOW)).unwrap();
+                black_box(resp);
+            },
+            BatchSize::SmallInput,
+        );
+    });
+    // The same through the erased key source, subject resolver and replay store: three boxed
+    // futures per request (a client secret does not consult the replay store).
+    group.bench_function("grant_in_process_erased", |b| {
+        b.iter_batched(
+            || body(&id_jag(&idp)),
+            |body| {
+                let req =
+                    TokenRequest::form(&body).with_authorization("Basic dGNfNWYyYTkxOnMzY3IzdA==");
+                let resp = pollster::block_on(erased.token(&req, NOW)).unwrap();
                 black_box(resp);
             },
             BatchSize::SmallInput,

@@ -405,6 +405,21 @@ impl ClientRegistry {
         self.clients.get(id)
     }
 
+    /// Whether no client is registered.
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty()
+    }
+
+    /// Whether public clients are accepted ([`ClientRegistry::allow_public`]).
+    pub fn allows_public(&self) -> bool {
+        self.allow_public
+    }
+
+    /// The values a client assertion's `aud` may name.
+    pub fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
     /// Authenticates the client of a token request (AS-9, TX-2, D-11, D-24): exactly one of
     /// HTTP Basic, `client_secret` in the body, or a `private_key_jwt` assertion; or, where
     /// allowed, a public client identified by `client_id` alone. The method used must be the

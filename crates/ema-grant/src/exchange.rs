@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
@@ -18,7 +20,7 @@ use serde_json::{Map, Value};
 use crate::client_auth::{AuthMethod, ClientRegistry};
 use crate::dpop::DpopValidator;
 use crate::error::{ErrorCode, OAuthError, ToErrorCode, json_response};
-use crate::form::{DEFAULT_MAX_BODY, Form, FormError, TokenRequest};
+use crate::form::{Form, FormError, TokenRequest};
 use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
@@ -328,6 +330,69 @@ impl AdminPolicy for GroupPolicy {
     }
 }
 
+/// The object-safe form of [`AdminPolicy`], for storing policies of different types behind one
+/// pointer. Every [`AdminPolicy`] implements it; use it through [`DynAdminPolicy`].
+pub trait ErasedAdminPolicy: Send + Sync {
+    /// [`AdminPolicy::decide`] with the future boxed.
+    fn decide_boxed<'a>(
+        &'a self,
+        request: &'a PolicyRequest<'a>,
+    ) -> Pin<Box<dyn Future<Output = PolicyDecision> + Send + 'a>>;
+}
+
+impl<P: AdminPolicy> ErasedAdminPolicy for P {
+    fn decide_boxed<'a>(
+        &'a self,
+        request: &'a PolicyRequest<'a>,
+    ) -> Pin<Box<dyn Future<Output = PolicyDecision> + Send + 'a>> {
+        Box::pin(self.decide(request))
+    }
+}
+
+/// Any [`AdminPolicy`] behind one cheap-to-clone, nameable type: the default policy type of
+/// [`TokenExchangeGrant`], so that an IdP names its grant without type parameters. Deciding costs
+/// one boxed future per exchange.
+///
+/// ```
+/// use ema_grant::{DynAdminPolicy, GroupPolicy};
+///
+/// let policy = DynAdminPolicy::new(GroupPolicy::new());
+/// # let _ = policy;
+/// ```
+#[derive(Clone)]
+pub struct DynAdminPolicy(Arc<dyn ErasedAdminPolicy>);
+
+impl DynAdminPolicy {
+    /// Erases the type of `policy`.
+    pub fn new(policy: impl AdminPolicy + 'static) -> Self {
+        Self(Arc::new(policy))
+    }
+
+    /// Wraps a policy already shared behind an `Arc`.
+    pub fn from_arc(policy: Arc<dyn ErasedAdminPolicy>) -> Self {
+        Self(policy)
+    }
+}
+
+impl std::fmt::Debug for DynAdminPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DynAdminPolicy(..)")
+    }
+}
+
+impl AdminPolicy for DynAdminPolicy {
+    // An `async fn` captures each borrowed lifetime on its own; the boxed future lives inside.
+    async fn decide(&self, request: &PolicyRequest<'_>) -> PolicyDecision {
+        self.0.decide_boxed(request).await
+    }
+}
+
+impl<P: AdminPolicy + ?Sized> AdminPolicy for Arc<P> {
+    fn decide(&self, request: &PolicyRequest<'_>) -> impl Future<Output = PolicyDecision> + Send {
+        (**self).decide(request)
+    }
+}
+
 /// A successful token-exchange response (TX-10). `Debug` shows the ID-JAG's length only
 /// (SEC-10).
 #[derive(Clone, PartialEq, Eq)]
@@ -402,58 +467,35 @@ struct SamlOnce {
 }
 
 /// The IdP's token-exchange grant processor.
+///
+/// Built with [`TokenExchangeGrant::builder`]. The type parameters (key source for the IdP's own
+/// ID tokens, admin policy, replay store) default to their erased forms
+/// ([`DynKeySource`](ema_jose::DynKeySource), [`DynAdminPolicy`],
+/// [`DynReplayStore`](crate::DynReplayStore)), which is what
+/// [`build`](crate::TokenExchangeGrantBuilder::build) returns: an IdP names it
+/// `TokenExchangeGrant`. [`build_typed`](crate::TokenExchangeGrantBuilder::build_typed) keeps
+/// the concrete types.
 #[derive(Debug)]
-pub struct TokenExchangeGrant<K, P, R> {
-    issuer: IdJagIssuer,
-    id_token_keys: K,
-    clients: ClientRegistry,
-    replay: R,
-    targets: Vec<TargetServer>,
-    policy: P,
-    dpop: DpopValidator,
-    legacy: bool,
-    id_token_time: TimeOptions,
-    algorithms: AlgorithmSet,
-    max_body: usize,
-    saml: Option<SamlAssertionValidator>,
+pub struct TokenExchangeGrant<
+    K = ema_jose::DynKeySource,
+    P = DynAdminPolicy,
+    R = crate::replay::DynReplayStore,
+> {
+    pub(crate) issuer: IdJagIssuer,
+    pub(crate) id_token_keys: K,
+    pub(crate) clients: ClientRegistry,
+    pub(crate) replay: R,
+    pub(crate) targets: Vec<TargetServer>,
+    pub(crate) policy: P,
+    pub(crate) dpop: DpopValidator,
+    pub(crate) legacy: bool,
+    pub(crate) id_token_time: TimeOptions,
+    pub(crate) algorithms: AlgorithmSet,
+    pub(crate) max_body: usize,
+    pub(crate) saml: Option<SamlAssertionValidator>,
 }
 
 impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
-    /// Assembles the grant. ID tokens must be issued by this IdP (`issuer.issuer()`) and verify
-    /// with `id_token_keys`; `token_endpoint` is the URL clients post to.
-    pub fn new(
-        issuer: IdJagIssuer,
-        id_token_keys: K,
-        clients: ClientRegistry,
-        replay: R,
-        policy: P,
-        token_endpoint: &str,
-    ) -> Self {
-        Self {
-            issuer,
-            id_token_keys,
-            clients,
-            replay,
-            targets: Vec::new(),
-            policy,
-            dpop: DpopValidator::new(token_endpoint),
-            legacy: false,
-            // ID tokens outlive ID-JAGs; bound them at a day.
-            id_token_time: TimeOptions::new()
-                .with_max_lifetime(Some(Duration::from_secs(24 * 3600))),
-            algorithms: AlgorithmSet::DEFAULT,
-            max_body: DEFAULT_MAX_BODY,
-            saml: None,
-        }
-    }
-
-    /// Adds an authorization server this IdP issues ID-JAGs for.
-    #[must_use]
-    pub fn with_target(mut self, target: TargetServer) -> Self {
-        self.targets.push(target);
-        self
-    }
-
     /// Accepts SAML 2.0 assertions as subject tokens (`subject_token_type`
     /// [`SAML2_TOKEN_TYPE`], TX-3), validated by `validator` (TX-4). Without it, that type is
     /// `invalid_request` ("subject_token_type is not supported").

@@ -10,7 +10,7 @@ use crate::access_token::{AccessTokenIssuer, IdJagOrigin};
 use crate::client_auth::{ClientAuthError, ClientRegistry};
 use crate::dpop::{DpopError, DpopValidator};
 use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
-use crate::form::{DEFAULT_MAX_BODY, Form, FormError, Redacted, RequestError, TokenRequest};
+use crate::form::{Form, FormError, Redacted, RequestError, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
 pub use ema_metadata::urn::JWT_BEARER;
@@ -101,15 +101,26 @@ impl AccessTokenResponse {
 }
 
 /// The jwt-bearer grant processor of an MCP authorization server.
+///
+/// Built with [`JwtBearerGrant::builder`]. The type parameters (key source, subject resolver,
+/// replay store) default to their erased forms ([`DynKeySource`](ema_jose::DynKeySource),
+/// [`DynSubjectResolver`](ema_id_jag::DynSubjectResolver), [`DynReplayStore`](crate::DynReplayStore)),
+/// which is what [`build`](crate::JwtBearerGrantBuilder::build) returns: an application names
+/// it `JwtBearerGrant`. [`build_typed`](crate::JwtBearerGrantBuilder::build_typed) keeps the
+/// concrete types for code that wants no boxed futures.
 #[derive(Debug)]
-pub struct JwtBearerGrant<K, S, R> {
-    validator: IdJagValidator<K, S>,
-    clients: ClientRegistry,
-    replay: R,
-    tokens: AccessTokenIssuer,
-    dpop: DpopValidator,
-    realm: String,
-    max_body: usize,
+pub struct JwtBearerGrant<
+    K = ema_jose::DynKeySource,
+    S = ema_id_jag::DynSubjectResolver,
+    R = crate::replay::DynReplayStore,
+> {
+    pub(crate) validator: IdJagValidator<K, S>,
+    pub(crate) clients: ClientRegistry,
+    pub(crate) replay: R,
+    pub(crate) tokens: AccessTokenIssuer,
+    pub(crate) dpop: DpopValidator,
+    pub(crate) realm: String,
+    pub(crate) max_body: usize,
 }
 
 /// Maps a form error ([`FormError`]'s [`ToErrorCode`](crate::ToErrorCode): `invalid_request`).
@@ -147,26 +158,6 @@ pub fn id_jag_error(e: &IdJagError) -> OAuthError {
 }
 
 impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
-    /// Assembles the grant. `token_endpoint` is the URL clients post to (DPoP `htu`).
-    pub fn new(
-        validator: IdJagValidator<K, S>,
-        clients: ClientRegistry,
-        replay: R,
-        tokens: AccessTokenIssuer,
-        token_endpoint: &str,
-    ) -> Self {
-        let realm = validator.issuer().as_str().to_owned();
-        Self {
-            validator,
-            clients,
-            replay,
-            tokens,
-            dpop: DpopValidator::new(token_endpoint),
-            realm,
-            max_body: DEFAULT_MAX_BODY,
-        }
-    }
-
     /// The ID-JAG validator.
     pub fn validator(&self) -> &IdJagValidator<K, S> {
         &self.validator

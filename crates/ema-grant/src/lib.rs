@@ -20,6 +20,12 @@
 //!
 //! # Quick start: an MCP authorization server
 //!
+//! [`JwtBearerGrant::builder`] takes what the server cannot do without (its access-token
+//! issuer, the trusted IdPs' keys, its subject resolver); trusted issuers, resources and
+//! clients are added by name; [`build`](JwtBearerGrantBuilder::build) refuses a configuration
+//! that could never issue a token ([`BuildError`]) and returns a `JwtBearerGrant`, a type
+//! without parameters that an application can store and name.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use ema_grant::*;
@@ -28,23 +34,16 @@
 //!
 //! let idp_keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("idp-k1".into()))?));
 //! let as_keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("as-k1".into()))?));
-//! let issuer = Issuer::new("https://auth.tasks.example");
-//! let validator = IdJagValidator::new(
-//!     issuer.clone(),
-//!     TrustRegistry::new().with(TrustedIssuer::new("https://idp.acme.example")),
+//! let grant: JwtBearerGrant = JwtBearerGrant::builder(
+//!     AccessTokenIssuer::new(Issuer::new("https://auth.tasks.example"), as_keys),
 //!     StaticKeySource::new().with_issuer("https://idp.acme.example", idp_keys.jwks()),
-//!     ResourceRegistry::new().with(ResourceConfig::new("https://mcp.tasks.example/mcp", ["tasks.read"])),
 //!     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
-//! );
-//! let clients = ClientRegistry::new(["https://auth.tasks.example", "https://auth.tasks.example/token"])
-//!     .with(RegisteredClient::new("tc_5f2a91", ClientCredential::secret("s3cr3t")));
-//! let grant = JwtBearerGrant::new(
-//!     validator,
-//!     clients,
-//!     InMemoryReplayStore::default(),
-//!     AccessTokenIssuer::new(issuer, as_keys),
-//!     "https://auth.tasks.example/token",
-//! );
+//! )
+//! .trust(TrustedIssuer::new("https://idp.acme.example"))
+//! .resource(ResourceConfig::new("https://mcp.tasks.example/mcp", ["tasks.read"]))
+//! .client(RegisteredClient::new("tc_5f2a91", ClientCredential::secret("s3cr3t")))
+//! .token_endpoint("https://auth.tasks.example/token")
+//! .build()?;
 //!
 //! // An ID-JAG from the IdP...
 //! let now = UnixTime::from_secs(1_767_225_600);
@@ -67,8 +66,15 @@
 //! assert_eq!(response.status(), 400);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The grant's type parameters default to the erased [`DynKeySource`](ema_jose::DynKeySource),
+//! [`DynSubjectResolver`](ema_id_jag::DynSubjectResolver) and [`DynReplayStore`] (one boxed
+//! future per call into each, next to two signature operations per request); code that wants
+//! the concrete types calls [`build_typed`](JwtBearerGrantBuilder::build_typed) and names
+//! `JwtBearerGrant<K, S, R>`. [`TokenExchangeGrant::builder`] does the same for the IdP.
 
 pub mod access_token;
+mod builder;
 pub mod client_auth;
 pub mod dpop;
 pub mod error;
@@ -82,6 +88,7 @@ pub use access_token::{
     AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
     MAX_ACCESS_TOKEN_LIFETIME,
 };
+pub use builder::{BuildError, JwtBearerGrantBuilder, TokenExchangeGrantBuilder};
 pub use client_auth::{
     AuthMethod, AuthMethodMismatch, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError,
     ClientCredential, ClientRegistry, RegisteredClient, UnknownAuthMethod,
@@ -89,15 +96,19 @@ pub use client_auth::{
 pub use dpop::{DpopError, DpopProof, DpopValidator};
 pub use error::{ErrorCode, ErrorCodeError, OAuthError, ToErrorCode, UnknownErrorCode};
 pub use exchange::{
-    AdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE,
-    PolicyDecision, PolicyRequest, SAML2_TOKEN_TYPE, SubjectTokenError, TOKEN_EXCHANGE,
-    TargetServer, TokenExchangeGrant, TokenExchangeResponse, parse_exchange_form,
+    AdminPolicy, DynAdminPolicy, ErasedAdminPolicy, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE,
+    ID_TOKEN_TYPE, LEGACY_TOKEN_TYPE, PolicyDecision, PolicyRequest, SAML2_TOKEN_TYPE,
+    SubjectTokenError, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant, TokenExchangeResponse,
+    parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};
 pub use jwt_bearer::{
     AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error, request_error,
 };
-pub use replay::{InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen};
+pub use replay::{
+    DynReplayStore, ErasedReplayStore, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind,
+    ReplayStore, Seen,
+};
 pub use sso::{
     AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,
     SsoTokenResponse, User, pkce_challenge,

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_lc_rs::digest;
@@ -126,6 +127,87 @@ impl<R: ReplayStore + ?Sized> ReplayStore for Arc<R> {
         now: UnixTime,
     ) -> impl Future<Output = Result<Seen, ReplayError>> + Send {
         (**self).check_and_insert(key, expires_at, now)
+    }
+}
+
+/// The object-safe form of [`ReplayStore`], for storing replay stores of different types behind
+/// one pointer. Every [`ReplayStore`] implements it; use it through [`DynReplayStore`].
+pub trait ErasedReplayStore: Send + Sync {
+    /// [`ReplayStore::check_and_insert`] with the future boxed.
+    fn check_and_insert_boxed<'a>(
+        &'a self,
+        key: ReplayKey<'a>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Pin<Box<dyn Future<Output = Result<Seen, ReplayError>> + Send + 'a>>;
+}
+
+impl<R: ReplayStore> ErasedReplayStore for R {
+    fn check_and_insert_boxed<'a>(
+        &'a self,
+        key: ReplayKey<'a>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Pin<Box<dyn Future<Output = Result<Seen, ReplayError>> + Send + 'a>> {
+        Box::pin(self.check_and_insert(key, expires_at, now))
+    }
+}
+
+/// Any [`ReplayStore`] behind one cheap-to-clone, nameable type: the default replay store of
+/// [`JwtBearerGrant`](crate::JwtBearerGrant) and [`TokenExchangeGrant`](crate::TokenExchangeGrant).
+/// Clones share the store, so one store can serve several endpoints of a server.
+///
+/// Each check costs one boxed future, next to the signature work of the request it guards.
+/// [`Default`] is an [`InMemoryReplayStore::default`].
+///
+/// ```
+/// use ema_grant::{DynReplayStore, InMemoryReplayStore, ReplayKey, ReplayKind, ReplayStore, Seen};
+/// use ema_jose::UnixTime;
+///
+/// let store = DynReplayStore::new(InMemoryReplayStore::new(1_000));
+/// let key = ReplayKey { kind: ReplayKind::IdJag, issuer: "https://idp.example", jti: "j1" };
+/// let now = UnixTime::from_secs(1_000);
+/// let first = pollster::block_on(store.check_and_insert(key, now.plus(300), now));
+/// let again = pollster::block_on(store.clone().check_and_insert(key, now.plus(300), now));
+/// assert_eq!((first, again), (Ok(Seen::First), Ok(Seen::Again)));
+/// ```
+#[derive(Clone)]
+pub struct DynReplayStore(Arc<dyn ErasedReplayStore>);
+
+impl DynReplayStore {
+    /// Erases the type of `store`.
+    pub fn new(store: impl ReplayStore + 'static) -> Self {
+        Self(Arc::new(store))
+    }
+
+    /// Wraps a store already shared behind an `Arc`.
+    pub fn from_arc(store: Arc<dyn ErasedReplayStore>) -> Self {
+        Self(store)
+    }
+}
+
+impl Default for DynReplayStore {
+    /// An [`InMemoryReplayStore::default`] (a million live entries).
+    fn default() -> Self {
+        Self::new(InMemoryReplayStore::default())
+    }
+}
+
+impl std::fmt::Debug for DynReplayStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DynReplayStore(..)")
+    }
+}
+
+impl ReplayStore for DynReplayStore {
+    // An `async fn` captures each borrowed lifetime on its own; the boxed future lives inside.
+    async fn check_and_insert(
+        &self,
+        key: ReplayKey<'_>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> Result<Seen, ReplayError> {
+        self.0.check_and_insert_boxed(key, expires_at, now).await
     }
 }
 

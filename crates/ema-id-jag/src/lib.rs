@@ -12,6 +12,19 @@
 //! [`SubjectResolver`], time as an argument. Replay detection (step 15) belongs to the token
 //! endpoint (`ema-grant`), which must record a `jti` only when it issues a token (D-6).
 //!
+//! # Who the user is here: the subject resolver
+//!
+//! A valid ID-JAG says who the user is *at the IdP*; the authorization server decides who that
+//! is *here* (AS-16, D-14) through a [`SubjectResolver`], asked only after every other check has
+//! passed. [`Directory`] is the in-memory one: explicit (`iss`, `tenant`, `sub`) mappings first,
+//! then optional email linking, then an optional just-in-time provisioning hook; anything else is
+//! refused ([`SubjectError::Unknown`] → `invalid_grant`), and a resolver that cannot answer
+//! ([`SubjectError::Unavailable`]) fails closed. A resolver backed by a user database
+//! implements the trait's one `async` method. [`IdJagValidator::builder`] takes any resolver;
+//! [`build`](IdJagValidatorBuilder::build) erases it into a [`DynSubjectResolver`] (one boxed
+//! future per ID-JAG), so the validator's type is just `IdJagValidator`, while
+//! [`build_typed`](IdJagValidatorBuilder::build_typed) keeps the concrete type.
+//!
 //! # Quick start
 //!
 //! ```
@@ -33,16 +46,15 @@
 //! let id_jag = idp.issue(grant, now)?;
 //!
 //! // The authorization server validates it.
-//! let validator = IdJagValidator::new(
-//!     Issuer::new("https://auth.tasks.example"),
-//!     TrustRegistry::new().with(TrustedIssuer::new("https://idp.acme.example")),
+//! let validator = IdJagValidator::builder(
+//!     "https://auth.tasks.example",
 //!     StaticKeySource::new().with_issuer("https://idp.acme.example", ring.jwks()),
-//!     ResourceRegistry::new().with(ResourceConfig::new(
-//!         "https://mcp.tasks.example/mcp",
-//!         ["tasks.read", "tasks.write"],
-//!     )),
+//!     // Who the user is here (AS-16, D-14): a directory, or any `SubjectResolver`.
 //!     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
-//! );
+//! )
+//! .trust(TrustedIssuer::new("https://idp.acme.example"))
+//! .resource(ResourceConfig::new("https://mcp.tasks.example/mcp", ["tasks.read", "tasks.write"]))
+//! .build()?;
 //! let client = ClientId::new("tc_5f2a91");
 //! let valid = pollster::block_on(validator.validate(&id_jag.token, &ValidationContext::new(&client), now))?;
 //! assert_eq!(valid.resource, "https://mcp.tasks.example/mcp");
@@ -60,9 +72,15 @@ mod validator;
 pub use claims::{IdJagClaims, IdJagClaimsError};
 pub use ids::{ClientId, Issuer, JwtId, Resource, ScopeError, ScopeSet, Subject};
 pub use issuer::{DEFAULT_LIFETIME_SECS, IdJagGrant, IdJagIssuer, IssuedIdJag, MAX_LIFETIME_SECS};
-pub use subject::{Directory, LocalSubject, SubjectError, SubjectResolver};
+pub use subject::{
+    Directory, DynSubjectResolver, ErasedSubjectResolver, LocalSubject, SubjectError,
+    SubjectResolver,
+};
 pub use trust::{
     GrantScopeError, OIDC_SCOPES, ResourceConfig, ResourceError, ResourceRegistry, TrustRegistry,
     TrustedIssuer, UnknownScopes,
 };
-pub use validator::{IdJag, IdJagError, IdJagValidator, ValidationContext};
+pub use validator::{
+    IdJag, IdJagError, IdJagValidator, IdJagValidatorBuilder, ValidationContext,
+    ValidatorBuildError,
+};

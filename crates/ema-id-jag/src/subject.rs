@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::claims::IdJagClaims;
@@ -87,6 +88,75 @@ impl<R: SubjectResolver + ?Sized> SubjectResolver for Arc<R> {
         issuer: &TrustedIssuer,
     ) -> impl Future<Output = Result<LocalSubject, SubjectError>> + Send {
         (**self).resolve(claims, issuer)
+    }
+}
+
+/// The object-safe form of [`SubjectResolver`], for storing resolvers of different types behind
+/// one pointer. Every [`SubjectResolver`] implements it; use it through [`DynSubjectResolver`].
+pub trait ErasedSubjectResolver: Send + Sync {
+    /// [`SubjectResolver::resolve`] with the future boxed.
+    fn resolve_boxed<'a>(
+        &'a self,
+        claims: &'a IdJagClaims,
+        issuer: &'a TrustedIssuer,
+    ) -> Pin<Box<dyn Future<Output = Result<LocalSubject, SubjectError>> + Send + 'a>>;
+}
+
+impl<R: SubjectResolver> ErasedSubjectResolver for R {
+    fn resolve_boxed<'a>(
+        &'a self,
+        claims: &'a IdJagClaims,
+        issuer: &'a TrustedIssuer,
+    ) -> Pin<Box<dyn Future<Output = Result<LocalSubject, SubjectError>> + Send + 'a>> {
+        Box::pin(self.resolve(claims, issuer))
+    }
+}
+
+/// Any [`SubjectResolver`] behind one cheap-to-clone, nameable type: the default subject
+/// resolver of [`IdJagValidator`](crate::IdJagValidator) (and of `ema_grant::JwtBearerGrant`), so
+/// that an application names the validator without a type parameter.
+///
+/// Resolving costs one boxed future per validated ID-JAG, next to a signature verification.
+///
+/// ```
+/// use ema_id_jag::{Directory, DynSubjectResolver, LocalSubject};
+///
+/// // A directory here; a database-backed resolver erases the same way.
+/// let subjects = DynSubjectResolver::new(
+///     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+/// );
+/// let shared = subjects.clone(); // one directory behind both
+/// # let _ = shared;
+/// ```
+#[derive(Clone)]
+pub struct DynSubjectResolver(Arc<dyn ErasedSubjectResolver>);
+
+impl DynSubjectResolver {
+    /// Erases the type of `resolver`.
+    pub fn new(resolver: impl SubjectResolver + 'static) -> Self {
+        Self(Arc::new(resolver))
+    }
+
+    /// Wraps a resolver already shared behind an `Arc`.
+    pub fn from_arc(resolver: Arc<dyn ErasedSubjectResolver>) -> Self {
+        Self(resolver)
+    }
+}
+
+impl fmt::Debug for DynSubjectResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DynSubjectResolver(..)")
+    }
+}
+
+impl SubjectResolver for DynSubjectResolver {
+    // An `async fn` captures each borrowed lifetime on its own; the boxed future lives inside.
+    async fn resolve(
+        &self,
+        claims: &IdJagClaims,
+        issuer: &TrustedIssuer,
+    ) -> Result<LocalSubject, SubjectError> {
+        self.0.resolve_boxed(claims, issuer).await
     }
 }
 

@@ -73,6 +73,11 @@ impl TrustRegistry {
     pub fn get(&self, iss: &str) -> Option<&TrustedIssuer> {
         self.issuers.get(iss)
     }
+
+    /// Whether no issuer is trusted (every ID-JAG would be refused).
+    pub fn is_empty(&self) -> bool {
+        self.issuers.is_empty()
+    }
 }
 
 /// What to do with a scope inside an ID-JAG that the resource does not define (D-21).
@@ -284,6 +289,11 @@ impl ResourceRegistry {
     /// Every registered resource.
     pub fn iter(&self) -> impl Iterator<Item = &ResourceConfig> {
         self.resources.values()
+    }
+
+    /// Whether no resource is governed (no access token could be issued).
+    pub fn is_empty(&self) -> bool {
+        self.resources.is_empty()
     }
 
     /// Selects the resource the access token is for (D-4):

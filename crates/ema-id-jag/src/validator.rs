@@ -2,17 +2,18 @@
 //! less step 11's proof check, which the grant performs before calling this).
 
 use ema_jose::{
-    Algorithm, AlgorithmSet, ClaimError, HeaderError, HeaderPolicy, KeyLookupError, KeySource,
-    ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt, VerifyError,
+    Algorithm, AlgorithmSet, ClaimError, DynKeySource, HeaderError, HeaderPolicy, KeyLookupError,
+    KeySource, ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
+    VerifyError,
 };
 
 use ema_metadata::ErrorCode;
 
 use crate::claims::{IdJagClaims, IdJagClaimsError};
 use crate::ids::{ClientId, Issuer, Resource, ScopeSet};
-use crate::subject::{LocalSubject, SubjectError, SubjectResolver};
+use crate::subject::{DynSubjectResolver, LocalSubject, SubjectError, SubjectResolver};
 use crate::trust::{
-    GrantScopeError, ResourceError, ResourceRegistry, TrustRegistry, TrustedIssuer,
+    GrantScopeError, ResourceConfig, ResourceError, ResourceRegistry, TrustRegistry, TrustedIssuer,
 };
 
 /// What the token request says beside the assertion.
@@ -227,8 +228,13 @@ impl ema_metadata::ToErrorCode for IdJagError {
 }
 
 /// Validates ID-JAGs for one authorization server.
+///
+/// Built with [`IdJagValidator::builder`]. The type parameters are the key source and the
+/// subject resolver; they default to the erased [`DynKeySource`] and [`DynSubjectResolver`], so
+/// `IdJagValidator` names the validator [`IdJagValidatorBuilder::build`] returns, and
+/// [`IdJagValidatorBuilder::build_typed`] keeps the concrete types.
 #[derive(Debug, Clone)]
-pub struct IdJagValidator<K, S> {
+pub struct IdJagValidator<K = DynKeySource, S = DynSubjectResolver> {
     issuer: Issuer,
     trust: TrustRegistry,
     keys: K,
@@ -239,46 +245,101 @@ pub struct IdJagValidator<K, S> {
     algorithms: AlgorithmSet,
 }
 
-impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
-    /// A validator for the authorization server `issuer` with D-7 time defaults and the default
-    /// algorithm allow-list, ES256, RS256, PS256 and EdDSA (D-26).
-    pub fn new(
-        issuer: Issuer,
-        trust: TrustRegistry,
+/// Why an [`IdJagValidatorBuilder`] could not build a validator: it would refuse every ID-JAG.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ValidatorBuildError {
+    /// No issuer is trusted ([`IdJagValidatorBuilder::trust`]).
+    #[error("no trusted ID-JAG issuer is configured")]
+    NoTrustedIssuers,
+    /// No resource is governed ([`IdJagValidatorBuilder::resource`]).
+    #[error("no resource is configured")]
+    NoResources,
+}
+
+impl IdJagValidator {
+    /// Starts a validator for the authorization server `issuer` (the `aud` every ID-JAG must
+    /// name, AS-5), verifying with `keys` (the trusted issuers' keys, SEC-3) and resolving
+    /// subjects with `subjects` (AS-16, D-14). Add trusted issuers and resources, then
+    /// [`build`](IdJagValidatorBuilder::build). Defaults: D-7 time options, the algorithm
+    /// allow-list ES256, RS256, PS256 and EdDSA (D-26), default parse limits.
+    pub fn builder<K: KeySource, S: SubjectResolver>(
+        issuer: impl Into<Issuer>,
         keys: K,
-        resources: ResourceRegistry,
         subjects: S,
-    ) -> Self {
-        Self {
-            issuer,
-            trust,
+    ) -> IdJagValidatorBuilder<K, S> {
+        IdJagValidatorBuilder {
+            issuer: issuer.into(),
+            trust: TrustRegistry::new(),
             keys,
-            resources,
+            resources: ResourceRegistry::new(),
             subjects,
             time: TimeOptions::new(),
             parse: ParseOptions::new(),
             algorithms: AlgorithmSet::DEFAULT,
         }
     }
+}
+
+/// Assembles an [`IdJagValidator`]; see [`IdJagValidator::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct IdJagValidatorBuilder<K, S> {
+    issuer: Issuer,
+    trust: TrustRegistry,
+    keys: K,
+    resources: ResourceRegistry,
+    subjects: S,
+    time: TimeOptions,
+    parse: ParseOptions,
+    algorithms: AlgorithmSet,
+}
+
+impl<K: KeySource, S: SubjectResolver> IdJagValidatorBuilder<K, S> {
+    /// The authorization server's issuer identifier.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// Trusts an issuer (added to those already trusted).
+    pub fn trust(mut self, issuer: TrustedIssuer) -> Self {
+        self.trust = self.trust.with(issuer);
+        self
+    }
+
+    /// Replaces the trusted issuers.
+    pub fn trust_registry(mut self, trust: TrustRegistry) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// Governs a resource (added to those already governed).
+    pub fn resource(mut self, resource: ResourceConfig) -> Self {
+        self.resources = self.resources.with(resource);
+        self
+    }
+
+    /// Replaces the governed resources.
+    pub fn resource_registry(mut self, resources: ResourceRegistry) -> Self {
+        self.resources = resources;
+        self
+    }
 
     /// Sets the time options (leeway capped at 60 s; D-7).
-    #[must_use]
-    pub fn with_time_options(mut self, time: TimeOptions) -> Self {
+    pub fn time_options(mut self, time: TimeOptions) -> Self {
         self.time = time;
         self
     }
 
     /// Sets only the clock leeway (D-7: default 30 s); values above
     /// [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it.
-    #[must_use]
-    pub fn with_leeway(mut self, leeway: std::time::Duration) -> Self {
+    pub fn leeway(mut self, leeway: std::time::Duration) -> Self {
         self.time = self.time.with_leeway(leeway);
         self
     }
 
     /// Sets the parse limits.
-    #[must_use]
-    pub fn with_parse_options(mut self, parse: ParseOptions) -> Self {
+    pub fn parse_options(mut self, parse: ParseOptions) -> Self {
         self.parse = parse;
         self
     }
@@ -286,12 +347,64 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
     /// Sets the global algorithm allow-list (each issuer may narrow it further). ES384, ES512,
     /// RS384, RS512, PS384 and PS512 are opt-in (D-26): add them here and in the issuer's
     /// [`TrustedIssuer::algorithms`].
-    #[must_use]
-    pub fn with_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+    pub fn algorithms(mut self, algorithms: AlgorithmSet) -> Self {
         self.algorithms = algorithms;
         self
     }
 
+    /// Builds the validator with its key source and resolver erased: the bare
+    /// [`IdJagValidator`].
+    pub fn build(self) -> Result<IdJagValidator, ValidatorBuildError>
+    where
+        K: 'static,
+        S: 'static,
+    {
+        let Self {
+            issuer,
+            trust,
+            keys,
+            resources,
+            subjects,
+            time,
+            parse,
+            algorithms,
+        } = self;
+        IdJagValidatorBuilder {
+            issuer,
+            trust,
+            keys: DynKeySource::new(keys),
+            resources,
+            subjects: DynSubjectResolver::new(subjects),
+            time,
+            parse,
+            algorithms,
+        }
+        .build_typed()
+    }
+
+    /// Builds the validator keeping the concrete key source and resolver types (no boxed
+    /// futures).
+    pub fn build_typed(self) -> Result<IdJagValidator<K, S>, ValidatorBuildError> {
+        if self.trust.is_empty() {
+            return Err(ValidatorBuildError::NoTrustedIssuers);
+        }
+        if self.resources.is_empty() {
+            return Err(ValidatorBuildError::NoResources);
+        }
+        Ok(IdJagValidator {
+            issuer: self.issuer,
+            trust: self.trust,
+            keys: self.keys,
+            resources: self.resources,
+            subjects: self.subjects,
+            time: self.time,
+            parse: self.parse,
+            algorithms: self.algorithms,
+        })
+    }
+}
+
+impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
     /// This authorization server's issuer identifier.
     pub fn issuer(&self) -> &Issuer {
         &self.issuer

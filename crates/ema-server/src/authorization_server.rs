@@ -26,7 +26,8 @@ struct AsState<K, S, R> {
 /// Builds the authorization server's router.
 ///
 /// `metadata` is served at the RFC 8414 well-known path of its `issuer`; its `token_endpoint`
-/// and `jwks_uri` paths are where the token endpoint and the JWKS are mounted.
+/// and `jwks_uri` paths are where the token endpoint and the JWKS are mounted. The grant is
+/// usually the bare [`JwtBearerGrant`] its builder returns; a grant built typed works alike.
 pub fn authorization_server_router<K, S, R>(
     grant: JwtBearerGrant<K, S, R>,
     metadata: &AuthorizationServerMetadata,
@@ -55,46 +56,38 @@ where
         clock,
     });
     Router::new()
-        .route(&well_known, get(as_metadata::<K, S, R>))
-        .route(&jwks, get(as_jwks::<K, S, R>))
-        .route(&token, post(as_token::<K, S, R>))
+        .route(&well_known, get(AsState::metadata))
+        .route(&jwks, get(AsState::jwks))
+        .route(&token, post(AsState::token))
         .with_state(state)
 }
 
-async fn as_metadata<K, S, R>(State(state): State<Arc<AsState<K, S, R>>>) -> Response
+impl<K, S, R> AsState<K, S, R>
 where
     K: KeySource + 'static,
     S: SubjectResolver + 'static,
     R: ReplayStore + 'static,
 {
-    public_json(&state.metadata, 300)
-}
+    async fn metadata(State(state): State<Arc<Self>>) -> Response {
+        public_json(&state.metadata, 300)
+    }
 
-async fn as_jwks<K, S, R>(State(state): State<Arc<AsState<K, S, R>>>) -> Response
-where
-    K: KeySource + 'static,
-    S: SubjectResolver + 'static,
-    R: ReplayStore + 'static,
-{
-    public_json(&state.grant.tokens().keys().jwks().to_public_json(), 300)
-}
+    async fn jwks(State(state): State<Arc<Self>>) -> Response {
+        public_json(&state.grant.tokens().keys().jwks().to_public_json(), 300)
+    }
 
-async fn as_token<K, S, R>(
-    State(state): State<Arc<AsState<K, S, R>>>,
-    request: http::Request<axum::body::Body>,
-) -> Response
-where
-    K: KeySource + 'static,
-    S: SubjectResolver + 'static,
-    R: ReplayStore + 'static,
-{
-    let request = match read_request(request).await {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let response = state.grant.handle(&request, state.clock.now()).await;
-    log_outcome("jwt-bearer", &response);
-    into_axum(response)
+    async fn token(
+        State(state): State<Arc<Self>>,
+        request: http::Request<axum::body::Body>,
+    ) -> Response {
+        let request = match read_request(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let response = state.grant.handle(&request, state.clock.now()).await;
+        log_outcome("jwt-bearer", &response);
+        into_axum(response)
+    }
 }
 
 /// Logs a token endpoint outcome: status, and for a refusal the error code and the cause the

@@ -80,15 +80,17 @@ fn idp() -> Idp {
         .with_key(saml_key.verifying_key().clone())
         .with_audience(SP, "desk-idp-01")
         .with_recipient(TOKEN_ENDPOINT);
-    let exchange = TokenExchangeGrant::new(
+    let exchange = TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(IDP), keys.clone()),
         StaticKeySource::new().with_issuer(IDP, keys.jwks()),
-        clients,
-        Arc::new(InMemoryReplayStore::new(1000)),
         policy,
-        TOKEN_ENDPOINT,
     )
-    .with_target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
+    .client_registry(clients)
+    .replay_store(Arc::new(InMemoryReplayStore::new(1000)))
+    .token_endpoint(TOKEN_ENDPOINT)
+    .target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
+    .build()
+    .unwrap()
     .with_saml_assertions(validator);
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
     let router = idp_router(sso, exchange, keys.clone(), &idp_metadata(IDP), clock);

@@ -79,15 +79,17 @@ fn world() -> World {
             AS,
             ScopeSet::parse("tasks.read tasks.write").unwrap(),
         ));
-    let exchange = TokenExchangeGrant::new(
+    let exchange = TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(IDP), idp_keys.clone()),
         StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
-        idp_clients,
-        Arc::new(InMemoryReplayStore::new(1000)),
         policy,
-        "https://idp.acme.example/token",
     )
-    .with_target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"));
+    .client_registry(idp_clients)
+    .replay_store(Arc::new(InMemoryReplayStore::new(1000)))
+    .token_endpoint("https://idp.acme.example/token")
+    .target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
+    .build()
+    .unwrap();
     let idp = idp_router(sso, exchange, idp_keys.clone(), &idp_meta, clock());
 
     // The MCP authorization server.
@@ -95,26 +97,24 @@ fn world() -> World {
         .with_id_jag_profile();
     let mut as_meta = as_meta;
     as_meta.jwks_uri = Some("https://auth.tasks.example/jwks".into());
-    let validator = IdJagValidator::new(
-        Issuer::new(AS),
-        TrustRegistry::new().with(TrustedIssuer::new(IDP)),
-        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
-        ResourceRegistry::new().with(
-            ResourceConfig::new(RESOURCE, ["tasks.read", "tasks.write"])
-                .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
-        ),
-        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
-    );
-    let grant = JwtBearerGrant::new(
-        validator,
-        ClientRegistry::new([AS, "https://auth.tasks.example/token"]).with(RegisteredClient::new(
-            "tc_5f2a91",
-            ClientCredential::secret("as-secret"),
-        )),
-        InMemoryReplayStore::new(1000),
+    let grant = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(AS), as_keys.clone()),
-        "https://auth.tasks.example/token",
-    );
+        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
+        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
+    )
+    .trust(TrustedIssuer::new(IDP))
+    .resource(
+        ResourceConfig::new(RESOURCE, ["tasks.read", "tasks.write"])
+            .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
+    )
+    .client(RegisteredClient::new(
+        "tc_5f2a91",
+        ClientCredential::secret("as-secret"),
+    ))
+    .replay_store(InMemoryReplayStore::new(1000))
+    .token_endpoint("https://auth.tasks.example/token")
+    .build()
+    .unwrap();
     let auth_server = authorization_server_router(grant, &as_meta, clock());
 
     // The MCP server.

@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use ema_grant::{
-    AccessTokenIssuer, ClientCredential, ClientRegistry, GroupPolicy, GroupRule,
-    InMemoryReplayStore, JwtBearerGrant, RegisteredClient, SsoProvider, TargetServer,
-    TokenExchangeGrant, User,
+    AccessTokenIssuer, ClientCredential, ClientRegistry, GroupPolicy, GroupRule, JwtBearerGrant,
+    RegisteredClient, SsoProvider, TargetServer, TokenExchangeGrant, User,
 };
 use ema_id_jag::{
-    Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, ResourceConfig, ResourceRegistry,
+    Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry,
     ScopeSet, TrustRegistry, TrustedIssuer, UnknownScopes,
 };
 use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
@@ -164,16 +163,13 @@ pub fn idp_app(
                 .with_resources(r.resources.clone()),
         );
     }
-    let mut exchange = TokenExchangeGrant::new(
+    let mut exchange = TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(issuer), keys.clone()).with_lifetime(id_jag_lifetime),
         StaticKeySource::new().with_issuer(issuer, keys.jwks()),
-        registry,
-        Arc::new(InMemoryReplayStore::default()),
         policy,
-        &token_endpoint,
     )
-    .with_id_token_algorithms(id_token_algorithms)
-    .with_id_token_leeway(leeway);
+    .client_registry(registry)
+    .token_endpoint(&token_endpoint);
     for t in &cfg.targets {
         let mut target = TargetServer::new(t.issuer.as_str(), t.resources.clone());
         for alias in &t.aliases {
@@ -182,14 +178,19 @@ pub fn idp_app(
         for (idp_client, here) in &t.clients {
             target = target.with_client(idp_client.as_str(), here.as_str());
         }
-        exchange = exchange.with_target(target);
+        exchange = exchange.target(target);
     }
+    let exchange = exchange
+        .build()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?
+        .with_id_token_algorithms(id_token_algorithms)
+        .with_id_token_leeway(leeway);
     let router = idp_router(sso, exchange, keys, &metadata, clock);
     Ok(harden(router, &Limits::default()))
 }
 
 /// The authorization server's jwt-bearer grant, as [`authorization_server_parts`] builds it.
-pub type AuthorizationServerGrant = JwtBearerGrant<IssuerKeys, Directory, InMemoryReplayStore>;
+pub type AuthorizationServerGrant = JwtBearerGrant;
 
 /// The MCP authorization server at `public_url`.
 pub fn authorization_server_app(
@@ -288,22 +289,21 @@ pub fn authorization_server_parts(
             )
         });
     }
-    let validator = IdJagValidator::new(
-        Issuer::new(issuer),
-        trust,
+    let grant = JwtBearerGrant::builder(
+        AccessTokenIssuer::new(Issuer::new(issuer), keys).with_lifetime(lifetime),
         issuer_keys,
-        resources,
         directory,
     )
-    .with_algorithms(all_algorithms)
-    .with_leeway(leeway);
-    let grant = JwtBearerGrant::new(
-        validator,
+    .trust_registry(trust)
+    .resource_registry(resources)
+    .algorithms(all_algorithms)
+    .leeway(leeway)
+    .client_registry(
         clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?.with_leeway(leeway),
-        InMemoryReplayStore::default(),
-        AccessTokenIssuer::new(Issuer::new(issuer), keys).with_lifetime(lifetime),
-        &token_endpoint,
-    );
+    )
+    .token_endpoint(&token_endpoint)
+    .build()
+    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut metadata =
         AuthorizationServerMetadata::new(issuer, token_endpoint).with_id_jag_profile();
     metadata.jwks_uri = Some(paths.url(issuer, paths.jwks()));

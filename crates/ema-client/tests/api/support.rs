@@ -14,13 +14,11 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use ema_client::{ClientCredentials, EmaClient, FetchPolicy, IdpConfig, Secret};
 use ema_grant::{
-    AccessTokenIssuer, AccessTokenValidator, ClientCredential, ClientRegistry, Form, GroupPolicy,
-    GroupRule, InMemoryReplayStore, JwtBearerGrant, RegisteredClient, TargetServer,
-    TokenExchangeGrant,
+    AccessTokenIssuer, AccessTokenValidator, ClientCredential, Form, GroupPolicy, GroupRule,
+    InMemoryReplayStore, JwtBearerGrant, RegisteredClient, TargetServer, TokenExchangeGrant,
 };
 use ema_id_jag::{
-    Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, Resource, ResourceConfig,
-    ResourceRegistry, ScopeSet, TrustRegistry, TrustedIssuer,
+    Directory, IdJagIssuer, Issuer, LocalSubject, Resource, ResourceConfig, ScopeSet, TrustedIssuer,
 };
 use ema_jose::{Algorithm, Clock, JwkSet, KeyRing, SigningKey, StaticKeySource, UnixTime};
 use serde_json::{Value, json};
@@ -196,14 +194,9 @@ impl World {
         let client_key = Arc::new(key("client-k1"));
         let scopes = |s: &str| ScopeSet::parse(s).unwrap();
 
-        let tx = TokenExchangeGrant::new(
+        let tx = TokenExchangeGrant::builder(
             IdJagIssuer::new(Issuer::new(idp.as_str()), idp_keys.clone()),
             StaticKeySource::new().with_issuer(idp.as_str(), idp_keys.jwks()),
-            ClientRegistry::new([idp.clone(), format!("{idp}/token")]).with(RegisteredClient::new(
-                IDP_CLIENT,
-                ClientCredential::secret(IDP_SECRET),
-            )),
-            InMemoryReplayStore::new(10_000),
             GroupPolicy::new()
                 .with_member(USER, ["eng"])
                 .with_member(NO_GROUP, Vec::<String>::new())
@@ -212,41 +205,43 @@ impl World {
                     issuer.as_str(),
                     scopes("tasks.read tasks.write"),
                 )),
-            &format!("{idp}/token"),
         )
+        .client(RegisteredClient::new(
+            IDP_CLIENT,
+            ClientCredential::secret(IDP_SECRET),
+        ))
+        .replay_store(InMemoryReplayStore::new(10_000))
         // `other_resource` is deliberately not governed by the AS (TX-7 → invalid_target).
-        .with_target(
+        .target(
             TargetServer::new(issuer.as_str(), [resource.clone()]).with_client(IDP_CLIENT, CLIENT),
-        );
+        )
+        .build_typed()
+        .unwrap();
 
-        let grant = JwtBearerGrant::new(
-            IdJagValidator::new(
-                Issuer::new(issuer.as_str()),
-                TrustRegistry::new().with(TrustedIssuer::new(idp.as_str())),
-                StaticKeySource::new().with_issuer(idp.as_str(), idp_keys.jwks()),
-                ResourceRegistry::new()
-                    .with(
-                        ResourceConfig::new(resource.as_str(), ["tasks.read", "tasks.write"])
-                            .with_default_scopes(scopes("tasks.read")),
-                    )
-                    .with(ResourceConfig::new(other_resource.as_str(), ["other.read"])),
-                Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
-            ),
-            ClientRegistry::new([issuer.clone(), format!("{issuer}/token")])
-                .with(RegisteredClient::new(
-                    CLIENT,
-                    ClientCredential::secret(SECRET),
-                ))
-                .with(RegisteredClient::new(
-                    PK_CLIENT,
-                    ClientCredential::PrivateKeyJwt {
-                        keys: Arc::new(JwkSet::from_keys([client_key.verifying_key().clone()])),
-                    },
-                )),
-            InMemoryReplayStore::new(10_000),
+        let grant = JwtBearerGrant::builder(
             AccessTokenIssuer::new(Issuer::new(issuer.as_str()), as_keys.clone()),
-            &format!("{issuer}/token"),
-        );
+            StaticKeySource::new().with_issuer(idp.as_str(), idp_keys.jwks()),
+            Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+        )
+        .trust(TrustedIssuer::new(idp.as_str()))
+        .resource(
+            ResourceConfig::new(resource.as_str(), ["tasks.read", "tasks.write"])
+                .with_default_scopes(scopes("tasks.read")),
+        )
+        .resource(ResourceConfig::new(other_resource.as_str(), ["other.read"]))
+        .client(RegisteredClient::new(
+            CLIENT,
+            ClientCredential::secret(SECRET),
+        ))
+        .client(RegisteredClient::new(
+            PK_CLIENT,
+            ClientCredential::PrivateKeyJwt {
+                keys: Arc::new(JwkSet::from_keys([client_key.verifying_key().clone()])),
+            },
+        ))
+        .replay_store(InMemoryReplayStore::new(10_000))
+        .build_typed()
+        .unwrap();
         let validator = AccessTokenValidator::new(
             Issuer::new(issuer.as_str()),
             Resource::new(resource.as_str()),

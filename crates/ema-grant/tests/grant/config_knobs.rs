@@ -11,8 +11,7 @@ use ema_grant::{
     MAX_ACCESS_TOKEN_LIFETIME, RegisteredClient,
 };
 use ema_id_jag::{
-    ClientId, IdJagIssuer, IdJagValidator, Issuer, MAX_LIFETIME_SECS, Resource, ResourceConfig,
-    ResourceRegistry, TrustRegistry, TrustedIssuer,
+    ClientId, IdJagIssuer, Issuer, MAX_LIFETIME_SECS, Resource, ResourceConfig, TrustedIssuer,
 };
 use ema_jose::{Algorithm, AlgorithmSet, JwkSet, TimeOptions, UnixTime};
 use serde_json::json;
@@ -26,17 +25,7 @@ fn as_with(
     fx: &Fx,
     jag_leeway: Option<Duration>,
     client_leeway: Option<Duration>,
-) -> JwtBearerGrant<ema_jose::StaticKeySource, ema_id_jag::Directory, InMemoryReplayStore> {
-    let mut validator = IdJagValidator::new(
-        Issuer::new(AS),
-        TrustRegistry::new().with(TrustedIssuer::new(IDP)),
-        fx.as_key_source(),
-        ResourceRegistry::new().with(ResourceConfig::new(TASKS, ["tasks.read", "tasks.write"])),
-        directory(),
-    );
-    if let Some(leeway) = jag_leeway {
-        validator = validator.with_leeway(leeway);
-    }
+) -> JwtBearerGrant {
     let pk = JwkSet::from_keys([fx.keys.client.verifying_key().clone()]);
     let mut clients = ClientRegistry::new([AS, TOKEN_ENDPOINT])
         .with(RegisteredClient::new(
@@ -50,19 +39,23 @@ fn as_with(
     if let Some(leeway) = client_leeway {
         clients = clients.with_leeway(leeway);
     }
-    JwtBearerGrant::new(
-        validator,
-        clients,
-        InMemoryReplayStore::new(100),
+    let mut builder = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(AS), fx.keys.as_ring.clone()),
-        TOKEN_ENDPOINT,
+        fx.as_key_source(),
+        directory(),
     )
+    .trust(TrustedIssuer::new(IDP))
+    .resource(ResourceConfig::new(TASKS, ["tasks.read", "tasks.write"]))
+    .client_registry(clients)
+    .token_endpoint(TOKEN_ENDPOINT)
+    .replay_store(InMemoryReplayStore::new(100));
+    if let Some(leeway) = jag_leeway {
+        builder = builder.leeway(leeway);
+    }
+    builder.build().unwrap()
 }
 
-fn send_as(
-    grant: &JwtBearerGrant<ema_jose::StaticKeySource, ema_id_jag::Directory, InMemoryReplayStore>,
-    req: &Req,
-) -> Reply {
+fn send_as(grant: &JwtBearerGrant, req: &Req) -> Reply {
     Reply::check(pollster::block_on(grant.handle(&req.build(), NOW)))
 }
 

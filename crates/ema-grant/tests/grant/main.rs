@@ -8,6 +8,7 @@
 //! - `issuance`: the token-exchange success path, the ID-JAG's content (JAG-*), and the full
 //!   chain ID token → ID-JAG → access token;
 //! - `saml`: SAML 2.0 subject assertions at the token exchange (TX-3, TX-4, D-1);
+//! - `builders`: the grant builders refuse configurations that could never issue a token;
 //! - `concurrency`: ten threads redeeming one ID-JAG get exactly one token (SEC-1);
 //! - `failing_store`: failing replay stores, key sources and directories fail closed (503);
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
@@ -19,6 +20,8 @@
 // integration test is always built with it), so helpers may `expect` and index like tests do.
 #[cfg(test)]
 mod access_token;
+#[cfg(test)]
+mod builders;
 #[cfg(test)]
 mod concurrency;
 #[cfg(test)]

@@ -24,7 +24,9 @@ const ENTITY: &str = "https://idp.acme.example/saml";
 struct Saml {
     fx: Fx,
     key: Arc<SigningKey>,
-    grant: TxGrant,
+    /// Built typed (no erasure), beside the erased fixtures of the other modules.
+    grant:
+        ema_grant::TokenExchangeGrant<ema_jose::StaticKeySource, TestPolicy, InMemoryReplayStore>,
 }
 
 /// An in-memory store that cannot record SAML assertions (everything else works).

@@ -12,12 +12,13 @@ use ema_grant::form::encode_component;
 use ema_grant::{
     AccessTokenIssuer, AccessTokenValidator, AdminPolicy, AuthMethod, CLIENT_ASSERTION_TYPE,
     ClientCredential, ClientRegistry, GroupPolicy, GroupRule, ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE,
-    InMemoryReplayStore, JWT_BEARER, JwtBearerGrant, PolicyDecision, PolicyRequest,
-    RegisteredClient, ReplayStore, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
+    InMemoryReplayStore, JWT_BEARER, JwtBearerGrant, JwtBearerGrantBuilder, PolicyDecision,
+    PolicyRequest, RegisteredClient, ReplayStore, TOKEN_EXCHANGE, TargetServer, TokenExchangeGrant,
+    TokenExchangeGrantBuilder,
 };
 use ema_id_jag::{
-    Directory, IdJagIssuer, IdJagValidator, Issuer, LocalSubject, Resource, ResourceConfig,
-    ResourceRegistry, ScopeSet, SubjectResolver, TrustRegistry, TrustedIssuer, UnknownScopes,
+    Directory, IdJagIssuer, Issuer, LocalSubject, Resource, ResourceConfig, ResourceRegistry,
+    ScopeSet, SubjectResolver, TrustRegistry, TrustedIssuer, UnknownScopes,
 };
 use ema_jose::{
     Algorithm, AlgorithmSet, JwkSet, KeyRing, KeySource, SigningKey, StaticKeySource, UnixTime,
@@ -111,10 +112,11 @@ pub(crate) use ema_metadata::urn::{
     REFRESH_TOKEN as REFRESH_TOKEN_TYPE, SAML2 as SAML2_TOKEN_TYPE,
 };
 
-/// The jwt-bearer grant as configured here.
-pub(crate) type AsGrant = JwtBearerGrant<StaticKeySource, Directory, InMemoryReplayStore>;
-/// The token-exchange grant as configured here.
-pub(crate) type TxGrant = TokenExchangeGrant<StaticKeySource, TestPolicy, InMemoryReplayStore>;
+/// The jwt-bearer grant as configured here: the bare name, every part erased, so the matrices
+/// run through `DynKeySource`, `DynSubjectResolver` and `DynReplayStore`.
+pub(crate) type AsGrant = JwtBearerGrant;
+/// The token-exchange grant as configured here (erased likewise, `DynAdminPolicy` included).
+pub(crate) type TxGrant = TokenExchangeGrant;
 
 fn scopes(s: &str) -> ScopeSet {
     ScopeSet::parse(s).expect("scope literal")
@@ -578,6 +580,24 @@ fn as_clients(keys: &Keys, allow_public: bool) -> ClientRegistry {
         .allow_public(allow_public)
 }
 
+fn as_builder<K: KeySource, S: SubjectResolver>(
+    keys: &Keys,
+    key_source: K,
+    subjects: S,
+    allow_public: bool,
+    resources: ResourceRegistry,
+) -> JwtBearerGrantBuilder<K, S> {
+    JwtBearerGrant::builder(
+        AccessTokenIssuer::new(Issuer::new(AS), keys.as_ring.clone()),
+        key_source,
+        subjects,
+    )
+    .trust_registry(trust())
+    .resource_registry(resources)
+    .client_registry(as_clients(keys, allow_public))
+    .token_endpoint(TOKEN_ENDPOINT)
+}
+
 fn assemble_as<K: KeySource, S: SubjectResolver, R: ReplayStore>(
     keys: &Keys,
     key_source: K,
@@ -586,25 +606,23 @@ fn assemble_as<K: KeySource, S: SubjectResolver, R: ReplayStore>(
     allow_public: bool,
     resources: ResourceRegistry,
 ) -> JwtBearerGrant<K, S, R> {
-    let validator = IdJagValidator::new(Issuer::new(AS), trust(), key_source, resources, subjects);
-    JwtBearerGrant::new(
-        validator,
-        as_clients(keys, allow_public),
-        replay,
-        AccessTokenIssuer::new(Issuer::new(AS), keys.as_ring.clone()),
-        TOKEN_ENDPOINT,
-    )
+    as_builder(keys, key_source, subjects, allow_public, resources)
+        .replay_store(replay)
+        .build_typed()
+        .unwrap()
 }
 
 fn build_as(keys: &Keys, allow_public: bool, resources: ResourceRegistry) -> AsGrant {
-    assemble_as(
+    as_builder(
         keys,
         as_key_source(keys),
         directory(),
-        InMemoryReplayStore::new(10_000),
         allow_public,
         resources,
     )
+    .replay_store(InMemoryReplayStore::new(10_000))
+    .build()
+    .unwrap()
 }
 
 fn policy() -> TestPolicy {
@@ -655,22 +673,19 @@ fn idp_clients(keys: &Keys, allow_public: bool) -> ClientRegistry {
         .allow_public(allow_public)
 }
 
-fn assemble_idp<K: KeySource, R: ReplayStore>(
+fn idp_builder<K: KeySource>(
     keys: &Keys,
     id_token_keys: K,
-    replay: R,
-    legacy: bool,
     allow_public: bool,
-) -> TokenExchangeGrant<K, TestPolicy, R> {
-    TokenExchangeGrant::new(
+) -> TokenExchangeGrantBuilder<K, TestPolicy> {
+    TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(IDP), keys.idp.clone()),
         id_token_keys,
-        idp_clients(keys, allow_public),
-        replay,
         policy(),
-        IDP_TOKEN_ENDPOINT,
     )
-    .with_target(
+    .client_registry(idp_clients(keys, allow_public))
+    .token_endpoint(IDP_TOKEN_ENDPOINT)
+    .target(
         TargetServer::new(AS, [TASKS, NOTES, VAULT])
             .with_alias(AS_ALIAS)
             .with_client(IDP_CLIENT, CLIENT)
@@ -678,18 +693,33 @@ fn assemble_idp<K: KeySource, R: ReplayStore>(
             .with_client(IDP_PUBLIC, PUBLIC_CLIENT)
             .with_client(IDP_POST_CLIENT, POST_CLIENT),
     )
-    .with_target(TargetServer::new(OTHER_AS, [OTHER_RESOURCE]).with_client(IDP_CLIENT, "oc_1"))
-    .accept_legacy_token_type(legacy)
+    .target(TargetServer::new(OTHER_AS, [OTHER_RESOURCE]).with_client(IDP_CLIENT, "oc_1"))
+}
+
+fn assemble_idp<K: KeySource, R: ReplayStore>(
+    keys: &Keys,
+    id_token_keys: K,
+    replay: R,
+    legacy: bool,
+    allow_public: bool,
+) -> TokenExchangeGrant<K, TestPolicy, R> {
+    idp_builder(keys, id_token_keys, allow_public)
+        .replay_store(replay)
+        .build_typed()
+        .unwrap()
+        .accept_legacy_token_type(legacy)
 }
 
 fn build_idp(keys: &Keys, legacy: bool, allow_public: bool) -> TxGrant {
-    assemble_idp(
+    idp_builder(
         keys,
         StaticKeySource::new().with_issuer(IDP, keys.idp.jwks()),
-        InMemoryReplayStore::new(10_000),
-        legacy,
         allow_public,
     )
+    .replay_store(InMemoryReplayStore::new(10_000))
+    .build()
+    .unwrap()
+    .accept_legacy_token_type(legacy)
 }
 
 // ----- requests -----

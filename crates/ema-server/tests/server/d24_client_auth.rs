@@ -89,34 +89,34 @@ fn fixture() -> Fixture {
     for client in [BASIC, POST, PK] {
         target = target.with_client(client, client);
     }
-    let exchange = TokenExchangeGrant::new(
+    let exchange = TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(IDP), idp_keys.clone()),
         StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
-        idp_clients,
-        Arc::new(InMemoryReplayStore::new(1000)),
         policy,
-        IDP_TOKEN,
     )
-    .with_target(target);
+    .client_registry(idp_clients)
+    .replay_store(Arc::new(InMemoryReplayStore::new(1000)))
+    .token_endpoint(IDP_TOKEN)
+    .target(target)
+    .build()
+    .unwrap();
     let idp = idp_router(sso, exchange, idp_keys.clone(), &idp_metadata(IDP), clock());
 
-    let validator = IdJagValidator::new(
-        Issuer::new(AS),
-        TrustRegistry::new().with(TrustedIssuer::new(IDP)),
-        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
-        ResourceRegistry::new().with(
-            ResourceConfig::new(RESOURCE, ["tasks.read"])
-                .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
-        ),
-        Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
-    );
-    let grant = JwtBearerGrant::new(
-        validator,
-        registry([AS, AS_TOKEN], &client_key),
-        InMemoryReplayStore::new(1000),
+    let grant = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(AS), as_keys),
-        AS_TOKEN,
-    );
+        StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
+        Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+    )
+    .trust(TrustedIssuer::new(IDP))
+    .resource(
+        ResourceConfig::new(RESOURCE, ["tasks.read"])
+            .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
+    )
+    .client_registry(registry([AS, AS_TOKEN], &client_key))
+    .replay_store(InMemoryReplayStore::new(1000))
+    .token_endpoint(AS_TOKEN)
+    .build()
+    .unwrap();
     let metadata = AuthorizationServerMetadata::new(AS, AS_TOKEN).with_id_jag_profile();
     let auth_server = authorization_server_router(grant, &metadata, clock());
     Fixture {
