@@ -22,12 +22,10 @@ use crate::replay::{DynReplayStore, InMemoryReplayStore, ReplayStore};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {
-    /// The authorization server trusts no ID-JAG issuer: every assertion would be refused.
-    #[error("no trusted ID-JAG issuer is configured")]
-    NoTrustedIssuers,
-    /// The authorization server governs no resource: no access token could be issued.
-    #[error("no resource is configured")]
-    NoResources,
+    /// The ID-JAG validator would refuse every assertion: no trusted issuer, or no resource
+    /// (authorization server only).
+    #[error(transparent)]
+    Validator(#[from] ValidatorBuildError),
     /// The IdP issues ID-JAGs for no authorization server: every exchange would be refused.
     #[error("no target authorization server is configured")]
     NoTargets,
@@ -42,16 +40,6 @@ pub enum BuildError {
         /// The server's issuer identifier.
         issuer: String,
     },
-}
-
-impl From<ValidatorBuildError> for BuildError {
-    fn from(e: ValidatorBuildError) -> Self {
-        match e {
-            ValidatorBuildError::NoTrustedIssuers => Self::NoTrustedIssuers,
-            // `ValidatorBuildError` is non-exhaustive; its only other refusal is this one.
-            _ => Self::NoResources,
-        }
-    }
 }
 
 /// The clients of a server: a registry given whole, clients added one by one, or both.

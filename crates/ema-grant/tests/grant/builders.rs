@@ -48,7 +48,7 @@ fn jwt_bearer_builder_refuses_what_could_never_issue_a_token() {
                 .resource(ResourceConfig::new(TASKS, ["tasks.read"]))
                 .client(secret())
                 .build(),
-            BuildError::NoTrustedIssuers,
+            BuildError::Validator(ValidatorBuildError::NoTrustedIssuers),
         ),
         (
             "no resource",
@@ -56,7 +56,7 @@ fn jwt_bearer_builder_refuses_what_could_never_issue_a_token() {
                 .trust(TrustedIssuer::new(IDP))
                 .client(secret())
                 .build(),
-            BuildError::NoResources,
+            BuildError::Validator(ValidatorBuildError::NoResources),
         ),
         (
             "no client",
@@ -159,6 +159,10 @@ fn token_exchange_builder_refuses_what_could_never_issue_an_id_jag() {
             .is_ok()
     );
     // The refusals read as sentences.
+    assert_eq!(
+        BuildError::from(ValidatorBuildError::NoResources).to_string(),
+        "no resource is configured"
+    );
     assert_eq!(
         BuildError::ClientAudience { issuer: IDP.into() }.to_string(),
         format!("the client registry's audiences do not include the issuer `{IDP}`")
