@@ -8,8 +8,8 @@ use ema_grant::{
     RegisteredClient, SsoProvider, TargetServer, TokenExchangeGrant, User,
 };
 use ema_id_jag::{
-    Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry,
-    ScopeSet, TrustRegistry, TrustedIssuer, UnknownScopes,
+    Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry, ScopeSet,
+    TrustRegistry, TrustedIssuer, UnknownScopes,
 };
 use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
 use ema_jwks::{IssuerKeys, JwksSource};
