@@ -26,6 +26,7 @@
 //! | [`json_claims`] | the claims reader of [`UnverifiedJwt::parse`](ema_jose::UnverifiedJwt::parse) against [`parse_json_object`](ema_jose::parse_json_object) | both accept with the same object, member by member, or both refuse with the same error |
 //! | [`jwk_set`] | [`JwkSet::parse`](ema_jose::JwkSet::parse), [`VerifyingKey::from_jwk_json`](ema_jose::VerifyingKey::from_jwk_json) | every accepted key has a 43-character thumbprint, a public JWK without private members that re-parses to the same key, and verifies only the algorithms it accepts |
 //! | [`jws_verify`] | parse, [`HeaderPolicy`](ema_jose::HeaderPolicy) for ID-JAG, verification with [`FIXED_ES256_JWK`], claim checks at [`FIXED_NOW`] | a verified token is ES256 with an ID-JAG `typ`; every claim check returns |
+//! | [`jwt_oracle`] | the [`jws_verify`] path, then `jsonwebtoken::decode` with the same key, issuer, audience | a token ema-jose accepts is accepted by `jsonwebtoken` with the same claims (ema-jose stricter, never looser) |
 //! | [`grant_form`] | [`Form::parse`](ema_grant::Form::parse) | unique names, values retrievable, re-encoding round-trips, scopes round-trip |
 //! | [`id_jag_claims`] | [`IdJagClaims::from_claims`](ema_id_jag::IdJagClaims::from_claims) | accepted claims round-trip through `to_object` |
 //! | [`as_metadata`] | RFC 8414 / RFC 9728 documents, `WWW-Authenticate` | accepted documents and challenges round-trip |
@@ -39,6 +40,7 @@ mod compact;
 mod grant;
 mod json;
 mod keys;
+mod oracle;
 mod saml;
 mod verify;
 
@@ -46,6 +48,9 @@ pub use compact::jws_compact;
 pub use grant::{as_metadata, grant_form, id_jag_claims};
 pub use json::json_claims;
 pub use keys::jwk_set;
+pub use oracle::{
+    FIXED_ED25519_JWK, ORACLE_SEPARATOR, ORACLE_SIGN_MODE, jwt_oracle, jwt_oracle_token,
+};
 pub use saml::{
     FIXED_SAML_CLIENT, FIXED_SAML_ISSUER, FIXED_SAML_RECIPIENT, FIXED_SAML_SP,
     fixed_saml_validator, saml_assertion,

@@ -84,6 +84,12 @@ pub mod jwt_bearer;
 pub mod replay;
 pub mod sso;
 
+/// Compiles the code of `docs/validating-access-tokens.md` (how a service without ema-rs
+/// validates our access tokens with `jsonwebtoken`) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/validating-access-tokens.md")]
+struct ValidatingAccessTokensGuide;
+
 pub use access_token::{
     AccessTokenClaims, AccessTokenError, AccessTokenIssuer, AccessTokenValidator, IdJagOrigin,
     MAX_ACCESS_TOKEN_LIFETIME,

@@ -123,6 +123,13 @@ impl Header {
         check(&raw, "kid", false)?;
         // `cty` must be a string if present (RFC 7515 §4.1.10), even though we never act on it.
         check(&raw, "cty", false)?;
+        // So must the other registered members whose value is a string and which a policy may
+        // let through (SEC-3): the thumbprints (RFC 7515 §4.1.7, §4.1.8) and RFC 8555 §6.4,
+        // §6.5 `url` and `nonce`. Libraries that type these members (`jsonwebtoken`) refuse a
+        // token otherwise; found by the `jwt_oracle` fuzz target.
+        for name in ["x5t", "x5t#S256", "url", "nonce"] {
+            check(&raw, name, false)?;
+        }
         Ok(Self { raw })
     }
 

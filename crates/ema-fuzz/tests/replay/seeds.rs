@@ -133,6 +133,7 @@ fn generate_seeds() {
     );
     jws_compact_seeds(&wycheproof);
     jws_verify_seeds();
+    jwt_oracle_seeds();
     jwk_set_seeds(&wycheproof);
     saml_assertion_seeds();
 }
@@ -143,6 +144,14 @@ fn generate_seeds() {
 #[ignore = "writes fuzz/corpus; run explicitly to regenerate the seeds"]
 fn generate_saml_seeds() {
     saml_assertion_seeds();
+}
+
+/// Only the signing-mode `jwt_oracle` seeds (deterministic: Ed25519):
+/// `cargo test -p ema-fuzz --test replay -- --ignored generate_jwt_oracle_seeds`.
+#[test]
+#[ignore = "writes fuzz/corpus; run explicitly to regenerate the seeds"]
+fn generate_jwt_oracle_seeds() {
+    jwt_oracle_seeds();
 }
 
 /// Assertions signed by the fixed key for the fixed validator (valid at `FIXED_NOW`), one
@@ -873,4 +882,76 @@ fn tests(doc: &Value) -> impl Iterator<Item = &Value> {
         .unwrap()
         .iter()
         .flat_map(|g| g["tests"].as_array().unwrap())
+}
+
+/// `jwt_oracle` seeds in the signing mode (`ema_fuzz::ORACLE_SIGN_MODE`, header,
+/// `ema_fuzz::ORACLE_SEPARATOR`, claims): the body signs them, so every mutation of the header
+/// or the claims keeps a valid signature. The compact seeds of this target are the `jws_verify`
+/// files, copied. Accepted ones cover the claim shapes both libraries must agree on; refused
+/// ones start mutations next to a check.
+fn jwt_oracle_seeds() {
+    let mut corpus = Corpus::open("jwt_oracle");
+    let header = json!({"alg": "EdDSA", "typ": typ::ID_JAG, "kid": "fuzz-ed25519"}).to_string();
+    let now = FIXED_NOW.as_secs();
+    let seed = |header: &str, claims: &str| {
+        let mut bytes = vec![ema_fuzz::ORACLE_SIGN_MODE];
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.push(ema_fuzz::ORACLE_SEPARATOR);
+        bytes.extend_from_slice(claims.as_bytes());
+        bytes
+    };
+    let claims = Value::Object(id_jag_claims()).to_string();
+    corpus.put("sign-valid", seed(&header, &claims));
+    for (name, changes) in [
+        ("exp-fractional", json!({"exp": (now + 290) as f64 + 0.75})),
+        ("exp-within-leeway", json!({"exp": now - 20})),
+        ("nbf-past", json!({"nbf": now - 5})),
+        ("aud-array-one", json!({"aud": [FIXED_AUDIENCE]})),
+        ("sub-number", json!({"sub": 7})),
+        (
+            "nested",
+            json!({"cnf": {"jkt": "x", "a": [1, 2.5e3, {"b": null}]}}),
+        ),
+        ("unicode", json!({"name": "Ana \u{e9}\u{1f600}\"\\/"})),
+        ("iss-array", json!({"iss": [FIXED_ISSUER]})),
+        ("exp-missing", json!({"exp": null})),
+    ] {
+        corpus.put(
+            &format!("sign-{name}"),
+            seed(&header, &id_jag_with(changes)),
+        );
+    }
+    corpus.put(
+        "sign-numbers-as-text",
+        seed(
+            &header,
+            &format!(
+                r#"{{"iss":"{FIXED_ISSUER}","aud":"{FIXED_AUDIENCE}","sub":"u","client_id":"c","jti":"j","iat":{}e0,"exp":{}.0,"n":-0,"m":1E400}}"#,
+                now - 10,
+                now + 290
+            ),
+        ),
+    );
+    corpus.put(
+        "sign-escaped-members",
+        seed(
+            r#"{"alg":"EdDSA","typ":"oauth-id-jag+jwt","kid":"fuzz-\u0065d25519","x":{"y":[]}}"#,
+            &claims.replace("\"iss\"", "\"i\\u0073s\""),
+        ),
+    );
+    for (name, extra) in [
+        ("header-x5t", r#","x5t":"abc""#),
+        ("header-x5t-number", r#","x5t":5"#),
+        ("header-nonce-number", r#","nonce":5"#),
+        ("header-url", r#","url":"https://x.example""#),
+        ("header-enc", r#","enc":"A128GCM""#),
+        ("header-zip", r#","zip":"DEF""#),
+        ("header-crit-b64", r#","crit":["b64"],"b64":true"#),
+        ("header-cty", r#","cty":"JWT""#),
+        ("header-unknown", r#","ext":{"k":"v"}"#),
+    ] {
+        let header =
+            format!(r#"{{"alg":"EdDSA","typ":"oauth-id-jag+jwt","kid":"fuzz-ed25519"{extra}}}"#);
+        corpus.put(&format!("sign-{name}"), seed(&header, &claims));
+    }
 }

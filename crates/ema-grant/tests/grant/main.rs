@@ -11,6 +11,8 @@
 //! - `builders`: the grant builders refuse configurations that could never issue a token;
 //! - `concurrency`: ten threads redeeming one ID-JAG get exactly one token (SEC-1);
 //! - `failing_store`: failing replay stores, key sources and directories fail closed (503);
+//! - `oracle`: every token minted through `Fx::send` validates under `jsonwebtoken` as a
+//!   downstream service would check it (the interoperability oracle);
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
 //!
 //! Every test runs at the fixed time `support::NOW`; nothing reads the wall clock or sleeps.
@@ -36,6 +38,8 @@ mod failing_store;
 mod issuance;
 #[cfg(test)]
 mod jwt_bearer_matrix;
+#[cfg(test)]
+mod oracle;
 #[cfg(test)]
 mod saml;
 #[cfg(test)]

@@ -306,6 +306,27 @@ impl Fx {
         };
         let reply = Reply::check(response);
         reply.assert_no_leak(&req.sensitive());
+        if let (200, Some(token)) = (reply.status, reply.body["access_token"].as_str()) {
+            // Interoperability oracle: what we mint validates under `jsonwebtoken`.
+            match req.to {
+                To::As | To::AsPublic | To::AsSingle => {
+                    crate::oracle::check_minted(
+                        token,
+                        &self.keys.as_ring.jwks(),
+                        "at+jwt",
+                        AS,
+                        NOW,
+                    );
+                }
+                To::Idp | To::IdpLegacy | To::IdpPublic => crate::oracle::check_minted(
+                    token,
+                    &self.keys.idp.jwks(),
+                    "oauth-id-jag+jwt",
+                    IDP,
+                    NOW,
+                ),
+            }
+        }
         reply
     }
 

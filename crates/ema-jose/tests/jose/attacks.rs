@@ -15,10 +15,12 @@ use base64::Engine as _;
 use ema_jose::{
     Algorithm, AlgorithmSet, AudienceRule, ClaimError, HeaderError, HeaderPolicy, JsonError,
     JwkError, JwkSet, KeyLookupError, NumericDateError, ParseError, ParseOptions, Part, SigningKey,
-    TimeError, TimeOptions, TokenKind, TypRule, UnverifiedJwt, VerifyError, VerifyingKey,
+    TimeError, TimeOptions, TokenKind, TypRule, UnverifiedJwt, VerifiedJwt, VerifyError,
+    VerifyingKey,
 };
 use serde_json::{Map, Value, json};
 
+use crate::oracle::{self, Oracle};
 use crate::{NOW, b64, obj};
 
 const ISS: &str = "https://idp.example";
@@ -111,6 +113,11 @@ impl Row {
 
     /// The relying party: parse, header policy and signature, then claims (SEC-2, D-12, D-13).
     fn run(&self) -> Result<(), Failure> {
+        self.run_keyed().map(|_| ())
+    }
+
+    /// [`Row::run`], returning the key that verified the token and what it verified.
+    fn run_keyed(&self) -> Result<(Arc<VerifyingKey>, VerifiedJwt), Failure> {
         let jwt = UnverifiedJwt::parse(&self.token, &self.options).map_err(Failure::Parse)?;
         let key = match &self.key {
             KeyFrom::Direct(key) => Arc::clone(key),
@@ -132,7 +139,7 @@ impl Row {
         claims
             .check_audience(AUD, AudienceRule::Single)
             .map_err(Failure::Claims)?;
-        Ok(())
+        Ok((key, verified))
     }
 }
 
@@ -420,6 +427,38 @@ fn rows(k: &Keys) -> Vec<Row> {
             header_with(
                 Some(ID_JAG),
                 json!({"x5t": "dGh1bWI", "x5t#S256": "dGh1bWJwcmludA"}),
+            ),
+            &claims(),
+        ),
+        &es,
+        Expect::Pass,
+    ));
+    // SEC-3: registered string members must be strings even where they are ignored (found by
+    // the `jwt_oracle` fuzz target: `jsonwebtoken` refuses these tokens, ema-jose accepted them).
+    for (name, value) in [
+        ("x5t", json!(5)),
+        ("x5t#S256", json!(["a"])),
+        ("url", json!({"u": 1})),
+        ("nonce", json!(5)),
+    ] {
+        rows.push(Row::new(
+            format!("SEC-3 header `{name}` that is not a string"),
+            jwt(
+                &k.es,
+                header_with(Some(ID_JAG), json!({ name: value })),
+                &claims(),
+            ),
+            &es,
+            fails!(Failure::Parse(ParseError::HeaderMember { name: found }) if *found == name),
+        ));
+    }
+    rows.push(Row::new(
+        "control: SEC-3 `url` and `nonce` strings are allowed and ignored",
+        jwt(
+            &k.es,
+            header_with(
+                Some(ID_JAG),
+                json!({"url": "https://as.example/token", "nonce": "n-1"}),
             ),
             &claims(),
         ),
@@ -2053,4 +2092,129 @@ fn key_lookup_is_exact() {
             keys: 1
         }
     );
+}
+
+/// The interoperability oracle over the attack table: every row ema-jose accepts (the positive
+/// controls) also verifies under `jsonwebtoken`, with the key that verified it here, the same
+/// issuer and audience, and yields the same claims. ema-jose may be stricter, never looser.
+#[test]
+fn oracle_jsonwebtoken_accepts_every_accepted_row() {
+    let keys = Keys::new();
+    let mut problems = String::new();
+    let (mut agreed, mut unsupported) = (0, Vec::new());
+    for row in rows(&keys) {
+        let Ok((key, verified)) = row.run_keyed() else {
+            continue;
+        };
+        match oracle::decode(
+            &row.token,
+            &key,
+            verified.algorithm(),
+            Some(ISS),
+            Some(AUD),
+            NOW,
+        ) {
+            Oracle::Accepted(data)
+                if &data.claims == &Value::Object(verified.claims().as_object().clone()) =>
+            {
+                agreed += 1;
+            }
+            Oracle::Accepted(data) => {
+                let _ = writeln!(problems, "  {}: claims differ: {}", row.name, data.claims);
+            }
+            Oracle::Refused(kind) => {
+                let _ = writeln!(
+                    problems,
+                    "  {}: ema-jose accepts, jsonwebtoken refuses: {kind:?}",
+                    row.name
+                );
+            }
+            Oracle::Unsupported(alg) => unsupported.push(format!("{} ({alg})", row.name)),
+        }
+    }
+    println!(
+        "oracle: {agreed} accepted attack-table rows verified by jsonwebtoken; {} not implemented there: {unsupported:?}",
+        unsupported.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "ema-jose looser than jsonwebtoken:\n{problems}"
+    );
+    assert!(agreed >= 10, "the oracle compared only {agreed} rows");
+}
+
+/// The reverse direction is expected: tokens `jsonwebtoken` verifies and ema-jose refuses, each
+/// for a rule `jsonwebtoken` does not implement. Each case is checked both ways, so that a
+/// change on either side shows here.
+#[test]
+fn oracle_known_stricter_than_jsonwebtoken() {
+    let k = Keys::new();
+    let es = Arc::clone(k.es.verifying_key());
+    let cases: Vec<(&str, String, Expect)> = vec![
+        (
+            "SEC-5 / D-12: `typ` of an access token where an ID-JAG is expected (jsonwebtoken never reads `typ`)",
+            jwt(&k.es, header(Some("at+jwt")), &claims()),
+            fails!(Failure::Verify(VerifyError::Header(
+                HeaderError::WrongType { .. }
+            ))),
+        ),
+        (
+            "SEC-5: no `typ` at all",
+            jwt(&k.es, header(None), &claims()),
+            fails!(Failure::Verify(VerifyError::Header(
+                HeaderError::MissingType { .. }
+            ))),
+        ),
+        (
+            "SEC-3: a duplicate claim member (serde_json keeps the last one)",
+            raw(
+                &k.es,
+                &header_plus(r#","kid":"es-1""#),
+                &payload_plus(r#","client_id":"c2""#),
+            ),
+            fails!(Failure::Parse(ParseError::ClaimsJson(
+                JsonError::DuplicateMember { .. }
+            ))),
+        ),
+        (
+            "SEC-2: `iat` in the future (jsonwebtoken does not read `iat`)",
+            jwt(
+                &k.es,
+                header(Some(ID_JAG)),
+                &claims_with(json!({"iat": NOW.as_secs() + 120})),
+            ),
+            fails!(Failure::Claims(ClaimError::Time(
+                TimeError::IssuedInFuture { .. }
+            ))),
+        ),
+        (
+            "D-7: a lifetime above an hour (jsonwebtoken has no maximum)",
+            jwt(
+                &k.es,
+                header(Some(ID_JAG)),
+                &claims_with(json!({"exp": NOW.as_secs() + 7200})),
+            ),
+            fails!(Failure::Claims(ClaimError::Time(
+                TimeError::LifetimeTooLong { .. }
+            ))),
+        ),
+        (
+            "D-12: an `aud` array with two entries (jsonwebtoken accepts any overlap)",
+            jwt(
+                &k.es,
+                header(Some(ID_JAG)),
+                &claims_with(json!({"aud": [AUD, "https://other.example"]})),
+            ),
+            fails!(Failure::Claims(ClaimError::AudienceCount { len: 2 })),
+        ),
+    ];
+    for (name, token, expect) in cases {
+        let row = Row::new(name, token, &es, expect);
+        let (failures, _) = check(std::slice::from_ref(&row));
+        assert!(failures.is_empty(), "ema-jose side:\n{failures}");
+        match oracle::decode(&row.token, &es, Algorithm::ES256, Some(ISS), Some(AUD), NOW) {
+            Oracle::Accepted(_) => {}
+            other => panic!("{name}: expected jsonwebtoken to accept it, got {other:?}"),
+        }
+    }
 }

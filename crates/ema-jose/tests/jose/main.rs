@@ -5,7 +5,9 @@
 //! - `wycheproof_primitives`: the Wycheproof ECDSA (P1363, and DER converted to `r || s`),
 //!   Ed25519, RSA PKCS#1 v1.5 and RSA-PSS vectors through `VerifyingKey::verify`;
 //! - `attacks`: a table of hand-built hostile tokens, each with the exact error it must produce;
-//! - `properties`: sign/verify round trips and single-byte tampering, with proptest.
+//! - `properties`: sign/verify round trips and single-byte tampering, with proptest;
+//! - `oracle`: `jsonwebtoken` as the interoperability oracle (ema-jose stricter, never looser),
+//!   used by the three suites above for every token they accept.
 //!
 //! Run with `cargo test -p ema-jose --test jose -- --nocapture` to see the summary lines.
 
@@ -13,6 +15,8 @@
 // integration test is always built with it), so helpers may `expect` and index like tests do.
 #[cfg(test)]
 mod attacks;
+#[cfg(test)]
+mod oracle;
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

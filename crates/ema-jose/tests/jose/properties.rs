@@ -17,7 +17,7 @@ use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRu
 use serde_json::{Map, Value};
 
 /// A deterministic runner: fixed seed, no failure-persistence files.
-fn runner(cases: u32) -> TestRunner {
+pub(crate) fn runner(cases: u32) -> TestRunner {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -51,7 +51,7 @@ fn member() -> impl Strategy<Value = Value> {
     ]
 }
 
-fn claim_set() -> impl Strategy<Value = Map<String, Value>> {
+pub(crate) fn claim_set() -> impl Strategy<Value = Map<String, Value>> {
     let latest_iat = UnixTime::MAX.as_secs() - 3600;
     (
         prop::collection::btree_map(text(), member(), 0..12),
