@@ -92,26 +92,34 @@ impl fmt::Debug for Redacted {
 }
 
 /// Decodes one form component: `+` is a space, `%XX` a byte; the result must be UTF-8.
+///
+/// The decoding is `percent_encoding`'s (the crate under `form_urlencoded`), which is lenient
+/// where this reader is not: it passes a malformed escape (`%zz`, a trailing `%4`) through
+/// verbatim and `form_urlencoded` replaces bytes that are not UTF-8 by U+FFFD. Both are refused
+/// here ([`FormError::Encoding`]): the escapes are checked first, the UTF-8 after decoding.
 pub(crate) fn decode(raw: &[u8]) -> Result<String, FormError> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(&b) = raw.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = |j: usize| raw.get(j).and_then(|c| (*c as char).to_digit(16));
-                let (Some(hi), Some(lo)) = (hex(i + 1), hex(i + 2)) else {
-                    return Err(FormError::Encoding);
-                };
-                #[expect(clippy::cast_possible_truncation, reason = "two hex digits fit a byte")]
-                out.push((hi * 16 + lo) as u8);
-                i += 2;
-            }
-            _ => out.push(b),
+    let mut rest = raw;
+    while let Some(at) = rest.iter().position(|b| *b == b'%') {
+        let (Some(hi), Some(lo)) = (rest.get(at + 1), rest.get(at + 2)) else {
+            return Err(FormError::Encoding);
+        };
+        if !hi.is_ascii_hexdigit() || !lo.is_ascii_hexdigit() {
+            return Err(FormError::Encoding);
         }
-        i += 1;
+        rest = rest.get(at + 3..).unwrap_or_default();
     }
-    String::from_utf8(out).map_err(|_| FormError::Encoding)
+    let spaced: std::borrow::Cow<'_, [u8]> = if raw.contains(&b'+') {
+        raw.iter()
+            .map(|b| if *b == b'+' { b' ' } else { *b })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        raw.into()
+    };
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| FormError::Encoding)
 }
 
 impl Form {
@@ -193,14 +201,18 @@ impl Form {
     }
 }
 
-/// Percent-encodes for a form body (unreserved characters kept, space as `%20`).
+/// Percent-encodes for a form body with `form_urlencoded` (RFC 6749 Appendix B; letters,
+/// digits and `*-._` kept), writing a space as `%20` rather than `+`: the same value for a form
+/// reader, and also right for a reader that only percent-decodes (HTTP Basic credentials,
+/// RFC 6749 §2.3.1, meet both kinds).
 pub fn encode_component(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
+    for piece in form_urlencoded::byte_serialize(s.as_bytes()) {
+        // `byte_serialize` writes a literal `+` as `%2B`, so every `+` here is a space.
+        if piece.contains('+') {
+            out.push_str(&piece.replace('+', "%20"));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(piece);
         }
     }
     out
@@ -474,6 +486,26 @@ mod tests {
         assert_eq!(Form::parse(b"a=%zz", 1024), Err(FormError::Encoding));
         assert_eq!(Form::parse(b"a=%4", 1024), Err(FormError::Encoding));
         assert_eq!(Form::parse(b"a=%ff", 1024), Err(FormError::Encoding));
+        // Each malformed escape form_urlencoded would pass through verbatim, in names too.
+        for bad in [
+            &b"a=%"[..],
+            b"a=%%41",
+            b"a=%g1",
+            b"a=%1g",
+            b"a=x%",
+            b"%zz=1",
+            b"a=%C3",
+            b"a=%C3%28",
+            b"a=%ED%A0%80",
+            b"a=\xff",
+        ] {
+            assert_eq!(Form::parse(bad, 1024), Err(FormError::Encoding), "{bad:?}");
+        }
+        // Controls: what is well-formed decodes, including an encoded U+FFFD and `%2B`.
+        let ok = Form::parse(b"a=%EF%BF%BD&b=%2b+%2B&c=%c3%a9", 1024).unwrap();
+        assert_eq!(ok.get("a"), Some("\u{fffd}"));
+        assert_eq!(ok.get("b"), Some("+ +"));
+        assert_eq!(ok.get("c"), Some("\u{e9}"));
         assert_eq!(
             Form::parse(&[b'a'; 20], 10),
             Err(FormError::TooLarge { len: 20, max: 10 })
@@ -487,7 +519,8 @@ mod tests {
 
     #[test]
     fn round_trip_encoding() {
-        let s = "a b&c=d%é:/";
+        let s = "a b&c=d%é:/+~*";
+        assert_eq!(encode_component("a b+~*"), "a%20b%2B%7E*");
         let body = format!("x={}", encode_component(s));
         assert_eq!(
             Form::parse(body.as_bytes(), 1024).unwrap().get("x"),
