@@ -15,7 +15,7 @@ use ema_jose::{
 };
 use ema_saml::SamlAssertionValidator;
 use http::Response;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::client_auth::{AuthMethod, ClientRegistry};
 use crate::dpop::DpopValidator;
@@ -428,15 +428,25 @@ impl std::fmt::Debug for TokenExchangeResponse {
 impl TokenExchangeResponse {
     /// The JSON body: `token_type` `N_A`, no refresh token (TX-10).
     pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("issued_token_type".into(), self.issued_token_type.into());
-        m.insert("access_token".into(), self.access_token.as_str().into());
-        m.insert("token_type".into(), "N_A".into());
-        m.insert("expires_in".into(), self.expires_in.into());
-        if let Some(scope) = &self.scope {
-            m.insert("scope".into(), scope.to_string().into());
+        /// The members of a token-exchange response (RFC 8693 §2.2.1), as sent.
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            issued_token_type: &'a str,
+            access_token: &'a str,
+            token_type: &'a str,
+            expires_in: u64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            scope: Option<String>,
         }
-        Value::Object(m)
+        let body = Body {
+            issued_token_type: self.issued_token_type,
+            access_token: &self.access_token,
+            token_type: "N_A",
+            expires_in: self.expires_in,
+            scope: self.scope.as_ref().map(ToString::to_string),
+        };
+        // Strings and a number only: serialising cannot fail.
+        serde_json::to_value(body).unwrap_or_default()
     }
 
     /// The HTTP response (200, `Cache-Control: no-store`).

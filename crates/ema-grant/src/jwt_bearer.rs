@@ -4,7 +4,7 @@
 use ema_id_jag::{IdJagError, IdJagValidator, ScopeSet, SubjectResolver, ValidationContext};
 use ema_jose::{KeySource, UnixTime};
 use http::Response;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::access_token::{AccessTokenIssuer, IdJagOrigin};
 use crate::client_auth::{ClientAuthError, ClientRegistry};
@@ -50,50 +50,42 @@ impl std::fmt::Debug for AccessTokenResponse {
     }
 }
 
-impl AccessTokenResponse {
-    /// The JSON body. No `refresh_token` (AS-15).
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("access_token".into(), self.access_token.as_str().into());
-        m.insert("token_type".into(), self.token_type.into());
-        m.insert("expires_in".into(), self.expires_in.into());
-        if let Some(scope) = &self.scope {
-            m.insert("scope".into(), scope.to_string().into());
-        }
-        m.insert("resource".into(), self.resource.as_str().into());
-        if let Some(details) = &self.authorization_details {
-            m.insert(
-                "authorization_details".into(),
-                Value::Array(details.clone()),
-            );
-        }
-        Value::Object(m)
-    }
+/// The members of a jwt-bearer token response (RFC 6749 §5.1, AS-14, AS-15), as sent.
+#[derive(serde::Serialize)]
+struct AccessTokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'a str,
+    expires_in: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    resource: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authorization_details: Option<&'a [Value]>,
+}
 
-    /// The HTTP response (200, `Cache-Control: no-store`): the members of
-    /// [`AccessTokenResponse::to_json`], serialized straight from this struct (no copy of the
-    /// token into an intermediate map).
-    pub fn to_response(&self) -> Response<Vec<u8>> {
-        #[derive(serde::Serialize)]
-        struct Body<'a> {
-            access_token: &'a str,
-            token_type: &'a str,
-            expires_in: u64,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            scope: Option<String>,
-            resource: &'a str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            authorization_details: Option<&'a [Value]>,
-        }
-        let body = Body {
+impl AccessTokenResponse {
+    fn body(&self) -> AccessTokenBody<'_> {
+        AccessTokenBody {
             access_token: &self.access_token,
             token_type: self.token_type,
             expires_in: self.expires_in,
             scope: self.scope.as_ref().map(ToString::to_string),
             resource: &self.resource,
             authorization_details: self.authorization_details.as_deref(),
-        };
-        match serde_json::to_vec(&body) {
+        }
+    }
+
+    /// The JSON body. No `refresh_token` (AS-15).
+    pub fn to_json(&self) -> Value {
+        // Strings, a number and JSON values only: serialising cannot fail.
+        serde_json::to_value(self.body()).unwrap_or_default()
+    }
+
+    /// The HTTP response (200, `Cache-Control: no-store`): the members of
+    /// [`AccessTokenResponse::to_json`], serialized straight from this struct (no copy of the
+    /// token into an intermediate map).
+    pub fn to_response(&self) -> Response<Vec<u8>> {
+        match serde_json::to_vec(&self.body()) {
             Ok(bytes) => json_bytes_response(http::StatusCode::OK, bytes),
             Err(_) => json_response(http::StatusCode::OK, &self.to_json()),
         }

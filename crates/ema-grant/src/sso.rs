@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use aws_lc_rs::{digest, pbkdf2};
 use ema_id_jag::{Issuer, ScopeSet};
 use ema_jose::{KeyRing, SignError, TokenKind, UnixTime, random_id};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::client_auth::ClientRegistry;
 use crate::error::{ErrorCode, OAuthError, json_response};
@@ -493,29 +493,19 @@ impl SsoProvider {
         let user = self
             .user_by_subject(&pending.subject)
             .ok_or_else(|| OAuthError::invalid_grant("user no longer exists"))?;
-        let mut claims = Map::new();
-        claims.insert("iss".into(), self.issuer.as_str().into());
-        claims.insert("sub".into(), user.subject.as_str().into());
-        claims.insert("aud".into(), pending.client_id.as_str().into());
-        claims.insert("iat".into(), now.as_secs().into());
-        claims.insert(
-            "exp".into(),
-            now.plus(self.id_token_lifetime).as_secs().into(),
-        );
-        claims.insert("auth_time".into(), pending.auth_time.as_secs().into());
-        claims.insert("amr".into(), json!(["pwd"]));
-        if let Some(nonce) = pending.nonce {
-            claims.insert("nonce".into(), nonce.into());
-        }
-        if let Some(email) = &user.email {
-            claims.insert("email".into(), email.as_str().into());
-        }
-        if let Some(name) = &user.name {
-            claims.insert("name".into(), name.as_str().into());
-        }
-        if !user.groups.is_empty() {
-            claims.insert("groups".into(), json!(user.groups));
-        }
+        let claims = IdTokenClaims {
+            iss: self.issuer.as_str(),
+            sub: &user.subject,
+            aud: &pending.client_id,
+            iat: now.as_secs(),
+            exp: now.plus(self.id_token_lifetime).as_secs(),
+            auth_time: pending.auth_time.as_secs(),
+            amr: &["pwd"],
+            nonce: pending.nonce.as_deref(),
+            email: user.email.as_deref(),
+            name: user.name.as_deref(),
+            groups: &user.groups,
+        };
         let id_token = self
             .keys
             .active()
@@ -526,6 +516,26 @@ impl SsoProvider {
             expires_in: self.id_token_lifetime,
         })
     }
+}
+
+/// The claims of the ID token the SSO endpoint issues (OIDC Core §2), as signed.
+#[derive(serde::Serialize)]
+struct IdTokenClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    auth_time: u64,
+    amr: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    groups: &'a [String],
 }
 
 /// The PKCE S256 challenge for a verifier (RFC 7636 §4.2), for clients.

@@ -764,43 +764,68 @@ impl SamlIdentity {
     /// (`format`, `issuer`, `nameid`, and `nameid_format`, `name_qualifier`,
     /// `sp_name_qualifier`, `sp_provided_id` when present; see the claims table in `docs/requirements.md`).
     pub fn to_claims(&self) -> Claims {
-        let mut m = Map::new();
-        m.insert("iss".into(), self.issuer.as_str().into());
-        m.insert("sub".into(), self.name_id.value.as_str().into());
-        m.insert("aud".into(), self.client_id.as_str().into());
-        m.insert("iat".into(), self.issue_instant.as_secs().into());
-        m.insert("exp".into(), self.not_on_or_after.as_secs().into());
-        if let Some(t) = self.auth_time {
-            m.insert("auth_time".into(), t.as_secs().into());
+        let claims = IdentityClaims {
+            iss: &self.issuer,
+            sub: &self.name_id.value,
+            aud: &self.client_id,
+            iat: self.issue_instant.as_secs(),
+            exp: self.not_on_or_after.as_secs(),
+            auth_time: self.auth_time.map(UnixTime::as_secs),
+            acr: self.acr.as_deref(),
+            email: self.email.as_deref(),
+            groups: self.groups.as_deref(),
+            tenant: self.tenant.as_deref(),
+            sub_id: SubjectIdentifier {
+                format: "saml-nameid",
+                issuer: &self.issuer,
+                nameid: &self.name_id.value,
+                nameid_format: self.name_id.format.as_deref(),
+                name_qualifier: self.name_id.name_qualifier.as_deref(),
+                sp_name_qualifier: self.name_id.sp_name_qualifier.as_deref(),
+                sp_provided_id: self.name_id.sp_provided_id.as_deref(),
+            },
+        };
+        // Strings, numbers and string lists only: serialising cannot fail.
+        match serde_json::to_value(claims) {
+            Ok(Value::Object(m)) => Claims::from_object(m),
+            _ => Claims::from_object(Map::new()),
         }
-        if let Some(acr) = &self.acr {
-            m.insert("acr".into(), acr.as_str().into());
-        }
-        if let Some(email) = &self.email {
-            m.insert("email".into(), email.as_str().into());
-        }
-        if let Some(groups) = &self.groups {
-            m.insert("groups".into(), groups.clone().into());
-        }
-        if let Some(tenant) = &self.tenant {
-            m.insert("tenant".into(), tenant.as_str().into());
-        }
-        let mut sub_id = Map::new();
-        sub_id.insert("format".into(), "saml-nameid".into());
-        sub_id.insert("issuer".into(), self.issuer.as_str().into());
-        sub_id.insert("nameid".into(), self.name_id.value.as_str().into());
-        let optional = [
-            ("nameid_format", &self.name_id.format),
-            ("name_qualifier", &self.name_id.name_qualifier),
-            ("sp_name_qualifier", &self.name_id.sp_name_qualifier),
-            ("sp_provided_id", &self.name_id.sp_provided_id),
-        ];
-        for (key, value) in optional {
-            if let Some(v) = value {
-                sub_id.insert(key.into(), v.as_str().into());
-            }
-        }
-        m.insert("sub_id".into(), Value::Object(sub_id));
-        Claims::from_object(m)
     }
+}
+
+/// The claim set of [`SamlIdentity::to_claims`].
+#[derive(serde::Serialize)]
+struct IdentityClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    groups: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    sub_id: SubjectIdentifier<'a>,
+}
+
+/// `sub_id` in the `saml-nameid` format (see the claims table in `docs/requirements.md`).
+#[derive(serde::Serialize)]
+struct SubjectIdentifier<'a> {
+    format: &'a str,
+    issuer: &'a str,
+    nameid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nameid_format: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name_qualifier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sp_name_qualifier: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sp_provided_id: Option<&'a str>,
 }
