@@ -26,13 +26,13 @@
 //! | [`json_claims`] | the claims reader of [`UnverifiedJwt::parse`](ema_jose::UnverifiedJwt::parse) against [`parse_json_object`](ema_jose::parse_json_object) | both accept with the same object, member by member, or both refuse with the same error |
 //! | [`jwk_set`] | [`JwkSet::parse`](ema_jose::JwkSet::parse), [`VerifyingKey::from_jwk_json`](ema_jose::VerifyingKey::from_jwk_json) | every accepted key has a 43-character thumbprint, a public JWK without private members that re-parses to the same key, and verifies only the algorithms it accepts |
 //! | [`jws_verify`] | parse, [`HeaderPolicy`](ema_jose::HeaderPolicy) for ID-JAG, verification with [`FIXED_ES256_JWK`], claim checks at [`FIXED_NOW`] | a verified token is ES256 with an ID-JAG `typ`; every claim check returns |
-//! | [`jwt_oracle`] | the [`jws_verify`] path, then `jsonwebtoken::decode` with the same key, issuer, audience | a token ema-jose accepts is accepted by `jsonwebtoken` with the same claims (ema-jose stricter, never looser) |
+//! | [`jwt_oracle`] | the [`jws_verify`] path (compact tokens with the fixed ES256 key, or header and claims the body signs with the fixed Ed25519 key), then `jsonwebtoken::decode` with the same key, issuer, audience | a token ema-jose accepts is accepted by `jsonwebtoken` with the same claims (ema-jose stricter, never looser) |
 //! | [`grant_form`] | [`Form::parse`](ema_grant::Form::parse) | unique names, values retrievable, re-encoding round-trips, scopes round-trip |
 //! | [`id_jag_claims`] | [`IdJagClaims::from_claims`](ema_id_jag::IdJagClaims::from_claims) | accepted claims round-trip through `to_object` |
 //! | [`as_metadata`] | RFC 8414 / RFC 9728 documents, `WWW-Authenticate` | accepted documents and challenges round-trip |
 //! | [`saml_assertion`] | [`SamlAssertionValidator::validate`](ema_saml::SamlAssertionValidator::validate) with [`fixed_saml_validator`] at [`FIXED_NOW`], and the base64url form | an accepted assertion names the fixed issuer, SP and client, has a `NameID`, converts to agreeing claims, and is refused for another client |
 //!
-//! The seeds of `jws_compact`, `jwk_set`, `jws_verify` and `saml_assertion` are written by the ignored test
+//! The seeds of `jws_compact`, `jwk_set`, `jws_verify`, `jwt_oracle` (signing mode) and `saml_assertion` are written by the ignored test
 //! `generate_seeds` (`tests/replay/seeds.rs`); `fuzz/corpus/README.md` says where each kind of
 //! seed comes from.
 

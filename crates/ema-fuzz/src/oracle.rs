@@ -99,7 +99,8 @@ fn oracle_leeway(now: UnixTime) -> u64 {
 ///   signature and reach the claim checks of both libraries.
 ///
 /// Each token runs through the path of [`jws_verify`](crate::jws_verify): parse, the ID-JAG
-/// header policy, the fixed key, validity at [`FIXED_NOW`], issuer, single audience. When
+/// header policy, the fixed key, validity at [`FIXED_NOW`], issuer, single audience, a string
+/// `sub`. When
 /// ema-jose accepts, `jsonwebtoken::decode` must accept the same token with the same key (read
 /// from the same JWK by `jsonwebtoken`), that algorithm only, `exp`, `iss` and `aud` required
 /// and checked, and decode the same claims, member by member. Tokens ema-jose refuses are not
@@ -151,7 +152,13 @@ fn compare(token: &str, pair: &Pair) {
         && claims.check_issuer(FIXED_ISSUER).is_ok()
         && claims
             .check_audience(FIXED_AUDIENCE, AudienceRule::Single)
-            .is_ok();
+            .is_ok()
+        // As every token reader of ema-rs does (JAG-2, RFC 9068 §2.2, OIDC Core §2). Without it
+        // the target finds a `jsonwebtoken` defect rather than an ema-jose one: `jsonwebtoken`
+        // refuses every token whose `sub` is an array or an object, whatever the validation
+        // asks, because its claim reader loses its place in the JSON after the type mismatch
+        // (fuzz/README.md).
+        && claims.required_string("sub").is_ok();
     if !accepted {
         return;
     }

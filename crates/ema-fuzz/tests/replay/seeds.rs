@@ -908,6 +908,7 @@ fn jwt_oracle_seeds() {
         ("nbf-past", json!({"nbf": now - 5})),
         ("aud-array-one", json!({"aud": [FIXED_AUDIENCE]})),
         ("sub-number", json!({"sub": 7})),
+        ("sub-array", json!({"sub": ["pwd", "otp"]})),
         (
             "nested",
             json!({"cnf": {"jkt": "x", "a": [1, 2.5e3, {"b": null}]}}),

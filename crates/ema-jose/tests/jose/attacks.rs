@@ -2115,7 +2115,7 @@ fn oracle_jsonwebtoken_accepts_every_accepted_row() {
             NOW,
         ) {
             Oracle::Accepted(data)
-                if &data.claims == &Value::Object(verified.claims().as_object().clone()) =>
+                if data.claims == Value::Object(verified.claims().as_object().clone()) =>
             {
                 agreed += 1;
             }

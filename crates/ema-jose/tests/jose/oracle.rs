@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 #[derive(Debug)]
 pub(crate) enum Oracle {
     /// Verified and validated: the header and the claims as `jsonwebtoken` decoded them.
-    Accepted(TokenData<Value>),
+    Accepted(Box<TokenData<Value>>),
     /// Refused, with `jsonwebtoken`'s reason.
     Refused(ErrorKind),
     /// `jsonwebtoken` does not implement this algorithm or key (ES512, P-521).
@@ -94,7 +94,7 @@ pub(crate) fn decode(
         .map(str::to_owned)
         .collect::<HashSet<_>>();
     match jsonwebtoken::decode::<Value>(token, &key, &validation) {
-        Ok(data) => Oracle::Accepted(data),
+        Ok(data) => Oracle::Accepted(Box::new(data)),
         Err(e) => Oracle::Refused(e.into_kind()),
     }
 }
