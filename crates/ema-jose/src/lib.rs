@@ -4,8 +4,9 @@
 //!
 //! 1. [`UnverifiedJwt::parse`]: size cap, exactly three segments, canonical unpadded
 //!    base64url, header and claims as strict JSON objects (no duplicate members at any depth,
-//!    bounded nesting, UTF-8 without lone surrogates). The claims parsed here are the ones every
-//!    later check reads.
+//!    bounded nesting, UTF-8 without lone surrogates), the registered header members that hold
+//!    strings (`alg`, `typ`, `kid`, `cty`, `x5t`, `x5t#S256`, `url`, `nonce`) strings. The
+//!    claims parsed here are the ones every later check reads.
 //! 2. [`HeaderPolicy`] per [`TokenKind`]: the `typ` of that kind and no other (D-8, SEC-5), an
 //!    explicit algorithm allow-list with no `none` or HMAC (SEC-4), `crit`/`b64`/`zip`/`enc`
 //!    refused, `jku`/`x5u`/`jwk`/`x5c` refused (D-18), `cty` refused (no token kind is a nested
