@@ -11,6 +11,7 @@
 //! - `builders`: the grant builders refuse configurations that could never issue a token;
 //! - `concurrency`: ten threads redeeming one ID-JAG get exactly one token (SEC-1);
 //! - `failing_store`: failing replay stores, key sources and directories fail closed (503);
+//! - `guide`: the code of `docs/validating-access-tokens.md`, verbatim (`oracle` runs it);
 //! - `oracle`: every token minted through `Fx::send` validates under `jsonwebtoken` as a
 //!   downstream service would check it (the interoperability oracle);
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
@@ -34,6 +35,13 @@ mod coverage;
 mod exchange_matrix;
 #[cfg(test)]
 mod failing_store;
+#[cfg(test)]
+#[allow(
+    unreachable_pub,
+    dead_code,
+    reason = "the code of docs/validating-access-tokens.md, kept verbatim: written for a service crate"
+)]
+mod guide;
 #[cfg(test)]
 mod issuance;
 #[cfg(test)]

@@ -157,3 +157,73 @@ fn oracle_minted_id_jag_and_access_token_validate_downstream() {
         assert!(outcome.is_err(), "{what}: jsonwebtoken accepted it");
     }
 }
+
+/// `docs/validating-access-tokens.md` shows `crate::guide` verbatim, so the code that the
+/// tests below run is the code readers copy.
+#[test]
+fn oracle_guide_code_is_the_code_of_the_docs_page() {
+    let page = include_str!("../../../../docs/validating-access-tokens.md");
+    let start = page.find("```rust\n").expect("a rust block") + "```rust\n".len();
+    let len = page[start..].find("```").expect("the block ends");
+    assert_eq!(
+        &page[start..start + len],
+        include_str!("guide.rs"),
+        "docs/validating-access-tokens.md and tests/grant/guide.rs differ"
+    );
+}
+
+/// The guide's validator, as written for a service (it reads the wall clock through
+/// `jsonwebtoken`), on an access token the AS mints: it accepts the token for its resource
+/// and refuses it for another resource, another issuer, an ID-JAG, and a DPoP-bound token.
+/// This test alone mints at the wall clock, read once, because the code under test cannot be
+/// given a time.
+#[test]
+fn oracle_guide_validates_a_minted_access_token() {
+    use crate::guide::{Refused, parse_jwks, validate_access_token};
+    use crate::support::*;
+    use serde_json::json;
+
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let now = UnixTime::from_secs(wall);
+    let fx = Fx::new();
+    let secs = |delta: i64| json!(wall.checked_add_signed(delta).expect("in range"));
+    let jag = fx.jag(json!({"iat": secs(-10), "exp": secs(290), "auth_time": secs(-600)}));
+    let mint = |req: &Req| {
+        let reply = Reply::check(pollster::block_on(fx.as_default.handle(&req.build(), now)));
+        assert_eq!(reply.status, 200, "{}", reply.raw);
+        reply.str("access_token").to_owned()
+    };
+    let at = mint(&Req::bearer(&jag));
+    let published = serde_json::to_vec(&fx.keys.as_ring.jwks().to_public_json()).unwrap();
+    let jwks = parse_jwks(&published).expect("the AS JWKS parses");
+
+    let claims = validate_access_token(&at, &jwks, AS, TASKS).expect("valid at its resource");
+    assert_eq!(claims.aud, TASKS);
+    assert_eq!(claims.client_id, CLIENT);
+    assert!(claims.scopes().contains("tasks.read"));
+    assert_eq!(claims.id_jag.as_ref().map(|o| o.iss.as_str()), Some(IDP));
+
+    assert!(matches!(
+        validate_access_token(&at, &jwks, AS, NOTES),
+        Err(Refused::Invalid(_))
+    ));
+    assert!(matches!(
+        validate_access_token(&at, &jwks, IDP, TASKS),
+        Err(Refused::Invalid(_))
+    ));
+    assert!(matches!(
+        validate_access_token(&jag, &jwks, AS, TASKS),
+        Err(Refused::NotAnAccessToken)
+    ));
+    // RFC 9449: a DPoP-bound token is refused by a service that does not check proofs.
+    let proof = fx.dpop_proof(&fx.keys.dpop, TOKEN_ENDPOINT, json!({"iat": secs(0)}));
+    let fresh = fx.jag(json!({"iat": secs(-10), "exp": secs(290), "auth_time": secs(-600)}));
+    let bound = mint(&Req::bearer(&fresh).dpop(&proof));
+    assert!(matches!(
+        validate_access_token(&bound, &jwks, AS, TASKS),
+        Err(Refused::DpopBound)
+    ));
+}
