@@ -864,9 +864,13 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         }
         // D-2: no acceptable scope left → `invalid_scope`.
         if scope.is_some() && granted_scope.as_ref().is_none_or(ScopeSet::is_empty) {
+            // Scope names only (not secrets): the client sees which of its scopes were refused.
             return Err(OAuthError::new(
                 ErrorCode::InvalidScope,
-                "no requested scope is allowed",
+                format!(
+                    "no requested scope is allowed for this user and client: {}",
+                    scope.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
             ));
         }
         let mut grant = IdJagGrant::new(Subject::new(sub), target.issuer.clone(), client_id_there);

@@ -12,6 +12,7 @@ use crate::dpop::{DpopError, DpopValidator};
 use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
 use crate::form::{Form, FormError, Redacted, RequestError, TokenRequest};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
+use crate::scope_log::ScopeLog;
 
 pub use ema_metadata::urn::JWT_BEARER;
 
@@ -146,7 +147,36 @@ pub(crate) fn dpop_error(e: &DpopError) -> OAuthError {
 /// Maps an ID-JAG validation failure by [`IdJagError`]'s [`ToErrorCode`](crate::ToErrorCode) (the one place its
 /// codes are chosen, beside the enum in `ema-id-jag`); the error is kept as the cause.
 pub fn id_jag_error(e: &IdJagError) -> OAuthError {
-    OAuthError::from_error(e.clone())
+    let mut error = OAuthError::from_error(e.clone());
+    // Scope names are not secrets: an `invalid_scope` description names them so the client can
+    // tell which hop narrowed its request (fixed format, scope tokens only, never a token).
+    if let IdJagError::Scope(scope) = e
+        && let Some(description) = scope_description(scope)
+    {
+        error.description = description.into();
+    }
+    error
+}
+
+/// The `error_description` of a refused scope request that names the scopes (D-5, D-20): the
+/// requested scopes the ID-JAG does not carry and the ones it does, or the requested scope the
+/// resource does not define. `None` where the fixed description says it all.
+fn scope_description(e: &ema_id_jag::GrantScopeError) -> Option<String> {
+    use ema_id_jag::GrantScopeError as G;
+    match e {
+        G::NotInIdJag { scope, carried } => Some(format!(
+            "requested scope not carried by the ID-JAG: {scope}; the ID-JAG carries: {}",
+            if carried.is_empty() {
+                "no scope of this resource".to_owned()
+            } else {
+                carried.to_string()
+            }
+        )),
+        G::UndefinedRequested { scope } => Some(format!(
+            "requested scope not defined by this resource: {scope}"
+        )),
+        _ => None,
+    }
 }
 
 impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
@@ -165,20 +195,38 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         &self.tokens
     }
 
-    /// Handles an HTTP token request and always answers: a token or an OAuth error.
+    /// Handles an HTTP token request and always answers: a token or an OAuth error. The
+    /// response carries a [`ScopeLog`] extension (the scopes requested and granted) for the
+    /// server's log.
     pub async fn handle<B: AsRef<[u8]>>(
         &self,
         req: &http::Request<B>,
         now: UnixTime,
     ) -> Response<Vec<u8>> {
+        let mut log = ScopeLog::default();
         let result = match TokenRequest::from_http(req) {
-            Ok(parts) => self.token(&parts, now).await,
+            Ok(parts) => {
+                async {
+                    parts.check_shape()?;
+                    let form =
+                        Form::parse(parts.body, self.max_body).map_err(|e| form_error(&e))?;
+                    log.requested = form.get("scope").and_then(|s| ScopeSet::parse(s).ok());
+                    self.token_form(&parts, &form, now).await
+                }
+                .await
+            }
             Err(e) => Err(request_error(&e)),
         };
-        match result {
-            Ok(ok) => ok.to_response(),
+        let mut response = match result {
+            Ok(ok) => {
+                log.granted.clone_from(&ok.scope);
+                ok.to_response()
+            }
             Err(e) => e.to_response(),
-        }
+        };
+        // The scopes asked for and granted, for the server's log (never sent).
+        response.extensions_mut().insert(log);
+        response
     }
 
     /// Runs the validation order of `docs/requirements.md`: (1) request shape, (2) client authentication, DPoP proof,

@@ -82,6 +82,7 @@ pub mod exchange;
 pub mod form;
 pub mod jwt_bearer;
 pub mod replay;
+mod scope_log;
 pub mod sso;
 
 /// Compiles the code of `docs/validating-access-tokens.md` (how a service without ema-rs
@@ -115,6 +116,7 @@ pub use replay::{
     DynReplayStore, ErasedReplayStore, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind,
     ReplayStore, Seen,
 };
+pub use scope_log::ScopeLog;
 pub use sso::{
     AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,
     SsoTokenResponse, User, pkce_challenge,

@@ -191,9 +191,12 @@ impl ResourceConfig {
         // D-5 / AS-13: requested scopes must all be in the ID-JAG; asking fewer is fine.
         let granted = match requested {
             Some(req) => {
-                if let Some(missing) = req.iter().find(|s| !offered.contains(s)) {
+                let mut missing = req.clone();
+                missing.retain(|s| !offered.contains(s));
+                if !missing.is_empty() {
                     return Err(GrantScopeError::NotInIdJag {
-                        scope: missing.to_owned(),
+                        scope: missing.to_string(),
+                        carried: offered,
                     });
                 }
                 req.clone()
@@ -218,11 +221,15 @@ pub enum GrantScopeError {
         /// The scope.
         scope: String,
     },
-    /// The request asks for a scope the ID-JAG does not grant (D-5 → `invalid_scope`).
-    #[error("requested scope `{scope}` is not granted by the ID-JAG")]
+    /// The request asks for scopes the ID-JAG does not grant (D-5 → `invalid_scope`): the IdP
+    /// narrowed the request, or the client asks the authorization server for more than it asked
+    /// the IdP for.
+    #[error("requested scope `{scope}` is not granted by the ID-JAG (it carries `{carried}`)")]
     NotInIdJag {
-        /// The scope.
+        /// Every requested scope the ID-JAG does not carry, space-separated (sorted).
         scope: String,
+        /// The ID-JAG's scopes that the resource defines (after D-21), scope names only.
+        carried: ScopeSet,
     },
     /// The request asks for a scope the resource does not define (D-20 → `invalid_scope`).
     #[error("requested scope `{scope}` is not defined by the resource")]
@@ -377,7 +384,19 @@ mod tests {
                 Some(&scopes("tasks.read tasks.write"))
             ),
             Err(GrantScopeError::NotInIdJag {
-                scope: "tasks.write".into()
+                scope: "tasks.write".into(),
+                carried: scopes("tasks.read"),
+            })
+        );
+        // Every missing scope is named, with what the ID-JAG carries (for the diagnostics).
+        assert_eq!(
+            r.grant_scopes(
+                Some(&scopes("openid")),
+                Some(&scopes("tasks.read tasks.write"))
+            ),
+            Err(GrantScopeError::NotInIdJag {
+                scope: "tasks.read tasks.write".into(),
+                carried: ScopeSet::new(),
             })
         );
         // Only OIDC scopes: empty result is invalid_scope.
@@ -434,7 +453,8 @@ mod tests {
                 Some(&scopes("calendar.read"))
             ),
             Err(GrantScopeError::NotInIdJag {
-                scope: "calendar.read".into()
+                scope: "calendar.read".into(),
+                carried: scopes("tasks.read"),
             })
         );
     }

@@ -675,7 +675,10 @@ mod error_code_tests {
                 "assertion carries a scope this resource does not define",
             ),
             (
-                IdJagError::Scope(GrantScopeError::NotInIdJag { scope: "s".into() }),
+                IdJagError::Scope(GrantScopeError::NotInIdJag {
+                    scope: "s".into(),
+                    carried: ScopeSet::new(),
+                }),
                 Is,
                 400,
                 "requested scope cannot be granted",

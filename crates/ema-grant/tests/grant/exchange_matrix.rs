@@ -1137,3 +1137,23 @@ fn d22_kid_less_id_token_with_two_issuer_keys_is_invalid_grant() {
     assert_eq!(with_kid.status, 200, "{}", with_kid.raw);
     fx.ok(&Req::exchange(&kid_less));
 }
+
+/// D-2, TX-9: the IdP's `invalid_scope` names the requested scopes none of which the policy
+/// allows (scope names only, never a token); the control asks for an allowed scope and gets an
+/// ID-JAG.
+#[test]
+fn d2_invalid_scope_description_names_the_refused_scopes() {
+    let fx = Fx::new();
+    let refused =
+        fx.send(&with(&fx, json!({"sub": READER})).set("scope", "tasks.admin tasks.write"));
+    assert_eq!(
+        (refused.status, refused.error(), refused.description()),
+        (
+            400,
+            "invalid_scope",
+            "no requested scope is allowed for this user and client: tasks.admin tasks.write"
+        )
+    );
+    let granted = fx.send(&with(&fx, json!({"sub": READER})).set("scope", "tasks.read"));
+    assert_eq!(granted.status, 200, "{}", granted.raw);
+}

@@ -2352,3 +2352,63 @@ fn d22_kid_less_id_jag_from_a_several_key_issuer_is_invalid_grant() {
         fx.ok(&Req::bearer(&kid_less));
     }
 }
+
+/// D-5, D-20, D-21: an `invalid_scope` refusal names the scopes (scope names are not secrets),
+/// so the client can tell which hop narrowed its request: the requested scopes the ID-JAG does
+/// not carry, and what it does carry. Each row has a control that succeeds.
+#[test]
+fn d5_invalid_scope_descriptions_name_the_scopes() {
+    let fx = Fx::new();
+    // (ID-JAG `scope`, requested `scope`, expected description, the control's ID-JAG `scope`
+    // and request).
+    let cases = [
+        (
+            json!("tasks.read"),
+            "tasks.read tasks.write",
+            "requested scope not carried by the ID-JAG: tasks.write; the ID-JAG carries: tasks.read",
+            (json!("tasks.read"), "tasks.read"),
+        ),
+        (
+            json!("openid tasks.read"),
+            "tasks.notes tasks.read tasks.write",
+            "requested scope not carried by the ID-JAG: tasks.notes tasks.write; the ID-JAG carries: tasks.read",
+            (json!("openid tasks.read"), "tasks.read"),
+        ),
+        (
+            json!("openid profile"),
+            "tasks.read",
+            "requested scope not carried by the ID-JAG: tasks.read; the ID-JAG carries: no scope of this resource",
+            (json!("openid tasks.read"), "tasks.read"),
+        ),
+        (
+            Value::Null,
+            "tasks.admin tasks.read",
+            "requested scope not defined by this resource: tasks.admin",
+            (Value::Null, "tasks.read"),
+        ),
+        (
+            json!("openid profile"),
+            "",
+            "requested scope cannot be granted",
+            (json!("openid tasks.read"), ""),
+        ),
+    ];
+    let request = |carried: &Value, scope: &str| {
+        let req = with(&fx, json!({"scope": carried}));
+        if scope.is_empty() {
+            req
+        } else {
+            req.set("scope", scope)
+        }
+    };
+    for (carried, requested, expected, (control, control_requested)) in cases {
+        let refused = fx.send(&request(&carried, requested));
+        assert_eq!(
+            (refused.status, refused.error(), refused.description()),
+            (400, "invalid_scope", expected),
+            "{carried} / {requested}"
+        );
+        let granted = fx.send(&request(&control, control_requested));
+        assert_eq!(granted.status, 200, "{}", granted.raw);
+    }
+}
