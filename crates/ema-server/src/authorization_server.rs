@@ -85,23 +85,86 @@ where
             Err(response) => return response,
         };
         let response = state.grant.handle(&request, state.clock.now()).await;
-        log_outcome("jwt-bearer", &response);
+        log_outcome(LogTarget::AuthorizationServer, "jwt_bearer", &response);
         into_axum(response)
     }
 }
 
-/// Logs a token endpoint outcome: status, and for a refusal the error code and the cause the
-/// grant kept for the log (the [`ema_grant::OAuthError`] the response carries as an extension,
-/// e.g. which `token_endpoint_auth_method` a client is registered for, D-24), never the body's
-/// tokens and never by reading the body back.
-pub(crate) fn log_outcome(grant: &'static str, response: &http::Response<Vec<u8>>) {
+/// The server a token-endpoint outcome is logged for: each logs under its own `tracing`
+/// target, so an operator can tell the IdP's decisions from the authorization server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogTarget {
+    /// `ema_server::authorization_server`.
+    AuthorizationServer,
+    /// `ema_server::idp`.
+    Idp,
+}
+
+/// A scope set for a log field: the space-separated names, or nothing. Formatted only when the
+/// event is recorded.
+struct Scopes<'a>(Option<&'a ema_id_jag::ScopeSet>);
+
+impl std::fmt::Display for Scopes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(scopes) => std::fmt::Display::fmt(scopes, f),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Logs a token endpoint outcome under the server's target: grant, status, the scopes
+/// requested and granted (`scope_requested`, `scope_granted`, from the response's
+/// [`ema_grant::ScopeLog`]; scope names only), and for a refusal the error code and the cause
+/// the grant kept for the log (the [`ema_grant::OAuthError`] the response carries as an
+/// extension, e.g. which `token_endpoint_auth_method` a client is registered for, D-24), never
+/// the body's tokens and never by reading the body back.
+pub(crate) fn log_outcome(
+    server: LogTarget,
+    grant: &'static str,
+    response: &http::Response<Vec<u8>>,
+) {
+    // `tracing` needs the target as a constant, so one arm per server.
+    macro_rules! info {
+        ($($field:tt)*) => {
+            match server {
+                LogTarget::AuthorizationServer => {
+                    tracing::info!(target: "ema_server::authorization_server", $($field)*)
+                }
+                LogTarget::Idp => tracing::info!(target: "ema_server::idp", $($field)*),
+            }
+        };
+    }
     let status = response.status().as_u16();
+    let scopes = response.extensions().get::<ema_grant::ScopeLog>();
+    let scope_requested = Scopes(scopes.and_then(|s| s.requested.as_ref()));
+    let scope_granted = Scopes(scopes.and_then(|s| s.granted.as_ref()));
     if response.status().is_success() {
-        tracing::info!(grant, status, "token issued");
+        info!(
+            grant,
+            status,
+            scope_requested = %scope_requested,
+            scope_granted = %scope_granted,
+            "token issued"
+        );
     } else if let Some(error) = response.extensions().get::<ema_grant::OAuthError>() {
         let reason = error.cause_chain();
-        tracing::info!(grant, status, error = %error.code, reason, "token request refused");
+        info!(
+            grant,
+            status,
+            error = %error.code,
+            reason,
+            scope_requested = %scope_requested,
+            scope_granted = %scope_granted,
+            "token request refused"
+        );
     } else {
-        tracing::info!(grant, status, "token request refused");
+        info!(
+            grant,
+            status,
+            scope_requested = %scope_requested,
+            scope_granted = %scope_granted,
+            "token request refused"
+        );
     }
 }

@@ -12,15 +12,16 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use ema_grant::{
     AUTHORIZATION_CODE, AdminPolicy, AuthorizeError, ErrorCode, Form, OAuthError, ReplayStore,
-    SAML2_TOKEN_TYPE, SsoProvider, TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest,
+    SAML2_TOKEN_TYPE, ScopeLog, SsoProvider, TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest,
     parse_exchange_form,
 };
+use ema_id_jag::ScopeSet;
 use ema_jose::{AlgorithmSet, Clock, KeyRing, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 
-use crate::authorization_server::log_outcome;
+use crate::authorization_server::{LogTarget, log_outcome};
 use crate::endpoint::{into_axum, public_json, read_request};
 use crate::paths::{EndpointPaths, url_path};
 
@@ -366,7 +367,7 @@ where
     } else {
         token_response(&state, &request, form, now).await
     };
-    log_outcome(grant, &response);
+    log_outcome(LogTarget::Idp, grant, &response);
     into_axum(response)
 }
 
@@ -385,7 +386,7 @@ where
 {
     let busy = || {
         (
-            "idp",
+            "token_exchange",
             OAuthError::new(
                 ErrorCode::TemporarilyUnavailable,
                 "the token endpoint is busy; try again later",
@@ -417,20 +418,34 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
+    // The grant for the log, and the scopes asked for (TX-9 may narrow them).
+    let grant = match form.as_ref().ok().and_then(|f| f.get("grant_type")) {
+        Some(TOKEN_EXCHANGE) => "token_exchange",
+        Some(AUTHORIZATION_CODE) => "authorization_code",
+        Some(_) => "unsupported",
+        None => "unknown",
+    };
+    let requested = form
+        .as_ref()
+        .ok()
+        .and_then(|f| f.get("scope"))
+        .and_then(|s| ScopeSet::parse(s).ok());
+    let mut granted = None;
     let result = async {
         let form = form?;
         let req = TokenRequest::from_http(request).map_err(|e| ema_grant::request_error(&e))?;
         match form.get("grant_type") {
-            Some(TOKEN_EXCHANGE) => state
-                .exchange
-                .exchange_form(&req, &form, now)
-                .await
-                .map(|ok| ("token-exchange", ok.to_response())),
+            Some(TOKEN_EXCHANGE) => {
+                let ok = state.exchange.exchange_form(&req, &form, now).await?;
+                // TX-9: the response names the scopes only when they differ from the request.
+                granted = ok.scope.clone().or_else(|| requested.clone());
+                Ok(ok.to_response())
+            }
             Some(AUTHORIZATION_CODE) => state
                 .sso
                 .token_form(&req, &form, state.exchange.replay(), now)
                 .await
-                .map(|ok| ("authorization_code", ok.to_response())),
+                .map(|ok| ok.to_response()),
             Some(_) => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "this IdP supports authorization_code and token exchange",
@@ -439,8 +454,10 @@ where
         }
     }
     .await;
-    match result {
-        Ok(ok) => ok,
-        Err(e) => ("idp", e.to_response()),
-    }
+    let mut response = result.unwrap_or_else(|e| e.to_response());
+    // The scopes asked for and granted, for the log (never sent).
+    response
+        .extensions_mut()
+        .insert(ScopeLog::new(requested, granted));
+    (grant, response)
 }
