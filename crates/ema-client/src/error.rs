@@ -7,6 +7,8 @@ use ema_jose::{SignError, UnixTime};
 use ema_jwks::FetchError;
 use ema_metadata::{ChallengeError, ErrorCode, MetadataError};
 
+use crate::scope_report::ScopeReport;
+
 /// An RFC 6749 §5.2 error response as a server sent it, its `error` parsed into an
 /// [`ErrorCode`] (a code this library has no name for is kept as [`ErrorCode::Other`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +275,15 @@ pub enum JwtBearerError {
     /// `invalid_target`, ...).
     #[error("authorization server refused the ID-JAG: {0}")]
     Rejected(OAuthErrorResponse),
+    /// The authorization server refused the requested scopes (`invalid_scope`, D-5): the report
+    /// says what was asked for, what the IdP granted in the ID-JAG, and which hop narrowed it.
+    #[error("authorization server refused the requested scope ({scopes}): {response}")]
+    ScopeRefused {
+        /// The server's answer.
+        response: OAuthErrorResponse,
+        /// The scopes, hop by hop.
+        scopes: ScopeReport,
+    },
     /// The success response is not a token response.
     #[error("token response is malformed: {reason}")]
     MalformedResponse {
@@ -302,10 +313,15 @@ pub enum McpAuthError {
     #[error("MCP server rejected a freshly acquired token (HTTP 401)")]
     Unauthorized,
     /// `403 insufficient_scope` again after asking for the union of scopes.
-    #[error("MCP server still requires more scope: `{required}`")]
+    #[error(
+        "MCP server still requires more scope: `{required}`{}",
+        scopes.as_ref().map(|s| format!(" ({s})")).unwrap_or_default()
+    )]
     InsufficientScope {
         /// The scopes the server asked for.
         required: String,
+        /// The scopes of the refused token, hop by hop, when known: which hop narrowed them.
+        scopes: Option<ScopeReport>,
     },
 }
 
@@ -421,7 +437,20 @@ impl EmaError {
     pub fn oauth_error(&self) -> Option<&OAuthErrorResponse> {
         match self {
             Self::TokenExchange(TokenExchangeError::Rejected(e))
-            | Self::JwtBearer(JwtBearerError::Rejected(e)) => Some(e),
+            | Self::JwtBearer(
+                JwtBearerError::Rejected(e) | JwtBearerError::ScopeRefused { response: e, .. },
+            ) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// What happened to the requested scopes, hop by hop, when the failure is about scope: the
+    /// authorization server's `invalid_scope`, or the MCP server's `insufficient_scope` after a
+    /// step-up (CL-10).
+    pub fn scope_report(&self) -> Option<&ScopeReport> {
+        match self {
+            Self::JwtBearer(JwtBearerError::ScopeRefused { scopes, .. }) => Some(scopes),
+            Self::Mcp(McpAuthError::InsufficientScope { scopes, .. }) => scopes.as_ref(),
             _ => None,
         }
     }

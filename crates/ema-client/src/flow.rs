@@ -22,6 +22,7 @@ use crate::error::{
     DiscoveryError, EmaError, IdJagCheckError, JwtBearerError, McpAuthError, OAuthErrorResponse,
     TokenExchangeError,
 };
+use crate::scope_report::ScopeReport;
 
 // The URNs under their ema-client names, defined once in `ema_metadata::urn`. The legacy type is
 // accepted as `issued_token_type` only (D-10).
@@ -85,6 +86,9 @@ pub struct IdJag {
     token: Secret,
     expires_at: UnixTime,
     scope: Option<ScopeSet>,
+    /// The scopes asked for at the token exchange, and the response's `scope` (TX-9).
+    requested: ScopeSet,
+    response_scope: Option<ScopeSet>,
 }
 
 impl IdJag {
@@ -97,6 +101,13 @@ impl IdJag {
     pub fn scope(&self) -> Option<&ScopeSet> {
         self.scope.as_ref()
     }
+
+    /// The scopes asked for and the scopes the IdP granted (the `scope` claim, read unverified
+    /// for diagnostics, else the token-exchange response's `scope`, TX-9).
+    pub fn scope_report(&self) -> ScopeReport {
+        ScopeReport::new(self.requested.clone())
+            .with_granted_by_idp(self.scope.clone().or_else(|| self.response_scope.clone()))
+    }
 }
 
 /// An access token for one MCP server. `Debug` never shows the token.
@@ -107,6 +118,7 @@ pub struct AccessToken {
     expires_at: UnixTime,
     scope: ScopeSet,
     resource: String,
+    scopes: ScopeReport,
 }
 
 impl AccessToken {
@@ -134,6 +146,12 @@ impl AccessToken {
     /// The resource it is for.
     pub fn resource(&self) -> &str {
         &self.resource
+    }
+
+    /// Its scopes hop by hop: asked for, granted by the IdP in the ID-JAG, granted by the
+    /// authorization server (for diagnostics, e.g. after a refused step-up).
+    pub fn scope_report(&self) -> &ScopeReport {
+        &self.scopes
     }
 
     /// Whether it is still worth sending at `now`: not within `margin` of expiry (at most half
@@ -384,6 +402,7 @@ impl EmaClient {
             server: Arc::new(server),
             id_token,
             scope: Mutex::new(scope),
+            last_failure: Mutex::new(None),
         }
     }
 
@@ -548,7 +567,10 @@ impl EmaClient {
         let token = string(&body, "access_token")
             .filter(|t| !t.is_empty())
             .ok_or_else(|| malformed("`access_token` is missing"))?;
-        let id_jag = self.check_id_jag(token, server, as_client_id, now)?;
+        let mut id_jag = self.check_id_jag(token, server, as_client_id, now)?;
+        // For the diagnostics of a narrowed request (TX-9): what was asked, what was granted.
+        id_jag.requested = scope.clone();
+        id_jag.response_scope = string(&body, "scope").and_then(|s| ScopeSet::parse(s).ok());
         Ok(id_jag)
     }
 
@@ -631,6 +653,8 @@ impl EmaClient {
             token: Secret::new(token),
             expires_at: exp,
             scope,
+            requested: ScopeSet::new(),
+            response_scope: None,
         })
     }
 
@@ -659,6 +683,10 @@ impl EmaClient {
             metadata.token_endpoint.as_deref().unwrap_or_default(),
         )?;
         let now = self.inner.clock.now();
+        // What the IdP granted, kept for the diagnostics before the ID-JAG is moved away. The
+        // request names `scope` itself: what the caller asks for here.
+        let mut scopes = id_jag.scope_report();
+        scopes.requested = scope.clone();
         let mut form = Form::default();
         form.push("grant_type", JWT_BEARER_GRANT);
         // CL-9, D-6: the ID-JAG is moved in here and dropped after this one request.
@@ -679,6 +707,14 @@ impl EmaClient {
         {
             Ok(body) => body,
             Err(TokenPost::Fetch(e)) => return Err(e.into()),
+            // D-5: the report says whether the IdP narrowed the request (TX-9) or the
+            // authorization server refused scopes the ID-JAG carries.
+            Err(TokenPost::Rejected(e)) if e.is("invalid_scope") => {
+                return Err(JwtBearerError::ScopeRefused {
+                    response: e,
+                    scopes,
+                });
+            }
             Err(TokenPost::Rejected(e)) => return Err(JwtBearerError::Rejected(e)),
             Err(TokenPost::NotJson) => return Err(malformed("body is not a JSON object")),
         };
@@ -713,6 +749,7 @@ impl EmaClient {
             token: Secret::new(token),
             issued_at: now,
             expires_at: now.plus(lifetime),
+            scopes: scopes.with_granted_by_as(Some(granted.clone())),
             scope: granted,
             resource: server.resource_id().to_owned(),
         })
@@ -766,6 +803,7 @@ mod tests {
             expires_at: UnixTime::from_secs(expires),
             scope: ScopeSet::new(),
             resource: "https://mcp.example/mcp".into(),
+            scopes: ScopeReport::default(),
         }
     }
 
@@ -834,6 +872,7 @@ pub struct EmaSession {
     server: Arc<DiscoveredServer>,
     id_token: Secret,
     scope: Mutex<ScopeSet>,
+    last_failure: Mutex<Option<EmaError>>,
 }
 
 impl std::fmt::Debug for EmaSession {
@@ -862,12 +901,26 @@ impl EmaSession {
         &self.client
     }
 
+    /// The last authorization failure of this session (of [`EmaSession::access_token`],
+    /// [`EmaSession::recover`], [`EmaSession::recover_or_fail`], or a refusal that a transport
+    /// such as `EmaHttpClient` gave up on): which hop refused, and why. For callers whose
+    /// transport hands them only its own error.
+    pub fn last_failure(&self) -> Option<EmaError> {
+        lock(&self.last_failure).clone()
+    }
+
+    /// Records `failure` for [`EmaSession::last_failure`].
+    pub(crate) fn record_failure(&self, failure: &EmaError) {
+        *lock(&self.last_failure) = Some(failure.clone());
+    }
+
     /// A usable access token: cached, or acquired when missing or near expiry.
     pub async fn access_token(&self) -> Result<AccessToken, EmaError> {
         let scope = self.scope();
         self.client
             .access_token(&self.server, &self.id_token, &scope)
             .await
+            .inspect_err(|e| self.record_failure(e))
     }
 
     /// The `Authorization` header value for the MCP server (CL-7: header only, never a URL).
@@ -884,6 +937,17 @@ impl EmaSession {
     ///   union of the previous and the challenged scopes.
     /// - Anything else: [`Recovery::GiveUp`]. Never an interactive authorization (CL-8).
     pub async fn recover(
+        &self,
+        rejected: &AccessToken,
+        status: u16,
+        www_authenticate: Option<&str>,
+    ) -> Result<Recovery, EmaError> {
+        self.recover_inner(rejected, status, www_authenticate)
+            .await
+            .inspect_err(|e| self.record_failure(e))
+    }
+
+    async fn recover_inner(
         &self,
         rejected: &AccessToken,
         status: u16,
@@ -923,7 +987,8 @@ impl EmaSession {
                 let token = self
                     .client
                     .access_token(&self.server, &self.id_token, &union)
-                    .await?;
+                    .await
+                    .map_err(|e| with_required(e, &required))?;
                 Ok(Recovery::Retry(token))
             }
             _ => Ok(Recovery::GiveUp),
@@ -940,14 +1005,43 @@ impl EmaSession {
     ) -> Result<AccessToken, EmaError> {
         match self.recover(rejected, status, www_authenticate).await? {
             Recovery::Retry(token) => Ok(token),
-            Recovery::GiveUp if status == 403 => Err(McpAuthError::InsufficientScope {
-                required: www_authenticate
-                    .and_then(|h| find_challenge(h, "Bearer").ok().flatten())
-                    .and_then(|c| c.get("scope").map(str::to_owned))
-                    .unwrap_or_default(),
+            Recovery::GiveUp => {
+                let error: EmaError = if status == 403 {
+                    insufficient_scope(rejected, www_authenticate).into()
+                } else {
+                    McpAuthError::Unauthorized.into()
+                };
+                self.record_failure(&error);
+                Err(error)
             }
-            .into()),
-            Recovery::GiveUp => Err(McpAuthError::Unauthorized.into()),
         }
     }
+}
+
+/// CL-10 gave up: the MCP server's `insufficient_scope` for `rejected`, with its scopes hop by
+/// hop and the scopes the challenge requires.
+pub(crate) fn insufficient_scope(
+    rejected: &AccessToken,
+    www_authenticate: Option<&str>,
+) -> McpAuthError {
+    let required = www_authenticate
+        .and_then(|h| find_challenge(h, "Bearer").ok().flatten())
+        .and_then(|c| c.get("scope").map(str::to_owned))
+        .unwrap_or_default();
+    let scopes = rejected
+        .scope_report()
+        .clone()
+        .with_required(ScopeSet::parse(&required).ok());
+    McpAuthError::InsufficientScope {
+        required,
+        scopes: Some(scopes),
+    }
+}
+
+/// Adds the scopes the MCP server required to the report of a refused step-up (CL-10).
+fn with_required(mut error: EmaError, required: &ScopeSet) -> EmaError {
+    if let EmaError::JwtBearer(JwtBearerError::ScopeRefused { scopes, .. }) = &mut error {
+        scopes.required = Some(required.clone());
+    }
+    error
 }

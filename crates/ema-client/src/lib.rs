@@ -96,6 +96,7 @@ mod extension;
 mod flow;
 #[cfg(feature = "rmcp")]
 mod mcp;
+mod scope_report;
 
 pub use credentials::{ClientAuth, ClientCredentials};
 pub use discovery::DiscoveredServer;
@@ -122,3 +123,4 @@ pub use ema_jwks::{
     FetchResponse, HttpFetcher, IssuerKeys, IssuerKeysError, JwksCachePolicy, JwksFetchError,
     JwksSource, RemoteJwks, Secret,
 };
+pub use scope_report::ScopeReport;

@@ -16,7 +16,9 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::Sse;
 
 use crate::error::EmaError;
-use crate::flow::{AccessToken, EmaSession, Recovery};
+use crate::error::McpAuthError;
+use crate::flow::{AccessToken, EmaSession, Recovery, insufficient_scope};
+use ema_metadata::find_challenge;
 
 /// Why a request through [`EmaHttpClient`] failed below the MCP layer.
 #[derive(Debug, thiserror::Error)]
@@ -183,10 +185,46 @@ impl EmaHttpClient {
         let Some((status, header)) = challenge(&error) else {
             return Err(convert(error));
         };
-        let Some(fresh) = self.recovered(&token, status, header).await? else {
-            return Err(convert(error));
+        let header = header.to_owned();
+        let Some(fresh) = self.recovered(&token, status, &header).await? else {
+            return Err(self.refused(&token, false, error));
         };
-        call(bearer(&fresh)).await.map_err(convert)
+        call(bearer(&fresh))
+            .await
+            .map_err(|error| self.refused(&fresh, true, error))
+    }
+
+    /// The MCP server refused `token` with `error` and EMA cannot recover (`fresh`: `token` is
+    /// already the one re-acquisition): a `403 insufficient_scope`
+    /// becomes [`McpAuthError::InsufficientScope`] naming the scopes hop by hop (CL-10), a
+    /// `401` to a freshly acquired token [`McpAuthError::Unauthorized`] (CL-9); either is also
+    /// recorded as the session's [`EmaSession::last_failure`]. Anything else stays the
+    /// transport's error.
+    fn refused(
+        &self,
+        token: &AccessToken,
+        fresh: bool,
+        error: StreamableHttpError<reqwest::Error>,
+    ) -> HttpError {
+        let failure = challenge(&error).and_then(|(status, www_authenticate)| {
+            let code = find_challenge(www_authenticate, "Bearer")
+                .ok()
+                .flatten()
+                .and_then(|c| c.get("error").map(str::to_owned));
+            match (status, code.as_deref()) {
+                (403, Some("insufficient_scope")) => {
+                    Some(insufficient_scope(token, Some(www_authenticate)))
+                }
+                (401, None | Some("invalid_token")) if fresh => Some(McpAuthError::Unauthorized),
+                _ => None,
+            }
+        });
+        let Some(failure) = failure else {
+            return convert(error);
+        };
+        let failure = EmaError::from(failure);
+        self.session.record_failure(&failure);
+        authorization_failed(failure)
     }
 }
 

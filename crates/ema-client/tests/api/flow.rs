@@ -10,7 +10,7 @@ use ema_client::{
 use ema_grant::Form;
 use serde_json::json;
 
-use crate::support::{CLIENT, IdpOverride, NO_GROUP, PK_CLIENT, World};
+use crate::support::{CLIENT, IdpOverride, NO_GROUP, PK_CLIENT, READER, World};
 
 fn form(body: &str) -> Form {
     Form::parse(body.as_bytes(), 1 << 20).unwrap()
@@ -630,12 +630,80 @@ async fn cl10_scope_union_on_insufficient_scope() {
         session.recover(&wider, 403, Some(challenge)).await.unwrap(),
         Recovery::GiveUp
     );
+    let err = session
+        .recover_or_fail(&wider, 403, Some(challenge))
+        .await
+        .unwrap_err();
     assert!(matches!(
-        session.recover_or_fail(&wider, 403, Some(challenge)).await,
-        Err(EmaError::Mcp(
-            ema_client::McpAuthError::InsufficientScope { .. }
-        ))
+        err,
+        EmaError::Mcp(ema_client::McpAuthError::InsufficientScope { .. })
     ));
+    // Nobody narrowed: the report says what was asked, granted and required, hop by hop.
+    assert_eq!(
+        err.to_string(),
+        "MCP request: MCP server still requires more scope: `tasks.write` (requested \
+         `tasks.read tasks.write`; the IdP granted `tasks.read tasks.write` in the ID-JAG; the \
+         authorization server granted `tasks.read tasks.write`; the MCP server requires \
+         `tasks.write`)"
+    );
+    assert_eq!(err.scope_report().unwrap().narrowed_by(), None);
+    assert_eq!(session.last_failure(), Some(err));
+}
+
+/// CL-10, TX-9, D-5: the IdP narrows a step-up (the user may read only), so the authorization
+/// server refuses the scope the ID-JAG lacks; the error names the scopes asked for, granted by
+/// the IdP in the ID-JAG and required by the MCP server, and blames the IdP's narrowing, not
+/// the authorization server. Control: a user allowed to write steps up on the same servers.
+#[tokio::test]
+async fn cl10_refused_step_up_names_requested_granted_required_and_the_narrowing_hop() {
+    let world = World::start(|k| k.challenge_scope = Some("tasks.read".into())).await;
+    let challenge = "Bearer error=\"insufficient_scope\", scope=\"tasks.write\"";
+    let session = world
+        .client()
+        .session(&world.server_url(), world.id_token_for(READER))
+        .await
+        .unwrap();
+    let first = session.access_token().await.unwrap();
+    assert_eq!(first.scope().to_string(), "tasks.read");
+    let err = session
+        .recover_or_fail(&first, 403, Some(challenge))
+        .await
+        .unwrap_err();
+    assert_eq!(err.hop(), Hop::JwtBearer);
+    assert_eq!(
+        err.to_string(),
+        "jwt-bearer grant at the authorization server: authorization server refused the \
+         requested scope (requested `tasks.read tasks.write`; the IdP granted `tasks.read` in \
+         the ID-JAG; the MCP server requires `tasks.write`; the IdP narrowed the request \
+         (withheld `tasks.write`)): HTTP 400 `invalid_scope`: requested scope not carried by \
+         the ID-JAG: tasks.write; the ID-JAG carries: tasks.read"
+    );
+    let report = err.scope_report().unwrap();
+    assert_eq!(report.narrowed_by(), Some(Hop::TokenExchange));
+    assert_eq!(report.withheld_by_idp().to_string(), "tasks.write");
+    assert_eq!(
+        err.oauth_error().unwrap().error.as_deref(),
+        Some("invalid_scope")
+    );
+    assert_eq!(session.last_failure(), Some(err));
+    // The IdP said so in its answer too (TX-9): `scope` differs from the request.
+    let narrowed = world.log.lock().unwrap().exchanges[1].clone();
+    assert_eq!(form(&narrowed).get("scope"), Some("tasks.read tasks.write"));
+
+    // Control: the same step-up for a user the IdP lets write.
+    let session = world
+        .client()
+        .session(&world.server_url(), world.id_token())
+        .await
+        .unwrap();
+    let first = session.access_token().await.unwrap();
+    let wider = session
+        .recover_or_fail(&first, 403, Some(challenge))
+        .await
+        .unwrap();
+    assert_eq!(wider.scope().to_string(), "tasks.read tasks.write");
+    assert_eq!(wider.scope_report().narrowed_by(), None);
+    assert_eq!(session.last_failure(), None);
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientCapabilities, ClientConfig, ProtocolVersion};
 use serde_json::{Value, json};
 
-use crate::support::World;
+use crate::support::{READER, World};
 
 /// Runs initialize, tools/list and tools/call through rmcp with an EMA session.
 async fn run_mcp(world: &World) -> Result<(), String> {
@@ -233,5 +233,53 @@ async fn cl15_a_custom_client_config_keeps_its_extensions_and_declares_ema() {
             "io.modelcontextprotocol/ui": {},
             "io.modelcontextprotocol/enterprise-managed-authorization": {},
         })
+    );
+}
+
+/// CL-10 through rmcp: the IdP narrows the step-up of a read-only user, the authorization
+/// server refuses the scope the ID-JAG lacks, and the session keeps the typed failure (rmcp
+/// hands its caller only a transport error) naming the scopes and the narrowing hop. The
+/// control (a user allowed to write) is `cl10_rmcp_widens_scope_on_insufficient_scope`.
+#[tokio::test]
+async fn cl10_rmcp_refused_step_up_is_kept_as_the_sessions_last_failure() {
+    let world = World::start(|k| {
+        k.challenge_scope = Some("tasks.read".into());
+        k.tools_call_scope = Some("tasks.read tasks.write".into());
+    })
+    .await;
+    let session = Arc::new(
+        world
+            .client()
+            .session(&world.server_url(), world.id_token_for(READER))
+            .await
+            .unwrap(),
+    );
+    let transport = EmaHttpClient::new(session.clone())
+        .unwrap()
+        .into_transport();
+    let mcp = ema_client_config().serve(transport).await.unwrap();
+    assert_eq!(mcp.list_all_tools().await.unwrap().len(), 1);
+    assert_eq!(session.last_failure(), None);
+    mcp.call_tool(CallToolRequestParams::new("echo"))
+        .await
+        .unwrap_err();
+    let failure = session.last_failure().expect("the refusal is kept");
+    assert_eq!(failure.hop(), ema_client::Hop::JwtBearer);
+    let report = failure.scope_report().unwrap();
+    assert_eq!(report.narrowed_by(), Some(ema_client::Hop::TokenExchange));
+    assert_eq!(report.requested.to_string(), "tasks.read tasks.write");
+    assert_eq!(
+        report.granted_by_idp.as_ref().map(ToString::to_string),
+        Some("tasks.read".into())
+    );
+    assert_eq!(
+        report.required.as_ref().map(ToString::to_string),
+        Some("tasks.read tasks.write".into())
+    );
+    assert!(
+        failure
+            .to_string()
+            .contains("the IdP narrowed the request (withheld `tasks.write`)"),
+        "{failure}"
     );
 }

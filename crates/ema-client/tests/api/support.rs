@@ -35,6 +35,8 @@ pub(crate) const PK_CLIENT: &str = "tc_pkjwt_77";
 pub(crate) const USER: &str = "00u8k2Lq91";
 /// Known to the IdP, in no group: the admin policy denies (D-2 `access_denied`).
 pub(crate) const NO_GROUP: &str = "00uN0Gr0up";
+/// In group `readers`, allowed `tasks.read` only: the IdP narrows a wider request (TX-9).
+pub(crate) const READER: &str = "00uR3ad3r1";
 
 /// A clock the test moves by hand.
 #[derive(Debug)]
@@ -200,10 +202,16 @@ impl World {
             GroupPolicy::new()
                 .with_member(USER, ["eng"])
                 .with_member(NO_GROUP, Vec::<String>::new())
+                .with_member(READER, ["readers"])
                 .with_rule(GroupRule::new(
                     "eng",
                     issuer.as_str(),
                     scopes("tasks.read tasks.write"),
+                ))
+                .with_rule(GroupRule::new(
+                    "readers",
+                    issuer.as_str(),
+                    scopes("tasks.read"),
                 )),
         )
         .client(RegisteredClient::new(
