@@ -21,7 +21,11 @@
 //!   `403 insufficient_scope` (CL-10). Never an interactive fallback (CL-8); the ID token and
 //!   the ID-JAG never go to the MCP server (CL-7).
 //! - Typed errors per hop ([`EmaError`], [`Hop`]) carrying the server's OAuth error; secrets are
-//!   [`Secret`]s, redacted in `Debug` and never in `Display`.
+//!   [`Secret`]s, redacted in `Debug` and never in `Display`. A refused step-up carries a
+//!   [`ScopeReport`]: the scopes asked for, granted by the IdP in the ID-JAG, granted by the
+//!   authorization server and required by the MCP server, and the hop that narrowed them;
+//!   [`EmaSession::last_failure`] keeps the last refusal for callers whose transport (rmcp)
+//!   reports only its own error.
 //! - With the `rmcp` feature: [`EmaHttpClient`], an rmcp Streamable HTTP client that authorizes
 //!   every request through a session (see `examples/rmcp_client.rs`), and
 //!   [`ema_client_config`] / [`declare_ema_extension`], which declare the EMA extension
