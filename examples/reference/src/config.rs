@@ -578,10 +578,163 @@ pub mod defaults {
         }
     }
 
+    /// The agent's development configuration: the default servers, user `ana`, and the
+    /// clients the default IdP and authorization server register.
+    pub fn agent() -> AgentConfig {
+        AgentConfig {
+            idp: IDP.into(),
+            authorization_server: AS.into(),
+            mcp: format!("{MCP}/mcp"),
+            redirect_uri: "http://127.0.0.1/callback".into(),
+            user: AgentUserConfig {
+                username: "ana".into(),
+                password: "ana-password".into(),
+            },
+            idp_client: AgentClientConfig {
+                id: "desk-idp-01".into(),
+                secret: Some("desk-secret".into()),
+                signing_key: None,
+                token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
+            },
+            as_client: AgentClientConfig {
+                id: "tc_5f2a91".into(),
+                secret: Some("tc-secret".into()),
+                signing_key: None,
+                token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
+            },
+        }
+    }
+
     fn listen_of(url: &str) -> SocketAddr {
         url.strip_prefix("http://")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+}
+
+/// The agent's credentials at one server (CL-4 at the IdP, CL-6 and CL-13 at the authorization
+/// server). `Debug` never shows the secret.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentClientConfig {
+    /// The client id at that server.
+    pub id: String,
+    /// The shared secret (`client_secret_basic` / `client_secret_post`).
+    pub secret: Option<String>,
+    /// The client's signing key (`private_key_jwt`): a PKCS#8 PEM file, with the `kid` and
+    /// `alg` of the public key registered at the server.
+    pub signing_key: Option<SigningKeyConfig>,
+    /// How the agent authenticates at that token endpoint, by its RFC 7591 name (D-24):
+    /// `client_secret_basic` or `client_secret_post` with a `secret`, `private_key_jwt` with a
+    /// `signing_key`, `none` for a public client. Absent: `client_secret_basic` for a secret,
+    /// `private_key_jwt` for a key. It must be the one method the server registered.
+    #[serde(default, deserialize_with = "auth_method")]
+    pub token_endpoint_auth_method: Option<AuthMethod>,
+}
+
+impl fmt::Debug for AgentClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentClientConfig")
+            .field("id", &self.id)
+            .field("secret", &self.secret.as_ref().map(|_| Redacted))
+            .field("signing_key", &self.signing_key)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
+            .finish()
+    }
+}
+
+impl AgentClientConfig {
+    /// The method: the configured one, else `private_key_jwt` with a key, else
+    /// `client_secret_basic`.
+    pub fn method(&self) -> AuthMethod {
+        self.token_endpoint_auth_method
+            .unwrap_or(if self.signing_key.is_some() {
+                AuthMethod::PrivateKeyJwt
+            } else {
+                AuthMethod::ClientSecretBasic
+            })
+    }
+
+    /// The credentials for `ema-client`; `what` names the table in errors. A key without a
+    /// `pem_file` is an error (the server could not know a generated key).
+    pub fn credentials(&self, what: &str) -> Result<ema_client::ClientCredentials, ConfigError> {
+        use ema_client::ClientCredentials as C;
+        let secret = || {
+            self.secret.clone().ok_or_else(|| {
+                ConfigError::Invalid(format!("[{what}]: `{}` needs a `secret`", self.method()))
+            })
+        };
+        Ok(match self.method() {
+            AuthMethod::ClientSecretBasic => C::secret_basic(self.id.as_str(), secret()?),
+            AuthMethod::ClientSecretPost => C::secret_post(self.id.as_str(), secret()?),
+            AuthMethod::PrivateKeyJwt => {
+                let key = self
+                    .signing_key
+                    .as_ref()
+                    .filter(|k| k.pem_file.is_some())
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "[{what}]: `private_key_jwt` needs a `signing_key` with a `pem_file`"
+                        ))
+                    })?;
+                C::private_key_jwt(
+                    self.id.as_str(),
+                    std::sync::Arc::new(crate::keys::signing_key(key)?),
+                )
+            }
+            _ => C::public(self.id.as_str()),
+        })
+    }
+}
+
+/// The user the agent signs in (the reference IdP's login form). `Debug` never shows the
+/// password.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUserConfig {
+    /// The login name.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl fmt::Debug for AgentUserConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentUserConfig")
+            .field("username", &self.username)
+            .field("password", &Redacted)
+            .finish()
+    }
+}
+
+/// The `agent` example's configuration (`--config`); a field left out keeps its development
+/// default ([`defaults::agent`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The IdP's issuer; its token endpoint is `<idp>/token`, its login form `<idp>/authorize`.
+    pub idp: String,
+    /// The MCP authorization server's issuer: the credentials of `[as_client]` are used there
+    /// and nowhere else (CL-13).
+    pub authorization_server: String,
+    /// The MCP server's URL.
+    pub mcp: String,
+    /// A redirect URI registered for `[idp_client]` at the IdP (never contacted).
+    pub redirect_uri: String,
+    /// The user to sign in.
+    pub user: AgentUserConfig,
+    /// The agent's client at the IdP (sign-in and token exchange).
+    pub idp_client: AgentClientConfig,
+    /// The agent's client at the authorization server (jwt-bearer).
+    pub as_client: AgentClientConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        defaults::agent()
     }
 }
 

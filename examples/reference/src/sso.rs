@@ -34,6 +34,9 @@ pub struct SsoClient {
     pub client_secret: String,
     /// A registered redirect URI (never contacted: the agent reads the redirect itself).
     pub redirect_uri: String,
+    /// Sends the secret in the form (`client_secret_post`) instead of HTTP Basic (D-24: the
+    /// method the IdP registered for the client).
+    pub client_secret_post: bool,
 }
 
 impl std::fmt::Debug for SsoClient {
@@ -43,6 +46,7 @@ impl std::fmt::Debug for SsoClient {
             .field("client_id", &self.client_id)
             .field("client_secret", &format_args!("<redacted>"))
             .field("redirect_uri", &self.redirect_uri)
+            .field("client_secret_post", &self.client_secret_post)
             .finish()
     }
 }
@@ -96,18 +100,27 @@ impl SsoClient {
             return Err(SignInError::BadRedirect);
         }
         let code = get("code").ok_or(SignInError::BadRedirect)?;
-        let token = http
-            .post(format!("{}/token", self.idp))
-            .basic_auth(
+        let mut body = format!(
+            "grant_type=authorization_code&code={}&code_verifier={verifier}&redirect_uri={}",
+            encode_component(&code),
+            encode_component(&self.redirect_uri)
+        );
+        let mut request = http.post(format!("{}/token", self.idp));
+        if self.client_secret_post {
+            body.push_str(&format!(
+                "&client_id={}&client_secret={}",
+                encode_component(&self.client_id),
+                encode_component(&self.client_secret)
+            ));
+        } else {
+            request = request.basic_auth(
                 encode_component(&self.client_id),
                 Some(encode_component(&self.client_secret)),
-            )
+            );
+        }
+        let token = request
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "grant_type=authorization_code&code={}&code_verifier={verifier}&redirect_uri={}",
-                encode_component(&code),
-                encode_component(&self.redirect_uri)
-            ))
+            .body(body)
             .send()
             .await?;
         let status = token.status().as_u16();

@@ -692,3 +692,62 @@ mod settings {
         assert!(challenge.contains("invalid_token"), "{challenge}");
     }
 }
+
+/// The agent's sample (`examples/config/agent.toml`) is its built-in development configuration,
+/// secrets and password included; a partial file keeps the defaults it leaves out.
+#[test]
+fn agent_sample_matches_the_built_in_defaults() -> Result<(), Box<dyn std::error::Error>> {
+    use ema_examples::config::{AgentConfig, defaults};
+    let from_file: AgentConfig = config::load(&sample("agent.toml"))?;
+    let built_in = defaults::agent();
+    assert_eq!(format!("{from_file:?}"), format!("{built_in:?}"));
+    // `Debug` redacts secrets and the password, so compare them on their own.
+    let secrets = |c: &AgentConfig| {
+        (
+            c.idp_client.secret.clone(),
+            c.as_client.secret.clone(),
+            c.user.password.clone(),
+        )
+    };
+    assert_eq!(secrets(&from_file), secrets(&built_in));
+    assert!(!format!("{from_file:?}").contains("desk-secret"));
+    assert!(!format!("{from_file:?}").contains("ana-password"));
+    // D-24: one method per client, the ones the sample servers register.
+    for c in [&from_file.idp_client, &from_file.as_client] {
+        assert_eq!(c.method(), AuthMethod::ClientSecretBasic);
+        assert_eq!(c.credentials("x")?.auth().method(), "client_secret_basic");
+    }
+
+    let dir = std::env::temp_dir().join(format!("ema-config-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let partial = dir.join("partial.toml");
+    std::fs::write(
+        &partial,
+        "mcp = \"http://127.0.0.1:9999/mcp\"\n[as_client]\nid = \"other\"\nsecret = \"s\"\ntoken_endpoint_auth_method = \"client_secret_post\"\n",
+    )?;
+    let partial: AgentConfig = config::load(&partial)?;
+    assert_eq!(partial.mcp, "http://127.0.0.1:9999/mcp");
+    assert_eq!(partial.idp, built_in.idp);
+    assert_eq!(partial.user.username, "ana");
+    assert_eq!(
+        partial.as_client.credentials("as_client")?.auth().method(),
+        "client_secret_post"
+    );
+    // private_key_jwt without a key file is a configuration error naming the table.
+    let keyless = dir.join("keyless.toml");
+    std::fs::write(
+        &keyless,
+        "[as_client]\nid = \"tc\"\ntoken_endpoint_auth_method = \"private_key_jwt\"\n",
+    )?;
+    let keyless: AgentConfig = config::load(&keyless)?;
+    let err = keyless.as_client.credentials("as_client").unwrap_err();
+    assert!(err.to_string().contains("[as_client]"), "{err}");
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, "idp_url = \"http://x\"\n")?;
+    assert!(matches!(
+        config::load::<AgentConfig>(&typo),
+        Err(config::ConfigError::Toml { .. })
+    ));
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(())
+}

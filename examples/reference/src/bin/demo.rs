@@ -259,6 +259,7 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         client_id: "desk-idp-01".into(),
         client_secret: "desk-secret".into(),
         redirect_uri: "http://127.0.0.1/callback".into(),
+        client_secret_post: false,
     };
 
     s.step("The agent calls the MCP server without a token (discovery, RS-1)");

@@ -236,6 +236,7 @@ impl Stack {
             client_id: "desk-idp-01".into(),
             client_secret: "desk-secret".into(),
             redirect_uri: "http://127.0.0.1/callback".into(),
+            client_secret_post: false,
         }
     }
 }

@@ -1,0 +1,218 @@
+//! The `agent` binary as an adopter meets it: `--help` documents every flag with its default and
+//! the exit codes; refusals are sentences naming the server that refused, each with its exit
+//! code (2 configuration, 3 refusal, 4 transport), against the reference servers on OS-chosen
+//! loopback ports, with a successful run as the positive control.
+
+use std::process::Output;
+use std::sync::Arc;
+
+use ema_examples::config::defaults;
+use ema_examples::{serve, servers};
+use ema_jose::{Clock, SystemClock};
+
+/// Runs the agent with `args` (off the async workers: the servers run on them).
+async fn agent(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_agent"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+struct Servers {
+    idp: String,
+    auth_server: String,
+    mcp: String,
+}
+
+impl Servers {
+    /// `--idp`, `--as`, `--mcp` for these servers, then `rest`.
+    fn args(&self, rest: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--idp".into(),
+            self.idp.clone(),
+            "--as".into(),
+            self.auth_server.clone(),
+            "--mcp".into(),
+            self.mcp.clone(),
+        ];
+        args.extend(rest.iter().map(|s| (*s).to_owned()));
+        args
+    }
+}
+
+async fn start() -> Servers {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (idp_listener, idp) = serve::bind(loopback).await.unwrap();
+    let (as_listener, auth_server) = serve::bind(loopback).await.unwrap();
+    let (mcp_listener, mcp_base) = serve::bind(loopback).await.unwrap();
+    let mcp = format!("{mcp_base}/mcp");
+    let notes = format!("{mcp_base}/notes");
+    let idp_app = servers::idp_app(
+        &defaults::idp(&idp, &auth_server, &mcp, &notes),
+        &idp,
+        clock.clone(),
+    )
+    .unwrap();
+    let as_app = servers::authorization_server_app(
+        &defaults::authorization_server(&idp, &auth_server, &mcp, &notes),
+        &auth_server,
+        clock.clone(),
+    )
+    .unwrap();
+    let mcp_app = servers::mcp_app(
+        &defaults::mcp_server(&auth_server, &mcp_base),
+        &mcp_base,
+        clock,
+    )
+    .unwrap();
+    for (listener, app) in [
+        (idp_listener, idp_app),
+        (as_listener, as_app),
+        (mcp_listener, mcp_app),
+    ] {
+        tokio::spawn(serve::serve(listener, app, std::future::pending()));
+    }
+    Servers {
+        idp,
+        auth_server,
+        mcp,
+    }
+}
+
+#[tokio::test]
+async fn help_lists_every_flag_with_its_default_and_the_exit_codes() {
+    let output = agent(vec!["--help".into()]).await;
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    let d = defaults::agent();
+    for needle in [
+        "--config FILE",
+        "--idp URL",
+        "--as URL",
+        "--mcp URL",
+        "--user NAME",
+        "--password PASS",
+        "--help",
+        d.idp.as_str(),
+        d.authorization_server.as_str(),
+        d.mcp.as_str(),
+        "default: ana",
+        "desk-idp-01",
+        "tc_5f2a91",
+        "examples/config/agent.toml",
+        "2  configuration error",
+        "3  refused",
+        "4  transport failure",
+    ] {
+        assert!(help.contains(needle), "`{needle}` missing from:\n{help}");
+    }
+    // Secrets are not printed.
+    assert!(!help.contains("desk-secret") && !help.contains("tc-secret"));
+}
+
+#[tokio::test]
+async fn configuration_errors_exit_2() {
+    for args in [
+        vec!["--bogus".to_owned()],
+        vec!["--idp".to_owned()],
+        vec!["--config".to_owned(), "/nonexistent/agent.toml".to_owned()],
+    ] {
+        let output = agent(args.clone()).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).starts_with("agent: "),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+#[tokio::test]
+async fn refusals_are_sentences_with_exit_3_and_transport_failures_exit_4() {
+    let servers = start().await;
+
+    // Positive control: ana lists the tools.
+    let output = agent(servers.args(&["tools"])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("add_task"));
+
+    // TX-8, D-2: bob is not assigned to the task server.
+    let output = agent(servers.args(&["--user", "bob", "--password", "bob-password"])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "agent: access denied by the IdP: user or client is not assigned to this \
+             authorization server\n"
+        ),
+        "{}",
+        stderr(&output)
+    );
+
+    // A wrong password at the IdP's login form.
+    let output = agent(servers.args(&["--password", "wrong"])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("agent: the IdP refused the sign-in of `ana`"),
+        "{}",
+        stderr(&output)
+    );
+
+    // AS-20, D-24: the agent's client secret at the authorization server is wrong (--config).
+    let dir = std::env::temp_dir().join(format!("ema-agent-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wrong = dir.join("wrong-as-secret.toml");
+    std::fs::write(
+        &wrong,
+        "[as_client]\nid = \"tc_5f2a91\"\nsecret = \"not-it\"\n",
+    )
+    .unwrap();
+    let output = agent(servers.args(&["--config", wrong.to_str().unwrap()])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(
+            "agent: the authorization server refused the client's credentials: client \
+             authentication failed (invalid_client)"
+        ),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
+    // No sentence is a Debug dump, and rmcp's own ERROR lines stay out of the way.
+    for args in [
+        servers.args(&["--user", "bob", "--password", "bob-password"]),
+        servers.args(&["--password", "wrong"]),
+    ] {
+        let text = stderr(&agent(args).await);
+        assert!(!text.contains(" ERROR ") && !text.contains("{ "), "{text}");
+    }
+
+    // Transport: nothing listens at the IdP's address.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut args = servers.args(&[]);
+    args[1] = dead.clone();
+    let output = agent(args).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("agent: cannot reach the IdP at {dead}")),
+        "{}",
+        stderr(&output)
+    );
+}
