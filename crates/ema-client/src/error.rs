@@ -280,9 +280,9 @@ pub enum JwtBearerError {
     #[error("authorization server refused the requested scope ({scopes}): {response}")]
     ScopeRefused {
         /// The server's answer.
-        response: OAuthErrorResponse,
+        response: Box<OAuthErrorResponse>,
         /// The scopes, hop by hop.
-        scopes: ScopeReport,
+        scopes: Box<ScopeReport>,
     },
     /// The success response is not a token response.
     #[error("token response is malformed: {reason}")]
@@ -321,7 +321,7 @@ pub enum McpAuthError {
         /// The scopes the server asked for.
         required: String,
         /// The scopes of the refused token, hop by hop, when known: which hop narrowed them.
-        scopes: Option<ScopeReport>,
+        scopes: Option<Box<ScopeReport>>,
     },
 }
 
@@ -437,9 +437,8 @@ impl EmaError {
     pub fn oauth_error(&self) -> Option<&OAuthErrorResponse> {
         match self {
             Self::TokenExchange(TokenExchangeError::Rejected(e))
-            | Self::JwtBearer(
-                JwtBearerError::Rejected(e) | JwtBearerError::ScopeRefused { response: e, .. },
-            ) => Some(e),
+            | Self::JwtBearer(JwtBearerError::Rejected(e)) => Some(e),
+            Self::JwtBearer(JwtBearerError::ScopeRefused { response, .. }) => Some(response),
             _ => None,
         }
     }
@@ -450,7 +449,7 @@ impl EmaError {
     pub fn scope_report(&self) -> Option<&ScopeReport> {
         match self {
             Self::JwtBearer(JwtBearerError::ScopeRefused { scopes, .. }) => Some(scopes),
-            Self::Mcp(McpAuthError::InsufficientScope { scopes, .. }) => scopes.as_ref(),
+            Self::Mcp(McpAuthError::InsufficientScope { scopes, .. }) => scopes.as_deref(),
             _ => None,
         }
     }

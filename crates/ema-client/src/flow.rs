@@ -711,8 +711,8 @@ impl EmaClient {
             // authorization server refused scopes the ID-JAG carries.
             Err(TokenPost::Rejected(e)) if e.is("invalid_scope") => {
                 return Err(JwtBearerError::ScopeRefused {
-                    response: e,
-                    scopes,
+                    response: Box::new(e),
+                    scopes: Box::new(scopes),
                 });
             }
             Err(TokenPost::Rejected(e)) => return Err(JwtBearerError::Rejected(e)),
@@ -1034,7 +1034,7 @@ pub(crate) fn insufficient_scope(
         .with_required(ScopeSet::parse(&required).ok());
     McpAuthError::InsufficientScope {
         required,
-        scopes: Some(scopes),
+        scopes: Some(Box::new(scopes)),
     }
 }
 

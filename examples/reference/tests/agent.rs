@@ -2,6 +2,11 @@
 //! the exit codes; refusals are sentences naming the server that refused, each with its exit
 //! code (2 configuration, 3 refusal, 4 transport), against the reference servers on OS-chosen
 //! loopback ports, with a successful run as the positive control.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions may unwrap"
+)]
 
 use std::process::Output;
 use std::sync::Arc;
