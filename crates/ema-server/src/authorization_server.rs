@@ -28,6 +28,11 @@ struct AsState<K, S, R> {
 /// `metadata` is served at the RFC 8414 well-known path of its `issuer`; its `token_endpoint`
 /// and `jwks_uri` paths are where the token endpoint and the JWKS are mounted. The grant is
 /// usually the bare [`JwtBearerGrant`] its builder returns; a grant built typed works alike.
+///
+/// Each token request is logged (`tracing`, level `info`, target
+/// `ema_server::authorization_server`) with `grant="jwt_bearer"`, `status`, on refusal `error`
+/// and the log-only `reason`, and the scopes `scope_requested` and `scope_granted`; never a
+/// token.
 pub fn authorization_server_router<K, S, R>(
     grant: JwtBearerGrant<K, S, R>,
     metadata: &AuthorizationServerMetadata,

@@ -114,6 +114,11 @@ fn signing_algorithms(keys: &KeyRing) -> serde_json::Value {
 /// `authorization_endpoint` (no sign-in pages without one); build the metadata with
 /// [`idp_metadata_with_paths`] from checked [`EndpointPaths`] so that they are distinct (axum
 /// refuses two routes for the same path and method).
+///
+/// Each token request is logged (`tracing`, level `info`, target `ema_server::idp`) with
+/// `grant` (`token_exchange`, `authorization_code`, else `unsupported` or `unknown`), `status`, on refusal `error` and the
+/// log-only `reason`, and the scopes `scope_requested` and `scope_granted` (where the admin
+/// policy narrowed a request, TX-9); never a token.
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,

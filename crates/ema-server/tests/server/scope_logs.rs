@@ -107,6 +107,13 @@ async fn scope_requested_and_granted_are_logged_under_each_servers_target() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "tasks.read", "TX-9: narrowed, and said so");
     let id_jag = body["access_token"].as_str().unwrap().to_owned();
+    // D-2: nothing the policy allows is left; the IdP refuses and logs what was asked.
+    let (status, body) = exchange_for(&w, &id_token, "tasks.admin").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "no requested scope is allowed for this user and client: tasks.admin"
+    );
     let (status, refused) = redeem_for(&w, &id_jag, "tasks.admin tasks.read").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
@@ -128,6 +135,16 @@ async fn scope_requested_and_granted_are_logged_under_each_servers_target() {
     ] {
         assert!(idp.contains(field), "{field} in {idp}");
     }
+    let idp_refusal = captured.line_with(&["ema_server::idp:", "token request refused"]);
+    for field in [
+        "grant=\"token_exchange\"",
+        "status=400",
+        "error=invalid_scope",
+        "scope_requested=tasks.admin",
+    ] {
+        assert!(idp_refusal.contains(field), "{field} in {idp_refusal}");
+    }
+    assert!(idp_refusal.ends_with("scope_granted="), "{idp_refusal}");
     captured.line_with(&[
         "ema_server::idp:",
         "token issued",
