@@ -18,8 +18,9 @@ use ema_client::{
 use ema_examples::config::{self, AgentConfig, defaults};
 use ema_examples::sso::{SignInError, SsoClient};
 use ema_grant::AuthMethod;
-use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
+use rmcp::service::ClientInitializeError;
+use rmcp::{ServiceError, ServiceExt};
 
 /// Exit code of a bad flag, an unreadable or invalid `--config`, or unusable credentials.
 const EXIT_CONFIG: u8 = 2;
@@ -258,10 +259,10 @@ async fn run(cfg: &AgentConfig, command: &[String]) -> Result<(), Failure> {
     let mcp = ema_client_config()
         .serve(transport)
         .await
-        .map_err(|e| mcp_failure(&session, &e))?;
+        .map_err(|e| mcp_failure(&session, &McpError::Initialize(&e)))?;
     let result = call(&mcp, command).await.map_err(|e| match e {
         CallError::Usage(message) => Failure::config(message),
-        CallError::Service(e) => mcp_failure(&session, &e),
+        CallError::Service(e) => mcp_failure(&session, &McpError::Service(&e)),
         CallError::Tool => Failure::other("the tool reported an error"),
     });
     let _ = mcp.cancel().await;
@@ -369,10 +370,8 @@ fn answer(e: &OAuthErrorResponse) -> String {
 fn ema_failure(e: &EmaError) -> Failure {
     match e {
         EmaError::Discovery(d) => match d {
-            DiscoveryError::Probe(f) | DiscoveryError::Fetch { source: f, .. } => {
-                Failure::transport(format!(
-                    "cannot reach the MCP server's metadata: {d} ({f:?})"
-                ))
+            DiscoveryError::Probe(_) | DiscoveryError::Fetch { .. } => {
+                Failure::transport(format!("cannot reach the MCP server or its metadata: {d}"))
             }
             DiscoveryError::ServerUrl(_) | DiscoveryError::MetadataUrl { .. } => {
                 Failure::config(format!("discovery: {d}"))
@@ -450,21 +449,33 @@ fn ema_failure(e: &EmaError) -> Failure {
 }
 
 /// An rmcp failure: the session's own refusal when there is one (rmcp reports only that its
-/// transport failed), else the transport or protocol error in one line.
-fn mcp_failure(session: &EmaSession, e: &dyn std::error::Error) -> Failure {
+/// transport failed), else a transport failure or the MCP server's protocol error.
+fn mcp_failure(session: &EmaSession, e: &McpError) -> Failure {
     if let Some(failure) = session.last_failure() {
         return ema_failure(&failure);
     }
-    let text = error_chain(e);
-    let transport = text.contains("error sending request")
-        || text.contains("connect")
-        || text.contains("Transport")
-        || text.contains("connection closed");
+    let transport = matches!(
+        e,
+        McpError::Initialize(
+            ClientInitializeError::TransportError { .. }
+                | ClientInitializeError::ConnectionClosed(_),
+        ) | McpError::Service(ServiceError::TransportSend(_) | ServiceError::TransportClosed)
+    );
+    let text = match e {
+        McpError::Initialize(e) => error_chain(*e),
+        McpError::Service(e) => error_chain(*e),
+    };
     if transport {
         Failure::transport(format!("cannot talk to the MCP server: {text}"))
     } else {
         Failure::other(format!("the MCP server answered with an error: {text}"))
     }
+}
+
+/// What rmcp returned: an initialization or a request failure.
+enum McpError<'a> {
+    Initialize(&'a ClientInitializeError),
+    Service(&'a ServiceError),
 }
 
 /// An error and its sources, `: `-separated, without repeating a source already in the text.
