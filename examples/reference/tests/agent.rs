@@ -11,7 +11,7 @@
 use std::process::Output;
 use std::sync::Arc;
 
-use ema_examples::config::defaults;
+use ema_examples::config::{McpServerConfig, defaults};
 use ema_examples::{serve, servers};
 use ema_jose::{Clock, SystemClock};
 
@@ -55,6 +55,11 @@ impl Servers {
 }
 
 async fn start() -> Servers {
+    start_with(|_| {}).await
+}
+
+/// The reference servers, the MCP server's configuration changed by `mcp_config`.
+async fn start_with(mcp_config: impl FnOnce(&mut McpServerConfig)) -> Servers {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (idp_listener, idp) = serve::bind(loopback).await.unwrap();
@@ -74,12 +79,9 @@ async fn start() -> Servers {
         clock.clone(),
     )
     .unwrap();
-    let mcp_app = servers::mcp_app(
-        &defaults::mcp_server(&auth_server, &mcp_base),
-        &mcp_base,
-        clock,
-    )
-    .unwrap();
+    let mut mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
+    mcp_config(&mut mcp_cfg);
+    let mcp_app = servers::mcp_app(&mcp_cfg, &mcp_base, clock).unwrap();
     for (listener, app) in [
         (idp_listener, idp_app),
         (as_listener, as_app),
@@ -220,4 +222,34 @@ async fn refusals_are_sentences_with_exit_3_and_transport_failures_exit_4() {
         "{}",
         stderr(&output)
     );
+}
+
+/// CL-10, TX-9, D-5 end to end: the MCP server wants `tasks.admin` for `whoami`, the agent steps
+/// up, the IdP narrows the request to what ana's group may have, and the authorization server
+/// refuses the scope the ID-JAG lacks. The sentence names what was requested, what the IdP
+/// granted, what the MCP server requires, and that the IdP narrowed it. Control: `tools`
+/// needs no step-up on the same servers.
+#[tokio::test]
+async fn cl10_a_step_up_the_idp_narrows_is_explained() {
+    let servers = start_with(|mcp| {
+        mcp.scopes
+            .tools
+            .insert("whoami".into(), vec!["tasks.admin".into()]);
+    })
+    .await;
+    let output = agent(servers.args(&["tools"])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+
+    let output = agent(servers.args(&["whoami"])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let text = stderr(&output);
+    for part in [
+        "agent: the authorization server refused the requested scope: requested `tasks.admin tasks.read tasks.write`",
+        "the IdP granted `tasks.read tasks.write` in the ID-JAG",
+        "the MCP server requires `tasks.admin",
+        "the IdP narrowed the request (withheld `tasks.admin`)",
+        "requested scope not carried by the ID-JAG: tasks.admin; the ID-JAG carries: tasks.read tasks.write (invalid_scope)",
+    ] {
+        assert!(text.contains(part), "`{part}` missing from:\n{text}");
+    }
 }
