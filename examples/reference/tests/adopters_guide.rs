@@ -110,6 +110,7 @@ async fn rs1_rs6_adopters_guide_server_serves_ema_tokens_and_challenges_the_rest
         client_id: "desk-idp-01".into(),
         client_secret: "desk-secret".into(),
         redirect_uri: "http://127.0.0.1/callback".into(),
+        client_secret_post: false,
     };
     let id_token = sso.sign_in("ana", "ana-password").await.unwrap();
     let client = EmaClient::builder(IdpConfig::new(
