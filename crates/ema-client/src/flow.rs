@@ -475,7 +475,16 @@ impl EmaClient {
         scope: &ScopeSet,
     ) -> Result<AccessToken, EmaError> {
         let id_jag = self.exchange(server, id_token, scope).await?;
-        Ok(self.redeem(server, id_jag, scope).await?)
+        // TX-9: the IdP may narrow the request. The authorization server is asked for what the
+        // ID-JAG carries of it (D-5: asking for more is refused, asking for fewer never is), so
+        // the user gets the access the IdP granted; a scope the MCP server then still needs
+        // surfaces as its `insufficient_scope`, and the token's `ScopeReport` says the IdP
+        // narrowed it.
+        let mut granted = scope.clone();
+        if let Some(carried) = id_jag.scope() {
+            granted.retain(|s| carried.contains(s));
+        }
+        Ok(self.redeem(server, id_jag, &granted).await?)
     }
 
     fn server_credentials(&self, issuer: &str) -> Result<&ClientCredentials, JwtBearerError> {
@@ -683,10 +692,9 @@ impl EmaClient {
             metadata.token_endpoint.as_deref().unwrap_or_default(),
         )?;
         let now = self.inner.clock.now();
-        // What the IdP granted, kept for the diagnostics before the ID-JAG is moved away. The
-        // request names `scope` itself: what the caller asks for here.
-        let mut scopes = id_jag.scope_report();
-        scopes.requested = scope.clone();
+        // What was asked of the IdP and what it granted, kept for the diagnostics before the
+        // ID-JAG is moved away.
+        let scopes = id_jag.scope_report();
         let mut form = Form::default();
         form.push("grant_type", JWT_BEARER_GRANT);
         // CL-9, D-6: the ID-JAG is moved in here and dropped after this one request.
@@ -934,7 +942,9 @@ impl EmaSession {
     /// - `401` (`invalid_token`, or no error code): CL-9, the token is dropped and a new one
     ///   acquired with a fresh ID-JAG; a used ID-JAG is never resubmitted.
     /// - `403` `insufficient_scope` naming scopes not yet asked for: CL-10, a new token for the
-    ///   union of the previous and the challenged scopes.
+    ///   union of the previous and the challenged scopes. When the IdP narrows that request
+    ///   (TX-9) so that the new token still lacks a challenged scope, the error is
+    ///   [`McpAuthError::InsufficientScope`] with the [`ScopeReport`] naming the IdP.
     /// - Anything else: [`Recovery::GiveUp`]. Never an interactive authorization (CL-8).
     pub async fn recover(
         &self,
@@ -989,6 +999,11 @@ impl EmaSession {
                     .access_token(&self.server, &self.id_token, &union)
                     .await
                     .map_err(|e| with_required(e, &required))?;
+                if !required.is_subset(token.scope()) {
+                    // The IdP (or the authorization server) granted less than the challenge
+                    // needs: retrying cannot help; say which hop narrowed it.
+                    return Err(insufficient_scope(&token, www_authenticate).into());
+                }
                 Ok(Recovery::Retry(token))
             }
             _ => Ok(Recovery::GiveUp),

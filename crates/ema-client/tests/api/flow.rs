@@ -650,10 +650,12 @@ async fn cl10_scope_union_on_insufficient_scope() {
     assert_eq!(session.last_failure(), Some(err));
 }
 
-/// CL-10, TX-9, D-5: the IdP narrows a step-up (the user may read only), so the authorization
-/// server refuses the scope the ID-JAG lacks; the error names the scopes asked for, granted by
-/// the IdP in the ID-JAG and required by the MCP server, and blames the IdP's narrowing, not
-/// the authorization server. Control: a user allowed to write steps up on the same servers.
+/// CL-10, TX-9, D-5: the IdP narrows a step-up (the user may read only). The client asks the
+/// authorization server for what the ID-JAG carries, and the step-up fails with an error naming
+/// the scopes asked for, granted by the IdP and by the authorization server, and required by the
+/// MCP server, blaming the IdP's narrowing (not the authorization server). Asking the
+/// authorization server for more than the ID-JAG carries is its `invalid_scope`, with the same
+/// report. Control: a user allowed to write steps up on the same servers.
 #[tokio::test]
 async fn cl10_refused_step_up_names_requested_granted_required_and_the_narrowing_hop() {
     let world = World::start(|k| k.challenge_scope = Some("tasks.read".into())).await;
@@ -669,26 +671,45 @@ async fn cl10_refused_step_up_names_requested_granted_required_and_the_narrowing
         .recover_or_fail(&first, 403, Some(challenge))
         .await
         .unwrap_err();
-    assert_eq!(err.hop(), Hop::JwtBearer);
+    assert_eq!(err.hop(), Hop::McpRequest);
     assert_eq!(
         err.to_string(),
-        "jwt-bearer grant at the authorization server: authorization server refused the \
-         requested scope (requested `tasks.read tasks.write`; the IdP granted `tasks.read` in \
-         the ID-JAG; the MCP server requires `tasks.write`; the IdP narrowed the request \
-         (withheld `tasks.write`)): HTTP 400 `invalid_scope`: requested scope not carried by \
-         the ID-JAG: tasks.write; the ID-JAG carries: tasks.read"
+        "MCP request: MCP server still requires more scope: `tasks.write` (requested \
+         `tasks.read tasks.write`; the IdP granted `tasks.read` in the ID-JAG; the \
+         authorization server granted `tasks.read`; the MCP server requires `tasks.write`; the \
+         IdP narrowed the request (withheld `tasks.write`))"
     );
     let report = err.scope_report().unwrap();
     assert_eq!(report.narrowed_by(), Some(Hop::TokenExchange));
     assert_eq!(report.withheld_by_idp().to_string(), "tasks.write");
-    assert_eq!(
-        err.oauth_error().unwrap().error.as_deref(),
-        Some("invalid_scope")
-    );
     assert_eq!(session.last_failure(), Some(err));
-    // The IdP said so in its answer too (TX-9): `scope` differs from the request.
-    let narrowed = world.log.lock().unwrap().exchanges[1].clone();
-    assert_eq!(form(&narrowed).get("scope"), Some("tasks.read tasks.write"));
+    // The step-up asked the IdP for the union (CL-10); the IdP said it narrowed (TX-9).
+    let step_up = world.log.lock().unwrap().exchanges[1].clone();
+    assert_eq!(form(&step_up).get("scope"), Some("tasks.read tasks.write"));
+
+    // Hop 3 on its own: asking the authorization server for more than the ID-JAG carries.
+    let client = world.client();
+    let wider = ema_id_jag::ScopeSet::parse("tasks.read tasks.write").unwrap();
+    let id_jag = client
+        .exchange(session.server(), &world.id_token_for(READER), &wider)
+        .await
+        .unwrap();
+    assert_eq!(
+        id_jag.scope().map(ToString::to_string).as_deref(),
+        Some("tasks.read")
+    );
+    let refused = client
+        .redeem(session.server(), id_jag, &wider)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "authorization server refused the requested scope (requested `tasks.read \
+         tasks.write`; the IdP granted `tasks.read` in the ID-JAG; the IdP narrowed the request \
+         (withheld `tasks.write`)): HTTP 400 `invalid_scope`: requested scope not carried by \
+         the ID-JAG: tasks.write; the ID-JAG carries: tasks.read"
+    );
+    assert!(matches!(refused, JwtBearerError::ScopeRefused { .. }));
 
     // Control: the same step-up for a user the IdP lets write.
     let session = world

@@ -236,10 +236,10 @@ async fn cl15_a_custom_client_config_keeps_its_extensions_and_declares_ema() {
     );
 }
 
-/// CL-10 through rmcp: the IdP narrows the step-up of a read-only user, the authorization
-/// server refuses the scope the ID-JAG lacks, and the session keeps the typed failure (rmcp
-/// hands its caller only a transport error) naming the scopes and the narrowing hop. The
-/// control (a user allowed to write) is `cl10_rmcp_widens_scope_on_insufficient_scope`.
+/// CL-10 through rmcp: the IdP narrows the step-up of a read-only user (TX-9), so the new token
+/// still lacks `tasks.write`; the call fails and the session keeps the typed failure (rmcp hands
+/// its caller only a transport error) naming the scopes and the narrowing hop. The control (a
+/// user allowed to write) is `cl10_rmcp_widens_scope_on_insufficient_scope`.
 #[tokio::test]
 async fn cl10_rmcp_refused_step_up_is_kept_as_the_sessions_last_failure() {
     let world = World::start(|k| {
@@ -264,7 +264,7 @@ async fn cl10_rmcp_refused_step_up_is_kept_as_the_sessions_last_failure() {
         .await
         .unwrap_err();
     let failure = session.last_failure().expect("the refusal is kept");
-    assert_eq!(failure.hop(), ema_client::Hop::JwtBearer);
+    assert_eq!(failure.hop(), ema_client::Hop::McpRequest);
     let report = failure.scope_report().unwrap();
     assert_eq!(report.narrowed_by(), Some(ema_client::Hop::TokenExchange));
     assert_eq!(report.requested.to_string(), "tasks.read tasks.write");
@@ -282,4 +282,14 @@ async fn cl10_rmcp_refused_step_up_is_kept_as_the_sessions_last_failure() {
             .contains("the IdP narrowed the request (withheld `tasks.write`)"),
         "{failure}"
     );
+    // The narrowed token was never sent for tools/call again: one refusal, no retry.
+    let calls = world
+        .log
+        .lock()
+        .unwrap()
+        .mcp
+        .iter()
+        .filter(|r| r.body.contains("tools/call"))
+        .count();
+    assert_eq!(calls, 1);
 }
