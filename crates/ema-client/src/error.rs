@@ -355,6 +355,7 @@ impl JwtBearerError {
     pub fn oauth_code(&self) -> Option<&ErrorCode> {
         match self {
             Self::Rejected(e) => e.oauth_code(),
+            Self::ScopeRefused { response, .. } => response.oauth_code(),
             Self::NoCredentials { .. }
             | Self::AuthMethodNotSupported { .. }
             | Self::Sign(_)
@@ -504,6 +505,7 @@ mod tests {
         assert_eq!(err.oauth_code(), Some(ErrorCode::AccessDenied));
         let scope = EmaError::from(McpAuthError::InsufficientScope {
             required: "a".into(),
+            scopes: None,
         });
         assert_eq!(scope.oauth_code(), Some(ErrorCode::InsufficientScope));
         assert_eq!(

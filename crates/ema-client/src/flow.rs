@@ -717,7 +717,7 @@ impl EmaClient {
             Err(TokenPost::Fetch(e)) => return Err(e.into()),
             // D-5: the report says whether the IdP narrowed the request (TX-9) or the
             // authorization server refused scopes the ID-JAG carries.
-            Err(TokenPost::Rejected(e)) if e.is("invalid_scope") => {
+            Err(TokenPost::Rejected(e)) if e.is(&ErrorCode::InvalidScope) => {
                 return Err(JwtBearerError::ScopeRefused {
                     response: Box::new(e),
                     scopes: Box::new(scopes),

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use ema_client::{
-    DiscoveryError, EmaClient, EmaError, EmaHttpClient, EmaSession, FetchPolicy, IdpConfig,
-    JwtBearerError, McpAuthError, OAuthErrorResponse, Secret, TokenExchangeError,
+    DiscoveryError, EmaClient, EmaError, EmaHttpClient, EmaSession, ErrorCode, FetchPolicy,
+    IdpConfig, JwtBearerError, McpAuthError, OAuthErrorResponse, Secret, TokenExchangeError,
     ema_client_config,
 };
 use ema_examples::config::{self, AgentConfig, defaults};
@@ -360,7 +360,7 @@ fn sign_in_failure(e: &SignInError, cfg: &AgentConfig) -> Failure {
 fn answer(e: &OAuthErrorResponse) -> String {
     match (&e.error_description, &e.error) {
         (Some(description), Some(code)) => format!("{description} ({code})"),
-        (None, Some(code)) => code.clone(),
+        (None, Some(code)) => code.to_string(),
         (Some(description), None) => format!("{description} (HTTP {})", e.status),
         (None, None) => format!("HTTP {}", e.status),
     }
@@ -379,11 +379,13 @@ fn ema_failure(e: &EmaError) -> Failure {
             _ => Failure::refused(format!("discovery failed: {d}")),
         },
         EmaError::TokenExchange(t) => match t {
-            TokenExchangeError::Rejected(r) if r.is("access_denied") => Failure::refused(format!(
-                "access denied by the IdP: {}",
-                r.error_description.as_deref().unwrap_or("no reason given")
-            )),
-            TokenExchangeError::Rejected(r) if r.is("insufficient_user_authentication") => {
+            TokenExchangeError::Rejected(r) if r.is(&ErrorCode::AccessDenied) => {
+                Failure::refused(format!(
+                    "access denied by the IdP: {}",
+                    r.error_description.as_deref().unwrap_or("no reason given")
+                ))
+            }
+            TokenExchangeError::Rejected(r) if r.is(&ErrorCode::InsufficientUserAuthentication) => {
                 Failure::refused(format!(
                     "the IdP wants the user to sign in again{}{}: {}",
                     r.max_age
@@ -396,11 +398,13 @@ fn ema_failure(e: &EmaError) -> Failure {
                     answer(r)
                 ))
             }
-            TokenExchangeError::Rejected(r) if r.is("invalid_client") => Failure::refused(format!(
-                "the IdP refused the client's credentials: {}; check the id, secret or key and \
+            TokenExchangeError::Rejected(r) if r.is(&ErrorCode::InvalidClient) => {
+                Failure::refused(format!(
+                    "the IdP refused the client's credentials: {}; check the id, secret or key and \
                  token_endpoint_auth_method of [idp_client]",
-                answer(r)
-            )),
+                    answer(r)
+                ))
+            }
             TokenExchangeError::Rejected(r) => {
                 Failure::refused(format!("the IdP refused the token exchange: {}", answer(r)))
             }
@@ -415,11 +419,13 @@ fn ema_failure(e: &EmaError) -> Failure {
                 "the authorization server refused the requested scope: {scopes}; it said: {}",
                 answer(response)
             )),
-            JwtBearerError::Rejected(r) if r.is("invalid_client") => Failure::refused(format!(
-                "the authorization server refused the client's credentials: {}; check the id, \
+            JwtBearerError::Rejected(r) if r.is(&ErrorCode::InvalidClient) => {
+                Failure::refused(format!(
+                    "the authorization server refused the client's credentials: {}; check the id, \
                  secret or key and token_endpoint_auth_method of [as_client]",
-                answer(r)
-            )),
+                    answer(r)
+                ))
+            }
             JwtBearerError::Rejected(r) => Failure::refused(format!(
                 "the authorization server refused the ID-JAG: {}",
                 answer(r)
