@@ -21,6 +21,58 @@ pub enum SignInError {
     /// The token response lacked an ID token.
     #[error("the IdP returned no ID token: {0}")]
     NoIdToken(String),
+    /// The IdP's OpenID configuration could not be read or does not fit the IdP (CL-14).
+    #[error("the IdP's OpenID configuration is unusable: {0}")]
+    Discovery(String),
+}
+
+/// The IdP endpoints an agent needs, read from the IdP's OpenID configuration so that an
+/// operator may serve them at any path (`[endpoints]` in the IdP's configuration; CL-14).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpEndpoints {
+    /// Where the login form (authorization code + PKCE) is posted.
+    pub authorization_endpoint: String,
+    /// Where codes are redeemed and token exchanges are sent.
+    pub token_endpoint: String,
+}
+
+/// Reads `<issuer>/.well-known/openid-configuration` and returns the IdP's endpoints. The
+/// document's `issuer` must be `issuer` exactly (D-12, as RFC 8414 §3.3 asks of clients).
+pub async fn discover_idp(
+    http: &reqwest::Client,
+    issuer: &str,
+) -> Result<IdpEndpoints, SignInError> {
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    );
+    let response = http.get(&url).send().await?;
+    if !response.status().is_success() {
+        return Err(SignInError::Discovery(format!(
+            "{url} answered HTTP {}",
+            response.status().as_u16()
+        )));
+    }
+    let doc: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|e| SignInError::Discovery(format!("{url} is not JSON: {e}")))?;
+    let member = |name: &str| {
+        doc.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| SignInError::Discovery(format!("{url} has no `{name}`")))
+    };
+    let found = member("issuer")?;
+    if found != issuer {
+        return Err(SignInError::Discovery(format!(
+            "{url} names the issuer `{found}`, not `{issuer}`"
+        )));
+    }
+    Ok(IdpEndpoints {
+        authorization_endpoint: member("authorization_endpoint")?,
+        token_endpoint: member("token_endpoint")?,
+    })
 }
 
 /// A client registered at the IdP for SSO. `Debug` never shows the secret.
@@ -61,6 +113,7 @@ impl SsoClient {
         let http = reqwest::Client::builder()
             .redirect(Policy::none())
             .build()?;
+        let endpoints = discover_idp(&http, &self.idp).await?;
         // CL-12: PKCE S256, state and nonce.
         let verifier = format!("{}{}", random_token(), random_token());
         let state = random_token();
@@ -72,7 +125,7 @@ impl SsoClient {
             pkce_challenge(&verifier)
         );
         let login = http
-            .post(format!("{}/authorize", self.idp))
+            .post(&endpoints.authorization_endpoint)
             .header("content-type", "application/x-www-form-urlencoded")
             .body(format!(
                 "{params}&username={}&password={}",
@@ -105,7 +158,7 @@ impl SsoClient {
             encode_component(&code),
             encode_component(&self.redirect_uri)
         );
-        let mut request = http.post(format!("{}/token", self.idp));
+        let mut request = http.post(&endpoints.token_endpoint);
         if self.client_secret_post {
             body.push_str(&format!(
                 "&client_id={}&client_secret={}",

@@ -11,7 +11,7 @@
 use std::process::Output;
 use std::sync::Arc;
 
-use ema_examples::config::{McpServerConfig, defaults};
+use ema_examples::config::{IdpConfig, McpServerConfig, defaults};
 use ema_examples::{serve, servers};
 use ema_jose::{Clock, SystemClock};
 
@@ -60,6 +60,14 @@ async fn start() -> Servers {
 
 /// The reference servers, the MCP server's configuration changed by `mcp_config`.
 async fn start_with(mcp_config: impl FnOnce(&mut McpServerConfig)) -> Servers {
+    start_configured(|_| {}, mcp_config).await
+}
+
+/// The reference servers, the IdP's and the MCP server's configurations changed.
+async fn start_configured(
+    idp_config: impl FnOnce(&mut IdpConfig),
+    mcp_config: impl FnOnce(&mut McpServerConfig),
+) -> Servers {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (idp_listener, idp) = serve::bind(loopback).await.unwrap();
@@ -67,18 +75,15 @@ async fn start_with(mcp_config: impl FnOnce(&mut McpServerConfig)) -> Servers {
     let (mcp_listener, mcp_base) = serve::bind(loopback).await.unwrap();
     let mcp = format!("{mcp_base}/mcp");
     let notes = format!("{mcp_base}/notes");
-    let idp_app = servers::idp_app(
-        &defaults::idp(&idp, &auth_server, &mcp, &notes),
-        &idp,
-        clock.clone(),
-    )
-    .unwrap();
-    let as_app = servers::authorization_server_app(
-        &defaults::authorization_server(&idp, &auth_server, &mcp, &notes),
-        &auth_server,
-        clock.clone(),
-    )
-    .unwrap();
+    let mut idp_cfg = defaults::idp(&idp, &auth_server, &mcp, &notes);
+    idp_config(&mut idp_cfg);
+    let idp_app = servers::idp_app(&idp_cfg, &idp, clock.clone()).unwrap();
+    let mut as_cfg = defaults::authorization_server(&idp, &auth_server, &mcp, &notes);
+    // The AS fetches the IdP's keys where the IdP publishes them.
+    for trusted in &mut as_cfg.trusted_issuers {
+        trusted.jwks_url = Some(format!("{idp}{}", idp_cfg.endpoints.jwks));
+    }
+    let as_app = servers::authorization_server_app(&as_cfg, &auth_server, clock.clone()).unwrap();
     let mut mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
     mcp_config(&mut mcp_cfg);
     let mcp_app = servers::mcp_app(&mcp_cfg, &mcp_base, clock).unwrap();
@@ -230,6 +235,33 @@ async fn refusals_are_sentences_with_exit_3_and_transport_failures_exit_4() {
 /// sentence names what was requested, what the IdP and the authorization server granted, what
 /// the MCP server requires, and that the IdP narrowed it. Control: `tools` works with the same
 /// (narrowed) token.
+/// CL-14: an operator serves the IdP's endpoints at other paths (`[endpoints]`); the agent
+/// reads them from the IdP's OpenID configuration instead of assuming `/authorize` and `/token`.
+#[tokio::test]
+async fn cl14_agent_follows_the_idps_published_endpoint_paths() {
+    let servers = start_configured(
+        |idp| {
+            idp.endpoints.token = "/oauth2/v1/token".into();
+            idp.endpoints.jwks = "/oauth2/v1/keys".into();
+            idp.endpoints.authorize = "/oauth2/v1/authorize".into();
+        },
+        |_| {},
+    )
+    .await;
+    let output = agent(servers.args(&["tools"])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Control: an `--idp` that is not the IdP's issuer is a configuration error (exit 2).
+    let mut args = servers.args(&["tools"]);
+    args[1] = format!("{}/elsewhere", servers.idp);
+    let output = agent(args).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("/elsewhere/.well-known/openid-configuration answered HTTP 404"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[tokio::test]
 async fn cl10_a_step_up_the_idp_narrows_is_explained() {
     let servers = start_with(|mcp| {

@@ -16,7 +16,7 @@ use ema_client::{
     ema_client_config,
 };
 use ema_examples::config::{self, AgentConfig, defaults};
-use ema_examples::sso::{SignInError, SsoClient};
+use ema_examples::sso::{SignInError, SsoClient, discover_idp};
 use ema_grant::AuthMethod;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::ClientInitializeError;
@@ -45,7 +45,7 @@ Flags (a flag wins over the same setting in --config):
   --config FILE      TOML file: server URLs, the user, the client id, secret or key and the
                      token-endpoint auth method at the IdP and at the authorization server
                      (sample: examples/config/agent.toml). Default: built-in development values
-  --idp URL          the IdP's issuer (token endpoint <URL>/token)     default: {idp}
+  --idp URL          the IdP's issuer (endpoints from its metadata)    default: {idp}
   --as URL           the MCP authorization server's issuer             default: {auth}
   --mcp URL          the MCP server                                    default: {mcp}
   --user NAME        the user to sign in                               default: {user}
@@ -235,9 +235,13 @@ async fn run(cfg: &AgentConfig, command: &[String]) -> Result<(), Failure> {
 
     // EMA (hops 0, 2, 3): discovery, token exchange, jwt-bearer; loopback http is a named
     // development opt-in.
+    // The token endpoint is the one the IdP publishes (CL-14), wherever the operator put it.
+    let endpoints = discover_idp(&reqwest::Client::new(), &cfg.idp)
+        .await
+        .map_err(|e| sign_in_failure(&e, cfg))?;
     let client = EmaClient::builder(IdpConfig::new(
         cfg.idp.as_str(),
-        format!("{}/token", cfg.idp),
+        endpoints.token_endpoint,
         idp_credentials,
     ))
     .authorization_server(cfg.authorization_server.as_str(), as_credentials)
@@ -352,6 +356,10 @@ fn sign_in_failure(e: &SignInError, cfg: &AgentConfig) -> Failure {
         SignInError::NoIdToken(code) => Failure::refused(format!(
             "the IdP issued no ID token for the sign-in ({code}); check the client id, secret \
              and token_endpoint_auth_method of [idp_client]"
+        )),
+        SignInError::Discovery(why) => Failure::config(format!(
+            "cannot use the IdP at {} (is `idp` its issuer?): {why}",
+            cfg.idp
         )),
     }
 }
