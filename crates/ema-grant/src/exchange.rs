@@ -475,7 +475,7 @@ pub fn parse_exchange_form(body: &[u8], max_len: usize) -> Result<Form, OAuthErr
 /// `TokenExchangeGrant::saml` is always `None` and the SAML branches cannot be reached.
 #[cfg(not(feature = "saml"))]
 #[derive(Debug)]
-enum SamlAssertionValidator {}
+pub(crate) enum SamlAssertionValidator {}
 
 /// Where a SAML subject assertion's single use is recorded (SEC-1).
 #[derive(Debug)]

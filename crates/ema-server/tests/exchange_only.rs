@@ -56,10 +56,7 @@ fn clock() -> Arc<dyn Clock> {
     Arc::new(FixedClock(NOW))
 }
 
-fn exchange_grant(
-    login_key: &SigningKey,
-    idp_keys: &Arc<KeyRing>,
-) -> TokenExchangeGrant<StaticKeySource, GroupPolicy, Arc<InMemoryReplayStore>> {
+fn exchange_grant(login_key: &SigningKey, idp_keys: &Arc<KeyRing>) -> TokenExchangeGrant {
     let clients = ClientRegistry::new([IDP, IDP_TOKEN]).with(RegisteredClient::new(
         "desk-idp-01",
         ClientCredential::secret("idp-secret"),
@@ -71,16 +68,18 @@ fn exchange_grant(
             AS,
             ScopeSet::parse("tasks.read").unwrap(),
         ));
-    TokenExchangeGrant::new(
+    TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(IDP), idp_keys.clone()),
         StaticKeySource::new()
             .with_issuer(IDP, JwkSet::from_keys([login_key.verifying_key().clone()])),
-        clients,
-        Arc::new(InMemoryReplayStore::new(1000)),
         policy,
-        IDP_TOKEN,
     )
-    .with_target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
+    .client_registry(clients)
+    .replay_store(Arc::new(InMemoryReplayStore::new(1000)))
+    .token_endpoint(IDP_TOKEN)
+    .target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
+    .build()
+    .unwrap()
 }
 
 fn world() -> World {
@@ -106,26 +105,24 @@ fn world() -> World {
 fn authorization_server(jwks: JwkSet) -> Router {
     let mut meta = AuthorizationServerMetadata::new(AS, AS_TOKEN).with_id_jag_profile();
     meta.jwks_uri = Some("https://auth.tasks.example/jwks".into());
-    let validator = IdJagValidator::new(
-        Issuer::new(AS),
-        TrustRegistry::new().with(TrustedIssuer::new(IDP)),
-        StaticKeySource::new().with_issuer(IDP, jwks),
-        ResourceRegistry::new().with(ResourceConfig::new(RESOURCE, ["tasks.read"])),
-        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
-    );
     let as_keys = Arc::new(KeyRing::new(
         SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
     ));
-    let grant = JwtBearerGrant::new(
-        validator,
-        ClientRegistry::new([AS, AS_TOKEN]).with(RegisteredClient::new(
-            "tc_5f2a91",
-            ClientCredential::secret("as-secret"),
-        )),
-        InMemoryReplayStore::new(1000),
+    let grant = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(AS), as_keys),
-        AS_TOKEN,
-    );
+        StaticKeySource::new().with_issuer(IDP, jwks),
+        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
+    )
+    .trust(TrustedIssuer::new(IDP))
+    .resource(ResourceConfig::new(RESOURCE, ["tasks.read"]))
+    .client(RegisteredClient::new(
+        "tc_5f2a91",
+        ClientCredential::secret("as-secret"),
+    ))
+    .replay_store(InMemoryReplayStore::new(1000))
+    .token_endpoint(AS_TOKEN)
+    .build()
+    .unwrap();
     harden(
         authorization_server_router(grant, &meta, clock()),
         &Limits::default(),

@@ -39,14 +39,14 @@ mod exchange_matrix;
 #[cfg(test)]
 mod failing_store;
 #[cfg(test)]
+mod features;
+#[cfg(test)]
 #[allow(
     unreachable_pub,
     dead_code,
     reason = "the code of docs/validating-access-tokens.md, kept verbatim: written for a service crate"
 )]
 mod guide;
-#[cfg(test)]
-mod features;
 #[cfg(test)]
 mod issuance;
 #[cfg(test)]
