@@ -13,6 +13,7 @@ use ema_jose::{
     KeySource, ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
     VerifyError,
 };
+#[cfg(feature = "saml")]
 use ema_saml::SamlAssertionValidator;
 use http::Response;
 use serde_json::Value;
@@ -26,7 +27,9 @@ use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
 // The URNs under their ema-grant names, defined once in `ema_metadata::urn`. The legacy token
 // type is issued only with [`TokenExchangeGrant::accept_legacy_token_type`] (D-10), SAML 2.0
-// subject tokens accepted only with [`TokenExchangeGrant::with_saml_assertions`] (TX-3).
+// subject tokens accepted only with the `saml` feature and
+// `TokenExchangeGrant::with_saml_assertions` (TX-3); otherwise they are refused like any other
+// unsupported subject token type.
 pub use ema_metadata::urn::{
     ID_JAG as ID_JAG_TOKEN_TYPE, ID_TOKEN as ID_TOKEN_TYPE, LEGACY_ID_JAG as LEGACY_TOKEN_TYPE,
     SAML2 as SAML2_TOKEN_TYPE, TOKEN_EXCHANGE,
@@ -152,8 +155,8 @@ impl TargetServer {
 pub struct PolicyRequest<'a> {
     /// The user's subject at the IdP.
     pub subject: &'a str,
-    /// The verified subject token's claims: the ID token's, or a SAML assertion's as
-    /// [`SamlIdentity::to_claims`](ema_saml::SamlIdentity::to_claims) gives them (TX-3).
+    /// The verified subject token's claims: the ID token's, or (feature `saml`) a SAML
+    /// assertion's as `ema_saml::SamlIdentity::to_claims` gives them (TX-3).
     pub id_token: &'a Claims,
     /// The requesting client's IdP-side id.
     pub client_id: &'a ClientId,
@@ -468,6 +471,12 @@ pub fn parse_exchange_form(body: &[u8], max_len: usize) -> Result<Form, OAuthErr
     }
 }
 
+/// Without the `saml` feature there is no SAML validator: this stand-in has no values, so
+/// `TokenExchangeGrant::saml` is always `None` and the SAML branches cannot be reached.
+#[cfg(not(feature = "saml"))]
+#[derive(Debug)]
+pub(crate) enum SamlAssertionValidator {}
+
 /// Where a SAML subject assertion's single use is recorded (SEC-1).
 #[derive(Debug)]
 struct SamlOnce {
@@ -523,6 +532,10 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
     /// (`Issuer`, `ID`) goes into the replay store when an ID-JAG is issued, until its
     /// `NotOnOrAfter` plus [`MAX_LEEWAY`](ema_saml::MAX_LEEWAY); a second exchange is
     /// `invalid_grant`.
+    ///
+    /// Only with the `saml` feature. An IdP built without it does not meet TX-3, which makes
+    /// SAML 2.0 subject assertions a MUST; the reference IdP enables it.
+    #[cfg(feature = "saml")]
     #[must_use]
     pub fn with_saml_assertions(mut self, validator: SamlAssertionValidator) -> Self {
         self.saml = Some(validator);
@@ -650,8 +663,17 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         Ok(claims)
     }
 
+    /// Whether SAML 2.0 subject assertions are accepted: the `saml` feature is on and
+    /// `with_saml_assertions` configured a validator
+    /// (TX-3). An endpoint may use it to run those exchanges, which parse and verify XML, away
+    /// from its async workers.
+    pub fn accepts_saml_assertions(&self) -> bool {
+        self.saml.is_some()
+    }
+
     /// Validates a SAML 2.0 subject assertion (TX-3, TX-4, D-1) and returns it as claims, with
     /// what its single use is recorded under (SEC-1).
+    #[cfg(feature = "saml")]
     fn validate_saml(
         validator: &SamlAssertionValidator,
         token: &str,
@@ -673,6 +695,17 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
                 .plus(ema_saml::MAX_LEEWAY.as_secs()),
         };
         Ok((identity.to_claims(), once))
+    }
+
+    /// Without the `saml` feature no validator exists, so this is never called.
+    #[cfg(not(feature = "saml"))]
+    fn validate_saml(
+        validator: &SamlAssertionValidator,
+        _token: &str,
+        _client: &ClientId,
+        _now: UnixTime,
+    ) -> Result<(Claims, SamlOnce), OAuthError> {
+        match *validator {}
     }
 
     /// Runs token exchange on a request.
@@ -930,6 +963,13 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
 mod tests {
     use super::*;
     use crate::jwt_bearer::tests::assert_redacted;
+
+    /// TX-3: the subject token type this crate names is the one `ema-saml` validates.
+    #[cfg(feature = "saml")]
+    #[test]
+    fn tx3_saml2_token_type_is_ema_saml_s() {
+        assert_eq!(SAML2_TOKEN_TYPE, ema_saml::SAML2_TOKEN_TYPE);
+    }
 
     #[test]
     fn sec10_token_exchange_response_debug_is_redacted() {

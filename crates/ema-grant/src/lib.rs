@@ -18,6 +18,22 @@
 //! Both grants take an `http::Request` (or a [`TokenRequest`] of borrowed parts) and the current
 //! time, and return an `http::Response`: no sockets, no clock, no globals.
 //!
+//! # Cargo features
+//!
+//! None is enabled by default: a company that already runs an IdP for logins needs only the
+//! two grants.
+//!
+//! | Feature | Adds | Pulls in |
+//! |---------|------|----------|
+//! | `sso` | `sso::SsoProvider` and its types (`User`, `PasswordHash`, `AuthorizeRequest`, `AuthorizeError`, `SsoTokenResponse`, `AUTHORIZATION_CODE`, `pkce_challenge`): the reference IdP's password-login single sign-on, an OpenID Connect authorization-code flow with PKCE behind a login form, PBKDF2 password hashes | nothing more |
+//! | `saml` | `TokenExchangeGrant::with_saml_assertions`: SAML 2.0 assertions as token-exchange subject tokens (TX-3, TX-4) | `ema-saml` (and its XML parser) |
+//!
+//! Without `saml`, a token exchange with `subject_token_type` [`SAML2_TOKEN_TYPE`] is refused
+//! like any other unsupported subject token type (`invalid_request`, "subject_token_type is
+//! not supported"). TX-3 makes SAML 2.0 subject assertions a MUST for the IdP, so an IdP built
+//! without `saml` does not meet TX-3; the reference IdP (`examples/reference`) enables both
+//! features.
+//!
 //! # Quick start: an MCP authorization server
 //!
 //! [`JwtBearerGrant::builder`] takes what the server cannot do without (its access-token
@@ -83,6 +99,7 @@ pub mod form;
 pub mod jwt_bearer;
 pub mod replay;
 mod scope_log;
+#[cfg(feature = "sso")]
 pub mod sso;
 
 /// Compiles the code of `docs/validating-access-tokens.md` (how a service without ema-rs
@@ -117,6 +134,7 @@ pub use replay::{
     ReplayStore, Seen,
 };
 pub use scope_log::ScopeLog;
+#[cfg(feature = "sso")]
 pub use sso::{
     AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,
     SsoTokenResponse, User, pkce_challenge,

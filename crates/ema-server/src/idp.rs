@@ -1,23 +1,31 @@
-//! The enterprise IdP's routes: OpenID Connect discovery and RFC 8414 metadata (MD-4), the
-//! JWKS, single sign-on (authorization code with PKCE behind a login form), and the token
-//! endpoint serving both the authorization-code grant and token exchange.
+//! The enterprise IdP's routes: RFC 8414 metadata (MD-4), the JWKS and the token endpoint
+//! serving token exchange ([`token_exchange_router`]); with the `sso` feature also OpenID
+//! Connect discovery, single sign-on (authorization code with PKCE behind a login form) and the
+//! authorization-code grant at the same token endpoint (`idp_router`).
 
+#[cfg(feature = "sso")]
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, State};
-use axum::response::{Html, IntoResponse, Response};
+#[cfg(feature = "sso")]
+use axum::extract::RawQuery;
+use axum::extract::State;
+use axum::response::Response;
+#[cfg(feature = "sso")]
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+#[cfg(feature = "sso")]
+use ema_grant::{AUTHORIZATION_CODE, AuthorizeError, SsoProvider};
 use ema_grant::{
-    AUTHORIZATION_CODE, AdminPolicy, AuthorizeError, ErrorCode, Form, OAuthError, ReplayStore,
-    SAML2_TOKEN_TYPE, ScopeLog, SsoProvider, TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest,
-    parse_exchange_form,
+    AdminPolicy, ErrorCode, Form, OAuthError, ReplayStore, SAML2_TOKEN_TYPE, ScopeLog,
+    TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest, parse_exchange_form,
 };
 use ema_id_jag::ScopeSet;
 use ema_jose::{AlgorithmSet, Clock, KeyRing, KeySource};
 use ema_metadata::AuthorizationServerMetadata;
+#[cfg(feature = "sso")]
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::Semaphore;
 
@@ -26,13 +34,39 @@ use crate::endpoint::{into_axum, public_json, read_request};
 use crate::paths::{EndpointPaths, url_path};
 
 struct IdpState<K, P, R> {
-    sso: SsoProvider,
+    /// The sign-in pages and the authorization-code grant; `None` for
+    /// [`token_exchange_router`].
+    #[cfg(feature = "sso")]
+    sso: Option<SsoProvider>,
     exchange: TokenExchangeGrant<K, P, R>,
     keys: Arc<KeyRing>,
     metadata: serde_json::Value,
     clock: Arc<dyn Clock>,
+    #[cfg(feature = "sso")]
     password_checks: Arc<Semaphore>,
     saml_checks: Arc<Semaphore>,
+}
+
+impl<K, P, R> IdpState<K, P, R> {
+    /// Whether this IdP signs ID tokens (and so publishes their algorithms): only with SSO.
+    fn signs_id_tokens(&self) -> bool {
+        #[cfg(feature = "sso")]
+        return self.sso.is_some();
+        #[cfg(not(feature = "sso"))]
+        return false;
+    }
+
+    /// The `error_description` for a `grant_type` this token endpoint does not serve.
+    fn unsupported_grant_type(&self) -> OAuthError {
+        OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            if self.signs_id_tokens() {
+                "this IdP supports authorization_code and token exchange"
+            } else {
+                "this IdP supports token exchange only"
+            },
+        )
+    }
 }
 
 /// How many password checks may run at once: half the cores, at least one. Each is a PBKDF2
@@ -54,6 +88,7 @@ fn saml_check_permits() -> usize {
 
 /// The IdP's metadata with the default endpoint paths (`/token`, `/jwks`, `/authorize`); see
 /// [`idp_metadata_with_paths`].
+#[cfg(feature = "sso")]
 pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
     idp_metadata_with_paths(issuer, &EndpointPaths::default())
 }
@@ -71,6 +106,10 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
 /// `token_endpoint_auth_methods_supported` lists every method the token endpoint can check;
 /// replace it with the methods of the clients actually registered
 /// (`ClientRegistry::auth_methods_supported`, D-24), as the reference IdP does.
+///
+/// For an IdP without sign-in (no authorization-code grant, no OpenID Connect members), see
+/// [`token_exchange_metadata_with_paths`].
+#[cfg(feature = "sso")]
 pub fn idp_metadata_with_paths(issuer: &str, paths: &EndpointPaths) -> AuthorizationServerMetadata {
     let mut m = AuthorizationServerMetadata::new(issuer, paths.url(issuer, paths.token()));
     m.authorization_endpoint = paths.authorize().map(|a| paths.url(issuer, a));
@@ -90,6 +129,51 @@ pub fn idp_metadata_with_paths(issuer: &str, paths: &EndpointPaths) -> Authoriza
         "subject_types_supported".into(),
         serde_json::json!(["public"]),
     );
+    m
+}
+
+/// The metadata of an IdP that serves token exchange alone, with the default endpoint paths
+/// (`/token`, `/jwks`); see [`token_exchange_metadata_with_paths`].
+pub fn token_exchange_metadata(issuer: &str) -> AuthorizationServerMetadata {
+    token_exchange_metadata_with_paths(issuer, &EndpointPaths::default())
+}
+
+/// The metadata of an IdP that serves token exchange alone, for [`token_exchange_router`]:
+/// `issuer`, `token_endpoint` and `jwks_uri` at `paths` below `issuer`, `grant_types_supported`
+/// `[token-exchange]`, the ID-JAG token type in
+/// `identity_chaining_requested_token_types_supported` (MD-4), and
+/// `token_endpoint_auth_methods_supported`. No `authorization_endpoint` (the authorize path of
+/// `paths` is not used), no authorization-code or OpenID Connect members: users sign in at the
+/// company's own IdP, which issues the ID tokens this one exchanges.
+///
+/// `token_endpoint_auth_methods_supported` lists every method the token endpoint can check;
+/// replace it with the methods of the clients actually registered
+/// (`ClientRegistry::auth_methods_supported`, D-24).
+///
+/// ```
+/// let m = ema_server::token_exchange_metadata("https://idp.acme.example");
+/// assert_eq!(m.token_endpoint.as_deref(), Some("https://idp.acme.example/token"));
+/// assert_eq!(m.authorization_endpoint, None);
+/// assert_eq!(
+///     m.grant_types_supported,
+///     Some(vec![ema_grant::TOKEN_EXCHANGE.to_owned()])
+/// );
+/// ```
+pub fn token_exchange_metadata_with_paths(
+    issuer: &str,
+    paths: &EndpointPaths,
+) -> AuthorizationServerMetadata {
+    let mut m = AuthorizationServerMetadata::new(issuer, paths.url(issuer, paths.token()));
+    m.jwks_uri = Some(paths.url(issuer, paths.jwks()));
+    m.grant_types_supported = Some(vec![TOKEN_EXCHANGE.into()]);
+    m.token_endpoint_auth_methods_supported = Some(vec![
+        "client_secret_basic".into(),
+        "client_secret_post".into(),
+        "private_key_jwt".into(),
+    ]);
+    // MD-4: the ID-JAG is what this IdP issues.
+    m.identity_chaining_requested_token_types_supported =
+        Some(vec![ema_grant::ID_JAG_TOKEN_TYPE.into()]);
     m
 }
 
@@ -119,6 +203,9 @@ fn signing_algorithms(keys: &KeyRing) -> serde_json::Value {
 /// `grant` (`token_exchange`, `authorization_code`, else `unsupported` or `unknown`), `status`, on refusal `error` and the
 /// log-only `reason`, and the scopes `scope_requested` and `scope_granted` (where the admin
 /// policy narrowed a request, TX-9); never a token.
+///
+/// Only with the `sso` feature; [`token_exchange_router`] serves token exchange alone.
+#[cfg(feature = "sso")]
 pub fn idp_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
@@ -131,8 +218,6 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
-    let token = url_path(metadata.token_endpoint.as_deref().unwrap_or("/token"));
-    let jwks = url_path(metadata.jwks_uri.as_deref().unwrap_or("/jwks"));
     let authorize = metadata.authorization_endpoint.as_deref().map(url_path);
     let oidc = crate::paths::path_of(&metadata.issuer, |u| {
         let mut w = u.clone();
@@ -140,12 +225,8 @@ where
         w.set_path(&format!("{path}/.well-known/openid-configuration"));
         w
     });
-    let oauth = crate::paths::path_of(
-        &metadata.issuer,
-        ema_metadata::authorization_server_metadata_url,
-    );
     let state = Arc::new(IdpState {
-        sso,
+        sso: Some(sso),
         exchange,
         keys,
         metadata: metadata.to_json(),
@@ -153,11 +234,7 @@ where
         password_checks: Arc::new(Semaphore::new(password_check_permits())),
         saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
     });
-    let router = Router::new()
-        .route(&oidc, get(idp_metadata_route::<K, P, R>))
-        .route(&oauth, get(idp_metadata_route::<K, P, R>))
-        .route(&jwks, get(idp_jwks::<K, P, R>))
-        .route(&token, axum::routing::post(idp_token::<K, P, R>));
+    let router = token_routes::<K, P, R>(metadata).route(&oidc, get(idp_metadata_route::<K, P, R>));
     match authorize {
         Some(authorize) => router.route(
             &authorize,
@@ -168,12 +245,70 @@ where
     .with_state(state)
 }
 
+/// Builds the router of an IdP that serves token exchange alone, for a company whose users
+/// already sign in at an IdP of its own: RFC 8414 metadata at the well-known path of its
+/// `issuer`, the JWKS of `keys` (which sign the ID-JAGs) and the token endpoint, mounted at the
+/// paths of the metadata's `token_endpoint` and `jwks_uri`. No sign-in pages, no
+/// authorization-code grant (`unsupported_grant_type`), no OpenID Connect discovery; build the
+/// metadata with [`token_exchange_metadata_with_paths`]. The ID tokens it accepts are checked
+/// by `exchange` (issuer and keys of the login system). Token exchanges with a SAML subject
+/// assertion (feature `saml`) run on the blocking pool, a bounded number at a time.
+///
+/// The metadata is served as given.
+pub fn token_exchange_router<K, P, R>(
+    exchange: TokenExchangeGrant<K, P, R>,
+    keys: Arc<KeyRing>,
+    metadata: &AuthorizationServerMetadata,
+    clock: Arc<dyn Clock>,
+) -> Router
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let state = Arc::new(IdpState {
+        #[cfg(feature = "sso")]
+        sso: None,
+        exchange,
+        keys,
+        metadata: metadata.to_json(),
+        clock,
+        #[cfg(feature = "sso")]
+        password_checks: Arc::new(Semaphore::new(password_check_permits())),
+        saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
+    });
+    token_routes::<K, P, R>(metadata).with_state(state)
+}
+
+/// The routes of both IdP routers: RFC 8414 metadata at the issuer's well-known path, the
+/// JWKS and the token endpoint, at the paths `metadata` publishes.
+fn token_routes<K, P, R>(metadata: &AuthorizationServerMetadata) -> Router<Arc<IdpState<K, P, R>>>
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let token = url_path(metadata.token_endpoint.as_deref().unwrap_or("/token"));
+    let jwks = url_path(metadata.jwks_uri.as_deref().unwrap_or("/jwks"));
+    let oauth = crate::paths::path_of(
+        &metadata.issuer,
+        ema_metadata::authorization_server_metadata_url,
+    );
+    Router::new()
+        .route(&oauth, get(idp_metadata_route::<K, P, R>))
+        .route(&jwks, get(idp_jwks::<K, P, R>))
+        .route(&token, axum::routing::post(idp_token::<K, P, R>))
+}
+
 async fn idp_metadata_route<K, P, R>(State(state): State<Arc<IdpState<K, P, R>>>) -> Response
 where
     K: KeySource + 'static,
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
+    if !state.signs_id_tokens() {
+        return public_json(&state.metadata, 300);
+    }
     let mut metadata = state.metadata.clone();
     if let Some(m) = metadata.as_object_mut() {
         m.insert(
@@ -193,6 +328,7 @@ where
     public_json(&state.keys.jwks().to_public_json(), 300)
 }
 
+#[cfg(feature = "sso")]
 fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -208,6 +344,7 @@ fn escape_html(s: &str) -> String {
     out
 }
 
+#[cfg(feature = "sso")]
 fn login_form(req: &ema_grant::AuthorizeRequest, message: Option<&str>) -> String {
     let mut hidden = String::new();
     for (name, value) in req.to_params() {
@@ -229,6 +366,7 @@ fn login_form(req: &ema_grant::AuthorizeRequest, message: Option<&str>) -> Strin
     )
 }
 
+#[cfg(feature = "sso")]
 fn page(status: StatusCode, body: String) -> Response {
     let mut resp = (status, Html(body)).into_response();
     resp.headers_mut()
@@ -238,6 +376,7 @@ fn page(status: StatusCode, body: String) -> Response {
     resp
 }
 
+#[cfg(feature = "sso")]
 fn redirect(location: &str) -> Response {
     match HeaderValue::from_str(location) {
         Ok(v) => {
@@ -251,6 +390,7 @@ fn redirect(location: &str) -> Response {
     }
 }
 
+#[cfg(feature = "sso")]
 fn authorize_error(e: &AuthorizeError) -> Response {
     match e.redirect_url() {
         Some(url) => redirect(&url),
@@ -261,6 +401,7 @@ fn authorize_error(e: &AuthorizeError) -> Response {
     }
 }
 
+#[cfg(feature = "sso")]
 async fn authorize_page<K, P, R>(
     State(state): State<Arc<IdpState<K, P, R>>>,
     RawQuery(query): RawQuery,
@@ -273,12 +414,16 @@ where
     let Ok(params) = Form::parse(query.unwrap_or_default().as_bytes(), 8 * 1024) else {
         return page(StatusCode::BAD_REQUEST, "<p>Malformed request.</p>".into());
     };
-    match state.sso.authorize_request(&params) {
+    let Some(sso) = &state.sso else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match sso.authorize_request(&params) {
         Ok(req) => page(StatusCode::OK, login_form(&req, None)),
         Err(e) => authorize_error(&e),
     }
 }
 
+#[cfg(feature = "sso")]
 async fn authorize_submit<K, P, R>(
     State(state): State<Arc<IdpState<K, P, R>>>,
     body: axum::body::Bytes,
@@ -291,7 +436,10 @@ where
     let Ok(form) = Form::parse(&body, 16 * 1024) else {
         return page(StatusCode::BAD_REQUEST, "<p>Malformed request.</p>".into());
     };
-    let req = match state.sso.authorize_request(&form) {
+    let Some(sso) = &state.sso else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let req = match sso.authorize_request(&form) {
         Ok(req) => req,
         Err(e) => return authorize_error(&e),
     };
@@ -312,10 +460,11 @@ where
         let (state, req) = (state.clone(), req.clone());
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            state.sso.login(&req, &user, &password, now)
+            let sso = state.sso.as_ref()?;
+            Some(sso.login(&req, &user, &password, now))
         })
     };
-    let Ok(outcome) = login.await else {
+    let Ok(Some(outcome)) = login.await else {
         return page(
             StatusCode::SERVICE_UNAVAILABLE,
             "<p>Try again later.</p>".into(),
@@ -363,10 +512,11 @@ where
         });
     // A SAML subject assertion is validated on the blocking pool, a bounded number at a time;
     // everything else (ID-token exchanges included) is answered right here.
-    let saml = form.as_ref().is_ok_and(|f| {
-        f.get("grant_type") == Some(TOKEN_EXCHANGE)
-            && f.get("subject_token_type") == Some(SAML2_TOKEN_TYPE)
-    });
+    let saml = state.exchange.accepts_saml_assertions()
+        && form.as_ref().is_ok_and(|f| {
+            f.get("grant_type") == Some(TOKEN_EXCHANGE)
+                && f.get("subject_token_type") == Some(SAML2_TOKEN_TYPE)
+        });
     let (grant, response) = if saml {
         saml_token_response(state, request, form, now).await
     } else {
@@ -426,7 +576,8 @@ where
     // The grant for the log, and the scopes asked for (TX-9 may narrow them).
     let grant = match form.as_ref().ok().and_then(|f| f.get("grant_type")) {
         Some(TOKEN_EXCHANGE) => "token_exchange",
-        Some(AUTHORIZATION_CODE) => "authorization_code",
+        #[cfg(feature = "sso")]
+        Some(AUTHORIZATION_CODE) if state.signs_id_tokens() => "authorization_code",
         Some(_) => "unsupported",
         None => "unknown",
     };
@@ -446,15 +597,15 @@ where
                 granted = ok.scope.clone().or_else(|| requested.clone());
                 Ok(ok.to_response())
             }
-            Some(AUTHORIZATION_CODE) => state
-                .sso
-                .token_form(&req, &form, state.exchange.replay(), now)
-                .await
-                .map(|ok| ok.to_response()),
-            Some(_) => Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "this IdP supports authorization_code and token exchange",
-            )),
+            #[cfg(feature = "sso")]
+            Some(AUTHORIZATION_CODE) => match &state.sso {
+                Some(sso) => sso
+                    .token_form(&req, &form, state.exchange.replay(), now)
+                    .await
+                    .map(|ok| ok.to_response()),
+                None => Err(state.unsupported_grant_type()),
+            },
+            Some(_) => Err(state.unsupported_grant_type()),
             None => Err(OAuthError::invalid_request("grant_type is missing")),
         }
     }

@@ -1,8 +1,11 @@
 //! axum adapters for MCP Enterprise-Managed Authorization.
 //!
-//! - [`idp_router`]: an enterprise IdP: OpenID Connect discovery and RFC 8414 metadata, JWKS,
-//!   single sign-on (authorization code + PKCE behind a login form), and a token endpoint
-//!   serving both the authorization-code grant and token exchange (ID token → ID-JAG).
+//! - [`token_exchange_router`]: an enterprise IdP's token exchange alone (ID token → ID-JAG),
+//!   for a company whose users already sign in at an IdP of its own: RFC 8414 metadata
+//!   ([`token_exchange_metadata`]), JWKS and the token endpoint; no sign-in pages.
+//! - `idp_router` (feature `sso`): the reference IdP: OpenID Connect discovery and RFC 8414
+//!   metadata, JWKS, single sign-on (authorization code + PKCE behind a login form), and a
+//!   token endpoint serving both the authorization-code grant and token exchange.
 //! - [`authorization_server_router`]: an MCP authorization server: RFC 8414 metadata
 //!   advertising the ID-JAG grant profile, JWKS, and the jwt-bearer token endpoint (ID-JAG →
 //!   access token).
@@ -11,12 +14,27 @@
 //!   [`Principal`] to handlers (an axum extractor; in rmcp tools with the `rmcp` feature);
 //!   scopes per request, per JSON-RPC method (with a default) and per declared tool (RS-6);
 //!   [`BearerAuth::resource_metadata_router`] serves its RFC 9728 metadata.
-//! - [`EndpointPaths`] with [`idp_metadata_with_paths`]: where an IdP or authorization server
+//! - [`EndpointPaths`] with [`token_exchange_metadata_with_paths`]: where an IdP or authorization server
 //!   mounts and publishes its token endpoint, JWKS and authorization endpoint (e.g. behind a
 //!   proxy), checked to be plain, distinct paths.
 //! - [`harden`]: body limits, timeouts, JSON 404s and path-only request logs on every route.
 //!
 //! Handlers are thin: parsing and decisions live in `ema-grant`, `ema-id-jag` and `ema-jose`.
+//!
+//! # Cargo features
+//!
+//! None is enabled by default. `sso` and `saml` forward to the `ema-grant` feature of the same
+//! name.
+//!
+//! | Feature | Adds |
+//! |---------|------|
+//! | `rmcp` | `ema_server::rmcp`: the verified principal inside rmcp tool handlers, and the tool names of an rmcp `ToolRouter` for `BearerAuthBuilder::tools` |
+//! | `sso` | `idp_router`, `idp_metadata`, `idp_metadata_with_paths`: the reference IdP's sign-in pages and authorization-code grant beside token exchange (`ema_grant::SsoProvider`) |
+//! | `saml` | SAML 2.0 subject assertions at the IdP's token exchange (`TokenExchangeGrant::with_saml_assertions`, TX-3), run on the blocking pool by either IdP router |
+//!
+//! TX-3 makes SAML 2.0 subject assertions a MUST for the IdP: an IdP built without `saml`
+//! refuses them like any other unsupported subject token type and does not meet TX-3. The
+//! reference IdP (`examples/reference`) enables both features.
 //!
 //! # Quick start: protect an MCP endpoint
 //!
@@ -69,5 +87,7 @@ pub use ema_jose::{Algorithm, AlgorithmSet, Clock, DynKeySource, JwkSet, KeySour
 pub use ema_jwks::FetchPolicy;
 pub use ema_metadata::ProtectedResourceMetadata;
 pub use hardening::{Limits, harden};
+#[cfg(feature = "sso")]
 pub use idp::{idp_metadata, idp_metadata_with_paths, idp_router};
+pub use idp::{token_exchange_metadata, token_exchange_metadata_with_paths, token_exchange_router};
 pub use paths::{EndpointPathError, EndpointPaths};

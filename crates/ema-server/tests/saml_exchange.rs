@@ -1,6 +1,7 @@
-//! Token exchange with a SAML subject assertion through the IdP router (TX-3, TX-4, SEC-1):
-//! answered from the blocking pool, while ID-token exchanges stay on the async path; the
-//! bearer `Recipient` and single use hold end to end.
+//! Token exchange with a SAML subject assertion (feature `saml`) through both IdP routers
+//! (TX-3, TX-4, SEC-1): the exchange-only router, and with the `sso` feature the full one.
+//! Answered from the blocking pool, while ID-token exchanges stay on the async path; the bearer
+//! `Recipient` and single use hold end to end.
 #![allow(
     clippy::unwrap_used,
     clippy::indexing_slicing,
@@ -55,7 +56,21 @@ struct Idp {
     threads: Arc<Mutex<Vec<ThreadId>>>,
 }
 
-fn idp() -> Idp {
+/// Which IdP router serves the token endpoint.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    ExchangeOnly,
+    #[cfg(feature = "sso")]
+    WithSso,
+}
+
+const KINDS: &[Kind] = &[
+    Kind::ExchangeOnly,
+    #[cfg(feature = "sso")]
+    Kind::WithSso,
+];
+
+fn idp(kind: Kind) -> Idp {
     let keys = Arc::new(KeyRing::new(
         SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
     ));
@@ -64,7 +79,6 @@ fn idp() -> Idp {
         "desk-idp-01",
         ClientCredential::secret("idp-secret"),
     ));
-    let sso = SsoProvider::new(Issuer::new(IDP), keys.clone(), clients.clone()).unwrap();
     let threads = Arc::new(Mutex::new(Vec::new()));
     let policy = ThreadPolicy {
         inner: GroupPolicy::new()
@@ -80,6 +94,8 @@ fn idp() -> Idp {
         .with_key(saml_key.verifying_key().clone())
         .with_audience(SP, "desk-idp-01")
         .with_recipient(TOKEN_ENDPOINT);
+    #[cfg(feature = "sso")]
+    let sso = SsoProvider::new(Issuer::new(IDP), keys.clone(), clients.clone()).unwrap();
     let exchange = TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(IDP), keys.clone()),
         StaticKeySource::new().with_issuer(IDP, keys.jwks()),
@@ -93,7 +109,13 @@ fn idp() -> Idp {
     .unwrap()
     .with_saml_assertions(validator);
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
-    let router = idp_router(sso, exchange, keys.clone(), &idp_metadata(IDP), clock);
+    let router = match kind {
+        Kind::ExchangeOnly => {
+            token_exchange_router(exchange, keys.clone(), &token_exchange_metadata(IDP), clock)
+        }
+        #[cfg(feature = "sso")]
+        Kind::WithSso => idp_router(sso, exchange, keys.clone(), &idp_metadata(IDP), clock),
+    };
     Idp {
         router,
         keys,
@@ -157,25 +179,40 @@ impl Idp {
 /// thread, a SAML one on another (the blocking pool); both get an ID-JAG.
 #[tokio::test]
 async fn tx3_saml_exchange_runs_on_the_blocking_pool() {
-    let idp = idp();
-    let here = std::thread::current().id();
-    let (status, body) = idp.exchange(&idp.id_token(), ID_TOKEN_TYPE).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(idp.last_thread(), here, "ID tokens stay on the async path");
+    for &kind in KINDS {
+        let idp = idp(kind);
+        let here = std::thread::current().id();
+        let (status, body) = idp.exchange(&idp.id_token(), ID_TOKEN_TYPE).await;
+        assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");
+        assert_eq!(
+            idp.last_thread(),
+            here,
+            "{kind:?}: ID tokens stay on the async path"
+        );
 
-    let (status, body) = idp
-        .exchange(&idp.saml(TOKEN_ENDPOINT), SAML2_TOKEN_TYPE)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["issued_token_type"], ID_JAG_TOKEN_TYPE);
-    assert_ne!(idp.last_thread(), here, "SAML runs on the blocking pool");
+        let (status, body) = idp
+            .exchange(&idp.saml(TOKEN_ENDPOINT), SAML2_TOKEN_TYPE)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind:?}: {body}");
+        assert_eq!(body["issued_token_type"], ID_JAG_TOKEN_TYPE);
+        assert_ne!(
+            idp.last_thread(),
+            here,
+            "{kind:?}: SAML runs on the blocking pool"
+        );
+    }
 }
 
 /// TX-4 / SEC-1 / D-1 through the router: another `Recipient` is `invalid_grant`, and an
 /// assertion exchanged once is refused the second time.
 #[tokio::test]
 async fn tx4_sec1_saml_recipient_and_replay_through_the_router() {
-    let idp = idp();
+    for &kind in KINDS {
+        tx4_sec1_saml_recipient_and_replay(idp(kind)).await;
+    }
+}
+
+async fn tx4_sec1_saml_recipient_and_replay(idp: Idp) {
     let (status, body) = idp
         .exchange(&idp.saml("https://desk.acme.example/acs"), SAML2_TOKEN_TYPE)
         .await;

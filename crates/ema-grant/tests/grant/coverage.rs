@@ -168,9 +168,9 @@ const NOT_COVERED: &[(&str, &str)] = &[
 const PARTIAL: &[(&str, &str)] = &[
     (
         "TX-3",
-        "ID-token and SAML2 subjects are implemented (SAML2 opt-in through \
-         with_saml_assertions, proven in saml::*); refresh-token subjects (MAY) are refused with \
-         invalid_request",
+        "ID-token and SAML2 subjects are implemented (SAML2 behind the `saml` feature, opt-in \
+         through with_saml_assertions, proven in saml::*; refused like any unsupported type \
+         without it, features::*); refresh-token subjects (MAY) are refused with invalid_request",
     ),
     (
         "TX-5",

@@ -7,7 +7,9 @@
 //!   sees it;
 //! - `issuance`: the token-exchange success path, the ID-JAG's content (JAG-*), and the full
 //!   chain ID token → ID-JAG → access token;
-//! - `saml`: SAML 2.0 subject assertions at the token exchange (TX-3, TX-4, D-1);
+//! - `saml` (feature `saml`): SAML 2.0 subject assertions at the token exchange (TX-3, TX-4,
+//!   D-1);
+//! - `features`: what the token exchange does without the `saml` feature or a SAML validator;
 //! - `builders`: the grant builders refuse configurations that could never issue a token;
 //! - `concurrency`: ten threads redeeming one ID-JAG get exactly one token (SEC-1);
 //! - `failing_store`: failing replay stores, key sources and directories fail closed (503);
@@ -17,7 +19,8 @@
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
 //!
 //! Every test runs at the fixed time `support::NOW`; nothing reads the wall clock or sleeps.
-//! Run with `cargo test -p ema-grant --test grant -- --nocapture` to see the summary lines.
+//! Run with `cargo test -p ema-grant --test grant -- --nocapture` to see the summary lines; add
+//! `--features saml` (or `--all-features`) for the SAML rows.
 
 // `cfg(test)` marks these modules as test code for clippy's `allow-*-in-tests` settings (an
 // integration test is always built with it), so helpers may `expect` and index like tests do.
@@ -36,6 +39,8 @@ mod exchange_matrix;
 #[cfg(test)]
 mod failing_store;
 #[cfg(test)]
+mod features;
+#[cfg(test)]
 #[allow(
     unreachable_pub,
     dead_code,
@@ -49,6 +54,7 @@ mod jwt_bearer_matrix;
 #[cfg(test)]
 mod oracle;
 #[cfg(test)]
+#[cfg(feature = "saml")]
 mod saml;
 #[cfg(test)]
 mod support;

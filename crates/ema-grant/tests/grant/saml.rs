@@ -244,6 +244,8 @@ fn tx3_saml_not_enabled_is_invalid_request() {
     assert_eq!(reply.description(), "subject_token_type is not supported");
     // The same request where it is enabled succeeds.
     assert_eq!(s.send(&req).status, 200);
+    assert!(!s.fx.idp.accepts_saml_assertions());
+    assert!(s.grant.accepts_saml_assertions());
 }
 
 /// TX-4 / D-1 (RFC 7522 §3): an assertion whose bearer confirmation names another recipient,
