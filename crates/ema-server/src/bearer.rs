@@ -681,11 +681,21 @@ impl Inner {
                 .fold(self.required.clone(), |all, set| all.union(set));
             (!all.is_empty()).then(|| all.to_string())
         };
+        let first_scope = || {
+            let first = extra.iter().fold(
+                self.required.union(&self.default_method_scopes),
+                |all, set| all.union(set),
+            );
+            (!first.is_empty()).then(|| first.to_string())
+        };
         let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
         let value = match (values.next(), values.next()) {
-            // RS-1: no credentials: a challenge without an error code (RFC 6750 §3.1), naming
-            // the scopes this request needs.
-            (None, _) => return Err(self.reject(StatusCode::UNAUTHORIZED, None, needed())),
+            // RS-1: no credentials: a challenge without an error code (RFC 6750 §3.1). Its
+            // `scope` names what this request needs plus what requests without a rule of their
+            // own need (the default method scopes): the least a client must ask for to start a
+            // session and use it for routine calls, so that it steps up (CL-10) only for what
+            // needs more, instead of falling back to every scope the resource supports.
+            (None, _) => return Err(self.reject(StatusCode::UNAUTHORIZED, None, first_scope())),
             (Some(v), None) => v,
             (Some(_), Some(_)) => {
                 return Err(self.reject(
@@ -713,7 +723,8 @@ impl Inner {
             .ok_or_else(|| invalid("the Authorization header is malformed"))?;
         let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
         if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(self.reject(StatusCode::UNAUTHORIZED, None, needed()));
+            // Another scheme carries no bearer credentials: answered like no credentials.
+            return Err(self.reject(StatusCode::UNAUTHORIZED, None, first_scope()));
         }
         let token = token.trim();
         let issuer = self.validator.issuer().as_str();

@@ -174,8 +174,15 @@ async fn rs1_no_token_challenge_names_the_scopes_the_request_needs() {
         challenge.contains("scope=\"tasks.read tasks.write\""),
         "{challenge}"
     );
-    // `initialize` needs no scope, so its challenge names none.
+    // `initialize` needs no scope itself; the challenge names the default method scopes, the
+    // least a session needs for routine calls, so the client starts with `tasks.read` and
+    // steps up for writes (CL-10) instead of asking for every supported scope.
     let (status, challenge, _) = send(&app, rpc(None, &message("initialize"))).await;
+    assert_no_token_challenge(status, &challenge);
+    assert!(challenge.contains("scope=\"tasks.read\""), "{challenge}");
+    // Control: without default method scopes, `initialize`'s challenge names no scope.
+    let plain = self::app(builder(&keys).method_scopes("initialize", NO_SCOPES));
+    let (status, challenge, _) = send(&plain, rpc(None, &message("initialize"))).await;
     assert_no_token_challenge(status, &challenge);
     assert!(!challenge.contains("scope="), "{challenge}");
 }

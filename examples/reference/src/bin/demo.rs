@@ -397,7 +397,8 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("   scope before: {}", session.scope());
+    let scope_before = session.scope();
+    println!("   scope before: {scope_before}");
     let added = agent
         .call_tool(
             CallToolRequestParams::new("add_task").with_arguments(
@@ -433,7 +434,9 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     agent.cancel().await?;
     s.expect(
         "the write succeeded after stepping up to tasks.write",
-        added.is_error != Some(true) && session.scope().contains("tasks.write"),
+        added.is_error != Some(true)
+            && !scope_before.contains("tasks.write")
+            && session.scope().contains("tasks.write"),
     );
     s.expect(
         "the audit link reaches back to the IdP",
