@@ -1,0 +1,11 @@
+//! Runtime authorization of MCP tool calls (work in progress: the crate README replaces this
+//! page when the engine lands).
+
+mod authorizer;
+mod model;
+
+pub use authorizer::{BoxFuture, Inspection, ResultInspector, ToolCallAuthorizer};
+pub use model::{
+    Decision, Effect, Principal, SessionContext, SessionId, ToolAnnotations, ToolCall,
+    ToolDefinition,
+};
