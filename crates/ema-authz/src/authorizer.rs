@@ -107,3 +107,46 @@ pub trait ResultInspector: Send + Sync {
     /// JSON (`content`, `structuredContent`, `isError`).
     fn inspect(&self, call: &ToolCall, result: &mut Value) -> Inspection;
 }
+
+/// A policy engine: a pure function of principal, call and session context, with no state of
+/// its own beyond its policies. The Cedar engine implements it; an authorizer (which tracks
+/// sessions, inspects results and pins tool definitions) wraps one.
+pub trait PolicyEngine: Send + Sync {
+    /// Decides `call` for `principal`, given what the session already did. Fails closed.
+    fn decide(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        session: &crate::model::SessionContext,
+    ) -> Decision;
+
+    /// Whether some call of `tool` may be allowed for `principal` in this session (false only
+    /// when every call would be denied, whatever its arguments): what `tools/list` filtering
+    /// asks.
+    fn may_call(
+        &self,
+        principal: &Principal,
+        tool: &ToolDefinition,
+        session: &crate::model::SessionContext,
+    ) -> bool;
+}
+
+impl<T: PolicyEngine + ?Sized> PolicyEngine for std::sync::Arc<T> {
+    fn decide(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        session: &crate::model::SessionContext,
+    ) -> Decision {
+        (**self).decide(principal, call, session)
+    }
+
+    fn may_call(
+        &self,
+        principal: &Principal,
+        tool: &ToolDefinition,
+        session: &crate::model::SessionContext,
+    ) -> bool {
+        (**self).may_call(principal, tool, session)
+    }
+}

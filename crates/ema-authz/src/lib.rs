@@ -4,7 +4,7 @@
 mod authorizer;
 mod model;
 
-pub use authorizer::{BoxFuture, Inspection, ResultInspector, ToolCallAuthorizer};
+pub use authorizer::{BoxFuture, Inspection, PolicyEngine, ResultInspector, ToolCallAuthorizer};
 pub use model::{
     Decision, Effect, Principal, SessionContext, SessionId, ToolAnnotations, ToolCall,
     ToolDefinition,
