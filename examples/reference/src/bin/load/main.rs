@@ -40,6 +40,11 @@ struct Options {
     /// runtime of their own (`separate`, which tells apart the CPU each side uses, at the price
     /// of four busy threads preempting each other on the cores).
     client: ClientThreads,
+    /// Worker threads of the servers' runtime (default: one per core); the in-process
+    /// comparisons run one task per server thread.
+    server_threads: usize,
+    /// Worker threads of the load generators' runtime (default: one per core).
+    load_threads: usize,
 }
 
 /// See [`Options::client`].
@@ -57,9 +62,12 @@ impl Options {
 
 const USAGE: &str =
     "usage: load <token-endpoint|mcp|abuse> [--secs N] [--conns N] [--client shared|separate]
+                 [--server-threads N] [--load-threads N]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
-  abuse            default --secs 10 --conns 1000";
+  abuse            default --secs 10 --conns 1000
+  --server-threads, --load-threads: worker threads of each runtime (default: one per core);
+  `--client separate --server-threads 1 --load-threads 1` gives server and client a core each";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -75,16 +83,22 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             secs: 30,
             conns: 64,
             client: ClientThreads::Shared,
+            server_threads: cores(),
+            load_threads: cores(),
         },
         "mcp" => Options {
             secs: 30,
             conns: 64,
             client: ClientThreads::Separate,
+            server_threads: cores(),
+            load_threads: cores(),
         },
         "abuse" => Options {
             secs: 10,
             conns: 1000,
             client: ClientThreads::Separate,
+            server_threads: cores(),
+            load_threads: cores(),
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
@@ -109,6 +123,17 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         }
         match flag.as_str() {
             "--secs" => opts.secs = number,
+            "--server-threads" | "--load-threads" => {
+                let n = usize::try_from(number)
+                    .ok()
+                    .filter(|n| *n <= 64)
+                    .ok_or_else(|| format!("`{flag}`: at most 64"))?;
+                if flag == "--server-threads" {
+                    opts.server_threads = n;
+                } else {
+                    opts.load_threads = n;
+                }
+            }
             "--conns" => {
                 opts.conns = usize::try_from(number).map_err(|_| format!("`{flag}`: too large"))?;
             }
@@ -173,9 +198,9 @@ async fn start_stack(rt: &Runtimes) -> Result<ema_examples::traffic::stack::Stac
         .await??)
 }
 
-fn runtime(name: &'static str) -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime(name: &'static str, threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores())
+        .worker_threads(threads)
         .thread_name(name)
         .enable_all()
         .build()
@@ -191,7 +216,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (server, load) = match (runtime(SERVER_THREADS), runtime(LOAD_THREADS)) {
+    let (server, load) = match (
+        runtime(SERVER_THREADS, opts.server_threads),
+        runtime(LOAD_THREADS, opts.load_threads),
+    ) {
         (Ok(server), Ok(load)) => (server, load),
         (Err(e), _) | (_, Err(e)) => {
             eprintln!("load: cannot start the runtimes: {e}");

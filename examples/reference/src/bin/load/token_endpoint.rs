@@ -350,9 +350,9 @@ async fn alternate(
     pools: (Arc<Pool>, Arc<Pool>),
     conns: usize,
     total: Duration,
+    workers: usize,
 ) -> Result<(Window, Window), BoxError> {
     let (bodies, requests) = pools;
-    let workers = cores();
     let mut conns: Vec<RawConn> = (0..conns)
         .map(|_| RawConn::new(stack.auth_server.addr))
         .collect();
@@ -388,7 +388,7 @@ fn sized(rate: f64, window: Duration, margin: f64) -> usize {
 }
 
 pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
-    let workers = crate::cores();
+    let workers = opts.server_threads;
     let window = opts.window();
     println!(
         "== token endpoint under load: {} s per window, {} in-process workers, {} HTTP connections",
@@ -469,8 +469,16 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         ClientThreads::Shared => rt.server.clone(),
         ClientThreads::Separate => tokio::runtime::Handle::current(),
     };
-    let (inproc, http) =
-        alternate(rt, &spawner, &stack, (bodies, requests), opts.conns, window).await?;
+    let (inproc, http) = alternate(
+        rt,
+        &spawner,
+        &stack,
+        (bodies, requests),
+        opts.conns,
+        window,
+        workers,
+    )
+    .await?;
     let inproc_summary = inproc.print("in process");
     let http_summary = http.print("over HTTP");
     println!("  {}", memory_line("after the windows"));
