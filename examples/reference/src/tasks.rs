@@ -37,6 +37,29 @@ pub struct CompleteTask {
     pub id: u64,
 }
 
+/// Arguments of `run_query`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct RunQuery {
+    /// One SQL statement over the `tasks` table.
+    pub query: String,
+}
+
+/// Arguments of `read_file`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct ReadFile {
+    /// An absolute path.
+    pub path: String,
+}
+
+/// Arguments of `send_message`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct SendMessage {
+    /// The recipient's address.
+    pub to: String,
+    /// The message.
+    pub text: String,
+}
+
 /// The task-list MCP server.
 #[derive(Debug, Clone)]
 pub struct Tasks {
@@ -97,6 +120,88 @@ impl Tasks {
         let tasks = self.lock().get(p.subject()).cloned().unwrap_or_default();
         let text = serde_json::to_string(&tasks).unwrap_or_else(|_| "[]".into());
         Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
+
+    #[tool(
+        description = "Run one SQL statement over your tasks table (SELECT lists them, DELETE removes them)",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = true,
+            open_world_hint = false
+        )
+    )]
+    fn run_query(
+        &self,
+        p: Principal,
+        Parameters(RunQuery { query }): Parameters<RunQuery>,
+    ) -> Result<CallToolResult, ErrorData> {
+        // A stand-in for a database: enough to show what an argument rule lets through.
+        let verb = query
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let mut store = self.lock();
+        let tasks = store.entry(p.subject().to_owned()).or_default();
+        let text = match verb.as_str() {
+            "SELECT" => serde_json::to_string(&*tasks).unwrap_or_else(|_| "[]".into()),
+            "DELETE" => {
+                let n = tasks.len();
+                tasks.clear();
+                format!("{n} rows deleted")
+            }
+            _ => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "unsupported statement `{verb}`: SELECT or DELETE"
+                ))]));
+            }
+        };
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
+
+    #[tool(
+        description = "Read a file of your project (/projects/<your user id>/...)",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    fn read_file(
+        &self,
+        p: Principal,
+        Parameters(ReadFile { path }): Parameters<ReadFile>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let root = format!("/projects/{}/", p.subject());
+        let text = match path.strip_prefix(&root) {
+            Some("README.md") => {
+                format!("# Project of {}\nTasks live in the task list.", p.subject())
+            }
+            // A deployment secret, as real projects leave them: what the result inspector is
+            // for. (The key is AWS's documented example key, not a real one.)
+            Some(".env") => "AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE\nREGION=eu-west-1".to_owned(),
+            _ => {
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "no such file: {path}"
+                ))]));
+            }
+        };
+        Ok(CallToolResult::success(vec![ContentBlock::text(text)]))
+    }
+
+    #[tool(
+        description = "Send a message to an address outside the company",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            open_world_hint = true
+        )
+    )]
+    fn send_message(
+        &self,
+        Parameters(SendMessage { to, text }): Parameters<SendMessage>,
+    ) -> Result<CallToolResult, ErrorData> {
+        // Nothing leaves this reference server; the outbox is the count in the answer.
+        Ok(CallToolResult::success(vec![ContentBlock::text(format!(
+            "sent {} characters to {to}",
+            text.chars().count()
+        ))]))
     }
 
     #[tool(description = "Add a task (needs tasks.write)")]
