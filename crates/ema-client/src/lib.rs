@@ -1,5 +1,6 @@
-//! The network adapter of ema-rs: everything in MCP Enterprise-Managed Authorization that talks
-//! to another machine, over reqwest with rustls.
+#![doc = include_str!("../README.md")]
+//!
+//! # The pieces
 //!
 //! - [`HttpFetcher`] with a [`FetchPolicy`] (from `ema-jwks`, re-exported): `https` only unless
 //!   loopback is explicitly allowed (MD-8), private and link-local addresses refused (literal
@@ -30,68 +31,6 @@
 //!   every request through a session (see `examples/rmcp_client.rs`), and
 //!   [`ema_client_config`] / [`declare_ema_extension`], which declare the EMA extension
 //!   ([`EMA_EXTENSION_ID`]) in the client's MCP capabilities (CL-15).
-//!
-//! # Quick start
-//!
-//! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use std::sync::Arc;
-//! use ema_client::{
-//!     ClientCredentials, EmaClient, EmaHttpClient, IdpConfig, Secret, ema_client_config,
-//! };
-//! use rmcp::ServiceExt;
-//! use url::Url;
-//!
-//! let client = EmaClient::builder(IdpConfig::new(
-//!     "https://idp.acme.example",
-//!     "https://idp.acme.example/oauth2/token",
-//!     ClientCredentials::secret_basic("desk-idp-01", "idp-secret"),
-//! ))
-//! .authorization_server(
-//!     "https://auth.tasks.example",
-//!     ClientCredentials::secret_basic("tc_5f2a91", "s3cr3t"),
-//! )
-//! .build()?;
-//!
-//! // One call from "I have the employee's ID token" to "I hold an access token".
-//! let server = Url::parse("https://mcp.tasks.example/mcp")?;
-//! let session = client.session(&server, Secret::new("eyJ...the ID token")).await?;
-//! let token = session.access_token().await?;
-//! println!("token for {} expires at {}", token.resource(), token.expires_at());
-//!
-//! // Or let rmcp use the session for every request, declaring the EMA extension (CL-15).
-//! let transport = EmaHttpClient::new(Arc::new(session))?.into_transport();
-//! let mcp = ema_client_config().serve(transport).await?;
-//! let tools = mcp.list_all_tools().await?;
-//! # let _ = tools; Ok(()) }
-//! ```
-//!
-//! The offline parts behave the same everywhere:
-//!
-//! ```
-//! use std::time::Duration;
-//! use ema_client::{FetchPolicy, HttpFetcher, JwksCachePolicy, Secret};
-//!
-//! // https only by default; loopback http is a named, explicit opt-in.
-//! let fetcher = HttpFetcher::new(FetchPolicy::new())?;
-//! assert!(fetcher.check_url("jwks_uri", "http://idp.example/keys").is_err());
-//! assert!(fetcher.check_url("jwks_uri", "https://10.0.0.7/keys").is_err());
-//! let dev = HttpFetcher::new(FetchPolicy::insecure_loopback_development())?;
-//! assert!(dev.check_url("jwks_uri", "http://127.0.0.1:8080/keys").is_ok());
-//!
-//! // Cache lifetimes follow Cache-Control within bounds.
-//! assert_eq!(JwksCachePolicy::new().ttl_for(Some("max-age=600")), Duration::from_secs(600));
-//!
-//! // Secrets never print.
-//! assert_eq!(format!("{:?}", Secret::new("eyJ...")), "Secret(..)");
-//! # Ok::<(), ema_client::FetchError>(())
-//! ```
-//!
-//! # Features
-//!
-//! - `rmcp` (default): [`EmaHttpClient`] for the rmcp client over Streamable HTTP,
-//!   [`ema_client_config`] and [`declare_ema_extension`] for its capabilities, and the
-//!   `conformance-client` binary that runs the MCP conformance suite's EMA scenarios.
 
 mod credentials;
 mod discovery;

@@ -1,5 +1,6 @@
-//! Identity Assertion JWT Authorization Grants (ID-JAG) for MCP Enterprise-Managed
-//! Authorization: the claims, the IdP-side issuer and the authorization-server-side validator.
+#![doc = include_str!("../README.md")]
+//!
+//! # The pieces
 //!
 //! - [`IdJagClaims`]: every claim of JAG §3.1, typed; unknown claims kept.
 //! - [`IdJagIssuer`]: mints 300-second ID-JAGs (D-16) from a [`KeyRing`](ema_jose::KeyRing).
@@ -24,43 +25,6 @@
 //! [`build`](IdJagValidatorBuilder::build) erases it into a [`DynSubjectResolver`] (one boxed
 //! future per ID-JAG), so the validator's type is just `IdJagValidator`, while
 //! [`build_typed`](IdJagValidatorBuilder::build_typed) keeps the concrete type.
-//!
-//! # Quick start
-//!
-//! ```
-//! use std::sync::Arc;
-//! use ema_id_jag::*;
-//! use ema_jose::{Algorithm, KeyRing, SigningKey, StaticKeySource, UnixTime};
-//!
-//! // The IdP mints an ID-JAG for the tasks authorization server.
-//! let ring = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("idp-k1".into()))?));
-//! let idp = IdJagIssuer::new(Issuer::new("https://idp.acme.example"), ring.clone());
-//! let mut grant = IdJagGrant::new(
-//!     Subject::new("00u8k2Lq91"),
-//!     Issuer::new("https://auth.tasks.example"),
-//!     ClientId::new("tc_5f2a91"),
-//! );
-//! grant.resources = vec![Resource::new("https://mcp.tasks.example/mcp")];
-//! grant.scope = Some(ScopeSet::parse("tasks.read")?);
-//! let now = UnixTime::from_secs(1_767_225_590);
-//! let id_jag = idp.issue(grant, now)?;
-//!
-//! // The authorization server validates it.
-//! let validator = IdJagValidator::builder(
-//!     "https://auth.tasks.example",
-//!     StaticKeySource::new().with_issuer("https://idp.acme.example", ring.jwks()),
-//!     // Who the user is here (AS-16, D-14): a directory, or any `SubjectResolver`.
-//!     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
-//! )
-//! .trust(TrustedIssuer::new("https://idp.acme.example"))
-//! .resource(ResourceConfig::new("https://mcp.tasks.example/mcp", ["tasks.read", "tasks.write"]))
-//! .build()?;
-//! let client = ClientId::new("tc_5f2a91");
-//! let valid = pollster::block_on(validator.validate(&id_jag.token, &ValidationContext::new(&client), now))?;
-//! assert_eq!(valid.resource, "https://mcp.tasks.example/mcp");
-//! assert_eq!(valid.scope.map(|s| s.to_string()).as_deref(), Some("tasks.read"));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 mod claims;
 mod ids;

@@ -1,4 +1,6 @@
-//! The strict JOSE core of ema-rs: where untrusted JWT bytes become typed, verified values.
+#![doc = include_str!("../README.md")]
+//!
+//! # What is checked, in order
 //!
 //! Everything is checked in one pass, before and around a single signature verification:
 //!
@@ -21,44 +23,8 @@
 //! Cryptography is aws-lc-rs, called directly on cached parsed keys; no other crypto backend is
 //! compiled.
 //!
-//! # Quick start
-//!
-//! ```
-//! use ema_jose::{
-//!     Algorithm, AudienceRule, HeaderPolicy, JwkSet, ParseOptions, SigningKey, StaticKeySource,
-//!     TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
-//! };
-//! use serde_json::json;
-//!
-//! // The issuer's side: a signing key and a token.
-//! let signer = SigningKey::generate(Algorithm::ES256, Some("idp-k1".into()))?;
-//! let now = UnixTime::from_secs(1_767_225_600);
-//! let token = signer.sign_jwt(
-//!     TokenKind::IdJag.typ(),
-//!     &json!({"iss": "https://idp.example", "aud": "https://as.example", "sub": "u1",
-//!             "iat": now.as_secs(), "exp": now.as_secs() + 300}),
-//! )?;
-//!
-//! // The verifier's side: trusted keys per issuer, a policy for the token kind.
-//! let keys = StaticKeySource::new()
-//!     .with_issuer("https://idp.example", JwkSet::from_keys([signer.verifying_key().clone()]));
-//! let jwt = UnverifiedJwt::parse(&token, &ParseOptions::new())?;
-//! let issuer = jwt.unverified_claims().required_string("iss")?.to_owned();
-//! let key = keys.resolve_now(&issuer, jwt.header().kid(), Algorithm::ES256)?;
-//! let verified = jwt.verify(&HeaderPolicy::for_kind(TokenKind::IdJag), &key)?;
-//! let claims = verified.claims();
-//! claims.check_validity(&TimeOptions::new(), now)?;
-//! claims.check_audience("https://as.example", AudienceRule::Single)?;
-//! assert_eq!(claims.required_string("sub")?, "u1");
-//! # Ok::<(), ema_jose::Error>(())
-//! ```
-//!
 //! Every step's error converts into the umbrella [`Error`] with `?`; match on the step's own
 //! type where a caller must react to one failure.
-//!
-//! # Features
-//!
-//! None. The crate opens no sockets, reads no clock inside checks and keeps no globals.
 
 mod alg;
 mod b64;

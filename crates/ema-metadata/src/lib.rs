@@ -1,4 +1,6 @@
-//! OAuth metadata for MCP Enterprise-Managed Authorization, sans-I/O.
+#![doc = include_str!("../README.md")]
+//!
+//! # The pieces
 //!
 //! - [`AuthorizationServerMetadata`] (RFC 8414) with the EMA members: the ID-JAG grant profile
 //!   (MD-1, MD-2), validation of a fetched document (issuer equality MD-5, `https` MD-8), and
@@ -17,36 +19,6 @@
 //!
 //! Unknown metadata members are preserved; documents are parsed strictly (no duplicate members,
 //! a size cap).
-//!
-//! # Quick start
-//!
-//! ```
-//! use ema_metadata::*;
-//! use url::Url;
-//!
-//! // The MCP server's side.
-//! let resource = Url::parse("https://mcp.tasks.example/mcp")?;
-//! let prm = ProtectedResourceMetadata::new(resource.as_str(), ["https://auth.tasks.example"])
-//!     .with_scopes(["tasks.read", "tasks.write"]);
-//! let challenge = Challenge::bearer()
-//!     .param("resource_metadata", protected_resource_metadata_url(&resource).as_str())
-//!     .param("scope", "tasks.read");
-//!
-//! // The client's side.
-//! let parsed = find_challenge(&challenge.to_string(), "Bearer")?.expect("a Bearer challenge");
-//! assert_eq!(
-//!     parsed.get("resource_metadata"),
-//!     Some("https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp")
-//! );
-//! let fetched = ProtectedResourceMetadata::from_json(prm.to_json().to_string().as_bytes())?;
-//! fetched.validate(&resource, &UrlPolicy::https_only())?;
-//! let issuer = Url::parse(&fetched.authorization_servers[0])?;
-//! assert_eq!(
-//!     authorization_server_metadata_urls(&issuer)[0].as_str(),
-//!     "https://auth.tasks.example/.well-known/oauth-authorization-server"
-//! );
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
 
 mod challenge;
 mod documents;

@@ -1,6 +1,6 @@
-//! Strict SAML 2.0 assertions as identity assertions at the EMA token exchange: the IdP accepts
-//! `subject_token_type=urn:ietf:params:oauth:token-type:saml2` (TX-3) after validating the
-//! assertion's signature, issuer, validity and audience (TX-4; ID-JAG draft §4.5).
+#![doc = include_str!("../README.md")]
+//!
+//! # What is refused
 //!
 //! Untrusted bytes become a [`SamlIdentity`] in one call, [`SamlAssertionValidator::validate`]
 //! (or [`SamlAssertionValidator::validate_base64url`] for a `subject_token`), which numbers its
@@ -41,49 +41,6 @@
 //!
 //! [`SamlAssertionSigner`] produces assertions the validator accepts, for a reference IdP and
 //! for tests.
-//!
-//! # Quick start
-//!
-//! ```
-//! use std::sync::Arc;
-//! use ema_jose::{Algorithm, SigningKey, UnixTime};
-//! use ema_saml::{AssertionTemplate, SamlAssertionSigner, SamlAssertionValidator, SamlError};
-//!
-//! let idp = "https://idp.acme.example/saml";
-//! let token_endpoint = "https://idp.acme.example/token";
-//! let key = Arc::new(SigningKey::generate(Algorithm::ES256, None)?);
-//! let now = UnixTime::from_secs(1_767_225_600);
-//!
-//! // The IdP signs an assertion for the SP `https://desk.example/sp`.
-//! let signer = SamlAssertionSigner::new(idp, key.clone());
-//! let token = signer.sign_base64url(
-//!     &AssertionTemplate::new("ana@acme.example", "https://desk.example/sp", now)
-//!         .with_recipient(token_endpoint)
-//!         .with_attribute("groups", ["eng", "ops"]),
-//! )?;
-//!
-//! // The token endpoint knows that SP as client `desk-idp-01`.
-//! let validator = SamlAssertionValidator::new(idp)
-//!     .with_key(key.verifying_key().clone())
-//!     .with_audience("https://desk.example/sp", "desk-idp-01")
-//!     .with_recipient(token_endpoint);
-//! let identity = validator.validate_base64url(&token, "desk-idp-01", now)?;
-//! assert_eq!(identity.name_id.value, "ana@acme.example");
-//! assert_eq!(identity.attributes["groups"], ["eng", "ops"]);
-//! let claims = identity.to_claims();
-//! assert_eq!(claims.required_string("sub")?, "ana@acme.example");
-//!
-//! // Another client cannot use it (TX-4).
-//! assert!(matches!(
-//!     validator.validate_base64url(&token, "someone-else", now),
-//!     Err(SamlError::AudienceMismatch { .. })
-//! ));
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! # Features
-//!
-//! None. The crate opens no sockets, reads no clock inside checks and keeps no globals.
 
 mod c14n;
 mod dsig;

@@ -1,4 +1,6 @@
-//! axum adapters for MCP Enterprise-Managed Authorization.
+#![doc = include_str!("../README.md")]
+//!
+//! # The pieces
 //!
 //! - [`token_exchange_router`]: an enterprise IdP's token exchange alone (ID token → ID-JAG),
 //!   for a company whose users already sign in at an IdP of its own: RFC 8414 metadata
@@ -20,47 +22,6 @@
 //! - [`harden`]: body limits, timeouts, JSON 404s and path-only request logs on every route.
 //!
 //! Handlers are thin: parsing and decisions live in `ema-grant`, `ema-id-jag` and `ema-jose`.
-//!
-//! # Cargo features
-//!
-//! None is enabled by default. `sso` and `saml` forward to the `ema-grant` feature of the same
-//! name.
-//!
-//! | Feature | Adds |
-//! |---------|------|
-//! | `rmcp` | `ema_server::rmcp`: the verified principal inside rmcp tool handlers, and the tool names of an rmcp `ToolRouter` for `BearerAuthBuilder::tools` |
-//! | `sso` | `idp_router`, `idp_metadata`, `idp_metadata_with_paths`: the reference IdP's sign-in pages and authorization-code grant beside token exchange (`ema_grant::SsoProvider`) |
-//! | `saml` | SAML 2.0 subject assertions at the IdP's token exchange (`TokenExchangeGrant::with_saml_assertions`, TX-3), run on the blocking pool by either IdP router |
-//!
-//! TX-3 makes SAML 2.0 subject assertions a MUST for the IdP: an IdP built without `saml`
-//! refuses them like any other unsupported subject token type and does not meet TX-3. The
-//! reference IdP (`examples/reference`) enables both features.
-//!
-//! # Quick start: protect an MCP endpoint
-//!
-//! ```
-//! use axum::{Router, routing::post};
-//! use ema_server::{BearerAuth, Limits, Principal, harden};
-//!
-//! # let as_keys = ema_jose::KeyRing::new(ema_jose::SigningKey::generate(ema_jose::Algorithm::ES256, None)?);
-//! let auth = BearerAuth::builder("https://mcp.tasks.example/mcp", "https://auth.tasks.example")
-//!     // In production: .jwks_url("https://auth.tasks.example/jwks")
-//!     .jwks(as_keys.jwks())
-//!     .require_scopes(["tasks.read"])
-//!     .build()?;
-//! let mcp = Router::new().route(
-//!     "/mcp",
-//!     post(|who: Principal| async move { format!("hello {}", who.subject()) }),
-//! );
-//! let app = harden(
-//!     mcp.layer(auth.clone()).merge(auth.resource_metadata_router()),
-//!     &Limits::default(),
-//! );
-//! # let _ = app;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! For an rmcp server, see `docs/adopters-guide.md` and the `protect_rmcp` example.
 
 mod authorization_server;
 mod bearer;
