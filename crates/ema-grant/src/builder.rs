@@ -17,6 +17,8 @@ use crate::exchange::{AdminPolicy, DynAdminPolicy, TargetServer, TokenExchangeGr
 use crate::form::DEFAULT_MAX_BODY;
 use crate::jwt_bearer::JwtBearerGrant;
 use crate::replay::{DynReplayStore, InMemoryReplayStore, ReplayStore};
+#[cfg(feature = "saml")]
+use ema_saml::SamlAssertionValidator;
 
 /// Why a grant builder refused its configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +42,14 @@ pub enum BuildError {
         /// The server's issuer identifier.
         issuer: String,
     },
+    /// The IdP accepts no algorithm for its subject ID tokens: every exchange would be
+    /// refused (D-26).
+    #[error("no algorithm is accepted for subject ID tokens")]
+    NoIdTokenAlgorithms,
+    /// The SAML validator given to the IdP could accept no assertion (TX-3, TX-4).
+    #[cfg(feature = "saml")]
+    #[error("SAML subject assertions: {0}")]
+    Saml(#[from] ema_saml::SamlConfigError),
 }
 
 /// The clients of a server: a registry given whole, clients added one by one, or both.
@@ -70,6 +80,85 @@ impl Clients {
     }
 }
 
+/// What both grant builders configure the same way: clients, replay store, token endpoint URL
+/// and body cap. Their setters are generated once by [`common_setters`].
+#[derive(Debug)]
+struct Common<R> {
+    clients: Clients,
+    replay: R,
+    token_endpoint: Option<String>,
+    max_body: usize,
+}
+
+impl Common<InMemoryReplayStore> {
+    fn new() -> Self {
+        Self {
+            clients: Clients::default(),
+            replay: InMemoryReplayStore::default(),
+            token_endpoint: None,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+impl<R> Common<R> {
+    fn with_replay<R2>(self, replay: R2) -> Common<R2> {
+        Common {
+            clients: self.clients,
+            replay,
+            token_endpoint: self.token_endpoint,
+            max_body: self.max_body,
+        }
+    }
+
+    /// The token endpoint URL (default `{issuer}/token`) and the client registry checked
+    /// against `issuer`.
+    fn endpoint_and_clients(
+        &mut self,
+        issuer: &Issuer,
+    ) -> Result<(String, ClientRegistry), BuildError> {
+        let token_endpoint = self
+            .token_endpoint
+            .take()
+            .unwrap_or_else(|| default_token_endpoint(issuer));
+        let clients = std::mem::take(&mut self.clients).build(issuer.as_str(), &token_endpoint)?;
+        Ok((token_endpoint, clients))
+    }
+}
+
+/// The setters of [`Common`], one definition for both builders (a builder holds it as
+/// `self.common`).
+macro_rules! common_setters {
+    () => {
+        /// Registers a client (added to the registry, by default one whose assertion audiences
+        /// are the issuer and the token endpoint).
+        pub fn client(mut self, client: RegisteredClient) -> Self {
+            self.common.clients.added.push(client);
+            self
+        }
+
+        /// Replaces the client registry (clients added with [`client`](Self::client) join it).
+        /// Its audiences must include the issuer ([`BuildError::ClientAudience`]).
+        pub fn client_registry(mut self, clients: ClientRegistry) -> Self {
+            self.common.clients.registry = Some(clients);
+            self
+        }
+
+        /// Sets the token endpoint URL clients post to: a DPoP proof's `htu` must name it
+        /// (default `{issuer}/token`).
+        pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
+            self.common.token_endpoint = Some(url.into());
+            self
+        }
+
+        /// Sets the largest form body accepted (default 64 KiB).
+        pub fn max_body(mut self, bytes: usize) -> Self {
+            self.common.max_body = bytes;
+            self
+        }
+    };
+}
+
 /// `{issuer}/token`, the default token endpoint.
 fn default_token_endpoint(issuer: &Issuer) -> String {
     format!("{}/token", issuer.as_str().trim_end_matches('/'))
@@ -96,10 +185,7 @@ impl JwtBearerGrant {
         JwtBearerGrantBuilder {
             validator: IdJagValidator::builder(tokens.issuer().clone(), keys, subjects),
             tokens,
-            clients: Clients::default(),
-            replay: InMemoryReplayStore::default(),
-            token_endpoint: None,
-            max_body: DEFAULT_MAX_BODY,
+            common: Common::new(),
         }
     }
 }
@@ -110,10 +196,7 @@ impl JwtBearerGrant {
 pub struct JwtBearerGrantBuilder<K, S, R = InMemoryReplayStore> {
     validator: IdJagValidatorBuilder<K, S>,
     tokens: AccessTokenIssuer,
-    clients: Clients,
-    replay: R,
-    token_endpoint: Option<String>,
-    max_body: usize,
+    common: Common<R>,
 }
 
 impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, S, R> {
@@ -141,32 +224,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
         self
     }
 
-    /// Registers a client (added to the registry, by default one whose assertion audiences
-    /// are the issuer and the token endpoint).
-    pub fn client(mut self, client: RegisteredClient) -> Self {
-        self.clients.added.push(client);
-        self
-    }
-
-    /// Replaces the client registry (clients added with [`client`](Self::client) join it).
-    /// Its audiences must include the issuer ([`BuildError::ClientAudience`]).
-    pub fn client_registry(mut self, clients: ClientRegistry) -> Self {
-        self.clients.registry = Some(clients);
-        self
-    }
-
-    /// Sets the token endpoint URL clients post to: a DPoP proof's `htu` must name it
-    /// (default `{issuer}/token`).
-    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.token_endpoint = Some(url.into());
-        self
-    }
-
-    /// Sets the largest form body accepted (default 64 KiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
+    common_setters!();
 
     /// Sets the ID-JAG time options (leeway capped at 60 s; D-7).
     pub fn time_options(mut self, time: TimeOptions) -> Self {
@@ -200,10 +258,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
         JwtBearerGrantBuilder {
             validator: self.validator,
             tokens: self.tokens,
-            clients: self.clients,
-            replay,
-            token_endpoint: self.token_endpoint,
-            max_body: self.max_body,
+            common: self.common.with_replay(replay),
         }
     }
 
@@ -215,59 +270,35 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
         S: 'static,
         R: 'static,
     {
-        let (validator, parts) = self.into_parts();
-        parts.finish(validator.build()?, DynReplayStore::new)
+        let validator = self.validator.build()?;
+        finish_jwt_bearer(validator, self.tokens, self.common, DynReplayStore::new)
     }
 
     /// Builds the grant keeping the concrete types (no boxed futures).
     pub fn build_typed(self) -> Result<JwtBearerGrant<K, S, R>, BuildError> {
-        let (validator, parts) = self.into_parts();
-        parts.finish(validator.build_typed()?, |replay| replay)
-    }
-
-    fn into_parts(self) -> (IdJagValidatorBuilder<K, S>, GrantParts<R>) {
-        let parts = GrantParts {
-            clients: self.clients,
-            replay: self.replay,
-            tokens: self.tokens,
-            token_endpoint: self.token_endpoint,
-            max_body: self.max_body,
-        };
-        (self.validator, parts)
+        let validator = self.validator.build_typed()?;
+        finish_jwt_bearer(validator, self.tokens, self.common, |replay| replay)
     }
 }
 
-/// A jwt-bearer grant waiting for its validator.
-struct GrantParts<R> {
-    clients: Clients,
-    replay: R,
+/// Checks the clients against the validator's issuer and assembles the jwt-bearer grant.
+fn finish_jwt_bearer<K: KeySource, S: SubjectResolver, R, R2>(
+    validator: IdJagValidator<K, S>,
     tokens: AccessTokenIssuer,
-    token_endpoint: Option<String>,
-    max_body: usize,
-}
-
-impl<R> GrantParts<R> {
-    /// Checks the clients against the validator's issuer and assembles the grant.
-    fn finish<K: KeySource, S: SubjectResolver, R2>(
-        self,
-        validator: IdJagValidator<K, S>,
-        replay: impl FnOnce(R) -> R2,
-    ) -> Result<JwtBearerGrant<K, S, R2>, BuildError> {
-        let issuer = validator.issuer().as_str().to_owned();
-        let token_endpoint = self
-            .token_endpoint
-            .unwrap_or_else(|| default_token_endpoint(validator.issuer()));
-        let clients = self.clients.build(&issuer, &token_endpoint)?;
-        Ok(JwtBearerGrant {
-            validator,
-            clients,
-            replay: replay(self.replay),
-            tokens: self.tokens,
-            dpop: DpopValidator::new(token_endpoint),
-            realm: issuer,
-            max_body: self.max_body,
-        })
-    }
+    mut common: Common<R>,
+    replay: impl FnOnce(R) -> R2,
+) -> Result<JwtBearerGrant<K, S, R2>, BuildError> {
+    let (token_endpoint, clients) = common.endpoint_and_clients(validator.issuer())?;
+    let realm = validator.issuer().as_str().to_owned();
+    Ok(JwtBearerGrant {
+        validator,
+        clients,
+        replay: replay(common.replay),
+        tokens,
+        dpop: DpopValidator::new(token_endpoint),
+        realm,
+        max_body: common.max_body,
+    })
 }
 
 impl TokenExchangeGrant {
@@ -277,9 +308,12 @@ impl TokenExchangeGrant {
     ///
     /// Required before [`build`](TokenExchangeGrantBuilder::build): at least one
     /// [`target`](TokenExchangeGrantBuilder::target) authorization server and one
-    /// [`client`](TokenExchangeGrantBuilder::client). Defaults: token endpoint
-    /// `{issuer}/token`, an [`InMemoryReplayStore::default`]; the knobs of the built grant
-    /// ([`TokenExchangeGrant::with_id_token_leeway`] and the others) keep theirs.
+    /// [`client`](TokenExchangeGrantBuilder::client); a non-empty
+    /// [`id_token_algorithms`](TokenExchangeGrantBuilder::id_token_algorithms) set; with the
+    /// `saml` feature, a SAML validator (if any) that could accept an assertion. Defaults:
+    /// token endpoint `{issuer}/token`, an [`InMemoryReplayStore::default`], ID tokens signed
+    /// with an algorithm of [`AlgorithmSet::DEFAULT`] with 30 s of leeway and at most a day of
+    /// lifetime, no legacy token type, no SAML subject assertions.
     pub fn builder<K: KeySource, P: AdminPolicy>(
         issuer: IdJagIssuer,
         id_token_keys: K,
@@ -289,11 +323,15 @@ impl TokenExchangeGrant {
             issuer,
             id_token_keys,
             policy,
-            clients: Clients::default(),
-            replay: InMemoryReplayStore::default(),
+            common: Common::new(),
             targets: Vec::new(),
-            token_endpoint: None,
-            max_body: DEFAULT_MAX_BODY,
+            // ID tokens outlive ID-JAGs; bound them at a day.
+            id_token_time: TimeOptions::new()
+                .with_max_lifetime(Some(Duration::from_secs(24 * 3600))),
+            algorithms: AlgorithmSet::DEFAULT,
+            legacy: false,
+            #[cfg(feature = "saml")]
+            saml: None,
         }
     }
 }
@@ -305,11 +343,13 @@ pub struct TokenExchangeGrantBuilder<K, P, R = InMemoryReplayStore> {
     issuer: IdJagIssuer,
     id_token_keys: K,
     policy: P,
-    clients: Clients,
-    replay: R,
+    common: Common<R>,
     targets: Vec<TargetServer>,
-    token_endpoint: Option<String>,
-    max_body: usize,
+    id_token_time: TimeOptions,
+    algorithms: AlgorithmSet,
+    legacy: bool,
+    #[cfg(feature = "saml")]
+    saml: Option<SamlAssertionValidator>,
 }
 
 impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrantBuilder<K, P, R> {
@@ -319,30 +359,55 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrantBuilder<K, 
         self
     }
 
-    /// Registers a client (added to the registry, by default one whose assertion audiences
-    /// are the issuer and the token endpoint).
-    pub fn client(mut self, client: RegisteredClient) -> Self {
-        self.clients.added.push(client);
+    common_setters!();
+
+    /// Sets the algorithms accepted for the subject ID tokens this IdP verifies (D-26, SEC-4;
+    /// default [`AlgorithmSet::DEFAULT`]). It must hold the algorithm the IdP signs ID tokens
+    /// with, or every exchange fails with `invalid_grant`; an empty set is refused at
+    /// [`build`](Self::build) ([`BuildError::NoIdTokenAlgorithms`]).
+    pub fn id_token_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
+        self.algorithms = algorithms;
         self
     }
 
-    /// Replaces the client registry (clients added with [`client`](Self::client) join it).
-    /// Its audiences must include the issuer ([`BuildError::ClientAudience`]).
-    pub fn client_registry(mut self, clients: ClientRegistry) -> Self {
-        self.clients.registry = Some(clients);
+    /// Sets the clock leeway for subject ID tokens (D-7: default 30 s); values above
+    /// [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it.
+    pub fn id_token_leeway(mut self, leeway: Duration) -> Self {
+        self.id_token_time = self.id_token_time.with_leeway(leeway);
         self
     }
 
-    /// Sets the token endpoint URL clients post to: a DPoP proof's `htu` must name it
-    /// (default `{issuer}/token`).
-    pub fn token_endpoint(mut self, url: impl Into<String>) -> Self {
-        self.token_endpoint = Some(url.into());
+    /// Accepts the pre-draft `requested_token_type` (D-10; off by default).
+    pub fn accept_legacy_token_type(mut self, accept: bool) -> Self {
+        self.legacy = accept;
         self
     }
 
-    /// Sets the largest form body accepted (default 64 KiB).
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
+    /// Accepts SAML 2.0 assertions as subject tokens (`subject_token_type`
+    /// [`SAML2_TOKEN_TYPE`](crate::SAML2_TOKEN_TYPE), TX-3), validated by `validator` (TX-4).
+    /// Without it, that type is `invalid_request` ("subject_token_type is not supported").
+    /// A validator without a key, an SP audience or a `Recipient` is refused at
+    /// [`build`](Self::build) ([`BuildError::Saml`]).
+    ///
+    /// The `subject_token` is the base64url assertion (RFC 8693 §3); `=` padding is tolerated,
+    /// the standard alphabet and whitespace are not. The validator's SP entity ids map to
+    /// IdP-side client ids, the ones clients authenticate with here. The verified identity
+    /// reaches the admin policy as [`SamlIdentity::to_claims`](ema_saml::SamlIdentity::to_claims)
+    /// (`sub` = `NameID`, `sub_id` in the `saml-nameid` format), and the ID-JAG takes `sub`,
+    /// `tenant`, `auth_time`, `acr` and `amr` from those claims as it does from an ID token.
+    ///
+    /// Configure the validator with this endpoint's URL as its
+    /// [`with_recipient`](SamlAssertionValidator::with_recipient): the bearer confirmation's
+    /// `Recipient` must name it (TX-4, RFC 7522 §3). Each assertion is single-use (SEC-1): its
+    /// (`Issuer`, `ID`) goes into the replay store when an ID-JAG is issued, until its
+    /// `NotOnOrAfter` plus [`MAX_LEEWAY`](ema_saml::MAX_LEEWAY); a second exchange is
+    /// `invalid_grant`.
+    ///
+    /// Only with the `saml` feature. An IdP built without it does not meet TX-3, which makes
+    /// SAML 2.0 subject assertions a MUST; the reference IdP enables it.
+    #[cfg(feature = "saml")]
+    pub fn saml_assertions(mut self, validator: SamlAssertionValidator) -> Self {
+        self.saml = Some(validator);
         self
     }
 
@@ -354,11 +419,13 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrantBuilder<K, 
             issuer: self.issuer,
             id_token_keys: self.id_token_keys,
             policy: self.policy,
-            clients: self.clients,
-            replay,
+            common: self.common.with_replay(replay),
             targets: self.targets,
-            token_endpoint: self.token_endpoint,
-            max_body: self.max_body,
+            id_token_time: self.id_token_time,
+            algorithms: self.algorithms,
+            legacy: self.legacy,
+            #[cfg(feature = "saml")]
+            saml: self.saml,
         }
     }
 
@@ -379,7 +446,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrantBuilder<K, 
     }
 
     fn build_with<K2, P2, R2>(
-        self,
+        mut self,
         keys: impl FnOnce(K) -> K2,
         policy: impl FnOnce(P) -> P2,
         replay: impl FnOnce(R) -> R2,
@@ -387,25 +454,30 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrantBuilder<K, 
         if self.targets.is_empty() {
             return Err(BuildError::NoTargets);
         }
+        if self.algorithms.iter().next().is_none() {
+            return Err(BuildError::NoIdTokenAlgorithms);
+        }
+        #[cfg(feature = "saml")]
+        if let Some(saml) = &self.saml {
+            saml.check_config()?;
+        }
         let issuer = self.issuer.issuer().clone();
-        let token_endpoint = self
-            .token_endpoint
-            .unwrap_or_else(|| default_token_endpoint(&issuer));
-        let clients = self.clients.build(issuer.as_str(), &token_endpoint)?;
+        let (token_endpoint, clients) = self.common.endpoint_and_clients(&issuer)?;
         Ok(TokenExchangeGrant {
             issuer: self.issuer,
             id_token_keys: keys(self.id_token_keys),
             clients,
-            replay: replay(self.replay),
+            replay: replay(self.common.replay),
             targets: self.targets,
             policy: policy(self.policy),
             dpop: DpopValidator::new(token_endpoint),
-            legacy: false,
-            // ID tokens outlive ID-JAGs; bound them at a day.
-            id_token_time: TimeOptions::new()
-                .with_max_lifetime(Some(Duration::from_secs(24 * 3600))),
-            algorithms: AlgorithmSet::DEFAULT,
-            max_body: self.max_body,
+            legacy: self.legacy,
+            id_token_time: self.id_token_time,
+            algorithms: self.algorithms,
+            max_body: self.common.max_body,
+            #[cfg(feature = "saml")]
+            saml: self.saml,
+            #[cfg(not(feature = "saml"))]
             saml: None,
         })
     }

@@ -5,7 +5,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
 use ema_jose::{
@@ -26,10 +25,10 @@ use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
 // The URNs under their ema-grant names, defined once in `ema_metadata::urn`. The legacy token
-// type is issued only with [`TokenExchangeGrant::accept_legacy_token_type`] (D-10), SAML 2.0
-// subject tokens accepted only with the `saml` feature and
-// `TokenExchangeGrant::with_saml_assertions` (TX-3); otherwise they are refused like any other
-// unsupported subject token type.
+// type is issued only with `TokenExchangeGrantBuilder::accept_legacy_token_type` (D-10), SAML
+// 2.0 subject tokens accepted only with the `saml` feature and
+// `TokenExchangeGrantBuilder::saml_assertions` (TX-3); otherwise they are refused like any
+// other unsupported subject token type.
 pub use ema_metadata::urn::{
     ID_JAG as ID_JAG_TOKEN_TYPE, ID_TOKEN as ID_TOKEN_TYPE, LEGACY_ID_JAG as LEGACY_TOKEN_TYPE,
     SAML2 as SAML2_TOKEN_TYPE, TOKEN_EXCHANGE,
@@ -515,57 +514,6 @@ pub struct TokenExchangeGrant<
 }
 
 impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
-    /// Accepts SAML 2.0 assertions as subject tokens (`subject_token_type`
-    /// [`SAML2_TOKEN_TYPE`], TX-3), validated by `validator` (TX-4). Without it, that type is
-    /// `invalid_request` ("subject_token_type is not supported").
-    ///
-    /// The `subject_token` is the base64url assertion (RFC 8693 §3); `=` padding is tolerated,
-    /// the standard alphabet and whitespace are not. The validator's SP entity ids map to
-    /// IdP-side client ids, the ones clients authenticate with here. The verified identity
-    /// reaches the admin policy as [`SamlIdentity::to_claims`](ema_saml::SamlIdentity::to_claims)
-    /// (`sub` = `NameID`, `sub_id` in the `saml-nameid` format), and the ID-JAG takes `sub`,
-    /// `tenant`, `auth_time`, `acr` and `amr` from those claims as it does from an ID token.
-    ///
-    /// Configure the validator with this endpoint's URL as its
-    /// [`with_recipient`](SamlAssertionValidator::with_recipient): the bearer confirmation's
-    /// `Recipient` must name it (TX-4, RFC 7522 §3). Each assertion is single-use (SEC-1): its
-    /// (`Issuer`, `ID`) goes into the replay store when an ID-JAG is issued, until its
-    /// `NotOnOrAfter` plus [`MAX_LEEWAY`](ema_saml::MAX_LEEWAY); a second exchange is
-    /// `invalid_grant`.
-    ///
-    /// Only with the `saml` feature. An IdP built without it does not meet TX-3, which makes
-    /// SAML 2.0 subject assertions a MUST; the reference IdP enables it.
-    #[cfg(feature = "saml")]
-    #[must_use]
-    pub fn with_saml_assertions(mut self, validator: SamlAssertionValidator) -> Self {
-        self.saml = Some(validator);
-        self
-    }
-
-    /// Sets the algorithms accepted for the subject ID tokens this IdP verifies (D-26, SEC-4;
-    /// default [`AlgorithmSet::DEFAULT`]). It must hold the algorithm the IdP signs ID tokens
-    /// with, or every exchange fails with `invalid_grant`.
-    #[must_use]
-    pub fn with_id_token_algorithms(mut self, algorithms: AlgorithmSet) -> Self {
-        self.algorithms = algorithms;
-        self
-    }
-
-    /// Sets the clock leeway for subject ID tokens (D-7: default 30 s); values above
-    /// [`TimeOptions::MAX_LEEWAY`] (60 s) are clamped to it.
-    #[must_use]
-    pub fn with_id_token_leeway(mut self, leeway: Duration) -> Self {
-        self.id_token_time = self.id_token_time.with_leeway(leeway);
-        self
-    }
-
-    /// Accepts the pre-draft `requested_token_type` (D-10; off by default).
-    #[must_use]
-    pub fn accept_legacy_token_type(mut self, accept: bool) -> Self {
-        self.legacy = accept;
-        self
-    }
-
     /// The ID-JAG issuer.
     pub fn issuer(&self) -> &IdJagIssuer {
         &self.issuer
@@ -664,7 +612,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
     }
 
     /// Whether SAML 2.0 subject assertions are accepted: the `saml` feature is on and
-    /// `with_saml_assertions` configured a validator
+    /// `TokenExchangeGrantBuilder::saml_assertions` configured a validator
     /// (TX-3). An endpoint may use it to run those exchanges, which parse and verify XML, away
     /// from its async workers.
     pub fn accepts_saml_assertions(&self) -> bool {

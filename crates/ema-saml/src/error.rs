@@ -473,3 +473,19 @@ mod tests {
         }
     }
 }
+
+/// What a [`SamlAssertionValidator`](crate::SamlAssertionValidator) lacks to accept any
+/// assertion at all ([`check_config`](crate::SamlAssertionValidator::check_config)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SamlConfigError {
+    /// No verification key: no signature could verify.
+    #[error("the SAML validator has no verification key")]
+    NoKeys,
+    /// No SP entity id is mapped to a client: no `AudienceRestriction` could match (TX-4).
+    #[error("the SAML validator maps no SP audience to a client")]
+    NoAudiences,
+    /// No accepted `Recipient`: no bearer confirmation could match (RFC 7522 §3).
+    #[error("the SAML validator has no Recipient (the token endpoint URL)")]
+    NoRecipient,
+}

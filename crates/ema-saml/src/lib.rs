@@ -55,7 +55,7 @@ pub use dsig::{
     DSIG_NS, ECDSA_SHA256, ECDSA_SHA384, ENVELOPED_SIGNATURE, EXC_C14N, RSA_SHA256, RSA_SHA512,
     SHA256,
 };
-pub use error::SamlError;
+pub use error::{SamlConfigError, SamlError};
 pub use prescan::{MAX_ATTRIBUTES, MAX_NAMESPACES};
 pub use signer::{AssertionTemplate, SamlAssertionSigner};
 pub use validator::{

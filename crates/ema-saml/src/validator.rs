@@ -13,7 +13,7 @@ use roxmltree::{Document, Node, ParsingOptions};
 use serde_json::{Map, Value};
 
 use crate::dsig::{self, DSIG_NS};
-use crate::error::SamlError;
+use crate::error::{SamlConfigError, SamlError};
 use crate::time;
 
 /// The SAML 2.0 assertion namespace.
@@ -198,6 +198,30 @@ impl SamlAssertionValidator {
     /// The expected issuer.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// Checks that this validator could accept an assertion at all: it has a verification
+    /// key, an SP audience mapped to a client, and a `Recipient`. Without any of them every
+    /// assertion would be refused, so a token endpoint checks this once at start-up (TX-3,
+    /// TX-4) rather than failing every request.
+    ///
+    /// ```
+    /// use ema_saml::{SamlAssertionValidator, SamlConfigError};
+    ///
+    /// let partial = SamlAssertionValidator::new("https://idp.example/saml")
+    ///     .with_audience("https://desk.example/sp", "desk-01");
+    /// assert_eq!(partial.check_config(), Err(SamlConfigError::NoKeys));
+    /// ```
+    pub fn check_config(&self) -> Result<(), SamlConfigError> {
+        if self.keys.is_empty() {
+            Err(SamlConfigError::NoKeys)
+        } else if self.audiences.is_empty() {
+            Err(SamlConfigError::NoAudiences)
+        } else if self.recipients.is_empty() {
+            Err(SamlConfigError::NoRecipient)
+        } else {
+            Ok(())
+        }
     }
 
     /// Decodes a `subject_token` of type `urn:ietf:params:oauth:token-type:saml2` (base64url

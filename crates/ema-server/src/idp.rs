@@ -1,7 +1,7 @@
 //! The enterprise IdP's routes: RFC 8414 metadata (MD-4), the JWKS and the token endpoint
 //! serving token exchange ([`token_exchange_router`]); with the `sso` feature also OpenID
 //! Connect discovery, single sign-on (authorization code with PKCE behind a login form) and the
-//! authorization-code grant at the same token endpoint (`idp_router`).
+//! authorization-code grant at the same token endpoint ([`IdpRouter::builder`] with `sso`).
 
 #[cfg(feature = "sso")]
 use std::fmt::Write as _;
@@ -23,7 +23,7 @@ use ema_grant::{
     TOKEN_EXCHANGE, TokenExchangeGrant, TokenRequest, parse_exchange_form,
 };
 use ema_id_jag::ScopeSet;
-use ema_jose::{AlgorithmSet, Clock, KeyRing, KeySource};
+use ema_jose::{AlgorithmSet, Clock, KeyRing, KeySource, SystemClock};
 use ema_metadata::AuthorizationServerMetadata;
 #[cfg(feature = "sso")]
 use http::{HeaderValue, StatusCode, header};
@@ -98,9 +98,9 @@ pub fn idp_metadata(issuer: &str) -> AuthorizationServerMetadata {
 /// router mounts them where the metadata says).
 ///
 /// Paths from [`EndpointPaths::without_authorize`] leave `authorization_endpoint` out, and
-/// [`idp_router`] then serves no sign-in pages.
+/// the router of [`IdpRouterBuilder::sso`] then serves no sign-in pages.
 ///
-/// `id_token_signing_alg_values_supported` is left out here: [`idp_router`] publishes the
+/// `id_token_signing_alg_values_supported` is left out here: the router publishes the
 /// algorithms of the keys it actually signs ID tokens with.
 ///
 /// `token_endpoint_auth_methods_supported` lists every method the token endpoint can check;
@@ -188,25 +188,232 @@ fn signing_algorithms(keys: &KeyRing) -> serde_json::Value {
     set.iter().map(|a| a.name()).collect()
 }
 
-/// Builds the IdP router. ID tokens (SSO) and ID-JAGs (token exchange) are signed by the same
-/// `keys`, published at the metadata's `jwks_uri`. Password checks and token exchanges with a
-/// SAML subject assertion run on the blocking pool, each a bounded number at a time. The
-/// metadata is served as given, except `id_token_signing_alg_values_supported`, which always
-/// names the algorithms of `keys` (so a rotation to another algorithm shows at once).
+/// The router of an enterprise IdP, assembled by [`IdpRouter::builder`]: RFC 8414 metadata,
+/// the JWKS and the token endpoint serving token exchange; with the `sso` feature and
+/// `IdpRouterBuilder::sso`, also OpenID Connect discovery, the sign-in pages and the
+/// authorization-code grant.
 ///
-/// Routes are mounted at the paths of the metadata's `token_endpoint`, `jwks_uri` and
-/// `authorization_endpoint` (no sign-in pages without one); build the metadata with
-/// [`idp_metadata_with_paths`] from checked [`EndpointPaths`] so that they are distinct (axum
-/// refuses two routes for the same path and method).
+/// ```
+/// use std::sync::Arc;
+/// use ema_grant::{
+///     ClientCredential, GroupPolicy, RegisteredClient, TargetServer, TokenExchangeGrant,
+/// };
+/// use ema_id_jag::{IdJagIssuer, Issuer};
+/// use ema_jose::{Algorithm, KeyRing, SigningKey, StaticKeySource};
+/// use ema_server::{IdpRouter, token_exchange_metadata};
 ///
-/// Each token request is logged (`tracing`, level `info`, target `ema_server::idp`) with
-/// `grant` (`token_exchange`, `authorization_code`, else `unsupported` or `unknown`), `status`, on refusal `error` and the
-/// log-only `reason`, and the scopes `scope_requested` and `scope_granted` (where the admin
-/// policy narrowed a request, TX-9); never a token.
+/// let keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("k1".into()))?));
+/// let exchange = TokenExchangeGrant::builder(
+///     IdJagIssuer::new(Issuer::new("https://idp.acme.example"), keys.clone()),
+///     // The keys of the ID tokens it exchanges (here its own).
+///     StaticKeySource::new().with_issuer("https://idp.acme.example", keys.jwks()),
+///     GroupPolicy::new(),
+/// )
+/// .client(RegisteredClient::new("desk-01", ClientCredential::secret("s3cr3t")))
+/// .target(TargetServer::new("https://auth.tasks.example", ["https://mcp.tasks.example/mcp"]))
+/// .build()?;
+/// let app: axum::Router = IdpRouter::builder(exchange, keys)
+///     // Optional: defaults to the metadata of the ID-JAG issuer with the default paths.
+///     .metadata(token_exchange_metadata("https://idp.acme.example"))
+///     .build()?;
 ///
-/// Only with the `sso` feature; [`token_exchange_router`] serves token exchange alone.
+/// // Metadata for another issuer is refused: clients would reject it (MD-5).
+/// # let keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, None)?));
+/// # let exchange = TokenExchangeGrant::builder(
+/// #     IdJagIssuer::new(Issuer::new("https://idp.acme.example"), keys.clone()),
+/// #     StaticKeySource::new(), GroupPolicy::new())
+/// # .client(RegisteredClient::new("desk-01", ClientCredential::secret("s3cr3t")))
+/// # .target(TargetServer::new("https://auth.tasks.example", ["https://mcp.tasks.example/mcp"]))
+/// # .build()?;
+/// let wrong = IdpRouter::builder(exchange, keys)
+///     .metadata(token_exchange_metadata("https://other.example"))
+///     .build();
+/// assert!(wrong.is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct IdpRouter;
+
+impl IdpRouter {
+    /// Starts the router of the IdP whose token exchange is `exchange` and whose ID-JAGs (and,
+    /// with SSO, ID tokens) are signed by `keys`, published at the metadata's `jwks_uri`.
+    ///
+    /// Defaults: the metadata [`token_exchange_metadata`] (with `IdpRouterBuilder::sso`:
+    /// `idp_metadata`) of the ID-JAG issuer, and the system clock.
+    pub fn builder<K, P, R>(
+        exchange: TokenExchangeGrant<K, P, R>,
+        keys: Arc<KeyRing>,
+    ) -> IdpRouterBuilder<K, P, R> {
+        IdpRouterBuilder {
+            exchange,
+            keys,
+            metadata: None,
+            clock: None,
+            #[cfg(feature = "sso")]
+            sso: None,
+        }
+    }
+}
+
+/// Why [`IdpRouterBuilder::build`] refused its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdpRouterError {
+    /// The metadata's `issuer` is not the issuer of the ID-JAGs: clients would refuse the
+    /// metadata (MD-5) or the authorization server the ID-JAGs.
+    #[error("the metadata's issuer `{metadata}` is not the ID-JAG issuer `{id_jag}`")]
+    IssuerMismatch {
+        /// The metadata's `issuer`.
+        metadata: String,
+        /// The issuer of the ID-JAGs.
+        id_jag: String,
+    },
+    /// The single sign-on's ID-token issuer is not the IdP's: the ID tokens it signs would not
+    /// match the discovery document the router serves.
+    #[cfg(feature = "sso")]
+    #[error("the single sign-on issuer `{sso}` is not the ID-JAG issuer `{id_jag}`")]
+    SsoIssuerMismatch {
+        /// The issuer of the ID tokens.
+        sso: String,
+        /// The issuer of the ID-JAGs.
+        id_jag: String,
+    },
+}
+
+/// Assembles an IdP router; see [`IdpRouter::builder`].
+#[must_use]
+pub struct IdpRouterBuilder<K, P, R> {
+    exchange: TokenExchangeGrant<K, P, R>,
+    keys: Arc<KeyRing>,
+    metadata: Option<AuthorizationServerMetadata>,
+    clock: Option<Arc<dyn Clock>>,
+    #[cfg(feature = "sso")]
+    sso: Option<SsoProvider>,
+}
+
+impl<K: KeySource, P: AdminPolicy, R: ReplayStore> std::fmt::Debug for IdpRouterBuilder<K, P, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("IdpRouterBuilder");
+        d.field("issuer", &self.exchange.issuer().issuer().as_str())
+            .field(
+                "metadata",
+                &self.metadata.as_ref().map(|m| m.issuer.as_str()),
+            );
+        #[cfg(feature = "sso")]
+        d.field("sso", &self.sso.is_some());
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<K, P, R> IdpRouterBuilder<K, P, R>
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    /// Sets the RFC 8414 metadata served at the issuer's well-known path; the routes are
+    /// mounted at the paths of its `token_endpoint`, `jwks_uri` and (with SSO)
+    /// `authorization_endpoint`. Build it with [`token_exchange_metadata_with_paths`] (with SSO
+    /// `idp_metadata_with_paths`) from checked [`EndpointPaths`] so that they are distinct
+    /// (axum refuses two routes for the same path and method). Its `issuer` must be the ID-JAG
+    /// issuer ([`IdpRouterError::IssuerMismatch`]).
+    pub fn metadata(mut self, metadata: AuthorizationServerMetadata) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Sets the clock (default the system clock; tests pass a fixed one).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Adds single sign-on: OpenID Connect discovery, the sign-in pages (authorization code
+    /// with PKCE behind a login form, at the metadata's `authorization_endpoint`; none without
+    /// one) and the authorization-code grant at the same token endpoint. ID tokens are signed
+    /// by the router's keys; the provider's issuer must be the ID-JAG issuer
+    /// ([`IdpRouterError::SsoIssuerMismatch`]). The discovery documents then name the
+    /// algorithms of those keys in `id_token_signing_alg_values_supported` (so a rotation to
+    /// another algorithm shows at once). Password checks run on the blocking pool, a bounded
+    /// number at a time.
+    ///
+    /// Only with the `sso` feature.
+    #[cfg(feature = "sso")]
+    pub fn sso(mut self, sso: SsoProvider) -> Self {
+        self.sso = Some(sso);
+        self
+    }
+
+    /// Builds the router.
+    ///
+    /// Each token request is logged (`tracing`, level `info`, target `ema_server::idp`) with
+    /// `grant` (`token_exchange`, `authorization_code`, else `unsupported` or `unknown`),
+    /// `status`, on refusal `error` and the log-only `reason`, and the scopes
+    /// `scope_requested` and `scope_granted` (where the admin policy narrowed a request,
+    /// TX-9); never a token. Token exchanges with a SAML subject assertion (feature `saml`)
+    /// run on the blocking pool, a bounded number at a time.
+    pub fn build(self) -> Result<Router, IdpRouterError> {
+        let id_jag = self.exchange.issuer().issuer().as_str().to_owned();
+        #[cfg(feature = "sso")]
+        if let Some(sso) = &self.sso
+            && sso.issuer().as_str() != id_jag
+        {
+            return Err(IdpRouterError::SsoIssuerMismatch {
+                sso: sso.issuer().as_str().to_owned(),
+                id_jag,
+            });
+        }
+        #[cfg(feature = "sso")]
+        let default_metadata = if self.sso.is_some() {
+            idp_metadata
+        } else {
+            token_exchange_metadata
+        };
+        #[cfg(not(feature = "sso"))]
+        let default_metadata = token_exchange_metadata;
+        let metadata = self.metadata.unwrap_or_else(|| default_metadata(&id_jag));
+        if metadata.issuer != id_jag {
+            return Err(IdpRouterError::IssuerMismatch {
+                metadata: metadata.issuer,
+                id_jag,
+            });
+        }
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        #[cfg(feature = "sso")]
+        if let Some(sso) = self.sso {
+            return Ok(sso_router(sso, self.exchange, self.keys, &metadata, clock));
+        }
+        Ok(exchange_routes(self.exchange, self.keys, &metadata, clock))
+    }
+}
+
+impl<K, P, R> IdpState<K, P, R> {
+    /// The state of both routers; `sso` is `None` for token exchange alone.
+    fn new(
+        #[cfg(feature = "sso")] sso: Option<SsoProvider>,
+        exchange: TokenExchangeGrant<K, P, R>,
+        keys: Arc<KeyRing>,
+        metadata: &AuthorizationServerMetadata,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            #[cfg(feature = "sso")]
+            sso,
+            exchange,
+            keys,
+            metadata: metadata.to_json(),
+            clock,
+            #[cfg(feature = "sso")]
+            password_checks: Arc::new(Semaphore::new(password_check_permits())),
+            saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
+        })
+    }
+}
+
+/// The full IdP: the token routes, OpenID Connect discovery and the sign-in pages.
 #[cfg(feature = "sso")]
-pub fn idp_router<K, P, R>(
+fn sso_router<K, P, R>(
     sso: SsoProvider,
     exchange: TokenExchangeGrant<K, P, R>,
     keys: Arc<KeyRing>,
@@ -225,15 +432,7 @@ where
         w.set_path(&format!("{path}/.well-known/openid-configuration"));
         w
     });
-    let state = Arc::new(IdpState {
-        sso: Some(sso),
-        exchange,
-        keys,
-        metadata: metadata.to_json(),
-        clock,
-        password_checks: Arc::new(Semaphore::new(password_check_permits())),
-        saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
-    });
+    let state = IdpState::new(Some(sso), exchange, keys, metadata, clock);
     let router = token_routes::<K, P, R>(metadata).route(&oidc, get(idp_metadata_route::<K, P, R>));
     match authorize {
         Some(authorize) => router.route(
@@ -245,6 +444,29 @@ where
     .with_state(state)
 }
 
+/// Token exchange alone: the token routes.
+fn exchange_routes<K, P, R>(
+    exchange: TokenExchangeGrant<K, P, R>,
+    keys: Arc<KeyRing>,
+    metadata: &AuthorizationServerMetadata,
+    clock: Arc<dyn Clock>,
+) -> Router
+where
+    K: KeySource + 'static,
+    P: AdminPolicy + 'static,
+    R: ReplayStore + 'static,
+{
+    let state = IdpState::new(
+        #[cfg(feature = "sso")]
+        None,
+        exchange,
+        keys,
+        metadata,
+        clock,
+    );
+    token_routes::<K, P, R>(metadata).with_state(state)
+}
+
 /// Builds the router of an IdP that serves token exchange alone, for a company whose users
 /// already sign in at an IdP of its own: RFC 8414 metadata at the well-known path of its
 /// `issuer`, the JWKS of `keys` (which sign the ID-JAGs) and the token endpoint, mounted at the
@@ -254,7 +476,8 @@ where
 /// by `exchange` (issuer and keys of the login system). Token exchanges with a SAML subject
 /// assertion (feature `saml`) run on the blocking pool, a bounded number at a time.
 ///
-/// The metadata is served as given.
+/// The metadata is served as given. [`IdpRouter::builder`] builds the same router and checks
+/// that the metadata names the ID-JAG issuer.
 pub fn token_exchange_router<K, P, R>(
     exchange: TokenExchangeGrant<K, P, R>,
     keys: Arc<KeyRing>,
@@ -266,18 +489,7 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
-    let state = Arc::new(IdpState {
-        #[cfg(feature = "sso")]
-        sso: None,
-        exchange,
-        keys,
-        metadata: metadata.to_json(),
-        clock,
-        #[cfg(feature = "sso")]
-        password_checks: Arc::new(Semaphore::new(password_check_permits())),
-        saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
-    });
-    token_routes::<K, P, R>(metadata).with_state(state)
+    exchange_routes(exchange, keys, metadata, clock)
 }
 
 /// The routes of both IdP routers: RFC 8414 metadata at the issuer's well-known path, the

@@ -2,11 +2,11 @@
 //!
 //! # The pieces
 //!
-//! - [`token_exchange_router`]: an enterprise IdP's token exchange alone (ID token → ID-JAG),
-//!   for a company whose users already sign in at an IdP of its own: RFC 8414 metadata
-//!   ([`token_exchange_metadata`]), JWKS and the token endpoint; no sign-in pages.
-//! - `idp_router` (feature `sso`): the reference IdP: OpenID Connect discovery and RFC 8414
-//!   metadata, JWKS, single sign-on (authorization code + PKCE behind a login form), and a
+//! - [`IdpRouter::builder`]: an enterprise IdP's token exchange (ID token → ID-JAG): RFC 8414
+//!   metadata ([`token_exchange_metadata`]), JWKS and the token endpoint, for a company whose
+//!   users already sign in at an IdP of its own; [`token_exchange_router`] is its short form.
+//!   With the `sso` feature, `IdpRouterBuilder::sso` makes it the reference IdP: OpenID
+//!   Connect discovery, single sign-on (authorization code + PKCE behind a login form), and a
 //!   token endpoint serving both the authorization-code grant and token exchange.
 //! - [`authorization_server_router`]: an MCP authorization server: RFC 8414 metadata
 //!   advertising the ID-JAG grant profile, JWKS, and the jwt-bearer token endpoint (ID-JAG →
@@ -48,7 +48,8 @@ pub use ema_jose::{Algorithm, AlgorithmSet, Clock, DynKeySource, JwkSet, KeySour
 pub use ema_jwks::FetchPolicy;
 pub use ema_metadata::ProtectedResourceMetadata;
 pub use hardening::{Limits, harden};
+pub use idp::{IdpRouter, IdpRouterBuilder, IdpRouterError};
 #[cfg(feature = "sso")]
-pub use idp::{idp_metadata, idp_metadata_with_paths, idp_router};
+pub use idp::{idp_metadata, idp_metadata_with_paths};
 pub use idp::{token_exchange_metadata, token_exchange_metadata_with_paths, token_exchange_router};
 pub use paths::{EndpointPathError, EndpointPaths};

@@ -404,14 +404,91 @@ async fn exchange_only_router_has_no_login_pages_and_no_code_grant() {
         let exchange = exchange_grant(&w.login_key, &w.idp_keys);
         let clients = ClientRegistry::new([IDP, IDP_TOKEN]);
         let sso = SsoProvider::new(Issuer::new(IDP), w.idp_keys.clone(), clients).unwrap();
-        let full = idp_router(
-            sso,
-            exchange,
-            w.idp_keys.clone(),
-            &idp_metadata_with_paths(IDP, &paths()),
-            clock(),
-        );
+        let full = IdpRouter::builder(exchange, w.idp_keys.clone())
+            .sso(sso)
+            .metadata(idp_metadata_with_paths(IDP, &paths()))
+            .clock(clock())
+            .build()
+            .unwrap();
         let (status, _) = get(&full, "/oauth2/v1/authorize").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
     }
+}
+
+/// MD-4, MD-5: the router builder serves the metadata of the ID-JAG issuer (by default, or as
+/// given), and refuses metadata naming another issuer, which clients would reject (MD-5)
+/// while the IdP went on signing ID-JAGs as `IDP`.
+#[tokio::test]
+async fn md5_idp_router_builder_checks_the_metadata_issuer() {
+    let w = world();
+    let wrong = IdpRouter::builder(
+        exchange_grant(&w.login_key, &w.idp_keys),
+        w.idp_keys.clone(),
+    )
+    .metadata(token_exchange_metadata("https://idp.other.example"))
+    .build();
+    assert_eq!(
+        wrong.err(),
+        Some(IdpRouterError::IssuerMismatch {
+            metadata: "https://idp.other.example".into(),
+            id_jag: IDP.into(),
+        })
+    );
+
+    // Positive controls: the default metadata, and metadata with custom paths for the same
+    // issuer, each mounted where it says.
+    let default = IdpRouter::builder(
+        exchange_grant(&w.login_key, &w.idp_keys),
+        w.idp_keys.clone(),
+    )
+    .clock(clock())
+    .build()
+    .unwrap();
+    let (status, body) = get(&default, "/.well-known/oauth-authorization-server").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json_of(&body)["token_endpoint"], format!("{IDP}/token"));
+    let (status, _) = get(&default, "/jwks").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let custom = IdpRouter::builder(
+        exchange_grant(&w.login_key, &w.idp_keys),
+        w.idp_keys.clone(),
+    )
+    .metadata(token_exchange_metadata_with_paths(IDP, &paths()))
+    .clock(clock())
+    .build()
+    .unwrap();
+    let (status, _) = get(&custom, "/oauth2/v1/keys").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(&custom, "/jwks").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The single sign-on provider signs ID tokens under the router's discovery document, so its
+/// issuer must be the IdP's; the positive control is the full router of the test above.
+#[cfg(feature = "sso")]
+#[test]
+fn md5_idp_router_builder_checks_the_sso_issuer() {
+    let w = world();
+    let clients = ClientRegistry::new(["https://login.other.example", IDP_TOKEN]);
+    let sso = SsoProvider::new(
+        Issuer::new("https://login.other.example"),
+        w.idp_keys.clone(),
+        clients,
+    )
+    .unwrap();
+    let err = IdpRouter::builder(
+        exchange_grant(&w.login_key, &w.idp_keys),
+        w.idp_keys.clone(),
+    )
+    .sso(sso)
+    .build()
+    .err();
+    assert_eq!(
+        err,
+        Some(IdpRouterError::SsoIssuerMismatch {
+            sso: "https://login.other.example".into(),
+            id_jag: IDP.into(),
+        })
+    );
 }

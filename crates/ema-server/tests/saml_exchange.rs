@@ -105,16 +105,20 @@ fn idp(kind: Kind) -> Idp {
     .replay_store(Arc::new(InMemoryReplayStore::new(1000)))
     .token_endpoint(TOKEN_ENDPOINT)
     .target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
+    .saml_assertions(validator)
     .build()
-    .unwrap()
-    .with_saml_assertions(validator);
+    .unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
     let router = match kind {
         Kind::ExchangeOnly => {
             token_exchange_router(exchange, keys.clone(), &token_exchange_metadata(IDP), clock)
         }
         #[cfg(feature = "sso")]
-        Kind::WithSso => idp_router(sso, exchange, keys.clone(), &idp_metadata(IDP), clock),
+        Kind::WithSso => IdpRouter::builder(exchange, keys.clone())
+            .sso(sso)
+            .clock(clock)
+            .build()
+            .unwrap(),
     };
     Idp {
         router,

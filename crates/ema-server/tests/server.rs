@@ -92,7 +92,12 @@ fn world() -> World {
     .target(TargetServer::new(AS, [RESOURCE]).with_client("desk-idp-01", "tc_5f2a91"))
     .build()
     .unwrap();
-    let idp = idp_router(sso, exchange, idp_keys.clone(), &idp_meta, clock());
+    let idp = IdpRouter::builder(exchange, idp_keys.clone())
+        .sso(sso)
+        .metadata(idp_meta)
+        .clock(clock())
+        .build()
+        .unwrap();
 
     // The MCP authorization server.
     let as_meta = AuthorizationServerMetadata::new(AS, "https://auth.tasks.example/token")

@@ -15,8 +15,8 @@ use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
 use ema_jwks::{IssuerKeys, JwksSource};
 use ema_metadata::AuthorizationServerMetadata;
 use ema_server::{
-    BearerAuth, Limits, Principal, authorization_server_router, harden, idp_metadata_with_paths,
-    idp_router, protect,
+    BearerAuth, IdpRouter, Limits, Principal, authorization_server_router, harden,
+    idp_metadata_with_paths, protect,
 };
 
 use crate::config::{
@@ -169,7 +169,9 @@ pub fn idp_app(
         policy,
     )
     .client_registry(registry)
-    .token_endpoint(&token_endpoint);
+    .token_endpoint(&token_endpoint)
+    .id_token_algorithms(id_token_algorithms)
+    .id_token_leeway(leeway);
     for t in &cfg.targets {
         let mut target = TargetServer::new(t.issuer.as_str(), t.resources.clone());
         for alias in &t.aliases {
@@ -182,10 +184,13 @@ pub fn idp_app(
     }
     let exchange = exchange
         .build()
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?
-        .with_id_token_algorithms(id_token_algorithms)
-        .with_id_token_leeway(leeway);
-    let router = idp_router(sso, exchange, keys, &metadata, clock);
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let router = IdpRouter::builder(exchange, keys)
+        .sso(sso)
+        .metadata(metadata)
+        .clock(clock)
+        .build()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(harden(router, &Limits::default()))
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ema_grant::{
-    AccessTokenIssuer, ClientCredential, ClientRegistry, InMemoryReplayStore, JwtBearerGrant,
-    MAX_ACCESS_TOKEN_LIFETIME, RegisteredClient,
+    AccessTokenIssuer, BuildError, ClientCredential, ClientRegistry, InMemoryReplayStore,
+    JwtBearerGrant, MAX_ACCESS_TOKEN_LIFETIME, RegisteredClient,
 };
 use ema_id_jag::{
     ClientId, IdJagIssuer, Issuer, MAX_LIFETIME_SECS, Resource, ResourceConfig, TrustedIssuer,
@@ -113,12 +113,15 @@ fn d7_id_token_leeway_at_the_idp() {
     let fx = Fx::new();
     let late =
         |secs: i64| Req::exchange(&fx.id_token(json!({"iat": at(-600 - secs), "exp": at(-secs)})));
-    let idp = || fx.token_exchange(fx.idp_key_source(), InMemoryReplayStore::new(100));
-    let reply = send_idp(&idp(), &late(45));
+    let idp = || fx.token_exchange_builder(fx.idp_key_source(), InMemoryReplayStore::new(100));
+    let reply = send_idp(&idp().build_typed().unwrap(), &late(45));
     assert_eq!((reply.status, reply.error()), (400, "invalid_grant"));
-    let wide = idp().with_id_token_leeway(Duration::from_secs(60));
+    let wide = idp()
+        .id_token_leeway(Duration::from_secs(60))
+        .build_typed()
+        .unwrap();
     assert_eq!(send_idp(&wide, &late(45)).status, 200);
-    let capped = idp().with_id_token_leeway(HUGE);
+    let capped = idp().id_token_leeway(HUGE).build_typed().unwrap();
     assert_eq!(send_idp(&capped, &late(90)).status, 400);
     assert_eq!(send_idp(&capped, &late(45)).status, 200);
 }
@@ -126,12 +129,26 @@ fn d7_id_token_leeway_at_the_idp() {
 #[test]
 fn d26_id_token_algorithms_at_the_idp() {
     let fx = Fx::new();
-    let idp = || fx.token_exchange(fx.idp_key_source(), InMemoryReplayStore::new(100));
+    let idp = || fx.token_exchange_builder(fx.idp_key_source(), InMemoryReplayStore::new(100));
     // The IdP signs ES256; an allow-list without it refuses its ID tokens.
-    let eddsa_only = idp().with_id_token_algorithms(AlgorithmSet::of(&[Algorithm::EdDSA]));
+    let eddsa_only = idp()
+        .id_token_algorithms(AlgorithmSet::of(&[Algorithm::EdDSA]))
+        .build_typed()
+        .unwrap();
     let reply = send_idp(&eddsa_only, &Req::exchange(&fx.id_token(json!({}))));
     assert_eq!((reply.status, reply.error()), (400, "invalid_grant"));
-    let es256 = idp().with_id_token_algorithms(AlgorithmSet::of(&[Algorithm::ES256]));
+    // An empty allow-list could accept no ID token at all: refused at build.
+    assert_eq!(
+        idp()
+            .id_token_algorithms(AlgorithmSet::of(&[]))
+            .build_typed()
+            .err(),
+        Some(BuildError::NoIdTokenAlgorithms)
+    );
+    let es256 = idp()
+        .id_token_algorithms(AlgorithmSet::of(&[Algorithm::ES256]))
+        .build_typed()
+        .unwrap();
     assert_eq!(
         send_idp(&es256, &Req::exchange(&fx.id_token(json!({})))).status,
         200

@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use ema_grant::BuildError;
 use ema_grant::{
     ID_JAG_TOKEN_TYPE, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen,
 };
 use ema_jose::{Algorithm, SigningKey, UnixTime};
-use ema_saml::{AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator};
+use ema_saml::{
+    AssertionTemplate, AttributeNames, SamlAssertionSigner, SamlAssertionValidator, SamlConfigError,
+};
 use serde_json::json;
 
 use crate::support::*;
@@ -61,8 +64,10 @@ impl Saml {
             .with_recipient(IDP_TOKEN_ENDPOINT)
             .with_attribute_names(AttributeNames::new().with_email("mail"));
         let grant = fx
-            .token_exchange(fx.idp_key_source(), InMemoryReplayStore::new(1_000))
-            .with_saml_assertions(validator);
+            .token_exchange_builder(fx.idp_key_source(), InMemoryReplayStore::new(1_000))
+            .saml_assertions(validator)
+            .build_typed()
+            .unwrap();
         Self { fx, key, grant }
     }
 
@@ -330,13 +335,53 @@ fn sec1_saml_replay_store_unavailable_fails_closed() {
         .with_audience(SP, IDP_CLIENT)
         .with_recipient(IDP_TOKEN_ENDPOINT);
     let broken =
-        s.fx.token_exchange(
+        s.fx.token_exchange_builder(
             s.fx.idp_key_source(),
             NoSamlStore(InMemoryReplayStore::new(100)),
         )
-        .with_saml_assertions(validator);
+        .saml_assertions(validator)
+        .build_typed()
+        .unwrap();
     let req = s.request(&s.token(&s.template()));
     let reply = Reply::check(pollster::block_on(broken.handle(&req.build(), NOW)));
     assert_error(&reply, 503, "temporarily_unavailable");
     assert_eq!(s.send(&req).status, 200);
+}
+
+/// TX-3, TX-4: a SAML validator that could accept no assertion (no key, no SP audience, no
+/// `Recipient`) is refused when the IdP is built, not at every exchange; the positive control
+/// is the complete validator of [`Saml::new`], which builds and accepts an assertion.
+#[test]
+fn tx3_incomplete_saml_validator_is_refused_at_build() {
+    let s = Saml::new();
+    let key = s.key.verifying_key().clone();
+    let rows = [
+        (
+            SamlAssertionValidator::new(ENTITY)
+                .with_audience(SP, IDP_CLIENT)
+                .with_recipient(IDP_TOKEN_ENDPOINT),
+            SamlConfigError::NoKeys,
+        ),
+        (
+            SamlAssertionValidator::new(ENTITY)
+                .with_key(key.clone())
+                .with_recipient(IDP_TOKEN_ENDPOINT),
+            SamlConfigError::NoAudiences,
+        ),
+        (
+            SamlAssertionValidator::new(ENTITY)
+                .with_key(key.clone())
+                .with_audience(SP, IDP_CLIENT),
+            SamlConfigError::NoRecipient,
+        ),
+    ];
+    for (validator, missing) in rows {
+        let built =
+            s.fx.token_exchange_builder(s.fx.idp_key_source(), InMemoryReplayStore::new(100))
+                .saml_assertions(validator)
+                .build_typed();
+        assert_eq!(built.err(), Some(BuildError::Saml(missing)));
+    }
+    let reply = s.send(&s.request(&s.token(&s.template())));
+    assert_eq!(reply.status, 200, "{}", reply.raw);
 }

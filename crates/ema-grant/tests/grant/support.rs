@@ -284,6 +284,15 @@ impl Fx {
         assemble_idp(&self.keys, keys, replay, false, false)
     }
 
+    /// The builder of [`token_exchange`](Self::token_exchange), for tests that set more knobs.
+    pub(crate) fn token_exchange_builder<K: KeySource, R: ReplayStore>(
+        &self,
+        keys: K,
+        replay: R,
+    ) -> TokenExchangeGrantBuilder<K, TestPolicy, R> {
+        idp_builder(&self.keys, keys, false).replay_store(replay)
+    }
+
     /// The resource server's view: validates access tokens for `resource`.
     pub(crate) fn at_validator(&self, resource: &str) -> AccessTokenValidator<StaticKeySource> {
         AccessTokenValidator::new(
@@ -726,9 +735,9 @@ fn assemble_idp<K: KeySource, R: ReplayStore>(
 ) -> TokenExchangeGrant<K, TestPolicy, R> {
     idp_builder(keys, id_token_keys, allow_public)
         .replay_store(replay)
+        .accept_legacy_token_type(legacy)
         .build_typed()
         .unwrap()
-        .accept_legacy_token_type(legacy)
 }
 
 fn build_idp(keys: &Keys, legacy: bool, allow_public: bool) -> TxGrant {
@@ -738,9 +747,9 @@ fn build_idp(keys: &Keys, legacy: bool, allow_public: bool) -> TxGrant {
         allow_public,
     )
     .replay_store(InMemoryReplayStore::new(10_000))
+    .accept_legacy_token_type(legacy)
     .build()
     .unwrap()
-    .accept_legacy_token_type(legacy)
 }
 
 // ----- requests -----

@@ -100,7 +100,12 @@ fn fixture() -> Fixture {
     .target(target)
     .build()
     .unwrap();
-    let idp = idp_router(sso, exchange, idp_keys.clone(), &idp_metadata(IDP), clock());
+    let idp = IdpRouter::builder(exchange, idp_keys.clone())
+        .sso(sso)
+        .metadata(idp_metadata(IDP))
+        .clock(clock())
+        .build()
+        .unwrap();
 
     let grant = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(AS), as_keys),
