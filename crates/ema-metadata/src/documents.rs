@@ -50,6 +50,13 @@ pub enum MetadataError {
     /// A URL breaks the policy (MD-8).
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// Client metadata lists the ID-JAG grant profile but its `grant_types` lack a grant the
+    /// profile needs (MD-7).
+    #[error("client metadata lists the ID-JAG profile but `grant_types` lacks `{missing}`")]
+    ProfileGrantTypes {
+        /// The first missing grant type.
+        missing: &'static str,
+    },
 }
 
 fn parse_document<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, MetadataError> {
@@ -295,6 +302,105 @@ impl ProtectedResourceMetadata {
         }
         if let Some(jwks) = &self.jwks_uri {
             policy.check("jwks_uri", jwks)?;
+        }
+        Ok(())
+    }
+}
+
+/// RFC 7591 client metadata, as a client registers it (DCR) or publishes it (a Client ID
+/// Metadata Document), with the EMA member `authorization_grant_profiles_supported` (MD-7).
+/// Only the members EMA reads are typed; the others are kept in `extra`.
+///
+/// ```
+/// use ema_metadata::{ClientMetadata, MetadataError};
+///
+/// // The client's side: declaring the profile declares both grants it needs.
+/// let desk = ClientMetadata::new("https://desk.example/client.json").with_id_jag_profile();
+/// assert!(desk.validate().is_ok());
+///
+/// // The authorization server's side: a profile without the grants is refused (MD-7).
+/// let doc = br#"{"client_id":"https://x.example/c.json",
+///     "grant_types":["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+///     "authorization_grant_profiles_supported":["urn:ietf:params:oauth:grant-profile:id-jag"]}"#;
+/// let partial = ClientMetadata::from_json(doc)?;
+/// assert!(matches!(partial.validate(), Err(MetadataError::ProfileGrantTypes { .. })));
+/// # Ok::<(), MetadataError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ClientMetadata {
+    /// `client_id` (for a Client ID Metadata Document, the document's URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `grant_types`; RFC 7591 §2 reads an absent member as `["authorization_code"]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_types: Option<Vec<String>>,
+    /// `authorization_grant_profiles_supported` (MD-7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_grant_profiles_supported: Option<Vec<String>>,
+    /// `token_endpoint_auth_method`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint_auth_method: Option<String>,
+    /// `jwks_uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    /// Every other member, as received.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ClientMetadata {
+    /// Metadata for the client `client_id`, with no other member.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        Self {
+            client_id: Some(client_id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Lists the ID-JAG grant profile and the two grants it needs, token exchange (at the IdP)
+    /// and jwt-bearer (at the authorization server), in `grant_types` (MD-7).
+    #[must_use]
+    pub fn with_id_jag_profile(mut self) -> Self {
+        push_unique(
+            &mut self.authorization_grant_profiles_supported,
+            ID_JAG_PROFILE,
+        );
+        push_unique(&mut self.grant_types, TOKEN_EXCHANGE_GRANT);
+        push_unique(&mut self.grant_types, JWT_BEARER_GRANT);
+        self
+    }
+
+    /// Whether `authorization_grant_profiles_supported` lists the ID-JAG profile.
+    pub fn lists_id_jag_profile(&self) -> bool {
+        self.authorization_grant_profiles_supported
+            .as_ref()
+            .is_some_and(|p| p.iter().any(|p| p == ID_JAG_PROFILE))
+    }
+
+    /// Parses a registration request or a fetched document strictly (no duplicate members,
+    /// size cap).
+    pub fn from_json(bytes: &[u8]) -> Result<Self, MetadataError> {
+        parse_document(bytes)
+    }
+
+    /// The metadata as JSON.
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// MD-7: metadata that lists the ID-JAG profile must include token exchange and
+    /// jwt-bearer in `grant_types` (an absent `grant_types` means `authorization_code` alone);
+    /// metadata that does not list it is not constrained here.
+    pub fn validate(&self) -> Result<(), MetadataError> {
+        if !self.lists_id_jag_profile() {
+            return Ok(());
+        }
+        let grants = self.grant_types.as_deref().unwrap_or_default();
+        for needed in [TOKEN_EXCHANGE_GRANT, JWT_BEARER_GRANT] {
+            if !grants.iter().any(|g| g == needed) {
+                return Err(MetadataError::ProfileGrantTypes { missing: needed });
+            }
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 //!   the profile check clients use (CL-3).
 //! - [`ProtectedResourceMetadata`] (RFC 9728) for MCP servers (MD-6), validated by clients
 //!   against the URL they used (CL-1, D-9).
+//! - [`ClientMetadata`] (RFC 7591): a client's registration or Client ID Metadata Document,
+//!   checked for the grants the ID-JAG profile needs when it lists it (MD-7).
 //! - Well-known URLs: path insertion and the discovery orders of CL-1 and CL-2.
 //! - `WWW-Authenticate` challenges, built by servers (RS-1, RS-6) and parsed by clients,
 //!   several per header.
@@ -29,8 +31,9 @@ mod wellknown;
 
 pub use challenge::{Challenge, ChallengeError, find_challenge, parse_challenges};
 pub use documents::{
-    AuthorizationServerMetadata, ID_JAG_PROFILE, ID_JAG_TOKEN_TYPE, JWT_BEARER_GRANT,
-    MAX_DOCUMENT_LEN, MetadataError, ProtectedResourceMetadata, TOKEN_EXCHANGE_GRANT,
+    AuthorizationServerMetadata, ClientMetadata, ID_JAG_PROFILE, ID_JAG_TOKEN_TYPE,
+    JWT_BEARER_GRANT, MAX_DOCUMENT_LEN, MetadataError, ProtectedResourceMetadata,
+    TOKEN_EXCHANGE_GRANT,
 };
 pub use error_code::{ErrorCode, ErrorCodeError, ToErrorCode, UnknownErrorCode};
 pub use url_policy::{UrlError, UrlPolicy, is_loopback};
