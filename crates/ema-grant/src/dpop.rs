@@ -119,6 +119,12 @@ impl DpopValidator {
         }
     }
 
+    /// The proof algorithms accepted (what a resource server names in its `DPoP` challenge's
+    /// `algs`, RFC 9449 §7.1).
+    pub fn algorithms(&self) -> AlgorithmSet {
+        self.algorithms
+    }
+
     /// Validates `proof` for a request with `method` at `now`, recording its `jti`.
     pub async fn validate<R: ReplayStore>(
         &self,

@@ -18,7 +18,7 @@ use axum::routing::get;
 use ema_grant::{AccessTokenValidator, DpopValidator, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
-    AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, StaticKeySource, SystemClock,
+    Algorithm, AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, StaticKeySource, SystemClock,
 };
 use ema_jwks::{FetchPolicy, HttpFetcher, RemoteJwks};
 use ema_metadata::{Challenge, ErrorCode, ProtectedResourceMetadata, ToErrorCode};
@@ -632,6 +632,37 @@ impl Inner {
         c.param("resource_metadata", self.resource_metadata.as_str())
     }
 
+    /// A refusal of a request that used the `DPoP` scheme with a DPoP-bound token: 401 with
+    /// `code` (`invalid_dpop_proof` for a missing, duplicated or invalid proof,
+    /// `invalid_token` for a proof by another key, SEC-8) and a `DPoP` challenge naming the
+    /// accepted proof algorithms and the metadata URL (RFC 9449 §7.1). A proof that
+    /// could not be judged because the replay store is unavailable is a 503, as for tokens.
+    fn reject_dpop(&self, code: ErrorCode, description: &'static str) -> Response {
+        if code == ErrorCode::TemporarilyUnavailable {
+            return self.reject(code.http_status(), Some((code, description)), None);
+        }
+        let algs = self
+            .dpop
+            .algorithms()
+            .iter()
+            .map(Algorithm::name)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut c = Challenge::new("DPoP")
+            .error(&code)
+            .param("error_description", description)
+            .param("algs", algs);
+        if !self.required.is_empty() {
+            c = c.param("scope", self.required.to_string());
+        }
+        let c = c.param("resource_metadata", self.resource_metadata.as_str());
+        let mut resp = self.reject(StatusCode::UNAUTHORIZED, Some((code, description)), None);
+        if let Ok(v) = HeaderValue::from_str(&c.to_string()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
     /// A refusal: `status`, a JSON body with the code, and the `Bearer` challenge (RFC 6750
     /// §3) for the bearer codes and for a request without credentials (no code, RS-1). A
     /// `temporarily_unavailable` answer (503) carries no challenge: the token was not judged.
@@ -764,19 +795,33 @@ impl Inner {
             (false, Some(_)) => return Err(invalid("the access token is DPoP-bound")),
             (true, None) => return Err(invalid("the access token is not DPoP-bound")),
             (true, Some(jkt)) => {
+                // SEC-8, RFC 9449 §7.1: a missing, duplicated or invalid proof is
+                // `invalid_dpop_proof`; a valid proof by another key is a binding defect,
+                // `invalid_token`; both with a `DPoP` challenge.
                 let mut proofs = parts.headers.get_all("dpop").iter();
                 let proof = match (proofs.next(), proofs.next()) {
                     (Some(p), None) => p.to_str().ok(),
                     _ => None,
                 }
-                .ok_or_else(|| invalid("exactly one DPoP proof is required"))?;
+                .ok_or_else(|| {
+                    self.reject_dpop(
+                        ErrorCode::InvalidDpopProof,
+                        "exactly one DPoP proof is required",
+                    )
+                })?;
                 let checked = self
                     .dpop
                     .validate_for_token(proof, parts.method.as_str(), token, &self.dpop_replay, now)
                     .await
-                    .map_err(|_| invalid("the DPoP proof is invalid"))?;
+                    .map_err(|e| {
+                        tracing::debug!(reason = %e, "DPoP proof refused");
+                        self.reject_dpop(e.error_code(), e.error_description())
+                    })?;
                 if checked.jkt != jkt {
-                    return Err(invalid("the DPoP proof is not by the token's key"));
+                    return Err(self.reject_dpop(
+                        ErrorCode::InvalidToken,
+                        "the DPoP proof is not by the token's key",
+                    ));
                 }
             }
         }

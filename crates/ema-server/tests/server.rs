@@ -662,12 +662,11 @@ fn dpop_proof(key: &SigningKey, htu: &str, jti: &str, token: Option<&str>) -> St
         .unwrap()
 }
 
-#[tokio::test]
-async fn d17_dpop_bound_tokens_at_the_mcp_server() {
-    let w = world();
-    let holder = SigningKey::generate(Algorithm::ES256, None).unwrap();
-    let id_token = sign_in(&w, "ana", "ana-password").await;
-    let (_, tx) = exchange(&w, &id_token).await;
+/// A DPoP-bound access token for `holder`'s key, from the IdP and the authorization server of
+/// `w`.
+async fn dpop_bound_token(w: &World, holder: &SigningKey) -> String {
+    let id_token = sign_in(w, "ana", "ana-password").await;
+    let (_, tx) = exchange(w, &id_token).await;
     let body = format!(
         "grant_type={}&assertion={}&resource={}",
         encode_component(JWT_BEARER),
@@ -677,7 +676,7 @@ async fn d17_dpop_bound_tokens_at_the_mcp_server() {
     let mut req = form_post("/token", body, Some(&b64("tc_5f2a91:as-secret")));
     req.headers_mut().insert(
         "dpop",
-        dpop_proof(&holder, "https://auth.tasks.example/token", "p-token", None)
+        dpop_proof(holder, "https://auth.tasks.example/token", "p-token", None)
             .parse()
             .unwrap(),
     );
@@ -688,7 +687,14 @@ async fn d17_dpop_bound_tokens_at_the_mcp_server() {
         (StatusCode::OK, Some("DPoP")),
         "{at}"
     );
-    let token = at["access_token"].as_str().unwrap().to_owned();
+    at["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn d17_dpop_bound_tokens_at_the_mcp_server() {
+    let w = world();
+    let holder = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let token = dpop_bound_token(&w, &holder).await;
 
     let mcp = |scheme: &str, proof: Option<String>| {
         let mut b = Request::post("/mcp").header("authorization", format!("{scheme} {token}"));
@@ -735,6 +741,113 @@ async fn d17_dpop_bound_tokens_at_the_mcp_server() {
             StatusCode::UNAUTHORIZED
         );
     }
+}
+
+/// SEC-8, D-17 (RFC 9449 §7.1): at the MCP server, a DPoP-bound token whose proof is
+/// missing, duplicated or invalid is answered `401 invalid_dpop_proof`, a valid proof by
+/// another key `401 invalid_token`, each with a `DPoP` challenge carrying `algs` and
+/// `resource_metadata`; the positive control is a good proof, and the bearer-side refusal of a
+/// bound token stays `invalid_token` with a `Bearer` challenge.
+#[tokio::test]
+async fn sec8_dpop_proof_failures_answer_invalid_dpop_proof() {
+    let w = world();
+    let holder = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let token = dpop_bound_token(&w, &holder).await;
+    let mcp = |scheme: &str, proofs: &[String]| {
+        let mut b = Request::post("/mcp").header("authorization", format!("{scheme} {token}"));
+        for p in proofs {
+            b = b.header("dpop", p.as_str());
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let challenge = |headers: &http::HeaderMap| {
+        let value = headers
+            .get(http::header::WWW_AUTHENTICATE)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        ema_metadata::parse_challenges(&value)
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap()
+    };
+
+    let good = dpop_proof(&holder, RESOURCE, "q-ok", Some(&token));
+    let (status, _, _) = call(&w.mcp, mcp("DPoP", &[good])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let stranger = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let rows: Vec<(&str, Vec<String>, &str)> = vec![
+        ("no proof", vec![], "invalid_dpop_proof"),
+        (
+            "two proofs",
+            vec![
+                dpop_proof(&holder, RESOURCE, "q-2a", Some(&token)),
+                dpop_proof(&holder, RESOURCE, "q-2b", Some(&token)),
+            ],
+            "invalid_dpop_proof",
+        ),
+        (
+            "not a JWT",
+            vec!["not-a-proof".into()],
+            "invalid_dpop_proof",
+        ),
+        (
+            "another URL",
+            vec![dpop_proof(
+                &holder,
+                "https://mcp.tasks.example/other",
+                "q-3",
+                Some(&token),
+            )],
+            "invalid_dpop_proof",
+        ),
+        (
+            "another token's ath",
+            vec![dpop_proof(&holder, RESOURCE, "q-4", Some("another-token"))],
+            "invalid_dpop_proof",
+        ),
+        (
+            "no ath",
+            vec![dpop_proof(&holder, RESOURCE, "q-5", None)],
+            "invalid_dpop_proof",
+        ),
+        (
+            "a replayed proof",
+            vec![dpop_proof(&holder, RESOURCE, "q-ok", Some(&token))],
+            "invalid_dpop_proof",
+        ),
+        (
+            "a valid proof by another key",
+            vec![dpop_proof(&stranger, RESOURCE, "q-6", Some(&token))],
+            "invalid_token",
+        ),
+    ];
+    for (name, proofs, code) in rows {
+        let (status, headers, body) = call(&w.mcp, mcp("DPoP", &proofs)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(json(&body)["error"], code, "{name}");
+        let c = challenge(&headers);
+        assert!(c.is("DPoP"), "{name}: {c:?}");
+        assert_eq!(c.get("error"), Some(code), "{name}");
+        assert!(
+            c.get("algs").unwrap().split(' ').any(|a| a == "ES256"),
+            "{name}"
+        );
+        assert_eq!(
+            c.get("resource_metadata"),
+            Some("https://mcp.tasks.example/.well-known/oauth-protected-resource/mcp"),
+            "{name}"
+        );
+    }
+
+    // A bound token presented as a bearer token is a token defect: `invalid_token`, Bearer.
+    let (status, headers, body) = call(&w.mcp, mcp("Bearer", &[])).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&body)["error"], "invalid_token");
+    assert!(challenge(&headers).is("Bearer"));
 }
 
 /// Password checks (PBKDF2, tens of milliseconds each) run off the async workers: on a
