@@ -15,7 +15,10 @@
 #![allow(missing_docs, reason = "a measuring harness, not an API")]
 #![allow(clippy::unwrap_used, reason = "harness setup fails loudly")]
 #![allow(clippy::expect_used, reason = "harness setup fails loudly")]
-#![allow(clippy::panic, reason = "an unknown mode is a usage error of the harness")]
+#![allow(
+    clippy::panic,
+    reason = "an unknown mode is a usage error of the harness"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
