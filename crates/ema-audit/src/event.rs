@@ -1,0 +1,487 @@
+//! The typed events of the trail, from the IdP issuing an ID-JAG to each tool decision.
+//!
+//! Events carry identifiers, never credentials: an ID-JAG's `jti` only as a [`JtiDigest`], an
+//! access token only by its `jti`, a tool call's arguments as an [`ArgumentsDigest`] (the raw
+//! arguments only for tools the operator listed in [`crate::RawArguments`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::digest::{ArgumentsDigest, JtiDigest};
+
+/// One event of the trail. Serialized as a JSON object tagged by `"kind"` (the variant name in
+/// snake case, e.g. `"tool_decision"`), with the fields of its struct beside the tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AuditEvent {
+    /// The IdP issued an ID-JAG.
+    IdJagIssued(IdJagIssued),
+    /// The authorization server redeemed an ID-JAG for an access token.
+    IdJagRedeemed(IdJagRedeemed),
+    /// An MCP server accepted an access token.
+    AccessTokenAccepted(AccessTokenAccepted),
+    /// An MCP server refused a request's access token.
+    AccessTokenRefused(AccessTokenRefused),
+    /// A tool call was allowed or denied.
+    ToolDecision(ToolDecision),
+    /// An upstream tool's definition changed under existing policies.
+    ToolDefinitionChanged(ToolDefinitionChanged),
+}
+
+impl AuditEvent {
+    /// The `kind` tag this event is written with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::IdJagIssued(_) => "id_jag_issued",
+            Self::IdJagRedeemed(_) => "id_jag_redeemed",
+            Self::AccessTokenAccepted(_) => "access_token_accepted",
+            Self::AccessTokenRefused(_) => "access_token_refused",
+            Self::ToolDecision(_) => "tool_decision",
+            Self::ToolDefinitionChanged(_) => "tool_definition_changed",
+        }
+    }
+
+    /// Whether the event records something refused or changed (a refused token, a denied call,
+    /// a changed tool definition): the [`crate::TracingSink`] logs these at `WARN`.
+    pub fn is_alert(&self) -> bool {
+        match self {
+            Self::AccessTokenRefused(_) | Self::ToolDefinitionChanged(_) => true,
+            Self::ToolDecision(d) => d.decision == Decision::Deny,
+            Self::IdJagIssued(_) | Self::IdJagRedeemed(_) | Self::AccessTokenAccepted(_) => false,
+        }
+    }
+}
+
+macro_rules! into_event {
+    ($($ty:ident),*) => {$(
+        impl From<$ty> for AuditEvent {
+            fn from(e: $ty) -> Self {
+                Self::$ty(e)
+            }
+        }
+    )*};
+}
+into_event!(
+    IdJagIssued,
+    IdJagRedeemed,
+    AccessTokenAccepted,
+    AccessTokenRefused,
+    ToolDecision,
+    ToolDefinitionChanged
+);
+
+/// The IdP issued an ID-JAG (token exchange, RFC 8693).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IdJagIssued {
+    /// The IdP's issuer (the ID-JAG's `iss`).
+    pub issuer: String,
+    /// The subject the ID-JAG names (`sub`).
+    pub subject: String,
+    /// The client the ID-JAG was issued to (`client_id`).
+    pub client_id: String,
+    /// The authorization server it is for (`aud`).
+    pub audience: String,
+    /// The MCP server it is for (`resource`), when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The scopes granted.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// [`JtiDigest::of`] the issuer and the ID-JAG's `jti`.
+    pub id_jag: JtiDigest,
+}
+
+impl IdJagIssued {
+    /// The event; `id_jag` is computed from `issuer` and the ID-JAG's `jti`.
+    pub fn new(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        client_id: impl Into<String>,
+        audience: impl Into<String>,
+        id_jag_jti: &str,
+    ) -> Self {
+        let issuer = issuer.into();
+        let id_jag = JtiDigest::of(&issuer, id_jag_jti);
+        Self {
+            issuer,
+            subject: subject.into(),
+            client_id: client_id.into(),
+            audience: audience.into(),
+            resource: None,
+            scopes: Vec::new(),
+            id_jag,
+        }
+    }
+
+    /// Sets the resource.
+    #[must_use]
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// The authorization server redeemed an ID-JAG (jwt-bearer grant, RFC 7523) and issued an access
+/// token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct IdJagRedeemed {
+    /// The IdP that issued the ID-JAG (its `iss`).
+    pub idp_issuer: String,
+    /// The subject (the ID-JAG's `sub`).
+    pub subject: String,
+    /// [`JtiDigest::of`] the IdP's issuer and the ID-JAG's `jti`: equal to the IdP's
+    /// [`IdJagIssued::id_jag`].
+    pub id_jag: JtiDigest,
+    /// The client that redeemed it.
+    pub client_id: String,
+    /// The MCP server the access token is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The scopes of the access token.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The access token's `jti`: the MCP server's events name the same value.
+    pub access_token_jti: String,
+}
+
+impl IdJagRedeemed {
+    /// The event; `id_jag` is computed from `idp_issuer` and the ID-JAG's `jti`.
+    pub fn new(
+        idp_issuer: impl Into<String>,
+        subject: impl Into<String>,
+        id_jag_jti: &str,
+        client_id: impl Into<String>,
+        access_token_jti: impl Into<String>,
+    ) -> Self {
+        let idp_issuer = idp_issuer.into();
+        let id_jag = JtiDigest::of(&idp_issuer, id_jag_jti);
+        Self {
+            idp_issuer,
+            subject: subject.into(),
+            id_jag,
+            client_id: client_id.into(),
+            resource: None,
+            scopes: Vec::new(),
+            access_token_jti: access_token_jti.into(),
+        }
+    }
+
+    /// Sets the resource.
+    #[must_use]
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Self {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// An MCP server accepted an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AccessTokenAccepted {
+    /// The access token's `jti`.
+    pub access_token_jti: String,
+    /// The subject (`sub`).
+    pub subject: String,
+    /// The client (`client_id`).
+    pub client_id: String,
+    /// The resource the request was for.
+    pub resource: String,
+    /// The token's scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl AccessTokenAccepted {
+    /// The event.
+    pub fn new(
+        access_token_jti: impl Into<String>,
+        subject: impl Into<String>,
+        client_id: impl Into<String>,
+        resource: impl Into<String>,
+    ) -> Self {
+        Self {
+            access_token_jti: access_token_jti.into(),
+            subject: subject.into(),
+            client_id: client_id.into(),
+            resource: resource.into(),
+            scopes: Vec::new(),
+        }
+    }
+
+    /// Sets the scopes.
+    #[must_use]
+    pub fn with_scopes<S: Into<String>>(mut self, scopes: impl IntoIterator<Item = S>) -> Self {
+        self.scopes = scopes.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// An MCP server refused a request's access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AccessTokenRefused {
+    /// The token's `jti` when it could be read (an expired token has one, a malformed one not).
+    /// It is the token's identifier, not the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_jti: Option<String>,
+    /// The resource the request was for.
+    pub resource: String,
+    /// The OAuth error code returned (`invalid_token`, `insufficient_scope`, ...).
+    pub error: String,
+    /// A short reason an operator can read. Never put the token here.
+    pub reason: String,
+}
+
+impl AccessTokenRefused {
+    /// The event.
+    pub fn new(
+        resource: impl Into<String>,
+        error: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self {
+            access_token_jti: None,
+            resource: resource.into(),
+            error: error.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Sets the token's `jti`.
+    #[must_use]
+    pub fn with_jti(mut self, jti: impl Into<String>) -> Self {
+        self.access_token_jti = Some(jti.into());
+        self
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The call may run.
+    Allow,
+    /// The call was refused.
+    Deny,
+}
+
+/// A tool call was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolDecision {
+    /// The `jti` of the access token the call came with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_jti: Option<String>,
+    /// The principal's subject.
+    pub subject: String,
+    /// The principal's client.
+    pub client_id: String,
+    /// The MCP session (`Mcp-Session-Id`), when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The MCP server (its resource identifier or configured name).
+    pub server: String,
+    /// The tool name.
+    pub tool: String,
+    /// [`ArgumentsDigest::of`] the call's arguments.
+    pub arguments_digest: ArgumentsDigest,
+    /// Allow or deny.
+    pub decision: Decision,
+    /// The ids of the policies that decided.
+    #[serde(default)]
+    pub policies: Vec<String>,
+    /// Reasons an operator can read.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// The session's labels when the call was decided (e.g. `secret_read`).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// The raw arguments. [`crate::AuditLog::append`] removes them unless the operator listed
+    /// this tool in [`crate::RawArguments`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+}
+
+impl ToolDecision {
+    /// The event. `arguments` are digested; they are kept for the trail only while the log's
+    /// [`crate::RawArguments`] lists `tool`.
+    pub fn new(
+        subject: impl Into<String>,
+        client_id: impl Into<String>,
+        server: impl Into<String>,
+        tool: impl Into<String>,
+        arguments: &Value,
+        decision: Decision,
+    ) -> Self {
+        Self {
+            access_token_jti: None,
+            subject: subject.into(),
+            client_id: client_id.into(),
+            session_id: None,
+            server: server.into(),
+            tool: tool.into(),
+            arguments_digest: ArgumentsDigest::of(arguments),
+            decision,
+            policies: Vec::new(),
+            reasons: Vec::new(),
+            labels: Vec::new(),
+            arguments: Some(arguments.clone()),
+        }
+    }
+
+    /// Sets the access token's `jti`.
+    #[must_use]
+    pub fn with_jti(mut self, jti: impl Into<String>) -> Self {
+        self.access_token_jti = Some(jti.into());
+        self
+    }
+
+    /// Sets the MCP session id.
+    #[must_use]
+    pub fn with_session(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Sets the deciding policy ids.
+    #[must_use]
+    pub fn with_policies<S: Into<String>>(mut self, ids: impl IntoIterator<Item = S>) -> Self {
+        self.policies = ids.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the reasons.
+    #[must_use]
+    pub fn with_reasons<S: Into<String>>(mut self, reasons: impl IntoIterator<Item = S>) -> Self {
+        self.reasons = reasons.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the session labels.
+    #[must_use]
+    pub fn with_labels<S: Into<String>>(mut self, labels: impl IntoIterator<Item = S>) -> Self {
+        self.labels = labels.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// What was done about a changed tool definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DefinitionResponse {
+    /// Recorded and alerted; the tool stays callable.
+    Alerted,
+    /// The tool is denied until an operator re-approves the new definition.
+    DeniedUntilApproved,
+}
+
+/// An upstream tool's definition (name, description, input schema, annotations) changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ToolDefinitionChanged {
+    /// The MCP server.
+    pub server: String,
+    /// The tool name.
+    pub tool: String,
+    /// The pinned definition's hash; `None` for a tool that was not there before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_hash: Option<String>,
+    /// The new definition's hash; `None` for a tool that disappeared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_hash: Option<String>,
+    /// The response applied.
+    pub response: DefinitionResponse,
+}
+
+impl ToolDefinitionChanged {
+    /// The event.
+    pub fn new(
+        server: impl Into<String>,
+        tool: impl Into<String>,
+        old_hash: Option<String>,
+        new_hash: Option<String>,
+        response: DefinitionResponse,
+    ) -> Self {
+        Self {
+            server: server.into(),
+            tool: tool.into(),
+            old_hash,
+            new_hash,
+            response,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_are_tagged_by_kind_and_round_trip() {
+        let events: Vec<AuditEvent> = vec![
+            IdJagIssued::new("https://idp", "u1", "c1", "https://as", "j1")
+                .with_resource("https://mcp")
+                .with_scopes(["read"])
+                .into(),
+            IdJagRedeemed::new("https://idp", "u1", "j1", "c1", "at-1").into(),
+            AccessTokenAccepted::new("at-1", "u1", "c1", "https://mcp").into(),
+            AccessTokenRefused::new("https://mcp", "invalid_token", "expired")
+                .with_jti("at-2")
+                .into(),
+            ToolDecision::new("u1", "c1", "mcp", "sql", &json!({"q": 1}), Decision::Deny)
+                .with_policies(["p1"])
+                .into(),
+            ToolDefinitionChanged::new(
+                "mcp",
+                "sql",
+                Some("h1".into()),
+                Some("h2".into()),
+                DefinitionResponse::DeniedUntilApproved,
+            )
+            .into(),
+        ];
+        for event in events {
+            let value = serde_json::to_value(&event).unwrap();
+            assert_eq!(value["kind"], event.kind());
+            let back: AuditEvent = serde_json::from_value(value).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+
+    #[test]
+    fn the_same_jti_links_issuance_and_redemption() {
+        let issued = IdJagIssued::new("https://idp", "u1", "c1", "https://as", "j1");
+        let redeemed = IdJagRedeemed::new("https://idp", "u1", "j1", "c1", "at-1");
+        assert_eq!(issued.id_jag, redeemed.id_jag);
+        assert!(!serde_json::to_string(&issued).unwrap().contains("\"j1\""));
+    }
+
+    #[test]
+    fn alerts() {
+        let allow = ToolDecision::new("u", "c", "s", "t", &json!({}), Decision::Allow);
+        let mut deny = allow.clone();
+        deny.decision = Decision::Deny;
+        assert!(!AuditEvent::from(allow).is_alert());
+        assert!(AuditEvent::from(deny).is_alert());
+        assert!(AuditEvent::from(AccessTokenRefused::new("r", "invalid_token", "x")).is_alert());
+    }
+}
