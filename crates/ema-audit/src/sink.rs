@@ -153,6 +153,7 @@ impl FileOptions {
             path,
             options: self,
             head,
+            unsynced: false,
         })
     }
 
@@ -172,6 +173,7 @@ impl FileOptions {
             path,
             options: self,
             head: None,
+            unsynced: false,
         })
     }
 }
@@ -184,6 +186,8 @@ pub struct JsonLinesFile {
     path: PathBuf,
     options: FileOptions,
     head: Option<ChainHead>,
+    /// Whether anything was written since the last `fsync`.
+    unsynced: bool,
 }
 
 impl fmt::Debug for JsonLinesFile {
@@ -231,6 +235,7 @@ impl AuditSink for JsonLinesFile {
             .write_all(record.line)
             .and_then(|()| self.out.write_all(b"\n"));
         result.map_err(|e| self.io(e))?;
+        self.unsynced = true;
         if record.is_checkpoint() {
             self.flush()
         } else if self.options.flush == FlushPolicy::EachRecord {
@@ -242,8 +247,9 @@ impl AuditSink for JsonLinesFile {
 
     fn flush(&mut self) -> Result<(), AuditError> {
         self.out.flush().map_err(|e| self.io(e))?;
-        if self.options.sync_checkpoints {
+        if self.options.sync_checkpoints && self.unsynced {
             self.out.get_ref().sync_data().map_err(|e| self.io(e))?;
+            self.unsynced = false;
         }
         Ok(())
     }

@@ -468,6 +468,12 @@ impl Verifier {
                 found: seq,
             }));
         }
+        if prev != state.prev && seq == 0 {
+            return Err(fail(member(
+                "prev",
+                "the first record must link to the genesis hash (32 zero bytes)",
+            )));
+        }
         if prev != state.prev {
             return Err(fail(LinkProblem::Prev {
                 previous_line: state.line.saturating_sub(1),

@@ -394,6 +394,15 @@ fn a_record_must_be_in_the_writers_layout() {
         broken(&with_line(0, dup)).problem,
         LinkProblem::Malformed { .. }
     ));
+    // The first record must start from the genesis hash.
+    let relinked = first.replacen(
+        &RecordHash::GENESIS.to_base64url(),
+        &RecordHash::of_line(b"elsewhere").to_base64url(),
+        1,
+    );
+    let link = broken(&with_line(0, relinked));
+    assert_eq!((link.line, link.seq), (1, Some(0)));
+    assert!(matches!(link.problem, LinkProblem::Member { ref name, .. } if name == "prev"));
     // A blank line.
     let link = broken(&with_line(1, String::new()));
     assert_eq!(link.line, 2);
