@@ -489,3 +489,36 @@ impl State {
         Ok(Seq::new(seq))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_shareable_across_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<AuditLog>();
+        let key =
+            Arc::new(SigningKey::generate(ema_jose::Algorithm::EdDSA, Some("k".into())).unwrap());
+        let log = AuditLog::builder(key)
+            .build(crate::TracingSink::new())
+            .unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        log.append(crate::AccessTokenRefused::new("r", "invalid_token", "x"))
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let head = log.head().unwrap();
+        assert_eq!(head.events, 200);
+        assert_eq!(head.next_seq, 200);
+    }
+}

@@ -238,7 +238,7 @@ impl fmt::Display for VerifyReport {
             let kids: Vec<&str> = self.kids.iter().map(String::as_str).collect();
             write!(f, "; signed by {}", kids.join(", "))?;
         }
-        Ok(())
+        write!(f, "; head {}", self.head)
     }
 }
 

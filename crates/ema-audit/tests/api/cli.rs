@@ -37,6 +37,9 @@ fn verify_good_broken_truncated_and_bad_usage() {
         "{out}"
     );
     assert!(out.contains("audit-k1"), "{out}");
+    let last = lines(&bytes).pop().unwrap();
+    let head = ema_audit::RecordHash::of_line(last.trim_ascii_end());
+    assert!(out.trim_end().ends_with(&format!("; head {head}")), "{out}");
 
     let mut all = lines(&bytes);
     let text = String::from_utf8(all[1].clone()).unwrap();
