@@ -150,3 +150,35 @@ fn a_missing_file_reports_io() {
         Err(AuditError::Io { .. })
     ));
 }
+
+#[test]
+fn flush_policy_decides_when_records_reach_the_file() {
+    use ema_audit::FlushPolicy;
+    let dir = TempDir::new("flush");
+    for (policy, visible_at_once) in [
+        (FlushPolicy::EachRecord, true),
+        (FlushPolicy::Checkpoints, false),
+    ] {
+        let path = dir.path(&format!("{policy:?}.jsonl"));
+        let file = FileOptions::new()
+            .flush(policy)
+            .sync_checkpoints(false)
+            .create_new(&path)
+            .unwrap();
+        let log = AuditLog::builder(KEY.clone())
+            .config(ema_audit::AuditConfig::new().checkpoint_every(2))
+            .clock(ticking_clock())
+            .build(file)
+            .unwrap();
+        log.append(event(0)).unwrap();
+        let after_one = std::fs::read(&path).unwrap();
+        assert_eq!(!after_one.is_empty(), visible_at_once, "{policy:?}");
+        log.append(event(1)).unwrap(); // the checkpoint flushes whatever the policy
+        assert_eq!(lines(&std::fs::read(&path).unwrap()).len(), 3, "{policy:?}");
+        log.append(event(2)).unwrap();
+        log.flush().unwrap();
+        assert_eq!(lines(&std::fs::read(&path).unwrap()).len(), 4, "{policy:?}");
+        log.close().unwrap();
+        Verifier::new(jwks()).verify_file(&path).unwrap();
+    }
+}
