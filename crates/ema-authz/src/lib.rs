@@ -3,9 +3,11 @@
 
 mod authorizer;
 mod model;
+pub mod session;
 
 pub use authorizer::{BoxFuture, Inspection, PolicyEngine, ResultInspector, ToolCallAuthorizer};
 pub use model::{
     Decision, Effect, Principal, SessionContext, SessionId, ToolAnnotations, ToolCall,
     ToolDefinition,
 };
+pub use session::{Clock, SessionError, SessionTracker, SystemClock};
