@@ -2,10 +2,12 @@
 //! page when the engine lands).
 
 mod authorizer;
+pub mod inspect;
 mod model;
 pub mod session;
 
 pub use authorizer::{BoxFuture, Inspection, PolicyEngine, ResultInspector, ToolCallAuthorizer};
+pub use inspect::{SecretDetector, SecretKind};
 pub use model::{
     Decision, Effect, Principal, SessionContext, SessionId, ToolAnnotations, ToolCall,
     ToolDefinition,
