@@ -2,14 +2,18 @@
 //! page when the engine lands).
 
 mod authorizer;
+mod authorizer_impl;
 pub mod inspect;
 mod model;
+pub mod pin;
 pub mod session;
 
 pub use authorizer::{BoxFuture, Inspection, PolicyEngine, ResultInspector, ToolCallAuthorizer};
+pub use authorizer_impl::{Authorizer, AuthorizerBuilder};
 pub use inspect::{SecretDetector, SecretKind};
 pub use model::{
     Decision, Effect, Principal, SessionContext, SessionId, ToolAnnotations, ToolCall,
     ToolDefinition,
 };
+pub use pin::{ChangeKind, PinResponse, ToolChange, ToolPin, ToolPins};
 pub use session::{Clock, SessionError, SessionTracker, SystemClock};
