@@ -393,8 +393,10 @@ impl ToolPins {
                 state.baseline = true;
             }
             state.listed = listed;
+            let names = state.names();
+            state.reported.retain(|name, _| names.contains(name));
             let mut changes = Vec::new();
-            for name in state.names() {
+            for name in names {
                 match state.change(&name) {
                     Some(change) => {
                         if state.reported.get(&name) != Some(&change) {
