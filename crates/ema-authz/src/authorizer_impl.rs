@@ -306,17 +306,15 @@ impl<E: PolicyEngine> Authorizer<E> {
         for inspector in &self.inspectors {
             inspection.merge(inspector.inspect(call, result));
         }
-        if let Some(id) = &call.session {
-            if !inspection.labels.is_empty() {
-                if let Err(error) = self
-                    .sessions
-                    .add_labels(id, inspection.labels.iter().cloned())
-                {
-                    inspection
-                        .findings
-                        .push(format!("labels not recorded on the session: {error}"));
-                }
-            }
+        if let Some(id) = &call.session
+            && !inspection.labels.is_empty()
+            && let Err(error) = self
+                .sessions
+                .add_labels(id, inspection.labels.iter().cloned())
+        {
+            inspection
+                .findings
+                .push(format!("labels not recorded on the session: {error}"));
         }
         inspection
     }

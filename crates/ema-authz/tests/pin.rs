@@ -1,6 +1,8 @@
 //! Tool-definition pinning: the canonical hash, change detection, both responses, approval and
 //! pin files.
 
+#![allow(clippy::unwrap_used, reason = "test helpers may unwrap")]
+
 mod common;
 
 use std::sync::{Arc, Mutex};

@@ -10,12 +10,12 @@ use ema_authz::{
 };
 use serde_json::{Map, Value, json};
 
-pub const SERVER: &str = "https://mcp.example.com";
+pub(crate) const SERVER: &str = "https://mcp.example.com";
 
 /// A policy engine whose rules are two closures.
-pub struct FnEngine<D, M> {
-    pub decide: D,
-    pub may_call: M,
+pub(crate) struct FnEngine<D, M> {
+    pub(crate) decide: D,
+    pub(crate) may_call: M,
 }
 
 impl<D, M> PolicyEngine for FnEngine<D, M>
@@ -39,25 +39,25 @@ where
 
 /// A clock tests advance by hand.
 #[derive(Clone, Default)]
-pub struct FakeClock(Arc<AtomicU64>);
+pub(crate) struct FakeClock(Arc<AtomicU64>);
 
 impl FakeClock {
-    pub fn at(secs: u64) -> Self {
+    pub(crate) fn at(secs: u64) -> Self {
         Self(Arc::new(AtomicU64::new(secs)))
     }
 
-    pub fn advance(&self, secs: u64) {
+    pub(crate) fn advance(&self, secs: u64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
 
     /// The clock as the closure the tracker takes.
-    pub fn source(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+    pub(crate) fn source(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
         let now = Arc::clone(&self.0);
         move || now.load(Ordering::SeqCst)
     }
 }
 
-pub fn annotations(read_only: bool, destructive: bool, open_world: bool) -> ToolAnnotations {
+pub(crate) fn annotations(read_only: bool, destructive: bool, open_world: bool) -> ToolAnnotations {
     let mut annotations = ToolAnnotations::default();
     annotations.read_only_hint = Some(read_only);
     annotations.destructive_hint = Some(destructive);
@@ -65,14 +65,15 @@ pub fn annotations(read_only: bool, destructive: bool, open_world: bool) -> Tool
     annotations
 }
 
-pub fn object(value: Value) -> Map<String, Value> {
+/// The members of a JSON object literal (empty for anything else).
+pub(crate) fn object(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(members) => members,
-        other => panic!("not an object: {other}"),
+        _ => Map::new(),
     }
 }
 
-pub fn tool(name: &str, description: &str, annotations: ToolAnnotations) -> ToolDefinition {
+pub(crate) fn tool(name: &str, description: &str, annotations: ToolAnnotations) -> ToolDefinition {
     let schema = object(json!({
         "type": "object",
         "properties": { "path": { "type": "string" } }
@@ -82,6 +83,6 @@ pub fn tool(name: &str, description: &str, annotations: ToolAnnotations) -> Tool
         .with_annotations(annotations)
 }
 
-pub fn alice() -> Principal {
+pub(crate) fn alice() -> Principal {
     Principal::new("https://as.example.com", "alice", "agent-1").with_groups(["engineering"])
 }
