@@ -206,7 +206,13 @@ fn private_key_header(text: &str, at: usize) -> Option<(&str, usize)> {
 }
 
 fn pem_private_keys(text: &str, found: &mut Vec<SecretMatch>) {
+    // Headers inside a block already found are skipped, so that the search for `END` lines
+    // stays linear in the text (a block without one extends to the end of the text).
+    let mut covered = 0;
     for (at, _) in text.match_indices("-----BEGIN ") {
+        if at < covered {
+            continue;
+        }
         let Some((label, header_end)) = private_key_header(text, at) else {
             continue;
         };
@@ -215,6 +221,7 @@ fn pem_private_keys(text: &str, found: &mut Vec<SecretMatch>) {
             .get(header_end..)
             .and_then(|rest| rest.find(&end_line))
             .map_or(text.len(), |offset| header_end + offset + end_line.len());
+        covered = end;
         found.push(SecretMatch {
             kind: SecretKind::PemPrivateKey,
             range: at..end,
@@ -225,7 +232,11 @@ fn pem_private_keys(text: &str, found: &mut Vec<SecretMatch>) {
 fn gcp_service_account_keys(text: &str, found: &mut Vec<SecretMatch>) {
     const MEMBER: &str = "\"private_key\"";
     let bytes = text.as_bytes();
+    let mut covered = 0;
     for (at, _) in text.match_indices(MEMBER) {
+        if at < covered {
+            continue;
+        }
         let mut i = at + MEMBER.len();
         i += run(bytes, i, |b| b.is_ascii_whitespace());
         if bytes.get(i) != Some(&b':') {
@@ -240,9 +251,10 @@ fn gcp_service_account_keys(text: &str, found: &mut Vec<SecretMatch>) {
         if private_key_header(text, value).is_none() {
             continue;
         }
+        covered = json_string_end(bytes, value);
         found.push(SecretMatch {
             kind: SecretKind::GcpServiceAccountKey,
-            range: at..json_string_end(bytes, value),
+            range: at..covered,
         });
     }
 }
@@ -303,8 +315,11 @@ fn github_tokens(text: &str, found: &mut Vec<SecretMatch>) {
 
 fn slack_tokens(text: &str, found: &mut Vec<SecretMatch>) {
     let bytes = text.as_bytes();
+    // A candidate inside an earlier candidate's run is a suffix of it, shorter and with no
+    // more digits: skipping it keeps the scan linear.
+    let mut scanned = 0;
     for (at, _) in text.match_indices("xox") {
-        if before(bytes, at).is_some_and(is_word) {
+        if at < scanned || before(bytes, at).is_some_and(is_word) {
             continue;
         }
         let kind_ok = bytes
@@ -315,6 +330,7 @@ fn slack_tokens(text: &str, found: &mut Vec<SecretMatch>) {
         }
         let body = at + 5;
         let len = run(bytes, body, |b| is_alnum(b) || b == b'-');
+        scanned = body + len;
         let has_digit = bytes
             .get(body..body + len)
             .is_some_and(|token| token.iter().any(u8::is_ascii_digit));

@@ -330,3 +330,25 @@ fn deeply_nested_structured_content_does_not_overflow_the_stack() {
     // Dropping a deep Value recurses in serde_json; leak it rather than test serde_json here.
     std::mem::forget(result);
 }
+
+#[test]
+fn hostile_repetitions_are_scanned_in_linear_time() {
+    // Each would cost quadratic time in a naive scan (an `END` search or a token run per
+    // candidate); at 512 KiB that would not finish in any reasonable time.
+    let detector = SecretDetector::new();
+    let size = 512 * 1024;
+    let repeat = |unit: &str| unit.repeat(size / unit.len());
+    let headers = repeat("-----BEGIN PRIVATE KEY-----");
+    let found = detector.find(&headers);
+    assert_eq!(found.len(), 1, "one block, to the end of the text");
+    assert_eq!(found[0].range, 0..headers.len());
+    let members = repeat("\"private_key\": \"-----BEGIN PRIVATE KEY-----");
+    assert!(!detector.find(&members).is_empty());
+    assert_eq!(detector.find(&repeat("xoxb-")).len(), 0);
+    assert_eq!(detector.find(&repeat("xoxb-1")).len(), 1);
+    assert!(detector.find(&repeat("Bearer ")).is_empty());
+    // `header.header.header` is JWT-shaped: found once; the later segments follow a dot.
+    assert_eq!(detector.find(&repeat("eyJhbGciOiJub25lIn0.")).len(), 1);
+    assert!(detector.find(&repeat("AKIA")).is_empty());
+    assert!(detector.find(&repeat("ghp_")).is_empty());
+}
