@@ -3,6 +3,7 @@
 
 mod authorizer;
 mod authorizer_impl;
+pub mod cedar;
 pub mod inspect;
 mod model;
 pub mod pin;
@@ -10,6 +11,7 @@ pub mod session;
 
 pub use authorizer::{BoxFuture, Inspection, PolicyEngine, ResultInspector, ToolCallAuthorizer};
 pub use authorizer_impl::{Authorizer, AuthorizerBuilder};
+pub use cedar::{CedarEngine, CedarPolicies, CedarSchema, PrincipalMapping};
 pub use inspect::{SecretDetector, SecretKind};
 pub use model::{
     Decision, Effect, Principal, SessionContext, SessionId, ToolAnnotations, ToolCall,

@@ -1,0 +1,168 @@
+//! Decision latency of the Cedar engine: one `decide` with 100 policies in force and a
+//! realistic argument object, and one `may_call` (what `tools/list` filtering costs per tool).
+//!
+//! `cargo bench -p ema-authz --bench decide`. Criterion reports means and medians; the p50,
+//! p99 and p99.9 printed first come from 20,000 individually timed decisions (after a warm-up),
+//! since criterion does not report tail percentiles.
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use ema_authz::cedar::{AttributeType, CedarEngine, CedarPolicies, ClaimAttribute, PrincipalMapping};
+use ema_authz::{CedarSchema, PolicyEngine, Principal, SessionContext, ToolCall, ToolDefinition};
+use serde_json::{Value, json};
+
+fn policies_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config/policies")
+}
+
+fn tools() -> Vec<ToolDefinition> {
+    let text = std::fs::read_to_string(policies_dir().join("tools.json")).unwrap_or_default();
+    let listing: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    listing["tools"]
+        .as_array()
+        .map(|tools| tools.iter().filter_map(|t| ToolDefinition::from_mcp_json(t).ok()).collect())
+        .unwrap_or_default()
+}
+
+/// The 11 example policies plus 89 generated ones of the same shapes (group and role permits
+/// with argument conditions, label forbids), 100 in all.
+fn sources() -> Vec<(String, String)> {
+    let mut sources = Vec::new();
+    for entry in std::fs::read_dir(policies_dir()).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "cedar") {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            sources.push((name, std::fs::read_to_string(&path).unwrap_or_default()));
+        }
+    }
+    let mut generated = String::new();
+    for i in 0..89 {
+        let policy = match i % 4 {
+            0 => format!(
+                "@id(\"gen-sql-{i}\") @reason(\"team {i} reads its schema\")\n\
+                 permit (principal, action == Ema::Action::\"sql_query\", resource)\n\
+                 when {{ principal.groups.contains(\"team-{i}\") && context.input.query like \"SELECT * FROM team{i}_*\" \
+                 && !(context.input.query like \"*;*\") }};\n"
+            ),
+            1 => format!(
+                "@id(\"gen-pay-{i}\") @reason(\"budget holders of cost centre {i}\")\n\
+                 permit (principal, action == Ema::Action::\"pay_invoice\", resource)\n\
+                 when {{ principal.roles.contains(\"budget-{i}\") && context.input.amount_cents <= {} \
+                 && context.input.currency == \"EUR\" }};\n",
+                1000 * (i + 1)
+            ),
+            2 => format!(
+                "@id(\"gen-label-{i}\") @reason(\"label {i} blocks destructive tools\")\n\
+                 forbid (principal, action, resource)\n\
+                 when {{ context.tool.destructive && context.session.labels.contains(\"label-{i}\") }};\n"
+            ),
+            _ => format!(
+                "@id(\"gen-files-{i}\") @reason(\"project p{i}\")\n\
+                 permit (principal, action == Ema::Action::\"write_file\", resource)\n\
+                 when {{ principal has project && principal.project == \"p{i}\" \
+                 && context.input.path like \"/projects/p{i}/*\" }};\n"
+            ),
+        };
+        generated.push_str(&policy);
+    }
+    sources.push(("generated.cedar".to_owned(), generated));
+    sources
+}
+
+fn engine() -> CedarEngine {
+    let mapping = PrincipalMapping::new().with_attribute(ClaimAttribute::new(
+        "project",
+        "project",
+        AttributeType::String,
+    ));
+    let schema = CedarSchema::new(&tools(), &mapping).unwrap_or_else(|e| {
+        eprintln!("schema: {e}");
+        std::process::exit(1)
+    });
+    let policies = CedarPolicies::from_sources(&schema, sources()).unwrap_or_else(|e| {
+        eprintln!("policies: {e}");
+        std::process::exit(1)
+    });
+    assert_eq!(policies.len(), 100);
+    CedarEngine::new(schema, policies).unwrap_or_else(|e| {
+        eprintln!("engine: {e}");
+        std::process::exit(1)
+    })
+}
+
+fn principal() -> Principal {
+    Principal::new("https://as.example", "ann@example.com", "agent-7")
+        .with_tenant("acme")
+        .with_scopes(["tools.read", "tools.call", "tasks.read"])
+        .with_groups(["analysts", "employees", "eu", "team-4", "team-8"])
+        .with_roles(["employee", "budget-5"])
+        .with_attribute("project", json!("apollo"))
+}
+
+fn session() -> SessionContext {
+    let mut s = SessionContext::default();
+    s.calls.insert("sql_query".to_owned(), 4);
+    s.calls.insert("read_secret".to_owned(), 1);
+    s.total_calls = 5;
+    s.labels.insert("untrusted_content".to_owned());
+    s
+}
+
+fn call() -> ToolCall {
+    let args = json!({
+        "query": "SELECT c.id, c.name, c.email, o.total FROM customers c JOIN orders o ON o.customer_id = c.id \
+                  WHERE c.region = 'eu' AND o.created_at > '2026-01-01' ORDER BY o.total DESC LIMIT 100",
+        "database": "analytics"
+    });
+    ToolCall::new("https://mcp.example/mcp", "sql_query", args.as_object().cloned().unwrap_or_default())
+}
+
+fn percentiles(engine: &CedarEngine) {
+    let (p, c, s) = (principal(), call(), session());
+    for _ in 0..2_000 {
+        black_box(engine.decide(&p, &c, &s));
+    }
+    let mut times: Vec<Duration> = (0..20_000)
+        .map(|_| {
+            let start = Instant::now();
+            let d = engine.decide(black_box(&p), black_box(&c), black_box(&s));
+            let elapsed = start.elapsed();
+            black_box(d);
+            elapsed
+        })
+        .collect();
+    times.sort();
+    let at = |q: f64| times.get(((times.len() as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+    println!(
+        "decide, 100 policies, sql_query: n={} p50={:.1?} p90={:.1?} p99={:.1?} p99.9={:.1?} max={:.1?}",
+        times.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999),
+        at(1.0)
+    );
+}
+
+fn main() {
+    let engine = engine();
+    let decision = engine.decide(&principal(), &call(), &session());
+    assert!(decision.is_allowed(), "{decision:?}");
+    percentiles(&engine);
+
+    let mut criterion = Criterion::default().configure_from_args();
+    let (p, c, s) = (principal(), call(), session());
+    criterion.bench_function("decide/100 policies/sql_query", |b| {
+        b.iter(|| engine.decide(black_box(&p), black_box(&c), black_box(&s)))
+    });
+    let tool = tools().into_iter().find(|t| t.name == "sql_query");
+    if let Some(tool) = tool {
+        criterion.bench_function("may_call/100 policies/sql_query", |b| {
+            b.iter(|| engine.may_call(black_box(&p), black_box(&tool), black_box(&s)))
+        });
+    }
+    criterion.final_summary();
+}

@@ -1,0 +1,365 @@
+//! [`CedarEngine`]: decides tool calls with a validated policy set, swaps the set atomically
+//! on reload, and keeps the last good set when a reload is refused.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use cedar_policy::{
+    Authorizer, Context, Entities, EntityUid, Request, Response, RestrictedExpression,
+};
+use mcp_tools_sdk::data::Input;
+use serde_json::{Map, Value};
+
+use super::policies::{CedarPolicies, PolicyLoadError, fingerprint, read_dir_sources};
+use super::principal::{principal_entity, principal_id};
+use super::schema::{CedarSchema, ToolEntry};
+use crate::authorizer::PolicyEngine;
+use crate::model::{Decision, Principal, SessionContext, ToolCall, ToolDefinition};
+
+/// The reason of a default deny.
+pub const NO_PERMIT: &str = "no policy permits this call";
+
+/// A [`PolicyEngine`] on Cedar: policies validated against the schema generated from the MCP
+/// server's tools, decided per call with the call's arguments and the session context.
+///
+/// Fails closed: an unknown tool, arguments that do not match the tool's input schema, a
+/// principal that cannot be expressed, and any evaluation error of any policy are denials
+/// with their reason; nothing is allowed unless a policy permits it and none forbids it.
+///
+/// Readers never wait for a reload: the policy set is an `Arc` swapped under a lock held only
+/// for the swap, and every decision uses the set that was current when it started.
+pub struct CedarEngine {
+    schema: CedarSchema,
+    current: RwLock<Arc<CedarPolicies>>,
+    source: Option<PathBuf>,
+    /// Serializes reloads and remembers the fingerprint of the last sources seen.
+    reload: Mutex<Option<u64>>,
+    authorizer: Authorizer,
+}
+
+impl std::fmt::Debug for CedarEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CedarEngine")
+            .field("schema", &self.schema)
+            .field("policies", &self.policies().len())
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a successful reload installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReloadSummary {
+    /// How many policies are now in force.
+    pub policies: usize,
+}
+
+impl CedarEngine {
+    /// An engine deciding with `policies`, which must have been loaded against `schema`.
+    pub fn new(schema: CedarSchema, policies: CedarPolicies) -> Result<Self, PolicyLoadError> {
+        if policies.schema_id != schema.id() {
+            return Err(PolicyLoadError::SchemaMismatch);
+        }
+        Ok(Self {
+            schema,
+            current: RwLock::new(Arc::new(policies)),
+            source: None,
+            reload: Mutex::new(None),
+            authorizer: Authorizer::new(),
+        })
+    }
+
+    /// An engine whose policies are the `*.cedar` files of `dir`, which [`reload`](Self::reload)
+    /// and [`reload_if_changed`](Self::reload_if_changed) read again.
+    pub fn from_dir(schema: CedarSchema, dir: impl Into<PathBuf>) -> Result<Self, PolicyLoadError> {
+        let dir = dir.into();
+        let sources = read_dir_sources(&dir)?;
+        if sources.is_empty() {
+            return Err(PolicyLoadError::NoPolicies(dir.display().to_string()));
+        }
+        let seen = fingerprint(&sources);
+        let policies = CedarPolicies::from_sources(&schema, sources)?;
+        let mut engine = Self::new(schema, policies)?;
+        engine.source = Some(dir);
+        engine.reload = Mutex::new(Some(seen));
+        Ok(engine)
+    }
+
+    /// The schema policies are validated against.
+    pub fn schema(&self) -> &CedarSchema {
+        &self.schema
+    }
+
+    /// The policy set in force.
+    pub fn policies(&self) -> Arc<CedarPolicies> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Validates `sources` (`(name, text)` pairs) against the engine's schema and, if they
+    /// validate, puts them in force. Otherwise the set in force stays and the error says why.
+    pub fn replace_sources<N: Into<String>, T: AsRef<str>>(
+        &self,
+        sources: impl IntoIterator<Item = (N, T)>,
+    ) -> Result<ReloadSummary, PolicyLoadError> {
+        let _guard = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        let policies = CedarPolicies::from_sources(&self.schema, sources)?;
+        Ok(self.install(policies))
+    }
+
+    /// Reads the policy directory again and puts the new set in force if it validates;
+    /// otherwise keeps the set in force and returns why.
+    pub fn reload(&self) -> Result<ReloadSummary, PolicyLoadError> {
+        let dir = self.source.as_ref().ok_or(PolicyLoadError::NoSource)?;
+        let mut seen = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        let sources = read_dir_sources(dir)?;
+        *seen = Some(fingerprint(&sources));
+        self.load_sources(dir, sources)
+    }
+
+    /// For polling: reloads when the `*.cedar` files of the directory (names or contents)
+    /// changed since the last load or reload attempt, and says what happened; `None` when
+    /// nothing changed. A refused change is reported once, then not again until the files
+    /// change anew.
+    pub fn reload_if_changed(&self) -> Option<Result<ReloadSummary, PolicyLoadError>> {
+        let dir = match self.source.as_ref() {
+            Some(dir) => dir,
+            None => return Some(Err(PolicyLoadError::NoSource)),
+        };
+        let mut seen = self.reload.lock().unwrap_or_else(PoisonError::into_inner);
+        let sources = match read_dir_sources(dir) {
+            Ok(sources) => sources,
+            Err(e) => return Some(Err(e)),
+        };
+        let now = fingerprint(&sources);
+        if *seen == Some(now) {
+            return None;
+        }
+        *seen = Some(now);
+        Some(self.load_sources(dir, sources))
+    }
+
+    fn load_sources(
+        &self,
+        dir: &std::path::Path,
+        sources: Vec<(String, String)>,
+    ) -> Result<ReloadSummary, PolicyLoadError> {
+        if sources.is_empty() {
+            return Err(PolicyLoadError::NoPolicies(dir.display().to_string()));
+        }
+        let policies = CedarPolicies::from_sources(&self.schema, sources)?;
+        Ok(self.install(policies))
+    }
+
+    fn install(&self, policies: CedarPolicies) -> ReloadSummary {
+        let summary = ReloadSummary {
+            policies: policies.len(),
+        };
+        let new = Arc::new(policies);
+        let old = {
+            let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+            std::mem::replace(&mut *current, new)
+        };
+        // The old set is dropped here, outside the lock (or later, by the last reader).
+        drop(old);
+        summary
+    }
+
+    fn tool_context(
+        tool: &str,
+        entry: &ToolEntry,
+        session: &SessionContext,
+    ) -> Result<[(String, RestrictedExpression); 2], String> {
+        let long = |n: u64| RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX));
+        let strings = |items: &mut dyn Iterator<Item = &String>| {
+            RestrictedExpression::new_set(items.map(|s| RestrictedExpression::new_string(s.clone())))
+        };
+        let session_record = RestrictedExpression::new_record([
+            ("labels".to_owned(), strings(&mut session.labels.iter())),
+            ("tools_called".to_owned(), strings(&mut session.calls.keys())),
+            ("tool_calls".to_owned(), long(session.count(tool))),
+            ("total_calls".to_owned(), long(session.total_calls)),
+            ("destructive_calls".to_owned(), long(session.destructive_calls)),
+        ])
+        .map_err(|e| e.to_string())?;
+        let hints = entry.annotations;
+        let tool_record = RestrictedExpression::new_record([
+            ("name".to_owned(), RestrictedExpression::new_string(tool.to_owned())),
+            ("read_only".to_owned(), RestrictedExpression::new_bool(hints.read_only())),
+            ("destructive".to_owned(), RestrictedExpression::new_bool(hints.destructive())),
+            (
+                "idempotent".to_owned(),
+                RestrictedExpression::new_bool(hints.idempotent_hint.unwrap_or(false)),
+            ),
+            ("open_world".to_owned(), RestrictedExpression::new_bool(hints.open_world())),
+        ])
+        .map_err(|e| e.to_string())?;
+        Ok([
+            ("session".to_owned(), session_record),
+            ("tool".to_owned(), tool_record),
+        ])
+    }
+
+    /// The principal and resource entities and uids of a request.
+    fn base_entities(
+        &self,
+        principal: &Principal,
+        server: &str,
+    ) -> Result<(EntityUid, EntityUid, Entities), String> {
+        let principal_uid = self.schema.principal_uid(principal_id(principal));
+        let resource_uid = self.schema.resource_uid(server);
+        let principal_entity =
+            principal_entity(principal, principal_uid.clone(), self.schema.mapping())?;
+        let resource_entity = cedar_policy::Entity::with_uid(resource_uid.clone());
+        let entities = Entities::from_entities([principal_entity, resource_entity], None)
+            .map_err(|e| e.to_string())?;
+        Ok((principal_uid, resource_uid, entities))
+    }
+
+    /// Builds the Cedar request and entities for `call` (exposed for the fuzz target): the
+    /// arguments are checked against the tool's input schema and converted by the schema
+    /// generator's request generator; the request is validated against the schema.
+    pub fn build_request(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        session: &SessionContext,
+    ) -> Result<(Request, Entities), String> {
+        let entry = self.schema.tool(&call.tool).ok_or_else(|| {
+            format!(
+                "unknown tool `{}`: it is not in the tool list the policies were validated against",
+                call.tool
+            )
+        })?;
+        let (principal_uid, resource_uid, entities) = self.base_entities(principal, &call.server)?;
+        let context = Self::tool_context(&call.tool, entry, session)?;
+        let input = mcp_input(&call.tool, &call.arguments)?;
+        let context = context
+            .into_iter()
+            .map(|(name, value)| (name.into(), value.as_ref().clone()));
+        let (request, entities) = self
+            .schema
+            .generator()
+            .generate_request(
+                principal_uid.into(),
+                resource_uid.into(),
+                context,
+                entities.as_ref().clone(),
+                &input,
+                None,
+            )
+            .map_err(|e| format!("arguments of `{}` refused: {e}", call.tool))?;
+        Ok((Request::from(request), Entities::from(entities)))
+    }
+
+    fn decision_of(policies: &CedarPolicies, response: &Response) -> Decision {
+        let diagnostics = response.diagnostics();
+        let errors: Vec<_> = diagnostics.errors().collect();
+        if !errors.is_empty() {
+            // Cedar skips a policy whose evaluation fails; an erroring forbid would then
+            // silently not apply. Fail closed instead: any error denies.
+            return Decision::deny(
+                errors
+                    .iter()
+                    .map(|e| match e {
+                        cedar_policy::AuthorizationError::PolicyEvaluationError(e) => {
+                            e.policy_id().to_string()
+                        }
+                    })
+                    .collect(),
+                errors
+                    .iter()
+                    .map(|e| format!("policy evaluation failed: {e}"))
+                    .collect(),
+            );
+        }
+        let ids: Vec<String> = diagnostics.reason().map(ToString::to_string).collect();
+        match response.decision() {
+            cedar_policy::Decision::Allow => {
+                let reasons = ids
+                    .iter()
+                    .filter_map(|id| policies.reason_of(id).map(str::to_owned))
+                    .collect();
+                Decision::allow(ids, reasons)
+            }
+            cedar_policy::Decision::Deny if ids.is_empty() => {
+                Decision::deny(Vec::new(), vec![NO_PERMIT.to_owned()])
+            }
+            cedar_policy::Decision::Deny => {
+                let reasons = ids
+                    .iter()
+                    .map(|id| match policies.reason_of(id) {
+                        Some(reason) => reason.to_owned(),
+                        None => format!("forbidden by policy `{id}`"),
+                    })
+                    .collect();
+                Decision::deny(ids, reasons)
+            }
+        }
+    }
+}
+
+/// The `tools/call` request the MCP tools SDK reads arguments from.
+fn mcp_input(tool: &str, arguments: &Map<String, Value>) -> Result<Input, String> {
+    let request = serde_json::json!({ "params": { "name": tool, "arguments": arguments } });
+    Input::from_json_str(&request.to_string()).map_err(|e| format!("malformed arguments: {e}"))
+}
+
+impl PolicyEngine for CedarEngine {
+    fn decide(&self, principal: &Principal, call: &ToolCall, session: &SessionContext) -> Decision {
+        let policies = self.policies();
+        let mut decision = match self.build_request(principal, call, session) {
+            Ok((request, entities)) => {
+                let response = self.authorizer.is_authorized(&request, &policies.set, &entities);
+                Self::decision_of(&policies, &response)
+            }
+            Err(reason) => Decision::deny_because(reason),
+        };
+        decision.labels = session.labels.clone();
+        decision
+    }
+
+    /// Evaluates the policies with the tool's arguments unknown (Cedar partial evaluation):
+    /// false only when the policies deny whatever the arguments are.
+    fn may_call(
+        &self,
+        principal: &Principal,
+        tool: &ToolDefinition,
+        session: &SessionContext,
+    ) -> bool {
+        let Some(entry) = self.schema.tool(&tool.name) else {
+            return false;
+        };
+        let Ok((principal_uid, resource_uid, entities)) = self.base_entities(principal, "") else {
+            return false;
+        };
+        let Ok([session_pair, tool_pair]) = Self::tool_context(&tool.name, entry, session) else {
+            return false;
+        };
+        let context = Context::from_pairs([
+            session_pair,
+            tool_pair,
+            ("input".to_owned(), RestrictedExpression::new_unknown("input")),
+        ]);
+        let Ok(context) = context else {
+            return false;
+        };
+        // The resource is left unknown too: `tools/list` is asked without naming the server.
+        let _ = resource_uid;
+        let request = cedar_policy::RequestBuilder::default()
+            .principal(principal_uid)
+            .action(entry.action.clone())
+            .unknown_resource_with_type(resource_type(&self.schema))
+            .context(context)
+            .build();
+        let policies = self.policies();
+        let response = self
+            .authorizer
+            .is_authorized_partial(&request, &policies.set, &entities);
+        response.decision() != Some(cedar_policy::Decision::Deny)
+    }
+}
+
+fn resource_type(schema: &CedarSchema) -> cedar_policy::EntityTypeName {
+    schema.resource_uid("").type_name().clone()
+}

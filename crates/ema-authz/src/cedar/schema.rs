@@ -1,0 +1,248 @@
+//! The Cedar schema: the MCP server's own tool list, turned into one action per tool by
+//! `cedar-policy-mcp-schema-generator`, merged with the stub that declares the principal, the
+//! resource and the session context.
+
+use std::collections::BTreeMap;
+use std::fmt::{self, Write as _};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid, Schema, Validator};
+use cedar_policy_mcp_schema_generator::{RequestGenerator, SchemaGenerator, SchemaGeneratorConfig};
+use mcp_tools_sdk::description::ServerDescription;
+
+use super::principal::{BUILTIN_ATTRIBUTES, PrincipalMapping};
+use crate::model::{ToolAnnotations, ToolDefinition};
+
+/// The Cedar namespace of every name the engine declares.
+pub const NAMESPACE: &str = "Ema";
+
+/// Why a schema could not be built from a tool list and a principal mapping.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// A configured attribute name is not an identifier or repeats a built-in or another one.
+    #[error("principal mapping: attribute `{attribute}` {problem}")]
+    Mapping {
+        /// The attribute.
+        attribute: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// Two tools share a name.
+    #[error("tool `{0}` is listed twice")]
+    DuplicateTool(String),
+    /// The tool list could not be read as MCP tool descriptions.
+    #[error("tool list: {0}")]
+    Tools(String),
+    /// The schema generator refused the tools (a name that is not a Cedar identifier, an
+    /// undefined `$ref`, an empty enum, ...).
+    #[error("schema generator: {0}")]
+    Generator(String),
+    /// The generated schema did not parse back as a Cedar schema.
+    #[error("generated Cedar schema: {0}")]
+    Cedar(String),
+}
+
+/// What the engine keeps per tool.
+#[derive(Debug, Clone)]
+pub(crate) struct ToolEntry {
+    pub(crate) action: EntityUid,
+    pub(crate) annotations: ToolAnnotations,
+}
+
+static NEXT_SCHEMA_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A Cedar schema built from an MCP server's tool list, the principal mapping and the session
+/// context, with the request generator that turns a tool call into a request valid against it.
+///
+/// Cheap to clone (shared).
+#[derive(Clone)]
+pub struct CedarSchema {
+    inner: Arc<SchemaInner>,
+}
+
+struct SchemaInner {
+    id: u64,
+    text: String,
+    schema: Schema,
+    validator: Validator,
+    generator: RequestGenerator,
+    tools: BTreeMap<String, ToolEntry>,
+    mapping: PrincipalMapping,
+    principal_type: EntityTypeName,
+    resource_type: EntityTypeName,
+}
+
+impl fmt::Debug for CedarSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CedarSchema")
+            .field("tools", &self.inner.tools.keys().collect::<Vec<_>>())
+            .field("mapping", &self.inner.mapping)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The stub the generator extends: principal, resource, and the two shared contexts.
+fn stub(mapping: &PrincipalMapping) -> Result<String, SchemaError> {
+    let mut out = String::with_capacity(1024);
+    let _ = writeln!(out, "namespace {NAMESPACE} {{");
+    out.push_str("  @mcp_principal(\"User\")\n  entity User = {\n");
+    for (name, ty, optional) in BUILTIN_ATTRIBUTES {
+        let q = if *optional { "?" } else { "" };
+        let _ = writeln!(out, "    \"{name}\"{q}: {ty},");
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for attribute in &mapping.attributes {
+        let name = attribute.attribute.as_str();
+        let problem = if !is_identifier(name) {
+            Some("is not an identifier (letters, digits, `_`)")
+        } else if BUILTIN_ATTRIBUTES.iter().any(|(b, _, _)| *b == name) {
+            Some("repeats a built-in principal attribute")
+        } else if seen.contains(&name) {
+            Some("is mapped twice")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(SchemaError::Mapping {
+                attribute: name.to_owned(),
+                problem,
+            });
+        }
+        seen.push(name);
+        let _ = writeln!(out, "    \"{name}\"?: {},", attribute.kind.cedar_type());
+    }
+    out.push_str("  };\n");
+    out.push_str("  @mcp_resource(\"McpServer\")\n  entity McpServer;\n");
+    out.push_str(
+        "  @mcp_context(\"session\")\n  type Session = {\n    \"labels\": Set<String>,\n    \
+         \"tools_called\": Set<String>,\n    \"tool_calls\": Long,\n    \"total_calls\": Long,\n    \
+         \"destructive_calls\": Long,\n  };\n",
+    );
+    out.push_str(
+        "  @mcp_context(\"tool\")\n  type ToolHints = {\n    \"name\": String,\n    \
+         \"read_only\": Bool,\n    \"destructive\": Bool,\n    \"idempotent\": Bool,\n    \
+         \"open_world\": Bool,\n  };\n",
+    );
+    out.push_str("}\n");
+    Ok(out)
+}
+
+impl CedarSchema {
+    /// Builds the schema for `tools` (the MCP server's `tools/list`) with the principal
+    /// attributes of `mapping`.
+    ///
+    /// Each tool becomes the action `Ema::Action::"<tool>"` whose context has `input` (the
+    /// tool's arguments, typed by its input schema; JSON `number` is a Cedar `decimal`,
+    /// `integer` a `Long`), `session` and `tool` (see the crate documentation).
+    pub fn new(tools: &[ToolDefinition], mapping: &PrincipalMapping) -> Result<Self, SchemaError> {
+        let stub = stub(mapping)?;
+        let config = SchemaGeneratorConfig::default().encode_numbers_as_decimal(true);
+        let mut generator = SchemaGenerator::from_cedarschema_str_with_config(&stub, config)
+            .map_err(|e| SchemaError::Generator(e.to_string()))?;
+
+        let mut entries = BTreeMap::new();
+        for tool in tools {
+            let action = EntityUid::from_type_name_and_id(
+                action_type()?,
+                EntityId::new(&tool.name),
+            );
+            let entry = ToolEntry {
+                action,
+                annotations: tool.annotations,
+            };
+            if entries.insert(tool.name.clone(), entry).is_some() {
+                return Err(SchemaError::DuplicateTool(tool.name.clone()));
+            }
+        }
+        if !tools.is_empty() {
+            let listing = serde_json::json!({ "result": { "tools": tools } });
+            let description = ServerDescription::from_json_str(&listing.to_string())
+                .map_err(|e| SchemaError::Tools(e.to_string()))?;
+            generator
+                .add_actions_from_server_description(&description)
+                .map_err(|e| SchemaError::Generator(e.to_string()))?;
+        }
+        let request_generator = generator
+            .new_request_generator()
+            .map_err(|e| SchemaError::Generator(e.to_string()))?;
+        let text = generator.get_schema_as_str();
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&text).map_err(|e| SchemaError::Cedar(e.to_string()))?;
+        let validator = Validator::new(schema.clone());
+        Ok(Self {
+            inner: Arc::new(SchemaInner {
+                id: NEXT_SCHEMA_ID.fetch_add(1, Ordering::Relaxed),
+                text,
+                schema,
+                validator,
+                generator: request_generator,
+                tools: entries,
+                mapping: mapping.clone(),
+                principal_type: type_name("User")?,
+                resource_type: type_name("McpServer")?,
+            }),
+        })
+    }
+
+    /// The schema in Cedar's schema syntax: what policy authors write against.
+    pub fn to_cedarschema(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// The Cedar schema.
+    pub fn cedar_schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    /// The tools the schema declares, by name.
+    pub fn tool_names(&self) -> impl Iterator<Item = &str> {
+        self.inner.tools.keys().map(String::as_str)
+    }
+
+    /// The principal mapping the schema declares attributes for.
+    pub fn mapping(&self) -> &PrincipalMapping {
+        &self.inner.mapping
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    pub(crate) fn validator(&self) -> &Validator {
+        &self.inner.validator
+    }
+
+    pub(crate) fn generator(&self) -> &RequestGenerator {
+        &self.inner.generator
+    }
+
+    pub(crate) fn tool(&self, name: &str) -> Option<&ToolEntry> {
+        self.inner.tools.get(name)
+    }
+
+    pub(crate) fn principal_uid(&self, id: EntityId) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.inner.principal_type.clone(), id)
+    }
+
+    pub(crate) fn resource_uid(&self, server: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(self.inner.resource_type.clone(), EntityId::new(server))
+    }
+}
+
+fn type_name(base: &str) -> Result<EntityTypeName, SchemaError> {
+    format!("{NAMESPACE}::{base}")
+        .parse()
+        .map_err(|e: cedar_policy::ParseErrors| SchemaError::Cedar(e.to_string()))
+}
+
+fn action_type() -> Result<EntityTypeName, SchemaError> {
+    type_name("Action")
+}
