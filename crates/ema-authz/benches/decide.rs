@@ -51,7 +51,7 @@ fn sources() -> Vec<(String, String)> {
                 "@id(\"gen-pay-{i}\") @reason(\"budget holders of cost centre {i}\")\n\
                  permit (principal, action == Ema::Action::\"pay_invoice\", resource)\n\
                  when {{ principal.roles.contains(\"budget-{i}\") && context.input.amount_cents <= {} \
-                 && context.input.currency == \"EUR\" }};\n",
+                 && context.input.currency == Ema::pay_invoice::Input::currency::\"EUR\" }};\n",
                 1000 * (i + 1)
             ),
             2 => format!(

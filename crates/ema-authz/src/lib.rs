@@ -1,5 +1,4 @@
-//! Runtime authorization of MCP tool calls (work in progress: the crate README replaces this
-//! page when the engine lands).
+#![doc = include_str!("../README.md")]
 
 mod authorizer;
 mod authorizer_impl;

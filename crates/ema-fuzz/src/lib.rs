@@ -31,11 +31,13 @@
 //! | [`id_jag_claims`] | [`IdJagClaims::from_claims`](ema_id_jag::IdJagClaims::from_claims) | accepted claims round-trip through `to_object` |
 //! | [`as_metadata`] | RFC 8414 / RFC 9728 documents, `WWW-Authenticate` | accepted documents and challenges round-trip |
 //! | [`saml_assertion`] | [`SamlAssertionValidator::validate`](ema_saml::SamlAssertionValidator::validate) with [`fixed_saml_validator`] at [`FIXED_NOW`], and the base64url form | an accepted assertion names the fixed issuer, SP and client, has a `NameID`, converts to agreeing claims, and is refused for another client |
+//! | [`cedar_request`] | the Cedar engine of ema-authz with the example tools and policies of `examples/config/policies/`: arbitrary arguments (and token claims) to Cedar requests and entities, then a decision | malformed arguments are denied by no policy; well-formed ones get the decision of the policies restated in Rust; an allowed call's tool is visible (`may_call`) |
 //!
 //! The seeds of `jws_compact`, `jwk_set`, `jws_verify`, `jwt_oracle` (signing mode) and `saml_assertion` are written by the ignored test
 //! `generate_seeds` (`tests/replay/seeds.rs`); `fuzz/corpus/README.md` says where each kind of
 //! seed comes from.
 
+mod cedar;
 mod compact;
 mod grant;
 mod json;
@@ -44,6 +46,7 @@ mod oracle;
 mod saml;
 mod verify;
 
+pub use cedar::{CEDAR_TOOLS, cedar_mapping, cedar_request};
 pub use compact::jws_compact;
 pub use grant::{as_metadata, grant_form, id_jag_claims};
 pub use json::json_claims;

@@ -125,6 +125,11 @@ fn valid_oracle_seeds_pass_ema_jose() {
 }
 
 #[test]
+fn cedar_request() {
+    replay("cedar_request", ema_fuzz::cedar_request);
+}
+
+#[test]
 fn grant_form() {
     replay("grant_form", ema_fuzz::grant_form);
 }

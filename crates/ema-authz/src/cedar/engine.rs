@@ -310,7 +310,8 @@ impl PolicyEngine for CedarEngine {
         let policies = self.policies();
         let mut decision = match self.build_request(principal, call, session) {
             Ok((request, entities)) => {
-                let response = self.authorizer.is_authorized(&request, &policies.set, &entities);
+                let set = policies.for_tool(&call.tool).unwrap_or(&policies.set);
+                let response = self.authorizer.is_authorized(&request, set, &entities);
                 Self::decision_of(&policies, &response)
             }
             Err(reason) => Decision::deny_because(reason),
@@ -353,9 +354,8 @@ impl PolicyEngine for CedarEngine {
             .context(context)
             .build();
         let policies = self.policies();
-        let response = self
-            .authorizer
-            .is_authorized_partial(&request, &policies.set, &entities);
+        let set = policies.for_tool(&tool.name).unwrap_or(&policies.set);
+        let response = self.authorizer.is_authorized_partial(&request, set, &entities);
         response.decision() != Some(cedar_policy::Decision::Deny)
     }
 }

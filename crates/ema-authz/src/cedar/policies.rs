@@ -1,14 +1,14 @@
 //! Policies: read from `*.cedar` files, named, and validated against the [`CedarSchema`]
 //! before they can decide anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use cedar_policy::{PolicyId, PolicySet, ValidationMode};
+use cedar_policy::{ActionConstraint, PolicyId, PolicySet, ValidationMode};
 use miette::Diagnostic;
 
 use super::schema::CedarSchema;
@@ -100,6 +100,9 @@ impl PolicyLoadError {
 #[derive(Debug, Clone)]
 pub struct CedarPolicies {
     pub(crate) set: PolicySet,
+    /// Per tool, the policies whose action scope can match it (Cedar evaluates every policy of
+    /// a set, and one that cannot match costs about as much as one that does).
+    by_tool: HashMap<String, PolicySet>,
     files: BTreeMap<String, String>,
     pub(crate) schema_id: u64,
 }
@@ -248,8 +251,10 @@ impl CedarPolicies {
         if !diagnostics.is_empty() {
             return Err(PolicyLoadError::Invalid { diagnostics });
         }
+        let by_tool = split_by_tool(schema, &set)?;
         Ok(Self {
             set,
+            by_tool,
             files,
             schema_id: schema.id(),
         })
@@ -285,4 +290,46 @@ impl CedarPolicies {
     pub fn policy_set(&self) -> &PolicySet {
         &self.set
     }
+
+    /// The policies that can apply to calls of `tool`: those whose action scope is any action
+    /// or names the tool. Deciding with them is deciding with the whole set (a policy whose
+    /// scope does not match is not satisfied and never evaluates its conditions).
+    pub(crate) fn for_tool(&self, tool: &str) -> Option<&PolicySet> {
+        self.by_tool.get(tool)
+    }
+}
+
+fn split_by_tool(
+    schema: &CedarSchema,
+    set: &PolicySet,
+) -> Result<HashMap<String, PolicySet>, PolicyLoadError> {
+    let tools: Vec<&str> = schema.tool_names().collect();
+    let mut by_tool: HashMap<String, PolicySet> = tools
+        .iter()
+        .map(|t| ((*t).to_owned(), PolicySet::new()))
+        .collect();
+    let action_tool = |uid: &cedar_policy::EntityUid| schema.tool_of_action(uid);
+    for policy in set.policies() {
+        let targets: Vec<&str> = match policy.action_constraint() {
+            ActionConstraint::Any => tools.clone(),
+            ActionConstraint::Eq(uid) => action_tool(&uid).into_iter().collect(),
+            ActionConstraint::In(uids) => {
+                let named: Option<Vec<&str>> = uids.iter().map(action_tool).collect();
+                // An action group would contain other actions: keep such a policy everywhere.
+                named.unwrap_or_else(|| tools.clone())
+            }
+        };
+        for tool in targets {
+            if let Some(subset) = by_tool.get_mut(tool) {
+                subset.add(policy.clone()).map_err(|e| PolicyLoadError::Invalid {
+                    diagnostics: vec![PolicyDiagnostic {
+                        file: String::new(),
+                        policy: Some(policy.id().to_string()),
+                        message: message_of(&e),
+                    }],
+                })?;
+            }
+        }
+    }
+    Ok(by_tool)
 }

@@ -228,6 +228,15 @@ impl CedarSchema {
         self.inner.tools.get(name)
     }
 
+    /// The tool whose action is `uid`.
+    pub(crate) fn tool_of_action(&self, uid: &EntityUid) -> Option<&str> {
+        self.inner
+            .tools
+            .get_key_value(uid.id().unescaped())
+            .filter(|(_, entry)| &entry.action == uid)
+            .map(|(name, _)| name.as_str())
+    }
+
     pub(crate) fn principal_uid(&self, id: EntityId) -> EntityUid {
         EntityUid::from_type_name_and_id(self.inner.principal_type.clone(), id)
     }

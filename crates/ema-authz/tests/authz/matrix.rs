@@ -207,3 +207,30 @@ fn the_generated_schema_declares_the_tools_and_the_context() {
     }
     assert_eq!(schema.tool_names().count(), 6);
 }
+
+#[test]
+fn action_lists_and_unconstrained_actions_apply_to_the_tools_they_name() {
+    use ema_authz::cedar::{CedarEngine, CedarPolicies};
+    let schema = crate::support::schema();
+    let policies = CedarPolicies::from_sources(
+        &schema,
+        [(
+            "list.cedar",
+            r#"@id("two-tools") permit (principal, action in [Ema::Action::"read_secret", Ema::Action::"http_fetch"], resource);
+               @id("no-deletes-for-interns") forbid (principal, action, resource) when { principal.roles.contains("intern") };"#,
+        )],
+    )
+    .unwrap();
+    let e = CedarEngine::new(schema, policies).unwrap();
+    let s = session();
+    let u = user("u");
+    assert_allowed(&e.decide(&u, &call("read_secret", json!({"name": "n"})), &s), "two-tools");
+    assert_allowed(&e.decide(&u, &call("http_fetch", json!({"url": "u"})), &s), "two-tools");
+    assert_default_deny(&e.decide(&u, &call("delete_record", json!({"id": "1"})), &s));
+    let intern = user("i").with_roles(["intern"]);
+    let d = e.decide(&intern, &call("http_fetch", json!({"url": "u"})), &s);
+    assert_eq!(d.policies, vec!["no-deletes-for-interns".to_owned()]);
+    assert!(!e.may_call(&intern, &tool("read_secret"), &s));
+    assert!(e.may_call(&u, &tool("read_secret"), &s));
+    assert!(!e.may_call(&u, &tool("delete_record"), &s));
+}
