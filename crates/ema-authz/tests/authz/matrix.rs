@@ -224,8 +224,13 @@ fn action_lists_and_unconstrained_actions_apply_to_the_tools_they_name() {
     let e = CedarEngine::new(schema, policies).unwrap();
     let s = session();
     let u = user("u");
-    assert_allowed(&e.decide(&u, &call("read_secret", json!({"name": "n"})), &s), "two-tools");
-    assert_allowed(&e.decide(&u, &call("http_fetch", json!({"url": "u"})), &s), "two-tools");
+    for (t, args) in [("read_secret", json!({"name": "n"})), ("http_fetch", json!({"url": "u"}))] {
+        let d = e.decide(&u, &call(t, args), &s);
+        assert!(d.is_allowed(), "{d:?}");
+        assert_eq!(d.policies, vec!["two-tools".to_owned()]);
+        // Without `@reason`, an allow gives no reason.
+        assert!(d.reasons.is_empty());
+    }
     assert_default_deny(&e.decide(&u, &call("delete_record", json!({"id": "1"})), &s));
     let intern = user("i").with_roles(["intern"]);
     let d = e.decide(&intern, &call("http_fetch", json!({"url": "u"})), &s);
