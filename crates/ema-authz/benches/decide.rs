@@ -10,7 +10,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use ema_authz::cedar::{AttributeType, CedarEngine, CedarPolicies, ClaimAttribute, PrincipalMapping};
+use ema_authz::cedar::{
+    AttributeType, CedarEngine, CedarPolicies, ClaimAttribute, PrincipalMapping,
+};
 use ema_authz::{CedarSchema, PolicyEngine, Principal, SessionContext, ToolCall, ToolDefinition};
 use serde_json::{Value, json};
 
@@ -21,9 +23,15 @@ fn policies_dir() -> std::path::PathBuf {
 fn tools() -> Vec<ToolDefinition> {
     let text = std::fs::read_to_string(policies_dir().join("tools.json")).unwrap_or_default();
     let listing: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    listing["tools"]
-        .as_array()
-        .map(|tools| tools.iter().filter_map(|t| ToolDefinition::from_mcp_json(t).ok()).collect())
+    listing
+        .get("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| ToolDefinition::from_mcp_json(t).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -31,10 +39,17 @@ fn tools() -> Vec<ToolDefinition> {
 /// with argument conditions, label forbids), 100 in all.
 fn sources() -> Vec<(String, String)> {
     let mut sources = Vec::new();
-    for entry in std::fs::read_dir(policies_dir()).into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir(policies_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let path = entry.path();
         if path.extension().is_some_and(|e| e == "cedar") {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             sources.push((name, std::fs::read_to_string(&path).unwrap_or_default()));
         }
     }
@@ -117,7 +132,11 @@ fn call() -> ToolCall {
                   WHERE c.region = 'eu' AND o.created_at > '2026-01-01' ORDER BY o.total DESC LIMIT 100",
         "database": "analytics"
     });
-    ToolCall::new("https://mcp.example/mcp", "sql_query", args.as_object().cloned().unwrap_or_default())
+    ToolCall::new(
+        "https://mcp.example/mcp",
+        "sql_query",
+        args.as_object().cloned().unwrap_or_default(),
+    )
 }
 
 fn percentiles(engine: &CedarEngine) {
@@ -135,7 +154,12 @@ fn percentiles(engine: &CedarEngine) {
         })
         .collect();
     times.sort();
-    let at = |q: f64| times.get(((times.len() as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+    let at = |q: f64| {
+        times
+            .get(((times.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     println!(
         "decide, 100 policies, sql_query: n={} p50={:.1?} p90={:.1?} p99={:.1?} p99.9={:.1?} max={:.1?}",
         times.len(),

@@ -4,17 +4,34 @@
 
 use std::sync::OnceLock;
 
-use ema_authz::cedar::{AttributeType, CedarEngine, CedarPolicies, ClaimAttribute, PrincipalMapping};
+use ema_authz::cedar::{
+    AttributeType, CedarEngine, CedarPolicies, ClaimAttribute, PrincipalMapping,
+};
 use ema_authz::{CedarSchema, PolicyEngine, Principal, SessionContext, ToolCall, ToolDefinition};
 use serde_json::{Map, Value};
 
 const TOOLS_JSON: &str = include_str!("../../../examples/config/policies/tools.json");
 const POLICIES: [(&str, &str); 5] = [
-    ("files.cedar", include_str!("../../../examples/config/policies/files.cedar")),
-    ("general.cedar", include_str!("../../../examples/config/policies/general.cedar")),
-    ("payments.cedar", include_str!("../../../examples/config/policies/payments.cedar")),
-    ("session.cedar", include_str!("../../../examples/config/policies/session.cedar")),
-    ("sql.cedar", include_str!("../../../examples/config/policies/sql.cedar")),
+    (
+        "files.cedar",
+        include_str!("../../../examples/config/policies/files.cedar"),
+    ),
+    (
+        "general.cedar",
+        include_str!("../../../examples/config/policies/general.cedar"),
+    ),
+    (
+        "payments.cedar",
+        include_str!("../../../examples/config/policies/payments.cedar"),
+    ),
+    (
+        "session.cedar",
+        include_str!("../../../examples/config/policies/session.cedar"),
+    ),
+    (
+        "sql.cedar",
+        include_str!("../../../examples/config/policies/sql.cedar"),
+    ),
 ];
 
 /// The tools of the example tool list, in order (the first input byte picks one).
@@ -45,11 +62,20 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let listing: Value = serde_json::from_str(TOOLS_JSON).unwrap_or(Value::Null);
-        let tools: Vec<ToolDefinition> = listing["tools"]
-            .as_array()
-            .map(|t| t.iter().filter_map(|t| ToolDefinition::from_mcp_json(t).ok()).collect())
+        let tools: Vec<ToolDefinition> = listing
+            .get("tools")
+            .and_then(Value::as_array)
+            .map(|t| {
+                t.iter()
+                    .filter_map(|t| ToolDefinition::from_mcp_json(t).ok())
+                    .collect()
+            })
             .unwrap_or_default();
-        assert_eq!(tools.len(), CEDAR_TOOLS.len(), "example tool list unreadable");
+        assert_eq!(
+            tools.len(),
+            CEDAR_TOOLS.len(),
+            "example tool list unreadable"
+        );
         let schema = match CedarSchema::new(&tools, &cedar_mapping()) {
             Ok(schema) => schema,
             Err(e) => broken_fixture(&format!("example schema: {e}")),
@@ -254,7 +280,10 @@ pub fn cedar_request(data: &[u8]) {
                 other => (principal, Map::from_iter([("_".to_owned(), other)])),
             }
         }
-        other => (principal_from_bits(*b1), Map::from_iter([("_".to_owned(), other)])),
+        other => (
+            principal_from_bits(*b1),
+            Map::from_iter([("_".to_owned(), other)]),
+        ),
     };
 
     let call = ToolCall::new("https://mcp.example/mcp", *tool_name, args);
@@ -262,8 +291,14 @@ pub fn cedar_request(data: &[u8]) {
     let args = &call.arguments;
     match shape(tool_name, args) {
         Shape::Malformed => {
-            assert!(!decision.is_allowed(), "malformed arguments allowed: {args:?}");
-            assert!(decision.policies.is_empty(), "a policy decided malformed arguments");
+            assert!(
+                !decision.is_allowed(),
+                "malformed arguments allowed: {args:?}"
+            );
+            assert!(
+                decision.policies.is_empty(),
+                "a policy decided malformed arguments"
+            );
         }
         Shape::WellFormed => {
             let amount = args.get("amount_cents").and_then(Value::as_i64);

@@ -172,26 +172,46 @@ impl CedarEngine {
     ) -> Result<[(String, RestrictedExpression); 2], String> {
         let long = |n: u64| RestrictedExpression::new_long(i64::try_from(n).unwrap_or(i64::MAX));
         let strings = |items: &mut dyn Iterator<Item = &String>| {
-            RestrictedExpression::new_set(items.map(|s| RestrictedExpression::new_string(s.clone())))
+            RestrictedExpression::new_set(
+                items.map(|s| RestrictedExpression::new_string(s.clone())),
+            )
         };
         let session_record = RestrictedExpression::new_record([
             ("labels".to_owned(), strings(&mut session.labels.iter())),
-            ("tools_called".to_owned(), strings(&mut session.calls.keys())),
+            (
+                "tools_called".to_owned(),
+                strings(&mut session.calls.keys()),
+            ),
             ("tool_calls".to_owned(), long(session.count(tool))),
             ("total_calls".to_owned(), long(session.total_calls)),
-            ("destructive_calls".to_owned(), long(session.destructive_calls)),
+            (
+                "destructive_calls".to_owned(),
+                long(session.destructive_calls),
+            ),
         ])
         .map_err(|e| e.to_string())?;
         let hints = entry.annotations;
         let tool_record = RestrictedExpression::new_record([
-            ("name".to_owned(), RestrictedExpression::new_string(tool.to_owned())),
-            ("read_only".to_owned(), RestrictedExpression::new_bool(hints.read_only())),
-            ("destructive".to_owned(), RestrictedExpression::new_bool(hints.destructive())),
+            (
+                "name".to_owned(),
+                RestrictedExpression::new_string(tool.to_owned()),
+            ),
+            (
+                "read_only".to_owned(),
+                RestrictedExpression::new_bool(hints.read_only()),
+            ),
+            (
+                "destructive".to_owned(),
+                RestrictedExpression::new_bool(hints.destructive()),
+            ),
             (
                 "idempotent".to_owned(),
                 RestrictedExpression::new_bool(hints.idempotent_hint.unwrap_or(false)),
             ),
-            ("open_world".to_owned(), RestrictedExpression::new_bool(hints.open_world())),
+            (
+                "open_world".to_owned(),
+                RestrictedExpression::new_bool(hints.open_world()),
+            ),
         ])
         .map_err(|e| e.to_string())?;
         Ok([
@@ -231,7 +251,8 @@ impl CedarEngine {
                 call.tool
             )
         })?;
-        let (principal_uid, resource_uid, entities) = self.base_entities(principal, &call.server)?;
+        let (principal_uid, resource_uid, entities) =
+            self.base_entities(principal, &call.server)?;
         let context = Self::tool_context(&call.tool, entry, session)?;
         let input = mcp_input(&call.tool, &call.arguments)?;
         let context = context
@@ -340,7 +361,10 @@ impl PolicyEngine for CedarEngine {
         let context = Context::from_pairs([
             session_pair,
             tool_pair,
-            ("input".to_owned(), RestrictedExpression::new_unknown("input")),
+            (
+                "input".to_owned(),
+                RestrictedExpression::new_unknown("input"),
+            ),
         ]);
         let Ok(context) = context else {
             return false;
@@ -355,7 +379,9 @@ impl PolicyEngine for CedarEngine {
             .build();
         let policies = self.policies();
         let set = policies.for_tool(&tool.name).unwrap_or(&policies.set);
-        let response = self.authorizer.is_authorized_partial(&request, set, &entities);
+        let response = self
+            .authorizer
+            .is_authorized_partial(&request, set, &entities);
         response.decision() != Some(cedar_policy::Decision::Deny)
     }
 }

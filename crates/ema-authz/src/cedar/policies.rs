@@ -282,8 +282,7 @@ impl CedarPolicies {
 
     /// The `@reason` of policy `id`.
     pub fn reason_of(&self, id: &str) -> Option<&str> {
-        self.set
-            .annotation(&PolicyId::new(id), REASON_ANNOTATION)
+        self.set.annotation(&PolicyId::new(id), REASON_ANNOTATION)
     }
 
     /// The Cedar policy set.
@@ -321,13 +320,15 @@ fn split_by_tool(
         };
         for tool in targets {
             if let Some(subset) = by_tool.get_mut(tool) {
-                subset.add(policy.clone()).map_err(|e| PolicyLoadError::Invalid {
-                    diagnostics: vec![PolicyDiagnostic {
-                        file: String::new(),
-                        policy: Some(policy.id().to_string()),
-                        message: message_of(&e),
-                    }],
-                })?;
+                subset
+                    .add(policy.clone())
+                    .map_err(|e| PolicyLoadError::Invalid {
+                        diagnostics: vec![PolicyDiagnostic {
+                            file: String::new(),
+                            policy: Some(policy.id().to_string()),
+                            message: message_of(&e),
+                        }],
+                    })?;
             }
         }
     }

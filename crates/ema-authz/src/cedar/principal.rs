@@ -54,7 +54,11 @@ pub struct ClaimAttribute {
 
 impl ClaimAttribute {
     /// Maps `claim` to the attribute `attribute` of type `kind`.
-    pub fn new(claim: impl Into<String>, attribute: impl Into<String>, kind: AttributeType) -> Self {
+    pub fn new(
+        claim: impl Into<String>,
+        attribute: impl Into<String>,
+        kind: AttributeType,
+    ) -> Self {
         Self {
             claim: claim.into(),
             attribute: attribute.into(),
@@ -151,7 +155,10 @@ fn required_string(claims: &Map<String, Value>, claim: &str) -> Result<String, C
     })
 }
 
-fn optional_string(claims: &Map<String, Value>, claim: &str) -> Result<Option<String>, ClaimsError> {
+fn optional_string(
+    claims: &Map<String, Value>,
+    claim: &str,
+) -> Result<Option<String>, ClaimsError> {
     match claims.get(claim) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -175,17 +182,20 @@ fn string_set_value(claim: &str, value: &Value) -> Result<BTreeSet<String>, Clai
             .iter()
             .map(|item| match item {
                 Value::String(s) => Ok(s.clone()),
-                _ => Err(wrong(claim, "an array of strings or a space-separated string")),
+                _ => Err(wrong(
+                    claim,
+                    "an array of strings or a space-separated string",
+                )),
             })
             .collect(),
-        _ => Err(wrong(claim, "an array of strings or a space-separated string")),
+        _ => Err(wrong(
+            claim,
+            "an array of strings or a space-separated string",
+        )),
     }
 }
 
-fn optional_integer(
-    claims: &Map<String, Value>,
-    claim: &str,
-) -> Result<Option<i64>, ClaimsError> {
+fn optional_integer(claims: &Map<String, Value>, claim: &str) -> Result<Option<i64>, ClaimsError> {
     match claims.get(claim) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -257,16 +267,18 @@ impl Principal {
         principal.amr = string_set(claims, "amr")?;
         principal.auth_time = match optional_integer(claims, "auth_time")? {
             None => None,
-            Some(t) => Some(u64::try_from(t).map_err(|_| wrong("auth_time", "a non-negative integer"))?),
+            Some(t) => {
+                Some(u64::try_from(t).map_err(|_| wrong("auth_time", "a non-negative integer"))?)
+            }
         };
         principal.token_jti = optional_string(claims, "jti")?;
         match claims.get("id_jag") {
             None | Some(Value::Null) => {}
             Some(Value::Object(origin)) => {
-                principal.idp_issuer = optional_string(origin, "iss")
-                    .map_err(|_| wrong("id_jag.iss", "a string"))?;
-                principal.idp_jti = optional_string(origin, "jti")
-                    .map_err(|_| wrong("id_jag.jti", "a string"))?;
+                principal.idp_issuer =
+                    optional_string(origin, "iss").map_err(|_| wrong("id_jag.iss", "a string"))?;
+                principal.idp_jti =
+                    optional_string(origin, "jti").map_err(|_| wrong("id_jag.jti", "a string"))?;
             }
             Some(_) => return Err(wrong("id_jag", "an object")),
         }
@@ -343,12 +355,21 @@ pub(crate) fn principal_entity(
     let mut put = |name: &str, value: RestrictedExpression| {
         attrs.insert(name.to_owned(), value);
     };
-    put("issuer", RestrictedExpression::new_string(principal.issuer.clone()));
+    put(
+        "issuer",
+        RestrictedExpression::new_string(principal.issuer.clone()),
+    );
     if let Some(tenant) = &principal.tenant {
         put("tenant", RestrictedExpression::new_string(tenant.clone()));
     }
-    put("subject", RestrictedExpression::new_string(principal.subject.clone()));
-    put("client_id", RestrictedExpression::new_string(principal.client_id.clone()));
+    put(
+        "subject",
+        RestrictedExpression::new_string(principal.subject.clone()),
+    );
+    put(
+        "client_id",
+        RestrictedExpression::new_string(principal.client_id.clone()),
+    );
     put("scopes", string_set_expr(&principal.scopes));
     put("groups", string_set_expr(&principal.groups));
     put("roles", string_set_expr(&principal.roles));
@@ -368,7 +389,10 @@ pub(crate) fn principal_entity(
     if let Some(jti) = &principal.idp_jti {
         put("idp_jti", RestrictedExpression::new_string(jti.clone()));
     }
-    put("delegation_depth", long(u64::from(principal.delegation_depth)));
+    put(
+        "delegation_depth",
+        long(u64::from(principal.delegation_depth)),
+    );
     if let Some(level) = principal.trust_level {
         put("trust_level", RestrictedExpression::new_long(level));
     }
@@ -379,7 +403,9 @@ pub(crate) fn principal_entity(
             ));
         };
         let expr = match (kind, value) {
-            (AttributeType::String, Value::String(s)) => RestrictedExpression::new_string(s.clone()),
+            (AttributeType::String, Value::String(s)) => {
+                RestrictedExpression::new_string(s.clone())
+            }
             (AttributeType::Bool, Value::Bool(b)) => RestrictedExpression::new_bool(*b),
             (AttributeType::Long, Value::Number(n)) => match n.as_i64() {
                 Some(n) => RestrictedExpression::new_long(n),

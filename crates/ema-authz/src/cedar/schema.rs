@@ -150,10 +150,8 @@ impl CedarSchema {
 
         let mut entries = BTreeMap::new();
         for tool in tools {
-            let action = EntityUid::from_type_name_and_id(
-                action_type()?,
-                EntityId::new(&tool.name),
-            );
+            let action =
+                EntityUid::from_type_name_and_id(action_type()?, EntityId::new(&tool.name));
             let entry = ToolEntry {
                 action,
                 annotations: tool.annotations,

@@ -34,9 +34,15 @@ fn every_standard_claim_is_read() {
         "regions": ["eu", "us"], "unmapped": "ignored"
     }));
     let p = Principal::from_claims(&c, &mapping()).unwrap();
-    assert_eq!((p.issuer.as_str(), p.subject.as_str(), p.client_id.as_str()), ("https://as.example", "alice", "agent-7"));
+    assert_eq!(
+        (p.issuer.as_str(), p.subject.as_str(), p.client_id.as_str()),
+        ("https://as.example", "alice", "agent-7")
+    );
     assert_eq!(p.tenant.as_deref(), Some("acme"));
-    assert_eq!(p.scopes.iter().map(String::as_str).collect::<Vec<_>>(), ["tools.call", "tools.read"]);
+    assert_eq!(
+        p.scopes.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["tools.call", "tools.read"]
+    );
     assert_eq!(p.groups.len(), 2);
     assert!(p.roles.contains("ap_clerk"));
     assert_eq!(p.acr.as_deref(), Some("urn:mfa"));
@@ -73,7 +79,9 @@ fn missing_and_mistyped_claims_are_errors() {
         c.remove(missing);
         assert_eq!(
             Principal::from_claims(&c, &mapping()).unwrap_err(),
-            ClaimsError::Missing { claim: missing.to_owned() }
+            ClaimsError::Missing {
+                claim: missing.to_owned()
+            }
         );
     }
     for (claim, value) in [
@@ -92,24 +100,47 @@ fn missing_and_mistyped_claims_are_errors() {
         let mut c = claims(base.clone());
         c.insert(claim.to_owned(), value.clone());
         let err = Principal::from_claims(&c, &mapping()).unwrap_err();
-        assert!(matches!(err, ClaimsError::WrongType { .. }), "{claim}={value}: {err}");
+        assert!(
+            matches!(err, ClaimsError::WrongType { .. }),
+            "{claim}={value}: {err}"
+        );
     }
 }
 
 #[test]
 fn mapping_configuration_is_checked() {
-    assert_eq!(mapping().attribute_type("regions"), Some(AttributeType::StringSet));
-    assert!(serde_json::from_value::<PrincipalMapping>(json!({"attributes": [{"claim": "a", "attribute": "a", "type": "float"}]})).is_err());
+    assert_eq!(
+        mapping().attribute_type("regions"),
+        Some(AttributeType::StringSet)
+    );
+    assert!(
+        serde_json::from_value::<PrincipalMapping>(
+            json!({"attributes": [{"claim": "a", "attribute": "a", "type": "float"}]})
+        )
+        .is_err()
+    );
     assert!(serde_json::from_value::<PrincipalMapping>(json!({"atributes": []})).is_err());
     let tools = crate::support::tools();
     for bad in ["not an ident", "groups", "1st"] {
-        let m = PrincipalMapping::new().with_attribute(ema_authz::cedar::ClaimAttribute::new("c", bad, AttributeType::String));
+        let m = PrincipalMapping::new().with_attribute(ema_authz::cedar::ClaimAttribute::new(
+            "c",
+            bad,
+            AttributeType::String,
+        ));
         let err = ema_authz::CedarSchema::new(&tools, &m).unwrap_err();
         assert!(err.to_string().contains(bad), "{err}");
     }
     let twice = PrincipalMapping::new()
-        .with_attribute(ema_authz::cedar::ClaimAttribute::new("a", "x", AttributeType::String))
-        .with_attribute(ema_authz::cedar::ClaimAttribute::new("b", "x", AttributeType::Long));
+        .with_attribute(ema_authz::cedar::ClaimAttribute::new(
+            "a",
+            "x",
+            AttributeType::String,
+        ))
+        .with_attribute(ema_authz::cedar::ClaimAttribute::new(
+            "b",
+            "x",
+            AttributeType::Long,
+        ));
     assert!(ema_authz::CedarSchema::new(&tools, &twice).is_err());
     ema_authz::CedarSchema::new(&tools, &mapping()).unwrap();
 }
@@ -120,6 +151,13 @@ fn claims_drive_a_decision() {
     let engine = crate::support::engine();
     let c = claims(json!({"iss": "i", "sub": "ada", "client_id": "c", "project": "apollo"}));
     let p = Principal::from_claims(&c, &crate::support::mapping()).unwrap();
-    let d = engine.decide(&p, &crate::support::call("write_file", json!({"path": "/projects/apollo/a", "content": ""})), &Default::default());
+    let d = engine.decide(
+        &p,
+        &crate::support::call(
+            "write_file",
+            json!({"path": "/projects/apollo/a", "content": ""}),
+        ),
+        &Default::default(),
+    );
     assert!(d.is_allowed(), "{d:?}");
 }

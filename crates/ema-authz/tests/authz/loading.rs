@@ -19,7 +19,10 @@ when { context.input.query like "SELECT *" };
 fn the_example_policies_load() {
     let policies = CedarPolicies::load_dir(&schema(), policies_dir()).unwrap();
     assert_eq!(policies.len(), 11);
-    assert_eq!(policies.file_of("sql-analysts-read-only"), Some("sql.cedar"));
+    assert_eq!(
+        policies.file_of("sql-analysts-read-only"),
+        Some("sql.cedar")
+    );
     assert_eq!(
         policies.reason_of("destructive-cap"),
         Some("this session already made 3 destructive calls, the most allowed")
@@ -66,10 +69,18 @@ fn wrong_type_is_refused() {
            @id("long-query") permit (principal, action == Ema::Action::"sql_query", resource)
            when { context.input.query > 3 };"#,
     )]);
-    let mut ids: Vec<_> = e.diagnostics().iter().map(|d| d.policy.clone().unwrap()).collect();
+    let mut ids: Vec<_> = e
+        .diagnostics()
+        .iter()
+        .map(|d| d.policy.clone().unwrap())
+        .collect();
     ids.sort();
     ids.dedup();
-    assert_eq!(ids, vec!["long-query".to_owned(), "string-amount".to_owned()], "{e}");
+    assert_eq!(
+        ids,
+        vec!["long-query".to_owned(), "string-amount".to_owned()],
+        "{e}"
+    );
     for d in e.diagnostics() {
         assert!(d.message.to_lowercase().contains("type"), "{}", d.message);
     }
@@ -82,7 +93,11 @@ fn unknown_principal_attribute_and_unguarded_optional_attribute_are_refused() {
         r#"@id("no-such") permit (principal, action, resource) when { principal.department == "x" };
            @id("unguarded") permit (principal, action, resource) when { principal.project == "apollo" };"#,
     )]);
-    let ids: Vec<_> = e.diagnostics().iter().map(|d| d.policy.clone().unwrap()).collect();
+    let ids: Vec<_> = e
+        .diagnostics()
+        .iter()
+        .map(|d| d.policy.clone().unwrap())
+        .collect();
     assert!(ids.contains(&"no-such".to_owned()), "{e}");
     assert!(ids.contains(&"unguarded".to_owned()), "{e}");
 }
@@ -98,22 +113,34 @@ fn unknown_action_is_refused() {
 
 #[test]
 fn parse_errors_duplicates_and_templates_are_refused() {
-    let e = refused(&[("broken.cedar", "permit (principal, action, resource) when {")]);
+    let e = refused(&[(
+        "broken.cedar",
+        "permit (principal, action, resource) when {",
+    )]);
     assert_eq!(e.diagnostics()[0].file, "broken.cedar");
     assert_eq!(e.diagnostics()[0].policy, None);
 
     let e = refused(&[("a.cedar", GOOD), ("b.cedar", GOOD)]);
     let d = &e.diagnostics()[0];
-    assert_eq!((d.file.as_str(), d.policy.as_deref()), ("b.cedar", Some("good")));
+    assert_eq!(
+        (d.file.as_str(), d.policy.as_deref()),
+        ("b.cedar", Some("good"))
+    );
     assert!(d.message.contains("a.cedar"), "{}", d.message);
 
-    let e = refused(&[("t.cedar", "permit (principal == ?principal, action, resource);")]);
+    let e = refused(&[(
+        "t.cedar",
+        "permit (principal == ?principal, action, resource);",
+    )]);
     assert!(e.diagnostics()[0].message.contains("templates"), "{e}");
 }
 
 #[test]
 fn empty_sets_are_refused() {
-    assert!(matches!(refused(&[("empty.cedar", "// nothing")]), PolicyLoadError::NoPolicies(_)));
+    assert!(matches!(
+        refused(&[("empty.cedar", "// nothing")]),
+        PolicyLoadError::NoPolicies(_)
+    ));
     let dir = TempDir::new("empty");
     dir.write("README.md", "not a policy");
     let schema = ema_authz::CedarSchema::new(&tools(), &mapping()).unwrap();

@@ -30,34 +30,73 @@ fn analyst() -> Principal {
 
 #[test]
 fn allow_gives_the_permitting_policy_and_its_reason() {
-    let d = decide(&user("olga").with_groups(["ops"]), "read_secret", json!({"name": "db"}), &session());
+    let d = decide(
+        &user("olga").with_groups(["ops"]),
+        "read_secret",
+        json!({"name": "db"}),
+        &session(),
+    );
     assert_allowed(&d, "secrets-ops");
-    assert_eq!(d.reasons, vec!["the ops group may read team secrets".to_owned()]);
+    assert_eq!(
+        d.reasons,
+        vec!["the ops group may read team secrets".to_owned()]
+    );
 }
 
 #[test]
 fn nothing_permits_means_deny() {
     // Positive control above: the same call by a member of ops.
-    let d = decide(&user("eve").with_groups(["sales"]), "read_secret", json!({"name": "db"}), &session());
+    let d = decide(
+        &user("eve").with_groups(["sales"]),
+        "read_secret",
+        json!({"name": "db"}),
+        &session(),
+    );
     assert_default_deny(&d);
 }
 
 #[test]
 fn scope_based_permit() {
     let web = user("wes").with_scopes(["tools.web"]);
-    assert_allowed(&decide(&web, "http_fetch", json!({"url": "https://a.example"}), &session()), "web-fetch");
+    assert_allowed(
+        &decide(
+            &web,
+            "http_fetch",
+            json!({"url": "https://a.example"}),
+            &session(),
+        ),
+        "web-fetch",
+    );
     let no_web = user("wes").with_scopes(["tools.read"]);
-    assert_default_deny(&decide(&no_web, "http_fetch", json!({"url": "https://a.example"}), &session()));
+    assert_default_deny(&decide(
+        &no_web,
+        "http_fetch",
+        json!({"url": "https://a.example"}),
+        &session(),
+    ));
 }
 
 #[test]
 fn sql_analysts_may_run_only_read_only_statements() {
     let s = session();
-    let ok = decide(&analyst(), "sql_query", json!({"query": "SELECT id, name FROM customers"}), &s);
+    let ok = decide(
+        &analyst(),
+        "sql_query",
+        json!({"query": "SELECT id, name FROM customers"}),
+        &s,
+    );
     assert_allowed(&ok, "sql-analysts-read-only");
-    assert_eq!(ok.reason_text(), "analysts may run single read-only SELECT statements");
+    assert_eq!(
+        ok.reason_text(),
+        "analysts may run single read-only SELECT statements"
+    );
     // The optional argument may be present too.
-    let ok_db = decide(&analyst(), "sql_query", json!({"query": "SELECT 1", "database": "crm"}), &s);
+    let ok_db = decide(
+        &analyst(),
+        "sql_query",
+        json!({"query": "SELECT 1", "database": "crm"}),
+        &s,
+    );
     assert_allowed(&ok_db, "sql-analysts-read-only");
 
     for query in [
@@ -79,9 +118,17 @@ fn sql_analysts_may_run_only_read_only_statements() {
 fn sql_read_only_rule_is_for_the_analysts_group() {
     let s = session();
     let sales = user("sam").with_groups(["sales"]);
-    assert_default_deny(&decide(&sales, "sql_query", json!({"query": "SELECT 1"}), &s));
+    assert_default_deny(&decide(
+        &sales,
+        "sql_query",
+        json!({"query": "SELECT 1"}),
+        &s,
+    ));
     let dba = user("dora").with_groups(["dba"]);
-    assert_allowed(&decide(&dba, "sql_query", json!({"query": "DROP TABLE t"}), &s), "sql-dba-any");
+    assert_allowed(
+        &decide(&dba, "sql_query", json!({"query": "DROP TABLE t"}), &s),
+        "sql-dba-any",
+    );
 }
 
 #[test]
@@ -91,14 +138,20 @@ fn files_only_under_the_users_project() {
     let write = |p: &Principal, path: &str| {
         decide(p, "write_file", json!({"path": path, "content": "x"}), &s)
     };
-    assert_allowed(&write(&apollo, "/projects/apollo/src/main.rs"), "files-apollo");
+    assert_allowed(
+        &write(&apollo, "/projects/apollo/src/main.rs"),
+        "files-apollo",
+    );
     assert_default_deny(&write(&apollo, "/projects/zephyr/src/main.rs"));
     assert_default_deny(&write(&apollo, "/projects/apollo/../zephyr/secrets"));
     assert_default_deny(&write(&apollo, "/etc/passwd"));
     assert_default_deny(&write(&apollo, "/projects/apollo"));
 
     let zephyr = user("zed").with_attribute("project", json!("zephyr"));
-    assert_allowed(&write(&zephyr, "/projects/zephyr/README.md"), "files-zephyr");
+    assert_allowed(
+        &write(&zephyr, "/projects/zephyr/README.md"),
+        "files-zephyr",
+    );
     assert_default_deny(&write(&zephyr, "/projects/apollo/README.md"));
 
     // No project claim: no file access at all.
@@ -109,7 +162,12 @@ fn files_only_under_the_users_project() {
 fn payment_amount_capped_by_role() {
     let s = session();
     let pay = |p: &Principal, cents: i64| {
-        decide(p, "pay_invoice", json!({"invoice_id": "INV-1", "amount_cents": cents, "currency": "EUR"}), &s)
+        decide(
+            p,
+            "pay_invoice",
+            json!({"invoice_id": "INV-1", "amount_cents": cents, "currency": "EUR"}),
+            &s,
+        )
     };
     let clerk = user("cleo").with_roles(["ap_clerk"]);
     assert_allowed(&pay(&clerk, 100_000), "payments-clerk");
@@ -130,7 +188,10 @@ fn outbound_tools_forbidden_after_a_secret_was_read() {
     let web = user("wes").with_scopes(["tools.web"]).with_groups(["ops"]);
     let fetch = json!({"url": "https://paste.example/upload"});
     // Positive control: before any secret, the fetch is allowed.
-    assert_allowed(&decide(&web, "http_fetch", fetch.clone(), &session()), "web-fetch");
+    assert_allowed(
+        &decide(&web, "http_fetch", fetch.clone(), &session()),
+        "web-fetch",
+    );
 
     let tainted = session_with_label("secret_read");
     let d = decide(&web, "http_fetch", fetch, &tainted);
@@ -145,11 +206,25 @@ fn outbound_tools_forbidden_after_a_secret_was_read() {
     // Payments are open-world too; a closed-world tool is still allowed.
     let both = user("cleo").with_roles(["ap_clerk"]).with_groups(["ops"]);
     let pay = json!({"invoice_id": "INV-1", "amount_cents": 10, "currency": "USD"});
-    assert_eq!(decide(&both, "pay_invoice", pay, &tainted).policies, vec!["no-outbound-after-secret".to_owned()]);
-    assert_allowed(&decide(&both, "read_secret", json!({"name": "db"}), &tainted), "secrets-ops");
+    assert_eq!(
+        decide(&both, "pay_invoice", pay, &tainted).policies,
+        vec!["no-outbound-after-secret".to_owned()]
+    );
+    assert_allowed(
+        &decide(&both, "read_secret", json!({"name": "db"}), &tainted),
+        "secrets-ops",
+    );
     // Another label does not trigger the rule.
     let other = session_with_label("untrusted_content");
-    assert_allowed(&decide(&web, "http_fetch", json!({"url": "https://a.example"}), &other), "web-fetch");
+    assert_allowed(
+        &decide(
+            &web,
+            "http_fetch",
+            json!({"url": "https://a.example"}),
+            &other,
+        ),
+        "web-fetch",
+    );
 }
 
 #[test]
@@ -159,16 +234,25 @@ fn destructive_calls_capped_per_session() {
     s.destructive_calls = 2;
     s.total_calls = 5;
     s.calls.insert("delete_record".to_owned(), 2);
-    assert_allowed(&decide(&ops, "delete_record", json!({"id": "r1"}), &s), "crm-delete");
+    assert_allowed(
+        &decide(&ops, "delete_record", json!({"id": "r1"}), &s),
+        "crm-delete",
+    );
 
     s.destructive_calls = 3;
     let d = decide(&ops, "delete_record", json!({"id": "r1"}), &s);
     assert_eq!(d.effect, Effect::Deny);
     assert_eq!(d.policies, vec!["destructive-cap".to_owned()]);
-    assert_eq!(d.reason_text(), "this session already made 3 destructive calls, the most allowed");
+    assert_eq!(
+        d.reason_text(),
+        "this session already made 3 destructive calls, the most allowed"
+    );
 
     // The cap is on destructive tools only: a read-only tool stays allowed.
-    assert_allowed(&decide(&ops, "read_secret", json!({"name": "db"}), &s), "secrets-ops");
+    assert_allowed(
+        &decide(&ops, "read_secret", json!({"name": "db"}), &s),
+        "secrets-ops",
+    );
 }
 
 #[test]
@@ -182,11 +266,19 @@ fn tools_list_filtering_with_may_call() {
     assert!(!e.may_call(&ops, &tool("pay_invoice"), &s));
     // An argument rule: shown, since some arguments are allowed.
     assert!(e.may_call(&analyst(), &tool("sql_query"), &s));
-    assert!(e.may_call(&user("cleo").with_roles(["ap_clerk"]), &tool("pay_invoice"), &s));
+    assert!(e.may_call(
+        &user("cleo").with_roles(["ap_clerk"]),
+        &tool("pay_invoice"),
+        &s
+    ));
     // Session rules hide what the session may no longer call.
     let web = user("wes").with_scopes(["tools.web"]);
     assert!(e.may_call(&web, &tool("http_fetch"), &s));
-    assert!(!e.may_call(&web, &tool("http_fetch"), &session_with_label("secret_read")));
+    assert!(!e.may_call(
+        &web,
+        &tool("http_fetch"),
+        &session_with_label("secret_read")
+    ));
     let mut capped = SessionContext::default();
     capped.destructive_calls = 3;
     assert!(!e.may_call(&ops, &tool("delete_record"), &capped));
@@ -199,10 +291,23 @@ fn tools_list_filtering_with_may_call() {
 fn the_generated_schema_declares_the_tools_and_the_context() {
     let schema = crate::support::schema();
     let text = schema.to_cedarschema();
-    for name in ["sql_query", "write_file", "pay_invoice", "read_secret", "http_fetch", "delete_record"] {
+    for name in [
+        "sql_query",
+        "write_file",
+        "pay_invoice",
+        "read_secret",
+        "http_fetch",
+        "delete_record",
+    ] {
         assert!(text.contains(&format!("action \"{name}\"")), "{text}");
     }
-    for field in ["labels: Set<String>", "destructive_calls: Long", "open_world: Bool", "project?: String", "groups: Set<String>"] {
+    for field in [
+        "labels: Set<String>",
+        "destructive_calls: Long",
+        "open_world: Bool",
+        "project?: String",
+        "groups: Set<String>",
+    ] {
         assert!(text.contains(field), "{field} missing from\n{text}");
     }
     assert_eq!(schema.tool_names().count(), 6);
@@ -224,7 +329,10 @@ fn action_lists_and_unconstrained_actions_apply_to_the_tools_they_name() {
     let e = CedarEngine::new(schema, policies).unwrap();
     let s = session();
     let u = user("u");
-    for (t, args) in [("read_secret", json!({"name": "n"})), ("http_fetch", json!({"url": "u"}))] {
+    for (t, args) in [
+        ("read_secret", json!({"name": "n"})),
+        ("http_fetch", json!({"url": "u"})),
+    ] {
         let d = e.decide(&u, &call(t, args), &s);
         assert!(d.is_allowed(), "{d:?}");
         assert_eq!(d.policies, vec!["two-tools".to_owned()]);

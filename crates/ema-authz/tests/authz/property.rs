@@ -11,8 +11,14 @@ use serde_json::{Value, json};
 
 use crate::support::{call, engine, tool, user};
 
-const TOOLS: [&str; 6] =
-    ["sql_query", "write_file", "pay_invoice", "read_secret", "http_fetch", "delete_record"];
+const TOOLS: [&str; 6] = [
+    "sql_query",
+    "write_file",
+    "pay_invoice",
+    "read_secret",
+    "http_fetch",
+    "delete_record",
+];
 
 fn subset(items: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
     proptest::collection::vec(proptest::sample::select(items), 0..=items.len())
@@ -24,10 +30,15 @@ fn principal() -> impl Strategy<Value = Principal> {
         subset(&["analysts", "dba", "ops", "sales"]),
         subset(&["ap_clerk", "controller", "intern"]),
         subset(&["tools.web", "tools.read"]),
-        proptest::option::of(proptest::sample::select(&["apollo", "zephyr", "hermes"][..])),
+        proptest::option::of(proptest::sample::select(
+            &["apollo", "zephyr", "hermes"][..],
+        )),
     )
         .prop_map(|(groups, roles, scopes, project)| {
-            let mut p = user("p").with_groups(groups).with_roles(roles).with_scopes(scopes);
+            let mut p = user("p")
+                .with_groups(groups)
+                .with_roles(roles)
+                .with_scopes(scopes);
             if let Some(project) = project {
                 p = p.with_attribute("project", json!(project));
             }
@@ -98,14 +109,20 @@ fn may_call_is_never_false_for_a_call_decide_allows() {
     let hidden = Cell::new(0u32);
     let strategy = (principal(), session(), proptest::sample::select(&TOOLS[..]))
         .prop_flat_map(|(p, s, t)| (Just(p), Just(s), Just(t), arguments(t)));
-    let mut runner = TestRunner::new(Config { cases: 2000, ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        ..Config::default()
+    });
     runner
         .run(&strategy, |(principal, session, tool_name, args)| {
             let decision = engine.decide(&principal, &call(tool_name, args.clone()), &session);
             let may = engine.may_call(&principal, &tool(tool_name), &session);
             if decision.is_allowed() {
                 allowed.set(allowed.get() + 1);
-                prop_assert!(may, "hidden but allowed: {principal:?} {session:?} {tool_name} {args}");
+                prop_assert!(
+                    may,
+                    "hidden but allowed: {principal:?} {session:?} {tool_name} {args}"
+                );
             }
             if !may {
                 hidden.set(hidden.get() + 1);
@@ -114,6 +131,14 @@ fn may_call_is_never_false_for_a_call_decide_allows() {
         })
         .unwrap();
     // The property is not vacuous: both sides occurred.
-    assert!(allowed.get() > 50, "only {} allowed calls generated", allowed.get());
-    assert!(hidden.get() > 50, "only {} hidden tools generated", hidden.get());
+    assert!(
+        allowed.get() > 50,
+        "only {} allowed calls generated",
+        allowed.get()
+    );
+    assert!(
+        hidden.get() > 50,
+        "only {} hidden tools generated",
+        hidden.get()
+    );
 }

@@ -23,7 +23,11 @@ when { context.input.nmae == "db" };"#;
 
 fn effect(engine: &CedarEngine, group: &str) -> Effect {
     engine
-        .decide(&user("u").with_groups([group]), &call("read_secret", json!({"name": "db"})), &session())
+        .decide(
+            &user("u").with_groups([group]),
+            &call("read_secret", json!({"name": "db"})),
+            &session(),
+        )
         .effect
 }
 
@@ -46,7 +50,10 @@ fn reload_swaps_and_keeps_the_last_good_set() {
 
     // An emptied directory is refused too.
     std::fs::remove_file(dir.0.join("secrets.cedar")).unwrap();
-    assert!(matches!(engine.reload(), Err(PolicyLoadError::NoPolicies(_))));
+    assert!(matches!(
+        engine.reload(),
+        Err(PolicyLoadError::NoPolicies(_))
+    ));
     assert_eq!(effect(&engine, "ops"), Effect::Allow);
 
     // A good set replaces it.
@@ -56,7 +63,10 @@ fn reload_swaps_and_keeps_the_last_good_set() {
     assert_eq!(effect(&engine, "sales"), Effect::Allow);
     // A decision taken with the old snapshot is unaffected by the swap.
     assert_eq!(before.reason_of("secrets"), Some("ops reads secrets"));
-    assert_eq!(engine.policies().reason_of("secrets"), Some("sales reads secrets"));
+    assert_eq!(
+        engine.policies().reason_of("secrets"),
+        Some("sales reads secrets")
+    );
 }
 
 #[test]
@@ -68,7 +78,10 @@ fn polling_reloads_only_on_change_and_reports_a_refusal_once() {
 
     dir.write("secrets.cedar", INVALID);
     assert!(engine.reload_if_changed().unwrap().is_err());
-    assert!(engine.reload_if_changed().is_none(), "the same refused files are reported once");
+    assert!(
+        engine.reload_if_changed().is_none(),
+        "the same refused files are reported once"
+    );
     assert_eq!(effect(&engine, "ops"), Effect::Allow);
 
     dir.write("secrets.cedar", SECRETS_SALES);
@@ -77,7 +90,10 @@ fn polling_reloads_only_on_change_and_reports_a_refusal_once() {
     assert!(engine.reload_if_changed().is_none());
 
     // A new file is a change.
-    dir.write("more.cedar", SECRETS_OPS.replace("\"secrets\"", "\"more\"").as_str());
+    dir.write(
+        "more.cedar",
+        SECRETS_OPS.replace("\"secrets\"", "\"more\"").as_str(),
+    );
     assert_eq!(engine.reload_if_changed().unwrap().unwrap().policies, 2);
     assert_eq!(effect(&engine, "ops"), Effect::Allow);
 }
@@ -91,7 +107,9 @@ fn replace_sources_and_engines_without_a_directory() {
     assert!(matches!(engine.reload(), Err(PolicyLoadError::NoSource)));
     assert!(engine.replace_sources([("s.cedar", INVALID)]).is_err());
     assert_eq!(effect(&engine, "ops"), Effect::Allow);
-    engine.replace_sources([("s.cedar", SECRETS_SALES)]).unwrap();
+    engine
+        .replace_sources([("s.cedar", SECRETS_SALES)])
+        .unwrap();
     assert_eq!(effect(&engine, "sales"), Effect::Allow);
 }
 
@@ -114,7 +132,11 @@ fn readers_keep_deciding_during_reloads() {
         })
     };
     for i in 0..50 {
-        let text = if i % 2 == 0 { SECRETS_SALES } else { SECRETS_OPS };
+        let text = if i % 2 == 0 {
+            SECRETS_SALES
+        } else {
+            SECRETS_OPS
+        };
         engine.replace_sources([("secrets.cedar", text)]).unwrap();
     }
     reader.join().unwrap();

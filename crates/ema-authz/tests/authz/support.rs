@@ -1,6 +1,5 @@
 //! Shared fixtures: the example tools and policies of `examples/config/policies/`.
 
-
 use std::fs;
 use std::path::{Path, PathBuf};
 
