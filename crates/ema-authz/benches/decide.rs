@@ -139,36 +139,63 @@ fn call() -> ToolCall {
     )
 }
 
-fn percentiles(engine: &CedarEngine) {
-    let (p, c, s) = (principal(), call(), session());
+fn sample(mut f: impl FnMut()) -> Vec<Duration> {
     for _ in 0..2_000 {
-        black_box(engine.decide(&p, &c, &s));
+        f();
     }
     let mut times: Vec<Duration> = (0..20_000)
         .map(|_| {
             let start = Instant::now();
-            let d = engine.decide(black_box(&p), black_box(&c), black_box(&s));
-            let elapsed = start.elapsed();
-            black_box(d);
-            elapsed
+            f();
+            start.elapsed()
         })
         .collect();
     times.sort();
-    let at = |q: f64| {
-        times
-            .get(((times.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or_default()
+    times
+}
+
+fn report(what: &str, times: &[Duration]) {
+    // The sample at the given per-mille rank.
+    let at = |per_mille: usize| {
+        let index = (times.len().saturating_sub(1)) * per_mille / 1000;
+        times.get(index).copied().unwrap_or_default()
     };
     println!(
-        "decide, 100 policies, sql_query: n={} p50={:.1?} p90={:.1?} p99={:.1?} p99.9={:.1?} max={:.1?}",
+        "{what}: n={} p50={:.1?} p90={:.1?} p99={:.1?} p99.9={:.1?} max={:.1?}",
         times.len(),
-        at(0.5),
-        at(0.9),
-        at(0.99),
-        at(0.999),
-        at(1.0)
+        at(500),
+        at(900),
+        at(990),
+        at(999),
+        at(1000)
     );
+}
+
+fn percentiles(engine: &CedarEngine) {
+    let (p, c, s) = (principal(), call(), session());
+    report(
+        "decide, 100 policies, sql_query",
+        &sample(|| {
+            black_box(engine.decide(black_box(&p), black_box(&c), black_box(&s)));
+        }),
+    );
+    // The part of a decision before Cedar evaluates policies: arguments checked and converted
+    // by the schema generator's request generator, entities built, request validated.
+    report(
+        "  of which building the request and entities",
+        &sample(|| {
+            black_box(engine.build_request(black_box(&p), black_box(&c), black_box(&s)).ok());
+        }),
+    );
+    let tool = tools().into_iter().find(|t| t.name == "sql_query");
+    if let Some(tool) = tool {
+        report(
+            "may_call, 100 policies, sql_query",
+            &sample(|| {
+                black_box(engine.may_call(black_box(&p), black_box(&tool), black_box(&s)));
+            }),
+        );
+    }
 }
 
 fn main() {
