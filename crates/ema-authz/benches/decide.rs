@@ -184,7 +184,11 @@ fn percentiles(engine: &CedarEngine) {
     report(
         "  of which building the request and entities",
         &sample(|| {
-            black_box(engine.build_request(black_box(&p), black_box(&c), black_box(&s)).ok());
+            black_box(
+                engine
+                    .build_request(black_box(&p), black_box(&c), black_box(&s))
+                    .ok(),
+            );
         }),
     );
     let tool = tools().into_iter().find(|t| t.name == "sql_query");
