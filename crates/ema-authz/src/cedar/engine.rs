@@ -26,6 +26,9 @@ pub const NO_PERMIT: &str = "no policy permits this call";
 /// principal that cannot be expressed, and any evaluation error of any policy are denials
 /// with their reason; nothing is allowed unless a policy permits it and none forbids it.
 ///
+/// `context.tool` holds the annotations of the tool list the schema was built from (what the
+/// policies were validated against), not [`ToolCall::annotations`].
+///
 /// Readers never wait for a reload: the policy set is an `Arc` swapped under a lock held only
 /// for the swap, and every decision uses the set that was current when it started.
 pub struct CedarEngine {
