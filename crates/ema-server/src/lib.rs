@@ -26,6 +26,7 @@
 mod authorization_server;
 mod bearer;
 mod endpoint;
+mod guard;
 mod hardening;
 mod idp;
 mod paths;
@@ -39,7 +40,13 @@ pub use bearer::{
     BearerAuth, BearerAuthBuilder, BearerBuildError, BearerService, NO_SCOPES, protect,
     protected_resource_router,
 };
+pub use guard::{ToolCallGuardLayer, ToolCallGuardService};
 pub use principal::{MissingPrincipal, Principal};
+
+/// The authorization vocabulary of the tool-call guard ([`ToolCallGuardLayer`], and
+/// `rmcp::Guarded` with the `rmcp` feature): the `ema-authz` crate, re-exported so that a
+/// resource server names `ema_server::authz::ToolCallAuthorizer` and needs no other EMA crate.
+pub use ema_authz as authz;
 
 // What the builder and the principal name, so that a resource server needs this crate alone.
 pub use ema_grant::{AccessTokenClaims, IdJagOrigin};

@@ -36,10 +36,33 @@
 //! [`BearerAuth`]: crate::BearerAuth
 //! [`BearerAuthBuilder::tools`]: crate::BearerAuthBuilder::tools
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+
 use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer};
+#[allow(
+    deprecated,
+    reason = "logging/setLevel is delegated like every other method"
+)]
+use rmcp::model::SetLevelRequestParams;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams,
+    CancelledNotificationParam, CompleteRequestParams, CompleteResult, ContentBlock,
+    CustomNotification, CustomRequest, CustomResult, DiscoverResult, GetPromptRequestParams,
+    GetPromptResponse, GetSkillRequestParams, GetSkillResult, GetTaskParams, GetTaskResult,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListSkillsResult, ListToolsResult, PaginatedRequestParams,
+    ProgressNotificationParam, ProtocolVersion, ReadResourceDirectoryRequestParams,
+    ReadResourceDirectoryResult, ReadResourceRequestParams, ReadResourceResponse, ServerConfig,
+    SubscribeRequestParams, SubscriptionFilter, Tool, ToolAnnotations, UnsubscribeRequestParams,
+    UpdateTaskParams,
+};
+use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use crate::principal::Principal;
 
@@ -91,5 +114,524 @@ impl<C: AsRequestContext> FromContextPart<C> for Principal {
                 None,
             )
         })
+    }
+}
+
+/// Any rmcp [`ServerHandler`] behind the tool-call guard: `tools/list` shows only the tools the
+/// caller may call, and each `tools/call` is authorized with its arguments before the inner
+/// handler runs.
+///
+/// - `tools/list`: the inner handler lists its tools; the authorizer's
+///   [`visible_tools`](ema_authz::ToolCallAuthorizer::visible_tools) decides which the caller
+///   sees (a tool without a `true` flag is hidden). The list is marked private to the caller
+///   (`cacheScope: "private"`). The tools' annotations are remembered for `tools/call`.
+/// - `tools/call`: an [`ema_authz::ToolCall`] (this server's resource id, the tool, its
+///   arguments, the tool's annotations from the inner handler's `get_tool` or its last
+///   `tools/list`, the `Mcp-Session-Id`) goes to
+///   [`authorize`](ema_authz::ToolCallAuthorizer::authorize). A denial is answered with an MCP
+///   tool error (`isError: true`) whose text is [`Decision::reason_text`]: the reasons policy
+///   authors wrote, no policy internals; the inner handler does not run. An allowed call runs
+///   the inner handler, which sees the principal as without the guard; its result goes through
+///   [`inspect_result`](ema_authz::ToolCallAuthorizer::inspect_result) and leaves with any
+///   redaction applied (a result that cannot be inspected is withheld, as a tool error).
+///   A result the inner handler hands back as a task or an input request goes out as it is.
+/// - No verified principal on the request (the bearer layer did not run): every call is
+///   denied and `tools/list` is empty (fail closed).
+/// - Every other method goes straight to the inner handler.
+///
+/// Each decision is logged under the `tracing` target `ema_server::guard` (tool, effect,
+/// deciding policies, subject, client, session; never argument values).
+///
+/// Adopting it takes one line where the handler is made, `A` being any
+/// [`ToolCallAuthorizer`](ema_authz::ToolCallAuthorizer) (an `Arc<dyn ToolCallAuthorizer>`
+/// too):
+///
+/// ```
+/// use std::sync::Arc;
+/// use ema_server::authz::{
+///     BoxFuture, Decision, Principal, SessionId, ToolCall, ToolCallAuthorizer, ToolDefinition,
+/// };
+/// use ema_server::rmcp::Guarded;
+/// use rmcp::handler::server::router::tool::ToolRouter;
+/// use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+/// use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+/// use rmcp::{ServerHandler, tool, tool_handler, tool_router};
+///
+/// #[derive(Clone)]
+/// struct Notes {
+///     tool_router: ToolRouter<Self>,
+/// }
+///
+/// #[tool_router]
+/// impl Notes {
+///     #[tool(description = "Who am I?")]
+///     fn whoami(&self, who: ema_server::Principal) -> String {
+///         who.subject().to_owned()
+///     }
+/// }
+///
+/// #[tool_handler(router = self.tool_router)]
+/// impl ServerHandler for Notes {}
+///
+/// /// Members of `eng` may call anything; nobody else anything.
+/// struct Engineers;
+///
+/// impl ToolCallAuthorizer for Engineers {
+///     fn authorize<'a>(&'a self, who: &'a Principal, _: &'a ToolCall) -> BoxFuture<'a, Decision> {
+///         let decision = if who.groups.contains("eng") {
+///             Decision::allow(vec!["engineers".into()], vec![])
+///         } else {
+///             Decision::deny_because("only engineers may use this server")
+///         };
+///         Box::pin(async move { decision })
+///     }
+///     fn visible_tools<'a>(
+///         &'a self,
+///         who: &'a Principal,
+///         _: Option<&'a SessionId>,
+///         tools: &'a [ToolDefinition],
+///     ) -> BoxFuture<'a, Vec<bool>> {
+///         Box::pin(async move { vec![who.groups.contains("eng"); tools.len()] })
+///     }
+/// }
+///
+/// let authorizer: Arc<dyn ToolCallAuthorizer> = Arc::new(Engineers);
+/// let resource = "https://mcp.tasks.example/mcp";
+/// let mcp = StreamableHttpService::new(
+///     // The guard around the handler; the bearer layer goes in front of the service as before.
+///     move || {
+///         Ok(Guarded::new(
+///             Notes { tool_router: Notes::tool_router() },
+///             resource,
+///             authorizer.clone(),
+///         ))
+///     },
+///     Arc::new(LocalSessionManager::default()),
+///     StreamableHttpServerConfig::default(),
+/// );
+/// # let _ = mcp;
+/// ```
+///
+/// [`Decision::reason_text`]: ema_authz::Decision::reason_text
+#[derive(Clone)]
+pub struct Guarded<H, A> {
+    inner: H,
+    authorizer: A,
+    server: Arc<str>,
+    annotations: Arc<RwLock<HashMap<String, ema_authz::ToolAnnotations>>>,
+}
+
+impl<H, A> fmt::Debug for Guarded<H, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Guarded")
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H, A> Guarded<H, A> {
+    /// Guards `inner`, the MCP server `server` (its resource identifier, as
+    /// [`ema_authz::ToolCall::server`]), with `authorizer`.
+    pub fn new(inner: H, server: impl Into<String>, authorizer: A) -> Self {
+        Self {
+            inner,
+            authorizer,
+            server: Arc::from(server.into()),
+            annotations: Arc::default(),
+        }
+    }
+
+    /// The guarded handler.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
+
+    /// The authorizer.
+    pub fn authorizer(&self) -> &A {
+        &self.authorizer
+    }
+}
+
+/// A tool as policies see it.
+fn definition(tool: &Tool) -> ema_authz::ToolDefinition {
+    let mut def = ema_authz::ToolDefinition::new(tool.name.as_ref(), (*tool.input_schema).clone());
+    def.description = tool.description.as_deref().map(str::to_owned);
+    def.output_schema = tool.output_schema.as_deref().cloned();
+    def.annotations = annotations(tool.annotations.as_ref());
+    def
+}
+
+fn annotations(declared: Option<&ToolAnnotations>) -> ema_authz::ToolAnnotations {
+    let mut out = ema_authz::ToolAnnotations::default();
+    if let Some(declared) = declared {
+        out.read_only_hint = declared.read_only_hint;
+        out.destructive_hint = declared.destructive_hint;
+        out.idempotent_hint = declared.idempotent_hint;
+        out.open_world_hint = declared.open_world_hint;
+    }
+    out
+}
+
+/// The MCP session of an rmcp request, from the HTTP request it came in.
+fn session(ctx: &RequestContext<RoleServer>) -> Option<ema_authz::SessionId> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| crate::guard::session_of(&parts.headers))
+}
+
+fn tool_error(text: impl Into<String>) -> CallToolResponse {
+    CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(text)]))
+}
+
+impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A> {
+    /// The annotations of `tool`: from the inner handler's own definition, else from its last
+    /// `tools/list`, else none.
+    fn annotations_of(&self, tool: &str) -> ema_authz::ToolAnnotations {
+        if let Some(tool) = self.inner.get_tool(tool) {
+            return annotations(tool.annotations.as_ref());
+        }
+        let known = self
+            .annotations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        known.get(tool).copied().unwrap_or_default()
+    }
+
+    /// Runs an allowed call's result through the authorizer's inspection.
+    async fn inspected(
+        &self,
+        principal: &ema_authz::Principal,
+        call: &ema_authz::ToolCall,
+        result: CallToolResult,
+    ) -> CallToolResult {
+        const WITHHELD: &str = "the tool's result was withheld: it could not be inspected";
+        let Ok(mut value) = serde_json::to_value(&result) else {
+            tracing::warn!(target: crate::guard::TARGET, tool = %call.tool, "{WITHHELD}");
+            return CallToolResult::error(vec![ContentBlock::text(WITHHELD)]);
+        };
+        let inspection = self
+            .authorizer
+            .inspect_result(principal, call, &mut value)
+            .await;
+        if inspection.redactions > 0 || !inspection.labels.is_empty() {
+            tracing::info!(
+                target: crate::guard::TARGET,
+                tool = %call.tool,
+                subject = %principal.subject,
+                redactions = inspection.redactions,
+                labels = ?inspection.labels,
+                findings = ?inspection.findings,
+                "tool result inspected"
+            );
+        }
+        match serde_json::from_value::<CallToolResult>(value) {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(target: crate::guard::TARGET, tool = %call.tool, "{WITHHELD}");
+                CallToolResult::error(vec![ContentBlock::text(WITHHELD)])
+            }
+        }
+    }
+}
+
+#[allow(
+    deprecated,
+    reason = "every ServerHandler method is delegated, the legacy ones too"
+)]
+impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler for Guarded<H, A> {
+    async fn list_tools(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let caller = principal(&context).map(|p| p.to_authz());
+        let session = session(&context);
+        let mut result = self.inner.list_tools(request, context).await?;
+        let definitions: Vec<ema_authz::ToolDefinition> =
+            result.tools.iter().map(definition).collect();
+        {
+            let mut known = self
+                .annotations
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            known.extend(
+                definitions
+                    .iter()
+                    .map(|tool| (tool.name.clone(), tool.annotations)),
+            );
+        }
+        // What the caller sees depends on who they are.
+        result.cache_scope = Some(CacheScope::Private);
+        let Some(caller) = caller else {
+            tracing::warn!(target: crate::guard::TARGET, "tools/list hidden: {}", crate::guard::NO_PRINCIPAL);
+            result.tools.clear();
+            return Ok(result);
+        };
+        let visible = self
+            .authorizer
+            .visible_tools(&caller, session.as_ref(), &definitions)
+            .await;
+        let mut flags = visible.into_iter();
+        // A tool without a flag of its own is hidden (fail closed).
+        result.tools.retain(|_| flags.next().unwrap_or(false));
+        tracing::debug!(
+            target: crate::guard::TARGET,
+            subject = %caller.subject,
+            listed = definitions.len(),
+            visible = result.tools.len(),
+            "tools/list filtered"
+        );
+        Ok(result)
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(caller) = principal(&context) else {
+            crate::guard::log_no_principal(&request.name);
+            return Ok(tool_error(crate::guard::NO_PRINCIPAL));
+        };
+        let caller = caller.to_authz();
+        let mut call = ema_authz::ToolCall::new(
+            &*self.server,
+            request.name.as_ref(),
+            request.arguments.clone().unwrap_or_default(),
+        );
+        call.annotations = self.annotations_of(&request.name);
+        call.session = session(&context);
+        let decision = self.authorizer.authorize(&caller, &call).await;
+        crate::guard::log_decision(&caller, &call, &decision);
+        if !decision.is_allowed() {
+            return Ok(tool_error(decision.reason_text()));
+        }
+        match self.inner.call_tool(request, context).await? {
+            CallToolResponse::Complete(result) => Ok(CallToolResponse::Complete(
+                self.inspected(&caller, &call, result).await,
+            )),
+            other => Ok(other),
+        }
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.get_tool(name)
+    }
+
+    fn ping(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.ping(context)
+    }
+
+    fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<InitializeResult, ErrorData>> + Send + '_ {
+        self.inner.initialize(request, context)
+    }
+
+    fn negotiate_initialize(
+        &self,
+        request: &InitializeRequestParams,
+    ) -> Result<InitializeResult, ErrorData> {
+        self.inner.negotiate_initialize(request)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        self.inner.supported_protocol_versions()
+    }
+
+    fn discover(
+        &self,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<DiscoverResult, ErrorData>> + Send + '_ {
+        self.inner.discover(context)
+    }
+
+    fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CompleteResult, ErrorData>> + Send + '_ {
+        self.inner.complete(request, context)
+    }
+
+    fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.set_level(request, context)
+    }
+
+    fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetPromptResponse, ErrorData>> + Send + '_ {
+        self.inner.get_prompt(request, context)
+    }
+
+    fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListPromptsResult, ErrorData>> + Send + '_ {
+        self.inner.list_prompts(request, context)
+    }
+
+    fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourcesResult, ErrorData>> + Send + '_ {
+        self.inner.list_resources(request, context)
+    }
+
+    fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListResourceTemplatesResult, ErrorData>> + Send + '_ {
+        self.inner.list_resource_templates(request, context)
+    }
+
+    fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceResponse, ErrorData>> + Send + '_ {
+        self.inner.read_resource(request, context)
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        self.inner.accepted_subscription_filter(requested)
+    }
+
+    fn listen(
+        &self,
+        context: SubscriptionContext,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.listen(context)
+    }
+
+    fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.subscribe(request, context)
+    }
+
+    fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.unsubscribe(request, context)
+    }
+
+    fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<CustomResult, ErrorData>> + Send + '_ {
+        self.inner.on_custom_request(request, context)
+    }
+
+    fn on_cancelled(
+        &self,
+        notification: CancelledNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.on_cancelled(notification, context)
+    }
+
+    fn on_progress(
+        &self,
+        notification: ProgressNotificationParam,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.on_progress(notification, context)
+    }
+
+    fn on_initialized(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.on_initialized(context)
+    }
+
+    fn on_roots_list_changed(
+        &self,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.on_roots_list_changed(context)
+    }
+
+    fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) -> impl Future<Output = ()> + Send + '_ {
+        self.inner.on_custom_notification(notification, context)
+    }
+
+    fn get_info(&self) -> ServerConfig {
+        self.inner.get_info()
+    }
+
+    fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetTaskResult, ErrorData>> + Send + '_ {
+        self.inner.get_task(request, context)
+    }
+
+    fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.update_task(request, context)
+    }
+
+    fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<(), ErrorData>> + Send + '_ {
+        self.inner.cancel_task(request, context)
+    }
+
+    fn list_skills(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ListSkillsResult, ErrorData>> + Send + '_ {
+        self.inner.list_skills(request, context)
+    }
+
+    fn get_skill(
+        &self,
+        request: GetSkillRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<GetSkillResult, ErrorData>> + Send + '_ {
+        self.inner.get_skill(request, context)
+    }
+
+    fn read_resource_directory(
+        &self,
+        request: ReadResourceDirectoryRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> impl Future<Output = Result<ReadResourceDirectoryResult, ErrorData>> + Send + '_ {
+        self.inner.read_resource_directory(request, context)
     }
 }

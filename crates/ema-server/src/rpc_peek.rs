@@ -12,6 +12,7 @@ use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// The visitor methods for JSON numbers, booleans and `null`, all answering `$value`.
 macro_rules! numbers_are {
@@ -45,7 +46,7 @@ macro_rules! scalars_are {
 }
 
 /// One JSON-RPC message as the bearer layer sees it.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Call<'a> {
     /// `method`, when it is a string (requests and notifications).
     pub(crate) method: Option<Cow<'a, str>>,
@@ -53,10 +54,26 @@ pub(crate) struct Call<'a> {
     pub(crate) has_id: bool,
     /// `params.name` of a `tools/call`.
     pub(crate) tool: Option<Cow<'a, str>>,
+    /// The `id` itself (read by [`calls_with_arguments`] only).
+    pub(crate) id: Option<Value>,
+    /// `params.arguments` of a `tools/call` (read by [`calls_with_arguments`] only).
+    pub(crate) arguments: Arguments,
+}
+
+/// `params.arguments` of a `tools/call`.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) enum Arguments {
+    /// Absent or `null` (or not read).
+    #[default]
+    Absent,
+    /// An object.
+    Object(Map<String, Value>),
+    /// Another JSON value: not arguments MCP knows.
+    NotObject,
 }
 
 /// What a body says about the calls it makes.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub(crate) enum Messages<'a> {
     /// Its messages, in order (objects only; other batch elements call nothing).
     Calls(Vec<Call<'a>>),
@@ -68,93 +85,110 @@ pub(crate) enum Messages<'a> {
 
 /// Reads the methods and tool names of the messages in a JSON-RPC message or batch.
 pub(crate) fn calls(body: &[u8]) -> Messages<'_> {
+    read(body, false).0
+}
+
+/// As [`calls`], also reading each message's `id` and each `tools/call`'s arguments, and
+/// whether the body is a batch. A name repeated anywhere inside the arguments (at any depth) is
+/// ambiguous here, as is a repeated `id` or `arguments`: what the guard authorizes must be what
+/// the server runs, whichever of the duplicates its parser keeps.
+pub(crate) fn calls_with_arguments(body: &[u8]) -> (Messages<'_>, bool) {
+    read(body, true)
+}
+
+fn read(body: &[u8], full: bool) -> (Messages<'_>, bool) {
     // JSON text is UTF-8 (RFC 8259 §8.1), also in the parts skipped below.
     let Ok(body) = std::str::from_utf8(body) else {
-        return Messages::NotJson;
+        return (Messages::NotJson, false);
     };
-    let ambiguous = Cell::new(false);
+    let peek = Peek {
+        ambiguous: Cell::new(false),
+        full,
+    };
     let mut de = serde_json::Deserializer::from_str(body);
     let mut names = Vec::new();
     let read = Body {
         names: &mut names,
-        ambiguous: &ambiguous,
+        peek: &peek,
     }
     .deserialize(&mut de)
-    .and_then(|()| de.end());
+    .and_then(|batch| de.end().map(|()| batch));
     match read {
-        Ok(()) => Messages::Calls(names),
-        Err(_) if ambiguous.get() => Messages::Ambiguous,
-        Err(_) => Messages::NotJson,
+        Ok(batch) => (Messages::Calls(names), batch),
+        Err(_) if peek.ambiguous.get() => (Messages::Ambiguous, false),
+        Err(_) => (Messages::NotJson, false),
     }
 }
 
-/// The whole body: one message or a batch.
+/// What one read looks for, and whether it met a duplicate that decides something.
+struct Peek {
+    ambiguous: Cell<bool>,
+    /// Read ids and arguments too.
+    full: bool,
+}
+
+impl Peek {
+    fn twice<E: serde::de::Error>(&self, member: &str) -> E {
+        self.ambiguous.set(true);
+        E::custom(format_args!("`{member}` appears twice"))
+    }
+}
+
+/// The whole body: one message or a batch (the value says whether it is a batch).
 struct Body<'n, 'a, 'c> {
     names: &'n mut Vec<Call<'a>>,
-    ambiguous: &'c Cell<bool>,
+    peek: &'c Peek,
 }
 
 impl<'de> DeserializeSeed<'de> for Body<'_, 'de, '_> {
-    type Value = ();
+    type Value = bool;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Body<'_, 'de, '_> {
-    type Value = ();
+    type Value = bool;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON-RPC message or batch")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        let message = Message {
-            ambiguous: self.ambiguous,
-        }
-        .visit_map(map)?;
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        let message = Message { peek: self.peek }.visit_map(map)?;
         self.names.extend(message);
-        Ok(())
+        Ok(false)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let ambiguous = self.ambiguous;
-        while let Some(message) = seq.next_element_seed(MessageSeed { ambiguous })? {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let peek = self.peek;
+        while let Some(message) = seq.next_element_seed(MessageSeed { peek })? {
             self.names.extend(message);
         }
-        Ok(())
+        Ok(true)
     }
 
     // Any other JSON value calls no tool.
-    scalars_are!(());
+    scalars_are!(false);
 }
 
 /// One element of a batch: a message if it is an object, nothing otherwise.
 struct MessageSeed<'c> {
-    ambiguous: &'c Cell<bool>,
+    peek: &'c Peek,
 }
 
 impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
     type Value = Option<Call<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(Message {
-            ambiguous: self.ambiguous,
-        })
+        deserializer.deserialize_any(Message { peek: self.peek })
     }
 }
 
 /// A message object: its method, whether it has an `id`, and the tool a `tools/call` names.
 struct Message<'c> {
-    ambiguous: &'c Cell<bool>,
-}
-
-impl<'c> Message<'c> {
-    fn twice<E: serde::de::Error>(&self, member: &str) -> E {
-        self.ambiguous.set(true);
-        E::custom(format_args!("`{member}` appears twice"))
-    }
+    peek: &'c Peek,
 }
 
 impl<'de> Visitor<'de> for Message<'_> {
@@ -166,27 +200,33 @@ impl<'de> Visitor<'de> for Message<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut method: Option<Option<Cow<'de, str>>> = None;
-        let mut tool: Option<Option<Cow<'de, str>>> = None;
+        let mut params: Option<Params<'de>> = None;
         let mut has_id = false;
+        let mut id = None;
         while let Some(key) = map.next_key_seed(Text)? {
             match key.as_deref() {
+                Some("id") if self.peek.full => {
+                    if has_id {
+                        return Err(self.peek.twice("id"));
+                    }
+                    has_id = true;
+                    id = Some(map.next_value_seed(Strict { peek: self.peek })?);
+                }
                 Some("id") => {
                     has_id = true;
                     map.next_value::<IgnoredAny>()?;
                 }
                 Some("method") => {
                     if method.is_some() {
-                        return Err(self.twice("method"));
+                        return Err(self.peek.twice("method"));
                     }
                     method = Some(map.next_value_seed(Text)?);
                 }
                 Some("params") => {
-                    if tool.is_some() {
-                        return Err(self.twice("params"));
+                    if params.is_some() {
+                        return Err(self.peek.twice("params"));
                     }
-                    tool = Some(map.next_value_seed(Params {
-                        ambiguous: self.ambiguous,
-                    })?);
+                    params = Some(map.next_value_seed(ParamsSeed { peek: self.peek })?);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -194,15 +234,18 @@ impl<'de> Visitor<'de> for Message<'_> {
             }
         }
         let method = method.flatten();
-        let tool = if method.as_deref() == Some("tools/call") {
-            tool.flatten()
-        } else {
-            None
+        let (tool, arguments) = match params {
+            Some(params) if method.as_deref() == Some("tools/call") => {
+                (params.name, params.arguments)
+            }
+            _ => (None, Arguments::Absent),
         };
         Ok(Some(Call {
             method,
             has_id,
             tool,
+            id,
+            arguments,
         }))
     }
 
@@ -213,21 +256,28 @@ impl<'de> Visitor<'de> for Message<'_> {
     scalars_are!(None);
 }
 
-/// `params`: its `name` when it is an object with a string `name`.
-struct Params<'c> {
-    ambiguous: &'c Cell<bool>,
+/// What `params` says: `name` when it is a string, and `arguments` (in a full read).
+#[derive(Default)]
+struct Params<'a> {
+    name: Option<Cow<'a, str>>,
+    arguments: Arguments,
 }
 
-impl<'de> DeserializeSeed<'de> for Params<'_> {
-    type Value = Option<Cow<'de, str>>;
+/// `params`: its `name` and `arguments` when it is an object.
+struct ParamsSeed<'c> {
+    peek: &'c Peek,
+}
+
+impl<'de> DeserializeSeed<'de> for ParamsSeed<'_> {
+    type Value = Params<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Params<'_> {
-    type Value = Option<Cow<'de, str>>;
+impl<'de> Visitor<'de> for ParamsSeed<'_> {
+    type Value = Params<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("JSON-RPC params")
@@ -235,27 +285,103 @@ impl<'de> Visitor<'de> for Params<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut name: Option<Option<Cow<'de, str>>> = None;
+        let mut arguments: Option<Arguments> = None;
         while let Some(key) = map.next_key_seed(Text)? {
-            if key.as_deref() == Some("name") {
-                if name.is_some() {
-                    return Err(Message {
-                        ambiguous: self.ambiguous,
+            match key.as_deref() {
+                Some("name") => {
+                    if name.is_some() {
+                        return Err(self.peek.twice("params.name"));
                     }
-                    .twice("params.name"));
+                    name = Some(map.next_value_seed(Text)?);
                 }
-                name = Some(map.next_value_seed(Text)?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+                Some("arguments") if self.peek.full => {
+                    if arguments.is_some() {
+                        return Err(self.peek.twice("params.arguments"));
+                    }
+                    arguments = Some(match map.next_value_seed(Strict { peek: self.peek })? {
+                        Value::Null => Arguments::Absent,
+                        Value::Object(object) => Arguments::Object(object),
+                        _ => Arguments::NotObject,
+                    });
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
             }
         }
-        Ok(name.flatten())
+        Ok(Params {
+            name: name.flatten(),
+            arguments: arguments.unwrap_or_default(),
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
+        Ok(Params::default())
     }
-    scalars_are!(None);
+    scalars_are!(Params::default());
+}
+
+/// A JSON value in which no object names a member twice (a duplicate is ambiguous).
+struct Strict<'c> {
+    peek: &'c Peek,
+}
+
+impl<'de> DeserializeSeed<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strict<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity: a finite number always converts.
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Strict { peek: self.peek })? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Strict { peek: self.peek })?;
+            if object.contains_key(&key) {
+                return Err(self.peek.twice("a member of the arguments"));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// A string (borrowed from the body when it has no escapes), or `None` for any other value.
