@@ -25,6 +25,8 @@ use tower::ServiceExt;
 
 #[path = "server/d24_client_auth.rs"]
 mod d24_client_auth;
+#[path = "server/guard.rs"]
+mod guard;
 #[path = "server/scope_logs.rs"]
 mod scope_logs;
 
