@@ -27,6 +27,9 @@ use tower::ServiceExt;
 mod d24_client_auth;
 #[path = "server/guard.rs"]
 mod guard;
+#[cfg(feature = "rmcp")]
+#[path = "server/guard_rmcp.rs"]
+mod guard_rmcp;
 #[path = "server/scope_logs.rs"]
 mod scope_logs;
 
