@@ -2,7 +2,10 @@
 //! `tools/call` body POSTed through `protect` (token validated once, then served from the cache,
 //! tool scopes configured so the body is inspected) against the same route with the principal
 //! inserted by `axum::Extension`, as the reference server without authentication does; and the
-//! same call under the reference server's per-method scope rules. All go through
+//! same call under the reference server's per-method scope rules; and the warm-cache call behind
+//! the tool-call guard (`ToolCallGuardLayer`) with an authorizer that allows everything, so that
+//! the guard's own cost (reading the arguments, converting the principal, asking the authorizer,
+//! logging the decision) shows against the unguarded route. All go through
 //! `tower::ServiceExt::oneshot` on a current-thread runtime. See docs/benchmarks.md.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 #![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
@@ -17,7 +20,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ema_grant::{AccessTokenIssuer, AccessTokenValidator};
 use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
 use ema_jose::{Algorithm, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
-use ema_server::{BearerAuth, NO_SCOPES, Principal, protect};
+use ema_server::authz::{
+    BoxFuture, Decision, Principal as AuthzPrincipal, SessionId, ToolCall, ToolCallAuthorizer,
+    ToolDefinition,
+};
+use ema_server::{BearerAuth, NO_SCOPES, Principal, ToolCallGuardLayer, protect};
 use tower::ServiceExt as _;
 
 const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
@@ -25,6 +32,24 @@ const AS: &str = "https://auth.tasks.example";
 const RESOURCE: &str = "https://mcp.tasks.example/mcp";
 const CALL: &str =
     r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"whoami","arguments":{}}}"#;
+
+/// Allows every call at once: what is measured is the guard, not a policy engine.
+struct AllowAll;
+
+impl ToolCallAuthorizer for AllowAll {
+    fn authorize<'a>(&'a self, _: &'a AuthzPrincipal, _: &'a ToolCall) -> BoxFuture<'a, Decision> {
+        Box::pin(async { Decision::allow(vec!["all".into()], Vec::new()) })
+    }
+
+    fn visible_tools<'a>(
+        &'a self,
+        _: &'a AuthzPrincipal,
+        _: Option<&'a SessionId>,
+        tools: &'a [ToolDefinition],
+    ) -> BoxFuture<'a, Vec<bool>> {
+        Box::pin(async move { vec![true; tools.len()] })
+    }
+}
 
 fn handler() -> Router {
     Router::new().route(
@@ -60,7 +85,9 @@ fn bench(c: &mut Criterion) {
         .tool_scopes("add_task", ["tasks.write"])
         .build()
         .unwrap();
-    let protected = protect(handler(), auth);
+    let protected = protect(handler(), auth.clone());
+    let guard = ToolCallGuardLayer::new(RESOURCE, Arc::new(AllowAll));
+    let guarded = protect(handler().layer(guard), auth);
     // The reference MCP server's rules: scopes per JSON-RPC method with a default, and per tool.
     let by_method = BearerAuth::builder(RESOURCE, AS)
         .jwks(keys.jwks())
@@ -96,6 +123,7 @@ fn bench(c: &mut Criterion) {
     // Warm the cache, and check both answer 200.
     for (router, auth) in [
         (&protected, Some(authorization.as_str())),
+        (&guarded, Some(authorization.as_str())),
         (&by_method, Some(authorization.as_str())),
         (&open, None),
     ] {
@@ -112,6 +140,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tools_call_bearer_cached", |b| {
         b.iter(|| {
             rt.block_on(protected.clone().oneshot(request(Some(&authorization))))
+                .unwrap()
+        });
+    });
+    group.bench_function("tools_call_bearer_cached_guarded", |b| {
+        b.iter(|| {
+            rt.block_on(guarded.clone().oneshot(request(Some(&authorization))))
                 .unwrap()
         });
     });

@@ -16,6 +16,13 @@
 //!   [`Principal`] to handlers (an axum extractor; in rmcp tools with the `rmcp` feature);
 //!   scopes per request, per JSON-RPC method (with a default) and per declared tool (RS-6);
 //!   [`BearerAuth::resource_metadata_router`] serves its RFC 9728 metadata.
+//! - The tool-call guard: each `tools/call` authorized with its arguments, for the verified
+//!   principal, by an [`authz::ToolCallAuthorizer`] before the tool runs; a denial is an MCP
+//!   tool error carrying the policy's reason. `rmcp::Guarded` (feature `rmcp`) wraps any rmcp
+//!   `ServerHandler` and also filters `tools/list` and inspects results;
+//!   [`ToolCallGuardLayer`] does the decision as a tower layer over JSON-RPC for other servers.
+//!   [`Principal::to_authz`] gives the principal in the terms policies use; [`authz`] re-exports
+//!   `ema-authz`, so that this crate stays the only EMA dependency of a resource server.
 //! - [`EndpointPaths`] with [`token_exchange_metadata_with_paths`]: where an IdP or authorization server
 //!   mounts and publishes its token endpoint, JWKS and authorization endpoint (e.g. behind a
 //!   proxy), checked to be plain, distinct paths.

@@ -1,5 +1,6 @@
-//! rmcp integration (feature `rmcp`): the verified [`Principal`] inside rmcp tool handlers, and
-//! the tool names of an rmcp [`ToolRouter`] for [`BearerAuthBuilder::tools`].
+//! rmcp integration (feature `rmcp`): the verified [`Principal`] inside rmcp tool handlers, the
+//! tool names of an rmcp [`ToolRouter`] for [`BearerAuthBuilder::tools`], and [`Guarded`], the
+//! tool-call guard around any rmcp [`ServerHandler`].
 //!
 //! rmcp's Streamable HTTP server puts the HTTP request parts (`http::request::Parts`) into each
 //! request's context; behind [`BearerAuth`] they carry the [`Principal`]. A tool takes it as an
@@ -32,6 +33,43 @@
 //!
 //! A tool that runs with and without a principal uses [`principal`] on its
 //! `RequestContext<RoleServer>` instead.
+//!
+//! # The tool-call guard
+//!
+//! Scopes say which tools a token may reach; policies decide each call with its arguments.
+//! Wrap the handler in [`Guarded`] with any [`ToolCallAuthorizer`](crate::authz::ToolCallAuthorizer)
+//! where the Streamable HTTP service makes it, and keep the bearer layer in front:
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use ema_server::authz::ToolCallAuthorizer;
+//! # use rmcp::handler::server::router::tool::ToolRouter;
+//! # use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+//! # use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+//! # use rmcp::{ServerHandler, tool_handler, tool_router};
+//! # #[derive(Clone)]
+//! # struct Notes { tool_router: ToolRouter<Self> }
+//! # #[tool_router]
+//! # impl Notes {}
+//! # #[tool_handler(router = self.tool_router)]
+//! # impl ServerHandler for Notes {}
+//! # fn notes() -> Notes { Notes { tool_router: Notes::tool_router() } }
+//! # fn serve(authorizer: Arc<dyn ToolCallAuthorizer>) {
+//! use ema_server::rmcp::Guarded;
+//!
+//! let resource = "https://mcp.tasks.example/mcp";
+//! let mcp = StreamableHttpService::new(
+//!     move || Ok(Guarded::new(notes(), resource, authorizer.clone())),
+//!     Arc::new(LocalSessionManager::default()),
+//!     StreamableHttpServerConfig::default(),
+//! );
+//! # let _ = mcp;
+//! # }
+//! ```
+//!
+//! `tools/list` then shows only what the caller may call, a denied `tools/call` returns the
+//! policy's reason as a tool error without running the tool, and results pass the
+//! authorizer's inspection. See [`Guarded`] for the details, and the `guard_rmcp` example.
 //!
 //! [`BearerAuth`]: crate::BearerAuth
 //! [`BearerAuthBuilder::tools`]: crate::BearerAuthBuilder::tools

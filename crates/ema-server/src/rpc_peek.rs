@@ -511,4 +511,75 @@ mod tests {
         }
         assert_eq!(calls(b"{\"a\":\"\xff\"}"), Messages::NotJson);
     }
+
+    #[test]
+    fn a_full_read_takes_ids_arguments_and_batches() {
+        let body = r#"{"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"del","arguments":{"id":"t-1","deep":{"x":[1,{"y":null}]}}}}"#;
+        let (Messages::Calls(one), false) = calls_with_arguments(body.as_bytes()) else {
+            panic!("{body}");
+        };
+        let [call] = one.as_slice() else {
+            panic!("{one:?}")
+        };
+        assert_eq!(call.id, Some(Value::from("a-1")));
+        assert_eq!(call.tool.as_deref(), Some("del"));
+        let Arguments::Object(args) = &call.arguments else {
+            panic!("{call:?}")
+        };
+        assert_eq!(
+            Value::Object(args.clone()),
+            serde_json::json!({"id":"t-1","deep":{"x":[1,{"y":null}]}})
+        );
+        // Absent, null and non-object arguments; a batch says so.
+        let (Messages::Calls(batch), true) = calls_with_arguments(
+            br#"[{"id":1,"method":"tools/call","params":{"name":"a"}},{"id":2,"method":"tools/call","params":{"name":"a","arguments":null}},{"id":3,"method":"tools/call","params":{"name":"a","arguments":[1]}},{"id":4,"method":"tools/list","params":{"arguments":{}}}]"#,
+        ) else {
+            panic!("batch")
+        };
+        let args: Vec<&Arguments> = batch.iter().map(|c| &c.arguments).collect();
+        assert_eq!(
+            args,
+            [
+                &Arguments::Absent,
+                &Arguments::Absent,
+                &Arguments::NotObject,
+                &Arguments::Absent
+            ]
+        );
+        // The bearer layer's read leaves them alone.
+        let Messages::Calls(light) = calls(body.as_bytes()) else {
+            panic!("{body}")
+        };
+        assert_eq!(
+            (light[0].id.as_ref(), &light[0].arguments),
+            (None, &Arguments::Absent)
+        );
+    }
+
+    #[test]
+    fn a_full_read_refuses_any_duplicate_in_the_arguments_or_id() {
+        for body in [
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","arguments":{"p":"/ok","p":"/etc"}}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","arguments":{"q":[{"x":1,"x":2}]}}}"#,
+            r#"{"id":1,"method":"tools/call","params":{"name":"a","arguments":{},"arguments":{}}}"#,
+            r#"{"id":1,"id":2,"method":"tools/call","params":{"name":"a"}}"#,
+        ] {
+            assert_eq!(
+                calls_with_arguments(body.as_bytes()).0,
+                Messages::Ambiguous,
+                "{body}"
+            );
+            // The bearer layer's read does not care: the tool is the same.
+            assert!(
+                matches!(calls(body.as_bytes()), Messages::Calls(_)),
+                "{body}"
+            );
+        }
+        // Control: the same names at different places are fine.
+        let body = r#"{"id":1,"method":"tools/call","params":{"name":"a","arguments":{"p":{"p":1},"q":[{"p":2}]}}}"#;
+        assert!(matches!(
+            calls_with_arguments(body.as_bytes()).0,
+            Messages::Calls(_)
+        ));
+    }
 }

@@ -169,14 +169,24 @@ async fn rs1_rs6_adopters_guide_server_serves_ema_tokens_and_challenges_the_rest
 fn adopters_guide_quotes_the_example_it_runs() {
     let guide = include_str!("../../../docs/adopters-guide.md");
     let example = include_str!("../../../crates/ema-server/examples/protect_rmcp.rs");
-    let blocks: Vec<&str> = guide
-        .split("```rust\n")
-        .skip(1)
-        .map(|rest| rest.split("\n```").next().unwrap())
-        .collect();
+    let guarded = include_str!("../../../crates/ema-server/examples/guard_rmcp.rs");
+    let rust_blocks = |text: &'static str| -> Vec<&'static str> {
+        text.split("```rust\n")
+            .skip(1)
+            .map(|rest| rest.split("\n```").next().unwrap())
+            .collect()
+    };
+    // Sections 1 to 6 quote `protect_rmcp`; section 7 (the tool-call guard) `guard_rmcp`.
+    let (protect, guard) = guide.split_once("\n## 7.").unwrap();
+    let blocks = rust_blocks(protect);
     assert_eq!(blocks.len(), 3, "the guide's Rust blocks");
     for block in blocks {
         assert!(example.contains(block), "not in the example:\n{block}");
+    }
+    let blocks = rust_blocks(guard);
+    assert_eq!(blocks.len(), 1, "the guard section's Rust blocks");
+    for block in blocks {
+        assert!(guarded.contains(block), "not in guard_rmcp:\n{block}");
     }
     // The auth code stays within 15 lines: the import, the tools' `Principal` arguments, and
     // the builder through the layer and metadata router (comments not counted).
