@@ -226,7 +226,7 @@ pub(crate) fn annotations_by_name(
 ///         "annotations": {"readOnlyHint": true},
 ///     }))?]);
 /// // The guard inside the bearer layer: layers added last run first.
-/// let app = Router::new()
+/// let app: Router = Router::new()
 ///     .route("/mcp", post(|body: String| async move { body }))
 ///     .layer(guard)
 ///     .layer(auth);

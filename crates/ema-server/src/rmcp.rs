@@ -50,7 +50,10 @@
 //! # #[derive(Clone)]
 //! # struct Notes { tool_router: ToolRouter<Self> }
 //! # #[tool_router]
-//! # impl Notes {}
+//! # impl Notes {
+//! #     #[rmcp::tool(description = "Who am I?")]
+//! #     fn whoami(&self, who: ema_server::Principal) -> String { who.subject().to_owned() }
+//! # }
 //! # #[tool_handler(router = self.tool_router)]
 //! # impl ServerHandler for Notes {}
 //! # fn notes() -> Notes { Notes { tool_router: Notes::tool_router() } }
