@@ -126,3 +126,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     axum::serve(listener, app).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests may unwrap")]
+
+    use ema_server::authz::{Principal, ToolCall, ToolCallAuthorizer, ToolDefinition};
+    use serde_json::json;
+
+    use super::NoteRules;
+
+    fn note(text: &str) -> ToolCall {
+        let arguments = json!({ "text": text }).as_object().unwrap().clone();
+        ToolCall::new("http://127.0.0.1:9402/mcp", "add_note", arguments)
+    }
+
+    #[tokio::test]
+    async fn note_rules_decide_by_group_and_argument() {
+        let eng = Principal::new("http://127.0.0.1:9401", "u-1", "agent").with_groups(["eng"]);
+        let sales = Principal::new("http://127.0.0.1:9401", "u-2", "agent").with_groups(["sales"]);
+        assert!(NoteRules.authorize(&eng, &note("hi")).await.is_allowed());
+        let denied = NoteRules.authorize(&sales, &note("hi")).await;
+        assert_eq!(denied.reason_text(), "only engineers may add notes");
+        let long = "x".repeat(281);
+        let denied = NoteRules.authorize(&eng, &note(&long)).await;
+        assert_eq!(
+            denied.reason_text(),
+            "a note is text of at most 280 characters"
+        );
+        let whoami = ToolCall::new("http://127.0.0.1:9402/mcp", "whoami", Default::default());
+        assert!(NoteRules.authorize(&sales, &whoami).await.is_allowed());
+
+        let tools: Vec<ToolDefinition> = ["whoami", "add_note", "other"]
+            .iter()
+            .map(|name| ToolDefinition::new(*name, Default::default()))
+            .collect();
+        assert_eq!(
+            NoteRules.visible_tools(&eng, None, &tools).await,
+            [true, true, false]
+        );
+        assert_eq!(
+            NoteRules.visible_tools(&sales, None, &tools).await,
+            [true, false, false]
+        );
+    }
+}
