@@ -2,6 +2,7 @@
 
 mod authorizer;
 mod authorizer_impl;
+#[cfg(feature = "cedar")]
 pub mod cedar;
 pub mod inspect;
 mod model;
@@ -10,6 +11,7 @@ pub mod session;
 
 pub use authorizer::{BoxFuture, Inspection, PolicyEngine, ResultInspector, ToolCallAuthorizer};
 pub use authorizer_impl::{Authorizer, AuthorizerBuilder};
+#[cfg(feature = "cedar")]
 pub use cedar::{CedarEngine, CedarPolicies, CedarSchema, PrincipalMapping};
 pub use inspect::{SecretDetector, SecretKind};
 pub use model::{
