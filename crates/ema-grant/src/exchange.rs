@@ -21,6 +21,7 @@ use crate::client_auth::{AuthMethod, ClientRegistry};
 use crate::dpop::DpopValidator;
 use crate::error::{ErrorCode, OAuthError, ToErrorCode, json_response};
 use crate::form::{Form, FormError, TokenRequest};
+use crate::issuance::IdJagIssuance;
 use crate::jwt_bearer::{client_auth_error, dpop_error, form_error, request_error};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 
@@ -410,6 +411,9 @@ pub struct TokenExchangeResponse {
     pub scope: Option<ScopeSet>,
     /// The ID-JAG's `jti`, for the audit trail (not sent).
     pub jti: String,
+    /// The issued ID-JAG's identifying claims, for the audit trail (not sent; attached to
+    /// [`TokenExchangeResponse::to_response`] as an extension).
+    pub issuance: IdJagIssuance,
 }
 
 impl std::fmt::Debug for TokenExchangeResponse {
@@ -423,6 +427,7 @@ impl std::fmt::Debug for TokenExchangeResponse {
             .field("expires_in", &self.expires_in)
             .field("scope", &self.scope)
             .field("jti", &self.jti)
+            .field("issuance", &self.issuance)
             .finish()
     }
 }
@@ -451,9 +456,12 @@ impl TokenExchangeResponse {
         serde_json::to_value(body).unwrap_or_default()
     }
 
-    /// The HTTP response (200, `Cache-Control: no-store`).
+    /// The HTTP response (200, `Cache-Control: no-store`), carrying the
+    /// [`IdJagIssuance`] as an extension for the server's audit trail (never sent).
     pub fn to_response(&self) -> Response<Vec<u8>> {
-        json_response(http::StatusCode::OK, &self.to_json())
+        let mut response = json_response(http::StatusCode::OK, &self.to_json());
+        response.extensions_mut().insert(self.issuance.clone());
+        response
     }
 }
 
@@ -897,12 +905,22 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         } else {
             granted_scope
         };
+        let claims = issued.claims;
         Ok(TokenExchangeResponse {
             access_token: issued.token,
             issued_token_type,
             expires_in: issued.expires_in,
             scope: scope_out,
-            jti: issued.claims.jti.into_string(),
+            jti: claims.jti.as_str().to_owned(),
+            issuance: IdJagIssuance {
+                issuer: claims.iss,
+                subject: claims.sub,
+                audience: claims.aud,
+                client_id: claims.client_id,
+                resources: claims.resource.unwrap_or_default(),
+                scope: claims.scope,
+                jti: claims.jti,
+            },
         })
     }
 }
@@ -927,6 +945,15 @@ mod tests {
             expires_in: 300,
             scope: Some(ScopeSet::parse("tasks.read").unwrap()),
             jti: "jti-visible".into(),
+            issuance: IdJagIssuance {
+                issuer: Issuer::new("https://idp.example"),
+                subject: Subject::new("alice"),
+                audience: Issuer::new("https://as.example"),
+                client_id: ClientId::new("c1"),
+                resources: Vec::new(),
+                scope: None,
+                jti: ema_id_jag::JwtId::new("jti-visible"),
+            },
         };
         for text in [format!("{response:?}"), format!("{response:#?}")] {
             assert_redacted(

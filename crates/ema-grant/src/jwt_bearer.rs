@@ -11,6 +11,7 @@ use crate::client_auth::{ClientAuthError, ClientRegistry};
 use crate::dpop::{DpopError, DpopValidator};
 use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
 use crate::form::{Form, FormError, Redacted, RequestError, TokenRequest};
+use crate::issuance::IdJagRedemption;
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 use crate::scope_log::ScopeLog;
 
@@ -35,6 +36,9 @@ pub struct AccessTokenResponse {
     pub authorization_details: Option<Vec<Value>>,
     /// The access token's `jti`, for the audit trail (not sent to the client).
     pub jti: String,
+    /// The ID-JAG redeemed and the token issued, for the audit trail (not sent; attached to
+    /// [`AccessTokenResponse::to_response`] as an extension).
+    pub redemption: IdJagRedemption,
 }
 
 impl std::fmt::Debug for AccessTokenResponse {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for AccessTokenResponse {
             .field("resource", &self.resource)
             .field("authorization_details", &self.authorization_details)
             .field("jti", &self.jti)
+            .field("redemption", &self.redemption)
             .finish()
     }
 }
@@ -84,12 +89,15 @@ impl AccessTokenResponse {
 
     /// The HTTP response (200, `Cache-Control: no-store`): the members of
     /// [`AccessTokenResponse::to_json`], serialized straight from this struct (no copy of the
-    /// token into an intermediate map).
+    /// token into an intermediate map). It carries the [`IdJagRedemption`] as an extension for
+    /// the server's audit trail (never sent).
     pub fn to_response(&self) -> Response<Vec<u8>> {
-        match serde_json::to_vec(&self.body()) {
+        let mut response = match serde_json::to_vec(&self.body()) {
             Ok(bytes) => json_bytes_response(http::StatusCode::OK, bytes),
             Err(_) => json_response(http::StatusCode::OK, &self.to_json()),
-        }
+        };
+        response.extensions_mut().insert(self.redemption.clone());
+        response
     }
 }
 
@@ -339,11 +347,12 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         at.cnf_jkt = dpop.as_ref().map(|p| p.jkt.clone());
         // AS-14: RAR details travel from the ID-JAG to the token and the response.
         at.authorization_details = claims.authorization_details.clone();
-        at.origin = Some(IdJagOrigin {
+        let origin = IdJagOrigin {
             iss: claims.iss.clone(),
             jti: claims.jti.clone(),
             sub: claims.sub.as_str().to_owned(),
-        });
+        };
+        at.origin = Some(origin.clone());
         let access_token = self
             .tokens
             .sign(&at)
@@ -356,10 +365,18 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
                 "Bearer"
             },
             expires_in: self.tokens.lifetime(),
-            scope: at.scope,
-            resource: at.aud.into_string(),
+            scope: at.scope.clone(),
+            resource: at.aud.as_str().to_owned(),
             authorization_details: at.authorization_details,
-            jti: at.jti.into_string(),
+            jti: at.jti.as_str().to_owned(),
+            redemption: IdJagRedemption {
+                id_jag: origin,
+                client_id: at.client_id,
+                subject: at.sub,
+                resource: at.aud,
+                scope: at.scope,
+                access_token_jti: at.jti,
+            },
         })
     }
 }
@@ -378,6 +395,21 @@ pub(crate) mod tests {
         }
     }
 
+    fn redemption() -> IdJagRedemption {
+        IdJagRedemption {
+            id_jag: IdJagOrigin {
+                iss: ema_id_jag::Issuer::new("https://idp.example"),
+                jti: ema_id_jag::JwtId::new("idjag-1"),
+                sub: "alice".into(),
+            },
+            client_id: ema_id_jag::ClientId::new("c1"),
+            subject: "alice".into(),
+            resource: ema_id_jag::Resource::new("https://mcp.tasks.example/mcp"),
+            scope: None,
+            access_token_jti: ema_id_jag::JwtId::new("jti-visible"),
+        }
+    }
+
     #[test]
     fn sec10_access_token_response_debug_is_redacted() {
         let response = AccessTokenResponse {
@@ -388,6 +420,7 @@ pub(crate) mod tests {
             resource: "https://mcp.tasks.example/mcp".into(),
             authorization_details: None,
             jti: "jti-visible".into(),
+            redemption: redemption(),
         };
         for text in [format!("{response:?}"), format!("{response:#?}")] {
             assert_redacted(
@@ -415,6 +448,7 @@ pub(crate) mod tests {
             resource: "https://mcp.tasks.example/mcp".into(),
             authorization_details: None,
             jti: "not sent".into(),
+            redemption: redemption(),
         };
         for details in [
             None,

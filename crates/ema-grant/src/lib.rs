@@ -33,6 +33,7 @@ pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod form;
+mod issuance;
 pub mod jwt_bearer;
 pub mod replay;
 mod scope_log;
@@ -63,6 +64,7 @@ pub use exchange::{
     parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};
+pub use issuance::{IdJagIssuance, IdJagRedemption};
 pub use jwt_bearer::{
     AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error, request_error,
 };

@@ -8,10 +8,11 @@ use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, post};
+use ema_audit::AuditLog;
 use ema_grant::JwtBearerGrant;
 use ema_grant::ReplayStore;
 use ema_id_jag::SubjectResolver;
-use ema_jose::{Clock, KeySource};
+use ema_jose::{Clock, KeySource, SystemClock};
 use ema_metadata::AuthorizationServerMetadata;
 
 use crate::endpoint::{into_axum, public_json, read_request};
@@ -21,9 +22,151 @@ struct AsState<K, S, R> {
     grant: JwtBearerGrant<K, S, R>,
     metadata: serde_json::Value,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
 }
 
-/// Builds the authorization server's router.
+/// The router of an MCP authorization server, assembled by
+/// [`AuthorizationServerRouter::builder`]: RFC 8414 metadata advertising the ID-JAG grant
+/// profile, the JWKS of its access-token keys and the jwt-bearer token endpoint.
+///
+/// ```
+/// use std::sync::Arc;
+/// use ema_grant::{
+///     AccessTokenIssuer, ClientCredential, InMemoryReplayStore, JwtBearerGrant, RegisteredClient,
+/// };
+/// use ema_id_jag::{Directory, Issuer, LocalSubject, ResourceConfig, TrustedIssuer};
+/// use ema_jose::{Algorithm, KeyRing, SigningKey, StaticKeySource};
+/// use ema_metadata::AuthorizationServerMetadata;
+/// use ema_server::AuthorizationServerRouter;
+/// use ema_server::audit::AuditLog;
+///
+/// let issuer = "https://auth.tasks.example";
+/// # let idp_keys = KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("idp".into()))?);
+/// let keys = Arc::new(KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("as".into()))?));
+/// let grant = JwtBearerGrant::builder(
+///     AccessTokenIssuer::new(Issuer::new(issuer), keys),
+///     StaticKeySource::new().with_issuer("https://idp.acme.example", idp_keys.jwks()),
+///     Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+/// )
+/// .trust(TrustedIssuer::new("https://idp.acme.example"))
+/// .resource(ResourceConfig::new("https://mcp.tasks.example/mcp", ["tasks.read"]))
+/// .client(RegisteredClient::new("tc_5f2a91", ClientCredential::secret("s3cr3t")))
+/// .replay_store(InMemoryReplayStore::new(1000))
+/// .build()?;
+/// let metadata = AuthorizationServerMetadata::new(issuer, format!("{issuer}/token"));
+/// let app: axum::Router = AuthorizationServerRouter::builder(grant, &metadata)
+///     // Optional: each redeemed ID-JAG appended to the trail (off by default).
+///     .audit(AuditLog::disabled())
+///     .build();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct AuthorizationServerRouter;
+
+impl AuthorizationServerRouter {
+    /// Starts the router of the authorization server whose token endpoint runs `grant` and
+    /// whose RFC 8414 metadata is `metadata`: served at the well-known path of its `issuer`,
+    /// with the token endpoint and the JWKS mounted at the paths of its `token_endpoint` and
+    /// `jwks_uri` (default `/token` and `/jwks`). The grant is usually the bare
+    /// [`JwtBearerGrant`] its builder returns; a grant built typed works alike.
+    ///
+    /// Defaults: the system clock, no audit trail.
+    pub fn builder<K, S, R>(
+        grant: JwtBearerGrant<K, S, R>,
+        metadata: &AuthorizationServerMetadata,
+    ) -> AuthorizationServerRouterBuilder<K, S, R> {
+        AuthorizationServerRouterBuilder {
+            grant,
+            metadata: metadata.clone(),
+            clock: None,
+            audit: AuditLog::disabled(),
+        }
+    }
+}
+
+/// Assembles an authorization server's router; see [`AuthorizationServerRouter::builder`].
+#[must_use]
+pub struct AuthorizationServerRouterBuilder<K, S, R> {
+    grant: JwtBearerGrant<K, S, R>,
+    metadata: AuthorizationServerMetadata,
+    clock: Option<Arc<dyn Clock>>,
+    audit: AuditLog,
+}
+
+impl<K, S, R> std::fmt::Debug for AuthorizationServerRouterBuilder<K, S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationServerRouterBuilder")
+            .field("issuer", &self.metadata.issuer)
+            .field("audit", &self.audit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, S, R> AuthorizationServerRouterBuilder<K, S, R>
+where
+    K: KeySource + 'static,
+    S: SubjectResolver + 'static,
+    R: ReplayStore + 'static,
+{
+    /// Sets the clock (default the system clock; tests pass a fixed one).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Appends an [`IdJagRedeemed`](ema_audit::IdJagRedeemed) event to `log` for each access
+    /// token issued: the IdP's issuer and the ID-JAG's `sub`, the digest of the ID-JAG's
+    /// `iss`/`jti` (equal to the IdP's `IdJagIssued`), the client, the resource, the scopes and
+    /// the access token's `jti` (which the MCP server's events name). Default
+    /// [`AuditLog::disabled`].
+    ///
+    /// The trail must be complete: when the event cannot be appended, the token is withheld
+    /// and the client gets `503 temporarily_unavailable` (the error is logged at `error`,
+    /// target `ema_audit`). The ID-JAG was already consumed (single use, SEC-1): the client
+    /// obtains a new one from the IdP. Refused requests are not appended: they are logged
+    /// (`tracing`), as every token request is.
+    pub fn audit(mut self, log: AuditLog) -> Self {
+        self.audit = log;
+        self
+    }
+
+    /// Builds the router.
+    ///
+    /// Each token request is logged (`tracing`, level `info`, target
+    /// `ema_server::authorization_server`) with `grant="jwt_bearer"`, `status`, on refusal
+    /// `error` and the log-only `reason`, and the scopes `scope_requested` and
+    /// `scope_granted`; never a token.
+    pub fn build(self) -> Router {
+        let metadata = &self.metadata;
+        let well_known = path_of(
+            &metadata.issuer,
+            ema_metadata::authorization_server_metadata_url,
+        );
+        let token = metadata
+            .token_endpoint
+            .as_deref()
+            .map_or_else(|| "/token".to_owned(), crate::paths::url_path);
+        let jwks = metadata
+            .jwks_uri
+            .as_deref()
+            .map_or_else(|| "/jwks".to_owned(), crate::paths::url_path);
+        let state = Arc::new(AsState {
+            grant: self.grant,
+            metadata: metadata.to_json(),
+            clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+            audit: self.audit,
+        });
+        Router::new()
+            .route(&well_known, get(AsState::metadata))
+            .route(&jwks, get(AsState::jwks))
+            .route(&token, post(AsState::token))
+            .with_state(state)
+    }
+}
+
+/// Builds the authorization server's router: [`AuthorizationServerRouter::builder`] with the
+/// given clock and no audit trail.
 ///
 /// `metadata` is served at the RFC 8414 well-known path of its `issuer`; its `token_endpoint`
 /// and `jwks_uri` paths are where the token endpoint and the JWKS are mounted. The grant is
@@ -43,28 +186,9 @@ where
     S: SubjectResolver + 'static,
     R: ReplayStore + 'static,
 {
-    let well_known = path_of(
-        &metadata.issuer,
-        ema_metadata::authorization_server_metadata_url,
-    );
-    let token = metadata
-        .token_endpoint
-        .as_deref()
-        .map_or_else(|| "/token".to_owned(), crate::paths::url_path);
-    let jwks = metadata
-        .jwks_uri
-        .as_deref()
-        .map_or_else(|| "/jwks".to_owned(), crate::paths::url_path);
-    let state = Arc::new(AsState {
-        grant,
-        metadata: metadata.to_json(),
-        clock,
-    });
-    Router::new()
-        .route(&well_known, get(AsState::metadata))
-        .route(&jwks, get(AsState::jwks))
-        .route(&token, post(AsState::token))
-        .with_state(state)
+    AuthorizationServerRouter::builder(grant, metadata)
+        .clock(clock)
+        .build()
 }
 
 impl<K, S, R> AsState<K, S, R>
@@ -90,6 +214,7 @@ where
             Err(response) => return response,
         };
         let response = state.grant.handle(&request, state.clock.now()).await;
+        let response = crate::trail::id_jag_redeemed(&state.audit, response);
         log_outcome(LogTarget::AuthorizationServer, "jwt_bearer", &response);
         into_axum(response)
     }

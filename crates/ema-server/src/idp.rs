@@ -16,6 +16,7 @@ use axum::response::Response;
 #[cfg(feature = "sso")]
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use ema_audit::AuditLog;
 #[cfg(feature = "sso")]
 use ema_grant::{AUTHORIZATION_CODE, AuthorizeError, SsoProvider};
 use ema_grant::{
@@ -42,6 +43,7 @@ struct IdpState<K, P, R> {
     keys: Arc<KeyRing>,
     metadata: serde_json::Value,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
     #[cfg(feature = "sso")]
     password_checks: Arc<Semaphore>,
     saml_checks: Arc<Semaphore>,
@@ -240,7 +242,7 @@ impl IdpRouter {
     /// with SSO, ID tokens) are signed by `keys`, published at the metadata's `jwks_uri`.
     ///
     /// Defaults: the metadata [`token_exchange_metadata`] (with `IdpRouterBuilder::sso`:
-    /// `idp_metadata`) of the ID-JAG issuer, and the system clock.
+    /// `idp_metadata`) of the ID-JAG issuer, the system clock, no audit trail.
     pub fn builder<K, P, R>(
         exchange: TokenExchangeGrant<K, P, R>,
         keys: Arc<KeyRing>,
@@ -250,6 +252,7 @@ impl IdpRouter {
             keys,
             metadata: None,
             clock: None,
+            audit: AuditLog::disabled(),
             #[cfg(feature = "sso")]
             sso: None,
         }
@@ -288,6 +291,7 @@ pub struct IdpRouterBuilder<K, P, R> {
     keys: Arc<KeyRing>,
     metadata: Option<AuthorizationServerMetadata>,
     clock: Option<Arc<dyn Clock>>,
+    audit: AuditLog,
     #[cfg(feature = "sso")]
     sso: Option<SsoProvider>,
 }
@@ -326,6 +330,21 @@ where
     /// Sets the clock (default the system clock; tests pass a fixed one).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// Appends an [`IdJagIssued`](ema_audit::IdJagIssued) event to `log` for each ID-JAG
+    /// issued by token exchange: the IdP's issuer, the subject, the client (its id at the
+    /// authorization server), the audience, the resources, the scopes, and the digest of the
+    /// ID-JAG's `iss`/`jti`, which the authorization server's `IdJagRedeemed` names too.
+    /// Default [`AuditLog::disabled`].
+    ///
+    /// The trail must be complete: when the event cannot be appended, the ID-JAG is withheld
+    /// and the client gets `503 temporarily_unavailable` (the error is logged at `error`,
+    /// target `ema_audit`). Refused requests are not appended: they are logged (`tracing`),
+    /// as every token request is.
+    pub fn audit(mut self, log: AuditLog) -> Self {
+        self.audit = log;
         self
     }
 
@@ -382,9 +401,22 @@ where
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         #[cfg(feature = "sso")]
         if let Some(sso) = self.sso {
-            return Ok(sso_router(sso, self.exchange, self.keys, &metadata, clock));
+            return Ok(sso_router(
+                sso,
+                self.exchange,
+                self.keys,
+                &metadata,
+                clock,
+                self.audit,
+            ));
         }
-        Ok(exchange_routes(self.exchange, self.keys, &metadata, clock))
+        Ok(exchange_routes(
+            self.exchange,
+            self.keys,
+            &metadata,
+            clock,
+            self.audit,
+        ))
     }
 }
 
@@ -396,6 +428,7 @@ impl<K, P, R> IdpState<K, P, R> {
         keys: Arc<KeyRing>,
         metadata: &AuthorizationServerMetadata,
         clock: Arc<dyn Clock>,
+        audit: AuditLog,
     ) -> Arc<Self> {
         Arc::new(Self {
             #[cfg(feature = "sso")]
@@ -404,6 +437,7 @@ impl<K, P, R> IdpState<K, P, R> {
             keys,
             metadata: metadata.to_json(),
             clock,
+            audit,
             #[cfg(feature = "sso")]
             password_checks: Arc::new(Semaphore::new(password_check_permits())),
             saml_checks: Arc::new(Semaphore::new(saml_check_permits())),
@@ -419,6 +453,7 @@ fn sso_router<K, P, R>(
     keys: Arc<KeyRing>,
     metadata: &AuthorizationServerMetadata,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
 ) -> Router
 where
     K: KeySource + 'static,
@@ -432,7 +467,7 @@ where
         w.set_path(&format!("{path}/.well-known/openid-configuration"));
         w
     });
-    let state = IdpState::new(Some(sso), exchange, keys, metadata, clock);
+    let state = IdpState::new(Some(sso), exchange, keys, metadata, clock, audit);
     let router = token_routes::<K, P, R>(metadata).route(&oidc, get(idp_metadata_route::<K, P, R>));
     match authorize {
         Some(authorize) => router.route(
@@ -450,6 +485,7 @@ fn exchange_routes<K, P, R>(
     keys: Arc<KeyRing>,
     metadata: &AuthorizationServerMetadata,
     clock: Arc<dyn Clock>,
+    audit: AuditLog,
 ) -> Router
 where
     K: KeySource + 'static,
@@ -463,6 +499,7 @@ where
         keys,
         metadata,
         clock,
+        audit,
     );
     token_routes::<K, P, R>(metadata).with_state(state)
 }
@@ -476,8 +513,9 @@ where
 /// by `exchange` (issuer and keys of the login system). Token exchanges with a SAML subject
 /// assertion (feature `saml`) run on the blocking pool, a bounded number at a time.
 ///
-/// The metadata is served as given. [`IdpRouter::builder`] builds the same router and checks
-/// that the metadata names the ID-JAG issuer.
+/// The metadata is served as given; no audit trail. [`IdpRouter::builder`] builds the same
+/// router, checks that the metadata names the ID-JAG issuer, and takes an
+/// [`IdpRouterBuilder::audit`] trail.
 pub fn token_exchange_router<K, P, R>(
     exchange: TokenExchangeGrant<K, P, R>,
     keys: Arc<KeyRing>,
@@ -489,7 +527,7 @@ where
     P: AdminPolicy + 'static,
     R: ReplayStore + 'static,
 {
-    exchange_routes(exchange, keys, metadata, clock)
+    exchange_routes(exchange, keys, metadata, clock, AuditLog::disabled())
 }
 
 /// The routes of both IdP routers: RFC 8414 metadata at the issuer's well-known path, the
@@ -730,10 +768,11 @@ where
                 && f.get("subject_token_type") == Some(SAML2_TOKEN_TYPE)
         });
     let (grant, response) = if saml {
-        saml_token_response(state, request, form, now).await
+        saml_token_response(state.clone(), request, form, now).await
     } else {
         token_response(&state, &request, form, now).await
     };
+    let response = crate::trail::id_jag_issued(&state.audit, response);
     log_outcome(LogTarget::Idp, grant, &response);
     into_axum(response)
 }

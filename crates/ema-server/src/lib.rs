@@ -27,6 +27,12 @@
 //!   mounts and publishes its token endpoint, JWKS and authorization endpoint (e.g. behind a
 //!   proxy), checked to be plain, distinct paths.
 //! - [`harden`]: body limits, timeouts, JSON 404s and path-only request logs on every route.
+//! - [`audit`] (the `ema-audit` crate, re-exported): one tamper-evident trail from the IdP to
+//!   each call. [`IdpRouterBuilder::audit`] appends `IdJagIssued`,
+//!   [`AuthorizationServerRouterBuilder::audit`] `IdJagRedeemed`, [`BearerAuthBuilder::audit`]
+//!   `AccessTokenAccepted` and `AccessTokenRefused`; the IdP's and the authorization server's
+//!   events share the digest of the ID-JAG's `iss`/`jti`, the authorization server's and the
+//!   MCP server's the access token's `jti`. Off by default ([`audit::AuditLog::disabled`]).
 //!
 //! Handlers are thin: parsing and decisions live in `ema-grant`, `ema-id-jag` and `ema-jose`.
 
@@ -41,8 +47,11 @@ mod principal;
 #[cfg(feature = "rmcp")]
 pub mod rmcp;
 mod rpc_peek;
+mod trail;
 
-pub use authorization_server::authorization_server_router;
+pub use authorization_server::{
+    AuthorizationServerRouter, AuthorizationServerRouterBuilder, authorization_server_router,
+};
 pub use bearer::{
     BearerAuth, BearerAuthBuilder, BearerBuildError, BearerService, NO_SCOPES, protect,
     protected_resource_router,
@@ -54,6 +63,10 @@ pub use principal::{MissingPrincipal, Principal};
 /// `rmcp::Guarded` with the `rmcp` feature): the `ema-authz` crate, re-exported so that a
 /// resource server names `ema_server::authz::ToolCallAuthorizer` and needs no other EMA crate.
 pub use ema_authz as authz;
+
+/// The audit trail (the `ema-audit` crate): [`audit::AuditLog`], its events, sinks and
+/// [`audit::Verifier`], so that a server needs this crate alone.
+pub use ema_audit as audit;
 
 // What the builder and the principal name, so that a resource server needs this crate alone.
 pub use ema_grant::{AccessTokenClaims, IdJagOrigin};

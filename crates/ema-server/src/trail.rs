@@ -1,0 +1,83 @@
+//! The token endpoints' audit events: the facts a grant attached to its response
+//! ([`ema_grant::IdJagIssuance`], [`ema_grant::IdJagRedemption`]) appended to the server's
+//! [`AuditLog`]. The trail must be complete: a token whose event could not be appended is not
+//! handed out (503 `temporarily_unavailable`).
+
+use ema_audit::{AuditLog, IdJagIssued, IdJagRedeemed};
+use ema_grant::{ErrorCode, IdJagIssuance, IdJagRedemption, OAuthError};
+use ema_id_jag::ScopeSet;
+
+/// The scope names of `scope`, for an event.
+fn scope_names(scope: Option<&ScopeSet>) -> Vec<String> {
+    scope
+        .map(|s| s.iter().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// The answer when the trail refuses an event: the token is withheld.
+fn unavailable(what: &'static str, error: &ema_audit::AuditError) -> http::Response<Vec<u8>> {
+    tracing::error!(target: "ema_audit", %error, "appending {what} to the audit trail failed; the token is withheld");
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        "the server cannot record this request; try again later",
+    )
+    .to_response()
+}
+
+/// Appends `IdJagIssued` for a successful token exchange (the response's [`IdJagIssuance`]);
+/// other responses pass unchanged.
+pub(crate) fn id_jag_issued(
+    log: &AuditLog,
+    response: http::Response<Vec<u8>>,
+) -> http::Response<Vec<u8>> {
+    if !log.is_enabled() || !response.status().is_success() {
+        return response;
+    }
+    let Some(issued) = response.extensions().get::<IdJagIssuance>() else {
+        return response;
+    };
+    let mut event = IdJagIssued::new(
+        issued.issuer.as_str(),
+        issued.subject.as_str(),
+        issued.client_id.as_str(),
+        issued.audience.as_str(),
+        issued.jti.as_str(),
+    )
+    .with_scopes(scope_names(issued.scope.as_ref()));
+    // The event names one resource; an ID-JAG for several names them space-separated.
+    if !issued.resources.is_empty() {
+        let resources: Vec<&str> = issued.resources.iter().map(|r| r.as_str()).collect();
+        event = event.with_resource(resources.join(" "));
+    }
+    match log.append(event) {
+        Ok(_) => response,
+        Err(e) => unavailable("an issued ID-JAG", &e),
+    }
+}
+
+/// Appends `IdJagRedeemed` for a successful jwt-bearer grant (the response's
+/// [`IdJagRedemption`]); other responses pass unchanged.
+pub(crate) fn id_jag_redeemed(
+    log: &AuditLog,
+    response: http::Response<Vec<u8>>,
+) -> http::Response<Vec<u8>> {
+    if !log.is_enabled() || !response.status().is_success() {
+        return response;
+    }
+    let Some(redeemed) = response.extensions().get::<IdJagRedemption>() else {
+        return response;
+    };
+    let event = IdJagRedeemed::new(
+        redeemed.id_jag.iss.as_str(),
+        redeemed.id_jag.sub.as_str(),
+        redeemed.id_jag.jti.as_str(),
+        redeemed.client_id.as_str(),
+        redeemed.access_token_jti.as_str(),
+    )
+    .with_resource(redeemed.resource.as_str())
+    .with_scopes(scope_names(redeemed.scope.as_ref()));
+    match log.append(event) {
+        Ok(_) => response,
+        Err(e) => unavailable("a redeemed ID-JAG", &e),
+    }
+}
