@@ -15,6 +15,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use ema_audit::{AccessTokenAccepted, AccessTokenRefused, AuditError, AuditLog};
 use ema_grant::{AccessTokenValidator, DpopValidator, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
@@ -151,6 +152,17 @@ struct Inner {
     dpop_replay: InMemoryReplayStore,
     cache: TokenCache,
     clock: Arc<dyn Clock>,
+    resource: String,
+    audit: AuditLog,
+}
+
+/// Why the layer refused a request, kept on the refusal (a response extension, never sent) for
+/// the audit trail. Responses without one are not appended: the no-credentials challenge
+/// (routine discovery, RS-1) and the answer when the trail itself failed.
+#[derive(Debug, Clone)]
+struct Refusal {
+    code: ErrorCode,
+    reason: std::borrow::Cow<'static, str>,
 }
 
 impl fmt::Debug for BearerAuth {
@@ -163,6 +175,7 @@ impl fmt::Debug for BearerAuth {
             .field("default_method_scopes", &inner.default_method_scopes)
             .field("tool_scopes", &inner.tool_scopes)
             .field("default_tool_scopes", &inner.default_tool_scopes)
+            .field("audit", &inner.audit)
             .finish_non_exhaustive()
     }
 }
@@ -232,6 +245,7 @@ pub struct BearerAuthBuilder {
     tool_scopes: Vec<(String, Vec<String>)>,
     default_tool_scopes: Vec<String>,
     cache_capacity: usize,
+    audit: AuditLog,
 }
 
 impl fmt::Debug for BearerAuthBuilder {
@@ -245,6 +259,7 @@ impl fmt::Debug for BearerAuthBuilder {
             .field("tools", &self.tools)
             .field("tool_scopes", &self.tool_scopes)
             .field("default_tool_scopes", &self.default_tool_scopes)
+            .field("audit", &self.audit)
             .finish_non_exhaustive()
     }
 }
@@ -301,7 +316,15 @@ impl BearerAuth {
             tool_scopes: Vec::new(),
             default_tool_scopes: Vec::new(),
             cache_capacity: 10_000,
+            audit: AuditLog::disabled(),
         }
+    }
+
+    /// The audit trail the layer appends to ([`BearerAuthBuilder::audit`]; disabled by
+    /// default), for the layers and handlers behind it that record their own events (e.g.
+    /// each tool decision) on the same trail.
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.0.audit
     }
 
     /// The RFC 9728 metadata URL named in every challenge.
@@ -336,7 +359,7 @@ impl BearerAuth {
     }
 
     /// A 403 `insufficient_scope` response naming `scopes` (for handlers with their own needs,
-    /// RS-6).
+    /// RS-6). Not appended to the audit trail: the handler that refuses records its own reason.
     pub fn insufficient_scope(&self, scopes: &ScopeSet) -> Response {
         self.0.reject(
             StatusCode::FORBIDDEN,
@@ -486,6 +509,28 @@ impl BearerAuthBuilder {
         self
     }
 
+    /// The audit trail (default [`AuditLog::disabled`]):
+    ///
+    /// - [`AccessTokenAccepted`] (the token's `jti`, subject, client, scopes and this
+    ///   resource) when a token is verified (signature, issuer, audience, times): once per
+    ///   token while the validated-token cache holds it, so the cached path appends nothing.
+    ///   The `jti` is the one the authorization server's `IdJagRedeemed` names.
+    /// - [`AccessTokenRefused`] (the OAuth error code, a short reason, and the token's `jti`
+    ///   when the token verified but the request was refused, e.g. for scope or DPoP) for
+    ///   every refusal, except a request without credentials: that 401 is the routine
+    ///   discovery challenge (RS-1). A token that did not verify is recorded without a `jti`:
+    ///   its claims are unproven, and a forged one could name another token's.
+    ///
+    /// The trail must be complete, so the layer fails closed: when an event cannot be
+    /// appended (the log failed or was closed), the request is answered `503
+    /// temporarily_unavailable` instead (logged at `error`, target `ema_audit`), and the token
+    /// is not cached, so its next request tries again.
+    #[must_use]
+    pub fn audit(mut self, log: AuditLog) -> Self {
+        self.audit = log;
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<BearerAuth, BearerBuildError> {
         let resource_url = http_url(&self.resource)
@@ -572,6 +617,8 @@ impl BearerAuthBuilder {
             // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
             dpop: DpopValidator::new(self.resource.as_str()),
             dpop_replay: InMemoryReplayStore::new(100_000),
+            resource: self.resource.clone(),
+            audit: self.audit,
             cache: TokenCache {
                 entries: Mutex::new(HashMap::new()),
                 capacity: self.cache_capacity,
@@ -693,15 +740,100 @@ impl Inner {
         if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c.to_string()).ok()) {
             headers.insert(header::WWW_AUTHENTICATE, v);
         }
+        if let Some((code, description)) = error {
+            resp.extensions_mut().insert(Refusal {
+                code,
+                reason: description.into(),
+            });
+        }
         resp
     }
 
+    /// The answer when the audit trail refused an event: 503 `temporarily_unavailable`, the
+    /// request neither served nor judged (fail closed). Carries no [`Refusal`]: the trail that
+    /// just failed is not asked again.
+    fn audit_failed(&self, error: &AuditError) -> Response {
+        tracing::error!(target: "ema_audit", %error, "appending to the audit trail failed; the request is refused");
+        let mut resp = self.reject(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some((
+                ErrorCode::TemporarilyUnavailable,
+                "the server cannot record this request; try again later",
+            )),
+            None,
+        );
+        resp.extensions_mut().remove::<Refusal>();
+        resp
+    }
+
+    /// Appends [`AccessTokenRefused`] for a refusal that carries a [`Refusal`] (naming `jti`
+    /// when the token verified); the refusal itself, or the 503 of [`Inner::audit_failed`]
+    /// when the trail refuses the event.
+    fn refused(&self, response: Response, jti: Option<&str>) -> Response {
+        if !self.audit.is_enabled() {
+            return response;
+        }
+        let Some(refusal) = response.extensions().get::<Refusal>() else {
+            return response;
+        };
+        let mut event = AccessTokenRefused::new(
+            self.resource.as_str(),
+            refusal.code.as_str(),
+            refusal.reason.as_ref(),
+        );
+        if let Some(jti) = jti {
+            event = event.with_jti(jti);
+        }
+        match self.audit.append(event) {
+            Ok(_) => response,
+            Err(e) => self.audit_failed(&e),
+        }
+    }
+
+    /// Appends [`AccessTokenAccepted`] for a token that just verified.
+    fn accepted(&self, principal: &Principal) -> Result<(), Response> {
+        if !self.audit.is_enabled() {
+            return Ok(());
+        }
+        let claims = principal.claims();
+        let event = AccessTokenAccepted::new(
+            claims.jti.as_str(),
+            principal.subject(),
+            principal.client_id(),
+            self.resource.as_str(),
+        )
+        .with_scopes(principal.scopes());
+        self.audit
+            .append(event)
+            .map(|_| ())
+            .map_err(|e| self.audit_failed(&e))
+    }
+
     /// The principal of a request needing `extra` scopes on top of the required ones, or the
-    /// response refusing it.
+    /// response refusing it, appended to the audit trail.
     async fn authorize(
         &self,
         parts: &http::request::Parts,
         extra: &[&ScopeSet],
+    ) -> Result<Principal, Response> {
+        let mut verified = None;
+        self.judge(parts, extra, &mut verified)
+            .await
+            .map_err(|refusal| {
+                let jti = verified
+                    .as_ref()
+                    .map(|p: &Principal| p.claims().jti.as_str());
+                self.refused(refusal, jti)
+            })
+    }
+
+    /// [`Inner::authorize`] before the refusal is recorded: `verified` is set once the token
+    /// verified, so that a refusal after it names the token's `jti`.
+    async fn judge(
+        &self,
+        parts: &http::request::Parts,
+        extra: &[&ScopeSet],
+        verified: &mut Option<Principal>,
     ) -> Result<Principal, Response> {
         // RS-5, D-25: the token is read from the Authorization header only. A token in the
         // query (`?access_token=`) or in a form body is never read, parsed or validated: such a
@@ -775,19 +907,28 @@ impl Inner {
                 let claims = self.validator.validate(token, now).await.map_err(|e| {
                     let code = e.error_code();
                     tracing::debug!(error = %code, reason = %e, "access token refused");
-                    self.reject(
+                    let mut resp = self.reject(
                         code.http_status(),
                         Some((code, e.error_description())),
                         None,
-                    )
+                    );
+                    // The trail keeps the precise cause (never the token).
+                    if let Some(refusal) = resp.extensions_mut().get_mut::<Refusal>() {
+                        refusal.reason = e.to_string().into();
+                    }
+                    resp
                 })?;
                 let claims = Principal::new(claims);
+                // First sight of this token (or of this key set): on the trail before it is
+                // cached, so that a failed append leaves it uncached.
+                self.accepted(&claims)?;
                 if self.cache.capacity > 0 {
                     self.cache.put(key, claims.clone(), now.as_secs(), version);
                 }
                 claims
             }
         };
+        *verified = Some(principal.clone());
         // RFC 9449 §7.1: a DPoP-bound token needs the DPoP scheme and a proof by its key, with
         // `ath` binding the proof to this token; a bearer token is never sent as DPoP.
         match (dpop_scheme, principal.claims().cnf_jkt.as_deref()) {
@@ -865,14 +1006,15 @@ impl BearerAuth {
             match axum::body::to_bytes(body, MAX_JSON_RPC_BODY).await {
                 Ok(bytes) => (Body::from(bytes.clone()), Some(bytes)),
                 Err(_) => {
-                    return Err(auth.reject(
+                    let refusal = auth.reject(
                         StatusCode::PAYLOAD_TOO_LARGE,
                         Some((
                             ErrorCode::InvalidRequest,
                             "the request body is too large or unreadable",
                         )),
                         None,
-                    ));
+                    );
+                    return Err(auth.refused(refusal, None));
                 }
             }
         };
@@ -883,15 +1025,16 @@ impl BearerAuth {
                 Some(extra) => extra,
                 None => {
                     // Credentials are judged first: no token is still a 401.
-                    auth.authorize(&parts, &[]).await?;
-                    return Err(auth.reject(
+                    let principal = auth.authorize(&parts, &[]).await?;
+                    let refusal = auth.reject(
                         StatusCode::BAD_REQUEST,
                         Some((
                             ErrorCode::InvalidRequest,
                             "a JSON-RPC message names its method, params or tool twice",
                         )),
                         None,
-                    ));
+                    );
+                    return Err(auth.refused(refusal, Some(principal.claims().jti.as_str())));
                 }
             },
         };

@@ -23,6 +23,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
+#[path = "server/audit_trail.rs"]
+mod audit_trail;
 #[path = "server/d24_client_auth.rs"]
 mod d24_client_auth;
 #[path = "server/guard.rs"]
@@ -53,6 +55,32 @@ fn clock() -> Arc<dyn Clock> {
 }
 
 fn world() -> World {
+    world_with(Audits::off())
+}
+
+/// The audit trail of each server.
+struct Audits {
+    idp: audit::AuditLog,
+    auth_server: audit::AuditLog,
+    mcp: audit::AuditLog,
+}
+
+impl Audits {
+    fn off() -> Self {
+        Self::all(&audit::AuditLog::disabled())
+    }
+
+    /// One trail for the three servers.
+    fn all(log: &audit::AuditLog) -> Self {
+        Self {
+            idp: log.clone(),
+            auth_server: log.clone(),
+            mcp: log.clone(),
+        }
+    }
+}
+
+fn world_with(audits: Audits) -> World {
     let idp_keys = Arc::new(KeyRing::new(
         SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
     ));
@@ -101,6 +129,7 @@ fn world() -> World {
         .sso(sso)
         .metadata(idp_meta)
         .clock(clock())
+        .audit(audits.idp)
         .build()
         .unwrap();
 
@@ -127,7 +156,10 @@ fn world() -> World {
     .token_endpoint("https://auth.tasks.example/token")
     .build()
     .unwrap();
-    let auth_server = authorization_server_router(grant, &as_meta, clock());
+    let auth_server = AuthorizationServerRouter::builder(grant, &as_meta)
+        .clock(clock())
+        .audit(audits.auth_server)
+        .build();
 
     // The MCP server.
     let bearer = BearerAuth::builder(RESOURCE, AS)
@@ -136,6 +168,7 @@ fn world() -> World {
         .require_scopes(["tasks.read"])
         .tools(["add_task", "whoami"])
         .tool_scopes("add_task", ["tasks.write"])
+        .audit(audits.mcp)
         .build()
         .unwrap();
     let routes = Router::new().route(
