@@ -39,6 +39,26 @@ fn default_alg() -> String {
     "ES256".into()
 }
 
+/// A server's audit trail (`[audit]`): tamper-evident JSON lines (`ema-audit`), hash-chained,
+/// with checkpoints signed by the server's key. The IdP and the authorization server sign with
+/// their `signing_key`; the MCP server, which has none, with a key generated at start. Each
+/// public checkpoint key is added to `<file>.jwks.json` beside the trail, the JWKS for
+/// `ema-audit verify <file> --key <file>.jwks.json`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFileConfig {
+    /// The trail: created if absent, else verified and continued.
+    pub file: PathBuf,
+    /// A signed checkpoint after this many events (default 1000); one is also written when the
+    /// server stops.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+
 /// A client registered at a server. `Debug` never shows the secret.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -182,6 +202,9 @@ pub struct IdpConfig {
     /// Endpoint paths below `public_url`, published in the metadata.
     #[serde(default)]
     pub endpoints: IdpEndpointsConfig,
+    /// The audit trail (`[audit]`): off when absent.
+    #[serde(default)]
+    pub audit: Option<AuditFileConfig>,
 }
 
 /// The IdP's endpoint paths (the metadata stays at its well-known paths).
@@ -336,6 +359,9 @@ pub struct AuthorizationServerConfig {
     /// Allow `http` on loopback for JWKS and issuer URLs (development only).
     #[serde(default)]
     pub insecure_allow_loopback_http: bool,
+    /// The audit trail (`[audit]`): off when absent.
+    #[serde(default)]
+    pub audit: Option<AuditFileConfig>,
 }
 
 fn default_lifetime() -> u64 {
@@ -382,6 +408,9 @@ pub struct McpServerConfig {
     /// The scopes each request needs (RS-6).
     #[serde(default)]
     pub scopes: McpScopesConfig,
+    /// The audit trail (`[audit]`): off when absent.
+    #[serde(default)]
+    pub audit: Option<AuditFileConfig>,
 }
 
 fn default_mcp_path() -> String {
@@ -494,6 +523,7 @@ pub mod defaults {
             leeway_secs: DEFAULT_LEEWAY_SECS,
             id_token_algorithms: None,
             endpoints: IdpEndpointsConfig::default(),
+            audit: None,
         }
     }
 
@@ -556,6 +586,7 @@ pub mod defaults {
                 }],
             },
             insecure_allow_loopback_http: true,
+            audit: None,
         }
     }
 
@@ -575,6 +606,7 @@ pub mod defaults {
             leeway_secs: DEFAULT_LEEWAY_SECS,
             insecure_allow_loopback_http: true,
             scopes: McpScopesConfig::default(),
+            audit: None,
         }
     }
 

@@ -15,8 +15,8 @@ use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
 use ema_jwks::{IssuerKeys, JwksSource};
 use ema_metadata::AuthorizationServerMetadata;
 use ema_server::{
-    BearerAuth, IdpRouter, Limits, Principal, authorization_server_router, harden,
-    idp_metadata_with_paths, protect,
+    AuthorizationServerRouter, BearerAuth, IdpRouter, Limits, Principal,
+    authorization_server_router, harden, idp_metadata_with_paths, protect,
 };
 
 use crate::config::{
@@ -185,10 +185,12 @@ pub fn idp_app(
     let exchange = exchange
         .build()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let audit = crate::audit::open(cfg.audit.as_ref(), keys.active())?;
     let router = IdpRouter::builder(exchange, keys)
         .sso(sso)
         .metadata(metadata)
         .clock(clock)
+        .audit(audit)
         .build()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     Ok(harden(router, &Limits::default()))
@@ -204,7 +206,15 @@ pub fn authorization_server_app(
     clock: Arc<dyn Clock>,
 ) -> Result<Router, ConfigError> {
     let (grant, metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
-    Ok(authorization_server_app_from(grant, &metadata, clock))
+    // Checkpoints are signed with the access-token key (the `typ` tells them apart).
+    let audit = crate::audit::open(cfg.audit.as_ref(), grant.tokens().keys().active())?;
+    Ok(harden(
+        AuthorizationServerRouter::builder(grant, &metadata)
+            .clock(clock)
+            .audit(audit)
+            .build(),
+        &Limits::default(),
+    ))
 }
 
 /// The hardened router of an authorization server built by [`authorization_server_parts`].
@@ -366,6 +376,7 @@ pub fn mcp_app(
         auth = auth.tool_scopes(tool.as_str(), set.iter());
     }
     let auth = auth
+        .audit(crate::audit::open_with_new_key(cfg.audit.as_ref())?)
         .build()
         .map_err(|e| ConfigError::Invalid(format!("MCP server: {e}")))?;
     let mcp = Router::new().nest_service(&cfg.path, tasks_service());
