@@ -791,7 +791,7 @@ impl Inner {
     }
 
     /// Appends [`AccessTokenAccepted`] for a token that just verified.
-    fn accepted(&self, principal: &Principal) -> Result<(), Response> {
+    fn accepted(&self, principal: &Principal) -> Result<(), AuditError> {
         if !self.audit.is_enabled() {
             return Ok(());
         }
@@ -803,10 +803,7 @@ impl Inner {
             self.resource.as_str(),
         )
         .with_scopes(principal.scopes());
-        self.audit
-            .append(event)
-            .map(|_| ())
-            .map_err(|e| self.audit_failed(&e))
+        self.audit.append(event).map(|_| ())
     }
 
     /// The principal of a request needing `extra` scopes on top of the required ones, or the
@@ -921,7 +918,8 @@ impl Inner {
                 let claims = Principal::new(claims);
                 // First sight of this token (or of this key set): on the trail before it is
                 // cached, so that a failed append leaves it uncached.
-                self.accepted(&claims)?;
+                self.accepted(&claims)
+                    .map_err(|e| self.audit_failed(&e))?;
                 if self.cache.capacity > 0 {
                     self.cache.put(key, claims.clone(), now.as_secs(), version);
                 }
