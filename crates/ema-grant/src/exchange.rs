@@ -938,6 +938,31 @@ mod tests {
     }
 
     #[test]
+    fn the_issuance_travels_beside_the_body() {
+        let issuance = IdJagIssuance {
+            issuer: Issuer::new("https://idp.example"),
+            subject: Subject::new("alice"),
+            audience: Issuer::new("https://as.example"),
+            client_id: ClientId::new("c1"),
+            resources: vec![Resource::new("https://mcp.example/mcp")],
+            scope: Some(ScopeSet::parse("tasks.read").unwrap()),
+            jti: ema_id_jag::JwtId::new("idjag-jti-1"),
+        };
+        let response = TokenExchangeResponse {
+            access_token: "idjag.payload.sig".into(),
+            issued_token_type: ID_JAG_TOKEN_TYPE,
+            expires_in: 300,
+            scope: None,
+            jti: "idjag-jti-1".into(),
+            issuance: issuance.clone(),
+        };
+        let http = response.to_response();
+        assert_eq!(http.extensions().get(), Some(&issuance));
+        let body = String::from_utf8_lossy(http.body());
+        assert!(body.contains("idjag.payload.sig") && !body.contains("idjag-jti-1"));
+    }
+
+    #[test]
     fn sec10_token_exchange_response_debug_is_redacted() {
         let response = TokenExchangeResponse {
             access_token: "idjag.Hp4RkT8sLq2.sigQwE".into(),

@@ -464,6 +464,9 @@ pub(crate) mod tests {
                 // AS-14 / AS-15: the same members as `to_json`, no refresh token, no `jti`.
                 assert_eq!(body, response.to_json());
                 assert!(body.get("refresh_token").is_none() && body.get("jti").is_none());
+                // The audit facts travel beside the body, not in it.
+                assert_eq!(http.extensions().get(), Some(&redemption()));
+                assert!(!String::from_utf8_lossy(http.body()).contains("idjag-1"));
             }
         }
     }

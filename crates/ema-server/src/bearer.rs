@@ -918,15 +918,17 @@ impl Inner {
                 let claims = Principal::new(claims);
                 // First sight of this token (or of this key set): on the trail before it is
                 // cached, so that a failed append leaves it uncached.
-                self.accepted(&claims)
-                    .map_err(|e| self.audit_failed(&e))?;
+                self.accepted(&claims).map_err(|e| self.audit_failed(&e))?;
                 if self.cache.capacity > 0 {
                     self.cache.put(key, claims.clone(), now.as_secs(), version);
                 }
                 claims
             }
         };
-        *verified = Some(principal.clone());
+        // Only a trail needs it (an `Arc` clone otherwise spared on the cached path).
+        if self.audit.is_enabled() {
+            *verified = Some(principal.clone());
+        }
         // RFC 9449 §7.1: a DPoP-bound token needs the DPoP scheme and a proof by its key, with
         // `ath` binding the proof to this token; a bearer token is never sent as DPoP.
         match (dpop_scheme, principal.claims().cnf_jkt.as_deref()) {
