@@ -143,6 +143,15 @@ pub fn tool_names<S: Send + Sync + 'static>(router: &ToolRouter<S>) -> Vec<Strin
         .collect()
 }
 
+/// The tools `router` serves as policies see them (name, description, input and output
+/// schemas, annotations): what [`ema_authz::cedar::CedarSchema::new`] builds the policy schema
+/// from, and what [`ema_authz::ToolPins`] pins.
+pub fn tool_definitions<S: Send + Sync + 'static>(
+    router: &ToolRouter<S>,
+) -> Vec<ema_authz::ToolDefinition> {
+    router.list_all().iter().map(definition).collect()
+}
+
 /// A tool argument of type [`Principal`]: the caller, or an error answering the call when the
 /// bearer layer did not run (a configuration mistake; the request is never served
 /// anonymously).

@@ -411,6 +411,55 @@ pub struct McpServerConfig {
     /// The audit trail (`[audit]`): off when absent.
     #[serde(default)]
     pub audit: Option<AuditFileConfig>,
+    /// Tool-call authorization (Cedar policies, session rules, result inspection, pinning).
+    #[serde(default)]
+    pub authz: McpAuthzConfig,
+}
+
+/// What the MCP server's tool-call guard does (ema-authz).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpAuthzConfig {
+    /// Guard every tool call (default `true`). Off, every admitted token may call every tool
+    /// its scopes allow.
+    pub enabled: bool,
+    /// A directory of `*.cedar` policy files, validated at start against the schema generated
+    /// from the server's tools. Absent: the built-in reference policies (the files of
+    /// `examples/config/mcp-server-policies/`, compiled in).
+    pub policies: Option<PathBuf>,
+    /// What a changed tool definition gets: `deny` (until an operator re-approves it, the
+    /// default) or `alert` (recorded, still callable).
+    pub pin_response: PinResponseConfig,
+    /// Redact secrets the detector finds in tool results (default `true`); found or not
+    /// redacted, they raise the session label `secret_read`.
+    pub redact_secrets: bool,
+    /// Seconds an idle MCP session's context is kept (default 3600).
+    pub session_ttl_secs: u64,
+    /// Sessions tracked at once (default 10,000); a new session beyond it is denied.
+    pub max_sessions: usize,
+}
+
+/// See [`McpAuthzConfig::pin_response`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PinResponseConfig {
+    /// Deny a changed tool until it is approved again.
+    Deny,
+    /// Record the change and keep serving the tool.
+    Alert,
+}
+
+impl Default for McpAuthzConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            policies: None,
+            pin_response: PinResponseConfig::Deny,
+            redact_secrets: true,
+            session_ttl_secs: 3600,
+            max_sessions: 10_000,
+        }
+    }
 }
 
 fn default_mcp_path() -> String {
@@ -607,6 +656,7 @@ pub mod defaults {
             insecure_allow_loopback_http: true,
             scopes: McpScopesConfig::default(),
             audit: None,
+            authz: McpAuthzConfig::default(),
         }
     }
 

@@ -19,11 +19,15 @@ use ema_server::{
     authorization_server_router, harden, idp_metadata_with_paths, protect,
 };
 
+use ema_server::authz::cedar::{CedarEngine, CedarPolicies, CedarSchema, PrincipalMapping};
+use ema_server::authz::{Authorizer, PinResponse, SecretDetector, ToolCallAuthorizer};
+
 use crate::config::{
-    self, AuthorizationServerConfig, ClientConfig, ConfigError, IdpConfig, McpServerConfig,
+    self, AuthorizationServerConfig, ClientConfig, ConfigError, IdpConfig, McpAuthzConfig,
+    McpServerConfig, PinResponseConfig,
 };
 use crate::keys::{fetcher, issuer_keys_error, jwks_file, signing_key};
-use crate::tasks::{self, tasks_service};
+use crate::tasks::{self, guarded_tasks_service, tasks_service};
 
 fn clients(
     configs: &[ClientConfig],
@@ -379,9 +383,92 @@ pub fn mcp_app(
         .audit(crate::audit::open_with_new_key(cfg.audit.as_ref())?)
         .build()
         .map_err(|e| ConfigError::Invalid(format!("MCP server: {e}")))?;
-    let mcp = Router::new().nest_service(&cfg.path, tasks_service());
+    let mcp = match tool_authorizer(&cfg.authz)? {
+        Some(authorizer) => {
+            Router::new().nest_service(&cfg.path, guarded_tasks_service(&resource, authorizer))
+        }
+        None => Router::new().nest_service(&cfg.path, tasks_service()),
+    };
     let app = protect(mcp, auth.clone()).merge(auth.resource_metadata_router());
     Ok(harden(app, &Limits::default()))
+}
+
+/// The reference policies, compiled in: used when `[authz] policies` names no directory.
+const BUILTIN_POLICIES: [(&str, &str); 2] = [
+    (
+        "tools.cedar",
+        include_str!("../../config/mcp-server-policies/tools.cedar"),
+    ),
+    (
+        "session.cedar",
+        include_str!("../../config/mcp-server-policies/session.cedar"),
+    ),
+];
+
+/// How often a policy directory is checked for changes.
+const POLICY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The MCP server's tool-call authorizer from `[authz]`: the Cedar engine over the schema of
+/// the server's own tools, the policies validated against it (a policy that does not validate
+/// is a startup error with Cedar's message), session rules, the secret detector on results, and
+/// tool-definition pinning. `None` when the guard is off. With a policy directory, a task
+/// (when a runtime is running) reloads it when its files change, keeping the last good set
+/// when the new one does not validate and logging why.
+pub fn tool_authorizer(
+    cfg: &McpAuthzConfig,
+) -> Result<Option<Arc<dyn ToolCallAuthorizer>>, ConfigError> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let invalid =
+        |what: &str, e: &dyn std::fmt::Display| ConfigError::Invalid(format!("authz: {what}: {e}"));
+    let schema = CedarSchema::new(&tasks::tool_definitions(), &PrincipalMapping::new())
+        .map_err(|e| invalid("schema of the tools", &e))?;
+    let engine = match &cfg.policies {
+        Some(dir) => CedarEngine::from_dir(schema, dir)
+            .map_err(|e| invalid(&format!("policies in {}", dir.display()), &e))?,
+        None => {
+            let policies = CedarPolicies::from_sources(&schema, BUILTIN_POLICIES)
+                .map_err(|e| invalid("built-in policies", &e))?;
+            CedarEngine::new(schema, policies).map_err(|e| invalid("built-in policies", &e))?
+        }
+    };
+    let engine = Arc::new(engine);
+    if cfg.policies.is_some()
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        let engine = Arc::downgrade(&engine);
+        runtime.spawn(async move {
+            let mut tick = tokio::time::interval(POLICY_POLL);
+            loop {
+                tick.tick().await;
+                let Some(engine) = engine.upgrade() else { break };
+                match engine.reload_if_changed() {
+                    None => {}
+                    Some(Ok(summary)) => {
+                        tracing::info!(target: "ema_examples::authz", ?summary, "policies reloaded");
+                    }
+                    Some(Err(e)) => tracing::error!(
+                        target: "ema_examples::authz",
+                        error = %e,
+                        "policy change refused; the last good policies stay in force"
+                    ),
+                }
+            }
+        });
+    }
+    let pin_response = match cfg.pin_response {
+        PinResponseConfig::Deny => PinResponse::DenyUntilApproved,
+        PinResponseConfig::Alert => PinResponse::Alert,
+    };
+    let authorizer = Authorizer::builder(engine)
+        .session_ttl(std::time::Duration::from_secs(cfg.session_ttl_secs))
+        .max_sessions(cfg.max_sessions)
+        .no_inspectors()
+        .inspector(SecretDetector::new().with_redaction(cfg.redact_secrets))
+        .pin_response(pin_response)
+        .build();
+    Ok(Some(Arc::new(authorizer)))
 }
 
 /// The MCP server of [`mcp_app`] with authentication switched off: every request carries the

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use ema_server::Principal;
+use ema_server::authz::ToolCallAuthorizer;
+use ema_server::rmcp::Guarded;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
@@ -70,6 +72,12 @@ pub struct Tasks {
 /// The names of the tools, for the bearer layer's tool scopes.
 pub fn tool_names() -> Vec<String> {
     ema_server::rmcp::tool_names(&Tasks::tool_router())
+}
+
+/// The tools as policies see them (names, schemas, annotations): what the Cedar schema is
+/// generated from.
+pub fn tool_definitions() -> Vec<ema_server::authz::ToolDefinition> {
+    ema_server::rmcp::tool_definitions(&Tasks::tool_router())
 }
 
 fn needs(p: &Principal, scope: &str) -> Option<CallToolResult> {
@@ -268,6 +276,28 @@ pub fn tasks_service() -> StreamableHttpService<Tasks, LocalSessionManager> {
     let store: Store = Arc::default();
     StreamableHttpService::new(
         move || Ok(Tasks::new(store.clone())),
+        Arc::new(LocalSessionManager::default()),
+        StreamableHttpServerConfig::default(),
+    )
+}
+
+/// [`tasks_service`] with every tool call authorized by `authorizer` before it runs, the tool
+/// list filtered per caller and results inspected ([`Guarded`]); `resource` is this MCP
+/// server's resource identifier.
+pub fn guarded_tasks_service(
+    resource: &str,
+    authorizer: Arc<dyn ToolCallAuthorizer>,
+) -> StreamableHttpService<Guarded<Tasks, Arc<dyn ToolCallAuthorizer>>, LocalSessionManager> {
+    let store: Store = Arc::default();
+    let resource: Arc<str> = Arc::from(resource);
+    StreamableHttpService::new(
+        move || {
+            Ok(Guarded::new(
+                Tasks::new(store.clone()),
+                &*resource,
+                authorizer.clone(),
+            ))
+        },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     )

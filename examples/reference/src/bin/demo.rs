@@ -431,7 +431,7 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         "   ({} ms for discovery, two token acquisitions and four MCP requests)",
         started.elapsed().as_millis()
     );
-    agent.cancel().await?;
+
     s.expect(
         "the write succeeded after stepping up to tasks.write",
         added.is_error != Some(true)
@@ -442,6 +442,71 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         "the audit link reaches back to the IdP",
         who_text.contains("\"idp_issuer\"") && who_text.contains("\"id_jag_jti\""),
     );
+
+    s.step("Every tool call is authorized with its arguments (Cedar policies, ema-authz)");
+    let call = |name: &'static str, args: serde_json::Value| {
+        let agent = &agent;
+        async move {
+            let result = agent
+                .call_tool(
+                    CallToolRequestParams::new(name)
+                        .with_arguments(args.as_object().cloned().unwrap_or_default()),
+                )
+                .await?;
+            let text: String = result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect();
+            let ok = result.is_error != Some(true);
+            println!(
+                "   {name} {args} -> {} {}",
+                if ok { "allowed:" } else { "DENIED:" },
+                text.replace('\n', "\\n")
+            );
+            Ok::<_, rmcp::ServiceError>((ok, text))
+        }
+    };
+    let (select_ok, _) = call(
+        "run_query",
+        serde_json::json!({"query": "SELECT * FROM tasks"}),
+    )
+    .await?;
+    let (delete_ok, delete_reason) = call(
+        "run_query",
+        serde_json::json!({"query": "DELETE FROM tasks"}),
+    )
+    .await?;
+    s.expect(
+        "a SELECT runs and a DELETE is refused by the argument rule, with its reason",
+        select_ok && !delete_ok && delete_reason.contains("read-only"),
+    );
+
+    s.step("Session rules: after a secret is read, nothing leaves the server");
+    let (sent_before, _) = call(
+        "send_message",
+        serde_json::json!({"to": "partner@example.com", "text": "status: on track"}),
+    )
+    .await?;
+    let (read_ok, file) = call(
+        "read_file",
+        serde_json::json!({"path": "/projects/u-17/.env"}),
+    )
+    .await?;
+    let (sent_after, refusal) = call(
+        "send_message",
+        serde_json::json!({"to": "partner@example.com", "text": "the keys"}),
+    )
+    .await?;
+    s.expect(
+        "the secret in the result is redacted and raises secret_read",
+        read_ok && file.contains("[REDACTED]") && !file.contains("AKIAIOSFODNN7EXAMPLE"),
+    );
+    s.expect(
+        "a message sent before is allowed, the same message after the secret is refused",
+        sent_before && !sent_after && refusal.contains("secret was read"),
+    );
+    agent.cancel().await?;
 
     Ok(s.failures)
 }
