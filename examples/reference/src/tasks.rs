@@ -101,8 +101,11 @@ impl Tasks {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    // Every tool declares its annotations: MCP's defaults for absent hints are the worst case
+    // (destructive, open-world), and the guard's session rules count and block by them.
     #[tool(
-        description = "Who the server sees: the local user, client, scopes and the IdP assertion the access token came from"
+        description = "Who the server sees: the local user, client, scopes and the IdP assertion the access token came from",
+        annotations(read_only_hint = true, open_world_hint = false)
     )]
     fn whoami(&self, p: Principal) -> Result<CallToolResult, ErrorData> {
         let scopes: Vec<&str> = p.scopes().collect();
@@ -120,7 +123,10 @@ impl Tasks {
         )]))
     }
 
-    #[tool(description = "List your tasks (needs tasks.read)")]
+    #[tool(
+        description = "List your tasks (needs tasks.read)",
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
     fn list_tasks(&self, p: Principal) -> Result<CallToolResult, ErrorData> {
         if let Some(denied) = needs(&p, "tasks.read") {
             return Ok(denied);
@@ -212,7 +218,15 @@ impl Tasks {
         ))]))
     }
 
-    #[tool(description = "Add a task (needs tasks.write)")]
+    #[tool(
+        description = "Add a task (needs tasks.write)",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
     fn add_task(
         &self,
         p: Principal,
@@ -235,7 +249,15 @@ impl Tasks {
         ))]))
     }
 
-    #[tool(description = "Mark a task done (needs tasks.write)")]
+    #[tool(
+        description = "Mark a task done (needs tasks.write)",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
+    )]
     fn complete_task(
         &self,
         p: Principal,

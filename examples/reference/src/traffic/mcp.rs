@@ -22,6 +22,10 @@ pub enum McpError {
     /// The body was not the expected JSON-RPC result.
     #[error("protocol: {0}")]
     Protocol(&'static str),
+    /// The tool answered with a tool error (`isError: true`), such as a policy's denial: its
+    /// text.
+    #[error("tool error: {0}")]
+    Tool(String),
 }
 
 /// One initialized MCP session. `Debug` does not show the `Authorization` value.
@@ -66,6 +70,18 @@ pub fn is_result(body: &[u8], id: u64) -> bool {
             && m.get("result")
                 .is_some_and(|r| r.get("isError").and_then(Value::as_bool) != Some(true))
     })
+}
+
+/// The text blocks of a tool result, joined.
+pub fn text(result: &Value) -> String {
+    result
+        .get("content")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|block| block.get("text").and_then(Value::as_str))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl McpSession {
@@ -126,20 +142,33 @@ impl McpSession {
 
     /// Calls `tool` without arguments and checks the result.
     pub async fn call(&mut self, tool: &str) -> Result<(), McpError> {
+        self.call_with(tool, Value::Object(serde_json::Map::new()))
+            .await
+            .map(drop)
+    }
+
+    /// Calls `tool` with `arguments` and returns its result (the JSON-RPC `result` object); a
+    /// tool error is [`McpError::Tool`] with the error's text.
+    pub async fn call_with(&mut self, tool: &str, arguments: Value) -> Result<Value, McpError> {
         let id = self.next_id;
         self.next_id += 1;
         let body = serde_json::json!({
             "jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": tool, "arguments": {}}
+            "params": {"name": tool, "arguments": arguments}
         });
         let reply = self.post(body.to_string(), true).await?;
         if reply.status != 200 {
             return Err(McpError::Status(reply.status));
         }
-        if !is_result(&reply.body, id) {
-            return Err(McpError::Protocol("tools/call returned no result"));
+        let result = messages(&reply.body)
+            .into_iter()
+            .filter(|m| m.get("id").and_then(Value::as_u64) == Some(id))
+            .find_map(|mut m| m.get_mut("result").map(Value::take))
+            .ok_or(McpError::Protocol("tools/call returned no result"))?;
+        if result.get("isError").and_then(Value::as_bool) == Some(true) {
+            return Err(McpError::Tool(text(&result)));
         }
-        Ok(())
+        Ok(result)
     }
 
     /// The session id the server assigned.
