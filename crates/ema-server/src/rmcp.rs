@@ -269,6 +269,7 @@ pub struct Guarded<H, A> {
     authorizer: A,
     server: Arc<str>,
     annotations: Arc<RwLock<HashMap<String, ema_authz::ToolAnnotations>>>,
+    audit: Option<ema_audit::AuditLog>,
 }
 
 impl<H, A> fmt::Debug for Guarded<H, A> {
@@ -288,7 +289,19 @@ impl<H, A> Guarded<H, A> {
             authorizer,
             server: Arc::from(server.into()),
             annotations: Arc::default(),
+            audit: None,
         }
+    }
+
+    /// Writes each decision to `log` as an `ema_audit::ToolDecision` (the access token's `jti`,
+    /// the principal, the MCP session, the tool, a digest of the arguments, the effect, the
+    /// deciding policies, the reasons and the session's labels), linking every call to the
+    /// access token and, through it, to the IdP's ID-JAG. A decision that cannot be written is
+    /// not carried out: the call is refused ("the audit trail is unavailable"), fail closed.
+    #[must_use]
+    pub fn with_audit(mut self, log: ema_audit::AuditLog) -> Self {
+        self.audit = Some(log);
+        self
     }
 
     /// The guarded handler.
@@ -327,6 +340,38 @@ fn session(ctx: &RequestContext<RoleServer>) -> Option<ema_authz::SessionId> {
     ctx.extensions
         .get::<http::request::Parts>()
         .and_then(|parts| crate::guard::session_of(&parts.headers))
+}
+
+/// The audit event of one decision.
+fn decision_event(
+    caller: &ema_authz::Principal,
+    call: &ema_authz::ToolCall,
+    decision: &ema_authz::Decision,
+) -> ema_audit::ToolDecision {
+    let effect = if decision.is_allowed() {
+        ema_audit::Decision::Allow
+    } else {
+        ema_audit::Decision::Deny
+    };
+    let arguments = serde_json::Value::Object(call.arguments.clone());
+    let mut event = ema_audit::ToolDecision::new(
+        &*caller.subject,
+        &*caller.client_id,
+        &*call.server,
+        &*call.tool,
+        &arguments,
+        effect,
+    )
+    .with_policies(decision.policies.iter().cloned())
+    .with_reasons(decision.reasons.iter().cloned())
+    .with_labels(decision.labels.iter().cloned());
+    if let Some(jti) = &caller.token_jti {
+        event = event.with_jti(jti.as_str());
+    }
+    if let Some(session) = &call.session {
+        event = event.with_session(session.as_str());
+    }
+    event
 }
 
 fn tool_error(text: impl Into<String>) -> CallToolResponse {
@@ -453,6 +498,14 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler
         call.session = session(&context);
         let decision = self.authorizer.authorize(&caller, &call).await;
         crate::guard::log_decision(&caller, &call, &decision);
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(decision_event(&caller, &call, &decision))
+        {
+            tracing::error!(target: "ema_audit", tool = %call.tool, error = %e, "tool decision not recorded; call refused");
+            return Ok(tool_error(
+                "the audit trail is unavailable: the call was not run",
+            ));
+        }
         if !decision.is_allowed() {
             return Ok(tool_error(decision.reason_text()));
         }

@@ -19,6 +19,7 @@ use ema_server::{
     authorization_server_router, harden, idp_metadata_with_paths, protect,
 };
 
+use ema_server::audit::{AuditLog, DefinitionResponse, ToolDefinitionChanged};
 use ema_server::authz::cedar::{CedarEngine, CedarPolicies, CedarSchema, PrincipalMapping};
 use ema_server::authz::{Authorizer, PinResponse, SecretDetector, ToolCallAuthorizer};
 
@@ -383,10 +384,13 @@ pub fn mcp_app(
         .audit(crate::audit::open_with_new_key(cfg.audit.as_ref())?)
         .build()
         .map_err(|e| ConfigError::Invalid(format!("MCP server: {e}")))?;
-    let mcp = match tool_authorizer(&cfg.authz)? {
-        Some(authorizer) => {
-            Router::new().nest_service(&cfg.path, guarded_tasks_service(&resource, authorizer))
-        }
+    // One trail: the bearer layer's token events and the guard's decisions and tool changes.
+    let audit = auth.audit_log().clone();
+    let mcp = match tool_authorizer(&cfg.authz, &resource, audit.clone())? {
+        Some(authorizer) => Router::new().nest_service(
+            &cfg.path,
+            guarded_tasks_service(&resource, authorizer, audit),
+        ),
         None => Router::new().nest_service(&cfg.path, tasks_service()),
     };
     let app = protect(mcp, auth.clone()).merge(auth.resource_metadata_router());
@@ -416,6 +420,8 @@ const POLICY_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 /// when the new one does not validate and logging why.
 pub fn tool_authorizer(
     cfg: &McpAuthzConfig,
+    resource: &str,
+    audit: AuditLog,
 ) -> Result<Option<Arc<dyn ToolCallAuthorizer>>, ConfigError> {
     if !cfg.enabled {
         return Ok(None);
@@ -467,6 +473,26 @@ pub fn tool_authorizer(
         .no_inspectors()
         .inspector(SecretDetector::new().with_redaction(cfg.redact_secrets))
         .pin_response(pin_response)
+        .on_tool_change({
+            let server = resource.to_owned();
+            let response = match cfg.pin_response {
+                PinResponseConfig::Deny => DefinitionResponse::DeniedUntilApproved,
+                PinResponseConfig::Alert => DefinitionResponse::Alerted,
+            };
+            move |change| {
+                tracing::warn!(target: "ema_examples::authz", tool = %change.tool, kind = ?change.kind, "tool definition changed");
+                let event = ToolDefinitionChanged::new(
+                    server.as_str(),
+                    change.tool.as_str(),
+                    change.old.map(|h| h.to_string()),
+                    change.new.map(|h| h.to_string()),
+                    response,
+                );
+                if let Err(e) = audit.append(event) {
+                    tracing::error!(target: "ema_audit", error = %e, "tool definition change not recorded");
+                }
+            }
+        })
         .build();
     Ok(Some(Arc::new(authorizer)))
 }

@@ -305,20 +305,21 @@ pub fn tasks_service() -> StreamableHttpService<Tasks, LocalSessionManager> {
 
 /// [`tasks_service`] with every tool call authorized by `authorizer` before it runs, the tool
 /// list filtered per caller and results inspected ([`Guarded`]); `resource` is this MCP
-/// server's resource identifier.
+/// server's resource identifier. Each decision goes to `audit` (`AuditLog::disabled()` for
+/// none).
 pub fn guarded_tasks_service(
     resource: &str,
     authorizer: Arc<dyn ToolCallAuthorizer>,
+    audit: ema_server::audit::AuditLog,
 ) -> StreamableHttpService<Guarded<Tasks, Arc<dyn ToolCallAuthorizer>>, LocalSessionManager> {
     let store: Store = Arc::default();
     let resource: Arc<str> = Arc::from(resource);
     StreamableHttpService::new(
         move || {
-            Ok(Guarded::new(
-                Tasks::new(store.clone()),
-                &*resource,
-                authorizer.clone(),
-            ))
+            Ok(
+                Guarded::new(Tasks::new(store.clone()), &*resource, authorizer.clone())
+                    .with_audit(audit.clone()),
+            )
         },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),

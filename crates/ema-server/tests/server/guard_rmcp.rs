@@ -354,3 +354,103 @@ async fn guarded_rmcp_without_a_principal_denies_and_lists_nothing() {
     assert!(!is_error);
     assert_eq!(runs.read_secret.load(Ordering::SeqCst), 1);
 }
+
+/// Each decision of the guard is on the audit trail: the access token's `jti`, the principal,
+/// the session, the tool, a digest of the arguments (never the arguments themselves), the
+/// effect, the deciding policies and reasons; the trail verifies.
+#[tokio::test]
+async fn guarded_rmcp_writes_each_decision_to_the_audit_trail() {
+    use ema_server::audit::{ArgumentsDigest, AuditLog, JsonLinesFile, Verifier};
+
+    let w = world();
+    let token = real_token(&w).await;
+    let runs = Arc::new(Runs::default());
+    let authorizer: Arc<dyn ToolCallAuthorizer> = allowing();
+    let dir = std::env::temp_dir().join(format!(
+        "ema-server-guard-audit-{}-{}",
+        std::process::id(),
+        NOW.as_secs()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("guard.jsonl");
+    let key = Arc::new(SigningKey::generate(Algorithm::ES256, Some("audit-1".into())).unwrap());
+    let jwks = JwkSet::from_keys([key.verifying_key().clone()]);
+    let log = AuditLog::builder(key)
+        .clock(|| time::OffsetDateTime::from_unix_timestamp(NOW.as_secs() as i64).unwrap())
+        .build(JsonLinesFile::create_new(&file).unwrap())
+        .unwrap();
+
+    let tasks = {
+        let runs = runs.clone();
+        move || Tasks {
+            runs: runs.clone(),
+            tool_router: Tasks::tool_router(),
+        }
+    };
+    let trail = log.clone();
+    let app = Router::new()
+        .nest_service(
+            "/mcp",
+            StreamableHttpService::new(
+                move || {
+                    Ok(Guarded::new(tasks(), RESOURCE, authorizer.clone())
+                        .with_audit(trail.clone()))
+                },
+                Arc::new(LocalSessionManager::default()),
+                StreamableHttpServerConfig::default(),
+            ),
+        )
+        .layer(bearer(&w));
+    let url = serve(app).await;
+    let mut client = Client::connect(url, Some(token.clone())).await;
+    let (denied, _) = client.call("delete_task", json!({"id": "protected"})).await;
+    let (allowed_error, text) = client.call("delete_task", json!({"id": "t-1"})).await;
+    assert!(denied && !allowed_error, "{text}");
+    let session = client.session.clone().unwrap();
+    drop(client);
+
+    log.close().unwrap();
+    let report = Verifier::new(jwks).verify_file(&file).unwrap();
+    assert!(report.closed);
+    assert_eq!(report.events, 2);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!text.contains(&token), "the trail holds no token");
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r.get("event").cloned())
+        .collect();
+    let jti = {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        claims["jti"].as_str().unwrap().to_owned()
+    };
+    for (event, decision, args) in [
+        (&events[0], "deny", json!({"id": "protected"})),
+        (&events[1], "allow", json!({"id": "t-1"})),
+    ] {
+        assert_eq!(event["kind"], "tool_decision");
+        assert_eq!(event["decision"], decision);
+        assert_eq!(event["tool"], "delete_task");
+        assert_eq!(event["server"], RESOURCE);
+        assert_eq!(event["access_token_jti"], jti.as_str());
+        assert_eq!(event["session_id"], session.as_str());
+        assert_eq!(event["subject"], "local-00u8k2Lq91");
+        assert_eq!(
+            event["arguments_digest"],
+            ArgumentsDigest::of(&args).as_str()
+        );
+    }
+    assert_eq!(
+        events[0]["reasons"][0],
+        "task `protected` may not be changed"
+    );
+}

@@ -175,8 +175,7 @@ impl Stack {
             clock.clone(),
         )?;
         let as_app = servers::authorization_server_app_from(served, &metadata, clock.clone());
-        let mut mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
-        mcp_cfg.authz.enabled = std::env::var("NOGUARD").is_err();
+        let mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
         let mcp_app = servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone())?;
         let open_app = servers::mcp_app_without_auth(&mcp_cfg, principal.clone());
         for (listener, app) in [
