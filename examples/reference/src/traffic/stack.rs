@@ -96,6 +96,13 @@ pub const MCP_PATH: &str = "/mcp";
 impl Stack {
     /// Binds four loopback ports and starts the servers on the current Tokio runtime.
     pub async fn start() -> Result<Self, StackError> {
+        Self::start_with(true).await
+    }
+
+    /// [`Stack::start`] with the MCP server's tool-call guard on or off (`[authz] enabled`):
+    /// off, the bearer layer alone stands between the clients and the tools, which is what
+    /// the bearer-overhead comparison of the `load` tool measures.
+    pub async fn start_with(guard: bool) -> Result<Self, StackError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let (idp_l, idp) = serve::bind(loopback).await?;
@@ -175,7 +182,8 @@ impl Stack {
             clock.clone(),
         )?;
         let as_app = servers::authorization_server_app_from(served, &metadata, clock.clone());
-        let mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
+        let mut mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
+        mcp_cfg.authz.enabled = guard;
         let mcp_app = servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone())?;
         let open_app = servers::mcp_app_without_auth(&mcp_cfg, principal.clone());
         for (listener, app) in [

@@ -45,6 +45,9 @@ struct Options {
     server_threads: usize,
     /// Worker threads of the load generators' runtime (default: one per core).
     load_threads: usize,
+    /// The MCP server's tool-call guard (`--guard on|off`, default off: the bearer layer alone
+    /// against authentication off, as the bearer-overhead goal is defined).
+    guard: bool,
 }
 
 /// See [`Options::client`].
@@ -62,12 +65,13 @@ impl Options {
 
 const USAGE: &str =
     "usage: load <token-endpoint|mcp|abuse> [--secs N] [--conns N] [--client shared|separate]
-                 [--server-threads N] [--load-threads N]
+                 [--server-threads N] [--load-threads N] [--guard on|off]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
   abuse            default --secs 10 --conns 1000
   --server-threads, --load-threads: worker threads of each runtime (default: one per core);
-  `--client separate --server-threads 1 --load-threads 1` gives server and client a core each";
+  `--client separate --server-threads 1 --load-threads 1` gives server and client a core each
+  --guard on: the MCP server runs its tool-call guard (Cedar policies) behind the bearer layer";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -85,6 +89,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             client: ClientThreads::Shared,
             server_threads: cores(),
             load_threads: cores(),
+            guard: false,
         },
         "mcp" => Options {
             secs: 30,
@@ -92,6 +97,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             client: ClientThreads::Separate,
             server_threads: cores(),
             load_threads: cores(),
+            guard: false,
         },
         "abuse" => Options {
             secs: 10,
@@ -99,6 +105,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             client: ClientThreads::Separate,
             server_threads: cores(),
             load_threads: cores(),
+            guard: false,
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
@@ -107,6 +114,14 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         let value = it
             .next()
             .ok_or_else(|| format!("`{flag}` needs a value\n{USAGE}"))?;
+        if flag == "--guard" {
+            opts.guard = match value.as_str() {
+                "on" => true,
+                "off" => false,
+                other => return Err(format!("`--guard {other}`: on or off\n{USAGE}")),
+            };
+            continue;
+        }
         if flag == "--client" {
             opts.client = match value.as_str() {
                 "shared" => ClientThreads::Shared,
@@ -183,6 +198,8 @@ fn memory_line(label: &str) -> String {
 #[derive(Debug, Clone)]
 struct Runtimes {
     server: tokio::runtime::Handle,
+    /// Whether the MCP server runs its tool-call guard (`--guard on`).
+    guard: bool,
 }
 
 /// Thread name prefix of the server runtime.
@@ -194,7 +211,7 @@ const LOAD_THREADS: &str = "ema-load";
 async fn start_stack(rt: &Runtimes) -> Result<ema_examples::traffic::stack::Stack, BoxError> {
     Ok(rt
         .server
-        .spawn(ema_examples::traffic::stack::Stack::start())
+        .spawn(ema_examples::traffic::stack::Stack::start_with(rt.guard))
         .await??)
 }
 
@@ -228,6 +245,7 @@ fn main() -> ExitCode {
     };
     let rt = Runtimes {
         server: server.handle().clone(),
+        guard: opts.guard,
     };
     println!("{}", machine_line());
     let result = load.block_on(async {
