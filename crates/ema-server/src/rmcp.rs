@@ -498,7 +498,9 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler
         call.session = session(&context);
         let decision = self.authorizer.authorize(&caller, &call).await;
         crate::guard::log_decision(&caller, &call, &decision);
-        if let Some(log) = &self.audit
+        // The event (a digest of the arguments, copies of the decision) is built only for a
+        // log that writes: a disabled one costs the call nothing.
+        if let Some(log) = self.audit.as_ref().filter(|log| log.is_enabled())
             && let Err(e) = log.append(decision_event(&caller, &call, &decision))
         {
             tracing::error!(target: "ema_audit", tool = %call.tool, error = %e, "tool decision not recorded; call refused");
