@@ -8,10 +8,10 @@ import os, re, sys, collections
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CATALOGUE = os.path.join(ROOT, "docs", "requirements.md")
 OUT = os.path.join(ROOT, "docs", "traceability.md")
-FAMILIES = ("TX", "JAG", "AS", "MD", "RS", "CL", "SEC", "D")
-ID = re.compile(r"\b((?:TX|JAG|AS|MD|RS|CL|SEC)-\d+|D-\d+)\b")
+FAMILIES = ("TX", "JAG", "AS", "MD", "RS", "CL", "SEC", "DP", "RV", "D")
+ID = re.compile(r"\b((?:TX|JAG|AS|MD|RS|CL|SEC|DP|RV)-\d+|D-\d+)\b")
 # Test names cite ids in lower case without the dash: `fn cl5_...`, `fn d19_...`.
-TEST_NAME = re.compile(r"\bfn ((?:tx|jag|as|md|rs|cl|sec|d)\d+(?:_(?:tx|jag|as|md|rs|cl|sec|d)\d+)*)_")
+TEST_NAME = re.compile(r"\bfn ((?:tx|jag|as|md|rs|cl|sec|dp|rv|d)\d+(?:_(?:tx|jag|as|md|rs|cl|sec|dp|rv|d)\d+)*)_")
 # `fn rs256_round_trip` names the RS256 algorithm, not a rule RS-256.
 ALGORITHM_LOOKALIKES = {"RS-256", "RS-384", "RS-512"}
 # A catalogue entry: `| <a id="AS-8"></a>AS-8 | level | rule | source |`.
