@@ -1,12 +1,18 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "sqlite")]
+mod codec;
 mod connect;
 mod credential;
 mod engine;
 mod error;
 mod key;
+#[cfg(feature = "sqlite")]
+mod master;
 mod provider;
 mod secret;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 mod store;
 mod vault;
 
@@ -20,8 +26,12 @@ pub use credential::{
 pub use engine::{DEFAULT_REFRESH_SKEW_SECS, Vault, VaultBuilder};
 pub use error::{KeyError, ProviderError, VaultError};
 pub use key::{CredentialKey, MAX_ID_LEN, Owner, ProviderId};
+#[cfg(feature = "sqlite")]
+pub use master::{KEY_LEN, MasterKey, MasterKeyError, MasterKeys};
 pub use provider::{ProviderClient, RevokeOutcome, TokenTypeHint};
 pub use secret::Secret;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{DEFAULT_READERS, RotateReport, SCHEMA_VERSION, SqliteStore};
 pub use store::{CredentialStore, DeletedRecord, MemoryStore, StoredCredential};
 pub use vault::{CredentialVault, OffboardReport, StoreSource, VaultEvent, VaultObserver};
 
