@@ -22,7 +22,6 @@ const RANDOM_BYTES: usize = 32;
 /// A connect flow just begun: what goes into the authorization URL, and the verifier the
 /// server keeps.
 #[derive(Debug)]
-#[non_exhaustive]
 pub struct ConnectStart {
     /// The `state` parameter: 256 random bits, base64url without padding.
     pub state: String,
@@ -34,7 +33,6 @@ pub struct ConnectStart {
 
 /// A connect flow redeemed at the callback: whose it is, and the PKCE verifier.
 #[derive(Debug)]
-#[non_exhaustive]
 pub struct PendingConnect {
     /// The principal that started the flow.
     pub owner: Owner,

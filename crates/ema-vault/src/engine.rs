@@ -39,8 +39,9 @@ struct Flight {
 /// - `revoke` and `revoke_all` delete the rows first, then ask each provider to revoke (the
 ///   refresh token if there is one, else the access token) and report the outcome.
 /// - Every hand-out, refresh attempt, store and revocation is reported to the
-///   [`VaultObserver`] first; if it fails, the operation fails with [`VaultError::Audit`] and
-///   no credential is handed out.
+///   [`VaultObserver`] before the result is returned; if it fails, the operation fails with
+///   [`VaultError::Audit`] and no credential is handed out. (A store or a deletion the
+///   observer then refuses has happened all the same: the error says it was not audited.)
 ///
 /// ```
 /// use std::sync::Arc;
