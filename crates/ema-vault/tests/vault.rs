@@ -347,8 +347,11 @@ async fn a_refresh_without_a_new_refresh_token_keeps_the_old_one() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ten_concurrent_gets_cause_one_refresh() {
+/// Ten concurrent gets of a token near expiry, the provider held until every task has read
+/// the stale record; returns the results and how many refreshes reached the provider.
+async fn ten_concurrent_gets(
+    answer: Option<Result<TokenSet, ProviderError>>,
+) -> (Vec<Result<Credential, VaultError>>, usize) {
     let progress = Arc::new(Notify::new());
     let gate = Arc::new(Semaphore::new(0));
     let provider = Arc::new(FakeProvider {
@@ -356,6 +359,9 @@ async fn ten_concurrent_gets_cause_one_refresh() {
         progress: Some(progress.clone()),
         ..FakeProvider::default()
     });
+    if let Some(answer) = answer {
+        provider.answer(answer);
+    }
     let store = Arc::new(CountingStore {
         inner: MemoryStore::new(),
         gets: AtomicUsize::new(0),
@@ -381,7 +387,7 @@ async fn ten_concurrent_gets_cause_one_refresh() {
         .collect();
     // Hold the provider until every task has read the stale record: ten first reads plus the
     // leader's re-read under the flight lock. A vault without single flight reaches a second
-    // refresh instead, and the count below fails.
+    // refresh instead, and the callers' counts fail.
     tokio::time::timeout(Duration::from_secs(60), async {
         while store.gets.load(Ordering::SeqCst) < 11 && provider.count() < 2 {
             progress.notified().await;
@@ -390,10 +396,33 @@ async fn ten_concurrent_gets_cause_one_refresh() {
     .await
     .expect("the tasks did not all reach the vault");
     gate.add_permits(10);
+    let mut results = Vec::new();
     for task in tasks {
-        assert_eq!(task.await.unwrap().unwrap().secret().expose(), "at-1");
+        results.push(task.await.unwrap());
     }
-    assert_eq!(provider.count(), 1);
+    (results, provider.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_gets_cause_one_refresh() {
+    let (results, refreshes) = ten_concurrent_gets(None).await;
+    for result in results {
+        assert_eq!(result.unwrap().secret().expose(), "at-1");
+    }
+    assert_eq!(refreshes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_gets_share_one_failed_refresh() {
+    let unavailable = ProviderError::Unavailable("503".to_owned());
+    let (results, refreshes) = ten_concurrent_gets(Some(Err(unavailable.clone()))).await;
+    for result in results {
+        assert!(
+            matches!(&result, Err(VaultError::Refresh { source, .. }) if *source == unavailable),
+            "{result:?}"
+        );
+    }
+    assert_eq!(refreshes, 1);
 }
 
 #[tokio::test]
