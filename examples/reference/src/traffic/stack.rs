@@ -5,7 +5,8 @@
 //!
 //! Started: the IdP, the authorization server (trusting the reference IdP by JWKS URL and the
 //! generator's IdP, [`LOAD_IDP`], by a JWKS file), the MCP server behind the bearer layer, and
-//! the same MCP server with authentication switched off ([`crate::servers::mcp_app_without_auth`]).
+//! the same MCP server with authentication switched off ([`crate::servers::mcp_app_without_auth`]),
+//! and the same MCP server behind the bearer layer with its tool-call guard off.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -72,6 +73,10 @@ pub struct Stack {
     pub mcp: Endpoint,
     /// The same MCP server with authentication off (every request carries [`Stack::principal`]).
     pub mcp_open: Endpoint,
+    /// The same MCP server behind the bearer layer with its tool-call guard off (the same
+    /// configuration as [`Stack::mcp`] when the stack starts with the guard off): the baseline
+    /// of the guard's cost. It accepts the same access tokens as [`Stack::mcp`].
+    pub mcp_unguarded: Endpoint,
     /// The MCP resource identifier (`<mcp>/mcp`).
     pub resource: String,
     /// A second authorization-server grant built from the same configuration as the served one
@@ -94,7 +99,7 @@ pub struct Stack {
 pub const MCP_PATH: &str = "/mcp";
 
 impl Stack {
-    /// Binds four loopback ports and starts the servers on the current Tokio runtime.
+    /// Binds five loopback ports and starts the servers on the current Tokio runtime.
     pub async fn start() -> Result<Self, StackError> {
         Self::start_with(true).await
     }
@@ -109,6 +114,7 @@ impl Stack {
         let (as_l, auth_server) = serve::bind(loopback).await?;
         let (mcp_l, mcp_base) = serve::bind(loopback).await?;
         let (open_l, open_base) = serve::bind(loopback).await?;
+        let (unguarded_l, _) = serve::bind(loopback).await?;
         let endpoint = |l: &tokio::net::TcpListener, url: &str| -> std::io::Result<Endpoint> {
             Ok(Endpoint {
                 addr: l.local_addr()?,
@@ -121,6 +127,12 @@ impl Stack {
             endpoint(&mcp_l, &mcp_base)?,
             endpoint(&open_l, &open_base)?,
         );
+        // Served under the guarded server's public URL, so that its resource (and the audience
+        // of the tokens it accepts) is the same.
+        let unguarded_e = Endpoint {
+            addr: unguarded_l.local_addr()?,
+            url: mcp_base.clone(),
+        };
         let resource = format!("{mcp_base}{MCP_PATH}");
         let notes = format!("{mcp_base}/notes");
 
@@ -186,11 +198,14 @@ impl Stack {
         mcp_cfg.authz.enabled = guard;
         let mcp_app = servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone())?;
         let open_app = servers::mcp_app_without_auth(&mcp_cfg, principal.clone());
+        mcp_cfg.authz.enabled = false;
+        let unguarded_app = servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone())?;
         for (listener, app) in [
             (idp_l, idp_app),
             (as_l, as_app),
             (mcp_l, mcp_app.clone()),
             (open_l, open_app.clone()),
+            (unguarded_l, unguarded_app),
         ] {
             tokio::spawn(serve::serve(listener, app, std::future::pending()));
         }
@@ -199,6 +214,7 @@ impl Stack {
             auth_server: as_e,
             mcp: mcp_e,
             mcp_open: open_e,
+            mcp_unguarded: unguarded_e,
             resource,
             grant,
             principal,

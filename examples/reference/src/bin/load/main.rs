@@ -45,9 +45,20 @@ struct Options {
     server_threads: usize,
     /// Worker threads of the load generators' runtime (default: one per core).
     load_threads: usize,
-    /// The MCP server's tool-call guard (`--guard on|off`, default off: the bearer layer alone
-    /// against authentication off, as the bearer-overhead goal is defined).
-    guard: bool,
+    /// The MCP server's tool-call guard (`--guard on|off|compare`, default off: the bearer
+    /// layer alone against authentication off, as the bearer-overhead goal is defined).
+    guard: Guard,
+}
+
+/// See [`Options::guard`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// The bearer layer alone, against authentication off.
+    Off,
+    /// The bearer layer and the tool-call guard, against authentication off.
+    On,
+    /// The bearer layer and the guard, against the bearer layer alone (issue 11's goal).
+    Compare,
 }
 
 /// See [`Options::client`].
@@ -65,13 +76,14 @@ impl Options {
 
 const USAGE: &str =
     "usage: load <token-endpoint|mcp|abuse> [--secs N] [--conns N] [--client shared|separate]
-                 [--server-threads N] [--load-threads N] [--guard on|off]
+                 [--server-threads N] [--load-threads N] [--guard on|off|compare]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
   abuse            default --secs 10 --conns 1000
   --server-threads, --load-threads: worker threads of each runtime (default: one per core);
   `--client separate --server-threads 1 --load-threads 1` gives server and client a core each
-  --guard on: the MCP server runs its tool-call guard (Cedar policies) behind the bearer layer";
+  --guard on: the MCP server runs its tool-call guard (Cedar policies) behind the bearer layer;
+  --guard compare (mcp): the guarded server against the same server without the guard";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -89,7 +101,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             client: ClientThreads::Shared,
             server_threads: cores(),
             load_threads: cores(),
-            guard: false,
+            guard: Guard::Off,
         },
         "mcp" => Options {
             secs: 30,
@@ -97,7 +109,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             client: ClientThreads::Separate,
             server_threads: cores(),
             load_threads: cores(),
-            guard: false,
+            guard: Guard::Off,
         },
         "abuse" => Options {
             secs: 10,
@@ -105,7 +117,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             client: ClientThreads::Separate,
             server_threads: cores(),
             load_threads: cores(),
-            guard: false,
+            guard: Guard::Off,
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
@@ -116,9 +128,10 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             .ok_or_else(|| format!("`{flag}` needs a value\n{USAGE}"))?;
         if flag == "--guard" {
             opts.guard = match value.as_str() {
-                "on" => true,
-                "off" => false,
-                other => return Err(format!("`--guard {other}`: on or off\n{USAGE}")),
+                "on" => Guard::On,
+                "off" => Guard::Off,
+                "compare" => Guard::Compare,
+                other => return Err(format!("`--guard {other}`: on, off or compare\n{USAGE}")),
             };
             continue;
         }
@@ -198,7 +211,7 @@ fn memory_line(label: &str) -> String {
 #[derive(Debug, Clone)]
 struct Runtimes {
     server: tokio::runtime::Handle,
-    /// Whether the MCP server runs its tool-call guard (`--guard on`).
+    /// Whether the MCP server runs its tool-call guard (`--guard on` or `compare`).
     guard: bool,
 }
 
@@ -245,7 +258,7 @@ fn main() -> ExitCode {
     };
     let rt = Runtimes {
         server: server.handle().clone(),
-        guard: opts.guard,
+        guard: opts.guard != Guard::Off,
     };
     println!("{}", machine_line());
     let result = load.block_on(async {

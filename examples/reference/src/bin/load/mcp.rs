@@ -14,7 +14,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use crate::{
-    BoxError, ClientThreads, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, goal,
+    BoxError, ClientThreads, Guard, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, goal,
     memory_line, start_stack,
 };
 
@@ -233,7 +233,94 @@ async fn in_process(
     alternate(&rt.server, protected, open, total).await
 }
 
+/// `--guard compare`: the guarded MCP server against the same server behind the same bearer
+/// layer without the guard, over HTTP, in alternating slices (issue 11: guarded `tools/call`
+/// throughput at least 0.9x the unguarded server's in the same run).
+async fn compare_guard(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    println!(
+        "== MCP server: tool-call guard overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode",
+        opts.secs,
+        SLICE.as_secs(),
+        opts.conns
+    );
+    let stack: Stack = start_stack(rt).await?;
+    println!(
+        "  guarded (bearer layer + Cedar guard): {}/mcp; unguarded (bearer layer alone): {}",
+        stack.mcp.url, stack.mcp_unguarded.addr
+    );
+    let client = match opts.client {
+        ClientThreads::Shared => rt.server.clone(),
+        ClientThreads::Separate => tokio::runtime::Handle::current(),
+    };
+    let now = stack.now();
+    // Each connection of either mode has its own access token (validated once, then cached).
+    let tokens = (0..2 * opts.conns)
+        .map(|_| stack.access_token(now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (guarded_addr, plain_addr) = (stack.mcp.addr, stack.mcp_unguarded.addr);
+    let (guarded, plain) = client
+        .spawn(async move {
+            let (mut guarded, mut plain) = (Vec::new(), Vec::new());
+            for pair in tokens.chunks(2) {
+                if let [a, b] = pair {
+                    guarded.push(McpSession::open(guarded_addr, Some(a)).await?);
+                    plain.push(McpSession::open(plain_addr, Some(b)).await?);
+                }
+            }
+            Ok::<_, BoxError>((guarded, plain))
+        })
+        .await??;
+    let (on, off) = alternate(&client, guarded, plain, opts.window()).await?;
+    let (s_on, s_off) = (on.latencies.summary(), off.latencies.summary());
+    println!("summary:");
+    println!(
+        "  guarded:   {:.0} req/s ({} calls in {:.1} s), latency {s_on}, errors {}",
+        on.rate(),
+        s_on.count,
+        on.elapsed.as_secs_f64(),
+        on.errors.total()
+    );
+    println!(
+        "  unguarded: {:.0} req/s ({} calls in {:.1} s), latency {s_off}, errors {}",
+        off.rate(),
+        s_off.count,
+        off.elapsed.as_secs_f64(),
+        off.errors.total()
+    );
+    println!(
+        "  CPU per call on the server threads: {:.0} us guarded, {:.0} us unguarded",
+        on.us_per_call(on.server_cpu),
+        off.us_per_call(off.server_cpu)
+    );
+    for (label, mode) in [("guarded", &on), ("unguarded", &off)] {
+        if !mode.errors.0.is_empty() {
+            println!("  errors ({label}): {}", mode.errors);
+        }
+    }
+    let mut ok = check(
+        &format!(
+            "errors: {} guarded, {} unguarded",
+            on.errors.total(),
+            off.errors.total()
+        ),
+        on.errors.total() == 0 && off.errors.total() == 0,
+    );
+    ok &= check(
+        "calls completed in both modes",
+        !on.latencies.is_empty() && !off.latencies.is_empty(),
+    );
+    let ratio = on.rate() / off.rate().max(1e-9);
+    goal(
+        &format!("guarded / unguarded throughput over HTTP = {ratio:.2}x (goal >= 0.90x)"),
+        ratio >= 0.90,
+    );
+    Ok(ok)
+}
+
 pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    if opts.guard == Guard::Compare {
+        return compare_guard(opts, rt).await;
+    }
     println!(
         "== MCP server: bearer layer overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode",
         opts.secs,
