@@ -101,6 +101,12 @@ async fn scope_requested_and_granted_are_logged_under_each_servers_target() {
         .with_max_level(tracing::Level::INFO)
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
+    // The other tests of this binary run on other threads without a subscriber and hit the same
+    // log call sites; a call site first registered by one of them while this subscriber was being
+    // registered can keep a cached "never" interest (seen once in CI under load: the IdP's
+    // "token issued" line was missing). Recompute every call site's interest with this
+    // subscriber in place.
+    tracing::callsite::rebuild_interest_cache();
 
     let id_token = sign_in(&w, "ana", "ana-password").await;
     let (status, body) = exchange_for(&w, &id_token, "tasks.admin tasks.read").await;
