@@ -27,6 +27,16 @@ pub enum AuditEvent {
     ToolDecision(ToolDecision),
     /// An upstream tool's definition changed under existing policies.
     ToolDefinitionChanged(ToolDefinitionChanged),
+    /// A downstream credential was handed to a tool.
+    CredentialUsed(CredentialUsed),
+    /// A downstream credential's refresh was attempted.
+    CredentialRefreshed(CredentialRefreshed),
+    /// A downstream credential was stored (connect flow or administrator).
+    CredentialStored(CredentialStored),
+    /// A downstream credential was deleted and revoked at its provider.
+    CredentialRevoked(CredentialRevoked),
+    /// Every downstream credential of a subject was revoked (offboarding).
+    SubjectOffboarded(SubjectOffboarded),
 }
 
 impl AuditEvent {
@@ -39,16 +49,32 @@ impl AuditEvent {
             Self::AccessTokenRefused(_) => "access_token_refused",
             Self::ToolDecision(_) => "tool_decision",
             Self::ToolDefinitionChanged(_) => "tool_definition_changed",
+            Self::CredentialUsed(_) => "credential_used",
+            Self::CredentialRefreshed(_) => "credential_refreshed",
+            Self::CredentialStored(_) => "credential_stored",
+            Self::CredentialRevoked(_) => "credential_revoked",
+            Self::SubjectOffboarded(_) => "subject_offboarded",
         }
     }
 
-    /// Whether the event records something refused or changed (a refused token, a denied call,
-    /// a changed tool definition): the [`crate::TracingSink`] logs these at `WARN`.
+    /// Whether the event records something refused, changed or failed (a refused token, a
+    /// denied call, a changed tool definition, a failed credential refresh or revocation): the
+    /// [`crate::TracingSink`] logs these at `WARN`.
     pub fn is_alert(&self) -> bool {
         match self {
             Self::AccessTokenRefused(_) | Self::ToolDefinitionChanged(_) => true,
             Self::ToolDecision(d) => d.decision == Decision::Deny,
-            Self::IdJagIssued(_) | Self::IdJagRedeemed(_) | Self::AccessTokenAccepted(_) => false,
+            Self::CredentialRefreshed(r) => r.error.is_some(),
+            Self::CredentialRevoked(r) => r.outcome == RevocationOutcome::Failed,
+            Self::SubjectOffboarded(o) => o
+                .providers
+                .iter()
+                .any(|p| p.outcome == RevocationOutcome::Failed),
+            Self::IdJagIssued(_)
+            | Self::IdJagRedeemed(_)
+            | Self::AccessTokenAccepted(_)
+            | Self::CredentialUsed(_)
+            | Self::CredentialStored(_) => false,
         }
     }
 }
@@ -68,7 +94,12 @@ into_event!(
     AccessTokenAccepted,
     AccessTokenRefused,
     ToolDecision,
-    ToolDefinitionChanged
+    ToolDefinitionChanged,
+    CredentialUsed,
+    CredentialRefreshed,
+    CredentialStored,
+    CredentialRevoked,
+    SubjectOffboarded
 );
 
 /// The IdP issued an ID-JAG (token exchange, RFC 8693).
@@ -430,6 +461,239 @@ impl ToolDefinitionChanged {
     }
 }
 
+/// Whose downstream credential an event is about: (tenant, subject, provider). Never the
+/// credential itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CredentialRef {
+    /// The tenant.
+    pub tenant: String,
+    /// The subject within the tenant (the MCP server's local subject).
+    pub subject: String,
+    /// The downstream provider's configured id.
+    pub provider: String,
+}
+
+impl CredentialRef {
+    /// The reference.
+    pub fn new(
+        tenant: impl Into<String>,
+        subject: impl Into<String>,
+        provider: impl Into<String>,
+    ) -> Self {
+        Self {
+            tenant: tenant.into(),
+            subject: subject.into(),
+            provider: provider.into(),
+        }
+    }
+}
+
+/// The kind of a downstream credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialKind {
+    /// An OAuth token set.
+    Oauth,
+    /// An administrator-provisioned static secret.
+    Static,
+}
+
+/// How a downstream credential came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CredentialSource {
+    /// The user connected it (OAuth authorization code + PKCE).
+    Connect,
+    /// An administrator provisioned it.
+    Admin,
+}
+
+/// What revoking a credential at its provider came to (RFC 7009).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RevocationOutcome {
+    /// The provider confirmed it.
+    Revoked,
+    /// The provider cannot revoke (no endpoint, or a static secret): only the copy was deleted.
+    NotSupported,
+    /// The provider was unreachable or refused; the copy was deleted all the same.
+    Failed,
+}
+
+/// A downstream credential was handed to a tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CredentialUsed {
+    /// Whose, at which provider.
+    #[serde(flatten)]
+    pub credential: CredentialRef,
+    /// Its kind.
+    pub credential_kind: CredentialKind,
+}
+
+impl CredentialUsed {
+    /// The event.
+    pub fn new(credential: CredentialRef, credential_kind: CredentialKind) -> Self {
+        Self {
+            credential,
+            credential_kind,
+        }
+    }
+}
+
+/// A downstream credential's refresh was attempted at its provider's token endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CredentialRefreshed {
+    /// Whose, at which provider.
+    #[serde(flatten)]
+    pub credential: CredentialRef,
+    /// Why it failed (never a secret); `None` when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl CredentialRefreshed {
+    /// A successful refresh.
+    pub fn succeeded(credential: CredentialRef) -> Self {
+        Self {
+            credential,
+            error: None,
+        }
+    }
+
+    /// A failed refresh and why (no secret in `error`).
+    pub fn failed(credential: CredentialRef, error: impl Into<String>) -> Self {
+        Self {
+            credential,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// A downstream credential was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CredentialStored {
+    /// Whose, at which provider.
+    #[serde(flatten)]
+    pub credential: CredentialRef,
+    /// Its kind.
+    pub credential_kind: CredentialKind,
+    /// Connect flow or administrator.
+    pub source: CredentialSource,
+}
+
+impl CredentialStored {
+    /// The event.
+    pub fn new(
+        credential: CredentialRef,
+        credential_kind: CredentialKind,
+        source: CredentialSource,
+    ) -> Self {
+        Self {
+            credential,
+            credential_kind,
+            source,
+        }
+    }
+}
+
+/// A downstream credential was deleted and revoked at its provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CredentialRevoked {
+    /// Whose, at which provider.
+    #[serde(flatten)]
+    pub credential: CredentialRef,
+    /// What the provider's revocation came to.
+    pub outcome: RevocationOutcome,
+    /// Why it failed (never a secret), for [`RevocationOutcome::Failed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl CredentialRevoked {
+    /// The event.
+    pub fn new(credential: CredentialRef, outcome: RevocationOutcome) -> Self {
+        Self {
+            credential,
+            outcome,
+            detail: None,
+        }
+    }
+
+    /// Sets why it failed.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// One provider's line of an offboarding report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProviderRevocation {
+    /// The provider's configured id.
+    pub provider: String,
+    /// What its revocation came to.
+    pub outcome: RevocationOutcome,
+    /// Why it failed (never a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl ProviderRevocation {
+    /// The line.
+    pub fn new(provider: impl Into<String>, outcome: RevocationOutcome) -> Self {
+        Self {
+            provider: provider.into(),
+            outcome,
+            detail: None,
+        }
+    }
+
+    /// Sets why it failed.
+    #[must_use]
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// Every downstream credential of a subject was deleted and revoked (offboarding).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SubjectOffboarded {
+    /// The tenant.
+    pub tenant: String,
+    /// The subject.
+    pub subject: String,
+    /// Each deleted credential's provider and its revocation's outcome.
+    #[serde(default)]
+    pub providers: Vec<ProviderRevocation>,
+}
+
+impl SubjectOffboarded {
+    /// The event.
+    pub fn new(
+        tenant: impl Into<String>,
+        subject: impl Into<String>,
+        providers: Vec<ProviderRevocation>,
+    ) -> Self {
+        Self {
+            tenant: tenant.into(),
+            subject: subject.into(),
+            providers,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +722,35 @@ mod tests {
                 DefinitionResponse::DeniedUntilApproved,
             )
             .into(),
+            CredentialUsed::new(
+                CredentialRef::new("acme", "u1", "notes"),
+                CredentialKind::Oauth,
+            )
+            .into(),
+            CredentialRefreshed::succeeded(CredentialRef::new("acme", "u1", "notes")).into(),
+            CredentialRefreshed::failed(CredentialRef::new("acme", "u1", "notes"), "invalid_grant")
+                .into(),
+            CredentialStored::new(
+                CredentialRef::new("acme", "u1", "db"),
+                CredentialKind::Static,
+                CredentialSource::Admin,
+            )
+            .into(),
+            CredentialRevoked::new(
+                CredentialRef::new("acme", "u1", "notes"),
+                RevocationOutcome::Failed,
+            )
+            .with_detail("unavailable")
+            .into(),
+            SubjectOffboarded::new(
+                "acme",
+                "u1",
+                vec![
+                    ProviderRevocation::new("notes", RevocationOutcome::Revoked),
+                    ProviderRevocation::new("db", RevocationOutcome::NotSupported),
+                ],
+            )
+            .into(),
         ];
         for event in events {
             let value = serde_json::to_value(&event).unwrap();
@@ -483,5 +776,47 @@ mod tests {
         assert!(!AuditEvent::from(allow).is_alert());
         assert!(AuditEvent::from(deny).is_alert());
         assert!(AuditEvent::from(AccessTokenRefused::new("r", "invalid_token", "x")).is_alert());
+        let who = CredentialRef::new("acme", "u1", "notes");
+        assert!(!AuditEvent::from(CredentialRefreshed::succeeded(who.clone())).is_alert());
+        assert!(AuditEvent::from(CredentialRefreshed::failed(who.clone(), "x")).is_alert());
+        assert!(
+            !AuditEvent::from(CredentialRevoked::new(who.clone(), RevocationOutcome::Revoked))
+                .is_alert()
+        );
+        assert!(
+            AuditEvent::from(CredentialRevoked::new(who, RevocationOutcome::Failed)).is_alert()
+        );
+        let line = |outcome| vec![ProviderRevocation::new("notes", outcome)];
+        assert!(
+            !AuditEvent::from(SubjectOffboarded::new(
+                "acme",
+                "u1",
+                line(RevocationOutcome::NotSupported)
+            ))
+            .is_alert()
+        );
+        assert!(
+            AuditEvent::from(SubjectOffboarded::new(
+                "acme",
+                "u1",
+                line(RevocationOutcome::Failed)
+            ))
+            .is_alert()
+        );
+    }
+
+    #[test]
+    fn credential_events_name_the_owner_flat() {
+        let value = serde_json::to_value(AuditEvent::from(CredentialStored::new(
+            CredentialRef::new("acme", "u1", "notes"),
+            CredentialKind::Oauth,
+            CredentialSource::Connect,
+        )))
+        .unwrap();
+        assert_eq!(
+            value,
+            json!({"kind": "credential_stored", "tenant": "acme", "subject": "u1",
+                   "provider": "notes", "credential_kind": "oauth", "source": "connect"})
+        );
     }
 }

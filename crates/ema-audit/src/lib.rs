@@ -11,8 +11,10 @@ mod verify;
 pub use digest::{ArgumentsDigest, JtiDigest, RecordHash, canonical_json};
 pub use error::AuditError;
 pub use event::{
-    AccessTokenAccepted, AccessTokenRefused, AuditEvent, Decision, DefinitionResponse, IdJagIssued,
-    IdJagRedeemed, ToolDecision, ToolDefinitionChanged,
+    AccessTokenAccepted, AccessTokenRefused, AuditEvent, CredentialKind, CredentialRef,
+    CredentialRefreshed, CredentialRevoked, CredentialSource, CredentialStored, CredentialUsed,
+    Decision, DefinitionResponse, IdJagIssued, IdJagRedeemed, ProviderRevocation,
+    RevocationOutcome, SubjectOffboarded, ToolDecision, ToolDefinitionChanged,
 };
 pub use log::{AuditClock, AuditConfig, AuditLog, AuditLogBuilder, RawArguments, UtcClock};
 pub use record::{
