@@ -15,6 +15,7 @@
 pub mod audit;
 pub mod config;
 pub mod keys;
+pub mod notes;
 pub mod serve;
 pub mod servers;
 pub mod sso;
