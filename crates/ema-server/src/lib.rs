@@ -48,6 +48,8 @@ mod principal;
 pub mod rmcp;
 mod rpc_peek;
 mod trail;
+#[cfg(feature = "vault")]
+pub mod vault;
 
 pub use authorization_server::{
     AuthorizationServerRouter, AuthorizationServerRouterBuilder, authorization_server_router,

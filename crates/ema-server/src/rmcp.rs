@@ -270,6 +270,8 @@ pub struct Guarded<H, A> {
     server: Arc<str>,
     annotations: Arc<RwLock<HashMap<String, ema_authz::ToolAnnotations>>>,
     audit: Option<ema_audit::AuditLog>,
+    #[cfg(feature = "vault")]
+    credentials: Option<Arc<crate::vault::ToolCredentials>>,
 }
 
 impl<H, A> fmt::Debug for Guarded<H, A> {
@@ -290,7 +292,29 @@ impl<H, A> Guarded<H, A> {
             server: Arc::from(server.into()),
             annotations: Arc::default(),
             audit: None,
+            #[cfg(feature = "vault")]
+            credentials: None,
         }
+    }
+
+    /// Hands each allowed call of a tool that `credentials` maps to a provider that
+    /// provider's credential for the caller (feature `vault`), from the vault of its
+    /// [`Connector`](crate::vault::Connector): the tool reads it as a
+    /// [`ToolCredential`](crate::vault::ToolCredential) argument (or with [`tool_credential`]),
+    /// and may use it for that provider only. The credential never leaves the server.
+    ///
+    /// When the caller has not connected the provider, or must connect again after a refresh
+    /// failed for good, the call is answered with the MCP URL-elicitation-required error
+    /// (`-32042`, MCP 2025-11-25) whose one URL-mode elicitation carries the provider's
+    /// authorization URL ([`Connector::begin`](crate::vault::Connector::begin): `state` bound
+    /// to the caller and the MCP session, an S256 PKCE challenge); the tool does not run. Any
+    /// other vault failure is a tool error naming it (never a secret). A denied call never
+    /// reaches the vault.
+    #[cfg(feature = "vault")]
+    #[must_use]
+    pub fn with_vault(mut self, credentials: crate::vault::ToolCredentials) -> Self {
+        self.credentials = Some(Arc::new(credentials));
+        self
     }
 
     /// Writes each decision to `log` as an `ema_audit::ToolDecision` (the access token's `jti`,
@@ -374,6 +398,67 @@ fn decision_event(
     event
 }
 
+/// The JSON-RPC error code of MCP's URL-elicitation-required error (MCP 2025-11-25).
+#[cfg(feature = "vault")]
+pub const URL_ELICITATION_REQUIRED: rmcp::model::ErrorCode = rmcp::model::ErrorCode(-32042);
+
+/// The URL-elicitation-required error asking the user to open `url` (the provider's
+/// authorization URL) to connect `provider`.
+#[cfg(feature = "vault")]
+fn url_elicitation_required(
+    provider: &ema_vault::ProviderId,
+    why: &ema_vault::VaultError,
+    url: String,
+) -> ErrorData {
+    let message = format!(
+        "This tool needs your {provider} account ({why}). Open the link to connect it, then call the tool again."
+    );
+    let elicitation = rmcp::model::ElicitRequestParams::UrlElicitationParams {
+        meta: None,
+        message: message.clone(),
+        url,
+        elicitation_id: elicitation_id(),
+    };
+    ErrorData::new(
+        URL_ELICITATION_REQUIRED,
+        message,
+        Some(serde_json::json!({ "elicitations": [elicitation] })),
+    )
+}
+
+/// A fresh elicitation id: 128 random bits, hex.
+#[cfg(feature = "vault")]
+fn elicitation_id() -> String {
+    use std::fmt::Write;
+    let mut bytes = [0u8; 16];
+    // The id only tells elicitations apart: a failed fill leaves a constant, still valid id.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    bytes.iter().fold(String::with_capacity(32), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// The credential the guard ([`Guarded::with_vault`]) fetched for this tool call, or `None`
+/// when the tool is given none (feature `vault`).
+#[cfg(feature = "vault")]
+pub fn tool_credential(ctx: &RequestContext<RoleServer>) -> Option<crate::vault::ToolCredential> {
+    ctx.extensions.get::<crate::vault::ToolCredential>().cloned()
+}
+
+/// A tool argument of type [`ToolCredential`](crate::vault::ToolCredential): the credential
+/// the guard fetched for the call, or an error answering the call when the tool is given none
+/// (it is not mapped to a provider, or the guard has no vault).
+#[cfg(feature = "vault")]
+impl<C: AsRequestContext> FromContextPart<C> for crate::vault::ToolCredential {
+    fn from_context_part(context: &mut C) -> Result<Self, ErrorData> {
+        tool_credential(context.as_request_context()).ok_or_else(|| {
+            tracing::warn!(target: crate::guard::TARGET, "an rmcp tool wants a credential the guard did not give it");
+            ErrorData::invalid_request("this tool is given no downstream credential", None)
+        })
+    }
+}
+
 fn tool_error(text: impl Into<String>) -> CallToolResponse {
     CallToolResponse::Complete(CallToolResult::error(vec![ContentBlock::text(text)]))
 }
@@ -390,6 +475,53 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A>
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         known.get(tool).copied().unwrap_or_default()
+    }
+
+    /// Puts the credential of the tool's provider on an allowed call's context, or answers the
+    /// call: with a URL elicitation to connect, or with a tool error.
+    #[cfg(feature = "vault")]
+    async fn with_credential(
+        &self,
+        who: &Principal,
+        call: &ema_authz::ToolCall,
+        mut context: RequestContext<RoleServer>,
+    ) -> Result<RequestContext<RoleServer>, Result<CallToolResponse, ErrorData>> {
+        use ema_vault::VaultError;
+        let Some(credentials) = &self.credentials else {
+            return Ok(context);
+        };
+        let Some(provider) = credentials.provider_of(&call.tool) else {
+            return Ok(context);
+        };
+        let owner = crate::vault::owner_of(who).map_err(|e| {
+            tracing::warn!(target: crate::guard::TARGET, tool = %call.tool, error = %e, "no vault owner for the caller");
+            Ok(tool_error(format!("no credential can be held for this user: {e}")))
+        })?;
+        let key = owner.at(provider.clone());
+        let connector = credentials.connector();
+        match connector.vault().get(&key).await {
+            Ok(credential) => {
+                context.extensions.insert(crate::vault::ToolCredential::new(
+                    provider.clone(),
+                    credential,
+                ));
+                Ok(context)
+            }
+            Err(e @ (VaultError::NotConnected { .. } | VaultError::NeedsReconnect { .. })) => {
+                let session = call.session.as_ref().map_or("", |s| s.as_str());
+                match connector.begin(&owner, session, provider) {
+                    Ok(url) => {
+                        tracing::info!(target: crate::guard::TARGET, tool = %call.tool, provider = %provider, subject = %who.subject(), "the user must connect the provider: URL elicitation sent");
+                        Err(Err(url_elicitation_required(provider, &e, url)))
+                    }
+                    Err(begin) => Err(Ok(tool_error(format!("{e} ({begin})")))),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target: crate::guard::TARGET, tool = %call.tool, provider = %provider, error = %e, "no credential for the call");
+                Err(Ok(tool_error(e.to_string())))
+            }
+        }
     }
 
     /// Runs an allowed call's result through the authorizer's inspection.
@@ -484,11 +616,11 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let Some(caller) = principal(&context) else {
+        let Some(who) = principal(&context) else {
             crate::guard::log_no_principal(&request.name);
             return Ok(tool_error(crate::guard::NO_PRINCIPAL));
         };
-        let caller = caller.to_authz();
+        let caller = who.to_authz();
         let mut call = ema_authz::ToolCall::new(
             &*self.server,
             request.name.as_ref(),
@@ -511,6 +643,13 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler
         if !decision.is_allowed() {
             return Ok(tool_error(decision.reason_text()));
         }
+        #[cfg(feature = "vault")]
+        let context = match self.with_credential(&who, &call, context).await {
+            Ok(context) => context,
+            Err(answer) => return answer,
+        };
+        #[cfg(not(feature = "vault"))]
+        let _ = &who;
         match self.inner.call_tool(request, context).await? {
             CallToolResponse::Complete(result) => Ok(CallToolResponse::Complete(
                 self.inspected(&caller, &call, result).await,

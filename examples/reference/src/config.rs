@@ -414,6 +414,108 @@ pub struct McpServerConfig {
     /// Tool-call authorization (Cedar policies, session rules, result inspection, pinning).
     #[serde(default)]
     pub authz: McpAuthzConfig,
+    /// Downstream credentials (`[vault]`): off when absent.
+    #[serde(default)]
+    pub vault: Option<VaultConfig>,
+}
+
+/// The MCP server's vault of downstream credentials (`[vault]`): where credentials are kept,
+/// the providers users connect, which tool gets which provider's credential, and the
+/// offboarding admin route's token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultConfig {
+    /// `"memory"` (the default), or the path of an encrypted SQLite file.
+    #[serde(default = "default_vault_store")]
+    pub store: String,
+    /// The SQLite store's master key: a file holding 32 bytes as 64 hex digits.
+    pub master_key_file: Option<PathBuf>,
+    /// Or the name of an environment variable holding them.
+    pub master_key_env: Option<String>,
+    /// A token expiring within this many seconds is refreshed before it is used (default: the
+    /// vault's).
+    pub refresh_skew_secs: Option<u64>,
+    /// How long a connect link stays valid (default 600 seconds).
+    #[serde(default = "default_connect_ttl")]
+    pub connect_ttl_secs: u64,
+    /// The bearer token of `POST /admin/offboard` (development only: prefer the next two).
+    pub admin_token: Option<String>,
+    /// Or the name of an environment variable holding it.
+    pub admin_token_env: Option<String>,
+    /// Or a file holding it.
+    pub admin_token_file: Option<PathBuf>,
+    /// The providers users can connect, by id.
+    #[serde(default)]
+    pub providers: BTreeMap<String, VaultProviderConfig>,
+    /// Tool name -> provider id: the credential each tool is given.
+    #[serde(default)]
+    pub tools: BTreeMap<String, String>,
+}
+
+/// One downstream provider (`[vault.providers.<id>]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VaultProviderConfig {
+    /// The MCP server's client id at the provider.
+    pub client_id: String,
+    /// Its client secret (development only: prefer `client_secret_env`).
+    pub client_secret: Option<String>,
+    /// Or the name of an environment variable holding it.
+    pub client_secret_env: Option<String>,
+    /// `client_secret_basic` (default) or `client_secret_post`.
+    pub token_endpoint_auth_method: Option<String>,
+    /// The provider's authorization endpoint (the connect link).
+    pub authorize_url: String,
+    /// Its token endpoint (code exchange, refresh).
+    pub token_url: String,
+    /// Its RFC 7009 revocation endpoint, if it has one.
+    pub revoke_url: Option<String>,
+    /// Its issuer: the callback's `iss` must name it (RFC 9207) when set.
+    pub issuer: Option<String>,
+    /// The scopes asked for.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// The API base the tools call (the notes tools call `<api_url>`).
+    pub api_url: Option<String>,
+}
+
+fn default_vault_store() -> String {
+    "memory".into()
+}
+
+fn default_connect_ttl() -> u64 {
+    600
+}
+
+/// Exactly one of an inline value, an environment variable and a file, for `what`.
+pub fn secret_from(
+    inline: Option<&str>,
+    env: Option<&str>,
+    file: Option<&std::path::Path>,
+    what: &str,
+) -> Result<String, ConfigError> {
+    let value = match (inline, env, file) {
+        (Some(v), None, None) => v.to_owned(),
+        (None, Some(var), None) => std::env::var(var).map_err(|_| {
+            ConfigError::Invalid(format!("{what}: environment variable `{var}` is not set"))
+        })?,
+        (None, None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?
+            .trim()
+            .to_owned(),
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: give exactly one of the value, `..._env` and `..._file`"
+            )));
+        }
+    };
+    if value.is_empty() {
+        return Err(ConfigError::Invalid(format!("{what} is empty")));
+    }
+    Ok(value)
 }
 
 /// What the MCP server's tool-call guard does (ema-authz).
@@ -657,6 +759,49 @@ pub mod defaults {
             scopes: McpScopesConfig::default(),
             audit: None,
             authz: McpAuthzConfig::default(),
+            vault: None,
+        }
+    }
+
+    /// The notes provider's client id at the development defaults.
+    pub const NOTES_CLIENT_ID: &str = "mcp-notes";
+    /// Its secret.
+    pub const NOTES_CLIENT_SECRET: &str = "notes-secret";
+    /// The offboarding admin token of the development defaults.
+    pub const ADMIN_TOKEN: &str = "dev-admin-token";
+
+    /// A memory vault with the notes provider at `notes` (its base URL) and the notes tools
+    /// mapped to it: what the demo and the tests add to [`mcp_server`].
+    pub fn vault(notes: &str) -> VaultConfig {
+        let notes = notes.trim_end_matches('/');
+        let provider = VaultProviderConfig {
+            client_id: NOTES_CLIENT_ID.into(),
+            client_secret: Some(NOTES_CLIENT_SECRET.into()),
+            client_secret_env: None,
+            token_endpoint_auth_method: None,
+            authorize_url: format!("{notes}/authorize"),
+            token_url: format!("{notes}/token"),
+            revoke_url: Some(format!("{notes}/revoke")),
+            issuer: Some(notes.to_owned()),
+            scopes: vec!["notes.read".into(), "notes.write".into()],
+            api_url: Some(format!("{notes}/api/notes")),
+        };
+        VaultConfig {
+            store: default_vault_store(),
+            master_key_file: None,
+            master_key_env: None,
+            refresh_skew_secs: None,
+            connect_ttl_secs: default_connect_ttl(),
+            admin_token: Some(ADMIN_TOKEN.into()),
+            admin_token_env: None,
+            admin_token_file: None,
+            providers: [("notes".to_owned(), provider)].into_iter().collect(),
+            tools: [
+                ("list_notes".to_owned(), "notes".to_owned()),
+                ("add_note".to_owned(), "notes".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
         }
     }
 

@@ -22,3 +22,4 @@ pub mod sso;
 pub mod tasks;
 pub mod trace;
 pub mod traffic;
+pub mod vault;

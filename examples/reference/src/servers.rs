@@ -28,7 +28,7 @@ use crate::config::{
     McpServerConfig, PinResponseConfig,
 };
 use crate::keys::{fetcher, issuer_keys_error, jwks_file, signing_key};
-use crate::tasks::{self, guarded_tasks_service, tasks_service};
+use crate::tasks::{self, guarded_tasks_service_with_vault, tasks_service};
 
 fn clients(
     configs: &[ClientConfig],
@@ -366,7 +366,7 @@ pub fn mcp_app(
     let s = &cfg.scopes;
     let mut auth = BearerAuth::builder(resource.as_str(), cfg.authorization_server.as_str())
         .keys(keys)
-        .clock(clock)
+        .clock(clock.clone())
         .algorithms(algorithms)
         .leeway(leeway)
         .require_scopes(scope_list(&s.every_request, "scopes.every_request")?.iter())
@@ -384,16 +384,46 @@ pub fn mcp_app(
         .audit(crate::audit::open_with_new_key(cfg.audit.as_ref())?)
         .build()
         .map_err(|e| ConfigError::Invalid(format!("MCP server: {e}")))?;
-    // One trail: the bearer layer's token events and the guard's decisions and tool changes.
+    // One trail: the bearer layer's token events, the guard's decisions and tool changes, and
+    // the vault's credential events.
     let audit = auth.audit_log().clone();
+    let vault = match &cfg.vault {
+        Some(vault) => Some(crate::vault::build(
+            vault,
+            base,
+            &cfg.authorization_server,
+            clock.clone(),
+            audit.clone(),
+        )?),
+        None => None,
+    };
     let mcp = match tool_authorizer(&cfg.authz, &resource, audit.clone())? {
         Some(authorizer) => Router::new().nest_service(
             &cfg.path,
-            guarded_tasks_service(&resource, authorizer, audit),
+            guarded_tasks_service_with_vault(
+                &resource,
+                authorizer,
+                audit,
+                vault
+                    .as_ref()
+                    .map(|v| (v.credentials.clone(), v.apis.clone())),
+            ),
         ),
+        None if vault.is_some() => {
+            return Err(ConfigError::Invalid(
+                "[vault] hands credentials to tools through the tool-call guard: it needs \
+                 [authz] enabled"
+                    .into(),
+            ));
+        }
         None => Router::new().nest_service(&cfg.path, tasks_service()),
     };
-    let app = protect(mcp, auth.clone()).merge(auth.resource_metadata_router());
+    let mut app = protect(mcp, auth.clone()).merge(auth.resource_metadata_router());
+    // The connect callback (the user's browser has no access token) and the admin route sit
+    // beside the bearer layer.
+    if let Some(vault) = &vault {
+        app = app.merge(vault.routes());
+    }
     Ok(harden(app, &Limits::default()))
 }
 

@@ -1,5 +1,8 @@
 //! The reference MCP server's tools: a small task list per user, kept in memory. Each tool
 //! takes the caller's verified principal (put there by the bearer layer) as an argument.
+//! `list_notes` and `add_note` act for the user at a downstream provider (the mock
+//! [`crate::notes`] provider) with the credential the guard hands them from the vault
+//! ([`ToolCredential`]); the agent never sees it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -7,6 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ema_server::Principal;
 use ema_server::authz::ToolCallAuthorizer;
 use ema_server::rmcp::Guarded;
+use ema_server::vault::{ToolCredential, ToolCredentials};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
@@ -62,10 +66,39 @@ pub struct SendMessage {
     pub text: String,
 }
 
+/// Arguments of `add_note`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct AddNote {
+    /// The note's text.
+    pub text: String,
+}
+
+/// The downstream APIs the notes tools call, by provider id.
+#[derive(Debug, Clone, Default)]
+pub struct DownstreamApis {
+    http: reqwest::Client,
+    urls: Arc<HashMap<String, String>>,
+}
+
+impl DownstreamApis {
+    /// The APIs at `urls` (provider id -> API URL).
+    pub fn new(urls: HashMap<String, String>) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            urls: Arc::new(urls),
+        }
+    }
+}
+
 /// The task-list MCP server.
 #[derive(Debug, Clone)]
 pub struct Tasks {
     store: Store,
+    apis: DownstreamApis,
     tool_router: ToolRouter<Self>,
 }
 
@@ -88,12 +121,50 @@ fn needs(p: &Principal, scope: &str) -> Option<CallToolResult> {
     })
 }
 
+/// A tool error with `text`.
+fn tool_failed(text: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(text.into())])
+}
+
 #[tool_router]
 impl Tasks {
-    fn new(store: Store) -> Self {
+    fn new(store: Store, apis: DownstreamApis) -> Self {
         Self {
             store,
+            apis,
             tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Sends `request` to the notes API of the credential's provider with its secret as the
+    /// bearer token; the answer's body, or a tool error that never repeats the credential.
+    async fn notes_api(
+        &self,
+        credential: &ToolCredential,
+        body: Option<serde_json::Value>,
+    ) -> CallToolResult {
+        let provider = credential.provider().as_str();
+        let Some(url) = self.apis.urls.get(provider) else {
+            return tool_failed(format!("no API is configured for provider `{provider}`"));
+        };
+        let secret = match credential.for_provider(provider) {
+            Ok(credential) => credential.secret(),
+            Err(refused) => return tool_failed(refused.to_string()),
+        };
+        let request = match body {
+            None => self.apis.http.get(url),
+            Some(body) => self.apis.http.post(url).json(&body),
+        };
+        match request.bearer_auth(secret.expose()).send().await {
+            Ok(response) if response.status().is_success() => match response.text().await {
+                Ok(text) => CallToolResult::success(vec![ContentBlock::text(text)]),
+                Err(_) => tool_failed(format!("the {provider} API's answer could not be read")),
+            },
+            Ok(response) => tool_failed(format!(
+                "the {provider} API answered HTTP {}",
+                response.status().as_u16()
+            )),
+            Err(_) => tool_failed(format!("the {provider} API could not be reached")),
         }
     }
 
@@ -282,6 +353,34 @@ impl Tasks {
             ))])),
         }
     }
+
+    #[tool(
+        description = "List your notes at the notes service (acts with your connected notes account)",
+        annotations(read_only_hint = true, open_world_hint = true)
+    )]
+    async fn list_notes(&self, credential: ToolCredential) -> Result<CallToolResult, ErrorData> {
+        Ok(self.notes_api(&credential, None).await)
+    }
+
+    #[tool(
+        description = "Add a note at the notes service (acts with your connected notes account)",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
+    )]
+    async fn add_note(
+        &self,
+        credential: ToolCredential,
+        Parameters(AddNote { text }): Parameters<AddNote>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let text: String = text.chars().take(500).collect();
+        Ok(self
+            .notes_api(&credential, Some(serde_json::json!({ "text": text })))
+            .await)
+    }
 }
 
 #[tool_handler(router = self.tool_router)]
@@ -297,7 +396,7 @@ impl ServerHandler for Tasks {
 pub fn tasks_service() -> StreamableHttpService<Tasks, LocalSessionManager> {
     let store: Store = Arc::default();
     StreamableHttpService::new(
-        move || Ok(Tasks::new(store.clone())),
+        move || Ok(Tasks::new(store.clone(), DownstreamApis::default())),
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),
     )
@@ -312,14 +411,33 @@ pub fn guarded_tasks_service(
     authorizer: Arc<dyn ToolCallAuthorizer>,
     audit: ema_server::audit::AuditLog,
 ) -> StreamableHttpService<Guarded<Tasks, Arc<dyn ToolCallAuthorizer>>, LocalSessionManager> {
+    guarded_tasks_service_with_vault(resource, authorizer, audit, None)
+}
+
+/// [`guarded_tasks_service`] whose guard also hands the notes tools their provider's
+/// credential from the vault (`vault`: the tool -> provider map with its connector, and the
+/// APIs the tools call).
+pub fn guarded_tasks_service_with_vault(
+    resource: &str,
+    authorizer: Arc<dyn ToolCallAuthorizer>,
+    audit: ema_server::audit::AuditLog,
+    vault: Option<(ToolCredentials, DownstreamApis)>,
+) -> StreamableHttpService<Guarded<Tasks, Arc<dyn ToolCallAuthorizer>>, LocalSessionManager> {
     let store: Store = Arc::default();
     let resource: Arc<str> = Arc::from(resource);
+    let (credentials, apis) = match vault {
+        Some((credentials, apis)) => (Some(credentials), apis),
+        None => (None, DownstreamApis::default()),
+    };
     StreamableHttpService::new(
         move || {
-            Ok(
-                Guarded::new(Tasks::new(store.clone()), &*resource, authorizer.clone())
-                    .with_audit(audit.clone()),
-            )
+            let tasks = Tasks::new(store.clone(), apis.clone());
+            let guarded =
+                Guarded::new(tasks, &*resource, authorizer.clone()).with_audit(audit.clone());
+            Ok(match &credentials {
+                Some(credentials) => guarded.with_vault(credentials.clone()),
+                None => guarded,
+            })
         },
         Arc::new(LocalSessionManager::default()),
         StreamableHttpServerConfig::default(),

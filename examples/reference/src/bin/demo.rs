@@ -18,12 +18,14 @@ use ema_client::{
     ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
 };
 use ema_examples::config::defaults;
+use ema_examples::notes::{NotesConfig, NotesProvider};
+use ema_examples::vault::ShiftedClock;
 use ema_examples::sso::SsoClient;
 use ema_examples::trace::show;
 use ema_examples::{serve, servers};
 use ema_grant::form::encode_component;
 use ema_grant::{ID_JAG_TOKEN_TYPE, ID_TOKEN_TYPE, JWT_BEARER, TOKEN_EXCHANGE};
-use ema_jose::{Clock, SystemClock};
+use ema_jose::Clock;
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use serde_json::Value;
@@ -199,12 +201,34 @@ fn add_post_client(idp: &mut ema_examples::config::IdpConfig) {
     }
 }
 
+/// The notes provider's access-token lifetime in the demo, and how far the demo moves the clock
+/// to bring the token within the vault's refresh skew (60 s) without waiting.
+const NOTES_TOKEN_LIFETIME: u64 = 120;
+const NOTES_CLOCK_STEP: u64 = 100;
+
+/// The user the notes provider approves (the demo's browser is signed in there as ana).
+const NOTES_USER: &str = "ana@notes.example";
+
 async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    // The wall clock, moved forward by the demo to expire a downstream token without waiting.
+    let shifted = Arc::new(ShiftedClock::new());
+    let clock: Arc<dyn Clock> = shifted.clone();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (idp_listener, idp) = serve::bind(loopback).await?;
     let (as_listener, auth_server) = serve::bind(loopback).await?;
     let (mcp_listener, mcp_base) = serve::bind(loopback).await?;
+    let (notes_listener, notes_provider_url) = serve::bind(loopback).await?;
+    let notes_provider = NotesProvider::new(
+        NotesConfig {
+            issuer: notes_provider_url.clone(),
+            client_id: defaults::NOTES_CLIENT_ID.into(),
+            client_secret: defaults::NOTES_CLIENT_SECRET.into(),
+            redirect_uris: vec![format!("{mcp_base}/connect/notes/callback")],
+            user: NOTES_USER.into(),
+            access_token_lifetime_secs: NOTES_TOKEN_LIFETIME,
+        },
+        clock.clone(),
+    );
     let mcp = format!("{mcp_base}/mcp");
     let notes = format!("{mcp_base}/notes");
 
@@ -219,15 +243,14 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         &auth_server,
         clock.clone(),
     )?;
-    let mcp_app = servers::mcp_app(
-        &defaults::mcp_server(&auth_server, &mcp_base),
-        &mcp_base,
-        clock.clone(),
-    )?;
+    let mut mcp_config = defaults::mcp_server(&auth_server, &mcp_base);
+    mcp_config.vault = Some(defaults::vault(&notes_provider_url));
+    let mcp_app = servers::mcp_app(&mcp_config, &mcp_base, clock.clone())?;
     for (listener, app) in [
         (idp_listener, idp_app),
         (as_listener, as_app),
         (mcp_listener, mcp_app),
+        (notes_listener, notes_provider.router()),
     ] {
         tokio::spawn(serve::serve(listener, app, std::future::pending()));
     }
@@ -242,6 +265,7 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     println!("IdP:                  {idp}");
     println!("authorization server: {auth_server}");
     println!("MCP server:           {mcp}");
+    println!("notes (downstream):   {notes_provider_url}");
 
     let mut s = Script {
         http: reqwest::Client::builder()
@@ -508,5 +532,160 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     );
     agent.cancel().await?;
 
+    notes_steps(&mut s, &session, &notes_provider, &shifted, &mcp_base).await?;
     Ok(s.failures)
+}
+
+/// What a tool call came to: its result, or the URL a URL-mode elicitation asks the user to
+/// open (the MCP URL-elicitation-required error, -32042).
+enum Outcome {
+    Result { ok: bool, text: String },
+    Connect { url: String, message: String },
+}
+
+async fn call_notes_tool(
+    agent: &rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::InitializeRequestParams>,
+    name: &'static str,
+    args: Value,
+) -> Result<Outcome, rmcp::ServiceError> {
+    let request = CallToolRequestParams::new(name)
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    match agent.call_tool(request).await {
+        Ok(result) => {
+            let text: String = result
+                .content
+                .iter()
+                .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+                .collect();
+            let ok = result.is_error != Some(true);
+            println!("   {name} {args} -> {} {text}", if ok { "ok:" } else { "ERROR:" });
+            Ok(Outcome::Result { ok, text })
+        }
+        Err(rmcp::ServiceError::McpError(e)) if e.code.0 == -32042 => {
+            let first = e
+                .data
+                .as_ref()
+                .and_then(|d| d.get("elicitations"))
+                .and_then(|l| l.get(0))
+                .cloned()
+                .unwrap_or_default();
+            let url = first.get("url").and_then(Value::as_str).unwrap_or_default();
+            println!("   {name} -> error {} (URL elicitation): {}", e.code.0, e.message);
+            println!(
+                "   elicitation: mode={}, url={url}",
+                first.get("mode").and_then(Value::as_str).unwrap_or_default()
+            );
+            Ok(Outcome::Connect {
+                url: url.to_owned(),
+                message: e.message.to_string(),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The downstream-credential steps: connect on first use (the demo plays the browser), the tool
+/// working, a refresh, and offboarding.
+async fn notes_steps(
+    s: &mut Script,
+    session: &Arc<ema_client::EmaSession>,
+    provider: &NotesProvider,
+    clock: &ShiftedClock,
+    mcp_base: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let agent = ema_client_config()
+        .serve(EmaHttpClient::new(session.clone())?.into_transport())
+        .await?;
+
+    s.step("A tool acting at another system: the first list_notes asks ana to connect (URL-mode elicitation)");
+    let url = match call_notes_tool(&agent, "list_notes", serde_json::json!({})).await? {
+        Outcome::Connect { url, message } => {
+            let parsed = url::Url::parse(&url)?;
+            let query: std::collections::HashMap<String, String> =
+                parsed.query_pairs().into_owned().collect();
+            s.expect(
+                "-32042 with the provider's authorize URL: state, S256 challenge, our callback",
+                query.contains_key("state")
+                    && query.get("code_challenge_method").map(String::as_str) == Some("S256")
+                    && query.get("redirect_uri").map(String::as_str)
+                        == Some(format!("{mcp_base}/connect/notes/callback").as_str())
+                    && message.contains("notes"),
+            );
+            url
+        }
+        Outcome::Result { .. } => {
+            s.expect("the first call asks to connect", false);
+            return Ok(());
+        }
+    };
+
+    s.step("The demo is ana's browser: the provider approves, the callback stores the token (the agent never sees it)");
+    let r = s.http.get(&url).send().await?;
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    println!("   GET {}/authorize -> {} (redirect to the MCP server's callback)", provider.config().issuer, r.status().as_u16());
+    let r = s.http.get(&location).send().await?;
+    let status = r.status().as_u16();
+    let page = r.text().await?;
+    println!("   GET {mcp_base}/connect/notes/callback -> {status}");
+    s.expect(
+        "the callback says connected; neither the redirect nor the page carries a token",
+        status == 200
+            && page.contains("connected")
+            && !location.contains("access_token")
+            && provider.live_tokens(NOTES_USER) == 2,
+    );
+    let r = s.http.get(&location).send().await?;
+    println!("   the same callback again -> {}", r.status().as_u16());
+    s.expect("a replayed callback is refused (single-use state)", r.status().as_u16() == 400);
+
+    s.step("The tool works now: add_note and list_notes act as ana at the notes service");
+    let added = call_notes_tool(&agent, "add_note", serde_json::json!({"text": "ship the vault"})).await?;
+    let listed = call_notes_tool(&agent, "list_notes", serde_json::json!({})).await?;
+    s.expect(
+        "the note is stored and listed for ana@notes.example",
+        matches!(added, Outcome::Result { ok: true, .. })
+            && matches!(&listed, Outcome::Result { ok: true, text } if text.contains("ship the vault") && text.contains(NOTES_USER)),
+    );
+
+    s.step("The access token nears expiry: the next call refreshes it first (the old refresh token is rotated away)");
+    clock.advance(NOTES_CLOCK_STEP);
+    println!("   (the clock moves {NOTES_CLOCK_STEP} s: the {NOTES_TOKEN_LIFETIME} s token is within the vault's 60 s refresh skew)");
+    let before = provider.refreshes();
+    let listed = call_notes_tool(&agent, "list_notes", serde_json::json!({})).await?;
+    println!("   refreshes at the provider: {before} -> {}", provider.refreshes());
+    s.expect(
+        "one refresh, and the call works",
+        provider.refreshes() == before + 1 && matches!(listed, Outcome::Result { ok: true, .. }),
+    );
+
+    s.step("ana is offboarded: every downstream credential is deleted and revoked at its provider");
+    let r = s
+        .http
+        .post(format!("{mcp_base}/admin/offboard"))
+        .bearer_auth(defaults::ADMIN_TOKEN)
+        .json(&serde_json::json!({"subject": "u-17"}))
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let report: Value = r.json().await.unwrap_or(Value::Null);
+    println!("   POST {mcp_base}/admin/offboard -> {status} {report}");
+    s.expect(
+        "the report says notes: revoked, and the provider holds no token of ana",
+        status == 200
+            && report["providers"][0]["provider"] == "notes"
+            && report["providers"][0]["outcome"] == "revoked"
+            && provider.live_tokens(NOTES_USER) == 0,
+    );
+    let again = call_notes_tool(&agent, "list_notes", serde_json::json!({})).await?;
+    s.expect(
+        "the next call asks to connect again",
+        matches!(again, Outcome::Connect { .. }),
+    );
+    agent.cancel().await?;
+    Ok(())
 }
