@@ -82,6 +82,8 @@ struct Inner {
     spent: HashMap<String, u64>,
     next_family: u64,
     notes: HashMap<String, Vec<String>>,
+    /// Every access and refresh token ever issued (for tests proving none leaks).
+    issued: Vec<String>,
     refreshes: u64,
     revocations: u64,
 }
@@ -144,6 +146,12 @@ impl NotesProvider {
         self.lock().revocations
     }
 
+    /// Every access and refresh token issued so far: for tests that prove none reaches the
+    /// agent, a page or a log.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.lock().issued.clone()
+    }
+
     /// Live (unexpired, unrevoked) access tokens plus refresh tokens of `user`.
     pub fn live_tokens(&self, user: &str) -> usize {
         let now = self.clock.now();
@@ -203,6 +211,7 @@ impl NotesProvider {
     fn issue(&self, inner: &mut Inner, user: &str, scopes: Vec<String>, family: u64) -> Response {
         let access = random();
         let refresh = random();
+        inner.issued.extend([access.clone(), refresh.clone()]);
         let lifetime = self.cfg.access_token_lifetime_secs;
         inner.access.insert(
             access.clone(),

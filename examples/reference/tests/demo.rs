@@ -19,6 +19,9 @@ fn demo_script_passes() {
         "400 access_denied",
         "401 invalid_token",
         "stepping up to tasks.write",
+        "list_notes -> error -32042 (URL elicitation)",
+        "refreshes at the provider: 0 -> 1",
+        "\"outcome\":\"revoked\"",
     ] {
         assert!(
             stdout.contains(expected),
