@@ -1,6 +1,7 @@
 //! The reference MCP server's vault of downstream credentials (`[vault]`): the vault itself
-//! (memory or encrypted SQLite), the providers' HTTP clients, the connect flow, the tool ->
-//! provider map, and the offboarding admin route.
+//! (in memory, or an encrypted SQLite file opened with a master key from a file or an
+//! environment variable), the providers' HTTP clients, the connect flow, the tool -> provider
+//! map, and the offboarding admin route.
 //!
 //! Routes, beside the bearer layer:
 //! - `GET /connect/{provider}/callback`: the connect flow's callback (see
@@ -26,7 +27,8 @@ use ema_server::vault::{
     ToolCredentials,
 };
 use ema_vault::{
-    ConnectStates, CredentialVault, MemoryStore, Owner, ProviderId, RevokeOutcome, Secret, Vault,
+    ConnectStates, CredentialVault, MasterKey, MasterKeys, MemoryStore, Owner, ProviderId,
+    RevokeOutcome, Secret, SqliteStore, Vault,
 };
 use serde_json::json;
 
@@ -103,11 +105,28 @@ pub fn build(
 ) -> Result<McpVault, ConfigError> {
     let observer = AuditVaultObserver::new(audit);
     let mut builder = match cfg.store.as_str() {
-        "memory" => Vault::builder(MemoryStore::new()),
+        "memory" => {
+            if cfg.master_key_file.is_some() || cfg.master_key_env.is_some() {
+                return Err(invalid(
+                    "a master key is for the SQLite store; store = \"memory\" keeps nothing on disk",
+                ));
+            }
+            Vault::builder(MemoryStore::new())
+        }
         path => {
-            return Err(invalid(format!(
-                "store `{path}`: this build keeps credentials in memory only (store = \"memory\")"
-            )));
+            let key = match (&cfg.master_key_file, &cfg.master_key_env) {
+                (Some(file), None) => MasterKey::from_file(file),
+                (None, Some(var)) => MasterKey::from_env(var),
+                _ => {
+                    return Err(invalid(format!(
+                        "store `{path}` needs exactly one of `master_key_file` and `master_key_env`"
+                    )));
+                }
+            }
+            .map_err(|e| invalid(format!("master key: {e}")))?;
+            let store = SqliteStore::open(path, MasterKeys::new(key))
+                .map_err(|e| invalid(format!("store `{path}`: {e}")))?;
+            Vault::builder(store)
         }
     }
     .clock(clock.clone())

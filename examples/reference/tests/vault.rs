@@ -338,3 +338,97 @@ fn vault_configuration_mistakes_are_startup_errors() {
     let err = configured(|c| c.authz.enabled = false).unwrap_err();
     assert!(err.contains("[authz] enabled"), "{err}");
 }
+
+/// The sample's `[vault]` section, uncommented, with the SQLite file and key in `dir`.
+fn sample_vault(dir: &std::path::Path) -> McpServerConfig {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/mcp-server.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut in_vault = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("# [vault") {
+                in_vault = true;
+            }
+            if !in_vault || l.starts_with("# #") || l.trim() == "#" {
+                return l.to_owned();
+            }
+            let l = l.trim_start_matches("# ");
+            if l.starts_with("store = ") {
+                format!("store = {:?}", dir.join("vault.sqlite").display().to_string())
+            } else if l.starts_with("master_key_file = ") {
+                format!("master_key_file = {:?}", dir.join("vault.key").display().to_string())
+            } else if l.starts_with("admin_token_env") {
+                "admin_token = \"test-admin\"".to_owned()
+            } else if l.starts_with("client_secret_env") {
+                "client_secret = \"notes-secret\"".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let file = dir.join("mcp-server.toml");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    ema_examples::config::load(&file).unwrap()
+}
+
+#[tokio::test]
+async fn the_sample_vault_keeps_credentials_encrypted_across_restarts() {
+    use ema_vault::{Credential, MasterKey, Owner, ProviderId, StoreSource, TokenSet};
+    let dir = TempDir::new("sqlite");
+    std::fs::write(dir.0.join("vault.key"), MasterKey::generate().unwrap().to_hex().as_str())
+        .unwrap();
+    let cfg = sample_vault(&dir.0);
+    let v = cfg.vault.as_ref().unwrap();
+    assert_eq!(v.tools["list_notes"], "notes");
+    let open = |cfg: &McpServerConfig| {
+        ema_examples::vault::build(
+            cfg.vault.as_ref().unwrap(),
+            "http://127.0.0.1:9402",
+            "http://127.0.0.1:9401",
+            Arc::new(ema_jose::SystemClock),
+            ema_server::audit::AuditLog::disabled(),
+        )
+        .unwrap()
+    };
+    let key = Owner::new("http://127.0.0.1:9401", "u-17")
+        .unwrap()
+        .at(ProviderId::new("notes").unwrap());
+    let first = open(&cfg);
+    first
+        .vault
+        .store(
+            &key,
+            Credential::OAuth(TokenSet::bearer(ema_vault::Secret::new("at-on-disk-123".into()))),
+            StoreSource::Connect,
+        )
+        .await
+        .unwrap();
+    drop(first);
+    // The file holds no plaintext token; a restart reads it back.
+    let bytes = std::fs::read(dir.0.join("vault.sqlite")).unwrap();
+    assert!(!bytes.windows(14).any(|w| w == b"at-on-disk-123"));
+    let again = open(&cfg);
+    assert_eq!(again.vault.get(&key).await.unwrap().secret().expose(), "at-on-disk-123");
+    drop(again);
+    // Another master key: the record does not open (never garbage).
+    std::fs::write(dir.0.join("vault.key"), MasterKey::generate().unwrap().to_hex().as_str())
+        .unwrap();
+    let wrong = open(&cfg);
+    assert!(matches!(
+        wrong.vault.get(&key).await,
+        Err(ema_vault::VaultError::Decrypt(_))
+    ));
+    // No key at all: a startup error naming it.
+    let mut keyless = cfg.clone();
+    keyless.vault.as_mut().unwrap().master_key_file = None;
+    let err = ema_examples::vault::build(
+        keyless.vault.as_ref().unwrap(),
+        "http://127.0.0.1:9402",
+        "http://127.0.0.1:9401",
+        Arc::new(ema_jose::SystemClock),
+        ema_server::audit::AuditLog::disabled(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("master_key_file"), "{err}");
+}
