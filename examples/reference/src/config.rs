@@ -422,7 +422,7 @@ pub struct McpServerConfig {
 /// The MCP server's vault of downstream credentials (`[vault]`): where credentials are kept,
 /// the providers users connect, which tool gets which provider's credential, and the
 /// offboarding admin route's token.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultConfig {
     /// `"memory"` (the default), or the path of an encrypted SQLite file.
@@ -452,8 +452,25 @@ pub struct VaultConfig {
     pub tools: BTreeMap<String, String>,
 }
 
+impl fmt::Debug for VaultConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultConfig")
+            .field("store", &self.store)
+            .field("master_key_file", &self.master_key_file)
+            .field("master_key_env", &self.master_key_env)
+            .field("refresh_skew_secs", &self.refresh_skew_secs)
+            .field("connect_ttl_secs", &self.connect_ttl_secs)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| Redacted))
+            .field("admin_token_env", &self.admin_token_env)
+            .field("admin_token_file", &self.admin_token_file)
+            .field("providers", &self.providers)
+            .field("tools", &self.tools)
+            .finish()
+    }
+}
+
 /// One downstream provider (`[vault.providers.<id>]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultProviderConfig {
     /// The MCP server's client id at the provider.
@@ -477,6 +494,23 @@ pub struct VaultProviderConfig {
     pub scopes: Vec<String>,
     /// The API base the tools call (the notes tools call `<api_url>`).
     pub api_url: Option<String>,
+}
+
+impl fmt::Debug for VaultProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultProviderConfig")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| Redacted))
+            .field("client_secret_env", &self.client_secret_env)
+            .field("token_endpoint_auth_method", &self.token_endpoint_auth_method)
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("revoke_url", &self.revoke_url)
+            .field("issuer", &self.issuer)
+            .field("scopes", &self.scopes)
+            .field("api_url", &self.api_url)
+            .finish()
+    }
 }
 
 fn default_vault_store() -> String {

@@ -432,3 +432,16 @@ async fn the_sample_vault_keeps_credentials_encrypted_across_restarts() {
     .unwrap_err();
     assert!(err.to_string().contains("master_key_file"), "{err}");
 }
+
+#[test]
+fn vault_config_debug_hides_the_client_secret_and_the_admin_token() {
+    let mut cfg = defaults::mcp_server("http://127.0.0.1:9401", "http://127.0.0.1:9402");
+    cfg.vault = Some(defaults::vault("http://127.0.0.1:9403"));
+    for text in [format!("{cfg:?}"), format!("{cfg:#?}")] {
+        for secret in [defaults::NOTES_CLIENT_SECRET, defaults::ADMIN_TOKEN] {
+            assert!(!text.contains(secret), "{secret} leaked into {text}");
+        }
+        // The rest stays visible.
+        assert!(text.contains("<redacted>") && text.contains(defaults::NOTES_CLIENT_ID));
+    }
+}
