@@ -780,8 +780,11 @@ mod tests {
         assert!(!AuditEvent::from(CredentialRefreshed::succeeded(who.clone())).is_alert());
         assert!(AuditEvent::from(CredentialRefreshed::failed(who.clone(), "x")).is_alert());
         assert!(
-            !AuditEvent::from(CredentialRevoked::new(who.clone(), RevocationOutcome::Revoked))
-                .is_alert()
+            !AuditEvent::from(CredentialRevoked::new(
+                who.clone(),
+                RevocationOutcome::Revoked
+            ))
+            .is_alert()
         );
         assert!(
             AuditEvent::from(CredentialRevoked::new(who, RevocationOutcome::Failed)).is_alert()

@@ -443,7 +443,9 @@ fn elicitation_id() -> String {
 /// when the tool is given none (feature `vault`).
 #[cfg(feature = "vault")]
 pub fn tool_credential(ctx: &RequestContext<RoleServer>) -> Option<crate::vault::ToolCredential> {
-    ctx.extensions.get::<crate::vault::ToolCredential>().cloned()
+    ctx.extensions
+        .get::<crate::vault::ToolCredential>()
+        .cloned()
 }
 
 /// A tool argument of type [`ToolCredential`](crate::vault::ToolCredential): the credential

@@ -30,8 +30,7 @@ use ema_server::authz::{
 };
 use ema_server::rmcp::Guarded;
 use ema_server::vault::{
-    ClientAuth, ConnectProvider, Connector, HttpProviderClient, ToolCredentials,
-    owner_of,
+    ClientAuth, ConnectProvider, Connector, HttpProviderClient, ToolCredentials, owner_of,
 };
 use ema_vault::{
     ConnectStates, Credential, CredentialVault, MemoryStore, ProviderClient, ProviderError,
@@ -74,7 +73,11 @@ fn form_of(body: &str) -> HashMap<String, String> {
         .collect()
 }
 
-async fn token(State(m): State<Mock>, headers: HeaderMap, body: String) -> axum::response::Response {
+async fn token(
+    State(m): State<Mock>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
     let form = form_of(&body);
     {
         let mut seen = m.seen.lock().unwrap();
@@ -86,16 +89,24 @@ async fn token(State(m): State<Mock>, headers: HeaderMap, body: String) -> axum:
         );
     }
     let ok = |access: &str, refresh: &str| {
-        axum::Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
-                          "refresh_token": refresh, "scope": "notes.read"}))
+        axum::Json(
+            json!({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
+                          "refresh_token": refresh, "scope": "notes.read"}),
+        )
         .into_response()
     };
     let error = |status: u16, body: Value| {
-        (http::StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response()
+        (
+            http::StatusCode::from_u16(status).unwrap(),
+            axum::Json(body),
+        )
+            .into_response()
     };
     match (
         form.get("grant_type").map(String::as_str),
-        form.get("refresh_token").or(form.get("code")).map(String::as_str),
+        form.get("refresh_token")
+            .or(form.get("code"))
+            .map(String::as_str),
     ) {
         (Some("authorization_code"), Some("good-code")) => ok(ACCESS, "rt-1"),
         (Some("refresh_token"), Some("good-rt")) => ok("at-2", "rt-2"),
@@ -246,7 +257,10 @@ async fn revoke_reports_each_outcome() {
         c.revoke(&secret("rt-1"), hint).await.unwrap(),
         RevokeOutcome::Revoked
     );
-    assert_eq!(m.seen.lock().unwrap().forms[0]["token_type_hint"], "refresh_token");
+    assert_eq!(
+        m.seen.lock().unwrap().forms[0]["token_type_hint"],
+        "refresh_token"
+    );
     assert_eq!(
         c.revoke(&secret("weird"), hint).await.unwrap(),
         RevokeOutcome::NotSupported
@@ -341,7 +355,11 @@ impl ServerHandler for Tools {
 struct AllowButDenied;
 
 impl ToolCallAuthorizer for AllowButDenied {
-    fn authorize<'a>(&'a self, _: &'a AuthzPrincipal, call: &'a ToolCall) -> BoxFuture<'a, Decision> {
+    fn authorize<'a>(
+        &'a self,
+        _: &'a AuthzPrincipal,
+        call: &'a ToolCall,
+    ) -> BoxFuture<'a, Decision> {
         let d = if call.tool == "denied" {
             Decision::deny_because("not this one")
         } else {
@@ -404,19 +422,31 @@ async fn world() -> World {
             .build(),
     );
     let connector = Arc::new(
-        Connector::new(vault.clone(), ConnectStates::new(600, 100), "http://127.0.0.1:7000")
-            .unwrap()
-            .with_clock(clock.clone())
-            .with_provider(
-                ConnectProvider::new(notes.clone(), "https://notes.example/authorize", notes_client)
-                    .unwrap()
-                    .with_scopes(["notes.read"])
-                    .with_issuer("https://notes.example"),
+        Connector::new(
+            vault.clone(),
+            ConnectStates::new(600, 100),
+            "http://127.0.0.1:7000",
+        )
+        .unwrap()
+        .with_clock(clock.clone())
+        .with_provider(
+            ConnectProvider::new(
+                notes.clone(),
+                "https://notes.example/authorize",
+                notes_client,
             )
-            .with_provider(
-                ConnectProvider::new(github.clone(), "https://github.example/authorize", github_client)
-                    .unwrap(),
-            ),
+            .unwrap()
+            .with_scopes(["notes.read"])
+            .with_issuer("https://notes.example"),
+        )
+        .with_provider(
+            ConnectProvider::new(
+                github.clone(),
+                "https://github.example/authorize",
+                github_client,
+            )
+            .unwrap(),
+        ),
     );
     let credentials = ToolCredentials::new(connector.clone())
         .tool("notes_tool", notes.clone())
@@ -482,7 +512,12 @@ async fn open(app: &Router) -> String {
         "clientInfo":{"name":"t","version":"1"}}});
     let (session, _) = post(app, None, init).await;
     let session = session.unwrap();
-    post(app, Some(&session), json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await;
+    post(
+        app,
+        Some(&session),
+        json!({"jsonrpc":"2.0","method":"notifications/initialized"}),
+    )
+    .await;
     session
 }
 
@@ -544,7 +579,10 @@ async fn an_unconnected_user_is_asked_to_connect_and_then_the_tool_gets_the_cred
     assert_eq!(w.tools.ran.load(Ordering::SeqCst), 0);
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["client_id"], CLIENT_ID);
-    assert_eq!(query["redirect_uri"], "http://127.0.0.1:7000/connect/notes/callback");
+    assert_eq!(
+        query["redirect_uri"],
+        "http://127.0.0.1:7000/connect/notes/callback"
+    );
     assert_eq!(query["scope"], "notes.read");
     assert_eq!(query["code_challenge_method"], "S256");
     let state = query["state"].clone();
@@ -597,7 +635,12 @@ async fn a_failed_refresh_asks_to_connect_again() {
         .unwrap();
     let reply = call(&w.mcp, &session, "notes_tool").await;
     elicited(&reply);
-    assert!(reply["error"]["message"].as_str().unwrap().contains("connect it again"));
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("connect it again")
+    );
     assert_eq!(w.tools.ran.load(Ordering::SeqCst), 0);
     // Positive control: a refresh token the provider accepts, and the call runs.
     let expiring = TokenSet::bearer(secret("at-old"))
@@ -608,7 +651,10 @@ async fn a_failed_refresh_asks_to_connect_again() {
         .await
         .unwrap();
     let reply = call(&w.mcp, &session, "notes_tool").await;
-    assert_eq!(reply["result"]["content"][0]["text"], "notes credential of 4 bytes");
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        "notes credential of 4 bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -664,7 +710,10 @@ async fn bad_states_at_the_callback_store_nothing() {
     let (status, _) = get(&w.callback, &path).await;
     assert_eq!(status, 200);
     assert_eq!(stored().await, 1);
-    w.vault.revoke(&owner.at(ProviderId::new("notes").unwrap())).await.unwrap();
+    w.vault
+        .revoke(&owner.at(ProviderId::new("notes").unwrap()))
+        .await
+        .unwrap();
     let (status, page) = get(&w.callback, &path).await;
     assert_eq!(status, 400);
     assert!(page.contains("already used"));

@@ -500,9 +500,15 @@ impl fmt::Debug for VaultProviderConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VaultProviderConfig")
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| Redacted))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| Redacted),
+            )
             .field("client_secret_env", &self.client_secret_env)
-            .field("token_endpoint_auth_method", &self.token_endpoint_auth_method)
+            .field(
+                "token_endpoint_auth_method",
+                &self.token_endpoint_auth_method,
+            )
             .field("authorize_url", &self.authorize_url)
             .field("token_url", &self.token_url)
             .field("revoke_url", &self.revoke_url)

@@ -297,11 +297,19 @@ async fn authorize(State(p): State<NotesProvider>, RawQuery(query): RawQuery) ->
         .get("redirect_uri")
         .filter(|r| p.cfg.redirect_uris.iter().any(|known| known == r))
     else {
-        return page(StatusCode::BAD_REQUEST, "the redirect URI is not registered");
+        return page(
+            StatusCode::BAD_REQUEST,
+            "the redirect URI is not registered",
+        );
     };
     let state = form.get("state").unwrap_or_default();
     let iss = p.cfg.issuer.as_str();
-    let fail = |code: &str| redirect(redirect_uri, &[("error", code), ("state", state), ("iss", iss)]);
+    let fail = |code: &str| {
+        redirect(
+            redirect_uri,
+            &[("error", code), ("state", state), ("iss", iss)],
+        )
+    };
     if form.get("response_type") != Some("code") {
         return fail("unsupported_response_type");
     }
@@ -329,7 +337,10 @@ async fn authorize(State(p): State<NotesProvider>, RawQuery(query): RawQuery) ->
             expires: p.clock.now().plus(CODE_LIFETIME_SECS),
         },
     );
-    redirect(redirect_uri, &[("code", &code), ("state", state), ("iss", iss)])
+    redirect(
+        redirect_uri,
+        &[("code", &code), ("state", state), ("iss", iss)],
+    )
 }
 
 async fn token(State(p): State<NotesProvider>, headers: HeaderMap, body: String) -> Response {
@@ -337,7 +348,11 @@ async fn token(State(p): State<NotesProvider>, headers: HeaderMap, body: String)
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form");
     };
     if !p.client_ok(&headers, &form) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     }
     let now = p.clock.now();
     let mut inner = p.lock();
@@ -345,19 +360,31 @@ async fn token(State(p): State<NotesProvider>, headers: HeaderMap, body: String)
         Some("authorization_code") => {
             // One use: the code is gone whatever the outcome.
             let Some(grant) = form.get("code").and_then(|c| inner.codes.remove(c)) else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown or used code");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "unknown or used code",
+                );
             };
             if grant.expires <= now {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the code expired");
             }
             if form.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri mismatch");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "redirect_uri mismatch",
+                );
             }
             let verified = form
                 .get("code_verifier")
                 .is_some_and(|v| ema_grant::pkce_challenge(v) == grant.challenge);
             if !verified {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "PKCE verification failed",
+                );
             }
             inner.next_family += 1;
             let family = inner.next_family;
@@ -365,7 +392,11 @@ async fn token(State(p): State<NotesProvider>, headers: HeaderMap, body: String)
         }
         Some("refresh_token") => {
             let Some(presented) = form.get("refresh_token") else {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "no refresh_token");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "no refresh_token",
+                );
             };
             match inner.refresh.remove(presented) {
                 Some(grant) => {
@@ -378,11 +409,19 @@ async fn token(State(p): State<NotesProvider>, headers: HeaderMap, body: String)
                     if let Some(family) = inner.spent.get(presented).copied() {
                         NotesProvider::end_family(&mut inner, family);
                     }
-                    oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown, rotated or revoked refresh token")
+                    oauth_error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        "unknown, rotated or revoked refresh token",
+                    )
                 }
             }
         }
-        _ => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "authorization_code or refresh_token"),
+        _ => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "authorization_code or refresh_token",
+        ),
     }
 }
 
@@ -391,7 +430,11 @@ async fn revoke(State(p): State<NotesProvider>, headers: HeaderMap, body: String
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "malformed form");
     };
     if !p.client_ok(&headers, &form) {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+        return oauth_error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        );
     }
     let Some(token) = form.get("token") else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "no token");
@@ -451,7 +494,10 @@ async fn add_note(State(p): State<NotesProvider>, headers: HeaderMap, body: Stri
         return insufficient("notes.write");
     }
     let Ok(NewNote { text }) = serde_json::from_str::<NewNote>(&body) else {
-        return (StatusCode::BAD_REQUEST, axum::Json(json!({"error": "expected {\"text\": ...}"})))
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "expected {\"text\": ...}"})),
+        )
             .into_response();
     };
     let text: String = text.chars().take(500).collect();

@@ -23,8 +23,7 @@ use axum::response::{IntoResponse, Response};
 use ema_jose::{Clock, SystemClock, UnixTime};
 use ema_server::audit::AuditLog;
 use ema_server::vault::{
-    AuditVaultObserver, ClientAuth, ConnectProvider, Connector, HttpProviderClient,
-    ToolCredentials,
+    AuditVaultObserver, ClientAuth, ConnectProvider, Connector, HttpProviderClient, ToolCredentials,
 };
 use ema_vault::{
     ConnectStates, CredentialVault, MasterKey, MasterKeys, MemoryStore, Owner, ProviderId,
@@ -194,7 +193,9 @@ pub fn build(
     let mut credentials = ToolCredentials::new(connector.clone());
     for (tool, provider) in &cfg.tools {
         if !known_tools.contains(tool) {
-            return Err(invalid(format!("tools: `{tool}` is not a tool of this server")));
+            return Err(invalid(format!(
+                "tools: `{tool}` is not a tool of this server"
+            )));
         }
         if !cfg.providers.contains_key(provider) {
             return Err(invalid(format!(
@@ -204,7 +205,11 @@ pub fn build(
         let provider = ProviderId::new(provider.as_str()).map_err(invalid)?;
         credentials = credentials.tool(tool.as_str(), provider);
     }
-    let admin_token = match (&cfg.admin_token, &cfg.admin_token_env, &cfg.admin_token_file) {
+    let admin_token = match (
+        &cfg.admin_token,
+        &cfg.admin_token_env,
+        &cfg.admin_token_file,
+    ) {
         (None, None, None) => None,
         (inline, env, file) => Some(Secret::new(secret_from(
             inline.as_deref(),
@@ -279,7 +284,10 @@ async fn offboard(State(v): State<McpVault>, headers: HeaderMap, body: String) -
         _ => false,
     };
     if !authorized {
-        return admin_error(StatusCode::UNAUTHORIZED, "the admin token is missing or wrong");
+        return admin_error(
+            StatusCode::UNAUTHORIZED,
+            "the admin token is missing or wrong",
+        );
     }
     let Ok(request) = serde_json::from_str::<OffboardRequest>(&body) else {
         return admin_error(
@@ -298,7 +306,9 @@ async fn offboard(State(v): State<McpVault>, headers: HeaderMap, body: String) -
                 .providers
                 .iter()
                 .map(|(provider, outcome)| match outcome {
-                    RevokeOutcome::Revoked => json!({"provider": provider.as_str(), "outcome": "revoked"}),
+                    RevokeOutcome::Revoked => {
+                        json!({"provider": provider.as_str(), "outcome": "revoked"})
+                    }
                     RevokeOutcome::NotSupported => {
                         json!({"provider": provider.as_str(), "outcome": "not_supported"})
                     }

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Body;
+use ema_examples::notes::{NotesConfig, NotesProvider};
 use ema_grant::form::encode_component;
 use ema_grant::pkce_challenge;
 use ema_jose::{Clock, UnixTime};
-use ema_examples::notes::{NotesConfig, NotesProvider};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -92,7 +92,8 @@ fn query(location: &str) -> HashMap<String, String> {
 }
 
 async fn post(app: &Router, path: &str, body: String, basic: Option<(&str, &str)>) -> Reply {
-    let mut req = http::Request::post(path).header("content-type", "application/x-www-form-urlencoded");
+    let mut req =
+        http::Request::post(path).header("content-type", "application/x-www-form-urlencoded");
     if let Some((id, secret)) = basic {
         use base64::Engine;
         let b = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
@@ -107,7 +108,10 @@ async fn code(app: &Router) -> String {
     let r = authorize(app, REDIRECT, Some(&pkce_challenge(VERIFIER))).await;
     assert_eq!(r.status, 302);
     let q = query(&r.location);
-    assert_eq!((q["state"].as_str(), q["iss"].as_str()), ("s1", "http://127.0.0.1:7001"));
+    assert_eq!(
+        (q["state"].as_str(), q["iss"].as_str()),
+        ("s1", "http://127.0.0.1:7001")
+    );
     q["code"].clone()
 }
 
@@ -135,7 +139,12 @@ async fn authorize_checks_the_client_the_redirect_and_pkce() {
     let (p, _) = provider();
     let app = p.router();
     // Not the registered URI (a prefix of it): a page, never a redirect.
-    let r = authorize(&app, "http://127.0.0.1:7000/connect/notes", Some(&pkce_challenge(VERIFIER))).await;
+    let r = authorize(
+        &app,
+        "http://127.0.0.1:7000/connect/notes",
+        Some(&pkce_challenge(VERIFIER)),
+    )
+    .await;
     assert_eq!((r.status, r.location.as_str()), (400, ""));
     // No PKCE: the error goes to the redirect URI.
     let r = authorize(&app, REDIRECT, None).await;
@@ -151,15 +160,27 @@ async fn codes_work_once_with_their_verifier_and_a_confidential_client() {
     let app = p.router();
     let c = code(&app).await;
     // Wrong client secret, then a wrong verifier: refused (and the code is spent by the latter).
-    let r = post(&app, "/token", exchange(&c, VERIFIER), Some(("mcp-notes", "nope"))).await;
-    assert_eq!((r.status, r.body["error"].as_str()), (401, Some("invalid_client")));
+    let r = post(
+        &app,
+        "/token",
+        exchange(&c, VERIFIER),
+        Some(("mcp-notes", "nope")),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     let r = post(&app, "/token", exchange(&c, "another-verifier"), CLIENT).await;
     assert_eq!(r.body["error"], "invalid_grant");
     let r = post(&app, "/token", exchange(&c, VERIFIER), CLIENT).await;
     assert_eq!(r.body["error"], "invalid_grant");
     // A fresh code with the right verifier, client_secret_post: tokens; once only.
     let c = code(&app).await;
-    let body = format!("{}&client_id=mcp-notes&client_secret=notes-secret", exchange(&c, VERIFIER));
+    let body = format!(
+        "{}&client_id=mcp-notes&client_secret=notes-secret",
+        exchange(&c, VERIFIER)
+    );
     let r = post(&app, "/token", body.clone(), None).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["expires_in"], 60);
@@ -180,13 +201,25 @@ async fn refresh_rotates_and_reuse_ends_the_grant() {
     assert_eq!(notes(&app, &at1).await, 200);
     clock.0.store(61, Ordering::SeqCst);
     assert_eq!(notes(&app, &at1).await, 401, "expired");
-    let r = post(&app, "/token", format!("grant_type=refresh_token&refresh_token={rt1}"), CLIENT).await;
+    let r = post(
+        &app,
+        "/token",
+        format!("grant_type=refresh_token&refresh_token={rt1}"),
+        CLIENT,
+    )
+    .await;
     assert_eq!(r.status, 200);
     let at2 = r.body["access_token"].as_str().unwrap().to_owned();
     assert_eq!(notes(&app, &at2).await, 200);
     assert_eq!(p.refreshes(), 1);
     // The rotated-away token: refused, and the whole grant ends.
-    let r = post(&app, "/token", format!("grant_type=refresh_token&refresh_token={rt1}"), CLIENT).await;
+    let r = post(
+        &app,
+        "/token",
+        format!("grant_type=refresh_token&refresh_token={rt1}"),
+        CLIENT,
+    )
+    .await;
     assert_eq!(r.body["error"], "invalid_grant");
     assert_eq!(notes(&app, &at2).await, 401);
     assert_eq!(p.live_tokens("ana@notes.example"), 0);
@@ -204,7 +237,13 @@ async fn revoking_the_refresh_token_ends_the_grant() {
     let r = post(&app, "/revoke", format!("token={rt}"), None).await;
     assert_eq!(r.status, 401);
     assert_eq!(notes(&app, &at).await, 200);
-    let r = post(&app, "/revoke", format!("token={rt}&token_type_hint=refresh_token"), CLIENT).await;
+    let r = post(
+        &app,
+        "/revoke",
+        format!("token={rt}&token_type_hint=refresh_token"),
+        CLIENT,
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(notes(&app, &at).await, 401);
     assert_eq!(p.revocations(), 1);

@@ -15,8 +15,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
 use ema_client::ema_client_config;
+use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
 use ema_examples::config::{AuditFileConfig, McpServerConfig, defaults};
 use ema_examples::notes::{NotesConfig, NotesProvider};
 use ema_examples::sso::SsoClient;
@@ -73,12 +73,18 @@ async fn world(trail: PathBuf) -> World {
         clock.clone(),
     );
     let apps = [
-        (idp_listener, servers::idp_app(&idp_cfg, &idp, clock.clone()).unwrap()),
+        (
+            idp_listener,
+            servers::idp_app(&idp_cfg, &idp, clock.clone()).unwrap(),
+        ),
         (
             as_listener,
             servers::authorization_server_app(&as_cfg, &auth_server, clock.clone()).unwrap(),
         ),
-        (mcp_listener, servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone()).unwrap()),
+        (
+            mcp_listener,
+            servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone()).unwrap(),
+        ),
         (notes_listener, provider.router()),
     ];
     for (listener, app) in apps {
@@ -217,7 +223,10 @@ async fn connect_use_refresh_offboard() {
     }
     match call(&w, "list_notes", json!({})).await {
         Outcome::Result { ok: true, text } => {
-            assert!(text.contains("ship the vault") && text.contains(NOTES_USER), "{text}");
+            assert!(
+                text.contains("ship the vault") && text.contains(NOTES_USER),
+                "{text}"
+            );
             seen_by_agent.push_str(&text);
         }
         other => panic!("list_notes: {other:?}"),
@@ -282,7 +291,10 @@ async fn connect_use_refresh_offboard() {
             ("page", &page),
             ("trail", &trail),
         ] {
-            assert!(!text.contains(token.as_str()), "a provider token in the {what}");
+            assert!(
+                !text.contains(token.as_str()),
+                "a provider token in the {what}"
+            );
         }
     }
     // The trail tells the story.
@@ -293,7 +305,10 @@ async fn connect_use_refresh_offboard() {
         "credential_revoked",
         "subject_offboarded",
     ] {
-        assert!(trail.contains(&format!("\"kind\":\"{kind}\"")), "{kind} missing");
+        assert!(
+            trail.contains(&format!("\"kind\":\"{kind}\"")),
+            "{kind} missing"
+        );
     }
 }
 
@@ -323,9 +338,13 @@ fn vault_configuration_mistakes_are_startup_errors() {
         vault(c).tools.insert("list_notes".into(), "github".into());
     })
     .unwrap_err();
-    assert!(err.contains("provider `github`, which is not configured"), "{err}");
+    assert!(
+        err.contains("provider `github`, which is not configured"),
+        "{err}"
+    );
     let err = configured(|c| {
-        vault(c).providers.get_mut("notes").unwrap().token_url = "http://notes.example/token".into();
+        vault(c).providers.get_mut("notes").unwrap().token_url =
+            "http://notes.example/token".into();
     })
     .unwrap_err();
     assert!(err.contains("not an https URL"), "{err}");
@@ -355,9 +374,15 @@ fn sample_vault(dir: &std::path::Path) -> McpServerConfig {
             }
             let l = l.trim_start_matches("# ");
             if l.starts_with("store = ") {
-                format!("store = {:?}", dir.join("vault.sqlite").display().to_string())
+                format!(
+                    "store = {:?}",
+                    dir.join("vault.sqlite").display().to_string()
+                )
             } else if l.starts_with("master_key_file = ") {
-                format!("master_key_file = {:?}", dir.join("vault.key").display().to_string())
+                format!(
+                    "master_key_file = {:?}",
+                    dir.join("vault.key").display().to_string()
+                )
             } else if l.starts_with("admin_token_env") {
                 "admin_token = \"test-admin\"".to_owned()
             } else if l.starts_with("client_secret_env") {
@@ -376,8 +401,11 @@ fn sample_vault(dir: &std::path::Path) -> McpServerConfig {
 async fn the_sample_vault_keeps_credentials_encrypted_across_restarts() {
     use ema_vault::{Credential, MasterKey, Owner, ProviderId, StoreSource, TokenSet};
     let dir = TempDir::new("sqlite");
-    std::fs::write(dir.0.join("vault.key"), MasterKey::generate().unwrap().to_hex().as_str())
-        .unwrap();
+    std::fs::write(
+        dir.0.join("vault.key"),
+        MasterKey::generate().unwrap().to_hex().as_str(),
+    )
+    .unwrap();
     let cfg = sample_vault(&dir.0);
     let v = cfg.vault.as_ref().unwrap();
     assert_eq!(v.tools["list_notes"], "notes");
@@ -399,7 +427,9 @@ async fn the_sample_vault_keeps_credentials_encrypted_across_restarts() {
         .vault
         .store(
             &key,
-            Credential::OAuth(TokenSet::bearer(ema_vault::Secret::new("at-on-disk-123".into()))),
+            Credential::OAuth(TokenSet::bearer(ema_vault::Secret::new(
+                "at-on-disk-123".into(),
+            ))),
             StoreSource::Connect,
         )
         .await
@@ -409,11 +439,17 @@ async fn the_sample_vault_keeps_credentials_encrypted_across_restarts() {
     let bytes = std::fs::read(dir.0.join("vault.sqlite")).unwrap();
     assert!(!bytes.windows(14).any(|w| w == b"at-on-disk-123"));
     let again = open(&cfg);
-    assert_eq!(again.vault.get(&key).await.unwrap().secret().expose(), "at-on-disk-123");
+    assert_eq!(
+        again.vault.get(&key).await.unwrap().secret().expose(),
+        "at-on-disk-123"
+    );
     drop(again);
     // Another master key: the record does not open (never garbage).
-    std::fs::write(dir.0.join("vault.key"), MasterKey::generate().unwrap().to_hex().as_str())
-        .unwrap();
+    std::fs::write(
+        dir.0.join("vault.key"),
+        MasterKey::generate().unwrap().to_hex().as_str(),
+    )
+    .unwrap();
     let wrong = open(&cfg);
     assert!(matches!(
         wrong.vault.get(&key).await,

@@ -207,10 +207,7 @@ impl Connector {
     /// MCP endpoint (not behind the bearer layer).
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route(
-                "/connect/{provider}/callback",
-                axum::routing::get(callback),
-            )
+            .route("/connect/{provider}/callback", axum::routing::get(callback))
             .with_state(self.clone())
     }
 }
@@ -278,7 +275,9 @@ async fn callback(
                 ConnectError::WrongProvider => {
                     "This connection link was issued for another provider."
                 }
-                _ => "This connection link is unknown or was already used: call the tool again for a new one.",
+                _ => {
+                    "This connection link is unknown or was already used: call the tool again for a new one."
+                }
             };
             tracing::warn!(target: TARGET, provider = %provider, problem = ?e, "connect callback refused");
             return refused(why);
@@ -300,7 +299,11 @@ async fn callback(
     };
     let tokens = match config
         .client
-        .exchange_code(code, &pending.code_verifier, &connector.redirect_uri(&provider))
+        .exchange_code(
+            code,
+            &pending.code_verifier,
+            &connector.redirect_uri(&provider),
+        )
         .await
     {
         Ok(tokens) => tokens,
@@ -330,6 +333,8 @@ async fn callback(
     page(
         StatusCode::OK,
         "Connected",
-        &format!("Your {provider} account is connected. You can close this page and return to your agent."),
+        &format!(
+            "Your {provider} account is connected. You can close this page and return to your agent."
+        ),
     )
 }

@@ -46,18 +46,26 @@ pub fn owner_of(principal: &Principal) -> Result<Owner, KeyError> {
 /// starts a connection when the user has none. A tool not listed gets no credential.
 ///
 /// ```
-/// # fn connector() -> std::sync::Arc<ema_server::vault::Connector> { unimplemented!() }
-/// # fn f() {
-/// use ema_server::vault::ToolCredentials;
-/// use ema_vault::ProviderId;
+/// use std::sync::Arc;
+/// use ema_server::vault::{ConnectProvider, Connector, HttpProviderClient, ToolCredentials};
+/// use ema_vault::{ConnectStates, MemoryStore, ProviderId, Secret, Vault};
 ///
 /// let notes = ProviderId::new("notes").unwrap();
-/// let credentials = ToolCredentials::new(connector())
+/// let client = Arc::new(
+///     HttpProviderClient::new("https://notes.example/token", "mcp", Secret::new("s".into()))
+///         .unwrap(),
+/// );
+/// let vault = Arc::new(Vault::builder(MemoryStore::new()).provider(notes.clone(), client.clone()).build());
+/// let connector = Connector::new(vault, ConnectStates::new(600, 10_000), "https://mcp.example")
+///     .unwrap()
+///     .with_provider(
+///         ConnectProvider::new(notes.clone(), "https://notes.example/authorize", client).unwrap(),
+///     );
+/// let credentials = ToolCredentials::new(Arc::new(connector))
 ///     .tool("list_notes", notes.clone())
 ///     .tool("add_note", notes);
 /// assert_eq!(credentials.provider_of("add_note").map(|p| p.as_str()), Some("notes"));
 /// assert!(credentials.provider_of("whoami").is_none());
-/// # }
 /// ```
 #[derive(Clone)]
 pub struct ToolCredentials {

@@ -104,7 +104,9 @@ impl VaultObserver for AuditVaultObserver {
             return Ok(());
         }
         let event: ema_audit::AuditEvent = match event {
-            VaultEvent::Used { key, kind: k } => CredentialUsed::new(reference(key), kind(*k)).into(),
+            VaultEvent::Used { key, kind: k } => {
+                CredentialUsed::new(reference(key), kind(*k)).into()
+            }
             VaultEvent::Refreshed { key, outcome } => match outcome {
                 Ok(()) => CredentialRefreshed::succeeded(reference(key)).into(),
                 Err(why) => CredentialRefreshed::failed(reference(key), why.as_str()).into(),
@@ -133,6 +135,9 @@ impl VaultObserver for AuditVaultObserver {
                 return Err(format!("no audit event for the vault event {other:?}"));
             }
         };
-        self.log.append(event).map(|_| ()).map_err(|e| e.to_string())
+        self.log
+            .append(event)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }

@@ -313,9 +313,7 @@ fn error_response(status: u16, bytes: &[u8], secrets: &[&str]) -> ProviderError 
     }
     let Ok(serde_json::Value::Object(body)) = serde_json::from_slice::<serde_json::Value>(bytes)
     else {
-        return ProviderError::Protocol(format!(
-            "HTTP {status} without an OAuth error object"
-        ));
+        return ProviderError::Protocol(format!("HTTP {status} without an OAuth error object"));
     };
     let Some(code) = body.get("error").and_then(serde_json::Value::as_str) else {
         return ProviderError::Protocol(format!("HTTP {status} without an `error` code"));
@@ -414,8 +412,11 @@ impl ProviderClient for HttpProviderClient {
             if status == 200 {
                 return Ok(RevokeOutcome::Revoked);
             }
-            match error_response(status, &bytes, &[token.expose(), self.client_secret.expose()])
-            {
+            match error_response(
+                status,
+                &bytes,
+                &[token.expose(), self.client_secret.expose()],
+            ) {
                 ProviderError::Unavailable(why) => Err(ProviderError::Unavailable(why)),
                 // RFC 7009 §2.2.1: the server cannot revoke this type of token.
                 ProviderError::Protocol(why) if why.contains("(unsupported_token_type") => {
@@ -493,7 +494,10 @@ mod tests {
             br#"{"error":"invalid_grant","error_description":"expired"}"#,
             &["rt-123"],
         );
-        assert_eq!(e.to_string(), "the provider refused the grant (invalid_grant: expired)");
+        assert_eq!(
+            e.to_string(),
+            "the provider refused the grant (invalid_grant: expired)"
+        );
         assert!(matches!(
             error_response(401, br#"{"error":"invalid_client"}"#, &[]),
             ProviderError::Protocol(m) if m.contains("invalid_client")
