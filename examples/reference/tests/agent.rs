@@ -289,3 +289,21 @@ async fn cl10_a_step_up_the_idp_narrows_is_explained() {
         assert!(text.contains(part), "`{part}` missing from:\n{text}");
     }
 }
+
+/// A tool that needs a downstream account the user has not connected: the agent shows the
+/// connect link of the URL elicitation (exit 1). Control: a tool without a provider runs.
+#[tokio::test]
+async fn a_url_elicitation_is_shown_as_the_link_to_open() {
+    let notes = "http://127.0.0.1:9";
+    let servers = start_with(|mcp| mcp.vault = Some(defaults::vault(notes))).await;
+    let output = agent(servers.args(&["call", "whoami"])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = agent(servers.args(&["call", "list_notes"])).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(text.contains("needs your notes account"), "{text}");
+    assert!(
+        text.contains(&format!("Open in a browser: {notes}/authorize?response_type=code")),
+        "{text}"
+    );
+}

@@ -475,6 +475,26 @@ fn mcp_failure(session: &EmaSession, e: &McpError) -> Failure {
                 | ClientInitializeError::ConnectionClosed(_),
         ) | McpError::Service(ServiceError::TransportSend(_) | ServiceError::TransportClosed)
     );
+    // MCP's URL-elicitation-required error: the tool needs the user to open a link (to connect
+    // a downstream account); the agent shows it.
+    if let McpError::Service(ServiceError::McpError(data)) = e
+        && data.code.0 == -32042
+    {
+        let urls: Vec<&str> = data
+            .data
+            .as_ref()
+            .and_then(|d| d.get("elicitations"))
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("url").and_then(serde_json::Value::as_str))
+            .collect();
+        return Failure::other(format!(
+            "{} Open in a browser: {}",
+            data.message,
+            urls.join(" ")
+        ));
+    }
     let text = match e {
         McpError::Initialize(e) => error_chain(*e),
         McpError::Service(e) => error_chain(*e),
