@@ -303,7 +303,9 @@ async fn a_url_elicitation_is_shown_as_the_link_to_open() {
     let text = stderr(&output);
     assert!(text.contains("needs your notes account"), "{text}");
     assert!(
-        text.contains(&format!("Open in a browser: {notes}/authorize?response_type=code")),
+        text.contains(&format!(
+            "Open in a browser: {notes}/authorize?response_type=code"
+        )),
         "{text}"
     );
 }
