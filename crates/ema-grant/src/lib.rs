@@ -36,6 +36,7 @@ pub mod form;
 mod issuance;
 pub mod jwt_bearer;
 pub mod replay;
+pub mod revocation;
 mod scope_log;
 #[cfg(feature = "sso")]
 pub mod sso;
@@ -71,6 +72,11 @@ pub use jwt_bearer::{
 pub use replay::{
     DynReplayStore, ErasedReplayStore, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind,
     ReplayStore, Seen,
+};
+pub use revocation::{
+    Cursor, DynRevocationLedger, ErasedRevocationLedger, LedgerChange, LedgerChanges, LedgerError,
+    LedgerMirror, LedgerSnapshot, LedgerVerdict, MemoryLedger, MirrorVerdict, RevocationKind,
+    RevocationLedger, RevocationReason, RevocationScope,
 };
 pub use scope_log::ScopeLog;
 #[cfg(feature = "sso")]
