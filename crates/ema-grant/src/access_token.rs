@@ -325,6 +325,40 @@ impl AccessTokenIssuer {
         })
     }
 
+    /// Verifies an access token this issuer signed (any audience) at `now`: strict parse,
+    /// `typ` `at+jwt`, `iss` is this issuer, a key of this issuer's ring, signature, time. For
+    /// the AS's own endpoints (RFC 7009 revocation, RV-20); resource servers use
+    /// [`AccessTokenValidator`].
+    pub fn verify_own(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<AccessTokenClaims, AccessTokenError> {
+        let jwt = UnverifiedJwt::parse(token, &ParseOptions::new())
+            .map_err(AccessTokenError::Malformed)?;
+        let policy = HeaderPolicy::for_kind(TokenKind::AccessToken);
+        let alg = policy
+            .check(jwt.header())
+            .map_err(AccessTokenError::Header)?;
+        if jwt.unverified_claims().string("iss").ok().flatten() != Some(self.issuer.as_str()) {
+            return Err(AccessTokenError::WrongIssuer);
+        }
+        let key = ema_jose::StaticKeySource::new()
+            .with_issuer(self.issuer.as_str(), self.keys.jwks())
+            .resolve_now(self.issuer.as_str(), jwt.header().kid(), alg)
+            .map_err(AccessTokenError::Key)?;
+        let verified = jwt
+            .verify(&policy, &key)
+            .map_err(AccessTokenError::Signature)?;
+        let c = verified.claims();
+        let time = TimeOptions::new().with_max_lifetime(Some(std::time::Duration::from_secs(
+            MAX_ACCESS_TOKEN_LIFETIME,
+        )));
+        c.check_validity(&time, now)
+            .map_err(AccessTokenError::Claims)?;
+        AccessTokenClaims::from_claims(c).map_err(AccessTokenError::Claims)
+    }
+
     /// Signs `claims` with `typ` `at+jwt` (RFC 9068 §2.1).
     pub fn sign(&self, claims: &AccessTokenClaims) -> Result<String, SignError> {
         self.keys

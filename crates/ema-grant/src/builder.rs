@@ -17,6 +17,8 @@ use crate::exchange::{AdminPolicy, DynAdminPolicy, TargetServer, TokenExchangeGr
 use crate::form::DEFAULT_MAX_BODY;
 use crate::jwt_bearer::JwtBearerGrant;
 use crate::replay::{DynReplayStore, InMemoryReplayStore, ReplayStore};
+use crate::revocation::RevocationLedger;
+use crate::revoke::Revoker;
 #[cfg(feature = "saml")]
 use ema_saml::SamlAssertionValidator;
 
@@ -186,6 +188,7 @@ impl JwtBearerGrant {
             validator: IdJagValidator::builder(tokens.issuer().clone(), keys, subjects),
             tokens,
             common: Common::new(),
+            revoker: None,
         }
     }
 }
@@ -197,6 +200,7 @@ pub struct JwtBearerGrantBuilder<K, S, R = InMemoryReplayStore> {
     validator: IdJagValidatorBuilder<K, S>,
     tokens: AccessTokenIssuer,
     common: Common<R>,
+    revoker: Option<Revoker>,
 }
 
 impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, S, R> {
@@ -259,7 +263,27 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
             validator: self.validator,
             tokens: self.tokens,
             common: self.common.with_replay(replay),
+            revoker: self.revoker,
         }
+    }
+
+    /// Checks every ID-JAG against a revocation ledger (RV-11): an ID-JAG issued at or before
+    /// its IdP subject's watermark, or of a disabled subject, gets `invalid_grant` before its
+    /// `jti` is consumed; an unreachable ledger means no token (503
+    /// `temporarily_unavailable`, RV-14). Without a ledger nothing is checked. Shorthand for
+    /// [`revoker`](Self::revoker) with a new [`Revoker`] of this AS.
+    pub fn revocation_ledger(self, ledger: impl RevocationLedger + 'static) -> Self {
+        let issuer = self.tokens.issuer().as_str().to_owned();
+        self.revoker(Revoker::new(ledger, issuer))
+    }
+
+    /// Checks every ID-JAG against `revoker`'s ledger (see
+    /// [`revocation_ledger`](Self::revocation_ledger)) and records in it which local subject
+    /// each IdP subject maps to, so a revoke command reaches the access tokens (RV-12). Give
+    /// clones of the same revoker to the admin route and the RFC 7009 endpoint.
+    pub fn revoker(mut self, revoker: Revoker) -> Self {
+        self.revoker = Some(revoker);
+        self
     }
 
     /// Builds the grant with its key source, subject resolver and replay store erased: the
@@ -271,13 +295,25 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
         R: 'static,
     {
         let validator = self.validator.build()?;
-        finish_jwt_bearer(validator, self.tokens, self.common, DynReplayStore::new)
+        finish_jwt_bearer(
+            validator,
+            self.tokens,
+            self.common,
+            self.revoker,
+            DynReplayStore::new,
+        )
     }
 
     /// Builds the grant keeping the concrete types (no boxed futures).
     pub fn build_typed(self) -> Result<JwtBearerGrant<K, S, R>, BuildError> {
         let validator = self.validator.build_typed()?;
-        finish_jwt_bearer(validator, self.tokens, self.common, |replay| replay)
+        finish_jwt_bearer(
+            validator,
+            self.tokens,
+            self.common,
+            self.revoker,
+            |replay| replay,
+        )
     }
 }
 
@@ -286,6 +322,7 @@ fn finish_jwt_bearer<K: KeySource, S: SubjectResolver, R, R2>(
     validator: IdJagValidator<K, S>,
     tokens: AccessTokenIssuer,
     mut common: Common<R>,
+    revoker: Option<Revoker>,
     replay: impl FnOnce(R) -> R2,
 ) -> Result<JwtBearerGrant<K, S, R2>, BuildError> {
     let (token_endpoint, clients) = common.endpoint_and_clients(validator.issuer())?;
@@ -294,6 +331,7 @@ fn finish_jwt_bearer<K: KeySource, S: SubjectResolver, R, R2>(
         validator,
         clients,
         replay: replay(common.replay),
+        revoker,
         tokens,
         dpop: DpopValidator::new(token_endpoint),
         realm,

@@ -13,6 +13,7 @@ use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
 use crate::form::{Form, FormError, Redacted, RequestError, TokenRequest};
 use crate::issuance::IdJagRedemption;
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
+use crate::revocation::{LedgerVerdict, RevocationScope, Revoked};
 use crate::scope_log::ScopeLog;
 
 pub use ema_metadata::urn::JWT_BEARER;
@@ -118,6 +119,7 @@ pub struct JwtBearerGrant<
     pub(crate) validator: IdJagValidator<K, S>,
     pub(crate) clients: ClientRegistry,
     pub(crate) replay: R,
+    pub(crate) revoker: Option<crate::revoke::Revoker>,
     pub(crate) tokens: AccessTokenIssuer,
     pub(crate) dpop: DpopValidator,
     pub(crate) realm: String,
@@ -201,6 +203,11 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
     /// The access-token issuer.
     pub fn tokens(&self) -> &AccessTokenIssuer {
         &self.tokens
+    }
+
+    /// The revoker checked at every redemption, when one is configured (RV-11).
+    pub fn revoker(&self) -> Option<&crate::revoke::Revoker> {
+        self.revoker.as_ref()
     }
 
     /// Handles an HTTP token request and always answers: a token or an OAuth error. The
@@ -300,9 +307,31 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
             .validate(assertion, &ctx, now)
             .await
             .map_err(|e| id_jag_error(&e))?;
+        // RV-11: a revoked IdP subject gets `invalid_grant` after signature and claims, and
+        // before the replay commit so its `jti` is not burnt; RV-14: no ledger answer, no token.
+        let claims = &id_jag.claims;
+        if let Some(revoker) = &self.revoker {
+            match revoker
+                .check_id_jag(
+                    claims.iss.as_str(),
+                    claims.tenant.as_deref(),
+                    claims.sub.as_str(),
+                    claims.iat,
+                )
+                .await
+            {
+                Ok(LedgerVerdict::Allowed) => {}
+                Ok(LedgerVerdict::Revoked(reason)) => {
+                    return Err(OAuthError::invalid_grant(
+                        "the user's access was revoked at the IdP; sign in again",
+                    )
+                    .with_cause(Revoked(reason)));
+                }
+                Err(e) => return Err(OAuthError::from_error(e)),
+            }
+        }
         // (15) consume the `jti` only now that a token will be issued (SEC-1, AS-7, D-6). Kept
         // until `exp` plus the leeway, after which the assertion is expired anyway.
-        let claims = &id_jag.claims;
         let key = ReplayKey {
             kind: ReplayKind::IdJag,
             issuer: claims.iss.as_str(),
@@ -353,6 +382,12 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
             sub: claims.sub.as_str().to_owned(),
         };
         at.origin = Some(origin.clone());
+        // RV-12: remember the mapping before the token exists, so a revoke command of the IdP
+        // subject reaches it.
+        if let Some(revoker) = &self.revoker {
+            let scope = RevocationScope::idp(claims.iss.as_str(), claims.tenant.as_deref());
+            revoker.record_mapping(&scope, claims.sub.as_str(), &at.sub);
+        }
         let access_token = self
             .tokens
             .sign(&at)

@@ -37,6 +37,7 @@ mod issuance;
 pub mod jwt_bearer;
 pub mod replay;
 pub mod revocation;
+pub mod revoke;
 mod scope_log;
 #[cfg(feature = "sso")]
 pub mod sso;
@@ -76,8 +77,9 @@ pub use replay::{
 pub use revocation::{
     Cursor, DynRevocationLedger, ErasedRevocationLedger, LedgerChange, LedgerChanges, LedgerError,
     LedgerMirror, LedgerSnapshot, LedgerVerdict, MemoryLedger, MirrorVerdict, RevocationKind,
-    RevocationLedger, RevocationReason, RevocationScope,
+    RevocationLedger, RevocationReason, RevocationScope, Revoked,
 };
+pub use revoke::{Revoke, RevokeAction, RevokeError, Revoker, TokenRevocation};
 pub use scope_log::ScopeLog;
 #[cfg(feature = "sso")]
 pub use sso::{

@@ -186,6 +186,12 @@ impl std::fmt::Display for RevocationReason {
     }
 }
 
+/// A refusal for revocation as an error value: the cause an endpoint attaches to its
+/// `invalid_grant` or `invalid_token` answer, for the server's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("revoked: {0}")]
+pub struct Revoked(pub RevocationReason);
+
 /// The ledger's answer to a point query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerVerdict {

@@ -54,6 +54,8 @@ mod jwt_bearer_matrix;
 #[cfg(test)]
 mod oracle;
 #[cfg(test)]
+mod revocation;
+#[cfg(test)]
 #[cfg(feature = "saml")]
 mod saml;
 #[cfg(test)]

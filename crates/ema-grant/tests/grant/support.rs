@@ -265,6 +265,21 @@ impl Fx {
         build_as(&self.keys, false, resources())
     }
 
+    /// A jwt-bearer grant like [`Fx::as_default`] checking and feeding `revoker` (RV-11, RV-12).
+    pub(crate) fn as_grant_with_revoker(&self, revoker: ema_grant::Revoker) -> AsGrant {
+        as_builder(
+            &self.keys,
+            as_key_source(&self.keys),
+            directory(),
+            false,
+            resources(),
+        )
+        .revoker(revoker)
+        .replay_store(InMemoryReplayStore::new(10_000))
+        .build()
+        .unwrap()
+    }
+
     /// A jwt-bearer grant over other key, subject and replay implementations.
     pub(crate) fn jwt_bearer<K: KeySource, S: SubjectResolver, R: ReplayStore>(
         &self,
