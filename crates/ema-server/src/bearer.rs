@@ -16,6 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ema_audit::{AccessTokenAccepted, AccessTokenRefused, AuditError, AuditLog};
+use ema_grant::revocation::{LedgerMirror, MirrorVerdict};
 use ema_grant::{AccessTokenValidator, DpopValidator, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
@@ -32,6 +33,10 @@ use crate::rpc_peek::{self, Messages};
 /// An empty scope list, for rules that need no scope:
 /// `.method_scopes("initialize", NO_SCOPES)`.
 pub const NO_SCOPES: [&str; 0] = [];
+
+/// `Retry-After` (seconds) of the 503 for a stale revocation mirror (RV-16): a resync is
+/// expected within a few seconds.
+const STALE_RETRY_AFTER: &str = "5";
 
 /// The largest JSON-RPC body the layer reads to find tool calls (1 MiB).
 const MAX_JSON_RPC_BODY: usize = 1 << 20;
@@ -154,6 +159,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     resource: String,
     audit: AuditLog,
+    revocation: Option<Arc<LedgerMirror>>,
 }
 
 /// Why the layer refused a request, kept on the refusal (a response extension, never sent) for
@@ -246,6 +252,7 @@ pub struct BearerAuthBuilder {
     default_tool_scopes: Vec<String>,
     cache_capacity: usize,
     audit: AuditLog,
+    revocation: Option<Arc<LedgerMirror>>,
 }
 
 impl fmt::Debug for BearerAuthBuilder {
@@ -316,6 +323,7 @@ impl BearerAuth {
             tool_scopes: Vec::new(),
             default_tool_scopes: Vec::new(),
             cache_capacity: 10_000,
+            revocation: None,
             audit: AuditLog::disabled(),
         }
     }
@@ -531,6 +539,19 @@ impl BearerAuthBuilder {
         self
     }
 
+    /// Checks every request against a revocation mirror (RV-15, RV-17), cache hits included
+    /// (three hash lookups): a token whose `jti` is denied, whose subject is disabled, or
+    /// issued at or before its subject's watermark (D-38) gets 401 `invalid_token` with
+    /// `error_description` "token revoked" (a `DPoP` challenge for a DPoP-bound token); while
+    /// the mirror is older than its staleness bound every authenticated request gets 503
+    /// `temporarily_unavailable` with `Retry-After` (RV-16). The server keeps the mirror
+    /// fresh with [`LedgerMirror::sync`] (the clock of this layer judges its age).
+    #[must_use]
+    pub fn revocation_mirror(mut self, mirror: Arc<LedgerMirror>) -> Self {
+        self.revocation = Some(mirror);
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<BearerAuth, BearerBuildError> {
         let resource_url = http_url(&self.resource)
@@ -624,6 +645,7 @@ impl BearerAuthBuilder {
                 capacity: self.cache_capacity,
             },
             clock: self.clock,
+            revocation: self.revocation,
         })))
     }
 }
@@ -928,6 +950,47 @@ impl Inner {
         // Only a trail needs it (an `Arc` clone otherwise spared on the cached path).
         if self.audit.is_enabled() {
             *verified = Some(principal.clone());
+        }
+        // RV-15, RV-17: every request, cache hit or not, against the revocation mirror.
+        if let Some(mirror) = &self.revocation {
+            let claims = principal.claims();
+            match mirror.check_access_token(
+                claims.iss.as_str(),
+                &claims.sub,
+                claims.iat,
+                claims.jti.as_str(),
+                now,
+            ) {
+                MirrorVerdict::Allowed => {}
+                MirrorVerdict::Revoked(reason) => {
+                    tracing::debug!(%reason, "access token revoked");
+                    let mut resp = if claims.cnf_jkt.is_some() {
+                        self.reject_dpop(ErrorCode::InvalidToken, "token revoked")
+                    } else {
+                        invalid("token revoked")
+                    };
+                    if let Some(refusal) = resp.extensions_mut().get_mut::<Refusal>() {
+                        refusal.reason = format!("token revoked: {reason}").into();
+                    }
+                    return Err(resp);
+                }
+                // RV-16: a mirror past its bound is not trusted.
+                MirrorVerdict::Stale => {
+                    let mut resp = self.reject(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        Some((
+                            ErrorCode::TemporarilyUnavailable,
+                            "revocation state is stale; try again later",
+                        )),
+                        None,
+                    );
+                    resp.headers_mut().insert(
+                        header::RETRY_AFTER,
+                        HeaderValue::from_static(STALE_RETRY_AFTER),
+                    );
+                    return Err(resp);
+                }
+            }
         }
         // RFC 9449 §7.1: a DPoP-bound token needs the DPoP scheme and a proof by its key, with
         // `ath` binding the proof to this token; a bearer token is never sent as DPoP.

@@ -1,0 +1,186 @@
+//! The bearer layer's revocation check (RV-15, RV-16, RV-17, RV-28, D-38): every request,
+//! cache hits included, is judged against the mirror; revoked -> 401 `invalid_token` "token
+//! revoked"; a stale mirror -> 503 with `Retry-After`. Each refusal has its positive control.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::routing::post;
+use ema_grant::AccessTokenIssuer;
+use ema_grant::revocation::{LedgerMirror, MemoryLedger, RevocationKind, RevocationScope};
+use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
+use ema_jose::{Algorithm, FixedClock, KeyRing, SigningKey, UnixTime};
+use ema_server::{BearerAuth, Principal};
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const AS: &str = "https://auth.tasks.example";
+const RESOURCE: &str = "https://mcp.tasks.example/mcp";
+const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+const USER: &str = "u-17";
+
+struct World {
+    keys: Arc<KeyRing>,
+    ledger: MemoryLedger,
+    mirror: Arc<LedgerMirror>,
+    app: Router,
+}
+
+fn world_at(now: UnixTime) -> World {
+    let keys = Arc::new(KeyRing::new(
+        SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
+    ));
+    let ledger = MemoryLedger::new();
+    let mirror = Arc::new(LedgerMirror::new());
+    pollster::block_on(mirror.sync(&ledger, NOW)).unwrap();
+    let auth = BearerAuth::builder(RESOURCE, AS)
+        .jwks(keys.jwks())
+        .clock(Arc::new(FixedClock(now)))
+        .revocation_mirror(mirror.clone())
+        .build()
+        .unwrap();
+    let app = Router::new()
+        .route("/mcp", post(|who: Principal| async move { who.subject().to_owned() }))
+        .layer(auth);
+    World {
+        keys,
+        ledger,
+        mirror,
+        app,
+    }
+}
+
+fn world() -> World {
+    world_at(NOW)
+}
+
+impl World {
+    fn token(&self, iat: UnixTime, jti: Option<&str>) -> String {
+        let issuer = AccessTokenIssuer::new(Issuer::new(AS), self.keys.clone());
+        let mut claims = issuer
+            .claims(USER.into(), Resource::new(RESOURCE), ClientId::new("tc_1"), iat)
+            .unwrap();
+        claims.scope = Some(ScopeSet::parse("tasks.read").unwrap());
+        if let Some(jti) = jti {
+            claims.jti = ema_id_jag::JwtId::new(jti);
+        }
+        issuer.sign(&claims).unwrap()
+    }
+
+    fn sync(&self, at: UnixTime) {
+        pollster::block_on(self.mirror.sync(&self.ledger, at)).unwrap();
+    }
+
+    fn revoke(&self, at: UnixTime) {
+        let local = RevocationScope::local(AS);
+        self.ledger
+            .revoke_subject_now(&local, USER, at, RevocationKind::Admin, at);
+        self.sync(NOW);
+    }
+
+    async fn call(&self, token: &str) -> (StatusCode, http::HeaderMap, String) {
+        let req = Request::post("/mcp")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = ServiceExt::<Request<Body>>::oneshot(self.app.clone(), req)
+            .await
+            .map_err(|e: Infallible| e)
+            .unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+fn assert_revoked((status, headers, body): &(StatusCode, http::HeaderMap, String)) {
+    assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");
+    let challenge = headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+    assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    assert!(challenge.contains("token revoked"), "{challenge}");
+    assert!(body.contains("token revoked"), "{body}");
+}
+
+// RV-15, RV-17: a token accepted (and cached) before the revocation is refused on its next
+// request, a cache hit.
+#[tokio::test]
+async fn rv17_cached_token_is_rechecked_on_every_request() {
+    let w = world();
+    let token = w.token(NOW, None);
+    for _ in 0..2 {
+        let (status, _, body) = w.call(&token).await;
+        assert_eq!((status, body.as_str()), (StatusCode::OK, USER));
+    }
+    w.revoke(NOW);
+    assert_revoked(&w.call(&token).await);
+}
+
+// D-38 at the resource server: the watermark's own second is revoked, the next is not.
+#[tokio::test]
+async fn d38_watermark_is_inclusive_at_the_second_boundary() {
+    let w = world_at(NOW.plus(5));
+    w.revoke(NOW.minus(1));
+    let at_mark = w.token(NOW.minus(1), None);
+    let after = w.token(NOW, None);
+    assert_revoked(&w.call(&at_mark).await);
+    assert_eq!(w.call(&after).await.0, StatusCode::OK);
+}
+
+// RV-15: a denied `jti` (RFC 7009 at the AS) is refused; another token of the subject passes.
+#[tokio::test]
+async fn rv15_denied_jti_is_refused() {
+    let w = world();
+    let denied = w.token(NOW, Some("jti-denied"));
+    let other = w.token(NOW, Some("jti-other"));
+    w.ledger
+        .deny_token_now(AS, "jti-denied", NOW.plus(300), NOW);
+    w.sync(NOW);
+    assert_revoked(&w.call(&denied).await);
+    assert_eq!(w.call(&other).await.0, StatusCode::OK);
+}
+
+// RV-28: account-enabled leaves the tokens from before the watermark dead; a token issued after
+// the watermark passes once the flag is cleared, and not while it is set.
+#[tokio::test]
+async fn rv28_account_enabled_leaves_old_tokens_dead() {
+    let w = world_at(NOW.plus(10));
+    let old = w.token(NOW, None);
+    let new = w.token(NOW.plus(5), None);
+    let local = RevocationScope::local(AS);
+    w.ledger
+        .revoke_subject_now(&local, USER, NOW, RevocationKind::AccountDisabled, NOW);
+    w.ledger
+        .disable_now(&local, USER, RevocationKind::AccountDisabled, NOW);
+    w.sync(NOW);
+    assert_revoked(&w.call(&new).await);
+    w.ledger.enable_now(&local, USER, NOW.plus(1));
+    w.sync(NOW.plus(1));
+    assert_revoked(&w.call(&old).await);
+    assert_eq!(w.call(&new).await.0, StatusCode::OK);
+}
+
+// RV-16: past the staleness bound, 503 with Retry-After and no challenge; at the bound, served.
+#[tokio::test]
+async fn rv16_stale_mirror_answers_503_with_retry_after() {
+    // Synced at NOW; the layer's clock is 60 s later: still fresh.
+    let fresh = world_at(NOW.plus(60));
+    let token = fresh.token(NOW, None);
+    assert_eq!(fresh.call(&token).await.0, StatusCode::OK);
+    // 61 s later: stale.
+    let stale = world_at(NOW.plus(61));
+    let token = stale.token(NOW, None);
+    let (status, headers, body) = stale.call(&token).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(body.contains("temporarily_unavailable"), "{body}");
+    assert_eq!(headers["retry-after"], "5");
+    assert!(headers.get("www-authenticate").is_none());
+    // A sync brings it back.
+    stale.sync(NOW.plus(61));
+    assert_eq!(stale.call(&token).await.0, StatusCode::OK);
+}
