@@ -37,6 +37,8 @@ pub enum AuditEvent {
     CredentialRevoked(CredentialRevoked),
     /// Every downstream credential of a subject was revoked (offboarding).
     SubjectOffboarded(SubjectOffboarded),
+    /// The authorization server changed its revocation ledger (RV-29).
+    RevocationApplied(RevocationApplied),
 }
 
 impl AuditEvent {
@@ -54,6 +56,7 @@ impl AuditEvent {
             Self::CredentialStored(_) => "credential_stored",
             Self::CredentialRevoked(_) => "credential_revoked",
             Self::SubjectOffboarded(_) => "subject_offboarded",
+            Self::RevocationApplied(_) => "revocation_applied",
         }
     }
 
@@ -62,7 +65,9 @@ impl AuditEvent {
     /// [`crate::TracingSink`] logs these at `WARN`.
     pub fn is_alert(&self) -> bool {
         match self {
-            Self::AccessTokenRefused(_) | Self::ToolDefinitionChanged(_) => true,
+            Self::AccessTokenRefused(_)
+            | Self::ToolDefinitionChanged(_)
+            | Self::RevocationApplied(_) => true,
             Self::ToolDecision(d) => d.decision == Decision::Deny,
             Self::CredentialRefreshed(r) => r.error.is_some(),
             Self::CredentialRevoked(r) => r.outcome == RevocationOutcome::Failed,
@@ -99,8 +104,69 @@ into_event!(
     CredentialRefreshed,
     CredentialStored,
     CredentialRevoked,
-    SubjectOffboarded
+    SubjectOffboarded,
+    RevocationApplied
 );
+
+/// The authorization server changed its revocation ledger (RV-29): a watermark raised, a
+/// subject disabled or enabled, or a token denied. The subject is named by a digest only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RevocationApplied {
+    /// Where the command came from: `admin`, `rfc7009`, `ssf`, `gtr`.
+    pub source: String,
+    /// The change: `watermark`, `disabled`, `enabled` or `token_denied`.
+    pub change: String,
+    /// The subject space: `idp` or `local` (`token` for a token denial).
+    pub space: String,
+    /// The issuer of the subject (the IdP, or this AS) or of the denied token.
+    pub issuer: String,
+    /// SHA-256 (hex) of the subject, or of the denied token's `jti`.
+    pub subject_digest: String,
+    /// The watermark or the denial's end, Unix seconds, when the change has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
+    /// Why (`session_revoked`, `account_disabled`, `admin`, ...), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl RevocationApplied {
+    /// The event; `subject` is hashed here and never stored.
+    pub fn new(
+        source: impl Into<String>,
+        change: impl Into<String>,
+        space: impl Into<String>,
+        issuer: impl Into<String>,
+        subject: &str,
+    ) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject.as_bytes());
+        let subject_digest = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            source: source.into(),
+            change: change.into(),
+            space: space.into(),
+            issuer: issuer.into(),
+            subject_digest,
+            at: None,
+            reason: None,
+        }
+    }
+
+    /// Sets the time.
+    #[must_use]
+    pub fn with_at(mut self, at: u64) -> Self {
+        self.at = Some(at);
+        self
+    }
+
+    /// Sets the reason.
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
 
 /// The IdP issued an ID-JAG (token exchange, RFC 8693).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,7 +5,8 @@
 //! same call under the reference server's per-method scope rules; and the warm-cache call behind
 //! the tool-call guard (`ToolCallGuardLayer`) with an authorizer that allows everything, so that
 //! the guard's own cost (reading the arguments, converting the principal, asking the authorizer,
-//! logging the decision) shows against the unguarded route. All go through
+//! logging the decision) shows against the unguarded route; and the warm-cache call with the
+//! revocation check on (RV-15: a mirror of 10,000 revoked subjects and 10,000 denied tokens). All go through
 //! `tower::ServiceExt::oneshot` on a current-thread runtime. See docs/benchmarks.md.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
 #![allow(clippy::unwrap_used, reason = "benchmark setup fails loudly")]
@@ -17,6 +18,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post;
 use criterion::{Criterion, criterion_group, criterion_main};
+use ema_grant::revocation::{LedgerMirror, MemoryLedger, RevocationKind, RevocationScope};
 use ema_grant::{AccessTokenIssuer, AccessTokenValidator};
 use ema_id_jag::{ClientId, Issuer, Resource, ScopeSet};
 use ema_jose::{Algorithm, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
@@ -86,6 +88,29 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let protected = protect(handler(), auth.clone());
+    // The same layer with the revocation check on (RV-15): a mirror holding 10,000 revoked
+    // subjects and 10,000 denied tokens, none of them this one.
+    let ledger = MemoryLedger::new();
+    let local = RevocationScope::local(AS);
+    for i in 0..10_000 {
+        let subject = format!("gone-{i}");
+        ledger.revoke_subject_now(&local, &subject, NOW, RevocationKind::Admin, NOW);
+        ledger.deny_token_now(AS, &format!("jti-{i}"), NOW.plus(300), NOW);
+    }
+    let mirror = Arc::new(LedgerMirror::new());
+    pollster::block_on(mirror.sync(&ledger, NOW)).unwrap();
+    let revocation = protect(
+        handler(),
+        BearerAuth::builder(RESOURCE, AS)
+            .jwks(keys.jwks())
+            .clock(Arc::new(FixedClock(NOW)))
+            .require_scopes(["tasks.read"])
+            .tools(["whoami", "add_task"])
+            .tool_scopes("add_task", ["tasks.write"])
+            .revocation_mirror(mirror)
+            .build()
+            .unwrap(),
+    );
     let guard = ToolCallGuardLayer::new(RESOURCE, Arc::new(AllowAll));
     let guarded = protect(handler().layer(guard), auth);
     // The reference MCP server's rules: scopes per JSON-RPC method with a default, and per tool.
@@ -123,6 +148,7 @@ fn bench(c: &mut Criterion) {
     // Warm the cache, and check both answer 200.
     for (router, auth) in [
         (&protected, Some(authorization.as_str())),
+        (&revocation, Some(authorization.as_str())),
         (&guarded, Some(authorization.as_str())),
         (&by_method, Some(authorization.as_str())),
         (&open, None),
@@ -140,6 +166,12 @@ fn bench(c: &mut Criterion) {
     group.bench_function("tools_call_bearer_cached", |b| {
         b.iter(|| {
             rt.block_on(protected.clone().oneshot(request(Some(&authorization))))
+                .unwrap()
+        });
+    });
+    group.bench_function("tools_call_bearer_cached_revocation_check", |b| {
+        b.iter(|| {
+            rt.block_on(revocation.clone().oneshot(request(Some(&authorization))))
                 .unwrap()
         });
     });

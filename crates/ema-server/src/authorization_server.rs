@@ -23,7 +23,12 @@ struct AsState<K, S, R> {
     metadata: serde_json::Value,
     clock: Arc<dyn Clock>,
     audit: AuditLog,
+    /// SHA-256 of the admin bearer secret, when the admin route is on.
+    admin: Option<[u8; 32]>,
 }
+
+/// The admin revoke route's path.
+pub const ADMIN_REVOKE_PATH: &str = "/admin/revoke";
 
 /// The router of an MCP authorization server, assembled by
 /// [`AuthorizationServerRouter::builder`]: RFC 8414 metadata advertising the ID-JAG grant
@@ -81,6 +86,7 @@ impl AuthorizationServerRouter {
             metadata: metadata.clone(),
             clock: None,
             audit: AuditLog::disabled(),
+            admin: None,
         }
     }
 }
@@ -92,6 +98,7 @@ pub struct AuthorizationServerRouterBuilder<K, S, R> {
     metadata: AuthorizationServerMetadata,
     clock: Option<Arc<dyn Clock>>,
     audit: AuditLog,
+    admin: Option<[u8; 32]>,
 }
 
 impl<K, S, R> std::fmt::Debug for AuthorizationServerRouterBuilder<K, S, R> {
@@ -131,7 +138,28 @@ where
         self
     }
 
+    /// Mounts the admin revoke route, `POST /admin/revoke`, protected by `secret` as a bearer
+    /// token (compared in constant time), when the grant has a
+    /// [`Revoker`](ema_grant::Revoker). The JSON body names the subject: `{"subject": "..."}`
+    /// for a local subject of this AS, plus `"issuer"` (and `"tenant"`) for an IdP subject,
+    /// whose mapped local subjects follow (RV-12); `"action"` is `revoke` (default), `disable`
+    /// or `enable`; `"at"` the event time in Unix seconds (default now; more than 60 s ahead
+    /// is refused, RV-13). Answers `200 {"changes": n}`, `400 invalid_request`, `401
+    /// invalid_token`, or `503 temporarily_unavailable` when the ledger cannot be written.
+    pub fn admin_secret(mut self, secret: &str) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        self.admin = Some(out);
+        self
+    }
+
     /// Builds the router.
+    ///
+    /// With a [`Revoker`](ema_grant::Revoker) in the grant, the RFC 7009 revocation endpoint
+    /// (RV-20) is mounted at the path of the metadata's `revocation_endpoint` (an `extra`
+    /// member; default `/revoke`), and the admin route when
+    /// [`admin_secret`](Self::admin_secret) was given.
     ///
     /// Each token request is logged (`tracing`, level `info`, target
     /// `ema_server::authorization_server`) with `grant="jwt_bearer"`, `status`, on refusal
@@ -151,17 +179,31 @@ where
             .jwks_uri
             .as_deref()
             .map_or_else(|| "/jwks".to_owned(), crate::paths::url_path);
+        let revocation = metadata
+            .extra
+            .get("revocation_endpoint")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| "/revoke".to_owned(), crate::paths::url_path);
+        let revoking = self.grant.revoker().is_some();
+        let admin = self.admin.is_some() && revoking;
         let state = Arc::new(AsState {
             grant: self.grant,
             metadata: metadata.to_json(),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             audit: self.audit,
+            admin: self.admin,
         });
-        Router::new()
+        let mut router = Router::new()
             .route(&well_known, get(AsState::metadata))
             .route(&jwks, get(AsState::jwks))
-            .route(&token, post(AsState::token))
-            .with_state(state)
+            .route(&token, post(AsState::token));
+        if revoking {
+            router = router.route(&revocation, post(AsState::revoke_token));
+        }
+        if admin {
+            router = router.route(ADMIN_REVOKE_PATH, post(AsState::admin_revoke));
+        }
+        router.with_state(state)
     }
 }
 
@@ -218,6 +260,177 @@ where
         log_outcome(LogTarget::AuthorizationServer, "jwt_bearer", &response);
         into_axum(response)
     }
+
+    /// RFC 7009 (RV-20).
+    async fn revoke_token(
+        State(state): State<Arc<Self>>,
+        request: http::Request<axum::body::Body>,
+    ) -> Response {
+        let request = match read_request(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let response = state
+            .grant
+            .handle_revocation(&request, state.clock.now())
+            .await;
+        if let Some(outcome) = response.extensions().get::<ema_grant::TokenRevocation>() {
+            tracing::info!(target: "ema_server::authorization_server", ?outcome, "token revocation");
+            if let ema_grant::TokenRevocation::Revoked { jti, until, .. } = outcome {
+                let change = ema_grant::revocation::LedgerChange::TokenDenied {
+                    issuer: state.grant.tokens().issuer().as_str().to_owned(),
+                    jti: jti.clone(),
+                    until: until.as_secs(),
+                };
+                if let Err(e) = crate::trail::revocation_applied(&state.audit, "rfc7009", &[change])
+                {
+                    tracing::error!(target: "ema_audit", error = %e, "revocation not recorded");
+                    return admin_error(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "the server cannot record this change; try again",
+                    );
+                }
+            }
+        }
+        into_axum(response)
+    }
+
+    /// The admin revoke command.
+    async fn admin_revoke(
+        State(state): State<Arc<Self>>,
+        request: http::Request<axum::body::Body>,
+    ) -> Response {
+        let (Some(expected), Some(revoker)) = (&state.admin, state.grant.revoker()) else {
+            return admin_error(http::StatusCode::NOT_FOUND, "not_found", "no admin route");
+        };
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, presented.as_bytes());
+        if aws_lc_rs::constant_time::verify_slices_are_equal(digest.as_ref(), expected).is_err() {
+            let mut resp = admin_error(
+                http::StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "admin credentials required",
+            );
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"admin\""),
+            );
+            return resp;
+        }
+        let request = match read_request(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let now = state.clock.now();
+        let cmd = match admin_command(request.body(), revoker.local_scope(), now) {
+            Ok(cmd) => cmd,
+            Err(description) => {
+                return admin_error(
+                    http::StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    description,
+                );
+            }
+        };
+        match revoker.apply(&cmd, now).await {
+            Ok(changes) => {
+                tracing::info!(
+                    target: "ema_server::authorization_server",
+                    subject = %cmd.subject, action = ?cmd.action, changes = changes.len(),
+                    "admin revoke applied"
+                );
+                // RV-29: every ledger change on the trail; a failed append is a 503 (the
+                // command is idempotent, a retry appends the events).
+                if let Err(e) = crate::trail::revocation_applied(&state.audit, "admin", &changes) {
+                    tracing::error!(target: "ema_audit", error = %e, "revocation not recorded");
+                    return admin_error(
+                        http::StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "the server cannot record this change; try again",
+                    );
+                }
+                let body = serde_json::json!({"changes": changes.len()});
+                public_json_no_store(&body)
+            }
+            Err(e) => {
+                use ema_metadata::ToErrorCode as _;
+                let code = e.error_code();
+                tracing::warn!(target: "ema_server::authorization_server", error = %e, "admin revoke refused");
+                admin_error(code.http_status(), code.as_str(), e.error_description())
+            }
+        }
+    }
+}
+
+/// The admin route's JSON body.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminRevoke {
+    subject: String,
+    #[serde(default)]
+    issuer: Option<String>,
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    at: Option<u64>,
+}
+
+fn admin_command(
+    body: &[u8],
+    local: &ema_grant::revocation::RevocationScope,
+    now: ema_jose::UnixTime,
+) -> Result<ema_grant::Revoke, &'static str> {
+    use ema_grant::revocation::{RevocationKind, RevocationScope};
+    use ema_grant::{Revoke, RevokeAction};
+    let req: AdminRevoke =
+        serde_json::from_slice(body).map_err(|_| "the body must be a JSON revoke command")?;
+    let action = match req.action.as_deref() {
+        None | Some("revoke") => RevokeAction::Revoke(RevocationKind::Admin),
+        Some("disable") => RevokeAction::Disable(RevocationKind::AccountDisabled),
+        Some("enable") => RevokeAction::Enable,
+        Some(_) => return Err("action must be revoke, disable or enable"),
+    };
+    let scope = match (req.issuer, req.tenant) {
+        (Some(issuer), tenant) => RevocationScope::Idp { issuer, tenant },
+        (None, None) => local.clone(),
+        (None, Some(_)) => return Err("tenant needs issuer"),
+    };
+    Ok(Revoke {
+        scope,
+        subject: req.subject,
+        at: req.at.map_or(now, ema_jose::UnixTime::from_secs),
+        action,
+    })
+}
+
+fn admin_error(status: http::StatusCode, error: &str, description: &str) -> Response {
+    let body = serde_json::json!({"error": error, "error_description": description});
+    let mut resp = public_json_no_store(&body);
+    *resp.status_mut() = status;
+    resp
+}
+
+fn public_json_no_store(body: &serde_json::Value) -> Response {
+    use axum::response::IntoResponse as _;
+    let mut resp = (http::StatusCode::OK, body.to_string()).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    resp
 }
 
 /// The server a token-endpoint outcome is logged for: each logs under its own `tracing`

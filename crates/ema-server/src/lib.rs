@@ -52,7 +52,8 @@ mod trail;
 pub mod vault;
 
 pub use authorization_server::{
-    AuthorizationServerRouter, AuthorizationServerRouterBuilder, authorization_server_router,
+    ADMIN_REVOKE_PATH, AuthorizationServerRouter, AuthorizationServerRouterBuilder,
+    authorization_server_router,
 };
 pub use bearer::{
     BearerAuth, BearerAuthBuilder, BearerBuildError, BearerService, NO_SCOPES, protect,

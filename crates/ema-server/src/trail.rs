@@ -81,3 +81,60 @@ pub(crate) fn id_jag_redeemed(
         Err(e) => unavailable("a redeemed ID-JAG", &e),
     }
 }
+
+/// Appends a `RevocationApplied` event for each ledger change of a revoke command (RV-29).
+pub(crate) fn revocation_applied(
+    log: &AuditLog,
+    source: &str,
+    changes: &[ema_grant::revocation::LedgerChange],
+) -> Result<(), ema_audit::AuditError> {
+    use ema_grant::revocation::{LedgerChange, RevocationScope};
+    if !log.is_enabled() {
+        return Ok(());
+    }
+    let space = |scope: &RevocationScope| match scope {
+        RevocationScope::Idp { issuer, .. } => ("idp", issuer.clone()),
+        RevocationScope::Local { issuer } => ("local", issuer.clone()),
+        _ => ("other", String::new()),
+    };
+    for change in changes {
+        let event = match change {
+            LedgerChange::Watermark {
+                scope,
+                subject,
+                at,
+                kind,
+            } => {
+                let (space, issuer) = space(scope);
+                ema_audit::RevocationApplied::new(source, "watermark", space, issuer, subject)
+                    .with_at(*at)
+                    .with_reason(kind.as_str())
+            }
+            LedgerChange::Disabled {
+                scope,
+                subject,
+                kind,
+            } => {
+                let (space, issuer) = space(scope);
+                ema_audit::RevocationApplied::new(source, "disabled", space, issuer, subject)
+                    .with_reason(kind.as_str())
+            }
+            LedgerChange::Enabled { scope, subject } => {
+                let (space, issuer) = space(scope);
+                ema_audit::RevocationApplied::new(source, "enabled", space, issuer, subject)
+            }
+            LedgerChange::TokenDenied { issuer, jti, until } => ema_audit::RevocationApplied::new(
+                source,
+                "token_denied",
+                "token",
+                issuer.as_str(),
+                jti,
+            )
+            .with_at(*until)
+            .with_reason("token_revocation"),
+            _ => continue,
+        };
+        log.append(event)?;
+    }
+    Ok(())
+}

@@ -43,7 +43,10 @@ fn world_at(now: UnixTime) -> World {
         .build()
         .unwrap();
     let app = Router::new()
-        .route("/mcp", post(|who: Principal| async move { who.subject().to_owned() }))
+        .route(
+            "/mcp",
+            post(|who: Principal| async move { who.subject().to_owned() }),
+        )
         .layer(auth);
     World {
         keys,
@@ -61,7 +64,12 @@ impl World {
     fn token(&self, iat: UnixTime, jti: Option<&str>) -> String {
         let issuer = AccessTokenIssuer::new(Issuer::new(AS), self.keys.clone());
         let mut claims = issuer
-            .claims(USER.into(), Resource::new(RESOURCE), ClientId::new("tc_1"), iat)
+            .claims(
+                USER.into(),
+                Resource::new(RESOURCE),
+                ClientId::new("tc_1"),
+                iat,
+            )
             .unwrap();
         claims.scope = Some(ScopeSet::parse("tasks.read").unwrap());
         if let Some(jti) = jti {
@@ -102,7 +110,10 @@ fn assert_revoked((status, headers, body): &(StatusCode, http::HeaderMap, String
     assert_eq!(*status, StatusCode::UNAUTHORIZED, "{body}");
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(challenge.starts_with("Bearer "), "{challenge}");
-    assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
     assert!(challenge.contains("token revoked"), "{challenge}");
     assert!(body.contains("token revoked"), "{body}");
 }
@@ -183,4 +194,254 @@ async fn rv16_stale_mirror_answers_503_with_retry_after() {
     // A sync brings it back.
     stale.sync(NOW.plus(61));
     assert_eq!(stale.call(&token).await.0, StatusCode::OK);
+}
+
+mod as_routes {
+    //! The AS side: the admin revoke route (constant-time bearer secret, RV-12, RV-13) and the
+    //! RFC 7009 endpoint mounted when the grant has a revoker (RV-20), both audited (RV-29).
+
+    use super::*;
+    use ema_grant::revocation::{LedgerVerdict, MemoryLedger};
+    use ema_grant::{ClientCredential, JwtBearerGrant, RegisteredClient, Revoker};
+    use ema_id_jag::{Directory, LocalSubject, ResourceConfig, TrustedIssuer};
+    use ema_jose::StaticKeySource;
+    use ema_metadata::AuthorizationServerMetadata;
+    use ema_server::AuthorizationServerRouter;
+    use ema_server::audit::{AuditError, AuditLog, AuditSink, Record};
+    use std::sync::Mutex;
+
+    /// Keeps the trail's lines in memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<String>>>);
+
+    impl AuditSink for Lines {
+        fn write(&mut self, record: &Record<'_>) -> Result<(), AuditError> {
+            let line = String::from_utf8(record.line.to_vec()).unwrap();
+            self.0.lock().unwrap().push(line);
+            Ok(())
+        }
+    }
+
+    impl Lines {
+        fn kinds(&self) -> Vec<String> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["event"]["kind"].as_str().map(str::to_owned)
+                })
+                .collect()
+        }
+    }
+
+    const IDP: &str = "https://idp.acme.example";
+    const SECRET: &str = "admin-s3cret";
+
+    struct As {
+        app: Router,
+        revoker: Revoker,
+        keys: Arc<KeyRing>,
+        lines: Lines,
+    }
+
+    fn as_app(now: UnixTime) -> As {
+        let keys = Arc::new(KeyRing::new(
+            SigningKey::generate(Algorithm::ES256, Some("as".into())).unwrap(),
+        ));
+        let idp_keys =
+            KeyRing::new(SigningKey::generate(Algorithm::ES256, Some("idp".into())).unwrap());
+        let revoker = Revoker::new(MemoryLedger::new(), AS);
+        let grant = JwtBearerGrant::builder(
+            AccessTokenIssuer::new(Issuer::new(AS), keys.clone()),
+            StaticKeySource::new().with_issuer(IDP, idp_keys.jwks()),
+            Directory::new().with_provisioning(|c| Some(LocalSubject::new(c.sub.as_str()))),
+        )
+        .trust(TrustedIssuer::new(IDP))
+        .resource(ResourceConfig::new(RESOURCE, ["tasks.read"]))
+        .client(RegisteredClient::new(
+            "tc_1",
+            ClientCredential::secret("s3cr3t"),
+        ))
+        .revoker(revoker.clone())
+        .build()
+        .unwrap();
+        let mut metadata = AuthorizationServerMetadata::new(AS, format!("{AS}/token"));
+        metadata
+            .extra
+            .insert("revocation_endpoint".into(), format!("{AS}/revoke").into());
+        let lines = Lines::default();
+        let audit = AuditLog::builder(keys.active())
+            .build(lines.clone())
+            .unwrap();
+        let app = AuthorizationServerRouter::builder(grant, &metadata)
+            .clock(Arc::new(FixedClock(now)))
+            .admin_secret(SECRET)
+            .audit(audit)
+            .build();
+        As {
+            app,
+            revoker,
+            keys,
+            lines,
+        }
+    }
+
+    async fn post(
+        app: &Router,
+        uri: &str,
+        auth: &str,
+        ct: &str,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let req = Request::post(uri)
+            .header("authorization", auth)
+            .header("content-type", ct)
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        let resp = ServiceExt::<Request<Body>>::oneshot(app.clone(), req)
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    async fn admin(a: &As, auth: &str, body: &str) -> (StatusCode, String) {
+        post(
+            &a.app,
+            ema_server::ADMIN_REVOKE_PATH,
+            auth,
+            "application/json",
+            body,
+        )
+        .await
+    }
+
+    // The admin route: wrong or missing secret -> 401, nothing written; bad body -> 400;
+    // future event (RV-13) -> 400; the right secret revokes the IdP subject and its mapped
+    // local subject (RV-12) and the trail records each change (RV-29).
+    #[tokio::test]
+    async fn admin_route_applies_the_revoke_command() {
+        let a = as_app(NOW);
+        let scope = RevocationScope::idp(IDP, None);
+        a.revoker.record_mapping(&scope, "00u1", "alice");
+        let body = format!(r#"{{"issuer":"{IDP}","subject":"00u1","action":"disable"}}"#);
+        for auth in [
+            "Bearer wrong",
+            "Basic YWRtaW46YWRtaW4=",
+            "",
+            "Bearer admin-s3cre",
+        ] {
+            let (status, text) = admin(&a, auth, &body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{auth}: {text}");
+        }
+        let allowed = a
+            .revoker
+            .check_id_jag(IDP, None, "00u1", NOW)
+            .await
+            .unwrap();
+        assert_eq!(allowed, LedgerVerdict::Allowed);
+        let bearer = format!("Bearer {SECRET}");
+        for bad in [
+            "{",
+            r#"{"subject":"x","extra":1}"#,
+            r#"{"subject":"x","action":"nuke"}"#,
+        ] {
+            let (status, text) = admin(&a, &bearer, bad).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {text}");
+        }
+        let future = format!(
+            r#"{{"subject":"00u1","issuer":"{IDP}","at":{}}}"#,
+            NOW.as_secs() + 61
+        );
+        let (status, text) = admin(&a, &bearer, &future).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains("invalid_request"), "{text}");
+        let (status, text) = admin(&a, &bearer, &body).await;
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::OK, r#"{"changes":4}"#)
+        );
+        let revoked = a
+            .revoker
+            .check_id_jag(IDP, None, "00u1", NOW.plus(100))
+            .await
+            .unwrap();
+        assert!(matches!(revoked, LedgerVerdict::Revoked(_)));
+        let mirror = LedgerMirror::new();
+        mirror.sync(a.revoker.ledger(), NOW).await.unwrap();
+        assert!(matches!(
+            mirror.check_access_token(AS, "alice", NOW, "j", NOW),
+            ema_grant::MirrorVerdict::Revoked(_)
+        ));
+        let kinds = a.lines.kinds();
+        assert_eq!(
+            kinds.iter().filter(|k| *k == "revocation_applied").count(),
+            4,
+            "{kinds:?}"
+        );
+        // The subject itself never reaches the trail.
+        let text = a.lines.0.lock().unwrap().join("\n");
+        assert!(!text.contains("alice") && !text.contains("00u1"), "{text}");
+    }
+
+    // RV-20 over HTTP: mounted at the metadata's path; the owner's token is denied, a token of
+    // another client is not; unauthenticated -> 401.
+    #[tokio::test]
+    async fn rfc7009_endpoint_is_mounted_and_audited() {
+        let a = as_app(NOW);
+        let issuer = AccessTokenIssuer::new(Issuer::new(AS), a.keys.clone());
+        let mk = |client: &str| {
+            let claims = issuer
+                .claims(
+                    USER.into(),
+                    Resource::new(RESOURCE),
+                    ClientId::new(client),
+                    NOW,
+                )
+                .unwrap();
+            (
+                issuer.sign(&claims).unwrap(),
+                claims.jti.as_str().to_owned(),
+            )
+        };
+        let (mine, mine_jti) = mk("tc_1");
+        let (theirs, theirs_jti) = mk("tc_other");
+        let basic = "Basic dGNfMTpzM2NyM3Q="; // tc_1:s3cr3t
+        let form = "application/x-www-form-urlencoded";
+        let (status, _) = post(
+            &a.app,
+            "/revoke",
+            "Basic eDp5",
+            form,
+            &format!("token={mine}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = post(&a.app, "/revoke", basic, form, &format!("token={theirs}")).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = post(
+            &a.app,
+            "/revoke",
+            basic,
+            form,
+            &format!("token={mine}&token_type_hint=bogus"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let mirror = LedgerMirror::new();
+        mirror.sync(a.revoker.ledger(), NOW).await.unwrap();
+        assert_eq!(
+            mirror.check_access_token(AS, USER, NOW, &mine_jti, NOW),
+            ema_grant::MirrorVerdict::Revoked(ema_grant::RevocationReason::TokenDenied)
+        );
+        assert_eq!(
+            mirror.check_access_token(AS, USER, NOW, &theirs_jti, NOW),
+            ema_grant::MirrorVerdict::Allowed
+        );
+        let kinds = a.lines.kinds();
+        assert_eq!(kinds, ["revocation_applied"]);
+    }
 }
