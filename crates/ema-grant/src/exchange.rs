@@ -188,6 +188,13 @@ pub enum PolicyDecision {
         /// Why, for the `error_description`.
         reason: &'static str,
     },
+    /// The user is disabled, suspended or deleted, or their sessions were revoked after the
+    /// subject token was issued (→ `invalid_grant`, RV-1): the IdP re-checks the user's
+    /// current status at every exchange.
+    InactiveSubject {
+        /// Why, for the `error_description`.
+        reason: &'static str,
+    },
     /// Step-up authentication required (→ `insufficient_user_authentication`, TX-11).
     StepUp {
         /// Maximum authentication age in seconds.
@@ -827,6 +834,10 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
             } => (granted, granted_resources, groups),
             PolicyDecision::Deny { reason } => {
                 return Err(OAuthError::new(ErrorCode::AccessDenied, reason));
+            }
+            // RV-1: the subject's current status, not the token's, decides.
+            PolicyDecision::InactiveSubject { reason } => {
+                return Err(OAuthError::invalid_grant(reason));
             }
             PolicyDecision::StepUp {
                 max_age,

@@ -290,3 +290,20 @@ fn rv20_without_a_ledger_the_endpoint_answers_503() {
         (503, "temporarily_unavailable")
     );
 }
+
+// RV-1: the IdP re-checks the user's status at every exchange: a disabled user's still-valid
+// ID token gets `invalid_grant` (not `access_denied`); an active user of the same groups gets
+// an ID-JAG.
+#[test]
+fn rv1_disabled_user_gets_invalid_grant_at_the_exchange() {
+    let fx = Fx::new();
+    let disabled = fx.send(&Req::exchange(&fx.id_token(json!({"sub": DISABLED_USER}))));
+    assert_eq!(
+        (disabled.status, disabled.error()),
+        (400, "invalid_grant"),
+        "{}",
+        disabled.raw
+    );
+    let active = fx.send(&Req::exchange(&fx.id_token(json!({}))));
+    assert_eq!(active.status, 200, "{}", active.raw);
+}

@@ -103,6 +103,8 @@ pub(crate) const READER: &str = "00uR3ad3r5";
 pub(crate) const NO_GROUP: &str = "00uN0Gr0up";
 /// In group `eng`, but the policy demands MFA (`amr` containing `otp`) for them (TX-11).
 pub(crate) const MFA_USER: &str = "00uMfaUs3r";
+/// A user in the `eng` group whom the IdP has disabled since they signed in (RV-1).
+pub(crate) const DISABLED_USER: &str = "00uD1sab1d";
 /// Known at the AS by email only (email linking, D-14).
 pub(crate) const LINKED_EMAIL: &str = "linked@acme.example";
 pub(crate) const MULTI_USER: &str = "m-0001";
@@ -141,7 +143,12 @@ impl AdminPolicy for TestPolicy {
             .get("amr")
             .and_then(Value::as_array)
             .is_some_and(|amr| amr.iter().any(|m| m == "otp"));
-        let decision = if self.mfa_for.iter().any(|s| s == request.subject) && !otp {
+        let decision = if request.subject == DISABLED_USER {
+            // RV-1: the reference IdP's view of a user disabled since signing in.
+            PolicyDecision::InactiveSubject {
+                reason: "the user is disabled",
+            }
+        } else if self.mfa_for.iter().any(|s| s == request.subject) && !otp {
             PolicyDecision::StepUp {
                 max_age: Some(300),
                 acr_values: Some("urn:acme:acr:mfa".into()),
@@ -674,6 +681,7 @@ fn policy() -> TestPolicy {
     let groups = GroupPolicy::new()
         .with_member(USER, ["eng"])
         .with_member(MFA_USER, ["eng"])
+        .with_member(DISABLED_USER, ["eng"])
         .with_member(READER, ["readers"])
         .with_member(NO_GROUP, Vec::<String>::new())
         .with_rule(GroupRule::new(
