@@ -256,15 +256,16 @@ pub struct AccessTokenIssuer {
     lifetime: u64,
 }
 
-/// The default access-token lifetime: one hour.
-pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 3600;
+/// The default access-token lifetime: five minutes (RV-24, D-40). Revocation reaches a
+/// resource server without a ledger mirror only when its tokens expire, so they are short.
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u64 = 300;
 
 /// The longest access-token lifetime: one day, the longest `exp - iat`
 /// [`AccessTokenValidator`] accepts.
 pub const MAX_ACCESS_TOKEN_LIFETIME: u64 = 24 * 3600;
 
 impl AccessTokenIssuer {
-    /// An issuer with the default one-hour lifetime.
+    /// An issuer with the default five-minute lifetime (RV-24, D-40).
     pub fn new(issuer: Issuer, keys: Arc<KeyRing>) -> Self {
         Self {
             issuer,

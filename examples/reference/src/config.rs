@@ -59,6 +59,43 @@ fn default_checkpoint_every() -> u64 {
     1000
 }
 
+/// An admin bearer secret (`[admin]` at the IdP, `[revocation] admin_secret` at the AS),
+/// compared in constant time. `Debug` never shows it.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// The bearer secret of the admin routes.
+    pub secret: String,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("secret", &Redacted)
+            .finish()
+    }
+}
+
+/// The authorization server's `[revocation]`: an in-memory ledger (the default for one
+/// instance), with the admin revoke route `POST /admin/revoke` when `admin_secret` is set.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsRevocationConfig {
+    /// The bearer secret of `POST /admin/revoke`; the route is off when absent.
+    pub admin_secret: Option<String>,
+}
+
+impl fmt::Debug for AsRevocationConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsRevocationConfig")
+            .field(
+                "admin_secret",
+                &self.admin_secret.as_ref().map(|_| Redacted),
+            )
+            .finish()
+    }
+}
+
 /// A client registered at a server. `Debug` never shows the secret.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,6 +242,9 @@ pub struct IdpConfig {
     /// The audit trail (`[audit]`): off when absent.
     #[serde(default)]
     pub audit: Option<AuditFileConfig>,
+    /// The admin routes (`[admin]`): disabling users (RV-1); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 /// The IdP's endpoint paths (the metadata stays at its well-known paths).
@@ -338,8 +378,9 @@ pub struct AuthorizationServerConfig {
     pub server: Listen,
     /// The access-token signing key.
     pub signing_key: SigningKeyConfig,
-    /// Access-token lifetime in seconds (default 3600; 1 to 86400, the longest an MCP server
-    /// built on `ema-grant` accepts).
+    /// Access-token lifetime in seconds (default 300, RV-24 and D-40; 1 to 86400, the longest
+    /// an MCP server built on `ema-grant` accepts; more than 3600 only with a verified
+    /// revocation channel).
     #[serde(default = "default_lifetime")]
     pub token_lifetime_secs: u64,
     /// Clock leeway in seconds for ID-JAGs and client assertions (D-7: 30; at most 60).
@@ -362,10 +403,14 @@ pub struct AuthorizationServerConfig {
     /// The audit trail (`[audit]`): off when absent.
     #[serde(default)]
     pub audit: Option<AuditFileConfig>,
+    /// Revocation (`[revocation]`): the ledger (in memory) behind the RFC 7009 endpoint
+    /// `/revoke` and the ID-JAG check (RV-11), and the admin revoke route.
+    #[serde(default)]
+    pub revocation: AsRevocationConfig,
 }
 
 fn default_lifetime() -> u64 {
-    3600
+    ema_grant::access_token::DEFAULT_ACCESS_TOKEN_LIFETIME
 }
 
 fn default_id_jag_lifetime() -> u64 {
@@ -657,6 +702,10 @@ pub mod defaults {
     pub const AS: &str = "http://127.0.0.1:9401";
     /// The default MCP server URL.
     pub const MCP: &str = "http://127.0.0.1:9402";
+    /// The IdP's development admin secret (`[admin] secret`).
+    pub const DEV_IDP_ADMIN_SECRET: &str = "idp-admin-dev-secret";
+    /// The authorization server's development admin secret (`[revocation] admin_secret`).
+    pub const DEV_AS_ADMIN_SECRET: &str = "as-admin-dev-secret";
 
     /// The IdP's development configuration, for servers at `idp`, `auth_server` and `mcp`.
     pub fn idp(
@@ -715,6 +764,9 @@ pub mod defaults {
             id_token_algorithms: None,
             endpoints: IdpEndpointsConfig::default(),
             audit: None,
+            admin: Some(AdminConfig {
+                secret: DEV_IDP_ADMIN_SECRET.into(),
+            }),
         }
     }
 
@@ -735,7 +787,7 @@ pub mod defaults {
                 alg: default_alg(),
                 pem_file: None,
             },
-            token_lifetime_secs: 3600,
+            token_lifetime_secs: default_lifetime(),
             leeway_secs: DEFAULT_LEEWAY_SECS,
             endpoints: AsEndpointsConfig::default(),
             trusted_issuers: vec![TrustedIssuerConfig {
@@ -778,6 +830,9 @@ pub mod defaults {
             },
             insecure_allow_loopback_http: true,
             audit: None,
+            revocation: AsRevocationConfig {
+                admin_secret: Some(DEV_AS_ADMIN_SECRET.into()),
+            },
         }
     }
 

@@ -12,6 +12,7 @@
 //! Each server takes `--config <file.toml>` (see `examples/README.md`) and otherwise starts
 //! with development defaults. The first line a server prints on stdout is its bound URL.
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod keys;

@@ -3,9 +3,11 @@
 use std::sync::Arc;
 
 use axum::Router;
+use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
 use ema_grant::{
-    AccessTokenIssuer, ClientCredential, ClientRegistry, GroupPolicy, GroupRule, JwtBearerGrant,
-    RegisteredClient, SsoProvider, TargetServer, TokenExchangeGrant, User,
+    AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, GroupPolicy, GroupRule,
+    JwtBearerGrant, PolicyDecision, PolicyRequest, RegisteredClient, Revoker, SsoProvider,
+    TargetServer, TokenExchangeGrant, User,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry, ScopeSet,
@@ -168,6 +170,12 @@ pub fn idp_app(
                 .with_resources(r.resources.clone()),
         );
     }
+    // RV-1: the user's current status is checked at every exchange.
+    let status = UserStatus::default();
+    let policy = StatusPolicy {
+        groups: policy,
+        status: status.clone(),
+    };
     let mut exchange = TokenExchangeGrant::builder(
         IdJagIssuer::new(Issuer::new(issuer), keys.clone()).with_lifetime(id_jag_lifetime),
         StaticKeySource::new().with_issuer(issuer, keys.jwks()),
@@ -198,7 +206,65 @@ pub fn idp_app(
         .audit(audit)
         .build()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let router = match &cfg.admin {
+        Some(admin) => router.merge(crate::admin::idp_admin_router(status, &admin.secret)),
+        None => router,
+    };
     Ok(harden(router, &Limits::default()))
+}
+
+/// The users the reference IdP has disabled (RV-1): shared by the token exchange's policy and
+/// the admin route. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct UserStatus(Arc<std::sync::RwLock<std::collections::HashSet<String>>>);
+
+impl UserStatus {
+    /// Disables the user `subject`: their next token exchange gets `invalid_grant`.
+    pub fn disable(&self, subject: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(subject.to_owned());
+    }
+
+    /// Enables the user `subject` again.
+    pub fn enable(&self, subject: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(subject);
+    }
+
+    /// Whether `subject` is disabled.
+    pub fn is_disabled(&self, subject: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(subject)
+    }
+}
+
+/// The IdP's admin policy: the group rules, after the user's current status (RV-1).
+#[derive(Debug)]
+struct StatusPolicy {
+    groups: GroupPolicy,
+    status: UserStatus,
+}
+
+impl AdminPolicy for StatusPolicy {
+    fn decide(
+        &self,
+        request: &PolicyRequest<'_>,
+    ) -> impl std::future::Future<Output = PolicyDecision> + Send {
+        let decision = if self.status.is_disabled(request.subject) {
+            PolicyDecision::InactiveSubject {
+                reason: "the user is disabled",
+            }
+        } else {
+            self.groups.decide_now(request)
+        };
+        std::future::ready(decision)
+    }
 }
 
 /// The authorization server's jwt-bearer grant, as [`authorization_server_parts`] builds it.
@@ -210,16 +276,30 @@ pub fn authorization_server_app(
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<Router, ConfigError> {
+    authorization_server_app_and_ledger(cfg, public_url, clock).map(|(router, _)| router)
+}
+
+/// [`authorization_server_app`] and its revocation ledger, for an MCP server in the same
+/// process ([`mcp_app_with_ledger`]).
+pub fn authorization_server_app_and_ledger(
+    cfg: &AuthorizationServerConfig,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<(Router, DynRevocationLedger), ConfigError> {
     let (grant, metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
+    let ledger = grant
+        .revoker()
+        .map(|r| r.ledger().clone())
+        .ok_or_else(|| ConfigError::Invalid("the authorization server has no ledger".into()))?;
     // Checkpoints are signed with the access-token key (the `typ` tells them apart).
     let audit = crate::audit::open(cfg.audit.as_ref(), grant.tokens().keys().active())?;
-    Ok(harden(
-        AuthorizationServerRouter::builder(grant, &metadata)
-            .clock(clock)
-            .audit(audit)
-            .build(),
-        &Limits::default(),
-    ))
+    let mut router = AuthorizationServerRouter::builder(grant, &metadata)
+        .clock(clock)
+        .audit(audit);
+    if let Some(secret) = &cfg.revocation.admin_secret {
+        router = router.admin_secret(secret);
+    }
+    Ok((harden(router.build(), &Limits::default()), ledger))
 }
 
 /// The hardened router of an authorization server built by [`authorization_server_parts`].
@@ -322,12 +402,23 @@ pub fn authorization_server_parts(
         clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?.with_leeway(leeway),
     )
     .token_endpoint(&token_endpoint)
+    // RV-11, RV-14: the in-memory ledger of one instance (a shared backend replaces it).
+    .revoker(Revoker::new(MemoryLedger::new(), issuer))
     .build()
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut metadata =
         AuthorizationServerMetadata::new(issuer, token_endpoint).with_id_jag_profile();
     metadata.jwks_uri = Some(paths.url(issuer, paths.jwks()));
     metadata.token_endpoint_auth_methods_supported = Some(auth_methods_supported(grant.clients()));
+    // RV-20: RFC 7009 for the AS's own access tokens, same client authentication.
+    metadata.extra.insert(
+        "revocation_endpoint".into(),
+        format!("{issuer}{REVOCATION_PATH}").into(),
+    );
+    metadata.extra.insert(
+        "revocation_endpoint_auth_methods_supported".into(),
+        auth_methods_supported(grant.clients()).into(),
+    );
     metadata.scopes_supported = Some(
         cfg.resources
             .iter()
@@ -337,11 +428,54 @@ pub fn authorization_server_parts(
     Ok((grant, metadata))
 }
 
+/// Where the authorization server's RFC 7009 revocation endpoint is mounted.
+pub const REVOCATION_PATH: &str = "/revoke";
+
+/// How often [`mcp_app_with_ledger`] brings its revocation mirror up to date.
+pub const MIRROR_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The MCP server (task list tools over Streamable HTTP) at `public_url`.
 pub fn mcp_app(
     cfg: &McpServerConfig,
     public_url: &str,
     clock: Arc<dyn Clock>,
+) -> Result<Router, ConfigError> {
+    mcp_app_inner(cfg, public_url, clock, None)
+}
+
+/// [`mcp_app`] checking every request against `ledger` (RV-15..RV-17): a mirror of it, synced
+/// every [`MIRROR_SYNC_INTERVAL`] by a task on the current Tokio runtime (the task stops when
+/// the router is dropped), answering 503 once it is 60 s behind (RV-16). For an MCP server
+/// sharing the authorization server's ledger (the same process, or a shared backend).
+pub fn mcp_app_with_ledger(
+    cfg: &McpServerConfig,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+    ledger: DynRevocationLedger,
+) -> Result<Router, ConfigError> {
+    let mirror = Arc::new(LedgerMirror::new());
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| ConfigError::Invalid("the revocation mirror needs a Tokio runtime".into()))?;
+    let weak = Arc::downgrade(&mirror);
+    let sync_clock = clock.clone();
+    handle.spawn(async move {
+        let mut tick = tokio::time::interval(MIRROR_SYNC_INTERVAL);
+        loop {
+            tick.tick().await;
+            let Some(mirror) = weak.upgrade() else { break };
+            if let Err(e) = mirror.sync(&ledger, sync_clock.now()).await {
+                tracing::warn!(target: "ema_examples::revocation", error = %e, "revocation mirror sync failed");
+            }
+        }
+    });
+    mcp_app_inner(cfg, public_url, clock, Some(mirror))
+}
+
+fn mcp_app_inner(
+    cfg: &McpServerConfig,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+    mirror: Option<Arc<LedgerMirror>>,
 ) -> Result<Router, ConfigError> {
     let base = public_url.trim_end_matches('/');
     let resource = format!("{base}{}", cfg.path);
@@ -379,6 +513,9 @@ pub fn mcp_app(
     for (tool, list) in &s.tools {
         let set = scope_list(list, &format!("scopes.tools.{tool}"))?;
         auth = auth.tool_scopes(tool.as_str(), set.iter());
+    }
+    if let Some(mirror) = mirror {
+        auth = auth.revocation_mirror(mirror);
     }
     let auth = auth
         .audit(crate::audit::open_with_new_key(cfg.audit.as_ref())?)

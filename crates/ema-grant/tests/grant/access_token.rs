@@ -55,7 +55,8 @@ fn jwt_bearer_success_response_and_access_token() {
         "AS-15: no refresh_token, nothing extra"
     );
     assert_eq!(reply.str("token_type"), "Bearer");
-    assert_eq!(reply.body["expires_in"], 3600);
+    // RV-24, D-40: five minutes by default.
+    assert_eq!(reply.body["expires_in"], 300);
     assert_eq!(reply.str("scope"), "tasks.read tasks.write");
     assert_eq!(reply.str("resource"), TASKS);
     assert_eq!(reply.headers["pragma"], "no-cache");

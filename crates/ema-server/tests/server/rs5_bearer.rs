@@ -355,9 +355,10 @@ async fn d26_access_token_algorithms_are_configurable() {
 #[tokio::test]
 async fn d7_access_token_leeway_is_configurable_and_capped() {
     let keys = ring(Algorithm::ES256);
-    // Issued with the default one-hour lifetime: expired 45 s and 90 s before NOW.
-    let late_45 = token(&keys, Some("tasks.read"), NOW.minus(3600 + 45));
-    let late_90 = token(&keys, Some("tasks.read"), NOW.minus(3600 + 90));
+    // Issued with the default lifetime: expired 45 s and 90 s before NOW.
+    let lifetime = ema_grant::access_token::DEFAULT_ACCESS_TOKEN_LIFETIME;
+    let late_45 = token(&keys, Some("tasks.read"), NOW.minus(lifetime + 45));
+    let late_90 = token(&keys, Some("tasks.read"), NOW.minus(lifetime + 90));
     let with = |leeway: Option<u64>| {
         let mut b = builder(&keys).cache_capacity(0);
         if let Some(secs) = leeway {
