@@ -80,7 +80,7 @@ fn jwt_bearer_success_response_and_access_token() {
     assert_eq!(c.client_id, CLIENT);
     assert_eq!(scope_of(&c).as_deref(), Some("tasks.read tasks.write"));
     assert_eq!(c.iat, NOW);
-    assert_eq!(c.exp, NOW.plus(3600));
+    assert_eq!(c.exp, NOW.plus(300)); // RV-24, D-40
     assert!(c.jti.as_str().len() >= 16);
     assert_ne!(c.jti.as_str(), jag_claims["jti"].as_str().unwrap());
     assert_eq!(c.groups, ["eng"]);
