@@ -1,6 +1,11 @@
 //! The bearer layer's revocation check (RV-15, RV-16, RV-17, RV-28, D-38): every request,
 //! cache hits included, is judged against the mirror; revoked -> 401 `invalid_token` "token
 //! revoked"; a stale mirror -> 503 with `Retry-After`. Each refusal has its positive control.
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions may unwrap"
+)]
 
 use std::convert::Infallible;
 use std::sync::Arc;
