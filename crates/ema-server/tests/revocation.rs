@@ -450,3 +450,60 @@ mod as_routes {
         assert_eq!(kinds, ["revocation_applied"]);
     }
 }
+
+// RV-15: a revoked DPoP-bound token is refused with the DPoP challenge; before the revocation
+// the same token with a fresh proof is served.
+#[tokio::test]
+async fn rv15_revoked_dpop_token_gets_a_dpop_challenge() {
+    let w = world();
+    let holder = SigningKey::generate(Algorithm::ES256, None).unwrap();
+    let issuer = AccessTokenIssuer::new(Issuer::new(AS), w.keys.clone());
+    let mut claims = issuer
+        .claims(
+            USER.into(),
+            Resource::new(RESOURCE),
+            ClientId::new("tc_1"),
+            NOW,
+        )
+        .unwrap();
+    claims.scope = Some(ScopeSet::parse("tasks.read").unwrap());
+    claims.cnf_jkt = Some(holder.verifying_key().thumbprint().to_owned());
+    let token = issuer.sign(&claims).unwrap();
+    let proof = |jti: &str| {
+        let mut header = serde_json::Map::new();
+        header.insert("typ".into(), "dpop+jwt".into());
+        header.insert(
+            "jwk".into(),
+            serde_json::Value::Object(holder.verifying_key().public_jwk().clone()),
+        );
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+        let claims = serde_json::json!({
+            "jti": jti, "htm": "POST", "htu": RESOURCE, "iat": NOW.as_secs(),
+            "ath": ema_jose::base64url::encode(hash.as_ref()),
+        });
+        holder
+            .sign_with_header(header, claims.to_string().as_bytes())
+            .unwrap()
+    };
+    let call = |jti: &'static str| {
+        let req = Request::post("/mcp")
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof(jti))
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        ServiceExt::<Request<Body>>::oneshot(w.app.clone(), req)
+    };
+    let ok = call("p1").await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    w.revoke(NOW);
+    let refused = call("p2").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("DPoP "), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
+    assert!(challenge.contains("token revoked"), "{challenge}");
+}
