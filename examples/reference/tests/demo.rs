@@ -22,6 +22,7 @@ fn demo_script_passes() {
         "list_notes -> error -32042 (URL elicitation)",
         "refreshes at the provider: 0 -> 1",
         "\"outcome\":\"revoked\"",
+        "token revoked",
     ] {
         assert!(
             stdout.contains(expected),

@@ -12,7 +12,7 @@
 //! send nothing else at the IdP (each client has one method, D-24).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ema_client::{
     ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
@@ -127,6 +127,20 @@ impl Script {
         .await
     }
 
+    /// The status of an `initialize` with `token`, printing nothing.
+    async fn call_mcp_quiet(&self, token: Option<&str>) -> Result<u16, reqwest::Error> {
+        let mut req = self
+            .http
+            .post(&self.mcp)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}"#);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        Ok(req.send().await?.status().as_u16())
+    }
+
     async fn call_mcp(&self, token: Option<&str>) -> Result<Reply, reqwest::Error> {
         let mut req = self
             .http
@@ -238,14 +252,16 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
         add_post_client(&mut idp_config);
     }
     let idp_app = servers::idp_app(&idp_config, &idp, clock.clone())?;
-    let as_app = servers::authorization_server_app(
+    // The MCP server follows the authorization server's revocation ledger (in process here;
+    // RV-15): a subject revoked at the authorization server is refused on the next request.
+    let (as_app, ledger) = servers::authorization_server_app_and_ledger(
         &defaults::authorization_server(&idp, &auth_server, &mcp, &notes),
         &auth_server,
         clock.clone(),
     )?;
     let mut mcp_config = defaults::mcp_server(&auth_server, &mcp_base);
     mcp_config.vault = Some(defaults::vault(&notes_provider_url));
-    let mcp_app = servers::mcp_app(&mcp_config, &mcp_base, clock.clone())?;
+    let mcp_app = servers::mcp_app_with_ledger(&mcp_config, &mcp_base, clock.clone(), ledger)?;
     for (listener, app) in [
         (idp_listener, idp_app),
         (as_listener, as_app),
@@ -405,7 +421,7 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let started = Instant::now();
     let session = Arc::new(
         client
-            .session(&url::Url::parse(&mcp)?, Secret::new(ana_id_token))
+            .session(&url::Url::parse(&mcp)?, Secret::new(ana_id_token.clone()))
             .await?,
     );
     // The agent declares the EMA extension in its MCP capabilities (CL-15).
@@ -532,7 +548,16 @@ async fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     );
     agent.cancel().await?;
 
-    notes_steps(&mut s, &session, &notes_provider, &shifted, &mcp_base).await?;
+    notes_steps(
+        &mut s,
+        &session,
+        &notes_provider,
+        &shifted,
+        &mcp_base,
+        &access_token,
+    )
+    .await?;
+    revocation_steps(&mut s, &ana_id_token, &access_token).await?;
     Ok(s.failures)
 }
 
@@ -601,6 +626,7 @@ async fn notes_steps(
     provider: &NotesProvider,
     clock: &ShiftedClock,
     mcp_base: &str,
+    access_token: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let agent = ema_client_config()
         .serve(EmaHttpClient::new(session.clone())?.into_transport())
@@ -678,6 +704,19 @@ async fn notes_steps(
     println!(
         "   (the clock moves {NOTES_CLOCK_STEP} s: the {NOTES_TOKEN_LIFETIME} s token is within the vault's 60 s refresh skew)"
     );
+    // The MCP server's copy of the revocation ledger is dated by the same clock: after the jump
+    // it looks 100 s old, past its 60 s staleness bound, and the server answers 503 (RV-16,
+    // fail closed) until its next sync, at most a second later. Wait for that, bounded.
+    let started = Instant::now();
+    while s.call_mcp_quiet(Some(access_token)).await? == 503
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "   (the MCP server's revocation mirror caught up with the clock in {} ms)",
+        started.elapsed().as_millis()
+    );
     let before = provider.refreshes();
     let listed = call_notes_tool(&agent, "list_notes", serde_json::json!({})).await?;
     println!(
@@ -713,5 +752,91 @@ async fn notes_steps(
         matches!(again, Outcome::Connect { .. }),
     );
     agent.cancel().await?;
+    Ok(())
+}
+
+/// Offboarding at the IdP (issue 13, first part): the admin disables ana at the IdP, which then
+/// refuses her token exchanges (RV-1), and revokes her at the authorization server (what the
+/// IdP's Shared Signals push will do by itself once the receiver exists); the MCP server's
+/// mirror of the ledger refuses her still-unexpired access token (RV-15).
+/// ana's subject at the reference IdP (the development defaults).
+const ANA_IDP_SUBJECT: &str = "00u8k2Lq91";
+
+async fn revocation_steps(
+    s: &mut Script,
+    ana_id_token: &str,
+    access_token: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    s.step("ana is disabled at the IdP: her next token exchange is refused (RV-1)");
+    let r = s
+        .http
+        .post(format!(
+            "{}{}",
+            s.idp,
+            ema_examples::admin::IDP_ADMIN_USERS_PATH
+        ))
+        .bearer_auth(defaults::DEV_IDP_ADMIN_SECRET)
+        .json(&serde_json::json!({"subject": ANA_IDP_SUBJECT, "action": "disable"}))
+        .send()
+        .await?;
+    println!(
+        "   POST {}{} -> {}",
+        s.idp,
+        ema_examples::admin::IDP_ADMIN_USERS_PATH,
+        r.status().as_u16()
+    );
+    let disabled = r.status().as_u16() == 200;
+    let mcp = s.mcp.clone();
+    let r = s.exchange(ana_id_token, &mcp, "tasks.read").await?;
+    println!(
+        "   error: {} ({})",
+        text(&r.body, "error"),
+        text(&r.body, "error_description")
+    );
+    s.expect(
+        "the IdP takes the change and answers 400 invalid_grant",
+        disabled && r.status == 400 && text(&r.body, "error") == "invalid_grant",
+    );
+
+    s.step("...and at the authorization server: her unexpired access token dies at the MCP server (RV-15)");
+    let r = s.call_mcp(Some(access_token)).await?;
+    let before = r.status;
+    let revoke = format!("{}{}", s.auth_server, ema_server::ADMIN_REVOKE_PATH);
+    let r = s
+        .http
+        .post(&revoke)
+        .bearer_auth(defaults::DEV_AS_ADMIN_SECRET)
+        .json(&serde_json::json!({"subject": "u-17", "action": "disable"}))
+        .send()
+        .await?;
+    println!("   POST {revoke} -> {}", r.status().as_u16());
+    let revoked = r.status().as_u16() == 200;
+    // The MCP server's mirror follows the ledger every second; wait for it, bounded.
+    let started = Instant::now();
+    while s.call_mcp_quiet(Some(access_token)).await? == 200
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = s.call_mcp(Some(access_token)).await?;
+    let challenge = after
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    println!(
+        "   refused {} ms after the revocation: {} {challenge}",
+        started.elapsed().as_millis(),
+        after.status
+    );
+    s.expect(
+        "accepted before, 401 invalid_token (token revoked) after",
+        before == 200
+            && revoked
+            && after.status == 401
+            && challenge.contains("invalid_token")
+            && challenge.contains("token revoked"),
+    );
     Ok(())
 }
