@@ -36,6 +36,8 @@ pub mod form;
 mod issuance;
 pub mod jwt_bearer;
 pub mod replay;
+#[cfg(feature = "redis")]
+pub mod redis_store;
 pub mod revocation;
 pub mod revoke;
 mod scope_log;
@@ -74,6 +76,8 @@ pub use replay::{
     DynReplayStore, ErasedReplayStore, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind,
     ReplayStore, Seen,
 };
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisReplayStore, RedisSetupError};
 pub use revocation::{
     Cursor, DynRevocationLedger, ErasedRevocationLedger, LedgerChange, LedgerChanges, LedgerError,
     LedgerMirror, LedgerSnapshot, LedgerVerdict, MemoryLedger, MirrorVerdict, RevocationKind,

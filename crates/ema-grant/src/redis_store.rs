@@ -1,0 +1,308 @@
+//! Shared state on Redis (feature `redis`): the [`RedisReplayStore`], so that single-use
+//! identifiers stay single-use across every authorization-server instance that shares one
+//! Redis (SEC-1, AS-7, D-6).
+//!
+//! Every store talks to Redis through the `redis` crate's multiplexed
+//! [`ConnectionManager`](::redis::aio::ConnectionManager): one connection, cheap to clone,
+//! re-established in the background after a failure. Each command is bounded by a timeout
+//! (default [`DEFAULT_TIMEOUT`]); past it, or with Redis unreachable, the store answers
+//! [`ReplayError::Unavailable`] and the token endpoint fails closed with 503
+//! `temporarily_unavailable`. Nothing needs a restart when Redis comes back.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ema_jose::UnixTime;
+
+use crate::replay::{ReplayError, ReplayKey, ReplayStore, Seen};
+
+/// The default bound on one Redis command, connection included: 250 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// The default key prefix: every key this crate writes starts with `ema:`.
+pub const DEFAULT_PREFIX: &str = "ema";
+
+/// The longest key prefix accepted, in bytes.
+pub const MAX_PREFIX_LEN: usize = 64;
+
+/// Why a Redis-backed store could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisSetupError {
+    /// The URL is not a Redis URL the client understands (`redis://`, `rediss://`,
+    /// `redis+unix://`, `unix://`).
+    #[error("invalid Redis URL: {reason}")]
+    InvalidUrl {
+        /// What the client said.
+        reason: String,
+    },
+    /// The key prefix is empty, longer than [`MAX_PREFIX_LEN`] bytes, or holds a character
+    /// other than ASCII letters, digits, `-`, `_`, `.`, `:` and `{}`.
+    #[error("invalid Redis key prefix {prefix:?}: 1 to 64 of A-Z a-z 0-9 - _ . : {{ }}")]
+    InvalidPrefix {
+        /// The prefix given.
+        prefix: String,
+    },
+}
+
+/// Opens a [`ConnectionManager`] for `url` without connecting yet: the first command connects,
+/// so a server may start while Redis is still down (its requests fail closed until Redis
+/// answers). Reconnection attempts back off up to one second and each is bounded by
+/// `timeout`.
+///
+/// # Errors
+///
+/// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL.
+pub fn connect_lazy(url: &str, timeout: Duration) -> Result<ConnectionManager, RedisSetupError> {
+    let invalid = |e: ::redis::RedisError| RedisSetupError::InvalidUrl {
+        reason: e.to_string(),
+    };
+    let client = ::redis::Client::open(url).map_err(invalid)?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)
+}
+
+pub(crate) fn check_prefix(prefix: &str) -> Result<(), RedisSetupError> {
+    let ok = !prefix.is_empty()
+        && prefix.len() <= MAX_PREFIX_LEN
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:{}".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(RedisSetupError::InvalidPrefix {
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+/// Runs one Redis command under `timeout`, mapping every failure to a reason string.
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = ::redis::RedisResult<T>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("{what}: {e}")),
+        Err(_) => Err(format!("{what}: no answer within {} ms", timeout.as_millis())),
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// A [`ReplayStore`] on Redis, shared by every instance that points at the same Redis and
+/// prefix (SEC-1, AS-7).
+///
+/// Each check is one atomic `SET {prefix}:rp:{digest} 1 NX PX {ttl}`: the key is the hex
+/// SHA-256 [`ReplayKey::digest`] of (kind, issuer, `jti`), so keys have a fixed size whatever
+/// the token carries; the TTL is the time left until `expires_at` (which the grants already
+/// extend by their clock leeway), at least one second, counted by Redis itself so that the
+/// instances' clocks do not matter. Redis unreachable, failing or slower than the timeout
+/// (default [`DEFAULT_TIMEOUT`]) gives [`ReplayError::Unavailable`]: the token endpoint
+/// answers 503 `temporarily_unavailable` and issues nothing.
+///
+/// Clones share the connection. Requires a Tokio runtime with the time driver.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use ema_grant::{DynReplayStore, RedisReplayStore};
+///
+/// let store = RedisReplayStore::open("redis://127.0.0.1:6379/")?
+///     .with_prefix("tasks-as")?
+///     .with_timeout(Duration::from_millis(100));
+/// // One store for the jwt-bearer grant, client assertions and DPoP proofs:
+/// let shared = DynReplayStore::new(store);
+/// # let _ = shared; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisReplayStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    timeout: Duration,
+}
+
+impl RedisReplayStore {
+    /// A store over a lazily connected [`ConnectionManager`] for `url` (see [`connect_lazy`]),
+    /// with the prefix [`DEFAULT_PREFIX`] and the timeout [`DEFAULT_TIMEOUT`].
+    ///
+    /// # Errors
+    ///
+    /// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL.
+    pub fn open(url: &str) -> Result<Self, RedisSetupError> {
+        Ok(Self::new(connect_lazy(url, DEFAULT_TIMEOUT)?))
+    }
+
+    /// A store over an existing connection, for sharing it with other Redis users.
+    pub fn new(conn: ConnectionManager) -> Self {
+        Self {
+            conn,
+            prefix: Arc::from(DEFAULT_PREFIX),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Puts every key under `prefix` (default [`DEFAULT_PREFIX`]): instances share entries
+    /// exactly when they share the Redis and the prefix.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisSetupError::InvalidPrefix`] for an empty, long or unusual prefix.
+    pub fn with_prefix(mut self, prefix: &str) -> Result<Self, RedisSetupError> {
+        check_prefix(prefix)?;
+        self.prefix = Arc::from(prefix);
+        Ok(self)
+    }
+
+    /// Bounds each check (default [`DEFAULT_TIMEOUT`]); a slower answer counts as Redis
+    /// being unavailable.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The connection, to share with other Redis users (the revocation ledger).
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The timeout of one check.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The Redis key of `key`: `{prefix}:rp:{hex sha-256 digest}`.
+    pub fn redis_key(&self, key: ReplayKey<'_>) -> String {
+        format!("{}:rp:{}", self.prefix, hex(&key.digest()))
+    }
+
+    async fn set_nx(&self, key: String, ttl_ms: u64) -> Result<Seen, ReplayError> {
+        let mut conn = self.conn.clone();
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(&key).arg(1).arg("NX").arg("PX").arg(ttl_ms);
+        let reply: Option<String> = bounded(self.timeout, "SET NX", cmd.query_async(&mut conn))
+            .await
+            .map_err(|reason| ReplayError::Unavailable { reason })?;
+        match reply.as_deref() {
+            Some("OK") => Ok(Seen::First),
+            None => Ok(Seen::Again),
+            Some(other) => Err(ReplayError::Unavailable {
+                reason: format!("SET NX: unexpected reply {other:?}"),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for RedisReplayStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisReplayStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReplayStore for RedisReplayStore {
+    fn check_and_insert(
+        &self,
+        key: ReplayKey<'_>,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<Seen, ReplayError>> + Send {
+        let redis_key = self.redis_key(key);
+        let ttl_ms = expires_at
+            .as_secs()
+            .saturating_sub(now.as_secs())
+            .max(1)
+            .saturating_mul(1000);
+        self.set_nx(redis_key, ttl_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replay::ReplayKind;
+
+    #[test]
+    fn prefixes() {
+        for good in ["ema", "tasks-as:eu", "{as}", "a.b_c"] {
+            assert_eq!(check_prefix(good), Ok(()), "{good}");
+        }
+        let long = "x".repeat(MAX_PREFIX_LEN + 1);
+        for bad in ["", "a b", "a\r\nFLUSHALL", "é", long.as_str()] {
+            assert!(check_prefix(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_url_is_a_typed_error() {
+        assert!(matches!(
+            connect_lazy("http://127.0.0.1/", DEFAULT_TIMEOUT),
+            Err(RedisSetupError::InvalidUrl { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn keys_have_a_fixed_size_whatever_the_jti() {
+        let store = RedisReplayStore::open("redis+unix:///nonexistent/redis.sock").unwrap();
+        let long = "j".repeat(10_000);
+        let a = store.redis_key(ReplayKey {
+            kind: ReplayKind::IdJag,
+            issuer: "https://idp.example",
+            jti: &long,
+        });
+        let b = store.redis_key(ReplayKey {
+            kind: ReplayKind::DpopProof,
+            issuer: "https://idp.example",
+            jti: "j",
+        });
+        assert_eq!(a.len(), "ema:rp:".len() + 64);
+        assert_eq!(a.len(), b.len());
+        assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn unreachable_redis_fails_closed_within_the_timeout() {
+        // SEC-1: no socket at that path, so every check is `Unavailable`, never `First`.
+        let store = RedisReplayStore::open("redis+unix:///nonexistent/redis.sock")
+            .unwrap()
+            .with_timeout(Duration::from_millis(100));
+        let key = ReplayKey {
+            kind: ReplayKind::IdJag,
+            issuer: "https://idp.example",
+            jti: "j1",
+        };
+        let now = UnixTime::from_secs(1_000);
+        let started = std::time::Instant::now();
+        let result = store.check_and_insert(key, now.plus(300), now).await;
+        assert!(
+            matches!(result, Err(ReplayError::Unavailable { .. })),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
