@@ -117,7 +117,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// extend by their clock leeway), at least one second, counted by Redis itself so that the
 /// instances' clocks do not matter. Redis unreachable, failing or slower than the timeout
 /// (default [`DEFAULT_TIMEOUT`]) gives [`ReplayError::Unavailable`]: the token endpoint
-/// answers 503 `temporarily_unavailable` and issues nothing.
+/// answers 503 `temporarily_unavailable` and issues nothing. A check that timed out may still
+/// have reached Redis and recorded the key: that identifier is then spent although no token
+/// was issued for it (a timeout cannot tell), and the client fetches a new one.
 ///
 /// Clones share the connection. Requires a Tokio runtime with the time driver.
 ///

@@ -16,6 +16,9 @@
 //! - `guide`: the code of `docs/validating-access-tokens.md`, verbatim (`oracle` runs it);
 //! - `oracle`: every token minted through `Fx::send` validates under `jsonwebtoken` as a
 //!   downstream service would check it (the interoperability oracle);
+//! - `redis` (feature `redis`): two grants sharing one private `redis-server` redeem each
+//!   ID-JAG and DPoP proof once; Redis stopped or slow fails closed (503) and recovers by
+//!   itself (`redis_server` starts the server; it must be on `PATH`);
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
 //!
 //! Every test runs at the fixed time `support::NOW`; nothing reads the wall clock or sleeps.
@@ -53,6 +56,12 @@ mod issuance;
 mod jwt_bearer_matrix;
 #[cfg(test)]
 mod oracle;
+#[cfg(test)]
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(test)]
+#[cfg(feature = "redis")]
+mod redis_server;
 #[cfg(test)]
 mod revocation;
 #[cfg(test)]
