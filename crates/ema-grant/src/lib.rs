@@ -35,9 +35,11 @@ pub mod exchange;
 pub mod form;
 mod issuance;
 pub mod jwt_bearer;
-pub mod replay;
+#[cfg(feature = "redis")]
+pub mod redis_ledger;
 #[cfg(feature = "redis")]
 pub mod redis_store;
+pub mod replay;
 pub mod revocation;
 pub mod revoke;
 mod scope_log;
@@ -72,12 +74,14 @@ pub use issuance::{IdJagIssuance, IdJagRedemption};
 pub use jwt_bearer::{
     AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error, request_error,
 };
+#[cfg(feature = "redis")]
+pub use redis_ledger::RedisLedger;
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisReplayStore, RedisSetupError};
 pub use replay::{
     DynReplayStore, ErasedReplayStore, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind,
     ReplayStore, Seen,
 };
-#[cfg(feature = "redis")]
-pub use redis_store::{RedisReplayStore, RedisSetupError};
 pub use revocation::{
     Cursor, DynRevocationLedger, ErasedRevocationLedger, LedgerChange, LedgerChanges, LedgerError,
     LedgerMirror, LedgerSnapshot, LedgerVerdict, MemoryLedger, MirrorVerdict, RevocationKind,

@@ -94,7 +94,10 @@ pub(crate) async fn bounded<T>(
     match tokio::time::timeout(timeout, fut).await {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(e)) => Err(format!("{what}: {e}")),
-        Err(_) => Err(format!("{what}: no answer within {} ms", timeout.as_millis())),
+        Err(_) => Err(format!(
+            "{what}: no answer within {} ms",
+            timeout.as_millis()
+        )),
     }
 }
 

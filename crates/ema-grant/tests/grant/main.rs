@@ -19,6 +19,8 @@
 //! - `redis` (feature `redis`): two grants sharing one private `redis-server` redeem each
 //!   ID-JAG and DPoP proof once; Redis stopped or slow fails closed (503) and recovers by
 //!   itself (`redis_server` starts the server; it must be on `PATH`);
+//! - `redis_ledger` (feature `redis`): the revocation ledger on Redis and mirrors tailing its
+//!   stream across killed connections, a trimmed stream and a Redis restart;
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
 //!
 //! Every test runs at the fixed time `support::NOW`; nothing reads the wall clock or sleeps.
@@ -59,6 +61,9 @@ mod oracle;
 #[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(test)]
+#[cfg(feature = "redis")]
+mod redis_ledger;
 #[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis_server;

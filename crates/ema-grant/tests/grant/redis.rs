@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ema_grant::{JwtBearerGrant, RedisReplayStore, ReplayKey, ReplayKind, ReplayStore, Seen};
-use ema_jose::{StaticKeySource, TimeOptions};
 use ema_id_jag::Directory;
+use ema_jose::{StaticKeySource, TimeOptions};
 use serde_json::json;
 use tokio::sync::Barrier;
 
@@ -72,7 +72,11 @@ async fn sec1_same_id_jag_at_two_instances_is_redeemed_once_per_round() {
         wins[winners[0]] += 1;
         let loser = &replies[1 - winners[0]];
         assert_eq!((loser.status, loser.error()), (400, "invalid_grant"));
-        assert!(loser.description().contains("already used"), "{}", loser.raw);
+        assert!(
+            loser.description().contains("already used"),
+            "{}",
+            loser.raw
+        );
     }
     println!("redis replay: {ROUNDS} rounds, wins per instance {wins:?}");
 }
@@ -118,7 +122,11 @@ async fn sec1_same_dpop_proof_at_two_instances_is_accepted_once() {
         )
         .await;
         let ok = replies.iter().filter(|r| r.status == 200).count();
-        assert_eq!(ok, 1, "round {round}: {} / {}", replies[0].raw, replies[1].raw);
+        assert_eq!(
+            ok, 1,
+            "round {round}: {} / {}",
+            replies[0].raw, replies[1].raw
+        );
         let loser = replies.iter().find(|r| r.status != 200).expect("a loser");
         assert_eq!(loser.error(), "invalid_dpop_proof", "{}", loser.raw);
     }
@@ -158,10 +166,19 @@ async fn key_layout_and_ttl_is_the_remaining_lifetime_plus_leeway() {
         issuer: "client-1",
         jti: "a1",
     };
-    assert_eq!(store.check_and_insert(k, NOW.plus(10), NOW).await, Ok(Seen::First));
-    assert_eq!(store.check_and_insert(k, NOW.plus(10), NOW).await, Ok(Seen::Again));
+    assert_eq!(
+        store.check_and_insert(k, NOW.plus(10), NOW).await,
+        Ok(Seen::First)
+    );
+    assert_eq!(
+        store.check_and_insert(k, NOW.plus(10), NOW).await,
+        Ok(Seen::Again)
+    );
     let late = ReplayKey { jti: "a2", ..k };
-    assert_eq!(store.check_and_insert(late, NOW, NOW.plus(5)).await, Ok(Seen::First));
+    assert_eq!(
+        store.check_and_insert(late, NOW, NOW.plus(5)).await,
+        Ok(Seen::First)
+    );
     let pttl: u64 = server.command(&["PTTL", &store.redis_key(late)])[1..]
         .trim()
         .parse()
@@ -174,7 +191,12 @@ async fn redis_stopped_mid_run_fails_closed_and_service_resumes_without_restart(
     let mut server = RedisServer::start();
     let fx = Fx::new();
     let grant = instance(&fx, &server, "ema");
-    assert_eq!(send(&grant, &Req::bearer(&fx.jag(json!({}))).build()).await.status, 200);
+    assert_eq!(
+        send(&grant, &Req::bearer(&fx.jag(json!({}))).build())
+            .await
+            .status,
+        200
+    );
 
     server.stop();
     let jag = fx.jag(json!({}));
@@ -218,11 +240,22 @@ async fn redis_slower_than_the_timeout_fails_closed() {
     let grant = fx.jwt_bearer(fx.as_key_source(), directory(), store);
     let jag = fx.jag(json!({}));
     // Redis holds every write for 1.5 s: the SET is not answered within 100 ms.
-    assert!(server.command(&["CLIENT", "PAUSE", "1500", "WRITE"]).starts_with("+OK"));
+    assert!(
+        server
+            .command(&["CLIENT", "PAUSE", "1500", "WRITE"])
+            .starts_with("+OK")
+    );
     let started = Instant::now();
     let reply = send(&grant, &Req::bearer(&jag).build()).await;
-    assert_eq!((reply.status, reply.error()), (503, "temporarily_unavailable"));
-    assert!(started.elapsed() < Duration::from_millis(1_000), "{:?}", started.elapsed());
+    assert_eq!(
+        (reply.status, reply.error()),
+        (503, "temporarily_unavailable")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "{:?}",
+        started.elapsed()
+    );
     // Control: once Redis answers again, tokens are issued again (a fresh ID-JAG each try).
     assert!(server.command(&["CLIENT", "UNPAUSE"]).starts_with("+OK"));
     let deadline = Instant::now() + Duration::from_secs(10);
