@@ -205,7 +205,8 @@ impl RedisLedger {
     ///
     /// # Errors
     ///
-    /// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL.
+    /// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL;
+    /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
     pub fn open(url: &str) -> Result<Self, RedisSetupError> {
         let conn = connect_lazy(url, DEFAULT_TIMEOUT)?;
         let tail = connect_lazy(url, DEFAULT_TIMEOUT + DEFAULT_BLOCK)?;

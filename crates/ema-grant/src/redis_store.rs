@@ -46,6 +46,9 @@ pub enum RedisSetupError {
         /// The prefix given.
         prefix: String,
     },
+    /// Called outside a Tokio runtime: the connection's background tasks need one.
+    #[error("a Redis connection must be opened inside a Tokio runtime")]
+    NoRuntime,
 }
 
 /// Opens a [`ConnectionManager`] for `url` without connecting yet: the first command connects,
@@ -55,8 +58,12 @@ pub enum RedisSetupError {
 ///
 /// # Errors
 ///
-/// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL.
+/// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL;
+/// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
 pub fn connect_lazy(url: &str, timeout: Duration) -> Result<ConnectionManager, RedisSetupError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RedisSetupError::NoRuntime);
+    }
     let invalid = |e: ::redis::RedisError| RedisSetupError::InvalidUrl {
         reason: e.to_string(),
     };
@@ -151,7 +158,8 @@ impl RedisReplayStore {
     ///
     /// # Errors
     ///
-    /// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL.
+    /// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL;
+    /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
     pub fn open(url: &str) -> Result<Self, RedisSetupError> {
         Ok(Self::new(connect_lazy(url, DEFAULT_TIMEOUT)?))
     }
@@ -263,12 +271,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn invalid_url_is_a_typed_error() {
+    #[tokio::test]
+    async fn invalid_url_is_a_typed_error() {
         assert!(matches!(
             connect_lazy("http://127.0.0.1/", DEFAULT_TIMEOUT),
             Err(RedisSetupError::InvalidUrl { .. })
         ));
+        assert!(connect_lazy("redis://127.0.0.1:6379/", DEFAULT_TIMEOUT).is_ok());
+    }
+
+    #[test]
+    fn outside_a_runtime_is_a_typed_error_not_a_panic() {
+        assert_eq!(
+            RedisReplayStore::open("redis://127.0.0.1:6379/").map(|_| ()),
+            Err(RedisSetupError::NoRuntime)
+        );
     }
 
     #[tokio::test]

@@ -407,6 +407,15 @@ pub struct AuthorizationServerConfig {
     /// `/revoke` and the ID-JAG check (RV-11), and the admin revoke route.
     #[serde(default)]
     pub revocation: AsRevocationConfig,
+    /// Redis shared by several instances of this server (`redis://host:6379/`, `rediss://`,
+    /// `redis+unix:///path/redis.sock`): the replay store of ID-JAG, client-assertion and DPoP
+    /// `jti`s, so each is single-use across every instance. Absent: in-memory (one instance).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The key prefix in Redis (default `ema`): instances share state when they share the URL
+    /// and the prefix.
+    #[serde(default)]
+    pub redis_prefix: Option<String>,
 }
 
 fn default_lifetime() -> u64 {
@@ -833,6 +842,8 @@ pub mod defaults {
             revocation: AsRevocationConfig {
                 admin_secret: Some(DEV_AS_ADMIN_SECRET.into()),
             },
+            redis_url: None,
+            redis_prefix: None,
         }
     }
 

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use axum::Router;
 use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
 use ema_grant::{
-    AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, GroupPolicy, GroupRule,
-    JwtBearerGrant, PolicyDecision, PolicyRequest, RegisteredClient, Revoker, SsoProvider,
-    TargetServer, TokenExchangeGrant, User,
+    AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, DynReplayStore, GroupPolicy,
+    GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisReplayStore, RegisteredClient,
+    Revoker, SsoProvider, TargetServer, TokenExchangeGrant, User,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry, ScopeSet,
@@ -404,6 +404,10 @@ pub fn authorization_server_parts(
     .token_endpoint(&token_endpoint)
     // RV-11, RV-14: the in-memory ledger of one instance (a shared backend replaces it).
     .revoker(Revoker::new(MemoryLedger::new(), issuer))
+    .replay_store(replay_store(
+        cfg.redis_url.as_deref(),
+        cfg.redis_prefix.as_deref(),
+    )?)
     .build()
     .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut metadata =
@@ -433,6 +437,33 @@ pub const REVOCATION_PATH: &str = "/revoke";
 
 /// How often [`mcp_app_with_ledger`] brings its revocation mirror up to date.
 pub const MIRROR_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The replay store of a server: on Redis when `redis_url` is set (shared by every instance
+/// with the same URL and prefix; connects lazily and fails closed with 503 while Redis is
+/// unreachable), else in memory.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for a URL or prefix the Redis client refuses.
+pub fn replay_store(
+    redis_url: Option<&str>,
+    redis_prefix: Option<&str>,
+) -> Result<DynReplayStore, ConfigError> {
+    let Some(url) = redis_url else {
+        if redis_prefix.is_some() {
+            return Err(ConfigError::Invalid(
+                "redis_prefix is set without redis_url".into(),
+            ));
+        }
+        return Ok(DynReplayStore::default());
+    };
+    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
+    let mut store = RedisReplayStore::open(url).map_err(invalid)?;
+    if let Some(prefix) = redis_prefix {
+        store = store.with_prefix(prefix).map_err(invalid)?;
+    }
+    Ok(DynReplayStore::new(store))
+}
 
 /// The MCP server (task list tools over Streamable HTTP) at `public_url`.
 pub fn mcp_app(

@@ -388,6 +388,45 @@ mod settings {
     }
 
     #[test]
+    fn redis_settings_are_checked() {
+        // A shared replay store only with a Redis URL the client understands and a sane prefix
+        // (and inside a runtime, as the servers are).
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let guard = runtime.enter();
+        for (url, prefix, why) in [
+            (Some("http://127.0.0.1:6379/"), None, "invalid Redis URL"),
+            (Some("redis://127.0.0.1:6379/"), Some("a b"), "invalid Redis key prefix"),
+            (Some("redis://127.0.0.1:6379/"), Some(""), "invalid Redis key prefix"),
+            (None, Some("ema"), "redis_prefix is set without redis_url"),
+        ] {
+            let mut cfg = auth_server();
+            cfg.redis_url = url.map(str::to_owned);
+            cfg.redis_prefix = prefix.map(str::to_owned);
+            let message = as_error(&cfg);
+            assert!(message.contains(why), "{message}");
+        }
+        // Positive controls: the connection is lazy, so a server builds while Redis is down
+        // (its token requests fail closed with 503 until Redis answers).
+        for (url, prefix) in [
+            ("redis://127.0.0.1:6379/", None),
+            ("redis+unix:///nonexistent/redis.sock", Some("tasks-as")),
+        ] {
+            let mut cfg = auth_server();
+            cfg.redis_url = Some(url.to_owned());
+            cfg.redis_prefix = prefix.map(str::to_owned);
+            assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
+        }
+        // Outside a runtime: an error, not a panic.
+        drop(guard);
+        let mut cfg = auth_server();
+        cfg.redis_url = Some("redis://127.0.0.1:6379/".into());
+        assert!(as_error(&cfg).contains("Tokio runtime"));
+    }
+
+    #[test]
     fn d26_algorithm_names_are_checked() {
         for (list, why) in [
             (&["HS256"][..], "unknown algorithm `HS256`"),
