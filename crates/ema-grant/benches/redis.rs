@@ -173,7 +173,10 @@ fn bench(c: &mut Criterion) {
     let (mut ratios, mut rows): (Vec<f64>, Vec<Row>) = (Vec::new(), Vec::new());
     for round in 0..5 {
         let mut round_rps = [0.0; 2];
-        for (i, (name, g)) in [("memory", &memory), ("redis", &redis)].into_iter().enumerate() {
+        for (i, (name, g)) in [("memory", &memory), ("redis", &redis)]
+            .into_iter()
+            .enumerate()
+        {
             let bodies: Vec<_> = (0..N).map(|_| body(&idp)).collect();
             let (rps, lat) = load(&rt, g, bodies, TASKS);
             round_rps[i] = rps;
@@ -187,9 +190,8 @@ fn bench(c: &mut Criterion) {
         ratios.push(round_rps[1] / round_rps[0]);
     }
     for name in ["memory", "redis"] {
-        let of = |f: &dyn Fn(&Row) -> f64| {
-            median(rows.iter().filter(|r| r.0 == name).map(f).collect())
-        };
+        let of =
+            |f: &dyn Fn(&Row) -> f64| median(rows.iter().filter(|r| r.0 == name).map(f).collect());
         println!(
             "median {name}: {:.0} requests/s, p50 {:.1} µs, p99 {:.1} µs",
             of(&|r| r.1),

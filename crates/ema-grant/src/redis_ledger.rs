@@ -35,6 +35,7 @@ use ema_jose::UnixTime;
 
 use crate::redis_store::{
     DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisSetupError, bounded, check_prefix, connect_lazy, hex,
+    manager,
 };
 use crate::revocation::{
     Cursor, DEFAULT_RETENTION, LedgerChange, LedgerChanges, LedgerError, LedgerMirror,
@@ -209,7 +210,9 @@ impl RedisLedger {
     /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
     pub fn open(url: &str) -> Result<Self, RedisSetupError> {
         let conn = connect_lazy(url, DEFAULT_TIMEOUT)?;
-        let tail = connect_lazy(url, DEFAULT_TIMEOUT + DEFAULT_BLOCK)?;
+        // No response timeout on the tail: each XREAD is bounded by the block time plus the
+        // command timeout, whatever `with_block` sets.
+        let tail = manager(url, DEFAULT_TIMEOUT, None)?;
         Ok(Self::new(conn, tail))
     }
 

@@ -3,7 +3,7 @@
 //! Redis (SEC-1, AS-7, D-6).
 //!
 //! Every store talks to Redis through the `redis` crate's multiplexed
-//! [`ConnectionManager`](::redis::aio::ConnectionManager): one connection, cheap to clone,
+//! [`ConnectionManager`]: one connection, cheap to clone,
 //! re-established in the background after a failure. Each command is bounded by a timeout
 //! (default [`DEFAULT_TIMEOUT`]); past it, or with Redis unreachable, the store answers
 //! [`ReplayError::Unavailable`] and the token endpoint fails closed with 503
@@ -61,6 +61,16 @@ pub enum RedisSetupError {
 /// [`RedisSetupError::InvalidUrl`] when `url` is not a Redis URL;
 /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
 pub fn connect_lazy(url: &str, timeout: Duration) -> Result<ConnectionManager, RedisSetupError> {
+    manager(url, timeout, Some(timeout))
+}
+
+/// [`connect_lazy`] with the per-command response timeout of its own (`None`: none, for a
+/// connection that blocks in `XREAD BLOCK`; the caller bounds each call).
+pub(crate) fn manager(
+    url: &str,
+    connect_timeout: Duration,
+    response_timeout: Option<Duration>,
+) -> Result<ConnectionManager, RedisSetupError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(RedisSetupError::NoRuntime);
     }
@@ -69,8 +79,8 @@ pub fn connect_lazy(url: &str, timeout: Duration) -> Result<ConnectionManager, R
     };
     let client = ::redis::Client::open(url).map_err(invalid)?;
     let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(response_timeout)
         .set_number_of_retries(2)
         .set_min_delay(Duration::from_millis(10))
         .set_max_delay(Duration::from_secs(1));

@@ -398,8 +398,16 @@ mod settings {
         let guard = runtime.enter();
         for (url, prefix, why) in [
             (Some("http://127.0.0.1:6379/"), None, "invalid Redis URL"),
-            (Some("redis://127.0.0.1:6379/"), Some("a b"), "invalid Redis key prefix"),
-            (Some("redis://127.0.0.1:6379/"), Some(""), "invalid Redis key prefix"),
+            (
+                Some("redis://127.0.0.1:6379/"),
+                Some("a b"),
+                "invalid Redis key prefix",
+            ),
+            (
+                Some("redis://127.0.0.1:6379/"),
+                Some(""),
+                "invalid Redis key prefix",
+            ),
             (None, Some("ema"), "redis_prefix is set without redis_url"),
         ] {
             let mut cfg = auth_server();
