@@ -3,98 +3,108 @@
 //! both at once is redeemed exactly once per round. Redis stopped: 503
 //! `temporarily_unavailable`; Redis back: tokens again, same apps, no restart.
 
+// `cfg(test)` marks the shared helper as test code for clippy's `allow-*-in-tests` settings.
+#[cfg(test)]
 #[path = "../../../crates/ema-grant/tests/grant/redis_server.rs"]
 #[allow(dead_code, unreachable_pub, reason = "shared with ema-grant's tests")]
 mod redis_server;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+// `cfg(test)`: test code for clippy's `allow-*-in-tests` settings, helpers included.
+#[cfg(test)]
+mod as_on_redis {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use ema_examples::config::defaults;
-use ema_examples::servers;
-use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
-use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, UnixTime};
-use http::{Request, StatusCode};
-use http_body_util::BodyExt;
-use tower::ServiceExt;
+    use axum::body::Body;
+    use ema_examples::config::defaults;
+    use ema_examples::servers;
+    use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
+    use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, UnixTime};
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
 
-const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+    const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
 
-async fn post(app: &axum::Router, jag: &str, resource: &str) -> (StatusCode, serde_json::Value) {
-    let body = format!(
-        "grant_type={}&assertion={jag}&resource={}",
-        ema_grant::form::encode_component(ema_grant::JWT_BEARER),
-        ema_grant::form::encode_component(resource)
-    );
-    let request = Request::post("/token")
-        .header("content-type", "application/x-www-form-urlencoded")
-        // tc_5f2a91:tc-secret
-        .header("authorization", "Basic dGNfNWYyYTkxOnRjLXNlY3JldA==")
-        .body(Body::from(body))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or_default())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sec1_two_reference_as_instances_on_one_redis() {
-    let mut server = redis_server::RedisServer::start();
-    let idp_keys = Arc::new(KeyRing::new(
-        SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
-    ));
-    let resource = format!("{}/mcp", defaults::MCP);
-    let mut cfg = defaults::authorization_server(
-        defaults::IDP,
-        defaults::AS,
-        &resource,
-        &format!("{}/notes", defaults::MCP),
-    );
-    cfg.trusted_issuers[0].jwks_url = None;
-    cfg.trusted_issuers[0].jwks = Some(idp_keys.jwks().to_public_json().to_string());
-    cfg.redis_url = Some(server.url());
-    cfg.redis_prefix = Some("as-test".into());
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
-    let one = servers::authorization_server_app(&cfg, defaults::AS, clock.clone()).unwrap();
-    let two = servers::authorization_server_app(&cfg, defaults::AS, clock).unwrap();
-    let idp = IdJagIssuer::new(Issuer::new(defaults::IDP), idp_keys);
-    let jag = || {
-        let mut g = IdJagGrant::new(
-            Subject::new("00u8k2Lq91"),
-            Issuer::new(defaults::AS),
-            ClientId::new("tc_5f2a91"),
+    async fn post(
+        app: &axum::Router,
+        jag: &str,
+        resource: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let body = format!(
+            "grant_type={}&assertion={jag}&resource={}",
+            ema_grant::form::encode_component(ema_grant::JWT_BEARER),
+            ema_grant::form::encode_component(resource)
         );
-        g.resources = vec![Resource::new(resource.as_str())];
-        g.scope = Some(ScopeSet::parse("tasks.read").unwrap());
-        idp.issue(g, NOW.minus(10)).unwrap().token
-    };
-
-    for round in 0..50 {
-        let j = jag();
-        let (a, b) = tokio::join!(post(&one, &j, &resource), post(&two, &j, &resource));
-        let ok = [&a, &b].iter().filter(|r| r.0 == StatusCode::OK).count();
-        assert_eq!(ok, 1, "round {round}: {a:?} / {b:?}");
-        let loser = if a.0 == StatusCode::OK { &b } else { &a };
-        assert_eq!(loser.0, StatusCode::BAD_REQUEST);
-        assert_eq!(loser.1["error"], "invalid_grant");
+        let request = Request::post("/token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            // tc_5f2a91:tc-secret
+            .header("authorization", "Basic dGNfNWYyYTkxOnRjLXNlY3JldA==")
+            .body(Body::from(body))
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
-    server.stop();
-    let (status, body) = post(&one, &jag(), &resource).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["error"], "temporarily_unavailable");
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sec1_two_reference_as_instances_on_one_redis() {
+        let mut server = super::redis_server::RedisServer::start();
+        let idp_keys = Arc::new(KeyRing::new(
+            SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
+        ));
+        let resource = format!("{}/mcp", defaults::MCP);
+        let mut cfg = defaults::authorization_server(
+            defaults::IDP,
+            defaults::AS,
+            &resource,
+            &format!("{}/notes", defaults::MCP),
+        );
+        cfg.trusted_issuers[0].jwks_url = None;
+        cfg.trusted_issuers[0].jwks = Some(idp_keys.jwks().to_public_json().to_string());
+        cfg.redis_url = Some(server.url());
+        cfg.redis_prefix = Some("as-test".into());
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+        let one = servers::authorization_server_app(&cfg, defaults::AS, clock.clone()).unwrap();
+        let two = servers::authorization_server_app(&cfg, defaults::AS, clock).unwrap();
+        let idp = IdJagIssuer::new(Issuer::new(defaults::IDP), idp_keys);
+        let jag = || {
+            let mut g = IdJagGrant::new(
+                Subject::new("00u8k2Lq91"),
+                Issuer::new(defaults::AS),
+                ClientId::new("tc_5f2a91"),
+            );
+            g.resources = vec![Resource::new(resource.as_str())];
+            g.scope = Some(ScopeSet::parse("tasks.read").unwrap());
+            idp.issue(g, NOW.minus(10)).unwrap().token
+        };
 
-    server.start_again();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, body) = post(&two, &jag(), &resource).await;
-        if status == StatusCode::OK {
-            break;
+        for round in 0..50 {
+            let j = jag();
+            let (a, b) = tokio::join!(post(&one, &j, &resource), post(&two, &j, &resource));
+            let ok = [&a, &b].iter().filter(|r| r.0 == StatusCode::OK).count();
+            assert_eq!(ok, 1, "round {round}: {a:?} / {b:?}");
+            let loser = if a.0 == StatusCode::OK { &b } else { &a };
+            assert_eq!(loser.0, StatusCode::BAD_REQUEST);
+            assert_eq!(loser.1["error"], "invalid_grant");
         }
+
+        server.stop();
+        let (status, body) = post(&one, &jag(), &resource).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(Instant::now() < deadline, "no recovery within 15 s");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(body["error"], "temporarily_unavailable");
+
+        server.start_again();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = post(&two, &jag(), &resource).await;
+            if status == StatusCode::OK {
+                break;
+            }
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+            assert!(Instant::now() < deadline, "no recovery within 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
