@@ -1,6 +1,6 @@
 //! The jwt-bearer grant with its replay store on Redis against the same grant with the
 //! in-memory store, in the same run (feature `redis`): criterion's per-request time for each,
-//! then requests/s and latency percentiles with 4 concurrent tasks on a 2-worker Tokio runtime,
+//! then requests/s and latency percentiles with 4 and 16 concurrent tasks on a 2-worker Tokio runtime,
 //! in alternating rounds. Redis is a private `redis-server` on a Unix socket (started and
 //! stopped by the bench; it must be on `PATH`). See docs/benchmarks.md.
 #![allow(missing_docs, reason = "criterion macros generate undocumented items")]
@@ -167,42 +167,45 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
 
-    // Concurrent load in alternating rounds; ratios taken inside each round.
+    // Concurrent load in alternating rounds; ratios taken inside each round. With more tasks
+    // the multiplexed connection pipelines more `SET`s per round trip.
     const N: usize = 4_000;
-    const TASKS: usize = 4;
-    let (mut ratios, mut rows): (Vec<f64>, Vec<Row>) = (Vec::new(), Vec::new());
-    for round in 0..5 {
-        let mut round_rps = [0.0; 2];
-        for (i, (name, g)) in [("memory", &memory), ("redis", &redis)]
-            .into_iter()
-            .enumerate()
-        {
-            let bodies: Vec<_> = (0..N).map(|_| body(&idp)).collect();
-            let (rps, lat) = load(&rt, g, bodies, TASKS);
-            round_rps[i] = rps;
-            rows.push((name, rps, pct(&lat, 0.5), pct(&lat, 0.99)));
+    for tasks in [4, 16] {
+        let (mut ratios, mut rows): (Vec<f64>, Vec<Row>) = (Vec::new(), Vec::new());
+        for round in 0..5 {
+            let mut round_rps = [0.0; 2];
+            for (i, (name, g)) in [("memory", &memory), ("redis", &redis)]
+                .into_iter()
+                .enumerate()
+            {
+                let bodies: Vec<_> = (0..N).map(|_| body(&idp)).collect();
+                let (rps, lat) = load(&rt, g, bodies, tasks);
+                round_rps[i] = rps;
+                rows.push((name, rps, pct(&lat, 0.5), pct(&lat, 0.99)));
+                println!(
+                    "{tasks} tasks, round {round} {name}: {rps:.0} requests/s, p50 {:?}, p99 {:?}",
+                    pct(&lat, 0.5),
+                    pct(&lat, 0.99)
+                );
+            }
+            ratios.push(round_rps[1] / round_rps[0]);
+        }
+        for name in ["memory", "redis"] {
+            let of = |f: &dyn Fn(&Row) -> f64| {
+                median(rows.iter().filter(|r| r.0 == name).map(f).collect())
+            };
             println!(
-                "round {round} {name}: {rps:.0} requests/s, p50 {:?}, p99 {:?}",
-                pct(&lat, 0.5),
-                pct(&lat, 0.99)
+                "{tasks} tasks, median {name}: {:.0} requests/s, p50 {:.1} µs, p99 {:.1} µs",
+                of(&|r| r.1),
+                of(&|r| r.2.as_secs_f64() * 1e6),
+                of(&|r| r.3.as_secs_f64() * 1e6)
             );
         }
-        ratios.push(round_rps[1] / round_rps[0]);
-    }
-    for name in ["memory", "redis"] {
-        let of =
-            |f: &dyn Fn(&Row) -> f64| median(rows.iter().filter(|r| r.0 == name).map(f).collect());
         println!(
-            "median {name}: {:.0} requests/s, p50 {:.1} µs, p99 {:.1} µs",
-            of(&|r| r.1),
-            of(&|r| r.2.as_secs_f64() * 1e6),
-            of(&|r| r.3.as_secs_f64() * 1e6)
+            "{tasks} tasks, redis / memory throughput, median of per-round ratios: {:.3}",
+            median(ratios)
         );
     }
-    println!(
-        "redis / memory throughput, median of per-round ratios: {:.3}",
-        median(ratios)
-    );
 }
 
 criterion_group!(benches, bench);
