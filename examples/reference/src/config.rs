@@ -471,6 +471,14 @@ pub struct McpServerConfig {
     /// Downstream credentials (`[vault]`): off when absent.
     #[serde(default)]
     pub vault: Option<VaultConfig>,
+    /// The authorization server's Redis (its `redis_url`): this server then checks every
+    /// request against a mirror of the shared revocation ledger, tailing its change stream
+    /// (RV-15, RV-16). Absent: no revocation check (one process keeps its ledger in memory).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The authorization server's `redis_prefix` (default `ema`).
+    #[serde(default)]
+    pub redis_prefix: Option<String>,
 }
 
 /// The MCP server's vault of downstream credentials (`[vault]`): where credentials are kept,
@@ -866,6 +874,8 @@ pub mod defaults {
             audit: None,
             authz: McpAuthzConfig::default(),
             vault: None,
+            redis_url: None,
+            redis_prefix: None,
         }
     }
 

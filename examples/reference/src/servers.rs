@@ -6,8 +6,8 @@ use axum::Router;
 use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
 use ema_grant::{
     AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, DynReplayStore, GroupPolicy,
-    GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisReplayStore, RegisteredClient,
-    Revoker, SsoProvider, TargetServer, TokenExchangeGrant, User,
+    GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisLedger, RedisReplayStore,
+    RegisteredClient, Revoker, SsoProvider, TargetServer, TokenExchangeGrant, User,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry, ScopeSet,
@@ -402,8 +402,13 @@ pub fn authorization_server_parts(
         clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?.with_leeway(leeway),
     )
     .token_endpoint(&token_endpoint)
-    // RV-11, RV-14: the in-memory ledger of one instance (a shared backend replaces it).
-    .revoker(Revoker::new(MemoryLedger::new(), issuer))
+    // RV-11, RV-14: the in-memory ledger of one instance, or the ledger on Redis shared by
+    // every instance with the same `redis_url` and `redis_prefix`.
+    .revoker(Revoker::from_dyn(
+        ledger(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())?
+            .unwrap_or_else(|| DynRevocationLedger::new(MemoryLedger::new())),
+        issuer,
+    ))
     .replay_store(replay_store(
         cfg.redis_url.as_deref(),
         cfg.redis_prefix.as_deref(),
@@ -465,13 +470,43 @@ pub fn replay_store(
     Ok(DynReplayStore::new(store))
 }
 
-/// The MCP server (task list tools over Streamable HTTP) at `public_url`.
+/// The revocation ledger on Redis when `redis_url` is set (RV-14: watermarks, disabled flags
+/// and token denials shared by every instance, changes on a stream that MCP servers tail),
+/// else `None`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for a URL or prefix the Redis client refuses.
+pub fn ledger(
+    redis_url: Option<&str>,
+    redis_prefix: Option<&str>,
+) -> Result<Option<DynRevocationLedger>, ConfigError> {
+    let Some(url) = redis_url else {
+        return Ok(None);
+    };
+    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
+    let mut ledger = RedisLedger::open(url).map_err(invalid)?;
+    if let Some(prefix) = redis_prefix {
+        ledger = ledger.with_prefix(prefix).map_err(invalid)?;
+    }
+    Ok(Some(DynRevocationLedger::new(ledger)))
+}
+
+/// The MCP server (task list tools over Streamable HTTP) at `public_url`. With `redis_url`
+/// set it checks every request against a mirror of the authorization server's ledger on Redis
+/// ([`mcp_app_with_ledger`]).
 pub fn mcp_app(
     cfg: &McpServerConfig,
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<Router, ConfigError> {
-    mcp_app_inner(cfg, public_url, clock, None)
+    match ledger(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())? {
+        Some(ledger) => mcp_app_with_ledger(cfg, public_url, clock, ledger),
+        None if cfg.redis_prefix.is_some() => Err(ConfigError::Invalid(
+            "redis_prefix is set without redis_url".into(),
+        )),
+        None => mcp_app_inner(cfg, public_url, clock, None),
+    }
 }
 
 /// [`mcp_app`] checking every request against `ledger` (RV-15..RV-17): a mirror of it, synced

@@ -18,6 +18,7 @@ mod as_on_redis {
     use axum::body::Body;
     use ema_examples::config::defaults;
     use ema_examples::servers;
+    use ema_grant::revocation::{RevocationKind, RevocationLedger, RevocationScope};
     use ema_id_jag::{ClientId, IdJagGrant, IdJagIssuer, Issuer, Resource, ScopeSet, Subject};
     use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, UnixTime};
     use http::{Request, StatusCode};
@@ -106,5 +107,65 @@ mod as_on_redis {
             assert!(Instant::now() < deadline, "no recovery within 15 s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rv11_rv14_a_revocation_at_one_instance_holds_at_the_other() {
+        let server = super::redis_server::RedisServer::start();
+        let idp_keys = Arc::new(KeyRing::new(
+            SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
+        ));
+        let resource = format!("{}/mcp", defaults::MCP);
+        let mut cfg = defaults::authorization_server(
+            defaults::IDP,
+            defaults::AS,
+            &resource,
+            &format!("{}/notes", defaults::MCP),
+        );
+        cfg.trusted_issuers[0].jwks_url = None;
+        cfg.trusted_issuers[0].jwks = Some(idp_keys.jwks().to_public_json().to_string());
+        cfg.redis_url = Some(server.url());
+        let clock: Arc<dyn Clock> = Arc::new(FixedClock(NOW));
+        let (_one, ledger) =
+            servers::authorization_server_app_and_ledger(&cfg, defaults::AS, clock.clone())
+                .unwrap();
+        let two = servers::authorization_server_app(&cfg, defaults::AS, clock).unwrap();
+        let idp = IdJagIssuer::new(Issuer::new(defaults::IDP), idp_keys);
+        let jag = |iat: UnixTime| {
+            let mut g = IdJagGrant::new(
+                Subject::new("00u8k2Lq91"),
+                Issuer::new(defaults::AS),
+                ClientId::new("tc_5f2a91"),
+            );
+            g.resources = vec![Resource::new(resource.as_str())];
+            g.scope = Some(ScopeSet::parse("tasks.read").unwrap());
+            idp.issue(g, iat).unwrap().token
+        };
+        // Control: before the revocation, instance two redeems an ID-JAG of NOW - 10.
+        assert_eq!(
+            post(&two, &jag(NOW.minus(10)), &resource).await.0,
+            StatusCode::OK
+        );
+        // The IdP subject revoked at NOW - 5 through instance one's ledger (on Redis)...
+        let scope = RevocationScope::idp(defaults::IDP, None);
+        ledger
+            .revoke_subject(
+                &scope,
+                "00u8k2Lq91",
+                NOW.minus(5),
+                RevocationKind::Admin,
+                NOW,
+            )
+            .await
+            .unwrap();
+        // ...so instance two refuses an ID-JAG issued at or before it (D-38: inclusive)...
+        let (status, body) = post(&two, &jag(NOW.minus(5)), &resource).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+        // ...and still redeems one issued after it.
+        assert_eq!(
+            post(&two, &jag(NOW.minus(4)), &resource).await.0,
+            StatusCode::OK
+        );
     }
 }
