@@ -426,7 +426,17 @@ mod settings {
             cfg.redis_url = Some(url.to_owned());
             cfg.redis_prefix = prefix.map(str::to_owned);
             assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
+            let mut cfg = mcp();
+            cfg.redis_url = Some(url.to_owned());
+            cfg.redis_prefix = prefix.map(str::to_owned);
+            assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
         }
+        let mut cfg = mcp();
+        cfg.redis_prefix = Some("ema".into());
+        assert!(mcp_error(&cfg).contains("redis_prefix is set without redis_url"));
+        let mut cfg = mcp();
+        cfg.redis_url = Some("http://127.0.0.1:6379/".into());
+        assert!(mcp_error(&cfg).contains("invalid Redis URL"));
         // Outside a runtime: an error, not a panic.
         drop(guard);
         let mut cfg = auth_server();
