@@ -50,6 +50,7 @@ mod as_on_redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
     async fn sec1_two_reference_as_instances_on_one_redis() {
         let mut server = super::redis_server::RedisServer::start();
         let idp_keys = Arc::new(KeyRing::new(
@@ -110,6 +111,7 @@ mod as_on_redis {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
     async fn rv11_rv14_a_revocation_at_one_instance_holds_at_the_other() {
         let server = super::redis_server::RedisServer::start();
         let idp_keys = Arc::new(KeyRing::new(

@@ -48,6 +48,7 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
 async fn rv28_d38_watermarks_are_max_only_and_inclusive() {
     let server = RedisServer::start();
     let l = ledger(&server);
@@ -97,6 +98,7 @@ async fn rv28_d38_watermarks_are_max_only_and_inclusive() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
 async fn rv28_disabled_until_enabled_and_enable_keeps_old_tokens_dead() {
     let server = RedisServer::start();
     let l = ledger(&server);
@@ -126,6 +128,7 @@ async fn rv28_disabled_until_enabled_and_enable_keeps_old_tokens_dead() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
 async fn rv15_snapshot_and_tail_feed_a_mirror() {
     let server = RedisServer::start();
     let writer = ledger(&server);
@@ -185,6 +188,7 @@ fn hex_digest(issuer: &str, jti: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
 async fn rv16_a_trimmed_stream_makes_the_mirror_reload_a_snapshot() {
     let server = RedisServer::start();
     let writer = ledger(&server).with_stream_cap(10);
@@ -225,6 +229,7 @@ async fn rv16_a_trimmed_stream_makes_the_mirror_reload_a_snapshot() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
 async fn rv16_tail_catches_up_after_its_connection_is_killed() {
     let server = RedisServer::start();
     let writer = ledger(&server);
@@ -270,6 +275,7 @@ async fn rv16_tail_catches_up_after_its_connection_is_killed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
 async fn rv16_tail_survives_a_redis_restart() {
     let mut server = RedisServer::start();
     let writer = ledger(&server);

@@ -70,7 +70,7 @@ impl RedisServer {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot run `redis-server` ({e}): the Redis tests need it on PATH \
-                     (Debian: apt-get install -y redis-server; .ci/run installs it)"
+                     (Debian: apt-get install -y redis-server; .ci/run installs it and runs these ignored tests with --ignored)"
                 )
             });
         self.child = Some(child);
