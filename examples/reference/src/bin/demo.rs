@@ -127,30 +127,27 @@ impl Script {
         .await
     }
 
-    /// The status of an `initialize` with `token`, printing nothing.
-    async fn call_mcp_quiet(&self, token: Option<&str>) -> Result<u16, reqwest::Error> {
-        let mut req = self
+    /// An MCP `initialize` request, with `token` as a bearer token if given.
+    fn initialize(&self, token: Option<&str>) -> reqwest::RequestBuilder {
+        let req = self
             .http
             .post(&self.mcp)
             .header("content-type", "application/json")
             .header("accept", "application/json, text/event-stream")
             .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}"#);
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
+        match token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
         }
-        Ok(req.send().await?.status().as_u16())
+    }
+
+    /// The status of an `initialize` with `token`, printing nothing.
+    async fn call_mcp_quiet(&self, token: Option<&str>) -> Result<u16, reqwest::Error> {
+        Ok(self.initialize(token).send().await?.status().as_u16())
     }
 
     async fn call_mcp(&self, token: Option<&str>) -> Result<Reply, reqwest::Error> {
-        let mut req = self
-            .http
-            .post(&self.mcp)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}}"#);
-        if let Some(token) = token {
-            req = req.bearer_auth(token);
-        }
+        let req = self.initialize(token);
         let started = Instant::now();
         let resp = req.send().await?;
         let status = resp.status().as_u16();

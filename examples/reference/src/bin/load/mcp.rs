@@ -233,6 +233,23 @@ async fn in_process(
     alternate(&rt.server, protected, open, total).await
 }
 
+/// Lists each mode's errors, then checks that neither had any.
+fn no_errors(context: &str, (la, a): (&str, &Mode), (lb, b): (&str, &Mode)) -> bool {
+    for (label, mode) in [(la, a), (lb, b)] {
+        if !mode.errors.0.is_empty() {
+            println!("  errors{context} ({label}): {}", mode.errors);
+        }
+    }
+    check(
+        &format!(
+            "errors{context}: {} {la}, {} {lb}",
+            a.errors.total(),
+            b.errors.total()
+        ),
+        a.errors.total() == 0 && b.errors.total() == 0,
+    )
+}
+
 /// `--guard compare`: the guarded MCP server against the same server behind the same bearer
 /// layer without the guard, over HTTP, in alternating slices (issue 11: guarded `tools/call`
 /// throughput at least 0.9x the unguarded server's in the same run).
@@ -292,19 +309,7 @@ async fn compare_guard(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
         on.us_per_call(on.server_cpu),
         off.us_per_call(off.server_cpu)
     );
-    for (label, mode) in [("guarded", &on), ("unguarded", &off)] {
-        if !mode.errors.0.is_empty() {
-            println!("  errors ({label}): {}", mode.errors);
-        }
-    }
-    let mut ok = check(
-        &format!(
-            "errors: {} guarded, {} unguarded",
-            on.errors.total(),
-            off.errors.total()
-        ),
-        on.errors.total() == 0 && off.errors.total() == 0,
-    );
+    let mut ok = no_errors("", ("guarded", &on), ("unguarded", &off));
     ok &= check(
         "calls completed in both modes",
         !on.latencies.is_empty() && !off.latencies.is_empty(),
@@ -402,11 +407,6 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         on.us_per_call(on.client_cpu),
         off.us_per_call(off.client_cpu)
     );
-    for (label, mode) in [("on", &on), ("off", &off)] {
-        if !mode.errors.0.is_empty() {
-            println!("  errors ({label}): {}", mode.errors);
-        }
-    }
     println!("  peak VmRSS sampled during the calls: {peak_mib:.1} MiB");
     println!("  {}", memory_line("after the run"));
     let loss = 1.0 - on.rate() / off.rate().max(1e-9);
@@ -429,27 +429,12 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         l_off.us_per_call(l_off.server_cpu),
         local_loss * 100.0
     );
-    for (label, mode) in [("on", &l_on), ("off", &l_off)] {
-        if !mode.errors.0.is_empty() {
-            println!("  errors in process ({label}): {}", mode.errors);
-        }
-    }
-    let mut ok = check(
-        &format!(
-            "errors in process: {} with the bearer layer, {} without",
-            l_on.errors.total(),
-            l_off.errors.total()
-        ),
-        l_on.errors.total() == 0 && l_off.errors.total() == 0,
+    let mut ok = no_errors(
+        " in process",
+        ("with the bearer layer", &l_on),
+        ("without", &l_off),
     );
-    ok &= check(
-        &format!(
-            "errors: {} with the bearer layer, {} without",
-            on.errors.total(),
-            off.errors.total()
-        ),
-        on.errors.total() == 0 && off.errors.total() == 0,
-    );
+    ok &= no_errors("", ("with the bearer layer", &on), ("without", &off));
     ok &= check(
         "calls completed in both modes",
         !on.latencies.is_empty() && !off.latencies.is_empty(),
