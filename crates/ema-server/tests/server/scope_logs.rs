@@ -40,6 +40,11 @@ impl Captured {
             .collect()
     }
 
+    /// Forgets everything captured so far.
+    fn clear(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
     /// The one line that contains every one of `parts`.
     fn line_with(&self, parts: &[&str]) -> String {
         let lines: Vec<_> = self
@@ -102,11 +107,20 @@ async fn scope_requested_and_granted_are_logged_under_each_servers_target() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     // The other tests of this binary run on other threads without a subscriber and hit the same
-    // log call sites; a call site first registered by one of them while this subscriber was being
-    // registered can keep a cached "never" interest (seen once in CI under load: the IdP's
-    // "token issued" line was missing). Recompute every call site's interest with this
-    // subscriber in place.
+    // log call sites. A call site whose first registration (on another thread, computing its
+    // interest from that thread's no-op default) straddles the moment this subscriber is
+    // installed keeps a cached "never" (seen in CI under load: every "token issued" line was
+    // missing). So: hit each call site this test reads once (issued and refused, at both
+    // servers), recompute every call site's interest with this subscriber in place, and only
+    // then start capturing.
+    let warm_id_token = sign_in(&w, "ana", "ana-password").await;
+    let (_, body) = exchange_for(&w, &warm_id_token, "tasks.read").await;
+    let warm_jag = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let _ = exchange_for(&w, &warm_id_token, "tasks.admin").await;
+    let _ = redeem_for(&w, &warm_jag, "tasks.admin tasks.read").await;
+    let _ = redeem_for(&w, &warm_jag, "tasks.read").await;
     tracing::callsite::rebuild_interest_cache();
+    captured.clear();
 
     let id_token = sign_in(&w, "ana", "ana-password").await;
     let (status, body) = exchange_for(&w, &id_token, "tasks.admin tasks.read").await;
