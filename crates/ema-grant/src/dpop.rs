@@ -203,9 +203,13 @@ impl DpopValidator {
             return Err(DpopError::Stale);
         }
         let jkt = key.thumbprint().to_owned();
+        // D-30: the key is (jkt ‖ normalized htu ‖ jti), so one store can serve several
+        // endpoints. The thumbprint is fixed-length base64url, so the concatenation is
+        // unambiguous; `ReplayKey::digest` hashes it with the `jti`.
+        let scope = format!("{jkt}{}", without_query(&self.endpoint));
         let replay_key = ReplayKey {
             kind: ReplayKind::DpopProof,
-            issuer: &jkt,
+            issuer: &scope,
             jti,
         };
         match replay
@@ -314,5 +318,27 @@ mod tests {
             pollster::block_on(v.validate(&forged, "POST", &store, now)),
             Err(DpopError::Signature)
         );
+    }
+
+    /// D-30, DP-33: one store serves several endpoints. The key is (jkt, htu, jti): a proof is
+    /// single-use at its endpoint (the second validator for the same endpoint refuses it), and
+    /// a `jti` reused by the same key for another endpoint is not a replay there.
+    #[test]
+    fn shared_store_keys_by_thumbprint_htu_and_jti() {
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let other_ep = "https://mcp.tasks.example/mcp";
+        let store = InMemoryReplayStore::new(100);
+        let now = UnixTime::from_secs(1_000_000);
+        let check = |ep: &str| {
+            let p = proof(
+                &key,
+                json!({"jti": "same", "htm": "POST", "htu": ep, "iat": now.as_secs()}),
+            );
+            pollster::block_on(DpopValidator::new(ep).validate(&p, "POST", &store, now))
+        };
+        assert!(check(EP).is_ok());
+        assert_eq!(check(EP), Err(DpopError::Replayed));
+        assert!(check(other_ep).is_ok());
+        assert_eq!(check(other_ep), Err(DpopError::Replayed));
     }
 }

@@ -17,7 +17,7 @@ pub enum ReplayKind {
     IdJag,
     /// A client assertion, keyed by (client id, `jti`).
     ClientAssertion,
-    /// A DPoP proof, keyed by (key thumbprint, `jti`).
+    /// A DPoP proof, keyed by (key thumbprint ‖ normalized `htu`, `jti`) (D-30).
     DpopProof,
     /// A SAML 2.0 subject assertion at the token exchange, keyed by (`Issuer`, `ID`).
     SamlAssertion,

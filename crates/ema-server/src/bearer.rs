@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ema_audit::{AccessTokenAccepted, AccessTokenRefused, AuditError, AuditLog};
 use ema_grant::revocation::{LedgerMirror, MirrorVerdict};
-use ema_grant::{AccessTokenValidator, DpopValidator, InMemoryReplayStore};
+use ema_grant::{AccessTokenValidator, DpopValidator, DynReplayStore, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
     Algorithm, AlgorithmSet, Clock, DynKeySource, JwkSet, KeySource, StaticKeySource, SystemClock,
@@ -154,7 +154,7 @@ struct Inner {
     tool_scopes: HashMap<String, ScopeSet>,
     default_tool_scopes: ScopeSet,
     dpop: DpopValidator,
-    dpop_replay: InMemoryReplayStore,
+    dpop_replay: DynReplayStore,
     cache: TokenCache,
     clock: Arc<dyn Clock>,
     resource: String,
@@ -253,6 +253,7 @@ pub struct BearerAuthBuilder {
     cache_capacity: usize,
     audit: AuditLog,
     revocation: Option<Arc<LedgerMirror>>,
+    dpop_replay: Option<DynReplayStore>,
 }
 
 impl fmt::Debug for BearerAuthBuilder {
@@ -267,6 +268,7 @@ impl fmt::Debug for BearerAuthBuilder {
             .field("tool_scopes", &self.tool_scopes)
             .field("default_tool_scopes", &self.default_tool_scopes)
             .field("audit", &self.audit)
+            .field("dpop_replay", &self.dpop_replay)
             .finish_non_exhaustive()
     }
 }
@@ -325,6 +327,7 @@ impl BearerAuth {
             cache_capacity: 10_000,
             revocation: None,
             audit: AuditLog::disabled(),
+            dpop_replay: None,
         }
     }
 
@@ -552,6 +555,37 @@ impl BearerAuthBuilder {
         self
     }
 
+    /// Records DPoP proof `jti`s in `store` instead of this layer's own in-memory store
+    /// (100 000 live entries), so that every instance sharing the store (for example
+    /// `ema_grant::RedisReplayStore`, feature `redis`, behind a [`DynReplayStore`]) accepts a
+    /// proof once
+    /// (DP-33, D-30): the key is SHA-256(kind ‖ jkt ‖ normalized `htu` ‖ `jti`), kept until the
+    /// proof's `iat` + 300 s window + 30 s leeway. A proof that cannot be checked because the
+    /// store is unreachable or full is refused with 503 `temporarily_unavailable`, never let
+    /// through.
+    ///
+    /// ```
+    /// use ema_grant::{DynReplayStore, InMemoryReplayStore};
+    /// use ema_server::BearerAuth;
+    ///
+    /// let shared = DynReplayStore::new(InMemoryReplayStore::new(100_000));
+    /// let build = |store: DynReplayStore| {
+    ///     BearerAuth::builder("https://mcp.tasks.example/mcp", "https://auth.tasks.example")
+    ///         .jwks(ema_jose::JwkSet::default())
+    ///         .dpop_replay_store(store)
+    ///         .build()
+    /// };
+    /// // Two instances behind one load balancer: a proof accepted by one is a replay at the other.
+    /// let (a, b) = (build(shared.clone())?, build(shared)?);
+    /// # let _ = (a, b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn dpop_replay_store(mut self, store: DynReplayStore) -> Self {
+        self.dpop_replay = Some(store);
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     pub fn build(self) -> Result<BearerAuth, BearerBuildError> {
         let resource_url = http_url(&self.resource)
@@ -637,7 +671,9 @@ impl BearerAuthBuilder {
             default_tool_scopes,
             // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
             dpop: DpopValidator::new(self.resource.as_str()),
-            dpop_replay: InMemoryReplayStore::new(100_000),
+            dpop_replay: self
+                .dpop_replay
+                .unwrap_or_else(|| DynReplayStore::new(InMemoryReplayStore::new(100_000))),
             resource: self.resource.clone(),
             audit: self.audit,
             cache: TokenCache {

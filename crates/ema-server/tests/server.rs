@@ -27,6 +27,8 @@ use tower::ServiceExt;
 mod audit_trail;
 #[path = "server/d24_client_auth.rs"]
 mod d24_client_auth;
+#[path = "server/dp33_dpop_store.rs"]
+mod dp33_dpop_store;
 #[path = "server/guard.rs"]
 mod guard;
 #[cfg(feature = "rmcp")]
