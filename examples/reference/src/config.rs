@@ -473,7 +473,9 @@ pub struct McpServerConfig {
     pub vault: Option<VaultConfig>,
     /// The authorization server's Redis (its `redis_url`): this server then checks every
     /// request against a mirror of the shared revocation ledger, tailing its change stream
-    /// (RV-15, RV-16). Absent: no revocation check (one process keeps its ledger in memory).
+    /// (RV-15, RV-16), and records DPoP proof `jti`s there, so that a proof is accepted once
+    /// across instances (DP-33; Redis unreachable: 503). Absent: no revocation check (one
+    /// process keeps its ledger in memory) and DPoP proofs recorded in memory.
     #[serde(default)]
     pub redis_url: Option<String>,
     /// The authorization server's `redis_prefix` (default `ema`).

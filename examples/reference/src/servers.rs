@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use ema_grant::redis_ledger::{DEFAULT_RESYNC, tail_mirror};
 use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
 use ema_grant::{
     AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, DynReplayStore, GroupPolicy,
@@ -493,19 +494,55 @@ pub fn ledger(
 }
 
 /// The MCP server (task list tools over Streamable HTTP) at `public_url`. With `redis_url`
-/// set it checks every request against a mirror of the authorization server's ledger on Redis
-/// ([`mcp_app_with_ledger`]).
+/// set, every instance with the same URL and prefix shares the authorization server's state on
+/// Redis: DPoP proof `jti`s go to the [`RedisReplayStore`] (DP-33, D-30: a proof is accepted
+/// once across instances; Redis unreachable is a 503), and every request is checked against a
+/// mirror of the ledger kept by [`tail_mirror`] (the change stream as it happens, a full
+/// snapshot every [`DEFAULT_RESYNC`]; RV-15, RV-16). The tailing task runs on the current
+/// Tokio runtime and stops when the router is dropped. Without `redis_url`, one instance's
+/// in-memory DPoP store and no revocation mirror.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for a bad configuration, or a Redis URL without a Tokio runtime.
 pub fn mcp_app(
     cfg: &McpServerConfig,
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<Router, ConfigError> {
-    match ledger(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())? {
-        Some(ledger) => mcp_app_with_ledger(cfg, public_url, clock, ledger),
-        None if cfg.redis_prefix.is_some() => Err(ConfigError::Invalid(
-            "redis_prefix is set without redis_url".into(),
-        )),
-        None => mcp_app_inner(cfg, public_url, clock, None),
+    let (url, prefix) = (cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref());
+    // Checks the prefix alone too (a config error without a URL).
+    let dpop_replay = replay_store(url, prefix)?;
+    let Some(url) = url else {
+        return mcp_app_inner(cfg, public_url, clock, None, None);
+    };
+    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
+    let mut ledger = RedisLedger::open(url).map_err(invalid)?;
+    if let Some(prefix) = prefix {
+        ledger = ledger.with_prefix(prefix).map_err(invalid)?;
+    }
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| ConfigError::Invalid("the revocation mirror needs a Tokio runtime".into()))?;
+    let mirror = Arc::new(LedgerMirror::new());
+    let tail_clock = clock.clone();
+    let task = handle.spawn(tail_mirror(
+        ledger,
+        mirror.clone(),
+        DEFAULT_RESYNC,
+        move || tail_clock.now(),
+    ));
+    let app = mcp_app_inner(cfg, public_url, clock, Some(mirror), Some(dpop_replay))?;
+    // The router owns the tailing task: dropping its last clone aborts it.
+    Ok(app.layer(axum::Extension(Arc::new(AbortOnDrop(task)))))
+}
+
+/// Aborts a background task when the last owner is dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -534,7 +571,7 @@ pub fn mcp_app_with_ledger(
             }
         }
     });
-    mcp_app_inner(cfg, public_url, clock, Some(mirror))
+    mcp_app_inner(cfg, public_url, clock, Some(mirror), None)
 }
 
 fn mcp_app_inner(
@@ -542,6 +579,7 @@ fn mcp_app_inner(
     public_url: &str,
     clock: Arc<dyn Clock>,
     mirror: Option<Arc<LedgerMirror>>,
+    dpop_replay: Option<DynReplayStore>,
 ) -> Result<Router, ConfigError> {
     let base = public_url.trim_end_matches('/');
     let resource = format!("{base}{}", cfg.path);
@@ -582,6 +620,9 @@ fn mcp_app_inner(
     }
     if let Some(mirror) = mirror {
         auth = auth.revocation_mirror(mirror);
+    }
+    if let Some(store) = dpop_replay {
+        auth = auth.dpop_replay_store(store);
     }
     let auth = auth
         .audit(crate::audit::open_with_new_key(cfg.audit.as_ref())?)
