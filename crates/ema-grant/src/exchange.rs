@@ -188,19 +188,20 @@ pub enum PolicyDecision {
         /// Why, for the `error_description`.
         reason: &'static str,
     },
-    /// The user is disabled, suspended or deleted, or their sessions were revoked after the
-    /// subject token was issued (→ `invalid_grant`, RV-1): the IdP re-checks the user's
-    /// current status at every exchange.
-    InactiveSubject {
-        /// Why, for the `error_description`.
-        reason: &'static str,
-    },
     /// Step-up authentication required (→ `insufficient_user_authentication`, TX-11).
     StepUp {
         /// Maximum authentication age in seconds.
         max_age: Option<u64>,
         /// Required `acr` values.
         acr_values: Option<String>,
+    },
+    /// The user is disabled, suspended or deleted, or their sessions were revoked after the
+    /// subject token was issued (→ `invalid_grant`, RV-1): the IdP re-checks the user's
+    /// current status at every exchange. (Last, after the variants of 0.1.0: their
+    /// discriminants stay as they were.)
+    InactiveSubject {
+        /// Why, for the `error_description`.
+        reason: &'static str,
     },
 }
 
