@@ -28,7 +28,10 @@ async fn full_flow_against_the_real_grants() {
     let token = session.access_token().await.unwrap();
     assert_eq!(token.resource(), world.resource);
     assert_eq!(token.scope().to_string(), "tasks.read tasks.write");
-    assert_eq!(token.expires_at().as_secs(), world.now().as_secs() + 3600);
+    assert_eq!(
+        token.expires_at().as_secs(),
+        world.now().as_secs() + ema_grant::access_token::DEFAULT_ACCESS_TOKEN_LIFETIME
+    );
 
     let log = world.log.lock().unwrap();
     // CL-4: the token exchange as `docs/requirements.md` shows it.
@@ -508,8 +511,10 @@ async fn token_cache_per_key_refreshed_before_expiry() {
     );
     assert_eq!(world.hits("idp POST"), 3);
 
-    // 3600 s tokens, 60 s margin: still cached at +3539, replaced at +3540 (before expiry).
-    world.clock.advance(3539);
+    // 300 s tokens (the grant's default, RV-24), 60 s margin: still cached at +239, replaced at
+    // +240 (before expiry).
+    assert_eq!(ema_grant::access_token::DEFAULT_ACCESS_TOKEN_LIFETIME, 300);
+    world.clock.advance(239);
     assert_eq!(session.access_token().await.unwrap(), first);
     assert_eq!(world.hits("idp POST"), 3);
     world.clock.advance(1);
