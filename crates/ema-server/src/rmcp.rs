@@ -304,12 +304,16 @@ impl<H, A> Guarded<H, A> {
     /// and may use it for that provider only. The credential never leaves the server.
     ///
     /// When the caller has not connected the provider, or must connect again after a refresh
-    /// failed for good, the call is answered with the MCP URL-elicitation-required error
-    /// (`-32042`, MCP 2025-11-25) whose one URL-mode elicitation carries the provider's
-    /// authorization URL ([`Connector::begin`](crate::vault::Connector::begin): `state` bound
-    /// to the caller and the MCP session, an S256 PKCE challenge); the tool does not run. Any
-    /// other vault failure is a tool error naming it (never a secret). A denied call never
-    /// reaches the vault.
+    /// failed for good, the tool does not run and the call is answered with a connect link: the
+    /// provider's authorization URL ([`Connector::begin`](crate::vault::Connector::begin):
+    /// `state` bound to the caller and the MCP session, an S256 PKCE challenge). A client that
+    /// declared URL-mode elicitation (`capabilities.elicitation.url`, at `initialize` or in the
+    /// request's `_meta`) gets it as the MCP URL-elicitation-required error (`-32042`, MCP
+    /// 2025-11-25) carrying one URL-mode elicitation; MCP lets a server use URL mode only
+    /// with such a client, so any other client gets a tool error result (`isError: true`)
+    /// whose text asks the user to open the link and call the tool again. Nothing else differs
+    /// between the two. Any other vault failure is a tool error naming it (never a secret). A
+    /// denied call never reaches the vault.
     #[cfg(feature = "vault")]
     #[must_use]
     pub fn with_vault(mut self, credentials: crate::vault::ToolCredentials) -> Self {
@@ -426,6 +430,28 @@ fn url_elicitation_required(
     )
 }
 
+/// The tool error result asking the user of a client without URL-mode elicitation to open
+/// `url` (the provider's authorization URL) to connect `provider`, then call the tool again.
+#[cfg(feature = "vault")]
+fn connect_link_error(
+    provider: &ema_vault::ProviderId,
+    why: &ema_vault::VaultError,
+    url: &str,
+) -> CallToolResponse {
+    tool_error(format!(
+        "This tool needs your {provider} account ({why}). Open this link in a browser to connect it, then call the tool again: {url}"
+    ))
+}
+
+/// Whether the client declared URL-mode elicitation (`capabilities.elicitation.url`): in the
+/// request's `_meta`, else (sessions of MCP up to 2025-11-25) at `initialize`.
+#[cfg(feature = "vault")]
+fn accepts_url_elicitation(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.client_capabilities()
+        .and_then(|caps| caps.elicitation)
+        .is_some_and(|elicitation| elicitation.url.is_some())
+}
+
 /// A fresh elicitation id: 128 random bits, hex.
 #[cfg(feature = "vault")]
 fn elicitation_id() -> String {
@@ -480,7 +506,8 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A>
     }
 
     /// Puts the credential of the tool's provider on an allowed call's context, or answers the
-    /// call: with a URL elicitation to connect, or with a tool error.
+    /// call: with a connect link (a URL elicitation for a client that declared URL mode, a
+    /// tool error for any other), or with a tool error.
     #[cfg(feature = "vault")]
     async fn with_credential(
         &self,
@@ -512,9 +539,13 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A>
             Err(e @ (VaultError::NotConnected { .. } | VaultError::NeedsReconnect { .. })) => {
                 let session = call.session.as_ref().map_or("", |s| s.as_str());
                 match connector.begin(&owner, session, provider) {
-                    Ok(url) => {
+                    Ok(url) if accepts_url_elicitation(&context) => {
                         tracing::info!(target: crate::guard::TARGET, tool = %call.tool, provider = %provider, subject = %who.subject(), "the user must connect the provider: URL elicitation sent");
                         Err(Err(url_elicitation_required(provider, &e, url)))
+                    }
+                    Ok(url) => {
+                        tracing::info!(target: crate::guard::TARGET, tool = %call.tool, provider = %provider, subject = %who.subject(), "the user must connect the provider: the client declared no URL elicitation, connect link sent as a tool error");
+                        Err(Ok(connect_link_error(provider, &e, &url)))
                     }
                     Err(begin) => Err(Ok(tool_error(format!("{e} ({begin})")))),
                 }

@@ -1,7 +1,8 @@
 //! `ema_server::vault` against a mock provider on loopback: the HTTP provider client's strict
 //! parsing and error mapping, the connect flow's callback (replayed, expired, foreign, unknown
 //! states refused, nothing stored), and `Guarded::with_vault` (the tool gets its provider's
-//! credential and no other; an unconnected user gets a URL-mode elicitation).
+//! credential and no other; an unconnected user gets a URL-mode elicitation, or a tool error
+//! with the connect link when the client declared no URL-mode elicitation).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -506,9 +507,15 @@ async fn post(app: &Router, session: Option<&str>, body: Value) -> (Option<Strin
     (session, message)
 }
 
+/// Opens an MCP session whose client declares URL-mode elicitation.
 async fn open(app: &Router) -> String {
+    open_with(app, json!({"elicitation":{"url":{}}})).await
+}
+
+/// Opens an MCP session whose client declares `capabilities` at `initialize`.
+async fn open_with(app: &Router, capabilities: Value) -> String {
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
-        "protocolVersion":"2025-11-25","capabilities":{"elicitation":{"url":{}}},
+        "protocolVersion":"2025-11-25","capabilities":capabilities,
         "clientInfo":{"name":"t","version":"1"}}});
     let (session, _) = post(app, None, init).await;
     let session = session.unwrap();
@@ -554,6 +561,27 @@ fn elicited(reply: &Value) -> HashMap<String, String> {
     assert_eq!(elicitation["mode"], "url");
     assert!(!elicitation["elicitationId"].as_str().unwrap().is_empty());
     let url = url::Url::parse(elicitation["url"].as_str().unwrap()).unwrap();
+    url.query_pairs().into_owned().collect()
+}
+
+/// The connect link's query parameters, from the tool error a client without URL-mode
+/// elicitation gets instead of `-32042`.
+fn linked(reply: &Value) -> HashMap<String, String> {
+    assert!(reply.get("error").is_none(), "{reply}");
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("This tool needs your notes account")
+            && text
+                .contains("Open this link in a browser to connect it, then call the tool again: "),
+        "{text}"
+    );
+    let (_, link) = text.rsplit_once("call the tool again: ").unwrap();
+    let url = url::Url::parse(link).unwrap();
+    assert_eq!(
+        url.as_str().split('?').next(),
+        Some("https://notes.example/authorize")
+    );
     url.query_pairs().into_owned().collect()
 }
 
@@ -621,6 +649,60 @@ async fn an_unconnected_user_is_asked_to_connect_and_then_the_tool_gets_the_cred
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_url_elicitation_gets_the_connect_link_as_a_tool_error() {
+    let w = world().await;
+    let owner = owner_of(&principal()).unwrap();
+    // No elicitation at all, and form mode only (`{}` is form mode, MCP 2025-11-25).
+    for capabilities in [
+        json!({}),
+        json!({"elicitation":{}}),
+        json!({"elicitation":{"form":{}}}),
+    ] {
+        let session = open_with(&w.mcp, capabilities.clone()).await;
+        let reply = call(&w.mcp, &session, "notes_tool").await;
+        let query = linked(&reply);
+        assert_eq!(query["response_type"], "code", "{capabilities}");
+        assert_eq!(query["client_id"], CLIENT_ID);
+        assert_eq!(
+            query["redirect_uri"],
+            "http://127.0.0.1:7000/connect/notes/callback"
+        );
+        assert!(!query["state"].is_empty());
+        assert_eq!(query["code_challenge_method"], "S256");
+        assert_eq!(query["code_challenge"].len(), 43);
+        // The tool did not run, nothing was stored or used.
+        assert_eq!(w.tools.ran.load(Ordering::SeqCst), 0);
+        assert_eq!(w.uses.0.load(Ordering::SeqCst), 0);
+        assert!(w.vault.list(&owner).await.unwrap().is_empty());
+    }
+    // Positive control: a client that declared URL mode, in the same world, gets `-32042`.
+    let declared = open(&w.mcp).await;
+    let reply = call(&w.mcp, &declared, "notes_tool").await;
+    let query = elicited(&reply);
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(w.tools.ran.load(Ordering::SeqCst), 0);
+
+    // The link is a real connect: its callback stores the credential (the verifier matches
+    // the challenge), and the same call from the same client now runs.
+    let session = open_with(&w.mcp, json!({})).await;
+    let query = linked(&call(&w.mcp, &session, "notes_tool").await);
+    let (status, page) = get(
+        &w.callback,
+        &callback_path("notes", &query["state"], "&iss=https%3A%2F%2Fnotes.example"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let verifier = w.mock.seen.lock().unwrap().forms[0]["code_verifier"].clone();
+    assert_eq!(pkce(&verifier), query["code_challenge"]);
+    let reply = call(&w.mcp, &session, "notes_tool").await;
+    assert_eq!(
+        reply["result"]["content"][0]["text"],
+        format!("notes credential of {} bytes", ACCESS.len())
+    );
+    assert_eq!(w.tools.ran.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_refresh_asks_to_connect_again() {
     let w = world().await;
     let session = open(&w.mcp).await;
@@ -641,6 +723,15 @@ async fn a_failed_refresh_asks_to_connect_again() {
             .unwrap()
             .contains("connect it again")
     );
+    assert_eq!(w.tools.ran.load(Ordering::SeqCst), 0);
+    // A client without URL-mode elicitation is told the same in a tool error with the link.
+    let plain = open_with(&w.mcp, json!({})).await;
+    let reply = call(&w.mcp, &plain, "notes_tool").await;
+    let query = linked(&reply);
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert!(!query["state"].is_empty());
+    let text = reply["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("connect it again"), "{text}");
     assert_eq!(w.tools.ran.load(Ordering::SeqCst), 0);
     // Positive control: a refresh token the provider accepts, and the call runs.
     let expiring = TokenSet::bearer(secret("at-old"))

@@ -7,8 +7,9 @@
 //!   and MCP session, and its callback route storing the token set in the vault.
 //! - [`ToolCredentials`]: which provider's credential each tool gets; with the `rmcp` feature,
 //!   `Guarded::with_vault` fetches it for each authorized call, hands it to the tool as a
-//!   [`ToolCredential`], and answers a call whose user has not connected with a URL-mode
-//!   elicitation (`-32042`) carrying [`Connector::begin`]'s authorization URL.
+//!   [`ToolCredential`], and answers a call whose user has not connected with
+//!   [`Connector::begin`]'s authorization URL: a URL-mode elicitation (`-32042`) to a client
+//!   that declared `elicitation.url`, a tool error with the link to any other.
 //! - [`AuditVaultObserver`]: every credential use, refresh, store and revocation, and each
 //!   offboarding, as an `ema-audit` event.
 //!
