@@ -6,13 +6,18 @@
 //! from 2026-07-28. rmcp fills both from the handler's
 //! [`ClientConfig`](rmcp::model::ClientConfig), so declaring it there once covers every protocol
 //! version.
+//!
+//! [`declare_url_elicitation`] adds MCP's URL-mode elicitation next to it, for a client that
+//! shows the user the links a server asks them to open.
 
 /// The MCP extension identifier of Enterprise-Managed Authorization, the key a client declares in
 /// its capability `extensions` with an empty object as value (CL-15).
 pub const EMA_EXTENSION_ID: &str = "io.modelcontextprotocol/enterprise-managed-authorization";
 
 #[cfg(feature = "rmcp")]
-use rmcp::model::{ClientCapabilities, ClientConfig};
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitationCapability, UrlElicitationCapability,
+};
 
 /// Declares the EMA extension in `caps`: adds [`EMA_EXTENSION_ID`] with an empty settings object
 /// to `caps.extensions`, creating the map if needed (CL-15).
@@ -41,6 +46,36 @@ pub fn declare_ema_extension(caps: &mut ClientCapabilities) {
         .get_or_insert_with(Default::default)
         .entry(EMA_EXTENSION_ID.to_owned())
         .or_default();
+}
+
+/// Declares URL-mode elicitation in `caps` (`elicitation.url`, MCP 2025-11-25), keeping the
+/// form mode if it is declared; calling it twice changes nothing.
+///
+/// Declare it only when the client shows the user the links an MCP server asks them to open.
+/// A server may then answer a tool call with the URL-elicitation-required error (`-32042`)
+/// whose `data.elicitations[].url` the client must show (an EMA-guarded MCP server does this
+/// when the user must connect a downstream account; to a client that did not declare URL mode
+/// it sends the link in a tool error instead), or send an `elicitation/create` in URL mode,
+/// which only a [`ClientHandler`](rmcp::ClientHandler) of your own that implements
+/// `create_elicitation` can show: rmcp's [`ClientConfig`] served as is declines it.
+///
+/// ```
+/// use ema_client::{declare_url_elicitation, ema_client_config};
+///
+/// let mut config = ema_client_config();
+/// declare_url_elicitation(&mut config.capabilities);
+/// let json = serde_json::to_value(&config.capabilities)?;
+/// assert_eq!(json["elicitation"], serde_json::json!({"url": {}}));
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[cfg(feature = "rmcp")]
+pub fn declare_url_elicitation(caps: &mut ClientCapabilities) {
+    let elicitation = caps
+        .elicitation
+        .get_or_insert_with(ElicitationCapability::default);
+    elicitation
+        .url
+        .get_or_insert_with(UrlElicitationCapability::default);
 }
 
 /// rmcp's default [`ClientConfig`] with the EMA extension declared ([`declare_ema_extension`]),
@@ -132,6 +167,33 @@ mod tests {
         )]));
         declare_ema_extension(&mut caps);
         assert_eq!(extensions(&caps)[EMA_EXTENSION_ID], json!({"future": true}));
+    }
+
+    #[test]
+    fn url_elicitation_is_declared_next_to_what_is_there() {
+        let mut caps = ClientCapabilities::default();
+        assert!(caps.elicitation.is_none());
+        declare_url_elicitation(&mut caps);
+        declare_url_elicitation(&mut caps);
+        assert_eq!(
+            serde_json::to_value(&caps).unwrap()["elicitation"],
+            json!({"url": {}})
+        );
+        // Form mode already declared is kept.
+        let mut caps: ClientCapabilities =
+            serde_json::from_value(json!({"elicitation": {"form": {}}, "roots": {}})).unwrap();
+        declare_url_elicitation(&mut caps);
+        let json = serde_json::to_value(&caps).unwrap();
+        assert_eq!(json["elicitation"], json!({"form": {}, "url": {}}));
+        assert_eq!(json["roots"], json!({}));
+        // The EMA extension is untouched, and `ema_client_config` alone declares no elicitation.
+        let mut config = ema_client_config();
+        assert!(config.capabilities.elicitation.is_none());
+        declare_url_elicitation(&mut config.capabilities);
+        assert_eq!(
+            serde_json::to_value(&config.capabilities).unwrap()["extensions"][EMA_EXTENSION_ID],
+            json!({})
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@
 //! - With the `rmcp` feature: [`EmaHttpClient`], an rmcp Streamable HTTP client that authorizes
 //!   every request through a session (see `examples/rmcp_client.rs`), and
 //!   [`ema_client_config`] / [`declare_ema_extension`], which declare the EMA extension
-//!   ([`EMA_EXTENSION_ID`]) in the client's MCP capabilities (CL-15).
+//!   ([`EMA_EXTENSION_ID`]) in the client's MCP capabilities (CL-15), and
+//!   [`declare_url_elicitation`] for a client that shows the user the links a server asks
+//!   them to open (URL-mode elicitation).
 
 mod credentials;
 mod discovery;
@@ -52,7 +54,7 @@ pub use error::{
 };
 pub use extension::EMA_EXTENSION_ID;
 #[cfg(feature = "rmcp")]
-pub use extension::{declare_ema_extension, ema_client_config};
+pub use extension::{declare_ema_extension, declare_url_elicitation, ema_client_config};
 pub use flow::{
     AccessToken, EmaClient, EmaClientBuilder, EmaSession, ID_TOKEN_TYPE, IdJag, IdpConfig,
     LEGACY_ID_JAG_TOKEN_TYPE, Recovery,
