@@ -15,8 +15,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ema_client::ema_client_config;
 use ema_client::{ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret};
+use ema_client::{declare_url_elicitation, ema_client_config};
 use ema_examples::config::{AuditFileConfig, McpServerConfig, defaults};
 use ema_examples::notes::{NotesConfig, NotesProvider};
 use ema_examples::sso::SsoClient;
@@ -118,7 +118,10 @@ async fn world(trail: PathBuf) -> World {
             .await
             .unwrap(),
     );
-    let agent = ema_client_config()
+    // The test shows (follows) the link of a URL elicitation: the agent declares URL mode.
+    let mut config = ema_client_config();
+    declare_url_elicitation(&mut config.capabilities);
+    let agent = config
         .serve(EmaHttpClient::new(session).unwrap().into_transport())
         .await
         .unwrap();

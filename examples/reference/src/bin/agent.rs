@@ -13,7 +13,7 @@ use std::sync::Arc;
 use ema_client::{
     DiscoveryError, EmaClient, EmaError, EmaHttpClient, EmaSession, ErrorCode, FetchPolicy,
     IdpConfig, JwtBearerError, McpAuthError, OAuthErrorResponse, Secret, TokenExchangeError,
-    ema_client_config,
+    declare_url_elicitation, ema_client_config,
 };
 use ema_examples::config::{self, AgentConfig, defaults};
 use ema_examples::sso::{SignInError, SsoClient, discover_idp};
@@ -256,11 +256,14 @@ async fn run(cfg: &AgentConfig, command: &[String]) -> Result<(), Failure> {
     );
 
     // The MCP call (hop 4), through rmcp; only the access token reaches the server (CL-7). The
-    // client declares the EMA extension in its MCP capabilities (CL-15).
+    // client declares the EMA extension in its MCP capabilities (CL-15), and URL-mode
+    // elicitation: the agent prints the link of a URL-elicitation-required error.
     let transport = EmaHttpClient::new(session.clone())
         .map_err(|e| Failure::config(format!("cannot build the HTTP client: {e}")))?
         .into_transport();
-    let mcp = ema_client_config()
+    let mut config = ema_client_config();
+    declare_url_elicitation(&mut config.capabilities);
+    let mcp = config
         .serve(transport)
         .await
         .map_err(|e| mcp_failure(&session, &McpError::Initialize(&e)))?;

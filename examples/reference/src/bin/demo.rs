@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ema_client::{
-    ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret, ema_client_config,
+    ClientCredentials, EmaClient, EmaHttpClient, FetchPolicy, IdpConfig, Secret,
+    declare_url_elicitation, ema_client_config,
 };
 use ema_examples::config::defaults;
 use ema_examples::notes::{NotesConfig, NotesProvider};
@@ -625,7 +626,11 @@ async fn notes_steps(
     mcp_base: &str,
     access_token: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let agent = ema_client_config()
+    // The demo shows the user the link of a URL elicitation, so the agent declares URL mode
+    // (a client that does not gets the link in a tool error instead of -32042).
+    let mut config = ema_client_config();
+    declare_url_elicitation(&mut config.capabilities);
+    let agent = config
         .serve(EmaHttpClient::new(session.clone())?.into_transport())
         .await?;
 
