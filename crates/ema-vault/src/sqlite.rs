@@ -494,31 +494,13 @@ impl CredentialStore for SqliteStore {
     }
 
     fn delete_owner(&self, owner: &Owner) -> Result<Vec<DeletedRecord>, VaultError> {
-        let rows: Vec<(String, Row)> = {
-            let conn = self.writer();
-            let mut stmt = conn
-                .prepare_cached(
-                    "DELETE FROM credentials WHERE tenant = ?1 AND subject = ?2 \
-                     RETURNING provider, record_id, revision, key_id, wrapped_key, ciphertext",
-                )
-                .map_err(storage("cannot delete credentials"))?;
-            let rows = stmt
-                .query_map(params![owner.tenant(), owner.subject()], |row| {
-                    Ok((
-                        row.get(0)?,
-                        Row {
-                            record_id: row.get(1)?,
-                            revision: row.get(2)?,
-                            key_id: row.get(3)?,
-                            wrapped_key: row.get(4)?,
-                            ciphertext: row.get(5)?,
-                        },
-                    ))
-                })
-                .map_err(storage("cannot delete credentials"))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(storage("cannot delete credentials"))?
-        };
+        let rows = owner_rows(
+            &self.writer(),
+            "DELETE FROM credentials WHERE tenant = ?1 AND subject = ?2 \
+             RETURNING provider, record_id, revision, key_id, wrapped_key, ciphertext",
+            owner,
+            "cannot delete credentials",
+        )?;
         let mut deleted = Vec::with_capacity(rows.len());
         for (provider, row) in rows {
             let record = self.open_row(owner.tenant(), owner.subject(), &provider, &row);
@@ -531,31 +513,13 @@ impl CredentialStore for SqliteStore {
     }
 
     fn list_owner(&self, owner: &Owner) -> Result<Vec<(ProviderId, StoredCredential)>, VaultError> {
-        let rows: Vec<(String, Row)> = {
-            let conn = self.reader();
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT provider, record_id, revision, key_id, wrapped_key, ciphertext \
-                     FROM credentials WHERE tenant = ?1 AND subject = ?2 ORDER BY provider",
-                )
-                .map_err(storage("cannot list credentials"))?;
-            let rows = stmt
-                .query_map(params![owner.tenant(), owner.subject()], |row| {
-                    Ok((
-                        row.get(0)?,
-                        Row {
-                            record_id: row.get(1)?,
-                            revision: row.get(2)?,
-                            key_id: row.get(3)?,
-                            wrapped_key: row.get(4)?,
-                            ciphertext: row.get(5)?,
-                        },
-                    ))
-                })
-                .map_err(storage("cannot list credentials"))?;
-            rows.collect::<Result<_, _>>()
-                .map_err(storage("cannot list credentials"))?
-        };
+        let rows = owner_rows(
+            &self.reader(),
+            "SELECT provider, record_id, revision, key_id, wrapped_key, ciphertext \
+             FROM credentials WHERE tenant = ?1 AND subject = ?2 ORDER BY provider",
+            owner,
+            "cannot list credentials",
+        )?;
         rows.into_iter()
             .map(|(provider, row)| {
                 let record = self.open_row(owner.tenant(), owner.subject(), &provider, &row)?;
@@ -566,4 +530,31 @@ impl CredentialStore for SqliteStore {
             })
             .collect()
     }
+}
+
+/// Runs `sql` (a query or a `DELETE ... RETURNING` of `provider, record_id, revision, key_id,
+/// wrapped_key, ciphertext` for `?1` = tenant, `?2` = subject) and collects its rows; `what`
+/// names the operation in a storage error.
+fn owner_rows(
+    conn: &Connection,
+    sql: &str,
+    owner: &Owner,
+    what: &'static str,
+) -> Result<Vec<(String, Row)>, VaultError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(storage(what))?;
+    let rows = stmt
+        .query_map(params![owner.tenant(), owner.subject()], |row| {
+            Ok((
+                row.get(0)?,
+                Row {
+                    record_id: row.get(1)?,
+                    revision: row.get(2)?,
+                    key_id: row.get(3)?,
+                    wrapped_key: row.get(4)?,
+                    ciphertext: row.get(5)?,
+                },
+            ))
+        })
+        .map_err(storage(what))?;
+    rows.collect::<Result<_, _>>().map_err(storage(what))
 }
