@@ -160,6 +160,7 @@ impl DpopValidator {
     ) -> Result<DpopProof, DpopError> {
         let jwt = UnverifiedJwt::parse(proof, &ParseOptions::new().with_max_len(8 * 1024))
             .map_err(|_| DpopError::Malformed)?;
+        // DP-12, DP-16, DP-31 (RFC 9449 §4.3) through the strict reader of DP-40: at most 8 KiB,
         // typ `dpop+jwt`, asymmetric alg, a `jwk` header, no other key references (D-18).
         let policy = HeaderPolicy::for_kind(TokenKind::DpopProof).with_algorithms(self.algorithms);
         policy
@@ -202,6 +203,7 @@ impl DpopValidator {
         if iat > now.plus(self.leeway) || iat.plus(self.max_age) < now {
             return Err(DpopError::Stale);
         }
+        // DP-13, DP-41: the RFC 7638 thumbprint the ID-JAG or access token is bound to.
         let jkt = key.thumbprint().to_owned();
         // D-30: the key is (jkt ‖ normalized htu ‖ jti), so one store can serve several
         // endpoints. The thumbprint is fixed-length base64url, so the concatenation is
@@ -318,6 +320,42 @@ mod tests {
             pollster::block_on(v.validate(&forged, "POST", &store, now)),
             Err(DpopError::Signature)
         );
+    }
+
+    /// DP-41: the two vectors of RFC 9449. The example EC key's RFC 7638 thumbprint (the
+    /// `cnf.jkt` a proof by it binds to), and the example access token's `ath`: a proof whose
+    /// `ath` is the published hash is accepted with that token and refused with any other.
+    #[test]
+    fn dp41_rfc9449_thumbprint_and_ath_vectors() {
+        let example = json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs",
+            "y": "9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA",
+        });
+        let Value::Object(jwk) = example else {
+            unreachable!()
+        };
+        assert_eq!(
+            VerifyingKey::from_jwk(&jwk).unwrap().thumbprint(),
+            "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
+        );
+
+        const TOKEN: &str = "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU";
+        const ATH: &str = "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo";
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let v = DpopValidator::new(EP);
+        let store = InMemoryReplayStore::new(100);
+        let now = UnixTime::from_secs(1_000_000);
+        let run = |jti: &str, token: &str| {
+            let p = proof(
+                &key,
+                json!({"jti": jti, "htm": "POST", "htu": EP, "iat": now.as_secs(), "ath": ATH}),
+            );
+            pollster::block_on(v.validate_for_token(&p, "POST", token, &store, now))
+        };
+        assert!(run("a", TOKEN).is_ok());
+        assert_eq!(run("b", "another-token"), Err(DpopError::TokenHash));
     }
 
     /// D-30, DP-33: one store serves several endpoints. The key is (jkt, htu, jti): a proof is

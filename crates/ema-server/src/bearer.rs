@@ -939,6 +939,7 @@ impl Inner {
         let (scheme, token) = value
             .split_once(' ')
             .ok_or_else(|| invalid("the Authorization header is malformed"))?;
+        // DP-28: `DPoP` and `Bearer` scheme names compare case-insensitively.
         let dpop_scheme = scheme.eq_ignore_ascii_case("dpop");
         if !dpop_scheme && !scheme.eq_ignore_ascii_case("bearer") {
             // Another scheme carries no bearer credentials: answered like no credentials.
@@ -1032,10 +1033,12 @@ impl Inner {
         // `ath` binding the proof to this token; a bearer token is never sent as DPoP.
         match (dpop_scheme, principal.claims().cnf_jkt.as_deref()) {
             (false, None) => {}
+            // DP-29: a bound token presented as a bearer token is a downgrade.
             (false, Some(_)) => return Err(invalid("the access token is DPoP-bound")),
+            // DP-30: the DPoP scheme with an unbound token has nothing to bind the proof to.
             (true, None) => return Err(invalid("the access token is not DPoP-bound")),
             (true, Some(jkt)) => {
-                // SEC-8, RFC 9449 §7.1: a missing, duplicated or invalid proof is
+                // SEC-8, DP-31, RFC 9449 §7.1: a missing, duplicated or invalid proof is
                 // `invalid_dpop_proof`; a valid proof by another key is a binding defect,
                 // `invalid_token`; both with a `DPoP` challenge.
                 let mut proofs = parts.headers.get_all("dpop").iter();

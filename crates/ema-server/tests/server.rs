@@ -730,6 +730,9 @@ async fn dpop_bound_token(w: &World, holder: &SigningKey) -> String {
     at["access_token"].as_str().unwrap().to_owned()
 }
 
+/// D-17, DP-29, DP-31, DP-38: a bound token needs the DPoP scheme and a fresh proof by its key on
+/// every request (the token verdict is cached, the proof never is: the same proof again is a
+/// replay).
 #[tokio::test]
 async fn d17_dpop_bound_tokens_at_the_mcp_server() {
     let w = world();
@@ -781,9 +784,41 @@ async fn d17_dpop_bound_tokens_at_the_mcp_server() {
             StatusCode::UNAUTHORIZED
         );
     }
+
+    // DP-30: an unbound token under the DPoP scheme, even with a good proof, is refused; the
+    // same token as a bearer token is the positive control.
+    let id_token = sign_in(&w, "ana", "ana-password").await;
+    let (_, tx) = exchange(&w, &id_token).await;
+    let body = format!(
+        "grant_type={}&assertion={}&resource={}",
+        encode_component(JWT_BEARER),
+        tx["access_token"].as_str().unwrap(),
+        encode_component(RESOURCE)
+    );
+    let req = form_post("/token", body, Some(&b64("tc_5f2a91:as-secret")));
+    let (status, _, body) = call(&w.auth_server, req).await;
+    let at = json(&body);
+    assert_eq!(
+        (status, at["token_type"].as_str()),
+        (StatusCode::OK, Some("Bearer")),
+        "{at}"
+    );
+    let unbound = at["access_token"].as_str().unwrap();
+    let with = |scheme: &str, proof: Option<String>| {
+        let mut b = Request::post("/mcp").header("authorization", format!("{scheme} {unbound}"));
+        if let Some(p) = proof {
+            b = b.header("dpop", p);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let proof = dpop_proof(&holder, RESOURCE, "p-6", Some(unbound));
+    let (status, _, body) = call(&w.mcp, with("DPoP", Some(proof))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(json(&body)["error"], "invalid_token");
+    assert_eq!(call(&w.mcp, with("Bearer", None)).await.0, StatusCode::OK);
 }
 
-/// SEC-8, D-17 (RFC 9449 §7.1): at the MCP server, a DPoP-bound token whose proof is
+/// SEC-8, D-17, DP-28, DP-29, DP-31, DP-35 (RFC 9449 §7.1): at the MCP server, a DPoP-bound token whose proof is
 /// missing, duplicated or invalid is answered `401 invalid_dpop_proof`, a valid proof by
 /// another key `401 invalid_token`, each with a `DPoP` challenge carrying `algs` and
 /// `resource_metadata`; the positive control is a good proof, and the bearer-side refusal of a

@@ -161,7 +161,8 @@ fn resource_server_refuses_other_token_kinds_and_key_references() {
 
 #[test]
 fn dpop_proof_binds_the_access_token() {
-    // D-17, AS-17, SEC-8: cnf.jkt + matching proof → token_type DPoP, AT cnf.jkt = thumbprint.
+    // D-17, AS-17, SEC-8, DP-21: cnf.jkt + matching proof → token_type DPoP, AT cnf.jkt =
+    // thumbprint.
     let fx = Fx::new();
     let jkt = fx.keys.dpop.verifying_key().thumbprint().to_owned();
     let proof = fx.dpop_proof(&fx.keys.dpop, TOKEN_ENDPOINT, json!({}));

@@ -979,6 +979,8 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         // ---- DPoP: TX-13 ---------------------------------------------------------------------------
+        // DP-12: a proof at the IdP token endpoint is validated per RFC 9449 §4.3 (htu, htm, one
+        // header, single use); any failure is `invalid_dpop_proof`.
         row(
             "TX-13",
             "DPoP header is not a JWT",

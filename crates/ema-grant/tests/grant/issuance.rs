@@ -281,7 +281,8 @@ fn full_chain_id_token_to_access_token() {
 
 #[test]
 fn full_chain_with_dpop() {
-    // TX-13: a DPoP proof at the IdP binds the ID-JAG; AS-17 / D-17 at the AS.
+    // TX-13, DP-13: a DPoP proof at the IdP binds the ID-JAG to the proof key's RFC 7638
+    // thumbprint; AS-17 / D-17 / DP-21 at the AS (the access token keeps the same `cnf.jkt`).
     let fx = Fx::new();
     let jkt = fx.keys.dpop.verifying_key().thumbprint().to_owned();
     let tx = || {

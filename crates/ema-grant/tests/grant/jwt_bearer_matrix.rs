@@ -902,6 +902,10 @@ pub(crate) fn rows() -> Vec<Row> {
             },
         ),
         // ---- DPoP: AS-17, AS-18, SEC-8, D-17 ----------------------------------------------------
+        // In the DPoP digest's terms (the ids this matrix's coverage check does not list): DP-17
+        // (bound ID-JAG, no proof), DP-18 (proof by another key), DP-20 (the resource requires
+        // DPoP), DP-16 (every `invalid_dpop_proof` row: htu, htm, iat window, jti, two headers),
+        // DP-40 (the strict reader: not a JWT, typ, jku, no or private jwk), DP-24 (replayed).
         row(
             "AS-17 SEC-8 D-17",
             "cnf.jkt and no DPoP proof",
