@@ -43,6 +43,7 @@ pub mod replay;
 pub mod revocation;
 pub mod revoke;
 mod scope_log;
+pub mod ssf;
 #[cfg(feature = "sso")]
 pub mod sso;
 

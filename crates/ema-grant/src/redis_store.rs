@@ -263,6 +263,19 @@ impl ReplayStore for RedisReplayStore {
             .saturating_mul(1000);
         self.set_nx(redis_key, ttl_ms)
     }
+
+    fn forget(&self, key: ReplayKey<'_>) -> impl Future<Output = Result<(), ReplayError>> + Send {
+        let redis_key = self.redis_key(key);
+        async move {
+            let mut conn = self.conn.clone();
+            let mut cmd = ::redis::cmd("DEL");
+            cmd.arg(&redis_key);
+            let _: i64 = bounded(self.timeout, "DEL", cmd.query_async(&mut conn))
+                .await
+                .map_err(|reason| ReplayError::Unavailable { reason })?;
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

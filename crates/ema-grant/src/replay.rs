@@ -21,6 +21,9 @@ pub enum ReplayKind {
     DpopProof,
     /// A SAML 2.0 subject assertion at the token exchange, keyed by (`Issuer`, `ID`).
     SamlAssertion,
+    /// A Security Event Token received over SSF push, keyed by (`iss`, `jti`) for RV-8's
+    /// seven-day deduplication.
+    SecurityEvent,
 }
 
 impl ReplayKind {
@@ -30,6 +33,7 @@ impl ReplayKind {
             Self::ClientAssertion => 2,
             Self::DpopProof => 3,
             Self::SamlAssertion => 4,
+            Self::SecurityEvent => 5,
         }
     }
 }
@@ -117,6 +121,20 @@ pub trait ReplayStore: Send + Sync {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> impl Future<Output = Result<Seen, ReplayError>> + Send;
+
+    /// Removes `key`, so its next [`check_and_insert`](Self::check_and_insert) answers
+    /// [`Seen::First`] again: for a caller that recorded a key and then could not complete the
+    /// work it guards (the SSF receiver when the ledger write fails, RV-8, RV-14). Removing an
+    /// absent key succeeds.
+    ///
+    /// The default refuses with [`ReplayError::Unavailable`]: a store that cannot forget keeps
+    /// the key, and the caller logs the failure.
+    fn forget(&self, key: ReplayKey<'_>) -> impl Future<Output = Result<(), ReplayError>> + Send {
+        let _ = key;
+        std::future::ready(Err(ReplayError::Unavailable {
+            reason: "this replay store cannot forget keys".into(),
+        }))
+    }
 }
 
 impl<R: ReplayStore + ?Sized> ReplayStore for Arc<R> {
@@ -127,6 +145,10 @@ impl<R: ReplayStore + ?Sized> ReplayStore for Arc<R> {
         now: UnixTime,
     ) -> impl Future<Output = Result<Seen, ReplayError>> + Send {
         (**self).check_and_insert(key, expires_at, now)
+    }
+
+    fn forget(&self, key: ReplayKey<'_>) -> impl Future<Output = Result<(), ReplayError>> + Send {
+        (**self).forget(key)
     }
 }
 
@@ -140,6 +162,12 @@ pub trait ErasedReplayStore: Send + Sync {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> Pin<Box<dyn Future<Output = Result<Seen, ReplayError>> + Send + 'a>>;
+
+    /// [`ReplayStore::forget`] with the future boxed.
+    fn forget_boxed<'a>(
+        &'a self,
+        key: ReplayKey<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ReplayError>> + Send + 'a>>;
 }
 
 impl<R: ReplayStore> ErasedReplayStore for R {
@@ -150,6 +178,13 @@ impl<R: ReplayStore> ErasedReplayStore for R {
         now: UnixTime,
     ) -> Pin<Box<dyn Future<Output = Result<Seen, ReplayError>> + Send + 'a>> {
         Box::pin(self.check_and_insert(key, expires_at, now))
+    }
+
+    fn forget_boxed<'a>(
+        &'a self,
+        key: ReplayKey<'a>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), ReplayError>> + Send + 'a>> {
+        Box::pin(self.forget(key))
     }
 }
 
@@ -208,6 +243,10 @@ impl ReplayStore for DynReplayStore {
         now: UnixTime,
     ) -> Result<Seen, ReplayError> {
         self.0.check_and_insert_boxed(key, expires_at, now).await
+    }
+
+    async fn forget(&self, key: ReplayKey<'_>) -> Result<(), ReplayError> {
+        self.0.forget_boxed(key).await
     }
 }
 
@@ -295,6 +334,19 @@ impl InMemoryReplayStore {
         shard.earliest_expiry = shard.earliest_expiry.min(until);
         Ok(Seen::First)
     }
+
+    /// Removes `key` (see [`ReplayStore::forget`]).
+    pub fn forget_now(&self, key: ReplayKey<'_>) {
+        let digest = key.digest();
+        let index = usize::from(digest[0]) % SHARDS;
+        if let Some(shard) = self.shards.get(index) {
+            shard
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entries
+                .remove(&digest);
+        }
+    }
 }
 
 impl Default for InMemoryReplayStore {
@@ -312,6 +364,11 @@ impl ReplayStore for InMemoryReplayStore {
         now: UnixTime,
     ) -> impl Future<Output = Result<Seen, ReplayError>> + Send {
         std::future::ready(self.insert_now(key, expires_at, now))
+    }
+
+    fn forget(&self, key: ReplayKey<'_>) -> impl Future<Output = Result<(), ReplayError>> + Send {
+        self.forget_now(key);
+        std::future::ready(Ok(()))
     }
 }
 

@@ -21,6 +21,8 @@
 //!   itself (`redis_server` starts the server; it must be on `PATH`);
 //! - `redis_ledger` (feature `redis`): the revocation ledger on Redis and mirrors tailing its
 //!   stream across killed connections, a trimmed stream and a Redis restart;
+//! - `ssf`: the SSF push receiver's matrix (RV-4..RV-10, RV-13, D-37), each refusal with its
+//!   RFC 8935 code and its positive control;
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
 //!
 //! Every test runs at the fixed time `support::NOW`; nothing reads the wall clock or sleeps.
@@ -72,5 +74,7 @@ mod revocation;
 #[cfg(test)]
 #[cfg(feature = "saml")]
 mod saml;
+#[cfg(test)]
+mod ssf;
 #[cfg(test)]
 mod support;
