@@ -39,6 +39,9 @@ pub enum AuditEvent {
     SubjectOffboarded(SubjectOffboarded),
     /// The authorization server changed its revocation ledger (RV-29).
     RevocationApplied(RevocationApplied),
+    /// The authorization server received a security event (SSF push or Global Token
+    /// Revocation), whatever became of it (RV-29).
+    SecurityEventReceived(SecurityEventReceived),
 }
 
 impl AuditEvent {
@@ -57,6 +60,7 @@ impl AuditEvent {
             Self::CredentialRevoked(_) => "credential_revoked",
             Self::SubjectOffboarded(_) => "subject_offboarded",
             Self::RevocationApplied(_) => "revocation_applied",
+            Self::SecurityEventReceived(_) => "security_event_received",
         }
     }
 
@@ -68,6 +72,7 @@ impl AuditEvent {
             Self::AccessTokenRefused(_)
             | Self::ToolDefinitionChanged(_)
             | Self::RevocationApplied(_) => true,
+            Self::SecurityEventReceived(e) => !e.outcome.starts_with("accepted"),
             Self::ToolDecision(d) => d.decision == Decision::Deny,
             Self::CredentialRefreshed(r) => r.error.is_some(),
             Self::CredentialRevoked(r) => r.outcome == RevocationOutcome::Failed,
@@ -105,8 +110,73 @@ into_event!(
     CredentialStored,
     CredentialRevoked,
     SubjectOffboarded,
-    RevocationApplied
+    RevocationApplied,
+    SecurityEventReceived
 );
+
+/// A security event the authorization server received (RV-29): an SSF Security Event Token
+/// pushed by a transmitter, or a Global Token Revocation call. The subject is named by a
+/// digest only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct SecurityEventReceived {
+    /// How it came: `ssf` or `gtr`.
+    pub source: String,
+    /// The transmitter's (or the GTR caller's) issuer.
+    pub issuer: String,
+    /// The SET's `jti`, when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// The event type URI, when it was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// SHA-256 (hex) of the subject, when it was resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_digest: Option<String>,
+    /// What became of it: `accepted:applied`, `accepted:no_match`, `accepted:ignored`,
+    /// `accepted:duplicate`, `refused:<code>`, `unavailable`, ...
+    pub outcome: String,
+}
+
+impl SecurityEventReceived {
+    /// The event of `source` from `issuer` with `outcome`.
+    pub fn new(
+        source: impl Into<String>,
+        issuer: impl Into<String>,
+        outcome: impl Into<String>,
+    ) -> Self {
+        Self {
+            source: source.into(),
+            issuer: issuer.into(),
+            jti: None,
+            event_type: None,
+            subject_digest: None,
+            outcome: outcome.into(),
+        }
+    }
+
+    /// Sets the `jti`.
+    #[must_use]
+    pub fn with_jti(mut self, jti: impl Into<String>) -> Self {
+        self.jti = Some(jti.into());
+        self
+    }
+
+    /// Sets the event type.
+    #[must_use]
+    pub fn with_event_type(mut self, event_type: impl Into<String>) -> Self {
+        self.event_type = Some(event_type.into());
+        self
+    }
+
+    /// Sets the subject, hashed here and never stored.
+    #[must_use]
+    pub fn with_subject(mut self, subject: &str) -> Self {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, subject.as_bytes());
+        self.subject_digest = Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect());
+        self
+    }
+}
 
 /// The authorization server changed its revocation ledger (RV-29): a watermark raised, a
 /// subject disabled or enabled, or a token denied. The subject is named by a digest only.

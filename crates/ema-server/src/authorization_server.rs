@@ -25,6 +25,8 @@ struct AsState<K, S, R> {
     audit: AuditLog,
     /// SHA-256 of the admin bearer secret, when the admin route is on.
     admin: Option<[u8; 32]>,
+    /// The SSF push receiver (RV-4), when configured.
+    ssf: Option<ema_grant::ssf::SsfReceiver>,
 }
 
 /// The admin revoke route's path.
@@ -87,6 +89,7 @@ impl AuthorizationServerRouter {
             clock: None,
             audit: AuditLog::disabled(),
             admin: None,
+            ssf: None,
         }
     }
 }
@@ -99,6 +102,7 @@ pub struct AuthorizationServerRouterBuilder<K, S, R> {
     clock: Option<Arc<dyn Clock>>,
     audit: AuditLog,
     admin: Option<[u8; 32]>,
+    ssf: Option<(ema_grant::ssf::SsfReceiver, String)>,
 }
 
 impl<K, S, R> std::fmt::Debug for AuthorizationServerRouterBuilder<K, S, R> {
@@ -154,6 +158,24 @@ where
         self
     }
 
+    /// Mounts the SSF push receiver (RFC 8935, RV-4) at `path` (e.g.
+    /// [`ema_grant::ssf::DEFAULT_PUSH_PATH`]): `POST` of `application/secevent+jwt` from a
+    /// configured transmitter. A request whose `Authorization` matches no transmitter gets 401
+    /// before its body is read (D-37); a SET is answered `202` only once the ledger holds its
+    /// change, `400 {"err", "description"}` with the RFC 8935 code when refused, `503` while
+    /// the ledger is unreachable (the transmitter retries).
+    ///
+    /// Every authenticated push is appended to the trail as a
+    /// [`SecurityEventReceived`](ema_audit::SecurityEventReceived) (issuer, `jti`, event type,
+    /// subject digest, outcome) and each ledger change as a
+    /// [`RevocationApplied`](ema_audit::RevocationApplied) with source `ssf` (RV-29); when the
+    /// trail refuses them the transmitter gets 503 and the SET is not remembered, so its
+    /// redelivery is processed again.
+    pub fn ssf(mut self, receiver: ema_grant::ssf::SsfReceiver, path: &str) -> Self {
+        self.ssf = Some((receiver, path.to_owned()));
+        self
+    }
+
     /// Builds the router.
     ///
     /// With a [`Revoker`](ema_grant::Revoker) in the grant, the RFC 7009 revocation endpoint
@@ -192,6 +214,7 @@ where
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
             audit: self.audit,
             admin: self.admin,
+            ssf: self.ssf.as_ref().map(|(receiver, _)| receiver.clone()),
         });
         let mut router = Router::new()
             .route(&well_known, get(AsState::metadata))
@@ -202,6 +225,9 @@ where
         }
         if admin {
             router = router.route(ADMIN_REVOKE_PATH, post(AsState::admin_revoke));
+        }
+        if let Some((_, path)) = &self.ssf {
+            router = router.route(path, post(AsState::ssf_push));
         }
         router.with_state(state)
     }
@@ -292,6 +318,70 @@ where
                     );
                 }
             }
+        }
+        into_axum(response)
+    }
+
+    /// The SSF push receiver (RV-4, D-37, RV-29).
+    async fn ssf_push(
+        State(state): State<Arc<Self>>,
+        request: http::Request<axum::body::Body>,
+    ) -> Response {
+        use ema_grant::ssf::{SetOutcome, SetReceipt, SsfError};
+        let Some(receiver) = &state.ssf else {
+            return admin_error(http::StatusCode::NOT_FOUND, "not_found", "no SSF receiver");
+        };
+        // D-37: 401 before the body is even read.
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        if receiver.authenticate(presented).is_err() {
+            tracing::info!(target: "ema_server::authorization_server", "SSF push refused: transmitter authentication failed");
+            return into_axum(SsfError::Unauthenticated.to_response());
+        }
+        let request = match read_request(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let response = receiver.handle(&request, state.clock.now()).await;
+        let Some(receipt) = response.extensions().get::<SetReceipt>().cloned() else {
+            return into_axum(response);
+        };
+        let outcome = receipt.outcome_name();
+        match &receipt.outcome {
+            Ok(_) => tracing::info!(
+                target: "ema_server::authorization_server",
+                transmitter = %receipt.transmitter, jti = receipt.jti.as_deref().unwrap_or(""),
+                event_type = receipt.event_type.as_deref().unwrap_or(""), %outcome,
+                "security event received"
+            ),
+            Err(e) => tracing::warn!(
+                target: "ema_server::authorization_server",
+                transmitter = %receipt.transmitter, jti = receipt.jti.as_deref().unwrap_or(""),
+                event_type = receipt.event_type.as_deref().unwrap_or(""), %outcome, error = %e,
+                "security event refused"
+            ),
+        }
+        let changes = match &receipt.outcome {
+            Ok(SetOutcome::Applied(changes)) => changes.as_slice(),
+            _ => &[],
+        };
+        let recorded = crate::trail::security_event_received(&state.audit, "ssf", &receipt)
+            .and_then(|()| crate::trail::revocation_applied(&state.audit, "ssf", changes));
+        if let Err(e) = recorded {
+            tracing::error!(target: "ema_audit", error = %e, "security event not recorded");
+            if let (Ok(_), Some(jti)) = (&receipt.outcome, &receipt.jti) {
+                // The redelivery must be processed (and recorded) again.
+                if let Err(e) = receiver.forget(&receipt.transmitter, jti).await {
+                    tracing::error!(target: "ema_server::authorization_server", error = %e, "SET stays marked as received");
+                }
+            }
+            return admin_error(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the server cannot record this event; try again",
+            );
         }
         into_axum(response)
     }

@@ -138,3 +138,29 @@ pub(crate) fn revocation_applied(
     }
     Ok(())
 }
+
+/// Appends a `SecurityEventReceived` event for a pushed SET or a GTR call (RV-29).
+pub(crate) fn security_event_received(
+    log: &AuditLog,
+    source: &str,
+    receipt: &ema_grant::ssf::SetReceipt,
+) -> Result<(), ema_audit::AuditError> {
+    if !log.is_enabled() {
+        return Ok(());
+    }
+    let mut event = ema_audit::SecurityEventReceived::new(
+        source,
+        receipt.transmitter.as_str(),
+        receipt.outcome_name(),
+    );
+    if let Some(jti) = &receipt.jti {
+        event = event.with_jti(jti.as_str());
+    }
+    if let Some(kind) = &receipt.event_type {
+        event = event.with_event_type(kind.as_str());
+    }
+    if let Some(subject) = &receipt.subject {
+        event = event.with_subject(subject);
+    }
+    log.append(event).map(|_| ())
+}
