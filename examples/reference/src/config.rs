@@ -96,6 +96,67 @@ impl fmt::Debug for AsRevocationConfig {
     }
 }
 
+/// The authorization server's `[ssf]`: the SSF push receiver (RFC 8935, RV-4) and its
+/// transmitters. Absent: no receiver.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsSsfConfig {
+    /// The push endpoint's path below `public_url` (default `/ssf/events`).
+    #[serde(default)]
+    pub push_path: Option<String>,
+    /// The trusted transmitters (`[[ssf.transmitters]]`), at least one.
+    #[serde(default)]
+    pub transmitters: Vec<SsfTransmitterConfig>,
+}
+
+/// One trusted SSF transmitter (`[[ssf.transmitters]]`). `Debug` never shows the
+/// `authorization` value.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsfTransmitterConfig {
+    /// The transmitter's issuer: every SET's `iss` (RV-5).
+    pub issuer: String,
+    /// Where to fetch its JWKS.
+    pub jwks_url: Option<String>,
+    /// Or a local JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// Or the JWKS itself, as JSON text.
+    pub jwks: Option<String>,
+    /// The `Authorization` header value it presents (e.g. `Bearer ...`), compared whole.
+    pub authorization: String,
+    /// The `aud` its SETs carry: our receiver id (default: `public_url` + `push_path`).
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// The IdP issuers whose subjects it may affect (RV-7; default: its own issuer).
+    #[serde(default)]
+    pub subject_issuers: Option<Vec<String>>,
+    /// The tenant it speaks for (RV-7; default: none).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Accepted algorithms (RV-5; default RS256, PS256, ES256, EdDSA, which is also the most).
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Verified, unique email addresses mapped to IdP subjects, for `email` subjects (RV-9;
+    /// absent: `email` subjects match nothing).
+    #[serde(default)]
+    pub emails: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl fmt::Debug for SsfTransmitterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsfTransmitterConfig")
+            .field("issuer", &self.issuer)
+            .field("jwks_url", &self.jwks_url)
+            .field("jwks_file", &self.jwks_file)
+            .field("authorization", &Redacted)
+            .field("audience", &self.audience)
+            .field("subject_issuers", &self.subject_issuers)
+            .field("tenant", &self.tenant)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A client registered at a server. `Debug` never shows the secret.
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -407,6 +468,10 @@ pub struct AuthorizationServerConfig {
     /// `/revoke` and the ID-JAG check (RV-11), and the admin revoke route.
     #[serde(default)]
     pub revocation: AsRevocationConfig,
+    /// The SSF push receiver (`[ssf]`, RV-4): SETs from the configured transmitters become
+    /// revocations. Absent: no receiver.
+    #[serde(default)]
+    pub ssf: Option<AsSsfConfig>,
     /// Redis shared by several instances of this server (`redis://host:6379/`, `rediss://`,
     /// `redis+unix:///path/redis.sock`): the replay store of ID-JAG, client-assertion and DPoP
     /// `jti`s, so each is single-use across every instance. Absent: in-memory (one instance).
@@ -725,6 +790,8 @@ pub mod defaults {
     pub const DEV_IDP_ADMIN_SECRET: &str = "idp-admin-dev-secret";
     /// The authorization server's development admin secret (`[revocation] admin_secret`).
     pub const DEV_AS_ADMIN_SECRET: &str = "as-admin-dev-secret";
+    /// The `Authorization` value the development IdP presents to the AS's SSF receiver.
+    pub const DEV_SSF_AUTHORIZATION: &str = "Bearer idp-ssf-dev-secret";
 
     /// The IdP's development configuration, for servers at `idp`, `auth_server` and `mcp`.
     pub fn idp(
@@ -852,6 +919,21 @@ pub mod defaults {
             revocation: AsRevocationConfig {
                 admin_secret: Some(DEV_AS_ADMIN_SECRET.into()),
             },
+            ssf: Some(AsSsfConfig {
+                push_path: None,
+                transmitters: vec![SsfTransmitterConfig {
+                    issuer: idp.into(),
+                    jwks_url: Some(format!("{idp}/jwks")),
+                    jwks_file: None,
+                    jwks: None,
+                    authorization: DEV_SSF_AUTHORIZATION.into(),
+                    audience: None,
+                    subject_issuers: None,
+                    tenant: None,
+                    algorithms: None,
+                    emails: None,
+                }],
+            }),
             redis_url: None,
             redis_prefix: None,
         }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use ema_grant::redis_ledger::{DEFAULT_RESYNC, tail_mirror};
 use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
+use ema_grant::ssf::{SsfReceiver, SubjectMatching, TransmitterTrust};
 use ema_grant::{
     AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, DynReplayStore, GroupPolicy,
     GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisLedger, RedisReplayStore,
@@ -288,10 +289,12 @@ pub fn authorization_server_app_and_ledger(
     clock: Arc<dyn Clock>,
 ) -> Result<(Router, DynRevocationLedger), ConfigError> {
     let (grant, metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
-    let ledger = grant
+    let revoker = grant
         .revoker()
-        .map(|r| r.ledger().clone())
+        .cloned()
         .ok_or_else(|| ConfigError::Invalid("the authorization server has no ledger".into()))?;
+    let ledger = revoker.ledger().clone();
+    let ssf = ssf_receiver(cfg, public_url, revoker, clock.clone())?;
     // Checkpoints are signed with the access-token key (the `typ` tells them apart).
     let audit = crate::audit::open(cfg.audit.as_ref(), grant.tokens().keys().active())?;
     let mut router = AuthorizationServerRouter::builder(grant, &metadata)
@@ -300,7 +303,140 @@ pub fn authorization_server_app_and_ledger(
     if let Some(secret) = &cfg.revocation.admin_secret {
         router = router.admin_secret(secret);
     }
+    if let Some((receiver, path)) = ssf {
+        router = router.ssf(receiver, &path);
+    }
     Ok((harden(router.build(), &Limits::default()), ledger))
+}
+
+/// The SETs' algorithms a transmitter may be allowed (RV-5): never more than these.
+const SSF_ALGORITHMS: [ema_jose::Algorithm; 4] = [
+    ema_jose::Algorithm::RS256,
+    ema_jose::Algorithm::PS256,
+    ema_jose::Algorithm::ES256,
+    ema_jose::Algorithm::EdDSA,
+];
+
+/// The SSF push receiver of `[ssf]` (RV-4) and its path, over the grant's `revoker` (so the
+/// IdP→local subject mapping the grant records reaches the local watermarks, RV-12) and the
+/// server's replay store (on Redis, redeliveries to any instance are duplicates, RV-8).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the setting: a bad path, no transmitter, an empty or
+/// shared `authorization`, an algorithm outside RV-5's list, keys that cannot be set up.
+pub fn ssf_receiver(
+    cfg: &AuthorizationServerConfig,
+    public_url: &str,
+    revoker: Revoker,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<(SsfReceiver, String)>, ConfigError> {
+    let Some(ssf) = &cfg.ssf else {
+        return Ok(None);
+    };
+    let issuer = public_url.trim_end_matches('/');
+    let path = ssf
+        .push_path
+        .clone()
+        .unwrap_or_else(|| ema_grant::ssf::DEFAULT_PUSH_PATH.to_owned());
+    let paths = cfg.endpoints.paths()?;
+    let plain = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains(['?', '#', ' ', '{', '}', '*'])
+        && path.len() > 1;
+    if !plain {
+        return Err(ConfigError::Invalid(format!(
+            "ssf.push_path `{path}`: use a plain absolute path such as /ssf/events"
+        )));
+    }
+    let taken = [
+        paths.token(),
+        paths.jwks(),
+        REVOCATION_PATH,
+        "/admin/revoke",
+    ];
+    if taken.contains(&path.as_str()) || path.starts_with("/.well-known/") {
+        return Err(ConfigError::Invalid(format!(
+            "ssf.push_path `{path}` is already another endpoint's path"
+        )));
+    }
+    if ssf.transmitters.is_empty() {
+        return Err(ConfigError::Invalid(
+            "ssf.transmitters: name at least one transmitter, or leave out [ssf]".into(),
+        ));
+    }
+    let mut receiver = SsfReceiver::with_dyn_replay(
+        revoker,
+        replay_store(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())?,
+    );
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in ssf.transmitters.iter().enumerate() {
+        let what = format!("ssf.transmitters[{i}]");
+        if t.issuer.is_empty() {
+            return Err(ConfigError::Invalid(format!("{what}.issuer is empty")));
+        }
+        if t.authorization.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.authorization is empty; give the Authorization value the transmitter presents"
+            )));
+        }
+        if !seen.insert(t.authorization.as_str()) {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.authorization is another transmitter's; give each its own"
+            )));
+        }
+        let algorithms =
+            config::algorithms(t.algorithms.as_deref(), &format!("{what}.algorithms"))?;
+        if let Some(alg) = algorithms.iter().find(|a| !SSF_ALGORITHMS.contains(a)) {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.algorithms: {alg} is not allowed for SETs; use RS256, PS256, ES256 or EdDSA (RV-5)"
+            )));
+        }
+        let source = keys_from(
+            t.jwks_url.as_deref(),
+            t.jwks_file.as_deref(),
+            t.jwks.as_deref(),
+            None,
+            &what,
+        )?;
+        let keys = IssuerKeys::new(fetcher(cfg.insecure_allow_loopback_http)?, clock.clone())
+            .with_issuer(t.issuer.as_str(), source)
+            .map_err(issuer_keys_error)?;
+        let audience = t
+            .audience
+            .clone()
+            .unwrap_or_else(|| format!("{issuer}{path}"));
+        let mut trust =
+            TransmitterTrust::with_key_source(t.issuer.as_str(), keys, &t.authorization, audience)
+                .with_algorithms(algorithms);
+        if let Some(issuers) = &t.subject_issuers {
+            if issuers.is_empty() || issuers.iter().any(String::is_empty) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}.subject_issuers: name at least one issuer, none empty"
+                )));
+            }
+            trust = trust.with_subject_issuers(issuers.iter().cloned());
+        }
+        if let Some(tenant) = &t.tenant {
+            if tenant.is_empty() {
+                return Err(ConfigError::Invalid(format!("{what}.tenant is empty")));
+            }
+            trust = trust.with_tenant(tenant.as_str());
+        }
+        if let Some(emails) = &t.emails {
+            if let Some((email, _)) = emails
+                .iter()
+                .find(|(email, sub)| !email.contains('@') || sub.is_empty())
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}.emails: `{email}` needs an address and a non-empty subject"
+                )));
+            }
+            trust = trust.with_matching(SubjectMatching::IssSubOrEmail(emails.clone()));
+        }
+        receiver = receiver.transmitter(trust);
+    }
+    Ok(Some((receiver, path)))
 }
 
 /// The hardened router of an authorization server built by [`authorization_server_parts`].

@@ -69,6 +69,13 @@ fn samples_match_the_built_in_defaults() -> Result<(), Box<dyn std::error::Error
         secrets_of(&from_file.clients),
         secrets_of(&built_in.clients)
     );
+    let authorizations = |c: &AuthorizationServerConfig| -> Vec<String> {
+        c.ssf
+            .iter()
+            .flat_map(|s| s.transmitters.iter().map(|t| t.authorization.clone()))
+            .collect()
+    };
+    assert_eq!(authorizations(&from_file), authorizations(&built_in));
     let from_file: McpServerConfig = config::load(&sample("mcp-server.toml"))?;
     assert_eq!(
         format!("{from_file:?}"),
@@ -212,7 +219,13 @@ fn sec10_config_debug_hides_secrets_and_passwords() -> Result<(), Box<dyn std::e
         format!("{auth:?}"),
         format!("{auth:#?}"),
     ] {
-        for secret in ["desk-secret", "tc-secret", "ana-password", "bob-password"] {
+        for secret in [
+            "desk-secret",
+            "tc-secret",
+            "ana-password",
+            "bob-password",
+            "idp-ssf-dev-secret",
+        ] {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
         assert!(text.contains("<redacted>"), "{text}");
@@ -442,6 +455,120 @@ mod settings {
         let mut cfg = auth_server();
         cfg.redis_url = Some("redis://127.0.0.1:6379/".into());
         assert!(as_error(&cfg).contains("Tokio runtime"));
+    }
+
+    async fn post_status(app: &axum::Router, path: &str) -> StatusCode {
+        app.clone()
+            .oneshot(
+                Request::post(path)
+                    .header("content-type", "application/secevent+jwt")
+                    .header("authorization", "Bearer not-the-idp")
+                    .body(Body::from("x.y.z"))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+            .status()
+    }
+
+    // RV-4, RV-5, RV-7: `[ssf]` is checked at startup; each bad value names its setting.
+    #[tokio::test]
+    async fn rv4_ssf_settings_are_checked() {
+        type Edit = fn(&mut config::AsSsfConfig);
+        let rows: &[(Edit, &str)] = &[
+            (|s| s.push_path = Some("ssf".into()), "ssf.push_path `ssf`"),
+            (|s| s.push_path = Some("/ssf?x".into()), "ssf.push_path"),
+            (
+                |s| s.push_path = Some("/token".into()),
+                "ssf.push_path `/token` is already",
+            ),
+            (
+                |s| s.push_path = Some("/revoke".into()),
+                "ssf.push_path `/revoke` is already",
+            ),
+            (
+                |s| s.transmitters.clear(),
+                "ssf.transmitters: name at least one",
+            ),
+            (
+                |s| s.transmitters[0].authorization = " ".into(),
+                "ssf.transmitters[0].authorization is empty",
+            ),
+            (
+                |s| {
+                    let mut twin = s.transmitters[0].clone();
+                    twin.issuer = "http://127.0.0.1:9499".into();
+                    s.transmitters.push(twin);
+                },
+                "ssf.transmitters[1].authorization is another transmitter's",
+            ),
+            (
+                |s| s.transmitters[0].algorithms = names(&["ES384"]),
+                "ssf.transmitters[0].algorithms: ES384 is not allowed for SETs",
+            ),
+            (
+                |s| s.transmitters[0].algorithms = names(&["HS256"]),
+                "ssf.transmitters[0].algorithms: unknown algorithm `HS256`",
+            ),
+            (
+                |s| s.transmitters[0].jwks_url = None,
+                "ssf.transmitters[0] needs one of",
+            ),
+            (
+                |s| s.transmitters[0].jwks = Some("{}".into()),
+                "ssf.transmitters[0] needs exactly one of",
+            ),
+            (
+                |s| s.transmitters[0].subject_issuers = Some(Vec::new()),
+                "ssf.transmitters[0].subject_issuers",
+            ),
+            (
+                |s| s.transmitters[0].tenant = Some(String::new()),
+                "ssf.transmitters[0].tenant is empty",
+            ),
+            (
+                |s| {
+                    s.transmitters[0].emails =
+                        Some([("nobody".to_owned(), "00u1".to_owned())].into())
+                },
+                "ssf.transmitters[0].emails: `nobody`",
+            ),
+            (
+                |s| s.transmitters[0].issuer.clear(),
+                "ssf.transmitters[0].issuer is empty",
+            ),
+        ];
+        for (edit, why) in rows {
+            let mut cfg = auth_server();
+            edit(cfg.ssf.as_mut().unwrap());
+            let message = as_error(&cfg);
+            assert!(message.contains(why), "{why}: {message}");
+        }
+        // Controls: the defaults mount the receiver at /ssf/events (a push without the IdP's
+        // Authorization is 401); a custom path moves it; without [ssf] there is none.
+        let app = servers::authorization_server_app(&auth_server(), defaults::AS, clock()).unwrap();
+        assert_eq!(
+            post_status(&app, "/ssf/events").await,
+            StatusCode::UNAUTHORIZED
+        );
+        let mut cfg = auth_server();
+        cfg.ssf.as_mut().unwrap().push_path = Some("/signals/push".into());
+        let app = servers::authorization_server_app(&cfg, defaults::AS, clock()).unwrap();
+        assert_eq!(
+            post_status(&app, "/signals/push").await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            post_status(&app, "/ssf/events").await,
+            StatusCode::NOT_FOUND
+        );
+        let mut cfg = auth_server();
+        cfg.ssf = None;
+        let app = servers::authorization_server_app(&cfg, defaults::AS, clock()).unwrap();
+        assert_eq!(
+            post_status(&app, "/ssf/events").await,
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
