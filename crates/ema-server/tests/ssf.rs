@@ -167,25 +167,20 @@ impl World {
     }
 }
 
-/// A body that fails if it is ever read: D-37 says 401 comes before any parsing.
-fn unreadable() -> Body {
-    let stream = futures_core_stream();
-    Body::from_stream(stream)
-}
-
-fn futures_core_stream()
--> impl futures_core::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static {
-    struct Fail;
-    impl futures_core::Stream for Fail {
+/// A body that records whether it was ever read: D-37 says 401 comes before any parsing.
+fn watched(read: Arc<std::sync::atomic::AtomicBool>) -> Body {
+    struct Watched(Arc<std::sync::atomic::AtomicBool>);
+    impl futures_core::Stream for Watched {
         type Item = Result<axum::body::Bytes, std::io::Error>;
         fn poll_next(
             self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Option<Self::Item>> {
-            panic!("the body of an unauthenticated push was read")
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::task::Poll::Ready(None)
         }
     }
-    Fail
+    Body::from_stream(Watched(read))
 }
 
 // RV-4, D-37: no or wrong Authorization -> 401 with the body never read and nothing recorded;
@@ -194,12 +189,30 @@ fn futures_core_stream()
 async fn rv4_d37_push_endpoint_authenticates_first_and_answers_202_after_the_write() {
     let w = world();
     for auth in [None, Some("Bearer wrong")] {
-        let (status, headers, body) = w.push(auth, unreadable()).await;
+        let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (status, headers, body) = w.push(auth, watched(read.clone())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
         assert!(headers.contains_key("www-authenticate"));
         assert!(body.get("err").is_none(), "{body}");
+        assert!(
+            !read.load(std::sync::atomic::Ordering::SeqCst),
+            "body read before 401"
+        );
     }
-    assert!(w.kinds().is_empty());
+    assert!(
+        w.kinds().is_empty(),
+        "nothing recorded for an unauthenticated push"
+    );
+    // Control: an authenticated push reads its body (here empty: invalid_request).
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (status, _, body) = w.push(Some(AUTH), watched(read.clone())).await;
+    assert_eq!(
+        (status, body["err"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    assert!(read.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(w.kinds(), ["security_event_received"]);
+    w.events.lines.lock().unwrap().clear();
     assert!(!w.revoked());
     let (status, _, body) = w
         .push(
