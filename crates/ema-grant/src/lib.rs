@@ -29,6 +29,7 @@
 pub mod access_token;
 mod builder;
 pub mod client_auth;
+pub mod code_flow;
 pub mod dpop;
 pub mod error;
 pub mod exchange;
@@ -60,6 +61,10 @@ pub use builder::{BuildError, JwtBearerGrantBuilder, TokenExchangeGrantBuilder};
 pub use client_auth::{
     AuthMethod, AuthMethodMismatch, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError,
     ClientCredential, ClientRegistry, RegisteredClient, UnknownAuthMethod,
+};
+pub use code_flow::{
+    AUTHORIZATION_CODE_GRANT, AuthorizationError, AuthorizationRequest, CodeFlow, CodeRedemption,
+    CodeTokenResponse, SignedInUser,
 };
 pub use dpop::{DpopError, DpopProof, DpopValidator};
 pub use error::{ErrorCode, ErrorCodeError, OAuthError, ToErrorCode, UnknownErrorCode};
