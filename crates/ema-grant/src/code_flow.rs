@@ -605,14 +605,14 @@ impl CodeFlow {
             .ok_or_else(|| OAuthError::invalid_request("code_verifier is missing (PKCE)"))?;
         let key = code_key(code);
         let invalid = || OAuthError::invalid_grant("code is invalid, expired or already used");
-        // One use: the code leaves the pending state whatever happens next.
-        let pending = {
+        // One use: the code leaves the pending state whatever happens next. A code presented
+        // again has its tokens revoked (RFC 6749 §4.1.2); its entry is kept so that a third
+        // try does the same.
+        let taken = {
             let mut codes = self.codes.lock().unwrap_or_else(PoisonError::into_inner);
             match codes.remove(&key) {
-                Some(CodeState::Pending(p)) => *p,
+                Some(CodeState::Pending(p)) => Ok(*p),
                 Some(CodeState::Redeemed { tokens, until }) => {
-                    // Presented again: the tokens issued from it are revoked (RFC 6749
-                    // §4.1.2), and the entry kept so a third try does the same.
                     codes.insert(
                         key,
                         CodeState::Redeemed {
@@ -620,14 +620,20 @@ impl CodeFlow {
                             until,
                         },
                     );
-                    drop(codes);
-                    self.deny(&tokens, now).await?;
-                    return Err(OAuthError::invalid_grant(
-                        "code was already used; the tokens issued from it are revoked",
-                    ));
+                    Err(Some(tokens))
                 }
-                None => return Err(invalid()),
+                None => Err(None),
             }
+        };
+        let pending = match taken {
+            Ok(pending) => pending,
+            Err(Some(tokens)) => {
+                self.deny(&tokens, now).await?;
+                return Err(OAuthError::invalid_grant(
+                    "code was already used; the tokens issued from it are revoked",
+                ));
+            }
+            Err(None) => return Err(invalid()),
         };
         if pending.expires <= now {
             return Err(invalid());

@@ -44,6 +44,7 @@ pub mod replay;
 pub mod revocation;
 pub mod revoke;
 mod scope_log;
+pub mod sign_in;
 #[cfg(feature = "sso")]
 pub mod sso;
 
@@ -94,6 +95,7 @@ pub use revocation::{
 };
 pub use revoke::{Revoke, RevokeAction, RevokeError, Revoker, TokenRevocation};
 pub use scope_log::ScopeLog;
+pub use sign_in::{IdpSignIn, PendingSignIn, SignInError};
 #[cfg(feature = "sso")]
 pub use sso::{
     AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,
