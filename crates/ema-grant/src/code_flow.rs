@@ -747,8 +747,7 @@ fn valid_verifier(v: &str) -> bool {
 /// A base64url SHA-256 digest: 43 characters of the base64url alphabet.
 fn is_s256_challenge(c: &str) -> bool {
     c.len() == 43
-        && c
-            .bytes()
+        && c.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
@@ -777,7 +776,9 @@ mod tests {
         let flow = CodeFlow::new(
             AccessTokenIssuer::new(Issuer::new(AS), keys),
             ClientRegistry::new([format!("{AS}/token")])
-                .with(RegisteredClient::new("ide", ClientCredential::Public).with_redirect_uris([CB]))
+                .with(
+                    RegisteredClient::new("ide", ClientCredential::Public).with_redirect_uris([CB]),
+                )
                 .with(
                     RegisteredClient::new("agent", ClientCredential::secret("s"))
                         .with_redirect_uris([CB])
@@ -822,7 +823,13 @@ mod tests {
     }
 
     fn code_of(url: &str) -> String {
-        url.split("code=").nth(1).unwrap().split('&').next().unwrap().to_owned()
+        url.split("code=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 
     fn redeem(
@@ -838,7 +845,12 @@ mod tests {
         );
         let form = Form::parse(body.as_bytes(), 8192).unwrap();
         let store = InMemoryReplayStore::new(10);
-        pollster::block_on(flow.token_form(&TokenRequest::form(body.as_bytes()), &form, &store, now))
+        pollster::block_on(flow.token_form(
+            &TokenRequest::form(body.as_bytes()),
+            &form,
+            &store,
+            now,
+        ))
     }
 
     fn refused(flow: &CodeFlow, form: &Form) -> (String, String) {
@@ -858,9 +870,15 @@ mod tests {
         let url = flow.issue_code(&req, user(), NOW).unwrap();
         // State echoed, iss present (RFC 9207).
         assert!(url.starts_with(&format!("{CB}?code=")), "{url}");
-        assert!(url.ends_with("&state=st-1&iss=https%3A%2F%2Fauth.tasks.example"), "{url}");
+        assert!(
+            url.ends_with("&state=st-1&iss=https%3A%2F%2Fauth.tasks.example"),
+            "{url}"
+        );
         let ok = redeem(&flow, &code_of(&url), VERIFIER, CB, NOW.plus(5)).unwrap();
-        let claims = flow.tokens.verify_own(&ok.access_token, NOW.plus(5)).unwrap();
+        let claims = flow
+            .tokens
+            .verify_own(&ok.access_token, NOW.plus(5))
+            .unwrap();
         assert_eq!(claims.aud.as_str(), MCP);
         assert_eq!(claims.sub, "u-17");
         assert_eq!(claims.client_id.as_str(), "ide");
@@ -922,7 +940,13 @@ mod tests {
         // At the token endpoint too: the code is bound to its redirect URI.
         let req = flow.authorize(&query(&[], &[])).unwrap();
         let url = flow.issue_code(&req, user(), NOW).unwrap();
-        let err = redeem(&flow, &code_of(&url), VERIFIER, "http://127.0.0.1:33418/cb", NOW);
+        let err = redeem(
+            &flow,
+            &code_of(&url),
+            VERIFIER,
+            "http://127.0.0.1:33418/cb",
+            NOW,
+        );
         assert_eq!(err.unwrap_err().code, ErrorCode::InvalidGrant);
     }
 
@@ -953,10 +977,25 @@ mod tests {
         let (flow, _) = flow();
         let req = flow.authorize(&query(&[], &[])).unwrap();
         let url = flow.issue_code(&req, user(), NOW).unwrap();
-        let err = redeem(&flow, &code_of(&url), VERIFIER, CB, NOW.plus(DEFAULT_CODE_LIFETIME));
+        let err = redeem(
+            &flow,
+            &code_of(&url),
+            VERIFIER,
+            CB,
+            NOW.plus(DEFAULT_CODE_LIFETIME),
+        );
         assert_eq!(err.unwrap_err().code, ErrorCode::InvalidGrant);
         let url = flow.issue_code(&req, user(), NOW).unwrap();
-        assert!(redeem(&flow, &code_of(&url), VERIFIER, CB, NOW.plus(DEFAULT_CODE_LIFETIME - 1)).is_ok());
+        assert!(
+            redeem(
+                &flow,
+                &code_of(&url),
+                VERIFIER,
+                CB,
+                NOW.plus(DEFAULT_CODE_LIFETIME - 1)
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -964,7 +1003,10 @@ mod tests {
         let (flow, _) = flow();
         let (code, _) = refused(&flow, &query(&[], &["resource"]));
         assert_eq!(code, "invalid_target");
-        let (code, _) = refused(&flow, &query(&[("resource", "https://other.example/mcp")], &[]));
+        let (code, _) = refused(
+            &flow,
+            &query(&[("resource", "https://other.example/mcp")], &[]),
+        );
         assert_eq!(code, "invalid_target");
         let (code, _) = refused(&flow, &query(&[("scope", "admin")], &[]));
         assert_eq!(code, "invalid_scope");
@@ -988,7 +1030,9 @@ mod tests {
         );
         assert_eq!(
             url,
-            format!("{CB}?error=access_denied&error_description=not%20assigned&state=st-1&iss=https%3A%2F%2Fauth.tasks.example")
+            format!(
+                "{CB}?error=access_denied&error_description=not%20assigned&state=st-1&iss=https%3A%2F%2Fauth.tasks.example"
+            )
         );
     }
 }

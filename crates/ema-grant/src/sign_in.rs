@@ -15,9 +15,9 @@ use std::sync::{Mutex, PoisonError};
 
 use ema_id_jag::{ClientId, IdJagClaims, Issuer};
 use ema_jose::{
-    AlgorithmSet, AudienceRule, Claims, ClaimError, HeaderError, HeaderPolicy, KeyLookupError,
-    KeySource, ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime,
-    UnverifiedJwt, VerifyError, random_id,
+    AlgorithmSet, AudienceRule, ClaimError, Claims, HeaderError, HeaderPolicy, KeyLookupError,
+    KeySource, ParseError, ParseOptions, TimeOptions, TokenKind, UnixTime, UnverifiedJwt,
+    VerifyError, random_id,
 };
 use serde_json::{Map, Value};
 
@@ -224,7 +224,8 @@ impl IdpSignIn {
         pending: &PendingSignIn,
         now: UnixTime,
     ) -> Result<Claims, SignInError> {
-        let jwt = UnverifiedJwt::parse(token, &ParseOptions::new()).map_err(SignInError::Malformed)?;
+        let jwt =
+            UnverifiedJwt::parse(token, &ParseOptions::new()).map_err(SignInError::Malformed)?;
         let policy = HeaderPolicy::for_kind(TokenKind::IdToken).with_algorithms(self.algorithms);
         let alg = policy.check(jwt.header()).map_err(SignInError::Header)?;
         let idp = self.idp.as_str();
@@ -273,7 +274,15 @@ impl IdpSignIn {
     ) -> Result<IdJagClaims, SignInError> {
         let mut map = Map::new();
         for name in [
-            "iss", "sub", "email", "groups", "roles", "tenant", "auth_time", "acr", "amr",
+            "iss",
+            "sub",
+            "email",
+            "groups",
+            "roles",
+            "tenant",
+            "auth_time",
+            "acr",
+            "amr",
         ] {
             if let Some(v) = id_token.get(name) {
                 map.insert(name.to_owned(), v.clone());
@@ -287,11 +296,7 @@ impl IdpSignIn {
         );
         map.insert("iat".into(), Value::from(now.as_secs()));
         map.insert("exp".into(), Value::from(now.plus(60).as_secs()));
-        map.insert(
-            "resource".into(),
-            Value::from(request.resource.as_str()),
-        );
-        IdJagClaims::from_claims(&Claims::from_object(map))
-            .map_err(SignInError::Subject)
+        map.insert("resource".into(), Value::from(request.resource.as_str()));
+        IdJagClaims::from_claims(&Claims::from_object(map)).map_err(SignInError::Subject)
     }
 }

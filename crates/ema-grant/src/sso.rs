@@ -558,8 +558,11 @@ impl SsoProvider {
         let Some(audience) = self.relying_party_audience(&response.client_id) else {
             return Ok(());
         };
-        let jwt = ema_jose::UnverifiedJwt::parse(&response.id_token, &ema_jose::ParseOptions::new())
-            .map_err(|_| OAuthError::new(ErrorCode::ServerError, "ID token could not be read"))?;
+        let jwt =
+            ema_jose::UnverifiedJwt::parse(&response.id_token, &ema_jose::ParseOptions::new())
+                .map_err(|_| {
+                    OAuthError::new(ErrorCode::ServerError, "ID token could not be read")
+                })?;
         let client_id = ema_id_jag::ClientId::new(response.client_id.as_str());
         let request = crate::exchange::PolicyRequest {
             subject: &response.subject,

@@ -297,7 +297,11 @@ where
                 .flow
                 .handle(&request, state.grant.replay(), state.clock.now())
                 .await;
-            log_outcome(LogTarget::AuthorizationServer, "authorization_code", &response);
+            log_outcome(
+                LogTarget::AuthorizationServer,
+                "authorization_code",
+                &response,
+            );
             return into_axum(response);
         }
         let response = state.grant.handle(&request, state.clock.now()).await;
@@ -456,13 +460,18 @@ fn is_code_grant(body: &[u8]) -> bool {
 /// `grant_types_supported` beside what is there (the jwt-bearer grant of the ID-JAG profile).
 pub fn advertise_code_flow(metadata: &mut AuthorizationServerMetadata) {
     if metadata.authorization_endpoint.is_none() {
-        metadata.authorization_endpoint =
-            Some(format!("{}/authorize", metadata.issuer.trim_end_matches('/')));
+        metadata.authorization_endpoint = Some(format!(
+            "{}/authorize",
+            metadata.issuer.trim_end_matches('/')
+        ));
     }
     metadata.response_types_supported = Some(vec!["code".to_owned()]);
     metadata.code_challenge_methods_supported = Some(vec!["S256".to_owned()]);
     let grants = metadata.grant_types_supported.get_or_insert_with(Vec::new);
-    if !grants.iter().any(|g| g == ema_grant::AUTHORIZATION_CODE_GRANT) {
+    if !grants
+        .iter()
+        .any(|g| g == ema_grant::AUTHORIZATION_CODE_GRANT)
+    {
         grants.push(ema_grant::AUTHORIZATION_CODE_GRANT.to_owned());
     }
 }

@@ -148,16 +148,18 @@ pub(crate) async fn callback<K: KeySource, S: SubjectResolver>(
         Ok(pending) => pending,
         Err(e) => {
             tracing::info!(target: "ema_server::authorization_server", error = %e, "sign-in callback refused");
-            return page(StatusCode::BAD_REQUEST, "This sign-in is unknown or expired; start again.");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in is unknown or expired; start again.",
+            );
         }
     };
     let request = &pending.request;
     let denied = |description: &'static str| {
-        redirect(
-            &code
-                .flow
-                .refuse(request, OAuthError::new(ErrorCode::AccessDenied, description)),
-        )
+        redirect(&code.flow.refuse(
+            request,
+            OAuthError::new(ErrorCode::AccessDenied, description),
+        ))
     };
     if let Some(error) = params.get("error") {
         tracing::info!(target: "ema_server::authorization_server", idp_error = error, "the IdP refused the sign-in");

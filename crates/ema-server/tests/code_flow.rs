@@ -112,15 +112,18 @@ async fn world() -> World {
         ResourceConfig::new(resource.as_str(), ["tasks.read", "tasks.write"])
             .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
     )
-    .client(
-        RegisteredClient::new("ide", ClientCredential::Public).with_redirect_uris([CLIENT_CB]),
-    )
+    .client(RegisteredClient::new("ide", ClientCredential::Public).with_redirect_uris([CLIENT_CB]))
     .revocation_ledger(MemoryLedger::new())
     .token_endpoint(format!("{auth}/token"))
     .build()
     .unwrap();
     let flow = CodeFlow::for_grant(&grant);
-    let sign_in = IdpSignIn::new(idp.as_str(), format!("{idp}/authorize"), "as-rp", as_callback);
+    let sign_in = IdpSignIn::new(
+        idp.as_str(),
+        format!("{idp}/authorize"),
+        "as-rp",
+        as_callback,
+    );
     let fetcher = HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap();
     let code =
         CodeFlowConfig::new(flow, sign_in, &format!("{idp}/token"), "rp-secret", fetcher).unwrap();
@@ -177,9 +180,15 @@ async fn browse(w: &World, query: &str, user: &str, password: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     let to_idp = location(&r);
-    assert!(to_idp.starts_with(&format!("{}/authorize?", w.idp)), "{to_idp}");
+    assert!(
+        to_idp.starts_with(&format!("{}/authorize?", w.idp)),
+        "{to_idp}"
+    );
     // The AS asks for a code with PKCE S256 and a nonce at the IdP.
-    assert_eq!(param(&to_idp, "code_challenge_method").as_deref(), Some("S256"));
+    assert_eq!(
+        param(&to_idp, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
     assert!(param(&to_idp, "nonce").is_some());
     let idp_query = to_idp.split_once('?').unwrap().1.to_owned();
     let r = w
@@ -192,7 +201,10 @@ async fn browse(w: &World, query: &str, user: &str, password: &str) -> String {
         .unwrap();
     assert_eq!(r.status(), 303, "IdP login");
     let callback = location(&r);
-    assert!(callback.starts_with(&format!("{}/idp/callback?", w.auth)), "{callback}");
+    assert!(
+        callback.starts_with(&format!("{}/idp/callback?", w.auth)),
+        "{callback}"
+    );
     let r = w.browser.get(&callback).send().await.unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     location(&r)
@@ -212,7 +224,10 @@ async fn redeem(w: &World, code: &str, verifier: &str) -> (u16, Value) {
         .await
         .unwrap();
     let status = r.status().as_u16();
-    (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap())
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -253,7 +268,11 @@ async fn user_not_assigned_at_the_idp_is_refused_at_login() {
     assert!(back.starts_with(CLIENT_CB), "{back}");
     assert_eq!(param(&back, "error").as_deref(), Some("access_denied"));
     // Refused by the IdP's admin policy (ana, assigned, passes in the test above).
-    assert!(param(&back, "error_description").unwrap().contains("not assign"));
+    assert!(
+        param(&back, "error_description")
+            .unwrap()
+            .contains("not assign")
+    );
     assert_eq!(param(&back, "state").as_deref(), Some("client-st"));
     assert_eq!(param(&back, "iss").as_deref(), Some(w.auth.as_str()));
     assert!(param(&back, "code").is_none());
@@ -263,20 +282,37 @@ async fn user_not_assigned_at_the_idp_is_refused_at_login() {
 async fn pkce_and_redirect_rules_at_the_endpoint() {
     let w = world().await;
     // Plain PKCE: back to the client with invalid_request, never to the IdP.
-    let q = authorize_query(&w, "").replace("code_challenge_method=S256", "code_challenge_method=plain");
-    let r = w.browser.get(format!("{}/authorize?{q}", w.auth)).send().await.unwrap();
+    let q = authorize_query(&w, "")
+        .replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let r = w
+        .browser
+        .get(format!("{}/authorize?{q}", w.auth))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     let back = location(&r);
-    assert!(back.starts_with(&format!("{CLIENT_CB}?error=invalid_request")), "{back}");
+    assert!(
+        back.starts_with(&format!("{CLIENT_CB}?error=invalid_request")),
+        "{back}"
+    );
     // A redirect URI not registered exactly: an error page, no redirect.
     let q = authorize_query(&w, "").replace("33418%2Fcallback", "33418%2Fcallback%2F");
-    let r = w.browser.get(format!("{}/authorize?{q}", w.auth)).send().await.unwrap();
+    let r = w
+        .browser
+        .get(format!("{}/authorize?{q}", w.auth))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.headers().get("location").is_none());
     // A wrong verifier at the token endpoint.
     let back = browse(&w, &authorize_query(&w, ""), "ana", "ana-password").await;
     let (status, body) = redeem(&w, &param(&back, "code").unwrap(), &"x".repeat(43)).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -292,11 +328,24 @@ async fn metadata_advertises_the_code_flow_beside_the_id_jag_profile() {
         .await
         .unwrap();
     let meta: Value = serde_json::from_slice(&meta).unwrap();
-    assert_eq!(meta["authorization_endpoint"], format!("{}/authorize", w.auth));
-    assert_eq!(meta["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        meta["authorization_endpoint"],
+        format!("{}/authorize", w.auth)
+    );
+    assert_eq!(
+        meta["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     let grants = meta["grant_types_supported"].as_array().unwrap();
     assert!(grants.iter().any(|g| g == "authorization_code"));
-    assert!(grants.iter().any(|g| g == "urn:ietf:params:oauth:grant-type:jwt-bearer"));
+    assert!(
+        grants
+            .iter()
+            .any(|g| g == "urn:ietf:params:oauth:grant-type:jwt-bearer")
+    );
     assert!(meta["authorization_grant_profiles_supported"].is_array());
 }
