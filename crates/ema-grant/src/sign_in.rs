@@ -6,7 +6,7 @@
 //! [`IdpSignIn::finish`] takes the parked request back by `state` (once), and gives the form
 //! body that redeems the IdP's code; [`IdpSignIn::verify_id_token`] checks the IdP's ID token
 //! with `ema-jose` against the IdP's keys (`typ`, algorithm, issuer, signature, time, `aud` =
-//! this relying party, `nonce`). [`IdpSignIn::subject_claims`] shapes the verified claims for
+//! this relying party, `nonce`; CL-12 as a relying party). [`IdpSignIn::subject_claims`] shapes the verified claims for
 //! the jwt-bearer grant's [`SubjectResolver`](ema_id_jag::SubjectResolver), so both ways into
 //! the authorization server map an IdP user to the same local subject.
 
