@@ -627,6 +627,12 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
         Ok(claims)
     }
 
+    /// The admin policy (TX-8), for the IdP's other decisions about the same users (the
+    /// admission of a sign-in to an authorization server, [`SsoProvider::admit`](crate::SsoProvider::admit)).
+    pub fn policy(&self) -> &P {
+        &self.policy
+    }
+
     /// Whether SAML 2.0 subject assertions are accepted: the `saml` feature is on and
     /// `TokenExchangeGrantBuilder::saml_assertions` configured a validator
     /// (TX-3). An endpoint may use it to run those exchanges, which parse and verify XML, away

@@ -205,6 +205,12 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
         &self.tokens
     }
 
+    /// The replay store (ID-JAG, client-assertion and DPoP `jti`s), for the authorization
+    /// server's other grants sharing it.
+    pub fn replay(&self) -> &R {
+        &self.replay
+    }
+
     /// The revoker checked at every redemption, when one is configured (RV-11).
     pub fn revoker(&self) -> Option<&crate::revoke::Revoker> {
         self.revoker.as_ref()

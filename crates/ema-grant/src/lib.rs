@@ -29,6 +29,7 @@
 pub mod access_token;
 mod builder;
 pub mod client_auth;
+pub mod code_flow;
 pub mod dpop;
 pub mod error;
 pub mod exchange;
@@ -43,6 +44,7 @@ pub mod replay;
 pub mod revocation;
 pub mod revoke;
 mod scope_log;
+pub mod sign_in;
 pub mod ssf;
 #[cfg(feature = "sso")]
 pub mod sso;
@@ -61,6 +63,10 @@ pub use builder::{BuildError, JwtBearerGrantBuilder, TokenExchangeGrantBuilder};
 pub use client_auth::{
     AuthMethod, AuthMethodMismatch, AuthenticatedClient, CLIENT_ASSERTION_TYPE, ClientAuthError,
     ClientCredential, ClientRegistry, RegisteredClient, UnknownAuthMethod,
+};
+pub use code_flow::{
+    AUTHORIZATION_CODE_GRANT, AuthorizationError, AuthorizationRequest, CodeFlow, CodeRedemption,
+    CodeTokenResponse, SignedInUser,
 };
 pub use dpop::{DpopError, DpopProof, DpopValidator};
 pub use error::{ErrorCode, ErrorCodeError, OAuthError, ToErrorCode, UnknownErrorCode};
@@ -90,6 +96,7 @@ pub use revocation::{
 };
 pub use revoke::{Revoke, RevokeAction, RevokeError, Revoker, TokenRevocation};
 pub use scope_log::ScopeLog;
+pub use sign_in::{IdpSignIn, PendingSignIn, SignInError};
 #[cfg(feature = "sso")]
 pub use sso::{
     AUTHORIZATION_CODE, AuthorizeError, AuthorizeRequest, PasswordHash, SsoProvider,

@@ -230,6 +230,10 @@ pub struct SsoTokenResponse {
     pub id_token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
+    /// The client the ID token was issued to (its `aud`), for the server's checks; not sent.
+    pub client_id: String,
+    /// The user's subject (its `sub`), for the server's checks; not sent.
+    pub subject: String,
 }
 
 impl fmt::Debug for SsoTokenResponse {
@@ -272,6 +276,8 @@ pub struct SsoProvider {
     id_token_lifetime: u64,
     code_lifetime: u64,
     max_pending: usize,
+    /// SSO clients that are authorization servers' relying parties, with those servers.
+    relying_parties: HashMap<String, Issuer>,
 }
 
 fn code_key(code: &str) -> [u8; 32] {
@@ -304,6 +310,7 @@ impl SsoProvider {
             id_token_lifetime: 3600,
             code_lifetime: 60,
             max_pending: 10_000,
+            relying_parties: HashMap::new(),
         })
     }
 
@@ -514,7 +521,66 @@ impl SsoProvider {
         Ok(SsoTokenResponse {
             id_token,
             expires_in: self.id_token_lifetime,
+            client_id: pending.client_id.clone(),
+            subject: user.subject.clone(),
         })
+    }
+
+    /// Marks the SSO client `client_id` as the relying party of the authorization server
+    /// `audience`: users who sign in to that server through this IdP (its MCP authorization
+    /// code flow) pass the same admin policy as a token exchange for it ([`Self::admit`]).
+    #[must_use]
+    pub fn with_relying_party(
+        mut self,
+        client_id: impl Into<String>,
+        audience: impl Into<Issuer>,
+    ) -> Self {
+        self.relying_parties
+            .insert(client_id.into(), audience.into());
+        self
+    }
+
+    /// The authorization server whose relying party `client_id` is, if it is one.
+    pub fn relying_party_audience(&self, client_id: &str) -> Option<&Issuer> {
+        self.relying_parties.get(client_id)
+    }
+
+    /// The admin policy at sign-in: when `response` went to the relying party of an
+    /// authorization server ([`Self::with_relying_party`]), `policy` decides the user × that
+    /// server as it would a token exchange (no resource named: any resource it governs), and a
+    /// user not assigned is refused with `access_denied`; a disabled one with `invalid_grant`.
+    /// Other SSO clients pass.
+    pub async fn admit<P: crate::exchange::AdminPolicy>(
+        &self,
+        policy: &P,
+        response: &SsoTokenResponse,
+    ) -> Result<(), OAuthError> {
+        let Some(audience) = self.relying_party_audience(&response.client_id) else {
+            return Ok(());
+        };
+        let jwt =
+            ema_jose::UnverifiedJwt::parse(&response.id_token, &ema_jose::ParseOptions::new())
+                .map_err(|_| {
+                    OAuthError::new(ErrorCode::ServerError, "ID token could not be read")
+                })?;
+        let client_id = ema_id_jag::ClientId::new(response.client_id.as_str());
+        let request = crate::exchange::PolicyRequest {
+            subject: &response.subject,
+            id_token: jwt.unverified_claims(),
+            client_id: &client_id,
+            audience,
+            resources: &[],
+            scope: None,
+        };
+        match policy.decide(&request).await {
+            crate::exchange::PolicyDecision::Deny { reason } => {
+                Err(OAuthError::new(ErrorCode::AccessDenied, reason))
+            }
+            crate::exchange::PolicyDecision::InactiveSubject { reason } => {
+                Err(OAuthError::invalid_grant(reason))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -586,6 +652,8 @@ mod tests {
         let response = SsoTokenResponse {
             id_token: "idt.Wm5cN2pRfV8.sigBnM".into(),
             expires_in: 600,
+            client_id: "desk".into(),
+            subject: "u-1".into(),
         };
         for text in [format!("{response:?}"), format!("{response:#?}")] {
             crate::jwt_bearer::tests::assert_redacted(

@@ -420,6 +420,17 @@ impl<K: KeySource, S: SubjectResolver> IdJagValidator<K, S> {
         &self.keys
     }
 
+    /// The subject resolver: for an authorization server's other grants (the code flow) to map
+    /// an IdP user to the same local subject as an ID-JAG's.
+    pub fn subjects(&self) -> &S {
+        &self.subjects
+    }
+
+    /// The trusted issuers.
+    pub fn trust(&self) -> &TrustRegistry {
+        &self.trust
+    }
+
     /// Runs the validation order of `docs/requirements.md` on `assertion`, stopping at the first failure.
     pub async fn validate(
         &self,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use ema_audit::AuditLog;
 use ema_grant::JwtBearerGrant;
@@ -27,6 +27,8 @@ struct AsState<K, S, R> {
     admin: Option<[u8; 32]>,
     /// The SSF push receiver (RV-4), when configured.
     ssf: Option<ema_grant::ssf::SsfReceiver>,
+    /// The MCP authorization code flow, when configured.
+    code: Option<crate::code_flow::CodeFlowConfig>,
 }
 
 /// The admin revoke route's path.
@@ -90,6 +92,7 @@ impl AuthorizationServerRouter {
             audit: AuditLog::disabled(),
             admin: None,
             ssf: None,
+            code: None,
         }
     }
 }
@@ -103,6 +106,7 @@ pub struct AuthorizationServerRouterBuilder<K, S, R> {
     audit: AuditLog,
     admin: Option<[u8; 32]>,
     ssf: Option<(ema_grant::ssf::SsfReceiver, String)>,
+    code: Option<crate::code_flow::CodeFlowConfig>,
 }
 
 impl<K, S, R> std::fmt::Debug for AuthorizationServerRouterBuilder<K, S, R> {
@@ -176,6 +180,23 @@ where
         self
     }
 
+    /// Adds the MCP authorization code flow (RFC 6749 §4.1 with PKCE `S256`, RFC 8707
+    /// `resource`, RFC 9207 `iss`) beside the jwt-bearer grant: the authorization endpoint at
+    /// the path of the metadata's `authorization_endpoint` (default `/authorize`), the IdP's
+    /// callback at the path of the relying party's redirect URI, and `grant_type=
+    /// authorization_code` at the token endpoint. Users sign in at the enterprise IdP over
+    /// OpenID Connect; the IdP's ID token is verified with the grant's key source and its
+    /// subject mapped with the grant's subject resolver.
+    ///
+    /// The metadata is the caller's: advertise `authorization_endpoint`,
+    /// `response_types_supported: ["code"]`, `code_challenge_methods_supported: ["S256"]` and
+    /// `authorization_code` in `grant_types_supported` (e.g. with
+    /// [`advertise_code_flow`](crate::advertise_code_flow)).
+    pub fn code_flow(mut self, code: crate::code_flow::CodeFlowConfig) -> Self {
+        self.code = Some(code);
+        self
+    }
+
     /// Builds the router.
     ///
     /// With a [`Revoker`](ema_grant::Revoker) in the grant, the RFC 7009 revocation endpoint
@@ -206,6 +227,14 @@ where
             .get("revocation_endpoint")
             .and_then(serde_json::Value::as_str)
             .map_or_else(|| "/revoke".to_owned(), crate::paths::url_path);
+        let authorize = metadata
+            .authorization_endpoint
+            .as_deref()
+            .map_or_else(|| "/authorize".to_owned(), crate::paths::url_path);
+        let callback = self
+            .code
+            .as_ref()
+            .map(|c| crate::paths::url_path(c.sign_in.redirect_uri()));
         let revoking = self.grant.revoker().is_some();
         let admin = self.admin.is_some() && revoking;
         let state = Arc::new(AsState {
@@ -215,6 +244,7 @@ where
             audit: self.audit,
             admin: self.admin,
             ssf: self.ssf.as_ref().map(|(receiver, _)| receiver.clone()),
+            code: self.code,
         });
         let mut router = Router::new()
             .route(&well_known, get(AsState::metadata))
@@ -228,6 +258,11 @@ where
         }
         if let Some((_, path)) = &self.ssf {
             router = router.route(path, post(AsState::ssf_push));
+        }
+        if let Some(callback) = callback {
+            router = router
+                .route(&authorize, get(AsState::authorize))
+                .route(&callback, get(AsState::callback));
         }
         router.with_state(state)
     }
@@ -281,10 +316,55 @@ where
             Ok(request) => request,
             Err(response) => return response,
         };
+        if let Some(code) = &state.code
+            && is_code_grant(request.body())
+        {
+            let response = code
+                .flow
+                .handle(&request, state.grant.replay(), state.clock.now())
+                .await;
+            log_outcome(
+                LogTarget::AuthorizationServer,
+                "authorization_code",
+                &response,
+            );
+            return into_axum(response);
+        }
         let response = state.grant.handle(&request, state.clock.now()).await;
         let response = crate::trail::id_jag_redeemed(&state.audit, response);
         log_outcome(LogTarget::AuthorizationServer, "jwt_bearer", &response);
         into_axum(response)
+    }
+
+    /// The code flow's authorization endpoint.
+    async fn authorize(
+        State(state): State<Arc<Self>>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        match &state.code {
+            Some(code) => crate::code_flow::authorize(code, query.as_deref(), state.clock.now()),
+            None => http::StatusCode::NOT_FOUND.into_response(),
+        }
+    }
+
+    /// The IdP's redirect back to the code flow.
+    async fn callback(
+        State(state): State<Arc<Self>>,
+        axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ) -> Response {
+        let Some(code) = &state.code else {
+            return http::StatusCode::NOT_FOUND.into_response();
+        };
+        let validator = state.grant.validator();
+        crate::code_flow::callback(
+            code,
+            validator.keys(),
+            validator.subjects(),
+            validator.trust(),
+            query.as_deref(),
+            state.clock.now(),
+        )
+        .await
     }
 
     /// RFC 7009 (RV-20).
@@ -455,6 +535,34 @@ where
                 admin_error(code.http_status(), code.as_str(), e.error_description())
             }
         }
+    }
+}
+
+/// Whether a token request body asks for the authorization code grant.
+fn is_code_grant(body: &[u8]) -> bool {
+    ema_grant::Form::parse(body, ema_grant::form::DEFAULT_MAX_BODY)
+        .is_ok_and(|f| f.get("grant_type") == Some(ema_grant::AUTHORIZATION_CODE_GRANT))
+}
+
+/// Advertises the MCP authorization code flow in `metadata`: `authorization_endpoint` (when
+/// unset, `<issuer>/authorize`), `response_types_supported: ["code"]`,
+/// `code_challenge_methods_supported: ["S256"]`, and `authorization_code` added to
+/// `grant_types_supported` beside what is there (the jwt-bearer grant of the ID-JAG profile).
+pub fn advertise_code_flow(metadata: &mut AuthorizationServerMetadata) {
+    if metadata.authorization_endpoint.is_none() {
+        metadata.authorization_endpoint = Some(format!(
+            "{}/authorize",
+            metadata.issuer.trim_end_matches('/')
+        ));
+    }
+    metadata.response_types_supported = Some(vec!["code".to_owned()]);
+    metadata.code_challenge_methods_supported = Some(vec!["S256".to_owned()]);
+    let grants = metadata.grant_types_supported.get_or_insert_with(Vec::new);
+    if !grants
+        .iter()
+        .any(|g| g == ema_grant::AUTHORIZATION_CODE_GRANT)
+    {
+        grants.push(ema_grant::AUTHORIZATION_CODE_GRANT.to_owned());
     }
 }
 

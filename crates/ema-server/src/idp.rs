@@ -850,10 +850,15 @@ where
             }
             #[cfg(feature = "sso")]
             Some(AUTHORIZATION_CODE) => match &state.sso {
-                Some(sso) => sso
-                    .token_form(&req, &form, state.exchange.replay(), now)
-                    .await
-                    .map(|ok| ok.to_response()),
+                Some(sso) => {
+                    let ok = sso
+                        .token_form(&req, &form, state.exchange.replay(), now)
+                        .await?;
+                    // An authorization server's sign-in passes the admin policy, as its
+                    // token exchanges do.
+                    sso.admit(state.exchange.policy(), &ok).await?;
+                    Ok(ok.to_response())
+                }
                 None => Err(state.unsupported_grant_type()),
             },
             Some(_) => Err(state.unsupported_grant_type()),

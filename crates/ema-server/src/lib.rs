@@ -38,6 +38,7 @@
 
 mod authorization_server;
 mod bearer;
+mod code_flow;
 mod endpoint;
 mod guard;
 mod hardening;
@@ -53,12 +54,13 @@ pub mod vault;
 
 pub use authorization_server::{
     ADMIN_REVOKE_PATH, AuthorizationServerRouter, AuthorizationServerRouterBuilder,
-    authorization_server_router,
+    advertise_code_flow, authorization_server_router,
 };
 pub use bearer::{
     BearerAuth, BearerAuthBuilder, BearerBuildError, BearerService, NO_SCOPES, protect,
     protected_resource_router,
 };
+pub use code_flow::CodeFlowConfig;
 pub use guard::{ToolCallGuardLayer, ToolCallGuardService};
 pub use principal::{MissingPrincipal, Principal};
 

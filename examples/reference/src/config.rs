@@ -76,6 +76,67 @@ impl fmt::Debug for AdminConfig {
     }
 }
 
+/// The authorization server's `[code_flow]`: the MCP authorization code flow (PKCE `S256`,
+/// `resource` required, exact redirect URIs), with users signing in at the IdP `idp` (one of
+/// `[[trusted_issuers]]`) as its OpenID Connect client `client_id`. `Debug` never shows the
+/// secret.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AsCodeFlowConfig {
+    /// The IdP users sign in at; must be a trusted issuer (its keys verify the ID tokens).
+    pub idp: String,
+    /// This server's client id at the IdP.
+    pub client_id: String,
+    /// Its secret (`client_secret_basic` at the IdP's token endpoint).
+    pub client_secret: String,
+    /// The IdP's authorization endpoint (default `<idp>/authorize`).
+    #[serde(default)]
+    pub idp_authorization_endpoint: Option<String>,
+    /// The IdP's token endpoint (default `<idp>/token`).
+    #[serde(default)]
+    pub idp_token_endpoint: Option<String>,
+    /// The path of this server's authorization endpoint (default `/authorize`).
+    #[serde(default = "default_authorize_path")]
+    pub authorize: String,
+    /// The path the IdP redirects back to (default `/idp/callback`); register
+    /// `<public_url><callback>` at the IdP.
+    #[serde(default = "default_callback_path")]
+    pub callback: String,
+    /// Code lifetime in seconds (default 60; 1 to 600).
+    #[serde(default = "default_code_lifetime")]
+    pub code_lifetime_secs: u64,
+}
+
+fn default_authorize_path() -> String {
+    "/authorize".into()
+}
+
+fn default_callback_path() -> String {
+    "/idp/callback".into()
+}
+
+fn default_code_lifetime() -> u64 {
+    ema_grant::code_flow::DEFAULT_CODE_LIFETIME
+}
+
+impl fmt::Debug for AsCodeFlowConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCodeFlowConfig")
+            .field("idp", &self.idp)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &Redacted)
+            .field(
+                "idp_authorization_endpoint",
+                &self.idp_authorization_endpoint,
+            )
+            .field("idp_token_endpoint", &self.idp_token_endpoint)
+            .field("authorize", &self.authorize)
+            .field("callback", &self.callback)
+            .field("code_lifetime_secs", &self.code_lifetime_secs)
+            .finish()
+    }
+}
+
 /// The authorization server's `[revocation]`: an in-memory ledger (the default for one
 /// instance), with the admin revoke route `POST /admin/revoke` when `admin_secret` is set.
 #[derive(Clone, Default, Deserialize)]
@@ -252,6 +313,12 @@ pub struct TargetConfig {
     /// IdP client id → the client's id at that server.
     #[serde(default)]
     pub clients: std::collections::BTreeMap<String, String>,
+    /// The IdP client (a `[[clients]]` id) through which users sign in to this server in its
+    /// MCP authorization code flow (the server is that client, an OpenID Connect relying
+    /// party): such a sign-in passes the admin policy `[[rules]]` for this server, as a token
+    /// exchange does. Absent: none.
+    #[serde(default)]
+    pub sign_in_client: Option<String>,
 }
 
 /// An admin policy rule: members of `group` may reach `audience` with at most `scopes`.
@@ -472,6 +539,10 @@ pub struct AuthorizationServerConfig {
     /// revocations. Absent: no receiver.
     #[serde(default)]
     pub ssf: Option<AsSsfConfig>,
+    /// The MCP authorization code flow (`[code_flow]`): users sign in at a trusted IdP over
+    /// OpenID Connect. Absent: the jwt-bearer grant only.
+    #[serde(default)]
+    pub code_flow: Option<AsCodeFlowConfig>,
     /// Redis shared by several instances of this server (`redis://host:6379/`, `rediss://`,
     /// `redis+unix:///path/redis.sock`): the replay store of ID-JAG, client-assertion and DPoP
     /// `jti`s, so each is single-use across every instance. Absent: in-memory (one instance).
@@ -792,6 +863,14 @@ pub mod defaults {
     pub const DEV_AS_ADMIN_SECRET: &str = "as-admin-dev-secret";
     /// The `Authorization` value the development IdP presents to the AS's SSF receiver.
     pub const DEV_SSF_AUTHORIZATION: &str = "Bearer idp-ssf-dev-secret";
+    /// The authorization server's client at the IdP for its code flow's sign-in.
+    pub const DEV_SIGN_IN_CLIENT: &str = "tasks-as-rp";
+    /// That client's development secret.
+    pub const DEV_SIGN_IN_SECRET: &str = "tasks-as-rp-secret";
+    /// The public MCP client registered for the code flow at the authorization server.
+    pub const DEV_CODE_FLOW_CLIENT: &str = "mcp-client";
+    /// Its redirect URI (matched exactly).
+    pub const DEV_CODE_FLOW_REDIRECT: &str = "http://127.0.0.1:33418/callback";
 
     /// The IdP's development configuration, for servers at `idp`, `auth_server` and `mcp`.
     pub fn idp(
@@ -810,13 +889,22 @@ pub mod defaults {
                 alg: default_alg(),
                 pem_file: None,
             },
-            clients: vec![ClientConfig {
-                id: "desk-idp-01".into(),
-                secret: Some("desk-secret".into()),
-                jwks_file: None,
-                token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
-                redirect_uris: vec!["http://127.0.0.1/callback".into()],
-            }],
+            clients: vec![
+                ClientConfig {
+                    id: "desk-idp-01".into(),
+                    secret: Some("desk-secret".into()),
+                    jwks_file: None,
+                    token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
+                    redirect_uris: vec!["http://127.0.0.1/callback".into()],
+                },
+                ClientConfig {
+                    id: DEV_SIGN_IN_CLIENT.into(),
+                    secret: Some(DEV_SIGN_IN_SECRET.into()),
+                    jwks_file: None,
+                    token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
+                    redirect_uris: vec![format!("{auth_server}/idp/callback")],
+                },
+            ],
             users: vec![
                 UserConfig {
                     subject: "00u8k2Lq91".into(),
@@ -838,6 +926,7 @@ pub mod defaults {
                 aliases: vec!["urn:acme:tasks".into()],
                 resources: vec![mcp_resource.into(), other_resource.into()],
                 clients: [("desk-idp-01".to_owned(), "tc_5f2a91".to_owned())].into(),
+                sign_in_client: Some(DEV_SIGN_IN_CLIENT.into()),
             }],
             rules: vec![RuleConfig {
                 group: "eng".into(),
@@ -884,13 +973,22 @@ pub mod defaults {
                 tenant: None,
                 algorithms: None,
             }],
-            clients: vec![ClientConfig {
-                id: "tc_5f2a91".into(),
-                secret: Some("tc-secret".into()),
-                jwks_file: None,
-                token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
-                redirect_uris: Vec::new(),
-            }],
+            clients: vec![
+                ClientConfig {
+                    id: "tc_5f2a91".into(),
+                    secret: Some("tc-secret".into()),
+                    jwks_file: None,
+                    token_endpoint_auth_method: Some(AuthMethod::ClientSecretBasic),
+                    redirect_uris: Vec::new(),
+                },
+                ClientConfig {
+                    id: DEV_CODE_FLOW_CLIENT.into(),
+                    secret: None,
+                    jwks_file: None,
+                    token_endpoint_auth_method: Some(AuthMethod::None),
+                    redirect_uris: vec![DEV_CODE_FLOW_REDIRECT.into()],
+                },
+            ],
             resources: vec![
                 ResourceConfigToml {
                     id: mcp_resource.into(),
@@ -933,6 +1031,16 @@ pub mod defaults {
                     algorithms: None,
                     emails: None,
                 }],
+            }),
+            code_flow: Some(AsCodeFlowConfig {
+                idp: idp.into(),
+                client_id: DEV_SIGN_IN_CLIENT.into(),
+                client_secret: DEV_SIGN_IN_SECRET.into(),
+                idp_authorization_endpoint: None,
+                idp_token_endpoint: None,
+                authorize: default_authorize_path(),
+                callback: default_callback_path(),
+                code_lifetime_secs: default_code_lifetime(),
             }),
             redis_url: None,
             redis_prefix: None,

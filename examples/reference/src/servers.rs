@@ -7,9 +7,10 @@ use ema_grant::redis_ledger::{DEFAULT_RESYNC, tail_mirror};
 use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
 use ema_grant::ssf::{SsfReceiver, SubjectMatching, TransmitterTrust};
 use ema_grant::{
-    AccessTokenIssuer, AdminPolicy, ClientCredential, ClientRegistry, DynReplayStore, GroupPolicy,
-    GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisLedger, RedisReplayStore,
-    RegisteredClient, Revoker, SsoProvider, TargetServer, TokenExchangeGrant, User,
+    AccessTokenIssuer, AdminPolicy, AuthMethod, ClientCredential, ClientRegistry, DynReplayStore,
+    GroupPolicy, GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisLedger,
+    RedisReplayStore, RegisteredClient, Revoker, SsoProvider, TargetServer, TokenExchangeGrant,
+    User,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry, ScopeSet,
@@ -19,8 +20,8 @@ use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
 use ema_jwks::{IssuerKeys, JwksSource};
 use ema_metadata::AuthorizationServerMetadata;
 use ema_server::{
-    AuthorizationServerRouter, BearerAuth, IdpRouter, Limits, Principal,
-    authorization_server_router, harden, idp_metadata_with_paths, protect,
+    AuthorizationServerRouter, BearerAuth, CodeFlowConfig, IdpRouter, Limits, Principal,
+    advertise_code_flow, authorization_server_router, harden, idp_metadata_with_paths, protect,
 };
 
 use ema_server::audit::{AuditLog, DefinitionResponse, ToolDefinitionChanged};
@@ -45,9 +46,14 @@ fn clients(
             (None, Some(path)) => ClientCredential::PrivateKeyJwt {
                 keys: Arc::new(jwks_file(path)?),
             },
+            // A public client (the code flow's, bound by PKCE): `none`, said explicitly.
+            (None, None) if c.token_endpoint_auth_method == Some(AuthMethod::None) => {
+                ClientCredential::Public
+            }
             _ => {
                 return Err(ConfigError::Invalid(format!(
-                    "client `{}` needs exactly one of `secret` and `jwks_file`",
+                    "client `{}` needs exactly one of `secret` and `jwks_file` (or neither with \
+                     token_endpoint_auth_method = \"none\")",
                     c.id
                 )));
             }
@@ -195,6 +201,15 @@ pub fn idp_app(
         for (idp_client, here) in &t.clients {
             target = target.with_client(idp_client.as_str(), here.as_str());
         }
+        if let Some(client) = &t.sign_in_client {
+            if !cfg.clients.iter().any(|c| c.id == *client) {
+                return Err(ConfigError::Invalid(format!(
+                    "target `{}`: sign_in_client `{client}` is not one of [[clients]]",
+                    t.issuer
+                )));
+            }
+            sso = sso.with_relying_party(client.as_str(), t.issuer.as_str());
+        }
         exchange = exchange.target(target);
     }
     let exchange = exchange
@@ -297,6 +312,10 @@ pub fn authorization_server_app_and_ledger(
     let ssf = ssf_receiver(cfg, public_url, revoker, clock.clone())?;
     // Checkpoints are signed with the access-token key (the `typ` tells them apart).
     let audit = crate::audit::open(cfg.audit.as_ref(), grant.tokens().keys().active())?;
+    let code = match &cfg.code_flow {
+        Some(code) => Some(code_flow(cfg, code, &grant)?),
+        None => None,
+    };
     let mut router = AuthorizationServerRouter::builder(grant, &metadata)
         .clock(clock)
         .audit(audit);
@@ -305,6 +324,9 @@ pub fn authorization_server_app_and_ledger(
     }
     if let Some((receiver, path)) = ssf {
         router = router.ssf(receiver, &path);
+    }
+    if let Some(code) = code {
+        router = router.code_flow(code);
     }
     Ok((harden(router.build(), &Limits::default()), ledger))
 }
@@ -439,6 +461,50 @@ pub fn ssf_receiver(
     Ok(Some((receiver, path)))
 }
 
+/// The `[code_flow]` of an authorization server whose jwt-bearer grant is `grant`: the same
+/// issuer, clients, resources and ledger; users sign in at the IdP `code.idp`.
+fn code_flow(
+    cfg: &AuthorizationServerConfig,
+    code: &config::AsCodeFlowConfig,
+    grant: &AuthorizationServerGrant,
+) -> Result<CodeFlowConfig, ConfigError> {
+    let idp = code.idp.trim_end_matches('/');
+    if grant.validator().trust().get(&code.idp).is_none() {
+        return Err(ConfigError::Invalid(format!(
+            "[code_flow]: idp `{}` is not one of [[trusted_issuers]] (its keys verify the ID tokens)",
+            code.idp
+        )));
+    }
+    if !(1..=600).contains(&code.code_lifetime_secs) {
+        return Err(ConfigError::Invalid(
+            "[code_flow]: code_lifetime_secs must be 1 to 600".into(),
+        ));
+    }
+    let issuer = grant.tokens().issuer().as_str().trim_end_matches('/');
+    let flow = ema_grant::CodeFlow::for_grant(grant).with_code_lifetime(code.code_lifetime_secs);
+    let sign_in = ema_grant::IdpSignIn::new(
+        code.idp.as_str(),
+        code.idp_authorization_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("{idp}/authorize")),
+        code.client_id.as_str(),
+        format!("{issuer}{}", code.callback),
+    )
+    .with_leeway(config::leeway(cfg.leeway_secs, "leeway_secs")?);
+    let token_endpoint = code
+        .idp_token_endpoint
+        .clone()
+        .unwrap_or_else(|| format!("{idp}/token"));
+    CodeFlowConfig::new(
+        flow,
+        sign_in,
+        &token_endpoint,
+        &code.client_secret,
+        fetcher(cfg.insecure_allow_loopback_http)?,
+    )
+    .map_err(|e| ConfigError::Invalid(format!("[code_flow]: idp_token_endpoint: {e}")))
+}
+
 /// The hardened router of an authorization server built by [`authorization_server_parts`].
 pub fn authorization_server_app_from(
     grant: AuthorizationServerGrant,
@@ -565,6 +631,15 @@ pub fn authorization_server_parts(
         "revocation_endpoint_auth_methods_supported".into(),
         auth_methods_supported(grant.clients()).into(),
     );
+    if let Some(code) = &cfg.code_flow {
+        if !code.authorize.starts_with('/') || !code.callback.starts_with('/') {
+            return Err(ConfigError::Invalid(
+                "[code_flow]: authorize and callback are paths starting with /".into(),
+            ));
+        }
+        metadata.authorization_endpoint = Some(format!("{issuer}{}", code.authorize));
+        advertise_code_flow(&mut metadata);
+    }
     metadata.scopes_supported = Some(
         cfg.resources
             .iter()

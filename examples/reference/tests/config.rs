@@ -121,12 +121,13 @@ fn d24_samples_name_one_auth_method_per_client() -> Result<(), Box<dyn std::erro
     let idp: IdpConfig = config::load(&sample("idp.toml"))?;
     let auth: AuthorizationServerConfig = config::load(&sample("authorization-server.toml"))?;
     for c in idp.clients.iter().chain(&auth.clients) {
-        assert_eq!(
-            c.token_endpoint_auth_method,
-            Some(AuthMethod::ClientSecretBasic),
-            "{}",
-            c.id
-        );
+        // The code flow's public client says `none`; every client with a secret, basic.
+        let expected = if c.secret.is_some() {
+            AuthMethod::ClientSecretBasic
+        } else {
+            AuthMethod::None
+        };
+        assert_eq!(c.token_endpoint_auth_method, Some(expected), "{}", c.id);
     }
     Ok(())
 }
@@ -225,6 +226,7 @@ fn sec10_config_debug_hides_secrets_and_passwords() -> Result<(), Box<dyn std::e
             "ana-password",
             "bob-password",
             "idp-ssf-dev-secret",
+            "tasks-as-rp-secret",
         ] {
             assert!(!text.contains(secret), "{secret} leaked into {text}");
         }
@@ -235,6 +237,93 @@ fn sec10_config_debug_hides_secrets_and_passwords() -> Result<(), Box<dyn std::e
     for kept in ["desk-idp-01", "ana@acme.example", "ClientSecretBasic"] {
         assert!(text.contains(kept), "{kept} missing from {text}");
     }
+    Ok(())
+}
+
+/// The authorization server's RFC 8414 metadata, as served.
+async fn metadata_of(app: axum::Router) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    use tower::ServiceExt as _;
+    let response = app
+        .oneshot(
+            http::Request::get("/.well-known/oauth-authorization-server")
+                .body(axum::body::Body::empty())?,
+        )
+        .await?;
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await?
+        .to_bytes();
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Issue 14: the sample's `[code_flow]` is advertised beside the ID-JAG profile, and without
+/// it the metadata names the jwt-bearer grant only.
+#[tokio::test]
+async fn code_flow_section_is_advertised_and_optional() -> Result<(), Box<dyn std::error::Error>> {
+    let auth: AuthorizationServerConfig = config::load(&sample("authorization-server.toml"))?;
+    let url = "http://127.0.0.1:9401";
+    let app = servers::authorization_server_app(&auth, url, Arc::new(SystemClock))?;
+    let meta = metadata_of(app).await?;
+    assert_eq!(meta["authorization_endpoint"], format!("{url}/authorize"));
+    assert_eq!(
+        meta["response_types_supported"],
+        serde_json::json!(["code"])
+    );
+    assert_eq!(
+        meta["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    let grants = meta["grant_types_supported"].to_string();
+    assert!(
+        grants.contains("authorization_code") && grants.contains("jwt-bearer"),
+        "{grants}"
+    );
+    assert!(meta["authorization_grant_profiles_supported"].is_array());
+    let mut without = auth.clone();
+    without.code_flow = None;
+    let meta = metadata_of(servers::authorization_server_app(
+        &without,
+        url,
+        Arc::new(SystemClock),
+    )?)
+    .await?;
+    assert!(meta.get("authorization_endpoint").is_none());
+    assert!(
+        !meta["grant_types_supported"]
+            .to_string()
+            .contains("authorization_code")
+    );
+    Ok(())
+}
+
+/// `[code_flow]` errors are named: an IdP that is not trusted, a lifetime out of range; the
+/// IdP's `sign_in_client` must be one of its clients.
+#[test]
+fn code_flow_settings_are_checked() -> Result<(), Box<dyn std::error::Error>> {
+    let auth: AuthorizationServerConfig = config::load(&sample("authorization-server.toml"))?;
+    let url = "http://127.0.0.1:9401";
+    let clock = Arc::new(SystemClock);
+    assert!(servers::authorization_server_app(&auth, url, clock.clone()).is_ok());
+    let mut bad = auth.clone();
+    if let Some(code) = bad.code_flow.as_mut() {
+        code.idp = "http://127.0.0.1:9999".into();
+    }
+    let err = servers::authorization_server_app(&bad, url, clock.clone()).unwrap_err();
+    assert!(
+        err.to_string().contains("not one of [[trusted_issuers]]"),
+        "{err}"
+    );
+    let mut bad = auth.clone();
+    if let Some(code) = bad.code_flow.as_mut() {
+        code.code_lifetime_secs = 601;
+    }
+    let err = servers::authorization_server_app(&bad, url, clock.clone()).unwrap_err();
+    assert!(err.to_string().contains("code_lifetime_secs"), "{err}");
+    let idp: IdpConfig = config::load(&sample("idp.toml"))?;
+    assert!(servers::idp_app(&idp, "http://127.0.0.1:9400", clock.clone()).is_ok());
+    let mut bad = idp.clone();
+    bad.targets[0].sign_in_client = Some("nobody".into());
+    let err = servers::idp_app(&bad, "http://127.0.0.1:9400", clock).unwrap_err();
+    assert!(err.to_string().contains("sign_in_client `nobody`"), "{err}");
     Ok(())
 }
 

@@ -1,0 +1,259 @@
+//! The authorization server's MCP authorization code flow: the authorization endpoint, the
+//! callback from the enterprise IdP (the AS is an OpenID Connect relying party of the IdP), and
+//! the `authorization_code` grant at the token endpoint. Mounted by
+//! [`AuthorizationServerRouterBuilder::code_flow`](crate::AuthorizationServerRouterBuilder::code_flow).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use ema_grant::code_flow::{AuthorizationError, AuthorizationRequest, CodeFlow, SignedInUser};
+use ema_grant::sign_in::IdpSignIn;
+use ema_grant::{ErrorCode, Form, OAuthError};
+use ema_id_jag::SubjectResolver;
+use ema_jose::{KeySource, UnixTime};
+use ema_jwks::{HttpFetcher, Secret};
+use url::Url;
+
+/// The code flow of an authorization server: the [`CodeFlow`] protocol core, the relying party
+/// registration at the IdP ([`IdpSignIn`]), and how to reach the IdP's token endpoint.
+///
+/// The IdP's ID tokens are verified with the jwt-bearer grant's key source (the keys of the
+/// trusted IdP, which sign its ID-JAGs too), and the IdP's subject is mapped with the grant's
+/// subject resolver: one local subject per IdP user on both paths.
+pub struct CodeFlowConfig {
+    pub(crate) flow: CodeFlow,
+    pub(crate) sign_in: IdpSignIn,
+    pub(crate) idp_token_endpoint: Url,
+    pub(crate) authorization: Secret,
+    pub(crate) fetcher: HttpFetcher,
+}
+
+impl std::fmt::Debug for CodeFlowConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeFlowConfig")
+            .field("issuer", self.flow.issuer())
+            .field("idp", self.sign_in.idp())
+            .field("idp_token_endpoint", &self.idp_token_endpoint.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CodeFlowConfig {
+    /// The code flow `flow`, signing users in at the IdP as `sign_in` describes; the IdP's code
+    /// is redeemed at `idp_token_endpoint` with HTTP Basic client authentication
+    /// (`client_secret_basic`: the relying party's client id and `client_secret`), through
+    /// `fetcher` (its URL rules and address filter apply).
+    pub fn new(
+        flow: CodeFlow,
+        sign_in: IdpSignIn,
+        idp_token_endpoint: &str,
+        client_secret: &str,
+        fetcher: HttpFetcher,
+    ) -> Result<Self, ema_jwks::FetchError> {
+        let idp_token_endpoint = fetcher.check_url("token_endpoint", idp_token_endpoint)?;
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(
+            format!(
+                "{}:{}",
+                ema_grant::form::encode_component(sign_in.client_id().as_str()),
+                ema_grant::form::encode_component(client_secret)
+            )
+            .as_bytes(),
+        );
+        Ok(Self {
+            flow,
+            sign_in,
+            idp_token_endpoint,
+            authorization: Secret::new(format!("Basic {basic}")),
+            fetcher,
+        })
+    }
+
+    /// The protocol core.
+    pub fn flow(&self) -> &CodeFlow {
+        &self.flow
+    }
+}
+
+fn page(status: StatusCode, text: &str) -> Response {
+    let body = format!(
+        "<!doctype html><title>Sign-in</title><p>{}</p>",
+        text.replace('&', "&amp;").replace('<', "&lt;")
+    );
+    let mut resp = (status, Html(body)).into_response();
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert("x-frame-options", HeaderValue::from_static("DENY"));
+    resp
+}
+
+fn redirect(location: &str) -> Response {
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            let mut resp = StatusCode::SEE_OTHER.into_response();
+            resp.headers_mut().insert(header::LOCATION, v);
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(_) => page(StatusCode::BAD_REQUEST, "invalid redirect"),
+    }
+}
+
+fn authorization_error(e: &AuthorizationError) -> Response {
+    match (e, e.redirect_url()) {
+        (_, Some(url)) => redirect(&url),
+        (AuthorizationError::Busy, None) => {
+            page(StatusCode::SERVICE_UNAVAILABLE, "Try again later.")
+        }
+        (e, None) => page(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+/// `GET authorization_endpoint`: validate, park, send the browser to the IdP.
+pub(crate) fn authorize(code: &CodeFlowConfig, query: Option<&str>, now: UnixTime) -> Response {
+    let Ok(params) = Form::parse(query.unwrap_or_default().as_bytes(), 8 * 1024) else {
+        return page(StatusCode::BAD_REQUEST, "Malformed authorization request.");
+    };
+    let request = match code.flow.authorize(&params) {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::info!(target: "ema_server::authorization_server", error = %e, "authorization request refused");
+            return authorization_error(&e);
+        }
+    };
+    match code.sign_in.start(request, now) {
+        Ok(url) => redirect(&url),
+        Err(e) => authorization_error(&e),
+    }
+}
+
+/// `GET` the callback: the IdP's answer, its code redeemed, the ID token verified, the user
+/// mapped, a code issued to the client.
+pub(crate) async fn callback<K: KeySource, S: SubjectResolver>(
+    code: &CodeFlowConfig,
+    keys: &K,
+    subjects: &S,
+    trust: &ema_id_jag::TrustRegistry,
+    query: Option<&str>,
+    now: UnixTime,
+) -> Response {
+    let Ok(params) = Form::parse(query.unwrap_or_default().as_bytes(), 8 * 1024) else {
+        return page(StatusCode::BAD_REQUEST, "Malformed callback.");
+    };
+    let Some(state) = params.get("state") else {
+        return page(StatusCode::BAD_REQUEST, "The IdP's answer has no state.");
+    };
+    let pending = match code.sign_in.finish(state, params.get("iss"), now) {
+        Ok(pending) => pending,
+        Err(e) => {
+            tracing::info!(target: "ema_server::authorization_server", error = %e, "sign-in callback refused");
+            return page(
+                StatusCode::BAD_REQUEST,
+                "This sign-in is unknown or expired; start again.",
+            );
+        }
+    };
+    let request = &pending.request;
+    let denied = |description: &'static str| {
+        redirect(&code.flow.refuse(
+            request,
+            OAuthError::new(ErrorCode::AccessDenied, description),
+        ))
+    };
+    if let Some(error) = params.get("error") {
+        tracing::info!(target: "ema_server::authorization_server", idp_error = error, "the IdP refused the sign-in");
+        return denied("the IdP refused the sign-in");
+    }
+    let Some(idp_code) = params.get("code") else {
+        return denied("the IdP's answer has no code");
+    };
+    let body = code.sign_in.token_request_body(&pending, idp_code);
+    let response = match code
+        .fetcher
+        .post_form(&code.idp_token_endpoint, body, Some(&code.authorization))
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(target: "ema_server::authorization_server", error = %e, "IdP token endpoint unreachable");
+            return redirect(&code.flow.refuse(
+                request,
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    "the IdP cannot be reached; try again",
+                ),
+            ));
+        }
+    };
+    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap_or_default();
+    if response.status != 200 {
+        let error = json
+            .get("error")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        tracing::info!(target: "ema_server::authorization_server", status = response.status, idp_error = error, "the IdP refused the code");
+        // The IdP's admission policy: a user not assigned to this server is refused.
+        return denied(if error == "access_denied" {
+            "the IdP did not assign this user to this server"
+        } else {
+            "the IdP refused the sign-in"
+        });
+    }
+    let Some(id_token) = json.get("id_token").and_then(serde_json::Value::as_str) else {
+        return denied("the IdP returned no ID token");
+    };
+    let claims = match code
+        .sign_in
+        .verify_id_token(keys, id_token, &pending, now)
+        .await
+    {
+        Ok(claims) => claims,
+        Err(e) => {
+            tracing::warn!(target: "ema_server::authorization_server", error = %e, "IdP ID token refused");
+            return denied("the IdP's ID token was not accepted");
+        }
+    };
+    match signed_in(code, subjects, trust, &claims, request, now).await {
+        Ok(user) => match code.flow.issue_code(request, user, now) {
+            Ok(url) => {
+                tracing::info!(target: "ema_server::authorization_server", client_id = %request.client_id, "sign-in succeeded");
+                redirect(&url)
+            }
+            Err(e) => authorization_error(&e),
+        },
+        Err(description) => denied(description),
+    }
+}
+
+async fn signed_in<S: SubjectResolver>(
+    code: &CodeFlowConfig,
+    subjects: &S,
+    trust: &ema_id_jag::TrustRegistry,
+    claims: &ema_jose::Claims,
+    request: &AuthorizationRequest,
+    now: UnixTime,
+) -> Result<SignedInUser, &'static str> {
+    let idp = code.sign_in.idp();
+    let trusted = trust
+        .get(idp.as_str())
+        .ok_or("the IdP is not trusted by this server")?;
+    let shaped = code
+        .sign_in
+        .subject_claims(claims, request, code.flow.issuer(), now)
+        .map_err(|e| {
+            tracing::warn!(target: "ema_server::authorization_server", error = %e, "ID token claims unusable");
+            "the IdP's ID token was not accepted"
+        })?;
+    let subject = subjects.resolve(&shaped, trusted).await.map_err(|e| {
+        tracing::info!(target: "ema_server::authorization_server", error = %e, "subject not mapped");
+        "this user has no account at this server"
+    })?;
+    Ok(
+        SignedInUser::new(subject, idp.clone(), shaped.sub.as_str()).with_authentication(
+            shaped.auth_time,
+            shaped.acr.clone(),
+            shaped.amr.clone(),
+        ),
+    )
+}
