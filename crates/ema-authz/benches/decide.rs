@@ -4,6 +4,11 @@
 //! `cargo bench -p ema-authz --bench decide`. Criterion reports means and medians; the p50,
 //! p99 and p99.9 printed first come from 20,000 individually timed decisions (after a warm-up),
 //! since criterion does not report tail percentiles.
+//!
+//! `decide count MODE N` (the bench binary with those arguments) runs MODE N times and nothing
+//! else, to be counted under `valgrind --tool=callgrind` (instruction counts do not depend on
+//! what else the machine is doing): `setup` (the engine, principal, call and session only;
+//! subtract its count), `decide`, `build` (the request building alone) or `may_call`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -202,7 +207,43 @@ fn percentiles(engine: &CedarEngine) {
     }
 }
 
+/// `count MODE N`: MODE N times, for callgrind.
+fn count(mode: &str, n: usize) {
+    let engine = engine();
+    let (p, c, s) = (principal(), call(), session());
+    let tool = tools().into_iter().find(|t| t.name == "sql_query");
+    for _ in 0..n {
+        match (mode, &tool) {
+            ("setup", _) => {}
+            ("decide", _) => {
+                black_box(engine.decide(black_box(&p), black_box(&c), black_box(&s)));
+            }
+            ("build", _) => {
+                black_box(
+                    engine
+                        .build_request(black_box(&p), black_box(&c), black_box(&s))
+                        .ok(),
+                );
+            }
+            ("may_call", Some(tool)) => {
+                black_box(engine.may_call(black_box(&p), black_box(tool), black_box(&s)));
+            }
+            _ => {
+                eprintln!("usage: decide count setup|decide|build|may_call N");
+                std::process::exit(2)
+            }
+        }
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, first, mode, n, ..] = args.as_slice()
+        && first == "count"
+    {
+        count(mode, n.parse().unwrap_or(1));
+        return;
+    }
     let engine = engine();
     let decision = engine.decide(&principal(), &call(), &session());
     assert!(decision.is_allowed(), "{decision:?}");

@@ -10,7 +10,8 @@ use cedar_policy::{
 use mcp_tools_sdk::data::Input;
 use serde_json::{Map, Value};
 
-use super::policies::{CedarPolicies, PolicyLoadError, fingerprint, read_dir_sources};
+use super::guard::Facts;
+use super::policies::{CedarPolicies, PolicyLoadError, Selected, fingerprint, read_dir_sources};
 use super::principal::{principal_entity, principal_id};
 use super::schema::{CedarSchema, ToolEntry};
 use crate::authorizer::PolicyEngine;
@@ -240,23 +241,66 @@ impl CedarEngine {
     }
 
     /// Builds the Cedar request and entities for `call` (exposed for the fuzz target): the
-    /// arguments are checked against the tool's input schema and converted by the schema
-    /// generator's request generator; the request is validated against the schema.
+    /// arguments are checked against the tool's input schema and converted to Cedar values,
+    /// and the request is validated against the schema.
+    ///
+    /// For a tool whose input schema has only plain properties (strings, integers, booleans)
+    /// the engine checks and converts the arguments itself, as the schema generator would;
+    /// any other tool, and any call whose arguments do not match, goes through the schema
+    /// generator's request generator, so a refused argument is refused with its reason.
     pub fn build_request(
         &self,
         principal: &Principal,
         call: &ToolCall,
         session: &SessionContext,
     ) -> Result<(Request, Entities), String> {
-        let entry = self.schema.tool(&call.tool).ok_or_else(|| {
-            format!(
-                "unknown tool `{}`: it is not in the tool list the policies were validated against",
-                call.tool
-            )
-        })?;
+        let entry = self.tool_entry(&call.tool)?;
         let (principal_uid, resource_uid, entities) =
             self.base_entities(principal, &call.server)?;
         let context = Self::tool_context(&call.tool, entry, session)?;
+        if let Some(input) = entry
+            .plain
+            .as_ref()
+            .and_then(|plain| plain.convert(&call.arguments))
+        {
+            let [session_pair, tool_pair] = context.clone();
+            let request =
+                Context::from_pairs([session_pair, tool_pair, ("input".to_owned(), input)])
+                    .ok()
+                    .and_then(|context| {
+                        Request::new(
+                            principal_uid.clone(),
+                            entry.action.clone(),
+                            resource_uid.clone(),
+                            context,
+                            Some(self.schema.cedar_schema()),
+                        )
+                        .ok()
+                    });
+            if let Some(request) = request {
+                return Ok((request, entities));
+            }
+        }
+        self.generate_request(principal_uid, resource_uid, entities, context, call)
+    }
+
+    fn tool_entry(&self, tool: &str) -> Result<&ToolEntry, String> {
+        self.schema.tool(tool).ok_or_else(|| {
+            format!(
+                "unknown tool `{tool}`: it is not in the tool list the policies were validated against"
+            )
+        })
+    }
+
+    /// The request built by the schema generator's request generator.
+    fn generate_request(
+        &self,
+        principal_uid: EntityUid,
+        resource_uid: EntityUid,
+        entities: Entities,
+        context: [(String, RestrictedExpression); 2],
+        call: &ToolCall,
+    ) -> Result<(Request, Entities), String> {
         let input = mcp_input(&call.tool, &call.arguments)?;
         let context = context
             .into_iter()
@@ -274,6 +318,35 @@ impl CedarEngine {
             )
             .map_err(|e| format!("arguments of `{}` refused: {e}", call.tool))?;
         Ok((Request::from(request), Entities::from(entities)))
+    }
+
+    /// The decision of the plain path: the request built by the schema generator, and Cedar
+    /// evaluating every policy of the set. [`decide`](PolicyEngine::decide) gives the same
+    /// decision, deciding policies and reasons, faster; this is what it is checked against.
+    pub fn decide_unoptimized(
+        &self,
+        principal: &Principal,
+        call: &ToolCall,
+        session: &SessionContext,
+    ) -> Decision {
+        let policies = self.policies();
+        let request = self.tool_entry(&call.tool).and_then(|entry| {
+            let (principal_uid, resource_uid, entities) =
+                self.base_entities(principal, &call.server)?;
+            let context = Self::tool_context(&call.tool, entry, session)?;
+            self.generate_request(principal_uid, resource_uid, entities, context, call)
+        });
+        let mut decision = match request {
+            Ok((request, entities)) => {
+                let response = self
+                    .authorizer
+                    .is_authorized(&request, &policies.set, &entities);
+                Self::decision_of(&policies, &response)
+            }
+            Err(reason) => Decision::deny_because(reason),
+        };
+        decision.labels = session.labels.clone();
+        decision
     }
 
     fn decision_of(policies: &CedarPolicies, response: &Response) -> Decision {
@@ -329,15 +402,45 @@ fn mcp_input(tool: &str, arguments: &Map<String, Value>) -> Result<Input, String
     Input::from_json_str(&request.to_string()).map_err(|e| format!("malformed arguments: {e}"))
 }
 
+/// The policies of `policies` Cedar must evaluate for a call of `tool`: the tool's set, less
+/// the policies whose guards the principal and session fail.
+fn select<'a>(
+    policies: &'a CedarPolicies,
+    tool: &str,
+    entry: &ToolEntry,
+    principal: &Principal,
+    session: &SessionContext,
+) -> Selected<'a> {
+    match policies.for_tool(tool) {
+        Some(subset) => subset.select(&Facts {
+            principal,
+            tool,
+            annotations: &entry.annotations,
+            session,
+        }),
+        None => Selected::All(&policies.set),
+    }
+}
+
 impl PolicyEngine for CedarEngine {
+    /// Evaluates only the policies that can apply: those whose action scope matches the tool
+    /// and whose leading conditions on the principal, the tool's annotations and the session
+    /// (a group, role, scope or label they require, an attribute value, a counter bound) hold
+    /// for this call. Skipped policies are exactly those Cedar would find not satisfied
+    /// without an error, so the decision, the deciding policies and the reported errors are
+    /// those of the whole set.
     fn decide(&self, principal: &Principal, call: &ToolCall, session: &SessionContext) -> Decision {
         let policies = self.policies();
         let mut decision = match self.build_request(principal, call, session) {
-            Ok((request, entities)) => {
-                let set = policies.for_tool(&call.tool).unwrap_or(&policies.set);
-                let response = self.authorizer.is_authorized(&request, set, &entities);
-                Self::decision_of(&policies, &response)
-            }
+            Ok((request, entities)) => match self.schema.tool(&call.tool) {
+                Some(entry) => {
+                    let set = select(&policies, &call.tool, entry, principal, session);
+                    let response = self.authorizer.is_authorized(&request, &set, &entities);
+                    Self::decision_of(&policies, &response)
+                }
+                // `build_request` refuses unknown tools.
+                None => Decision::deny_because(format!("unknown tool `{}`", call.tool)),
+            },
             Err(reason) => Decision::deny_because(reason),
         };
         decision.labels = session.labels.clone();
@@ -381,10 +484,11 @@ impl PolicyEngine for CedarEngine {
             .context(context)
             .build();
         let policies = self.policies();
-        let set = policies.for_tool(&tool.name).unwrap_or(&policies.set);
+        // The guards read only the principal, the tool and the session, all known here.
+        let set = select(&policies, &tool.name, entry, principal, session);
         let response = self
             .authorizer
-            .is_authorized_partial(&request, set, &entities);
+            .is_authorized_partial(&request, &set, &entities);
         response.decision() != Some(cedar_policy::Decision::Deny)
     }
 }

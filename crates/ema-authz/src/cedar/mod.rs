@@ -4,6 +4,7 @@
 //! atomically). The crate documentation describes the names policies use.
 
 mod engine;
+mod guard;
 mod policies;
 mod principal;
 mod schema;

@@ -7,10 +7,12 @@ use std::fs;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use cedar_policy::{ActionConstraint, PolicyId, PolicySet, ValidationMode};
+use cedar_policy::{ActionConstraint, Policy, PolicyId, PolicySet, ValidationMode};
 use miette::Diagnostic;
 
+use super::guard::{Facts, Guard};
 use super::schema::CedarSchema;
 
 /// The annotation that names a policy.
@@ -101,8 +103,9 @@ impl PolicyLoadError {
 pub struct CedarPolicies {
     pub(crate) set: PolicySet,
     /// Per tool, the policies whose action scope can match it (Cedar evaluates every policy of
-    /// a set, and one that cannot match costs about as much as one that does).
-    by_tool: HashMap<String, PolicySet>,
+    /// a set, and one that cannot match costs about as much as one that does), with their
+    /// guards.
+    by_tool: HashMap<String, ToolPolicies>,
     files: BTreeMap<String, String>,
     pub(crate) schema_id: u64,
 }
@@ -291,21 +294,130 @@ impl CedarPolicies {
     }
 
     /// The policies that can apply to calls of `tool`: those whose action scope is any action
-    /// or names the tool. Deciding with them is deciding with the whole set (a policy whose
-    /// scope does not match is not satisfied and never evaluates its conditions).
-    pub(crate) fn for_tool(&self, tool: &str) -> Option<&PolicySet> {
+    /// or names the tool, less those a conjunct fixed by the tool's annotations rules out.
+    /// Deciding with them is deciding with the whole set (a policy whose scope does not match
+    /// is not satisfied and never evaluates its conditions; see [`Guard::excludes_tool`]).
+    pub(crate) fn for_tool(&self, tool: &str) -> Option<&ToolPolicies> {
         self.by_tool.get(tool)
+    }
+}
+
+/// How many distinct subsets of one tool's policies are kept (a subset is the policies whose
+/// guards a call passes; calls of principals with the same groups, roles, ... share one).
+const SUBSETS_PER_TOOL: usize = 256;
+
+/// The policies that can apply to one tool, each with its [`Guard`].
+#[derive(Debug, Clone)]
+pub(crate) struct ToolPolicies {
+    /// All of them.
+    pub(crate) set: PolicySet,
+    guarded: Vec<(Policy, Guard)>,
+    /// Whether any guard has something to test.
+    guards: bool,
+    subsets: SubsetCache,
+}
+
+/// The subsets built so far, by the bit mask of the policies they keep.
+#[derive(Debug, Default)]
+struct SubsetCache(RwLock<HashMap<Box<[u64]>, Arc<PolicySet>>>);
+
+impl Clone for SubsetCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+/// The policies a call is decided with: a tool's whole set, or the subset its guards let
+/// through.
+#[derive(Debug)]
+pub(crate) enum Selected<'a> {
+    All(&'a PolicySet),
+    Subset(Arc<PolicySet>),
+}
+
+impl std::ops::Deref for Selected<'_> {
+    type Target = PolicySet;
+
+    fn deref(&self) -> &PolicySet {
+        match self {
+            Self::All(set) => set,
+            Self::Subset(set) => set,
+        }
+    }
+}
+
+impl ToolPolicies {
+    fn new() -> Self {
+        Self {
+            set: PolicySet::new(),
+            guarded: Vec::new(),
+            guards: false,
+            subsets: SubsetCache::default(),
+        }
+    }
+
+    /// The policies Cedar must evaluate for a call with these facts: all but those whose guard
+    /// is false (which Cedar would find not satisfied, without error). Same decision, same
+    /// deciding policies, same errors as the whole set.
+    pub(crate) fn select(&self, facts: &Facts<'_>) -> Selected<'_> {
+        if !self.guards {
+            return Selected::All(&self.set);
+        }
+        let mut mask = vec![0u64; self.guarded.len().div_ceil(64)].into_boxed_slice();
+        let mut all = true;
+        for (i, (_, guard)) in self.guarded.iter().enumerate() {
+            if guard.excludes(facts) {
+                all = false;
+            } else if let Some(word) = mask.get_mut(i / 64) {
+                *word |= 1u64 << (i % 64);
+            }
+        }
+        if all {
+            return Selected::All(&self.set);
+        }
+        let cached = self
+            .subsets
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&mask)
+            .cloned();
+        if let Some(subset) = cached {
+            return Selected::Subset(subset);
+        }
+        let kept = self.guarded.iter().enumerate().filter(|(i, _)| {
+            mask.get(i / 64)
+                .is_some_and(|word| word & (1u64 << (i % 64)) != 0)
+        });
+        match PolicySet::from_policies(kept.map(|(_, (policy, _))| policy.clone())) {
+            Ok(subset) => {
+                let subset = Arc::new(subset);
+                let mut subsets = self
+                    .subsets
+                    .0
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if subsets.len() >= SUBSETS_PER_TOOL {
+                    subsets.clear();
+                }
+                subsets.insert(mask, Arc::clone(&subset));
+                Selected::Subset(subset)
+            }
+            // Cannot happen (the policies come from one valid set); the whole set is never
+            // wrong.
+            Err(_) => Selected::All(&self.set),
+        }
     }
 }
 
 fn split_by_tool(
     schema: &CedarSchema,
     set: &PolicySet,
-) -> Result<HashMap<String, PolicySet>, PolicyLoadError> {
+) -> Result<HashMap<String, ToolPolicies>, PolicyLoadError> {
     let tools: Vec<&str> = schema.tool_names().collect();
-    let mut by_tool: HashMap<String, PolicySet> = tools
+    let mut by_tool: HashMap<String, ToolPolicies> = tools
         .iter()
-        .map(|t| ((*t).to_owned(), PolicySet::new()))
+        .map(|t| ((*t).to_owned(), ToolPolicies::new()))
         .collect();
     let action_tool = |uid: &cedar_policy::EntityUid| schema.tool_of_action(uid);
     for policy in set.policies() {
@@ -318,9 +430,23 @@ fn split_by_tool(
                 named.unwrap_or_else(|| tools.clone())
             }
         };
+        // A policy whose JSON form cannot be had gets no guard: it is always evaluated.
+        let guard = policy
+            .to_json()
+            .map(|json| Guard::of_policy_json(&json))
+            .unwrap_or_default();
         for tool in targets {
+            let Some(entry) = schema.tool(tool) else {
+                continue;
+            };
+            if guard.excludes_tool(tool, &entry.annotations) {
+                continue;
+            }
             if let Some(subset) = by_tool.get_mut(tool) {
+                subset.guards |= !guard.is_empty();
+                subset.guarded.push((policy.clone(), guard.clone()));
                 subset
+                    .set
                     .add(policy.clone())
                     .map_err(|e| PolicyLoadError::Invalid {
                         diagnostics: vec![PolicyDiagnostic {

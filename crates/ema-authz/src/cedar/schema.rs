@@ -49,6 +49,105 @@ pub enum SchemaError {
 pub(crate) struct ToolEntry {
     pub(crate) action: EntityUid,
     pub(crate) annotations: ToolAnnotations,
+    /// The tool's arguments when its input schema has only plain properties (see
+    /// [`PlainArguments`]); `None` sends every call through the schema generator.
+    pub(crate) plain: Option<PlainArguments>,
+}
+
+/// The Cedar type of a plain argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlainKind {
+    /// `{"type": "string"}`: a Cedar `String`.
+    String,
+    /// `{"type": "integer"}`: a Cedar `Long`.
+    Long,
+    /// `{"type": "boolean"}`: a Cedar `Bool`.
+    Bool,
+}
+
+/// The arguments of a tool whose input schema is an object of plain properties only (each
+/// `{"type": "string" | "integer" | "boolean"}`, with at most a description; `required`
+/// naming some of them; nothing else), which the engine checks and converts itself: the schema
+/// generator would turn them into the same Cedar values (strings, `Long`s, `Bool`s in the
+/// `input` record), and refuses the same arguments (a missing required one, an undeclared one,
+/// a value of another JSON type, an integer outside `i64`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlainArguments {
+    /// Name, kind, required.
+    pub(crate) properties: Vec<(String, PlainKind, bool)>,
+}
+
+impl PlainArguments {
+    /// The plan for `input_schema`, if it is plain.
+    pub(crate) fn of_schema(
+        input_schema: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Self> {
+        use serde_json::Value;
+        let known = ["type", "properties", "required", "description"];
+        if input_schema.keys().any(|k| !known.contains(&k.as_str()))
+            || input_schema.get("type").and_then(Value::as_str) != Some("object")
+        {
+            return None;
+        }
+        let empty = serde_json::Map::new();
+        let declared = match input_schema.get("properties") {
+            None => &empty,
+            Some(Value::Object(properties)) => properties,
+            Some(_) => return None,
+        };
+        let required: Vec<&str> = match input_schema.get("required") {
+            None => Vec::new(),
+            Some(Value::Array(names)) => names.iter().map(Value::as_str).collect::<Option<_>>()?,
+            Some(_) => return None,
+        };
+        if required.iter().any(|name| !declared.contains_key(*name)) {
+            return None;
+        }
+        let mut properties = Vec::with_capacity(declared.len());
+        for (name, property) in declared {
+            let property = property.as_object()?;
+            if property.keys().any(|k| k != "type" && k != "description") {
+                return None;
+            }
+            let kind = match property.get("type").and_then(Value::as_str)? {
+                "string" => PlainKind::String,
+                "integer" => PlainKind::Long,
+                "boolean" => PlainKind::Bool,
+                _ => return None,
+            };
+            properties.push((name.clone(), kind, required.contains(&name.as_str())));
+        }
+        Some(Self { properties })
+    }
+
+    /// The `input` record of a call with these arguments, or `None` when they do not match
+    /// the plan (the schema generator then decides, and gives its reason).
+    pub(crate) fn convert(
+        &self,
+        arguments: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<cedar_policy::RestrictedExpression> {
+        use cedar_policy::RestrictedExpression as E;
+        use serde_json::Value;
+        let mut fields = Vec::with_capacity(arguments.len());
+        for (name, value) in arguments {
+            let (_, kind, _) = self.properties.iter().find(|(p, _, _)| p == name)?;
+            let value = match (kind, value) {
+                (PlainKind::String, Value::String(s)) => E::new_string(s.clone()),
+                (PlainKind::Long, Value::Number(n)) => E::new_long(n.as_i64()?),
+                (PlainKind::Bool, Value::Bool(b)) => E::new_bool(*b),
+                _ => return None,
+            };
+            fields.push((name.clone(), value));
+        }
+        let missing = self
+            .properties
+            .iter()
+            .any(|(name, _, required)| *required && !arguments.contains_key(name));
+        if missing {
+            return None;
+        }
+        E::new_record(fields).ok()
+    }
 }
 
 static NEXT_SCHEMA_ID: AtomicU64 = AtomicU64::new(1);
@@ -155,6 +254,7 @@ impl CedarSchema {
             let entry = ToolEntry {
                 action,
                 annotations: tool.annotations,
+                plain: PlainArguments::of_schema(&tool.input_schema),
             };
             if entries.insert(tool.name.clone(), entry).is_some() {
                 return Err(SchemaError::DuplicateTool(tool.name.clone()));
