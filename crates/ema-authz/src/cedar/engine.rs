@@ -1,6 +1,8 @@
 //! [`CedarEngine`]: decides tool calls with a validated policy set, swaps the set atomically
 //! on reload, and keeps the last good set when a reload is refused.
 
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -39,6 +41,22 @@ pub struct CedarEngine {
     /// Serializes reloads and remembers the fingerprint of the last sources seen.
     reload: Mutex<Option<u64>>,
     authorizer: Authorizer,
+    /// The principal and resource entities of recent calls (they depend only on the principal,
+    /// the server and the schema's principal mapping), by a hash of issuer, subject and server;
+    /// a hit is used only if the whole principal and the server are equal.
+    bases: RwLock<HashMap<u64, Arc<BaseEntities>>>,
+}
+
+/// How many (principal, server) entity sets [`CedarEngine`] keeps; the cache starts afresh
+/// when full.
+const BASE_CACHE: usize = 1024;
+
+struct BaseEntities {
+    principal: Principal,
+    server: String,
+    principal_uid: EntityUid,
+    resource_uid: EntityUid,
+    entities: Entities,
 }
 
 impl std::fmt::Debug for CedarEngine {
@@ -71,6 +89,7 @@ impl CedarEngine {
             source: None,
             reload: Mutex::new(None),
             authorizer: Authorizer::new(),
+            bases: RwLock::new(HashMap::new()),
         })
     }
 
@@ -224,8 +243,49 @@ impl CedarEngine {
         ])
     }
 
-    /// The principal and resource entities and uids of a request.
+    /// The principal and resource entities and uids of a request, from the cache when this
+    /// principal called this server recently.
     fn base_entities(
+        &self,
+        principal: &Principal,
+        server: &str,
+    ) -> Result<(EntityUid, EntityUid, Entities), String> {
+        let key = {
+            let mut hasher = DefaultHasher::new();
+            (&principal.issuer, &principal.subject, server).hash(&mut hasher);
+            hasher.finish()
+        };
+        let hit = self
+            .bases
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .filter(|base| base.server == server && base.principal == *principal)
+            .cloned();
+        if let Some(base) = hit {
+            return Ok((
+                base.principal_uid.clone(),
+                base.resource_uid.clone(),
+                base.entities.clone(),
+            ));
+        }
+        let (principal_uid, resource_uid, entities) = self.new_base_entities(principal, server)?;
+        let base = Arc::new(BaseEntities {
+            principal: principal.clone(),
+            server: server.to_owned(),
+            principal_uid: principal_uid.clone(),
+            resource_uid: resource_uid.clone(),
+            entities: entities.clone(),
+        });
+        let mut bases = self.bases.write().unwrap_or_else(PoisonError::into_inner);
+        if bases.len() >= BASE_CACHE {
+            bases.clear();
+        }
+        bases.insert(key, base);
+        Ok((principal_uid, resource_uid, entities))
+    }
+
+    fn new_base_entities(
         &self,
         principal: &Principal,
         server: &str,
@@ -320,8 +380,8 @@ impl CedarEngine {
         Ok((Request::from(request), Entities::from(entities)))
     }
 
-    /// The decision of the plain path: the request built by the schema generator, and Cedar
-    /// evaluating every policy of the set. [`decide`](PolicyEngine::decide) gives the same
+    /// The decision of the plain path: the entities built afresh, the request built by the
+    /// schema generator, and Cedar evaluating every policy of the set. [`decide`](PolicyEngine::decide) gives the same
     /// decision, deciding policies and reasons, faster; this is what it is checked against.
     pub fn decide_unoptimized(
         &self,
@@ -332,7 +392,7 @@ impl CedarEngine {
         let policies = self.policies();
         let request = self.tool_entry(&call.tool).and_then(|entry| {
             let (principal_uid, resource_uid, entities) =
-                self.base_entities(principal, &call.server)?;
+                self.new_base_entities(principal, &call.server)?;
             let context = Self::tool_context(&call.tool, entry, session)?;
             self.generate_request(principal_uid, resource_uid, entities, context, call)
         });

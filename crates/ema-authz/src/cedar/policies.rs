@@ -107,6 +107,9 @@ pub struct CedarPolicies {
     /// guards.
     by_tool: HashMap<String, ToolPolicies>,
     files: BTreeMap<String, String>,
+    /// The `@reason` of each policy that has one (read at load: Cedar parses the annotation
+    /// key on every look-up).
+    reasons: HashMap<String, String>,
     pub(crate) schema_id: u64,
 }
 
@@ -255,10 +258,18 @@ impl CedarPolicies {
             return Err(PolicyLoadError::Invalid { diagnostics });
         }
         let by_tool = split_by_tool(schema, &set)?;
+        let reasons = set
+            .policies()
+            .filter_map(|policy| {
+                let reason = policy.annotation(REASON_ANNOTATION)?;
+                Some((policy.id().to_string(), reason.to_owned()))
+            })
+            .collect();
         Ok(Self {
             set,
             by_tool,
             files,
+            reasons,
             schema_id: schema.id(),
         })
     }
@@ -285,7 +296,7 @@ impl CedarPolicies {
 
     /// The `@reason` of policy `id`.
     pub fn reason_of(&self, id: &str) -> Option<&str> {
-        self.set.annotation(&PolicyId::new(id), REASON_ANNOTATION)
+        self.reasons.get(id).map(String::as_str)
     }
 
     /// The Cedar policy set.

@@ -12,11 +12,16 @@
 //! - `errors`: evaluation errors, unknown tools, malformed arguments and inexpressible
 //!   principals deny;
 //! - `claims`: `Principal::from_claims` and the principal mapping;
-//! - `property`: `may_call` is never false for a tool some arguments would be allowed.
+//! - `property`: `may_call` is never false for a tool some arguments would be allowed;
+//! - `differential`: `decide` (policies skipped by their guards, plain arguments converted by
+//!   the engine) gives the decisions of `decide_unoptimized` (every policy, the schema
+//!   generator's request).
 
 // `cfg(test)` marks these modules as test code for clippy's `allow-*-in-tests` settings.
 #[cfg(test)]
 mod claims;
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod errors;
 #[cfg(test)]

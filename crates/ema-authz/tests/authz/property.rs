@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{call, engine, tool, user};
 
-const TOOLS: [&str; 6] = [
+pub(crate) const TOOLS: [&str; 6] = [
     "sql_query",
     "write_file",
     "pay_invoice",
@@ -20,7 +20,7 @@ const TOOLS: [&str; 6] = [
     "delete_record",
 ];
 
-fn subset(items: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
+pub(crate) fn subset(items: &'static [&'static str]) -> impl Strategy<Value = Vec<String>> {
     proptest::collection::vec(proptest::sample::select(items), 0..=items.len())
         .prop_map(|v| v.into_iter().map(str::to_owned).collect())
 }
@@ -57,11 +57,11 @@ fn session() -> impl Strategy<Value = SessionContext> {
 }
 
 /// Strings that hit the rules' edges (prefixes, separators) with random tails.
-fn text(prefixes: &'static [&'static str]) -> impl Strategy<Value = String> {
+pub(crate) fn text(prefixes: &'static [&'static str]) -> impl Strategy<Value = String> {
     (proptest::sample::select(prefixes), "[ -~]{0,12}").prop_map(|(p, tail)| format!("{p}{tail}"))
 }
 
-fn any_json() -> impl Strategy<Value = Value> {
+pub(crate) fn any_json() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
@@ -71,7 +71,7 @@ fn any_json() -> impl Strategy<Value = Value> {
 }
 
 /// Mostly well-formed arguments for `tool`, sometimes with a wrong or extra member.
-fn arguments(tool: &'static str) -> BoxedStrategy<Value> {
+pub(crate) fn arguments(tool: &'static str) -> BoxedStrategy<Value> {
     let well_formed: BoxedStrategy<Value> = match tool {
         "sql_query" => (text(&["SELECT ", "select ", "DROP ", "SELECT 1;", ""]), proptest::option::of("[a-z]{1,4}"))
             .prop_map(|(query, db)| match db {
