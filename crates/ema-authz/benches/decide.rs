@@ -8,7 +8,9 @@
 //! `decide count MODE N` (the bench binary with those arguments) runs MODE N times and nothing
 //! else, to be counted under `valgrind --tool=callgrind` (instruction counts do not depend on
 //! what else the machine is doing): `setup` (the engine, principal, call and session only;
-//! subtract its count), `decide`, `build` (the request building alone) or `may_call`.
+//! subtract its count), `decide`, `decide_uncached` (a principal whose entity is not cached),
+//! `decide_unoptimized` (the plain way: every policy, the schema generator's request), `build`
+//! (the request building alone) or `may_call`.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -176,12 +178,40 @@ fn report(what: &str, times: &[Duration]) {
     );
 }
 
+/// Principals equal to [`principal`] but for the access token's `jti`: each call of one of them
+/// after another misses the engine's cache of principal entities.
+fn fresh_principals() -> Vec<Principal> {
+    (0..64)
+        .map(|i| {
+            let mut p = principal();
+            p.token_jti = Some(format!("jti-{i}"));
+            p
+        })
+        .collect()
+}
+
 fn percentiles(engine: &CedarEngine) {
     let (p, c, s) = (principal(), call(), session());
     report(
         "decide, 100 policies, sql_query",
         &sample(|| {
             black_box(engine.decide(black_box(&p), black_box(&c), black_box(&s)));
+        }),
+    );
+    let fresh = fresh_principals();
+    let mut cycle = fresh.iter().cycle();
+    report(
+        "  the same, principal entity not cached",
+        &sample(|| {
+            if let Some(p) = cycle.next() {
+                black_box(engine.decide(black_box(p), black_box(&c), black_box(&s)));
+            }
+        }),
+    );
+    report(
+        "  the same, decided the plain way (decide_unoptimized)",
+        &sample(|| {
+            black_box(engine.decide_unoptimized(black_box(&p), black_box(&c), black_box(&s)));
         }),
     );
     // The part of a decision before Cedar evaluates policies: arguments checked and converted
@@ -212,24 +242,35 @@ fn count(mode: &str, n: usize) {
     let engine = engine();
     let (p, c, s) = (principal(), call(), session());
     let tool = tools().into_iter().find(|t| t.name == "sql_query");
+    let fresh = fresh_principals();
+    let mut cycle = fresh.iter().cycle();
     for _ in 0..n {
-        match (mode, &tool) {
-            ("setup", _) => {}
-            ("decide", _) => {
+        match (mode, &tool, cycle.next()) {
+            ("setup", _, _) => {}
+            ("decide", _, _) => {
                 black_box(engine.decide(black_box(&p), black_box(&c), black_box(&s)));
             }
-            ("build", _) => {
+            ("decide_uncached", _, Some(p)) => {
+                black_box(engine.decide(black_box(p), black_box(&c), black_box(&s)));
+            }
+            ("decide_unoptimized", _, _) => {
+                black_box(engine.decide_unoptimized(black_box(&p), black_box(&c), black_box(&s)));
+            }
+            ("build", _, _) => {
                 black_box(
                     engine
                         .build_request(black_box(&p), black_box(&c), black_box(&s))
                         .ok(),
                 );
             }
-            ("may_call", Some(tool)) => {
+            ("may_call", Some(tool), _) => {
                 black_box(engine.may_call(black_box(&p), black_box(tool), black_box(&s)));
             }
             _ => {
-                eprintln!("usage: decide count setup|decide|build|may_call N");
+                eprintln!(
+                    "usage: decide count \
+                     setup|decide|decide_uncached|decide_unoptimized|build|may_call N"
+                );
                 std::process::exit(2)
             }
         }

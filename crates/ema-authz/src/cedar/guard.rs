@@ -94,9 +94,9 @@ enum SessionSet {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counter {
-    ToolCalls,
-    TotalCalls,
-    DestructiveCalls,
+    ThisTool,
+    Total,
+    Destructive,
 }
 
 /// One conjunct of a guard.
@@ -248,9 +248,9 @@ impl Atom {
             }),
             Self::SessionCompare { counter, op, value } => {
                 let n = match counter {
-                    Counter::ToolCalls => facts.session.count(facts.tool),
-                    Counter::TotalCalls => facts.session.total_calls,
-                    Counter::DestructiveCalls => facts.session.destructive_calls,
+                    Counter::ThisTool => facts.session.count(facts.tool),
+                    Counter::Total => facts.session.total_calls,
+                    Counter::Destructive => facts.session.destructive_calls,
                 };
                 Some(op.holds(saturating_long(n), *value))
             }
@@ -475,9 +475,9 @@ fn comparison(subject: &[&str], value: Literal, op: Comparison) -> Option<Atom> 
         }),
         (["context", "session", c], Literal::Long(value)) => Some(Atom::SessionCompare {
             counter: match *c {
-                "tool_calls" => Counter::ToolCalls,
-                "total_calls" => Counter::TotalCalls,
-                "destructive_calls" => Counter::DestructiveCalls,
+                "tool_calls" => Counter::ThisTool,
+                "total_calls" => Counter::Total,
+                "destructive_calls" => Counter::Destructive,
                 _ => return None,
             },
             op,
@@ -512,7 +512,7 @@ mod tests {
         assert_eq!(
             g.atoms[5],
             Atom::SessionCompare {
-                counter: Counter::TotalCalls,
+                counter: Counter::Total,
                 op: Comparison::Gt,
                 value: 2
             }

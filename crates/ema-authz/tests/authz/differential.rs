@@ -80,7 +80,9 @@ fn principal() -> impl Strategy<Value = Principal> {
         subset(&["analysts", "dba", "ops", "sales"]),
         subset(&["ap_clerk", "controller", "intern"]),
         subset(&["tools.web", "tools.read"]),
-        proptest::option::of(proptest::sample::select(&["apollo", "zephyr", "hermes"][..])),
+        proptest::option::of(proptest::sample::select(
+            &["apollo", "zephyr", "hermes"][..],
+        )),
         proptest::option::of(proptest::sample::select(&["acme", "globex"][..])),
         proptest::option::of(0i64..4),
     )
@@ -241,7 +243,10 @@ fn plain_arguments_convert_as_the_schema_generator_does() {
     let s = SessionContext::default();
     let decide = |args: Value| {
         let c = ToolCall::new(SERVER, "plain", args.as_object().unwrap().clone());
-        (engine.decide(&p, &c, &s), engine.decide_unoptimized(&p, &c, &s))
+        (
+            engine.decide(&p, &c, &s),
+            engine.decide_unoptimized(&p, &c, &s),
+        )
     };
     // Fixed rows first: each path of the conversion, with its positive control.
     for (args, allowed) in [
@@ -335,8 +340,17 @@ fn a_cached_principal_is_used_only_when_equal() {
     let on = |server: &str| ToolCall::new(server, "sql_query", query.as_object().unwrap().clone());
     for server in [SERVER, "https://other.example/mcp"] {
         assert!(engine.decide(&analyst, &on(server), &s).is_allowed());
-        assert!(engine.decide(&analyst, &on(server), &s).is_allowed(), "cached");
-        assert!(!engine.decide(&other, &on(server), &s).is_allowed(), "groups changed");
-        assert!(engine.decide(&analyst, &on(server), &s).is_allowed(), "and back");
+        assert!(
+            engine.decide(&analyst, &on(server), &s).is_allowed(),
+            "cached"
+        );
+        assert!(
+            !engine.decide(&other, &on(server), &s).is_allowed(),
+            "groups changed"
+        );
+        assert!(
+            engine.decide(&analyst, &on(server), &s).is_allowed(),
+            "and back"
+        );
     }
 }
