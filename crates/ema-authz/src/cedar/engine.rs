@@ -301,13 +301,14 @@ impl CedarEngine {
     }
 
     /// Builds the Cedar request and entities for `call` (exposed for the fuzz target): the
-    /// arguments are checked against the tool's input schema and converted to Cedar values,
-    /// and the request is validated against the schema.
+    /// arguments are checked against the tool's input schema and converted to Cedar values.
     ///
     /// For a tool whose input schema has only plain properties (strings, integers, booleans)
-    /// the engine checks and converts the arguments itself, as the schema generator would;
-    /// any other tool, and any call whose arguments do not match, goes through the schema
-    /// generator's request generator, so a refused argument is refused with its reason.
+    /// the engine checks and converts the arguments itself, as the schema generator would, and
+    /// the request's values have the schema's types by construction; any other tool, and any
+    /// call whose arguments do not match, goes through the schema generator's request
+    /// generator, whose request is validated against the schema, so a refused argument is
+    /// refused with its reason.
     pub fn build_request(
         &self,
         principal: &Principal,
