@@ -21,7 +21,7 @@ use ema_jose::{
 };
 use ema_server::Principal;
 
-use crate::config::{ConfigError, TrustedIssuerConfig, defaults};
+use crate::config::{AuthorizationServerConfig, ConfigError, TrustedIssuerConfig, defaults};
 use crate::servers::{self, AuthorizationServerGrant};
 use crate::{serve, sso::SsoClient};
 
@@ -91,6 +91,9 @@ pub struct Stack {
     /// The authorization server's app (hardening included) around a third grant built from the
     /// same configuration, for driving the token endpoint in process without sockets.
     pub auth_router: axum::Router,
+    /// The configuration the authorization server was built from (the development defaults
+    /// plus [`LOAD_IDP`] as a trusted issuer), for more instances of it (on Redis, say).
+    pub as_config: AuthorizationServerConfig,
     id_jags: IdJagIssuer,
     tokens: AccessTokenIssuer,
 }
@@ -166,7 +169,7 @@ impl Stack {
         // One real token from the served grant, verified like the MCP server would: the
         // principal of the open server, and the template of every access token minted later.
         let now = clock.now();
-        let jag = mint_id_jag(&id_jags, &auth_server, &resource, now)?;
+        let jag = mint_id_jag(&id_jags, LOAD_USER, &auth_server, &resource, now)?;
         let body = token_body(&jag);
         let basic = basic_auth();
         let issued = served
@@ -220,6 +223,7 @@ impl Stack {
             principal,
             mcp_routers: (mcp_app, open_app),
             auth_router,
+            as_config: as_cfg,
             id_jags,
             tokens,
         })
@@ -233,7 +237,24 @@ impl Stack {
     /// A fresh ID-JAG from [`LOAD_IDP`] for the MCP resource (scope `tasks.read`), with a new
     /// random `jti`.
     pub fn id_jag(&self, now: UnixTime) -> Result<String, SignError> {
-        mint_id_jag(&self.id_jags, &self.auth_server.url, &self.resource, now)
+        mint_id_jag(
+            &self.id_jags,
+            LOAD_USER,
+            &self.auth_server.url,
+            &self.resource,
+            now,
+        )
+    }
+
+    /// As [`Stack::id_jag`], for the IdP subject `subject` at the authorization server whose
+    /// issuer is `auth_server` (another instance built from [`Stack::as_config`]).
+    pub fn id_jag_for(
+        &self,
+        subject: &str,
+        auth_server: &str,
+        now: UnixTime,
+    ) -> Result<String, SignError> {
+        mint_id_jag(&self.id_jags, subject, auth_server, &self.resource, now)
     }
 
     /// A fresh access token for the MCP resource, signed by the served authorization server's
@@ -267,12 +288,13 @@ impl Stack {
 
 fn mint_id_jag(
     issuer: &IdJagIssuer,
+    subject: &str,
     auth_server: &str,
     resource: &str,
     now: UnixTime,
 ) -> Result<String, SignError> {
     let mut grant = IdJagGrant::new(
-        Subject::new(LOAD_USER),
+        Subject::new(subject),
         Issuer::new(auth_server),
         ClientId::new(CLIENT_ID),
     );

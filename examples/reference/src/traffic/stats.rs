@@ -44,6 +44,19 @@ impl Latencies {
         self.micros.is_empty()
     }
 
+    /// The nearest-rank `q` quantile (`0.9` for p90); zero when nothing was recorded.
+    pub fn percentile(&self, q: f64) -> Duration {
+        let mut sorted = self.micros.clone();
+        sorted.sort_unstable();
+        if sorted.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        sorted
+            .get(rank - 1)
+            .map_or(Duration::ZERO, |&us| Duration::from_micros(u64::from(us)))
+    }
+
     /// Nearest-rank percentiles.
     pub fn summary(&self) -> Summary {
         let mut sorted = self.micros.clone();
@@ -214,6 +227,8 @@ mod tests {
         assert_eq!(s.p50, Duration::from_micros(50));
         assert_eq!(s.p99, Duration::from_micros(99));
         assert_eq!(s.max, Duration::from_micros(100));
+        assert_eq!(l.percentile(0.90), Duration::from_micros(90));
         assert_eq!(Latencies::default().summary().p99, Duration::ZERO);
+        assert_eq!(Latencies::default().percentile(0.9), Duration::ZERO);
     }
 }

@@ -12,6 +12,17 @@
 //!   warm) against the same server with authentication off, in alternating slices of one run.
 //!   Goal: at most 10% throughput loss. Reports the process's memory. `--client separate`
 //!   (default) or `shared`, as above.
+//!   `--revocation compare`: the bearer layer checking every request against a revocation
+//!   mirror holding `--entries` revoked subjects and as many denied token ids (none of them the
+//!   caller's) against the same bearer layer without the check (issue 13: at least 0.97x).
+//! - `load revocation-latency [--events 100]`: one authorization server and two MCP server
+//!   instances on a private `redis-server` (started on a loopback port, stopped after); per
+//!   event a fresh subject with a live session at both instances is revoked at the
+//!   authorization server (its admin command), and both instances are polled until they refuse
+//!   the token. Goal (RV-25): p99 at most 2 s at each instance.
+//! - `load token-endpoint --redis compare`: over HTTP, two authorization-server instances
+//!   sharing a private `redis-server` (replay store and ledger) against the single in-memory
+//!   instance, in alternating slices. Goal: the Redis instances at least 0.85x.
 //! - `load abuse [--conns 1000] [--secs 10]`: bad traffic of every kind at all three servers
 //!   over `--conns` connections while valid traffic runs alongside. Every bad request must get
 //!   a 4xx (never a 5xx, never a dropped connection for well-formed HTTP), stalled clients must
@@ -24,6 +35,7 @@
 
 mod abuse;
 mod mcp;
+mod revocation_latency;
 mod token_endpoint;
 
 use std::process::ExitCode;
@@ -34,7 +46,8 @@ use ema_examples::traffic::stats;
 /// Options shared by the subcommands.
 #[derive(Debug, Clone, Copy)]
 struct Options {
-    secs: u64,
+    /// The measuring window in seconds (decimals allowed, for smoke runs).
+    secs: f64,
     conns: usize,
     /// Where the HTTP load generators run: on the servers' worker threads (`shared`) or on a
     /// runtime of their own (`separate`, which tells apart the CPU each side uses, at the price
@@ -48,6 +61,15 @@ struct Options {
     /// The MCP server's tool-call guard (`--guard on|off|compare`, default off: the bearer
     /// layer alone against authentication off, as the bearer-overhead goal is defined).
     guard: Guard,
+    /// `--revocation compare` (mcp): the bearer layer with a revocation mirror against the same
+    /// layer without one.
+    revocation: bool,
+    /// Revoked subjects (and as many denied token ids) in the mirror of `--revocation compare`.
+    entries: usize,
+    /// `--redis compare` (token-endpoint): two instances on Redis against one in memory.
+    redis: bool,
+    /// Revocation events of `revocation-latency`.
+    events: usize,
 }
 
 /// See [`Options::guard`].
@@ -70,20 +92,28 @@ enum ClientThreads {
 
 impl Options {
     fn window(&self) -> Duration {
-        Duration::from_secs(self.secs)
+        Duration::from_secs_f64(self.secs)
     }
 }
 
 const USAGE: &str =
-    "usage: load <token-endpoint|mcp|abuse> [--secs N] [--conns N] [--client shared|separate]
-                 [--server-threads N] [--load-threads N] [--guard on|off|compare]
+    "usage: load <token-endpoint|mcp|revocation-latency|abuse> [--secs N] [--conns N]
+                 [--client shared|separate] [--server-threads N] [--load-threads N]
+                 [--guard on|off|compare] [--revocation compare] [--entries N]
+                 [--redis compare] [--events N]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
+  revocation-latency  default --events 100 (needs redis-server on PATH)
   abuse            default --secs 10 --conns 1000
+  --secs takes decimals (0.2) for smoke runs
   --server-threads, --load-threads: worker threads of each runtime (default: one per core);
   `--client separate --server-threads 1 --load-threads 1` gives server and client a core each
   --guard on: the MCP server runs its tool-call guard (Cedar policies) behind the bearer layer;
-  --guard compare (mcp): the guarded server against the same server without the guard";
+  --guard compare (mcp): the guarded server against the same server without the guard
+  --revocation compare (mcp): the bearer layer with a revocation mirror of --entries revoked
+    subjects (default 10000) against the same layer without it
+  --redis compare (token-endpoint): two instances sharing a private redis-server against the
+    single in-memory instance, over HTTP";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -96,28 +126,40 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         // MCP goal compares two servers under the same client; separate threads let the CPU of
         // each side be told apart.
         "token-endpoint" => Options {
-            secs: 30,
+            secs: 30.0,
             conns: 64,
             client: ClientThreads::Shared,
             server_threads: cores(),
             load_threads: cores(),
             guard: Guard::Off,
+            revocation: false,
+            entries: 10_000,
+            redis: false,
+            events: 100,
         },
-        "mcp" => Options {
-            secs: 30,
+        "mcp" | "revocation-latency" => Options {
+            secs: 30.0,
             conns: 64,
             client: ClientThreads::Separate,
             server_threads: cores(),
             load_threads: cores(),
             guard: Guard::Off,
+            revocation: false,
+            entries: 10_000,
+            redis: false,
+            events: 100,
         },
         "abuse" => Options {
-            secs: 10,
+            secs: 10.0,
             conns: 1000,
             client: ClientThreads::Separate,
             server_threads: cores(),
             load_threads: cores(),
             guard: Guard::Off,
+            revocation: false,
+            entries: 10_000,
+            redis: false,
+            events: 100,
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
@@ -135,6 +177,25 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             };
             continue;
         }
+        if flag == "--revocation" || flag == "--redis" {
+            if value != "compare" {
+                return Err(format!("`{flag} {value}`: only `compare`\n{USAGE}"));
+            }
+            if flag == "--revocation" {
+                opts.revocation = true;
+            } else {
+                opts.redis = true;
+            }
+            continue;
+        }
+        if flag == "--secs" {
+            opts.secs = value
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.05 && *s <= 86_400.0)
+                .ok_or_else(|| format!("`--secs {value}`: 0.05 to 86400\n{USAGE}"))?;
+            continue;
+        }
         if flag == "--client" {
             opts.client = match value.as_str() {
                 "shared" => ClientThreads::Shared,
@@ -150,7 +211,17 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             return Err(format!("`{flag}` must be at least 1"));
         }
         match flag.as_str() {
-            "--secs" => opts.secs = number,
+            "--entries" | "--events" => {
+                let n = usize::try_from(number)
+                    .ok()
+                    .filter(|n| *n <= 10_000_000)
+                    .ok_or_else(|| format!("`{flag}`: at most 10000000"))?;
+                if flag == "--entries" {
+                    opts.entries = n;
+                } else {
+                    opts.events = n;
+                }
+            }
             "--server-threads" | "--load-threads" => {
                 let n = usize::try_from(number)
                     .ok()
@@ -167,6 +238,16 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             }
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
+    }
+    let misplaced = match command.as_str() {
+        "mcp" => opts.redis,
+        "token-endpoint" => opts.revocation,
+        _ => opts.revocation || opts.redis,
+    };
+    if misplaced || (opts.revocation && opts.guard == Guard::Compare) {
+        return Err(format!(
+            "`--revocation compare` is for mcp (without `--guard compare`), `--redis compare` for token-endpoint\n{USAGE}"
+        ));
     }
     Ok((command, opts))
 }
@@ -265,6 +346,7 @@ fn main() -> ExitCode {
         match command.as_str() {
             "token-endpoint" => token_endpoint::run(opts, &rt).await,
             "mcp" => mcp::run(opts, &rt).await,
+            "revocation-latency" => revocation_latency::run(opts, &rt).await,
             _ => abuse::run(opts, &rt).await,
         }
     });

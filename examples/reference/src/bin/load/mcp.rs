@@ -1,15 +1,20 @@
 //! `load mcp`: `tools/call` through the bearer layer against the same server with
 //! authentication off.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use ema_examples::config::defaults;
 use ema_examples::traffic::mcp::{self, McpSession};
 use ema_examples::traffic::stack::{MCP_PATH, MCP_PROTOCOL_VERSION, Stack};
 use ema_examples::traffic::stats::{self, Counts, Latencies};
+use ema_examples::{serve, servers};
+use ema_grant::revocation::{DynRevocationLedger, MemoryLedger, RevocationKind, RevocationScope};
+use ema_jose::{SystemClock, UnixTime};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -322,9 +327,171 @@ async fn compare_guard(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
     Ok(ok)
 }
 
+/// A `MemoryLedger` holding `entries` revoked local subjects of `issuer` (watermarks) and
+/// `entries` denied token ids, none of them the load client's.
+fn filled_ledger(issuer: &str, entries: usize, now: UnixTime) -> MemoryLedger {
+    let ledger = MemoryLedger::new().with_feed_capacity(2 * entries + 16);
+    let scope = RevocationScope::local(issuer);
+    for i in 0..entries {
+        ledger.revoke_subject_now(
+            &scope,
+            &format!("revoked-{i}"),
+            now,
+            RevocationKind::AccountDisabled,
+            now,
+        );
+        ledger.deny_token_now(issuer, &format!("denied-jti-{i}"), now.plus(3600), now);
+    }
+    ledger
+}
+
+/// `--revocation compare`: the MCP server behind the bearer layer checking every request, cache
+/// hits included, against a revocation mirror of `--entries` revoked subjects and denied token
+/// ids (RV-15), against the stack's MCP server (the same bearer layer without a mirror), over
+/// HTTP and then in process, in alternating slices (issue 13: at least 0.97x).
+async fn compare_revocation(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    println!(
+        "== MCP server: revocation check overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode, mirror of {} revoked subjects + {} denied jtis",
+        opts.secs,
+        SLICE.as_secs(),
+        opts.conns,
+        opts.entries,
+        opts.entries
+    );
+    let stack: Stack = start_stack(rt).await?;
+    let now = stack.now();
+    let ledger = filled_ledger(&stack.auth_server.url, opts.entries, now);
+    // The same configuration as the stack's MCP server, served under its public URL (so the
+    // same tokens are valid), with the mirror.
+    let mut cfg = defaults::mcp_server(&stack.auth_server.url, &stack.mcp.url);
+    cfg.authz.enabled = rt.guard;
+    let base = stack.mcp.url.clone();
+    let (checked_addr, checked_router) = rt
+        .server
+        .spawn(async move {
+            let app = servers::mcp_app_with_ledger(
+                &cfg,
+                &base,
+                Arc::new(SystemClock),
+                DynRevocationLedger::new(ledger),
+            )?;
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let (listener, _) = serve::bind(loopback).await?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(serve::serve(listener, app.clone(), std::future::pending()));
+            Ok::<_, BoxError>((addr, app))
+        })
+        .await??;
+    println!(
+        "  with the revocation check: {checked_addr}; without (the same bearer layer): {}",
+        stack.mcp.addr
+    );
+    let client = match opts.client {
+        ClientThreads::Shared => rt.server.clone(),
+        ClientThreads::Separate => tokio::runtime::Handle::current(),
+    };
+    let tokens = (0..2 * opts.conns)
+        .map(|_| stack.access_token(now))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plain_addr = stack.mcp.addr;
+    let (checked, plain) = client
+        .spawn(async move {
+            // The mirror answers 503 until its first sync (RV-16): wait for it.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            let mut first = None;
+            while first.is_none() {
+                match McpSession::open(checked_addr, tokens.first().map(String::as_str)).await {
+                    Ok(session) => first = Some(session),
+                    Err(mcp::McpError::Status(503)) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => return Err(BoxError::from(e)),
+                }
+            }
+            let (mut checked, mut plain) = (Vec::from_iter(first), Vec::new());
+            for (i, pair) in tokens.chunks(2).enumerate() {
+                if let [a, b] = pair {
+                    if i > 0 {
+                        checked.push(McpSession::open(checked_addr, Some(a)).await?);
+                    }
+                    plain.push(McpSession::open(plain_addr, Some(b)).await?);
+                }
+            }
+            Ok::<_, BoxError>((checked, plain))
+        })
+        .await??;
+    let (on, off) = alternate(&client, checked, plain, opts.window()).await?;
+    let (s_on, s_off) = (on.latencies.summary(), off.latencies.summary());
+
+    let local_secs = opts.window().min(Duration::from_secs(10));
+    let local_tasks = 16;
+    let (mut local_on, mut local_off) = (Vec::new(), Vec::new());
+    for _ in 0..local_tasks {
+        local_on.push(
+            LocalSession::open(checked_router.clone(), Some(&stack.access_token(now)?)).await?,
+        );
+        local_off.push(
+            LocalSession::open(stack.mcp_routers.0.clone(), Some(&stack.access_token(now)?))
+                .await?,
+        );
+    }
+    let (l_on, l_off) = alternate(&rt.server, local_on, local_off, local_secs).await?;
+
+    println!("summary:");
+    println!(
+        "  revocation check on:  {:.0} req/s ({} calls in {:.1} s), latency {s_on}, errors {}",
+        on.rate(),
+        s_on.count,
+        on.elapsed.as_secs_f64(),
+        on.errors.total()
+    );
+    println!(
+        "  revocation check off: {:.0} req/s ({} calls in {:.1} s), latency {s_off}, errors {}",
+        off.rate(),
+        s_off.count,
+        off.elapsed.as_secs_f64(),
+        off.errors.total()
+    );
+    println!(
+        "  CPU per call on the server threads: {:.0} us with the check, {:.0} us without",
+        on.us_per_call(on.server_cpu),
+        off.us_per_call(off.server_cpu)
+    );
+    println!(
+        "  in process (no sockets, {local_tasks} sessions per mode, {:.1} s each): {:.0} calls/s with the check, {:.0} without = {:.3}x; {:.1} / {:.1} us server CPU per call",
+        local_secs.as_secs_f64(),
+        l_on.rate(),
+        l_off.rate(),
+        l_on.rate() / l_off.rate().max(1e-9),
+        l_on.us_per_call(l_on.server_cpu),
+        l_off.us_per_call(l_off.server_cpu)
+    );
+    let mut ok = no_errors("", ("with the check", &on), ("without", &off));
+    ok &= no_errors(
+        " in process",
+        ("with the check", &l_on),
+        ("without", &l_off),
+    );
+    ok &= check(
+        "calls completed in both modes",
+        !on.latencies.is_empty() && !off.latencies.is_empty(),
+    );
+    let ratio = on.rate() / off.rate().max(1e-9);
+    goal(
+        &format!(
+            "throughput with / without the revocation check over HTTP = {ratio:.3}x (goal >= 0.97x)"
+        ),
+        ratio >= 0.97,
+    );
+    Ok(ok)
+}
+
 pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
     if opts.guard == Guard::Compare {
         return compare_guard(opts, rt).await;
+    }
+    if opts.revocation {
+        return compare_revocation(opts, rt).await;
     }
     println!(
         "== MCP server: bearer layer overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode",

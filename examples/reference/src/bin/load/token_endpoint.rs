@@ -1,13 +1,16 @@
 //! `load token-endpoint`: the jwt-bearer grant in process and over HTTP.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use ema_examples::traffic::raw::{Outcome, RawConn};
+use ema_examples::traffic::redis::RedisProcess;
 use ema_examples::traffic::stack::{Stack, basic_auth, token_body};
 use ema_examples::traffic::stats::{Counts, Latencies, Summary};
+use ema_examples::{serve, servers};
 use ema_grant::TokenRequest;
 use ema_jose::{Clock, SystemClock};
 
@@ -387,7 +390,168 @@ fn sized(rate: f64, window: Duration, margin: f64) -> usize {
     (rate * window.as_secs_f64() * margin) as usize + 2_000
 }
 
+/// Starts `n` authorization-server instances built from the stack's configuration on the Redis
+/// at `url` (replay store and revocation ledger shared; the same public URL, so the same
+/// ID-JAGs are valid at each), on the server runtime, and returns their addresses.
+async fn redis_instances(
+    rt: &Runtimes,
+    stack: &Stack,
+    url: String,
+    n: usize,
+) -> Result<Vec<SocketAddr>, BoxError> {
+    let mut cfg = stack.as_config.clone();
+    cfg.redis_url = Some(url);
+    cfg.redis_prefix = Some("ema-load".into());
+    let public = stack.auth_server.url.clone();
+    let addrs = rt
+        .server
+        .spawn(async move {
+            let mut addrs = Vec::new();
+            for _ in 0..n {
+                let app = servers::authorization_server_app(&cfg, &public, Arc::new(SystemClock))?;
+                let (listener, _) = serve::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+                addrs.push(listener.local_addr()?);
+                tokio::spawn(serve::serve(listener, app, std::future::pending()));
+            }
+            Ok::<_, BoxError>(addrs)
+        })
+        .await??;
+    Ok(addrs)
+}
+
+/// `--redis compare`: the token endpoint over HTTP at two authorization-server instances
+/// sharing a private `redis-server` (replay store and revocation ledger; half the connections
+/// at each) against the single in-memory instance of the stack, in alternating slices of one
+/// run (issue 13: the Redis round trip costs at most 15 %).
+async fn compare_redis(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    let window = opts.window();
+    println!(
+        "== token endpoint: two instances on Redis against one in memory, over HTTP: {} s per mode in slices of at most {} s, {} connections per mode",
+        opts.secs,
+        SLICE.as_secs(),
+        opts.conns
+    );
+    let redis = tokio::task::spawn_blocking(RedisProcess::start).await??;
+    println!("  redis-server: {} (private, no persistence)", redis.url());
+    let stack = Arc::new(start_stack(rt).await?);
+    let instances = redis_instances(rt, &stack, redis.url(), 2).await?;
+    println!(
+        "  in memory: {}; on Redis: {}",
+        stack.auth_server.addr,
+        instances
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!("calibration (1 s, in process):");
+    let pool = Arc::new(generate(&stack, 20_000, cores(), None).await?);
+    let calibration = in_process(
+        rt,
+        &stack,
+        pool,
+        opts.server_threads,
+        Duration::from_secs(1),
+        InProcess::Grant,
+    )
+    .await?;
+    calibration.print("calibration");
+    let head: Arc<str> = format!(
+        "POST /token HTTP/1.1\r\nhost: {}\r\ncontent-type: application/x-www-form-urlencoded\r\nauthorization: {}\r\n",
+        stack.auth_server.addr,
+        basic_auth()
+    )
+    .into();
+    let size = sized(calibration.rate(), window + Duration::from_millis(300), 1.0);
+    let memory_pool = Arc::new(generate(&stack, size, cores(), Some(head.clone())).await?);
+    let redis_pool = Arc::new(generate(&stack, size, cores(), Some(head)).await?);
+    let spawner = match opts.client {
+        ClientThreads::Shared => rt.server.clone(),
+        ClientThreads::Separate => tokio::runtime::Handle::current(),
+    };
+    let mut memory_conns: Vec<RawConn> = (0..opts.conns)
+        .map(|_| RawConn::new(stack.auth_server.addr))
+        .collect();
+    let mut redis_conns: Vec<RawConn> = instances
+        .iter()
+        .cycle()
+        .take(opts.conns)
+        .map(|addr| RawConn::new(*addr))
+        .collect();
+    // Warm-up, not counted: connections opened, Redis connections established.
+    let warm = Duration::from_millis(300);
+    memory_conns = over_http(&spawner, memory_conns, memory_pool.clone(), warm)
+        .await?
+        .1;
+    redis_conns = over_http(&spawner, redis_conns, redis_pool.clone(), warm)
+        .await?
+        .1;
+    let (mut memory, mut shared) = (Window::default(), Window::default());
+    let mut remaining = window;
+    let mut round = 0u32;
+    while !remaining.is_zero() {
+        let d = remaining.min(SLICE);
+        remaining -= d;
+        for first in [true, false] {
+            if first == round.is_multiple_of(2) {
+                let (w, back) = over_http(&spawner, memory_conns, memory_pool.clone(), d).await?;
+                memory.absorb(w);
+                memory_conns = back;
+            } else {
+                let (w, back) = over_http(&spawner, redis_conns, redis_pool.clone(), d).await?;
+                shared.absorb(w);
+                redis_conns = back;
+            }
+        }
+        round += 1;
+    }
+    let s_memory = memory.print("one instance, in memory");
+    let s_shared = shared.print("two instances, Redis");
+    drop(redis);
+    println!("summary:");
+    println!(
+        "  one instance in memory:   {:.0} req/s, p50 {}, p99 {}, max {}",
+        memory.rate(),
+        crate::stats::ms(s_memory.p50),
+        crate::stats::ms(s_memory.p99),
+        crate::stats::ms(s_memory.max)
+    );
+    println!(
+        "  two instances on Redis:   {:.0} req/s, p50 {}, p99 {}, max {}",
+        shared.rate(),
+        crate::stats::ms(s_shared.p50),
+        crate::stats::ms(s_shared.p99),
+        crate::stats::ms(s_shared.max)
+    );
+    let mut ok = check(
+        &format!(
+            "errors (every response must be 200): {} in memory, {} on Redis",
+            memory.error_count(),
+            shared.error_count()
+        ),
+        memory.error_count() == 0 && shared.error_count() == 0 && calibration.error_count() == 0,
+    );
+    ok &= check(
+        "requests completed in both modes",
+        memory.done > 0 && shared.done > 0,
+    );
+    if memory.exhausted || shared.exhausted {
+        println!("  (a pool of pre-signed ID-JAGs ran out: the rates above are too low)");
+    }
+    let ratio = shared.rate() / memory.rate().max(1e-9);
+    goal(
+        &format!(
+            "Redis / in-memory throughput = {ratio:.3}x (goal >= 0.85x: Redis costs at most 15 %)"
+        ),
+        ratio >= 0.85,
+    );
+    Ok(ok)
+}
+
 pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    if opts.redis {
+        return compare_redis(opts, rt).await;
+    }
     let workers = opts.server_threads;
     let window = opts.window();
     println!(

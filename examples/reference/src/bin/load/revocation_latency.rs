@@ -1,0 +1,316 @@
+//! `load revocation-latency`: how long a revocation accepted at the authorization server takes
+//! to be enforced at two MCP server instances sharing one Redis (RV-25: p99 at most 2 s).
+//!
+//! A private `redis-server` on a loopback port; one authorization server with `redis_url` (its
+//! ledger writes every change to the stream) and two MCP server instances from one
+//! configuration on the same Redis, each tailing the stream into its own mirror. Per event: a
+//! fresh IdP subject gets an access token at the authorization server (just-in-time
+//! provisioning gives it a fresh local subject), opens a session at each instance and makes one
+//! successful call there (the token is live and cached at both); then the admin revoke command
+//! (`POST /admin/revoke`, the same internal command as the SSF receiver's) revokes the local
+//! subject, and both instances are polled with `tools/call` without pause until each answers
+//! 401. The latency of an instance is the time from sending the revoke request to the first
+//! refusal: an upper bound of "accepted at the AS → refused at the instance", since the AS
+//! commits the change before it answers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use base64::Engine as _;
+use ema_examples::config::defaults;
+use ema_examples::traffic::client::Connection;
+use ema_examples::traffic::mcp::{McpError, McpSession};
+use ema_examples::traffic::redis::RedisProcess;
+use ema_examples::traffic::stack::{Stack, basic_auth, token_body};
+use ema_examples::traffic::stats::{Latencies, Summary, ms};
+use ema_examples::{serve, servers};
+use ema_jose::{SystemClock, random_id};
+
+use crate::{BoxError, Options, Runtimes, check, goal, start_stack};
+
+/// The tool the pollers call.
+const TOOL: &str = "whoami";
+/// How long one instance may take to refuse before the run counts it as a failure.
+const GIVE_UP: Duration = Duration::from_secs(30);
+/// The goal of RV-25.
+const GOAL: Duration = Duration::from_secs(2);
+
+/// The servers of the run.
+struct Servers {
+    auth_server: SocketAddr,
+    issuer: String,
+    instances: [SocketAddr; 2],
+}
+
+/// Starts the authorization server and the two MCP server instances on `redis_url`, on the
+/// server runtime.
+async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Servers, BoxError> {
+    let mut as_cfg = stack.as_config.clone();
+    as_cfg.redis_url = Some(redis_url.clone());
+    as_cfg.redis_prefix = Some("ema-load".into());
+    let mcp_public = stack.mcp.url.clone();
+    let guard = rt.guard;
+    Ok(rt
+        .server
+        .spawn(async move {
+            let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+            let (as_listener, issuer) = serve::bind(loopback).await?;
+            as_cfg.server.public_url = Some(issuer.clone());
+            let clock = Arc::new(SystemClock);
+            let as_app = servers::authorization_server_app(&as_cfg, &issuer, clock.clone())?;
+            let auth_server = as_listener.local_addr()?;
+            tokio::spawn(serve::serve(as_listener, as_app, std::future::pending()));
+            // Two instances of one configuration: the same resource, the same Redis and prefix.
+            let mut mcp_cfg = defaults::mcp_server(&issuer, &mcp_public);
+            mcp_cfg.authz.enabled = guard;
+            mcp_cfg.redis_url = Some(redis_url);
+            mcp_cfg.redis_prefix = as_cfg.redis_prefix.clone();
+            let mut instances = [auth_server; 2];
+            for slot in &mut instances {
+                let app = servers::mcp_app(&mcp_cfg, &mcp_public, clock.clone())?;
+                let (listener, _) = serve::bind(loopback).await?;
+                *slot = listener.local_addr()?;
+                tokio::spawn(serve::serve(listener, app, std::future::pending()));
+            }
+            Ok::<_, BoxError>(Servers {
+                auth_server,
+                issuer,
+                instances,
+            })
+        })
+        .await??)
+}
+
+/// A fresh access token for a new IdP subject, and its local subject.
+async fn fresh_token(
+    stack: &Stack,
+    servers: &Servers,
+    conn: &mut Connection,
+) -> Result<(String, String), BoxError> {
+    let idp_subject = format!("rv-{}", random_id()?);
+    let jag = stack.id_jag_for(&idp_subject, &servers.issuer, stack.now())?;
+    let basic = basic_auth();
+    let reply = conn
+        .send(
+            "POST",
+            "/token",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", &basic),
+            ],
+            Bytes::from(token_body(&jag)),
+        )
+        .await?;
+    if reply.status != 200 {
+        return Err(format!(
+            "token request: HTTP {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        )
+        .into());
+    }
+    let body: serde_json::Value = serde_json::from_slice(&reply.body)?;
+    let token = body
+        .get("access_token")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("token response without access_token")?
+        .to_owned();
+    let payload = token.split('.').nth(1).ok_or("access token is not a JWS")?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
+    let subject = claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .ok_or("access token without sub")?
+        .to_owned();
+    Ok((token, subject))
+}
+
+/// A session at `addr` with `token` that has made one successful call. While the instance's
+/// mirror has not had its first snapshot it answers 503 (RV-16): retried for up to 15 s.
+async fn live_session(addr: SocketAddr, token: &str) -> Result<McpSession, BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match McpSession::open(addr, Some(token)).await {
+            Ok(mut session) => {
+                session.call(TOOL).await?;
+                return Ok(session);
+            }
+            Err(McpError::Status(503)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Calls the tool without pause until the instance refuses the token (401); returns the time
+/// of the refusal and how many calls still succeeded.
+async fn until_refused(
+    mut session: McpSession,
+    deadline: Instant,
+) -> Result<(Instant, u64), BoxError> {
+    let mut served = 0u64;
+    loop {
+        match session.call(TOOL).await {
+            Ok(()) => served += 1,
+            Err(McpError::Status(401)) => return Ok((Instant::now(), served)),
+            Err(e) => return Err(e.into()),
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("not refused within {} s", GIVE_UP.as_secs()).into());
+        }
+    }
+}
+
+/// The `WWW-Authenticate` challenge an instance answers `initialize` with `token` with.
+async fn challenge(addr: SocketAddr, token: &str) -> Result<(u16, String), BoxError> {
+    let auth = format!("Bearer {token}");
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"ema-load","version":"1"}}}"#;
+    let reply = Connection::new(addr)
+        .send(
+            "POST",
+            "/mcp",
+            &[
+                ("content-type", "application/json"),
+                ("accept", "application/json, text/event-stream"),
+                ("authorization", &auth),
+            ],
+            Bytes::from_static(init.as_bytes()),
+        )
+        .await?;
+    let value = reply
+        .headers
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok((reply.status, value))
+}
+
+/// p50, p90, p99 and max of `l`.
+fn line(l: &Latencies) -> (Summary, Duration) {
+    (l.summary(), l.percentile(0.90))
+}
+
+pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
+    println!(
+        "== revocation latency: {} events, one authorization server and two MCP server instances on one redis-server",
+        opts.events
+    );
+    let redis = tokio::task::spawn_blocking(RedisProcess::start).await??;
+    println!("  redis-server: {} (private, no persistence)", redis.url());
+    let stack = start_stack(rt).await?;
+    let servers = start(rt, &stack, redis.url()).await?;
+    println!(
+        "  authorization server {} (admin revoke); MCP server instances {} and {}",
+        servers.issuer, servers.instances[0], servers.instances[1]
+    );
+    let mut as_conn = Connection::new(servers.auth_server);
+    let admin = format!("Bearer {}", defaults::DEV_AS_ADMIN_SECRET);
+    let mut per_instance = [Latencies::default(), Latencies::default()];
+    let mut slowest = Latencies::default();
+    let mut acks = Latencies::default();
+    let mut served_after = 0u64;
+    let started = Instant::now();
+    for event in 0..opts.events {
+        let (token, subject) = fresh_token(&stack, &servers, &mut as_conn).await?;
+        let (a, b) = tokio::try_join!(
+            live_session(servers.instances[0], &token),
+            live_session(servers.instances[1], &token)
+        )?;
+        let body = serde_json::json!({"subject": subject, "action": "revoke"}).to_string();
+        let sent = Instant::now();
+        let reply = as_conn
+            .send(
+                "POST",
+                ema_server::ADMIN_REVOKE_PATH,
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &admin),
+                ],
+                Bytes::from(body),
+            )
+            .await?;
+        let acked = Instant::now();
+        if reply.status != 200 {
+            return Err(format!(
+                "event {event}: admin revoke: HTTP {}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            )
+            .into());
+        }
+        acks.record(acked - sent);
+        let deadline = acked + GIVE_UP;
+        let ((at_a, served_a), (at_b, served_b)) =
+            tokio::try_join!(until_refused(a, deadline), until_refused(b, deadline))?;
+        served_after += served_a + served_b;
+        per_instance[0].record(at_a - sent);
+        per_instance[1].record(at_b - sent);
+        slowest.record(at_a.max(at_b) - sent);
+        if event == 0 {
+            // The refusal is the revocation's, not another failure.
+            for addr in servers.instances {
+                let (status, value) = challenge(addr, &token).await?;
+                println!("  first event, afterwards at {addr}: HTTP {status}, {value}");
+                if status != 401 || !value.contains("revoked") {
+                    return Err(format!("{addr} refused for another reason: {value}").into());
+                }
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(redis);
+
+    println!(
+        "summary ({} events in {:.1} s):",
+        opts.events,
+        elapsed.as_secs_f64()
+    );
+    let (ack, ack90) = line(&acks);
+    println!(
+        "  admin revoke round trip: p50 {}, p90 {}, p99 {}, max {}",
+        ms(ack.p50),
+        ms(ack90),
+        ms(ack.p99),
+        ms(ack.max)
+    );
+    let mut worst = Duration::ZERO;
+    for (label, l) in [
+        ("instance 1", &per_instance[0]),
+        ("instance 2", &per_instance[1]),
+        ("both (the later of the two)", &slowest),
+    ] {
+        let (s, p90) = line(l);
+        println!(
+            "  revoke sent -> refused, {label}: p50 {}, p90 {}, p99 {}, max {}",
+            ms(s.p50),
+            ms(p90),
+            ms(s.p99),
+            ms(s.max)
+        );
+        worst = worst.max(s.p99);
+    }
+    println!(
+        "  calls still served after the revoke's 200 (both instances, all events): {served_after}"
+    );
+    let ok = check(
+        &format!(
+            "every event refused at both instances ({} of {})",
+            slowest.len(),
+            opts.events
+        ),
+        slowest.len() == opts.events,
+    );
+    goal(
+        &format!(
+            "p99 revoke -> refusal at each instance = {} (goal <= 2 s, RV-25)",
+            ms(worst)
+        ),
+        worst <= GOAL,
+    );
+    Ok(ok)
+}
