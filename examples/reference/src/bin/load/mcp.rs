@@ -199,7 +199,7 @@ async fn alternate<S: Caller>(
     mut open: Vec<S>,
     total: Duration,
 ) -> Result<(Mode, Mode), BoxError> {
-    let warm = Duration::from_millis(300);
+    let warm = Duration::from_millis(300).min(total);
     protected = slice(rt, protected, warm, &mut Mode::default()).await?;
     open = slice(rt, open, warm, &mut Mode::default()).await?;
     let (mut on, mut off) = (Mode::default(), Mode::default());

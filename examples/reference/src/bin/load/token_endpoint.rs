@@ -479,7 +479,7 @@ async fn compare_redis(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
         .map(|addr| RawConn::new(*addr))
         .collect();
     // Warm-up, not counted: connections opened, Redis connections established.
-    let warm = Duration::from_millis(300);
+    let warm = Duration::from_millis(300).min(window);
     memory_conns = over_http(&spawner, memory_conns, memory_pool.clone(), warm)
         .await?
         .1;
@@ -487,6 +487,7 @@ async fn compare_redis(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
         .await?
         .1;
     let (mut memory, mut shared) = (Window::default(), Window::default());
+    let mut redis_cpu = Duration::ZERO;
     let mut remaining = window;
     let mut round = 0u32;
     while !remaining.is_zero() {
@@ -498,7 +499,11 @@ async fn compare_redis(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
                 memory.absorb(w);
                 memory_conns = back;
             } else {
+                let before = redis.cpu();
                 let (w, back) = over_http(&spawner, redis_conns, redis_pool.clone(), d).await?;
+                if let (Some(before), Some(after)) = (before, redis.cpu()) {
+                    redis_cpu += after.saturating_sub(before);
+                }
                 shared.absorb(w);
                 redis_conns = back;
             }
@@ -507,6 +512,10 @@ async fn compare_redis(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
     }
     let s_memory = memory.print("one instance, in memory");
     let s_shared = shared.print("two instances, Redis");
+    println!(
+        "  two instances, Redis: redis-server used {:.0} us of CPU per request on the same cores",
+        redis_cpu.as_secs_f64() * 1e6 / (shared.done.max(1) as f64)
+    );
     drop(redis);
     println!("summary:");
     println!(
