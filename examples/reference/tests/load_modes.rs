@@ -3,105 +3,109 @@
 //! from release builds). The modes on Redis start a private `redis-server` and are ignored
 //! like the other Redis tests (`cargo test -- --ignored redis`).
 
-use std::process::{Command, Output};
+// `cfg(test)`: test code for clippy's `allow-*-in-tests` settings, helpers included.
+#[cfg(test)]
+mod smoke {
+    use std::process::{Command, Output};
 
-fn load(args: &[&str]) -> (Output, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_load"))
-        .args(args)
-        .output()
-        .expect("run the load tool");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out, stdout)
-}
+    fn load(args: &[&str]) -> (Output, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_load"))
+            .args(args)
+            .output()
+            .expect("run the load tool");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out, stdout)
+    }
 
-fn assert_ran(args: &[&str], lines: &[&str]) {
-    let (out, stdout) = load(args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "load {args:?}: {}\n{stdout}\n{stderr}",
-        out.status
-    );
-    for line in lines {
+    fn assert_ran(args: &[&str], lines: &[&str]) {
+        let (out, stdout) = load(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stdout.contains(line),
-            "load {args:?}: no `{line}` in\n{stdout}"
+            out.status.success(),
+            "load {args:?}: {}\n{stdout}\n{stderr}",
+            out.status
+        );
+        for line in lines {
+            assert!(
+                stdout.contains(line),
+                "load {args:?}: no `{line}` in\n{stdout}"
+            );
+        }
+    }
+
+    #[test]
+    fn mcp_revocation_compare_runs_and_reports_the_ratio() {
+        assert_ran(
+            &[
+                "mcp",
+                "--revocation",
+                "compare",
+                "--secs",
+                "0.2",
+                "--conns",
+                "2",
+                "--entries",
+                "1000",
+            ],
+            &[
+                "mirror of 1000 revoked subjects",
+                "[OK] errors: 0 with the check, 0 without",
+                "[OK] calls completed in both modes",
+                "throughput with / without the revocation check over HTTP = ",
+                "result: every hard condition held",
+            ],
         );
     }
-}
 
-#[test]
-fn mcp_revocation_compare_runs_and_reports_the_ratio() {
-    assert_ran(
-        &[
-            "mcp",
-            "--revocation",
-            "compare",
-            "--secs",
-            "0.2",
-            "--conns",
-            "2",
-            "--entries",
-            "1000",
-        ],
-        &[
-            "mirror of 1000 revoked subjects",
-            "[OK] errors: 0 with the check, 0 without",
-            "[OK] calls completed in both modes",
-            "throughput with / without the revocation check over HTTP = ",
-            "result: every hard condition held",
-        ],
-    );
-}
-
-#[test]
-fn the_compare_flags_are_refused_outside_their_mode() {
-    for args in [
-        &["token-endpoint", "--revocation", "compare"][..],
-        &["mcp", "--redis", "compare"][..],
-        &["mcp", "--revocation", "on"][..],
-        &["mcp", "--secs", "0"][..],
-    ] {
-        let (out, _) = load(args);
-        assert_eq!(out.status.code(), Some(2), "load {args:?}");
+    #[test]
+    fn the_compare_flags_are_refused_outside_their_mode() {
+        for args in [
+            &["token-endpoint", "--revocation", "compare"][..],
+            &["mcp", "--redis", "compare"][..],
+            &["mcp", "--revocation", "on"][..],
+            &["mcp", "--secs", "0"][..],
+        ] {
+            let (out, _) = load(args);
+            assert_eq!(out.status.code(), Some(2), "load {args:?}");
+        }
+        // Control: the runs in this file pass each flag in its own mode; the help names them.
+        let (out, _) = load(&["--help"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--revocation compare") && stderr.contains("--redis compare"));
     }
-    // Control: the runs in this file pass each flag in its own mode; the help names them.
-    let (out, _) = load(&["--help"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--revocation compare") && stderr.contains("--redis compare"));
-}
 
-#[test]
-#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
-fn revocation_latency_on_redis_runs_and_reports_percentiles() {
-    assert_ran(
-        &["revocation-latency", "--events", "3"],
-        &[
-            "error_description=\"token revoked\"",
-            "revoke sent -> refused, both (the later of the two): p50 ",
-            "[OK] every event refused at both instances (3 of 3)",
-            "result: every hard condition held",
-        ],
-    );
-}
+    #[test]
+    #[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
+    fn revocation_latency_on_redis_runs_and_reports_percentiles() {
+        assert_ran(
+            &["revocation-latency", "--events", "3"],
+            &[
+                "error_description=\"token revoked\"",
+                "revoke sent -> refused, both (the later of the two): p50 ",
+                "[OK] every event refused at both instances (3 of 3)",
+                "result: every hard condition held",
+            ],
+        );
+    }
 
-#[test]
-#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
-fn token_endpoint_redis_compare_runs_and_reports_the_ratio() {
-    assert_ran(
-        &[
-            "token-endpoint",
-            "--redis",
-            "compare",
-            "--secs",
-            "0.2",
-            "--conns",
-            "4",
-        ],
-        &[
-            "[OK] errors (every response must be 200): 0 in memory, 0 on Redis",
-            "Redis / in-memory throughput = ",
-            "result: every hard condition held",
-        ],
-    );
+    #[test]
+    #[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
+    fn token_endpoint_redis_compare_runs_and_reports_the_ratio() {
+        assert_ran(
+            &[
+                "token-endpoint",
+                "--redis",
+                "compare",
+                "--secs",
+                "0.2",
+                "--conns",
+                "4",
+            ],
+            &[
+                "[OK] errors (every response must be 200): 0 in memory, 0 on Redis",
+                "Redis / in-memory throughput = ",
+                "result: every hard condition held",
+            ],
+        );
+    }
 }

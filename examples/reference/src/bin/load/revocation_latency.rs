@@ -52,8 +52,7 @@ async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Server
     as_cfg.redis_prefix = Some("ema-load".into());
     let mcp_public = stack.mcp.url.clone();
     let guard = rt.guard;
-    Ok(rt
-        .server
+    rt.server
         .spawn(async move {
             let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
             let (as_listener, issuer) = serve::bind(loopback).await?;
@@ -80,7 +79,7 @@ async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Server
                 instances,
             })
         })
-        .await??)
+        .await?
 }
 
 /// A fresh access token for a new IdP subject, and its local subject.
