@@ -95,6 +95,7 @@ pub struct Stack {
     /// plus [`LOAD_IDP`] as a trusted issuer), for more instances of it (on Redis, say).
     pub as_config: AuthorizationServerConfig,
     id_jags: IdJagIssuer,
+    idp_keys: Arc<KeyRing>,
     tokens: AccessTokenIssuer,
 }
 
@@ -164,7 +165,7 @@ impl Stack {
         let ((served, metadata), grant, routed) = built?;
         let auth_router = servers::authorization_server_app_from(routed, &metadata, clock.clone());
 
-        let id_jags = IdJagIssuer::new(Issuer::new(LOAD_IDP), idp_keys);
+        let id_jags = IdJagIssuer::new(Issuer::new(LOAD_IDP), idp_keys.clone());
         let tokens = served.tokens().clone();
         // One real token from the served grant, verified like the MCP server would: the
         // principal of the open server, and the template of every access token minted later.
@@ -225,6 +226,7 @@ impl Stack {
             auth_router,
             as_config: as_cfg,
             id_jags,
+            idp_keys,
             tokens,
         })
     }
@@ -255,6 +257,20 @@ impl Stack {
         now: UnixTime,
     ) -> Result<String, SignError> {
         mint_id_jag(&self.id_jags, subject, auth_server, &self.resource, now)
+    }
+
+    /// The public keys of [`LOAD_IDP`] as JWKS text (for another trust entry of it, such as an
+    /// SSF transmitter's).
+    pub fn load_idp_jwks(&self) -> String {
+        self.idp_keys.jwks().to_public_json().to_string()
+    }
+
+    /// `claims` signed by [`LOAD_IDP`]'s key as a Security Event Token (`typ`
+    /// `secevent+jwt`), for the authorization server's SSF push receiver.
+    pub fn sign_set(&self, claims: &serde_json::Value) -> Result<String, SignError> {
+        self.idp_keys
+            .active()
+            .sign_jwt(Some(ema_grant::ssf::SECEVENT_TYP), claims)
     }
 
     /// A fresh access token for the MCP resource, signed by the served authorization server's

@@ -18,8 +18,9 @@
 //! - `load revocation-latency [--events 100]`: one authorization server and two MCP server
 //!   instances on a private `redis-server` (started on a loopback port, stopped after); per
 //!   event a fresh subject with a live session at both instances is revoked at the
-//!   authorization server (its admin command), and both instances are polled until they refuse
-//!   the token. Goal (RV-25): p99 at most 2 s at each instance.
+//!   authorization server (a RISC `account-disabled` SET pushed to its SSF receiver, or with
+//!   `--via admin` its admin command), and both instances are polled until they refuse the
+//!   token. Goal (RV-25): p99 at most 2 s at each instance.
 //! - `load token-endpoint --redis compare`: over HTTP, two authorization-server instances
 //!   sharing a private `redis-server` (replay store and ledger) against the single in-memory
 //!   instance, in alternating slices. Goal: the Redis instances at least 0.85x.
@@ -70,6 +71,17 @@ struct Options {
     redis: bool,
     /// Revocation events of `revocation-latency`.
     events: usize,
+    /// How `revocation-latency` revokes: a pushed SET (`ssf`, default) or the admin command.
+    via: Via,
+}
+
+/// See [`Options::via`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A RISC `account-disabled` SET pushed to the AS's SSF receiver.
+    Ssf,
+    /// `POST /admin/revoke` at the AS.
+    Admin,
 }
 
 /// See [`Options::guard`].
@@ -100,10 +112,11 @@ const USAGE: &str =
     "usage: load <token-endpoint|mcp|revocation-latency|abuse> [--secs N] [--conns N]
                  [--client shared|separate] [--server-threads N] [--load-threads N]
                  [--guard on|off|compare] [--revocation compare] [--entries N]
-                 [--redis compare] [--events N]
+                 [--redis compare] [--events N] [--via ssf|admin]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
-  revocation-latency  default --events 100 (needs redis-server on PATH)
+  revocation-latency  default --events 100 --via ssf (needs redis-server on PATH); --via admin:
+    the AS's admin revoke command instead of a SET pushed to its SSF receiver
   abuse            default --secs 10 --conns 1000
   --secs takes decimals (0.2) for smoke runs
   --server-threads, --load-threads: worker threads of each runtime (default: one per core);
@@ -136,6 +149,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             entries: 10_000,
             redis: false,
             events: 100,
+            via: Via::Ssf,
         },
         "mcp" | "revocation-latency" => Options {
             secs: 30.0,
@@ -148,6 +162,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             entries: 10_000,
             redis: false,
             events: 100,
+            via: Via::Ssf,
         },
         "abuse" => Options {
             secs: 10.0,
@@ -160,6 +175,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             entries: 10_000,
             redis: false,
             events: 100,
+            via: Via::Ssf,
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
@@ -186,6 +202,14 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             } else {
                 opts.redis = true;
             }
+            continue;
+        }
+        if flag == "--via" {
+            opts.via = match value.as_str() {
+                "ssf" => Via::Ssf,
+                "admin" => Via::Admin,
+                other => return Err(format!("`--via {other}`: ssf or admin\n{USAGE}")),
+            };
             continue;
         }
         if flag == "--secs" {

@@ -6,12 +6,13 @@
 //! configuration on the same Redis, each tailing the stream into its own mirror. Per event: a
 //! fresh IdP subject gets an access token at the authorization server (just-in-time
 //! provisioning gives it a fresh local subject), opens a session at each instance and makes one
-//! successful call there (the token is live and cached at both); then the admin revoke command
-//! (`POST /admin/revoke`, the same internal command as the SSF receiver's) revokes the local
-//! subject, and both instances are polled with `tools/call` without pause until each answers
-//! 401. The latency of an instance is the time from sending the revoke request to the first
-//! refusal: an upper bound of "accepted at the AS → refused at the instance", since the AS
-//! commits the change before it answers.
+//! successful call there (the token is live and cached at both); then the IdP subject is
+//! disabled by a RISC `account-disabled` SET pushed to the authorization server's SSF receiver
+//! (RFC 8935; `--via admin`: the local subject revoked by `POST /admin/revoke`, the same
+//! internal command), and both instances are polled with `tools/call` without pause until each
+//! answers 401. The latency of an instance is the time from sending the revocation to the
+//! first refusal: an upper bound of "accepted at the AS → refused at the instance", since the
+//! AS commits the change before it answers (202 or 200).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,16 +20,16 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use base64::Engine as _;
-use ema_examples::config::defaults;
+use ema_examples::config::{SsfTransmitterConfig, defaults};
 use ema_examples::traffic::client::Connection;
 use ema_examples::traffic::mcp::{McpError, McpSession};
 use ema_examples::traffic::redis::RedisProcess;
-use ema_examples::traffic::stack::{Stack, basic_auth, token_body};
+use ema_examples::traffic::stack::{LOAD_IDP, Stack, basic_auth, token_body};
 use ema_examples::traffic::stats::{Latencies, Summary, ms};
 use ema_examples::{serve, servers};
 use ema_jose::{SystemClock, random_id};
 
-use crate::{BoxError, Options, Runtimes, check, goal, start_stack};
+use crate::{BoxError, Options, Runtimes, Via, check, goal, start_stack};
 
 /// The tool the pollers call.
 const TOOL: &str = "whoami";
@@ -36,6 +37,11 @@ const TOOL: &str = "whoami";
 const GIVE_UP: Duration = Duration::from_secs(30);
 /// The goal of RV-25.
 const GOAL: Duration = Duration::from_secs(2);
+/// The `Authorization` value the load IdP presents to the SSF receiver as a transmitter.
+const SSF_AUTHORIZATION: &str = "Bearer load-ssf-secret";
+/// The RISC event the load IdP pushes.
+const ACCOUNT_DISABLED: &str =
+    "https://schemas.openid.net/secevent/risc/event-type/account-disabled";
 
 /// The servers of the run.
 struct Servers {
@@ -50,6 +56,23 @@ async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Server
     let mut as_cfg = stack.as_config.clone();
     as_cfg.redis_url = Some(redis_url.clone());
     as_cfg.redis_prefix = Some("ema-load".into());
+    // The load IdP as an SSF transmitter: its SETs may affect its own subjects (RV-7).
+    as_cfg
+        .ssf
+        .get_or_insert_with(Default::default)
+        .transmitters
+        .push(SsfTransmitterConfig {
+            issuer: LOAD_IDP.into(),
+            jwks_url: None,
+            jwks_file: None,
+            jwks: Some(stack.load_idp_jwks()),
+            authorization: SSF_AUTHORIZATION.into(),
+            audience: None,
+            subject_issuers: None,
+            tenant: None,
+            algorithms: None,
+            emails: None,
+        });
     let mcp_public = stack.mcp.url.clone();
     let guard = rt.guard;
     rt.server
@@ -82,12 +105,19 @@ async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Server
         .await?
 }
 
-/// A fresh access token for a new IdP subject, and its local subject.
+/// A fresh subject: its IdP `sub`, its local `sub` and an access token.
+struct Fresh {
+    idp_subject: String,
+    local_subject: String,
+    token: String,
+}
+
+/// A fresh access token for a new IdP subject.
 async fn fresh_token(
     stack: &Stack,
     servers: &Servers,
     conn: &mut Connection,
-) -> Result<(String, String), BoxError> {
+) -> Result<Fresh, BoxError> {
     let idp_subject = format!("rv-{}", random_id()?);
     let jag = stack.id_jag_for(&idp_subject, &servers.issuer, stack.now())?;
     let basic = basic_auth();
@@ -119,12 +149,61 @@ async fn fresh_token(
     let payload = token.split('.').nth(1).ok_or("access token is not a JWS")?;
     let claims: serde_json::Value =
         serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload)?)?;
-    let subject = claims
+    let local_subject = claims
         .get("sub")
         .and_then(serde_json::Value::as_str)
         .ok_or("access token without sub")?
         .to_owned();
-    Ok((token, subject))
+    Ok(Fresh {
+        idp_subject,
+        local_subject,
+        token,
+    })
+}
+
+/// The revocation request for `fresh`: its path, headers and body, and the success status.
+fn revocation(
+    via: Via,
+    stack: &Stack,
+    servers: &Servers,
+    fresh: &Fresh,
+) -> Result<(&'static str, [(&'static str, String); 2], String, u16), BoxError> {
+    Ok(match via {
+        Via::Admin => (
+            ema_server::ADMIN_REVOKE_PATH,
+            [
+                ("content-type", "application/json".to_owned()),
+                (
+                    "authorization",
+                    format!("Bearer {}", defaults::DEV_AS_ADMIN_SECRET),
+                ),
+            ],
+            serde_json::json!({"subject": fresh.local_subject, "action": "revoke"}).to_string(),
+            200,
+        ),
+        Via::Ssf => {
+            let set = stack.sign_set(&serde_json::json!({
+                "iss": LOAD_IDP,
+                "jti": random_id()?,
+                "iat": stack.now().as_secs(),
+                "aud": format!("{}{}", servers.issuer, ema_grant::ssf::DEFAULT_PUSH_PATH),
+                "sub_id": {"format": "iss_sub", "iss": LOAD_IDP, "sub": fresh.idp_subject},
+                "events": {ACCOUNT_DISABLED: {"initiating_entity": "admin"}},
+            }))?;
+            (
+                ema_grant::ssf::DEFAULT_PUSH_PATH,
+                [
+                    (
+                        "content-type",
+                        ema_grant::ssf::SECEVENT_CONTENT_TYPE.to_owned(),
+                    ),
+                    ("authorization", SSF_AUTHORIZATION.to_owned()),
+                ],
+                set,
+                202,
+            )
+        }
+    })
 }
 
 /// A session at `addr` with `token` that has made one successful call. While the instance's
@@ -204,39 +283,43 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
     let stack = start_stack(rt).await?;
     let servers = start(rt, &stack, redis.url()).await?;
     println!(
-        "  authorization server {} (admin revoke); MCP server instances {} and {}",
-        servers.issuer, servers.instances[0], servers.instances[1]
+        "  authorization server {} ({}); MCP server instances {} and {}",
+        servers.issuer,
+        match opts.via {
+            Via::Ssf => "RISC account-disabled SETs pushed to its SSF receiver",
+            Via::Admin => "its admin revoke command",
+        },
+        servers.instances[0],
+        servers.instances[1]
     );
     let mut as_conn = Connection::new(servers.auth_server);
-    let admin = format!("Bearer {}", defaults::DEV_AS_ADMIN_SECRET);
     let mut per_instance = [Latencies::default(), Latencies::default()];
     let mut slowest = Latencies::default();
     let mut acks = Latencies::default();
     let mut served_after = 0u64;
     let started = Instant::now();
     for event in 0..opts.events {
-        let (token, subject) = fresh_token(&stack, &servers, &mut as_conn).await?;
+        let fresh = fresh_token(&stack, &servers, &mut as_conn).await?;
+        let token = fresh.token.clone();
         let (a, b) = tokio::try_join!(
             live_session(servers.instances[0], &token),
             live_session(servers.instances[1], &token)
         )?;
-        let body = serde_json::json!({"subject": subject, "action": "revoke"}).to_string();
+        // Signed before the clock starts.
+        let (path, [h1, h2], body, expected) = revocation(opts.via, &stack, &servers, &fresh)?;
         let sent = Instant::now();
         let reply = as_conn
             .send(
                 "POST",
-                ema_server::ADMIN_REVOKE_PATH,
-                &[
-                    ("content-type", "application/json"),
-                    ("authorization", &admin),
-                ],
+                path,
+                &[(h1.0, h1.1.as_str()), (h2.0, h2.1.as_str())],
                 Bytes::from(body),
             )
             .await?;
         let acked = Instant::now();
-        if reply.status != 200 {
+        if reply.status != expected {
             return Err(format!(
-                "event {event}: admin revoke: HTTP {}: {}",
+                "event {event}: {path}: HTTP {}: {}",
                 reply.status,
                 String::from_utf8_lossy(&reply.body)
             )
@@ -271,7 +354,7 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
     );
     let (ack, ack90) = line(&acks);
     println!(
-        "  admin revoke round trip: p50 {}, p90 {}, p99 {}, max {}",
+        "  revocation request round trip (until the AS's answer): p50 {}, p90 {}, p99 {}, max {}",
         ms(ack.p50),
         ms(ack90),
         ms(ack.p99),
@@ -294,7 +377,7 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         worst = worst.max(s.p99);
     }
     println!(
-        "  calls still served after the revoke's 200 (both instances, all events): {served_after}"
+        "  calls still served after the AS's answer (both instances, all events): {served_after}"
     );
     let ok = check(
         &format!(
