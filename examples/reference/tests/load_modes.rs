@@ -64,6 +64,7 @@ mod smoke {
             &["mcp", "--redis", "compare"][..],
             &["mcp", "--revocation", "on"][..],
             &["mcp", "--secs", "0"][..],
+            &["revocation-latency", "--via", "email"][..],
         ] {
             let (out, _) = load(args);
             assert_eq!(out.status.code(), Some(2), "load {args:?}");
@@ -77,15 +78,17 @@ mod smoke {
     #[test]
     #[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
     fn revocation_latency_on_redis_runs_and_reports_percentiles() {
-        assert_ran(
-            &["revocation-latency", "--events", "3"],
-            &[
-                "error_description=\"token revoked\"",
-                "revoke sent -> refused, both (the later of the two): p50 ",
-                "[OK] every event refused at both instances (3 of 3)",
-                "result: every hard condition held",
-            ],
-        );
+        for via in ["ssf", "admin"] {
+            assert_ran(
+                &["revocation-latency", "--events", "3", "--via", via],
+                &[
+                    "error_description=\"token revoked\"",
+                    "revoke sent -> refused, both (the later of the two): p50 ",
+                    "[OK] every event refused at both instances (3 of 3)",
+                    "result: every hard condition held",
+                ],
+            );
+        }
     }
 
     #[test]
