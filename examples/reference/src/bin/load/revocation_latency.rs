@@ -161,26 +161,37 @@ async fn fresh_token(
     })
 }
 
-/// The revocation request for `fresh`: its path, headers and body, and the success status.
+/// A revocation request to the authorization server.
+struct Revocation {
+    path: &'static str,
+    /// `content-type` and `authorization`.
+    headers: [(&'static str, String); 2],
+    body: String,
+    /// The status of success.
+    accepted: u16,
+}
+
+/// The revocation request for `fresh`.
 fn revocation(
     via: Via,
     stack: &Stack,
     servers: &Servers,
     fresh: &Fresh,
-) -> Result<(&'static str, [(&'static str, String); 2], String, u16), BoxError> {
+) -> Result<Revocation, BoxError> {
     Ok(match via {
-        Via::Admin => (
-            ema_server::ADMIN_REVOKE_PATH,
-            [
+        Via::Admin => Revocation {
+            path: ema_server::ADMIN_REVOKE_PATH,
+            headers: [
                 ("content-type", "application/json".to_owned()),
                 (
                     "authorization",
                     format!("Bearer {}", defaults::DEV_AS_ADMIN_SECRET),
                 ),
             ],
-            serde_json::json!({"subject": fresh.local_subject, "action": "revoke"}).to_string(),
-            200,
-        ),
+            body: serde_json::json!({"subject": fresh.local_subject, "action": "revoke"})
+                .to_string(),
+            accepted: 200,
+        },
         Via::Ssf => {
             let set = stack.sign_set(&serde_json::json!({
                 "iss": LOAD_IDP,
@@ -190,18 +201,18 @@ fn revocation(
                 "sub_id": {"format": "iss_sub", "iss": LOAD_IDP, "sub": fresh.idp_subject},
                 "events": {ACCOUNT_DISABLED: {"initiating_entity": "admin"}},
             }))?;
-            (
-                ema_grant::ssf::DEFAULT_PUSH_PATH,
-                [
+            Revocation {
+                path: ema_grant::ssf::DEFAULT_PUSH_PATH,
+                headers: [
                     (
                         "content-type",
                         ema_grant::ssf::SECEVENT_CONTENT_TYPE.to_owned(),
                     ),
                     ("authorization", SSF_AUTHORIZATION.to_owned()),
                 ],
-                set,
-                202,
-            )
+                body: set,
+                accepted: 202,
+            }
         }
     })
 }
@@ -306,7 +317,12 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
             live_session(servers.instances[1], &token)
         )?;
         // Signed before the clock starts.
-        let (path, [h1, h2], body, expected) = revocation(opts.via, &stack, &servers, &fresh)?;
+        let Revocation {
+            path,
+            headers: [h1, h2],
+            body,
+            accepted,
+        } = revocation(opts.via, &stack, &servers, &fresh)?;
         let sent = Instant::now();
         let reply = as_conn
             .send(
@@ -317,7 +333,7 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
             )
             .await?;
         let acked = Instant::now();
-        if reply.status != expected {
+        if reply.status != accepted {
             return Err(format!(
                 "event {event}: {path}: HTTP {}: {}",
                 reply.status,
