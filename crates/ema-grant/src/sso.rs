@@ -714,6 +714,8 @@ mod tests {
             ema_jose::UnverifiedJwt::parse(&ok.id_token, &ema_jose::ParseOptions::new()).unwrap();
         assert_eq!(jwt.unverified_claims().string("nonce").unwrap(), Some("n1"));
         assert_eq!(jwt.unverified_claims().string("aud").unwrap(), Some("desk"));
+        // RV-2: the IdP issues no refresh token, so none can outlive a revoked session.
+        assert!(ok.to_json().get("refresh_token").is_none());
         // Single use.
         assert_eq!(token(VERIFIER).unwrap_err().code, ErrorCode::InvalidGrant);
     }

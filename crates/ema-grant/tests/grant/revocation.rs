@@ -307,3 +307,36 @@ fn rv1_disabled_user_gets_invalid_grant_at_the_exchange() {
     let active = fx.send(&Req::exchange(&fx.id_token(json!({}))));
     assert_eq!(active.status, 200, "{}", active.raw);
 }
+
+// RV-2: the reference IdP issues no refresh tokens (its SSO code grant answers an ID token
+// only) and accepts none as a subject token: a refresh-token subject token is refused at the
+// exchange whoever it names, disabled user or not, so no revoked session can be extended
+// through one. Positive control: the active user's ID token in the same request gets an
+// ID-JAG.
+#[test]
+fn rv2_refresh_token_subject_tokens_are_refused() {
+    const REFRESH_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:refresh_token";
+    let fx = Fx::new();
+    for sub in [DISABLED_USER, "00uA1ic3"] {
+        let token = fx.id_token(json!({"sub": sub}));
+        let as_refresh =
+            fx.send(&Req::exchange(&token).set("subject_token_type", REFRESH_TOKEN_TYPE));
+        assert_eq!(
+            (as_refresh.status, as_refresh.error()),
+            (400, "invalid_request"),
+            "{sub}: {}",
+            as_refresh.raw
+        );
+        assert!(
+            as_refresh
+                .raw
+                .contains("subject_token_type is not supported")
+        );
+    }
+    let opaque =
+        fx.send(&Req::exchange("rt-8f2c1e0b9a").set("subject_token_type", REFRESH_TOKEN_TYPE));
+    assert_eq!((opaque.status, opaque.error()), (400, "invalid_request"));
+    let active = fx.send(&Req::exchange(&fx.id_token(json!({}))));
+    assert_eq!(active.status, 200, "{}", active.raw);
+    assert!(active.body["access_token"].is_string());
+}
