@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use aws_lc_rs::digest;
 use ema_jose::UnixTime;
@@ -1127,6 +1127,29 @@ impl MirrorState {
         }
     }
 
+    fn revocation(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+    ) -> Option<RevocationReason> {
+        if self.denied.get(issuer).and_then(|m| m.get(jti)).is_some() {
+            return Some(RevocationReason::TokenDenied);
+        }
+        let entry = self.subjects.get(issuer).and_then(|m| m.get(subject))?;
+        if let Some(kind) = entry.disabled {
+            return Some(RevocationReason::Disabled { kind });
+        }
+        match entry.watermark {
+            Some((at, kind)) if iat.as_secs() <= at => Some(RevocationReason::Watermark {
+                at: UnixTime::from_secs(at),
+                kind,
+            }),
+            _ => None,
+        }
+    }
+
     fn subject(&mut self, issuer: &str, subject: &str) -> &mut MirrorSubject {
         self.subjects
             .entry(issuer.to_owned())
@@ -1164,10 +1187,29 @@ impl MirrorState {
 /// // Sixty-one seconds without a sync: stale.
 /// assert_eq!(check(t.plus(1), t.plus(62)), MirrorVerdict::Stale);
 /// ```
-#[derive(Debug)]
 pub struct LedgerMirror {
     state: RwLock<MirrorState>,
     max_staleness: u64,
+    listeners: RwLock<Vec<Weak<dyn MirrorListener>>>,
+}
+
+impl std::fmt::Debug for LedgerMirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerMirror")
+            .field("state", &self.state)
+            .field("max_staleness", &self.max_staleness)
+            .field(
+                "listeners",
+                &self
+                    .listeners
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .filter(|l| l.strong_count() > 0)
+                    .count(),
+            )
+            .finish()
+    }
 }
 
 impl Default for LedgerMirror {
@@ -1176,12 +1218,55 @@ impl Default for LedgerMirror {
     }
 }
 
+/// Told of every change a [`LedgerMirror`] applies, from a snapshot or from the feed (RV-18):
+/// what a resource server needs to end the live sessions, streams and tool calls of a subject
+/// the moment its mirror learns of the revocation, not at the subject's next request.
+///
+/// [`changed`](Self::changed) runs on the thread that synced the mirror, after the change is
+/// visible to [`LedgerMirror::check_access_token`] and outside the mirror's lock; it must not
+/// block. A snapshot reload tells every change again, so a listener acts idempotently (it
+/// re-checks what it holds with [`LedgerMirror::revocation`]).
+pub trait MirrorListener: Send + Sync {
+    /// `change` was applied to `mirror`.
+    fn changed(&self, mirror: &LedgerMirror, change: &LedgerChange);
+}
+
 impl LedgerMirror {
     /// An empty, never-synced mirror with the default staleness bound.
     pub fn new() -> Self {
         Self {
             state: RwLock::new(MirrorState::default()),
             max_staleness: DEFAULT_MAX_STALENESS,
+            listeners: RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Tells `listener` of every change applied from now on (RV-18). The mirror holds it
+    /// weakly: dropping the last `Arc` unsubscribes it.
+    pub fn subscribe(&self, listener: &Arc<dyn MirrorListener>) {
+        let mut listeners = self
+            .listeners
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|l| l.strong_count() > 0);
+        listeners.push(Arc::downgrade(listener));
+    }
+
+    fn notify(&self, changes: &[LedgerChange]) {
+        if changes.is_empty() {
+            return;
+        }
+        let live: Vec<Arc<dyn MirrorListener>> = self
+            .listeners
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for listener in &live {
+            for change in changes {
+                listener.changed(self, change);
+            }
         }
     }
 
@@ -1214,16 +1299,20 @@ impl LedgerMirror {
         fresh.cursor = Some(snapshot.cursor.clone());
         fresh.synced_at = Some(now.as_secs());
         *self.write() = fresh;
+        self.notify(&snapshot.changes);
     }
 
     /// Applies `changes` (the ledger's answer after this mirror's cursor), synced at `now`.
     pub fn apply_changes(&self, changes: &LedgerChanges, now: UnixTime) {
-        let mut state = self.write();
-        for change in &changes.changes {
-            state.apply(change);
+        {
+            let mut state = self.write();
+            for change in &changes.changes {
+                state.apply(change);
+            }
+            state.cursor = Some(changes.cursor.clone());
+            state.synced_at = Some(now.as_secs());
         }
-        state.cursor = Some(changes.cursor.clone());
-        state.synced_at = Some(now.as_secs());
+        self.notify(&changes.changes);
     }
 
     /// The feed position the mirror has reached (`None` before the first snapshot).
@@ -1287,25 +1376,26 @@ impl LedgerMirror {
         {
             return MirrorVerdict::Stale;
         }
-        if state.denied.get(issuer).and_then(|m| m.get(jti)).is_some() {
-            return MirrorVerdict::Revoked(RevocationReason::TokenDenied);
-        }
-        let Some(entry) = state.subjects.get(issuer).and_then(|m| m.get(subject)) else {
-            return MirrorVerdict::Allowed;
-        };
-        if let Some(kind) = entry.disabled {
-            return MirrorVerdict::Revoked(RevocationReason::Disabled { kind });
-        }
-        match entry.watermark {
-            Some((at, kind)) if iat.as_secs() <= at => {
-                MirrorVerdict::Revoked(RevocationReason::Watermark {
-                    at: UnixTime::from_secs(at),
-                    kind,
-                })
-            }
-            _ => MirrorVerdict::Allowed,
+        match state.revocation(issuer, subject, iat, jti) {
+            Some(reason) => MirrorVerdict::Revoked(reason),
+            None => MirrorVerdict::Allowed,
         }
     }
+
+    /// Why the mirror's content revokes an access token, whatever its age: the check of
+    /// [`check_access_token`](Self::check_access_token) without the staleness bound, for a
+    /// [`MirrorListener`] re-checking the tokens behind live sessions (RV-18). `None`: nothing
+    /// the mirror holds revokes it.
+    pub fn revocation(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+    ) -> Option<RevocationReason> {
+        self.read().revocation(issuer, subject, iat, jti)
+    }
+
 }
 
 #[cfg(test)]
@@ -1499,6 +1589,50 @@ mod tests {
                 .iter()
                 .any(|c| matches!(c, LedgerChange::Disabled { .. }))
         );
+    }
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(LedgerChange, bool)>>);
+
+    impl MirrorListener for Recorder {
+        fn changed(&self, mirror: &LedgerMirror, change: &LedgerChange) {
+            // The change is visible to the listener's re-check when it is told.
+            let revoked = mirror.revocation(AS, "u", t(1000), "j1").is_some();
+            self.0.lock().unwrap().push((change.clone(), revoked));
+        }
+    }
+
+    // RV-18: a listener hears every change applied, from the feed and from a snapshot, after it
+    // is visible; unsubscribed when dropped. `revocation` ignores staleness.
+    #[test]
+    fn rv18_listeners_hear_every_applied_change() {
+        let l = MemoryLedger::new();
+        let m = synced_mirror(&l, t(1000));
+        let recorder = Arc::new(Recorder::default());
+        let listener: Arc<dyn MirrorListener> = recorder.clone();
+        m.subscribe(&listener);
+        pollster::block_on(m.sync(&l, t(1000))).unwrap();
+        assert!(recorder.0.lock().unwrap().is_empty(), "no change, no call");
+        l.revoke_subject_now(&local(), "u", t(1000), RevocationKind::Admin, t(1000));
+        pollster::block_on(m.sync(&l, t(1001))).unwrap();
+        let heard = recorder.0.lock().unwrap().clone();
+        assert_eq!(heard.len(), 1);
+        assert!(matches!(heard[0].0, LedgerChange::Watermark { .. }) && heard[0].1);
+        // A snapshot reload tells the live entries again.
+        m.apply_snapshot(&l.snapshot_now(), t(1002));
+        assert_eq!(recorder.0.lock().unwrap().len(), 2);
+        // Stale mirror: `check_access_token` says Stale, `revocation` still knows.
+        assert_eq!(
+            m.check_access_token(AS, "u", t(1000), "j1", t(5000)),
+            MirrorVerdict::Stale
+        );
+        assert!(m.revocation(AS, "u", t(1000), "j1").is_some());
+        assert!(m.revocation(AS, "u", t(1001), "j1").is_none());
+        drop(listener);
+        drop(recorder);
+        l.revoke_subject_now(&local(), "w", t(1000), RevocationKind::Admin, t(1000));
+        pollster::block_on(m.sync(&l, t(1003))).unwrap();
+        assert!(format!("{m:?}").contains("listeners: 0"), "{m:?}");
     }
 
     // RV-15, D-38 at the resource server; RV-28 after account-enabled.
