@@ -1395,7 +1395,6 @@ impl LedgerMirror {
     ) -> Option<RevocationReason> {
         self.read().revocation(issuer, subject, iat, jti)
     }
-
 }
 
 #[cfg(test)]

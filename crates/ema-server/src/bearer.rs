@@ -16,7 +16,7 @@ use axum::body::{Body, Bytes};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use ema_audit::{AccessTokenAccepted, AccessTokenRefused, AuditError, AuditLog};
-use ema_grant::revocation::{LedgerMirror, MirrorVerdict};
+use ema_grant::revocation::{LedgerMirror, MirrorListener, MirrorVerdict, RevocationReason};
 use ema_grant::{AccessTokenValidator, DpopValidator, DynReplayStore, InMemoryReplayStore};
 use ema_id_jag::{Issuer, Resource, ScopeSet};
 use ema_jose::{
@@ -27,6 +27,7 @@ use ema_metadata::{Challenge, ErrorCode, ProtectedResourceMetadata, ToErrorCode}
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
+use crate::live::{LiveRegistry, RevocableBody, SessionCloser, unless_revoked};
 use crate::principal::Principal;
 use crate::rpc_peek::{self, Messages};
 
@@ -160,6 +161,8 @@ struct Inner {
     resource: String,
     audit: AuditLog,
     revocation: Option<Arc<LedgerMirror>>,
+    /// Live requests and sessions per subject, with the mirror (RV-18).
+    live: Option<Arc<LiveRegistry>>,
 }
 
 /// Why the layer refused a request, kept on the refusal (a response extension, never sent) for
@@ -253,6 +256,7 @@ pub struct BearerAuthBuilder {
     cache_capacity: usize,
     audit: AuditLog,
     revocation: Option<Arc<LedgerMirror>>,
+    session_closer: Option<Arc<dyn SessionCloser>>,
     dpop_replay: Option<DynReplayStore>,
 }
 
@@ -326,6 +330,7 @@ impl BearerAuth {
             default_tool_scopes: Vec::new(),
             cache_capacity: 10_000,
             revocation: None,
+            session_closer: None,
             audit: AuditLog::disabled(),
             dpop_replay: None,
         }
@@ -549,9 +554,26 @@ impl BearerAuthBuilder {
     /// the mirror is older than its staleness bound every authenticated request gets 503
     /// `temporarily_unavailable` with `Retry-After` (RV-16). The server keeps the mirror
     /// fresh with [`LedgerMirror::sync`] (the clock of this layer judges its age).
+    ///
+    /// The layer also ends what a revoked token keeps open (RV-18): it subscribes to the
+    /// mirror and, as soon as a sync brings a change that revokes a token, drops that token's
+    /// requests whose response is not produced yet (answering 401 "token revoked"), ends their
+    /// response streams (GET and POST SSE), fires the [`RevocationSignal`](crate::RevocationSignal) it put in each
+    /// request's extensions, and closes the MCP sessions the token used through
+    /// [`session_closer`](Self::session_closer). See [`crate::live`].
     #[must_use]
     pub fn revocation_mirror(mut self, mirror: Arc<LedgerMirror>) -> Self {
         self.revocation = Some(mirror);
+        self
+    }
+
+    /// How to close an MCP session whose subject is revoked (RV-18), with
+    /// [`revocation_mirror`](Self::revocation_mirror); with rmcp,
+    /// `ema_server::rmcp::close_sessions(session_manager)`. Without one, revoked tokens'
+    /// requests and streams still end, and the session is only refused at its next request.
+    #[must_use]
+    pub fn session_closer(mut self, closer: Arc<dyn SessionCloser>) -> Self {
+        self.session_closer = Some(closer);
         self
     }
 
@@ -659,6 +681,12 @@ impl BearerAuthBuilder {
         if !all_scopes.is_empty() {
             metadata = metadata.with_scopes(all_scopes);
         }
+        let live = self.revocation.as_ref().map(|mirror| {
+            let live = Arc::new(LiveRegistry::new(self.session_closer));
+            let listener: Arc<dyn MirrorListener> = live.clone();
+            mirror.subscribe(&listener);
+            live
+        });
         Ok(BearerAuth(Arc::new(Inner {
             validator,
             resource_metadata: ema_metadata::protected_resource_metadata_url(&resource_url)
@@ -682,6 +710,7 @@ impl BearerAuthBuilder {
             },
             clock: self.clock,
             revocation: self.revocation,
+            live,
         })))
     }
 }
@@ -827,6 +856,27 @@ impl Inner {
     /// Appends [`AccessTokenRefused`] for a refusal that carries a [`Refusal`] (naming `jti`
     /// when the token verified); the refusal itself, or the 503 of [`Inner::audit_failed`]
     /// when the trail refuses the event.
+    /// 401 `invalid_token` "token revoked" for `principal`'s token (RV-15), with a `DPoP`
+    /// challenge for a DPoP-bound token; `reason` goes to the trail.
+    fn revoked(&self, principal: &Principal, reason: Option<RevocationReason>) -> Response {
+        let mut resp = if principal.claims().cnf_jkt.is_some() {
+            self.reject_dpop(ErrorCode::InvalidToken, "token revoked")
+        } else {
+            self.reject(
+                StatusCode::UNAUTHORIZED,
+                Some((ErrorCode::InvalidToken, "token revoked")),
+                None,
+            )
+        };
+        if let Some(refusal) = resp.extensions_mut().get_mut::<Refusal>() {
+            refusal.reason = match reason {
+                Some(reason) => format!("token revoked: {reason}").into(),
+                None => "token revoked".into(),
+            };
+        }
+        resp
+    }
+
     fn refused(&self, response: Response, jti: Option<&str>) -> Response {
         if !self.audit.is_enabled() {
             return response;
@@ -1001,15 +1051,7 @@ impl Inner {
                 MirrorVerdict::Allowed => {}
                 MirrorVerdict::Revoked(reason) => {
                     tracing::debug!(%reason, "access token revoked");
-                    let mut resp = if claims.cnf_jkt.is_some() {
-                        self.reject_dpop(ErrorCode::InvalidToken, "token revoked")
-                    } else {
-                        invalid("token revoked")
-                    };
-                    if let Some(refusal) = resp.extensions_mut().get_mut::<Refusal>() {
-                        refusal.reason = format!("token revoked: {reason}").into();
-                    }
-                    return Err(resp);
+                    return Err(self.revoked(&principal, Some(reason)));
                 }
                 // RV-16: a mirror past its bound is not trusted.
                 MirrorVerdict::Stale => {
@@ -1150,6 +1192,86 @@ impl BearerAuth {
     }
 }
 
+/// The MCP session header (Streamable HTTP).
+const MCP_SESSION_ID: &str = "mcp-session-id";
+
+impl BearerAuth {
+    /// Serves a request let through while a revocation mirror is configured (RV-18): the
+    /// request is registered under its token's subject for as long as its response is produced
+    /// and streamed, and ended when the mirror learns that the token is revoked.
+    async fn call_live<S>(
+        &self,
+        live: &Arc<LiveRegistry>,
+        mut request: http::Request<Body>,
+        mut inner: S,
+    ) -> Result<Response, S::Error>
+    where
+        S: tower_service::Service<http::Request<Body>>,
+        S::Response: IntoResponse,
+    {
+        let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+            return inner.call(request).await.map(IntoResponse::into_response);
+        };
+        let auth = &*self.0;
+        let session = request
+            .headers()
+            .get(MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let ending = request.method() == http::Method::DELETE;
+        let (guard, signal) = live.register(&principal, session.as_deref(), auth.clock.now());
+        // A change applied between the check and the registration is not missed.
+        if let Some(mirror) = &auth.revocation {
+            let claims = principal.claims();
+            if let Some(reason) = mirror.revocation(
+                claims.iss.as_str(),
+                &claims.sub,
+                claims.iat,
+                claims.jti.as_str(),
+            ) {
+                return Ok(self.refuse_revoked(&principal, Some(reason)));
+            }
+        }
+        request.extensions_mut().insert(signal.clone());
+        let Some(response) = unless_revoked(inner.call(request), &signal).await else {
+            let reason = auth.revocation.as_ref().and_then(|mirror| {
+                let claims = principal.claims();
+                mirror.revocation(
+                    claims.iss.as_str(),
+                    &claims.sub,
+                    claims.iat,
+                    claims.jti.as_str(),
+                )
+            });
+            return Ok(self.refuse_revoked(&principal, reason));
+        };
+        let response = response?.into_response();
+        if let Some(assigned) = response
+            .headers()
+            .get(MCP_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+        {
+            live.add_session(&principal, assigned);
+        }
+        if ending
+            && response.status().is_success()
+            && let Some(session) = &session
+        {
+            live.forget_session(&principal, session);
+        }
+        Ok(response.map(|body| Body::new(RevocableBody::new(body, &signal, guard))))
+    }
+
+    /// The audited 401 for a request whose token was revoked while it was served.
+    fn refuse_revoked(&self, principal: &Principal, reason: Option<RevocationReason>) -> Response {
+        let auth = &*self.0;
+        auth.refused(
+            auth.revoked(principal, reason),
+            Some(principal.claims().jti.as_str()),
+        )
+    }
+}
+
 impl<S> tower_layer::Layer<S> for BearerAuth {
     type Service = BearerService<S>;
 
@@ -1196,7 +1318,10 @@ where
         let auth = self.auth.clone();
         Box::pin(async move {
             match auth.check(request.map(Body::new)).await {
-                Ok(request) => inner.call(request).await.map(IntoResponse::into_response),
+                Ok(request) => match &auth.0.live {
+                    None => inner.call(request).await.map(IntoResponse::into_response),
+                    Some(live) => auth.call_live(live, request, inner).await,
+                },
                 Err(refusal) => Ok(refusal),
             }
         })

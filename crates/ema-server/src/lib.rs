@@ -43,6 +43,7 @@ mod endpoint;
 mod guard;
 mod hardening;
 mod idp;
+pub mod live;
 mod paths;
 mod principal;
 #[cfg(feature = "rmcp")]
@@ -62,6 +63,7 @@ pub use bearer::{
 };
 pub use code_flow::CodeFlowConfig;
 pub use guard::{ToolCallGuardLayer, ToolCallGuardService};
+pub use live::{RevocationSignal, SessionCloser};
 pub use principal::{MissingPrincipal, Principal};
 
 /// The authorization vocabulary of the tool-call guard ([`ToolCallGuardLayer`], and

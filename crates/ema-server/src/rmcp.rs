@@ -363,6 +363,71 @@ fn annotations(declared: Option<&ToolAnnotations>) -> ema_authz::ToolAnnotations
     out
 }
 
+/// The revocation signal the bearer layer put on the HTTP request an rmcp request came in
+/// (RV-18), when it checks a revocation mirror.
+pub fn revocation_signal(ctx: &RequestContext<RoleServer>) -> Option<crate::RevocationSignal> {
+    ctx.extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::RevocationSignal>())
+        .cloned()
+}
+
+/// A [`SessionCloser`](crate::SessionCloser) over an rmcp Streamable HTTP session manager
+/// (RV-18): give it to [`BearerAuthBuilder::session_closer`](crate::BearerAuthBuilder::session_closer)
+/// with the manager the service was made with, and the sessions of a revoked subject are
+/// closed as soon as the revocation mirror learns of it: rmcp ends their streams and cancels
+/// the cancellation tokens of their running requests once the session's handler stops.
+/// (Tool calls behind [`Guarded`] stop at once, on the request's
+/// [`RevocationSignal`](crate::RevocationSignal).) The closing runs on the Tokio runtime of
+/// the caller, or else of the one this was made in.
+///
+/// ```
+/// use std::sync::Arc;
+/// use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let sessions = Arc::new(LocalSessionManager::default());
+/// let closer = ema_server::rmcp::close_sessions(sessions.clone());
+/// // BearerAuth::builder(..).revocation_mirror(mirror).session_closer(closer)
+/// closer.close_session("no-such-session");
+/// # }
+/// ```
+pub fn close_sessions<M>(manager: Arc<M>) -> Arc<dyn crate::SessionCloser>
+where
+    M: rmcp::transport::streamable_http_server::SessionManager,
+{
+    Arc::new(RmcpSessions {
+        manager,
+        runtime: tokio::runtime::Handle::try_current().ok(),
+    })
+}
+
+struct RmcpSessions<M> {
+    manager: Arc<M>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl<M: rmcp::transport::streamable_http_server::SessionManager> crate::SessionCloser
+    for RmcpSessions<M>
+{
+    fn close_session(&self, session_id: &str) {
+        let Some(runtime) = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.clone())
+        else {
+            tracing::warn!("no Tokio runtime to close a revoked MCP session on");
+            return;
+        };
+        let manager = Arc::clone(&self.manager);
+        let id: rmcp::transport::streamable_http_server::SessionId = Arc::from(session_id);
+        runtime.spawn(async move {
+            if let Err(e) = manager.close_session(&id).await {
+                tracing::warn!(error = %e, "closing a revoked MCP session failed");
+            }
+        });
+    }
+}
+
 /// The MCP session of an rmcp request, from the HTTP request it came in.
 fn session(ctx: &RequestContext<RoleServer>) -> Option<ema_authz::SessionId> {
     ctx.extensions
@@ -683,7 +748,22 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler
         };
         #[cfg(not(feature = "vault"))]
         let _ = &who;
-        match self.inner.call_tool(request, context).await? {
+        // RV-18: a tool call of a token revoked while it runs stops at once: its future is
+        // dropped and its cancellation token fired (for work it spawned).
+        let signal = revocation_signal(&context);
+        let ct = context.ct.clone();
+        let outcome = match signal {
+            None => Some(self.inner.call_tool(request, context).await),
+            Some(signal) => {
+                crate::live::unless_revoked(self.inner.call_tool(request, context), &signal).await
+            }
+        };
+        let Some(outcome) = outcome else {
+            ct.cancel();
+            tracing::info!(tool = %call.tool, "tool call cancelled: access revoked");
+            return Ok(tool_error("access revoked: the call was cancelled"));
+        };
+        match outcome? {
             CallToolResponse::Complete(result) => Ok(CallToolResponse::Complete(
                 self.inspected(&caller, &call, result).await,
             )),
