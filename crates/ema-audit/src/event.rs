@@ -42,6 +42,8 @@ pub enum AuditEvent {
     /// The authorization server received a security event (SSF push or Global Token
     /// Revocation), whatever became of it (RV-29).
     SecurityEventReceived(SecurityEventReceived),
+    /// A downstream credential was refused to a revoked subject (RV-19).
+    CredentialRefused(CredentialRefused),
 }
 
 impl AuditEvent {
@@ -61,6 +63,7 @@ impl AuditEvent {
             Self::SubjectOffboarded(_) => "subject_offboarded",
             Self::RevocationApplied(_) => "revocation_applied",
             Self::SecurityEventReceived(_) => "security_event_received",
+            Self::CredentialRefused(_) => "credential_refused",
         }
     }
 
@@ -71,7 +74,8 @@ impl AuditEvent {
         match self {
             Self::AccessTokenRefused(_)
             | Self::ToolDefinitionChanged(_)
-            | Self::RevocationApplied(_) => true,
+            | Self::RevocationApplied(_)
+            | Self::CredentialRefused(_) => true,
             Self::SecurityEventReceived(e) => !e.outcome.starts_with("accepted"),
             Self::ToolDecision(d) => d.decision == Decision::Deny,
             Self::CredentialRefreshed(r) => r.error.is_some(),
@@ -111,7 +115,8 @@ into_event!(
     CredentialRevoked,
     SubjectOffboarded,
     RevocationApplied,
-    SecurityEventReceived
+    SecurityEventReceived,
+    CredentialRefused
 );
 
 /// A security event the authorization server received (RV-29): an SSF Security Event Token
@@ -677,6 +682,28 @@ impl CredentialUsed {
         Self {
             credential,
             credential_kind,
+        }
+    }
+}
+
+/// A downstream credential was refused because its owner's access is revoked (RV-19): not
+/// handed out, not refreshed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CredentialRefused {
+    /// Whose, at which provider.
+    #[serde(flatten)]
+    pub credential: CredentialRef,
+    /// Why (no secret in it).
+    pub reason: String,
+}
+
+impl CredentialRefused {
+    /// The event.
+    pub fn new(credential: CredentialRef, reason: impl Into<String>) -> Self {
+        Self {
+            credential,
+            reason: reason.into(),
         }
     }
 }

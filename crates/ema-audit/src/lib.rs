@@ -12,8 +12,8 @@ pub use digest::{ArgumentsDigest, JtiDigest, RecordHash, canonical_json};
 pub use error::AuditError;
 pub use event::{
     AccessTokenAccepted, AccessTokenRefused, AuditEvent, CredentialKind, CredentialRef,
-    CredentialRefreshed, CredentialRevoked, CredentialSource, CredentialStored, CredentialUsed,
-    Decision, DefinitionResponse, IdJagIssued, IdJagRedeemed, ProviderRevocation,
+    CredentialRefreshed, CredentialRefused, CredentialRevoked, CredentialSource, CredentialStored,
+    CredentialUsed, Decision, DefinitionResponse, IdJagIssued, IdJagRedeemed, ProviderRevocation,
     RevocationApplied, RevocationOutcome, SecurityEventReceived, SubjectOffboarded, ToolDecision,
     ToolDefinitionChanged,
 };

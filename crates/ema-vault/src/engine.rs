@@ -13,6 +13,7 @@ use crate::credential::{Credential, CredentialInfo, CredentialStatus, TokenSet};
 use crate::error::{ProviderError, VaultError};
 use crate::key::{CredentialKey, Owner, ProviderId};
 use crate::provider::{ProviderClient, RevokeOutcome, TokenTypeHint};
+use crate::status::SubjectStatus;
 use crate::store::{CredentialStore, StoredCredential};
 use crate::vault::{CredentialVault, OffboardReport, StoreSource, VaultEvent, VaultObserver};
 
@@ -69,6 +70,7 @@ pub struct Vault {
     clock: Arc<dyn Clock>,
     refresh_skew: u64,
     observer: Option<Arc<dyn VaultObserver>>,
+    status: Option<Arc<dyn SubjectStatus>>,
     flights: Mutex<HashMap<CredentialKey, Arc<Flight>>>,
 }
 
@@ -80,6 +82,7 @@ impl fmt::Debug for Vault {
             .field("providers", &providers)
             .field("refresh_skew", &self.refresh_skew)
             .field("observer", &self.observer.is_some())
+            .field("subject_status", &self.status.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +94,7 @@ pub struct VaultBuilder {
     clock: Arc<dyn Clock>,
     refresh_skew: u64,
     observer: Option<Arc<dyn VaultObserver>>,
+    status: Option<Arc<dyn SubjectStatus>>,
 }
 
 impl fmt::Debug for VaultBuilder {
@@ -133,6 +137,16 @@ impl VaultBuilder {
         self
     }
 
+    /// Whether owners may still use their credentials (RV-19, default: always): checked
+    /// before every hand-out and again before a refresh token is spent; a refusal is audited
+    /// and answered [`VaultError::Revoked`]. Deleting a purged subject's credentials is
+    /// [`CredentialVault::revoke_all`].
+    #[must_use]
+    pub fn subject_status(mut self, status: Arc<dyn SubjectStatus>) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// The vault.
     pub fn build(self) -> Vault {
         Vault {
@@ -141,6 +155,7 @@ impl VaultBuilder {
             clock: self.clock,
             refresh_skew: self.refresh_skew,
             observer: self.observer,
+            status: self.status,
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -166,6 +181,7 @@ impl Vault {
             clock: Arc::new(SystemClock),
             refresh_skew: DEFAULT_REFRESH_SKEW_SECS,
             observer: None,
+            status: None,
         }
     }
 
@@ -179,6 +195,29 @@ impl Vault {
             Some(observer) => observer.record(event).map_err(VaultError::Audit),
             None => Ok(()),
         }
+    }
+
+    /// RV-19: refuses (audited) a credential of an owner whose access is revoked since
+    /// `record` was written.
+    fn check_status(
+        &self,
+        key: &CredentialKey,
+        record: &StoredCredential,
+    ) -> Result<(), VaultError> {
+        let Some(status) = &self.status else {
+            return Ok(());
+        };
+        let Err(reason) = status.check(key.owner(), record.updated_at) else {
+            return Ok(());
+        };
+        self.record(&VaultEvent::Refused {
+            key,
+            reason: &reason,
+        })?;
+        Err(VaultError::Revoked {
+            provider: key.provider().clone(),
+            reason,
+        })
     }
 
     fn hand_out(
@@ -251,6 +290,7 @@ impl Vault {
             provider: key.provider().clone(),
         };
         let record = self.store.get(key)?.ok_or_else(not_connected)?;
+        self.check_status(key, &record)?;
         match self.plan(key, &record, self.clock.now())? {
             Plan::HandOut(credential) => return self.hand_out(key, credential),
             Plan::Refresh { .. } => {}
@@ -286,6 +326,8 @@ impl Vault {
             .ok_or_else(|| VaultError::NotConnected {
                 provider: key.provider().clone(),
             })?;
+        // RV-19: the ledger is asked again before a refresh token is spent.
+        self.check_status(key, &record)?;
         let refresh_token = match self.plan(key, &record, self.clock.now())? {
             Plan::HandOut(credential) => return Ok(credential),
             Plan::Refresh { refresh_token } => refresh_token,
@@ -304,6 +346,11 @@ impl Vault {
             outcome: outcome.as_ref().map(|_| ()).map_err(ToString::to_string),
         })?;
         match outcome {
+            // Revoked while the provider answered: the fresh tokens are not kept.
+            Ok(_) if self.check_status(key, &record).is_err() => Err(VaultError::Revoked {
+                provider: key.provider().clone(),
+                reason: "access revoked during the refresh".into(),
+            }),
             Ok(fresh) => self.write_refreshed(key, &record, fresh),
             Err(ProviderError::InvalidGrant { .. }) => {
                 let marked = record.clone().with_status(CredentialStatus::NeedsReconnect);

@@ -93,4 +93,13 @@ pub enum VaultError {
     /// A bad id.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The owner's access was revoked (RV-19: the subject was disabled, purged or signed out
+    /// everywhere since the credential was stored): nothing is handed out or refreshed.
+    #[error("access revoked: the credential for provider `{provider}` cannot be used ({reason})")]
+    Revoked {
+        /// The provider.
+        provider: ProviderId,
+        /// Why, as the [`SubjectStatus`](crate::SubjectStatus) said.
+        reason: String,
+    },
 }

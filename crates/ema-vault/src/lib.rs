@@ -13,6 +13,7 @@ mod provider;
 mod secret;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+mod status;
 mod store;
 mod vault;
 
@@ -32,6 +33,7 @@ pub use provider::{ProviderClient, RevokeOutcome, TokenTypeHint};
 pub use secret::Secret;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{DEFAULT_READERS, RotateReport, SCHEMA_VERSION, SqliteStore};
+pub use status::SubjectStatus;
 pub use store::{CredentialStore, DeletedRecord, MemoryStore, StoredCredential};
 pub use vault::{CredentialVault, OffboardReport, StoreSource, VaultEvent, VaultObserver};
 

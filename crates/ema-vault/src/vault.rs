@@ -96,6 +96,13 @@ pub enum VaultEvent<'a> {
         /// What the provider's revocation came to.
         outcome: &'a RevokeOutcome,
     },
+    /// A `get` or a refresh was refused because the owner's access is revoked (RV-19).
+    Refused {
+        /// Whose, at which provider.
+        key: &'a CredentialKey,
+        /// Why, as the [`SubjectStatus`](crate::SubjectStatus) said.
+        reason: &'a str,
+    },
 }
 
 /// Receives every [`VaultEvent`]. An error makes the vault operation fail with

@@ -17,8 +17,8 @@ use ema_jose::{Clock, UnixTime};
 use ema_vault::{
     BoxFuture, Credential, CredentialKey, CredentialStatus, CredentialStore, CredentialVault,
     DeletedRecord, MemoryStore, Owner, ProviderClient, ProviderError, ProviderId, RevokeOutcome,
-    Secret, StaticSecret, StoreSource, StoredCredential, TokenSet, TokenTypeHint, Vault,
-    VaultError, VaultEvent, VaultObserver,
+    Secret, StaticSecret, StoreSource, StoredCredential, SubjectStatus, TokenSet, TokenTypeHint,
+    Vault, VaultError, VaultEvent, VaultObserver,
 };
 use tokio::sync::{Notify, Semaphore};
 
@@ -144,6 +144,9 @@ impl VaultObserver for Recorder {
             }
             VaultEvent::Revoked { key, outcome } => {
                 format!("revoked {} {outcome:?}", key.provider())
+            }
+            VaultEvent::Refused { key, reason } => {
+                format!("refused {} {}: {reason}", key.subject(), key.provider())
             }
             other => format!("{other:?}"),
         };
@@ -728,4 +731,139 @@ async fn list_tells_everything_but_the_secret() {
     assert_eq!(listed[1].updated_at, UnixTime::from_secs(T0));
     let printed = format!("{listed:?} {:?}", f.store);
     assert!(!printed.contains("secret"), "{printed}");
+}
+
+/// The ledger as the vault sees it (RV-19): alice revoked at `revoked_at` (0: never), answered
+/// from the `refuse_from`-th check on (counting from 1).
+struct Ledger {
+    revoked_at: u64,
+    refuse_from: usize,
+    checks: AtomicUsize,
+}
+
+impl Ledger {
+    fn revoked_at(revoked_at: u64) -> Arc<Self> {
+        Self::revoked_from_check(revoked_at, 1)
+    }
+    fn revoked_from_check(revoked_at: u64, refuse_from: usize) -> Arc<Self> {
+        Arc::new(Self {
+            revoked_at,
+            refuse_from,
+            checks: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl SubjectStatus for Ledger {
+    fn check(&self, owner: &Owner, stored_at: UnixTime) -> Result<(), String> {
+        let n = self.checks.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= self.refuse_from
+            && owner.subject() == "alice"
+            && self.revoked_at != 0
+            && stored_at.as_secs() <= self.revoked_at
+        {
+            return Err(format!("subject revoked at {}", self.revoked_at));
+        }
+        Ok(())
+    }
+}
+
+fn fixture_with_status(status: Arc<Ledger>) -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let provider = Arc::new(FakeProvider::default());
+    let clock = SettableClock::at(T0);
+    let audit = Arc::new(Recorder::default());
+    let vault = Vault::builder_arc(store.clone())
+        .provider(notes(), provider.clone())
+        .clock(clock.clone())
+        .observer(audit.clone())
+        .subject_status(status)
+        .build();
+    Fixture {
+        vault: Arc::new(vault),
+        store,
+        provider,
+        clock,
+        audit,
+    }
+}
+
+// RV-19: a revoked subject's `get` is refused with an audit event and nothing handed out;
+// controls: another subject's credential, and one alice connects again after the revocation
+// (a fresh, post-revocation login), are handed out.
+#[tokio::test]
+async fn rv19_get_of_a_revoked_subject_is_refused_and_audited() {
+    let f = fixture_with_status(Ledger::revoked_at(T0));
+    f.put(oauth("at-0", FAR, Some("rt-0"))).await;
+    let bob = Owner::new("acme", "bob").unwrap().at(notes());
+    f.vault
+        .store(&bob, oauth("bob-at", FAR, None), StoreSource::Connect)
+        .await
+        .unwrap();
+    f.audit.take();
+    let err = f.vault.get(&key()).await.unwrap_err();
+    assert!(
+        matches!(&err, VaultError::Revoked { provider, reason } if *provider == notes() && reason.contains("revoked at")),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("access revoked"), "{err}");
+    assert_eq!(
+        f.audit.take(),
+        [format!("refused alice notes: subject revoked at {T0}")]
+    );
+    assert_eq!(f.vault.get(&bob).await.unwrap().secret().expose(), "bob-at");
+    // Alice signs in again after the revocation and reconnects: usable.
+    f.clock.set(T0 + 1);
+    f.put(oauth("at-new", FAR, Some("rt-new"))).await;
+    assert_eq!(
+        f.vault.get(&key()).await.unwrap().secret().expose(),
+        "at-new"
+    );
+    assert_eq!(f.provider.count(), 0);
+}
+
+// RV-19: the refresh re-checks the subject before spending the refresh token: revoked between
+// the hand-out check and the refresh, the provider is never asked. Control: the same
+// credential with a subject still active is refreshed once.
+#[tokio::test]
+async fn rv19_refresh_rechecks_the_subject_before_spending_the_refresh_token() {
+    let f = fixture_with_status(Ledger::revoked_from_check(T0, 2));
+    f.put(oauth("at-0", T0 + 5, Some("rt-0"))).await;
+    f.audit.take();
+    let err = f.vault.get(&key()).await.unwrap_err();
+    assert!(matches!(err, VaultError::Revoked { .. }), "{err:?}");
+    assert_eq!(f.provider.count(), 0);
+    assert_eq!(f.audit.take().len(), 1);
+    let control = fixture_with_status(Ledger::revoked_at(0));
+    control.put(oauth("at-0", T0 + 5, Some("rt-0"))).await;
+    assert_eq!(
+        control.vault.get(&key()).await.unwrap().secret().expose(),
+        "at-1"
+    );
+    assert_eq!(control.provider.count(), 1);
+}
+
+// RV-19: revoked while the provider answers a refresh: the fresh tokens are not kept (the
+// stored record is the old one) and nothing is handed out.
+#[tokio::test]
+async fn rv19_revoked_during_the_refresh_keeps_nothing() {
+    let f = fixture_with_status(Ledger::revoked_from_check(T0, 3));
+    f.put(oauth("at-0", T0 + 5, Some("rt-0"))).await;
+    let err = f.vault.get(&key()).await.unwrap_err();
+    assert!(matches!(err, VaultError::Revoked { .. }), "{err:?}");
+    assert_eq!(f.provider.count(), 1);
+    let stored = f.store.get(&key()).unwrap().unwrap();
+    assert_eq!(stored.credential.secret().expose(), "at-0");
+}
+
+// RV-19 purge: offboarding is idempotent: the second run deletes and revokes nothing.
+#[tokio::test]
+async fn rv19_purge_is_idempotent() {
+    let f = fixture_with_status(Ledger::revoked_at(T0));
+    f.put(oauth("at-0", FAR, Some("rt-0"))).await;
+    let first = f.vault.revoke_all(&alice()).await.unwrap();
+    assert_eq!(first.providers, [(notes(), RevokeOutcome::Revoked)]);
+    let second = f.vault.revoke_all(&alice()).await.unwrap();
+    assert!(second.providers.is_empty());
+    assert_eq!(f.provider.revokes.lock().unwrap().len(), 1);
 }

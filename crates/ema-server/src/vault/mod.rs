@@ -12,6 +12,9 @@
 //!   that declared `elicitation.url`, a tool error with the link to any other.
 //! - [`AuditVaultObserver`]: every credential use, refresh, store and revocation, and each
 //!   offboarding, as an `ema-audit` event.
+//! - [`MirrorSubjectStatus`] and [`PurgeOnRevocation`]: the vault and the revocation mirror
+//!   (RV-19): a revoked subject's credentials refused (audited), a purged or compromised
+//!   subject's deleted and revoked at their providers.
 //!
 //! The agent never sees a credential: it travels from the provider to the vault and from the
 //! vault to the tool, inside the MCP server.
@@ -19,6 +22,7 @@
 mod connect;
 mod observer;
 mod provider;
+mod revocation;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -31,6 +35,7 @@ pub use provider::{
     ClientAuth, DEFAULT_PROVIDER_TIMEOUT, HttpProviderClient, MAX_PROVIDER_RESPONSE,
     ProviderConfigError,
 };
+pub use revocation::{MirrorSubjectStatus, PurgeOnRevocation};
 
 use crate::principal::Principal;
 

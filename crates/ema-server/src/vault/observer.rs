@@ -1,8 +1,8 @@
 //! [`AuditVaultObserver`]: the vault's events appended to the server's audit trail.
 
 use ema_audit::{
-    AuditLog, CredentialRef, CredentialRefreshed, CredentialRevoked, CredentialStored,
-    CredentialUsed, ProviderRevocation, RevocationOutcome, SubjectOffboarded,
+    AuditLog, CredentialRef, CredentialRefreshed, CredentialRefused, CredentialRevoked,
+    CredentialStored, CredentialUsed, ProviderRevocation, RevocationOutcome, SubjectOffboarded,
 };
 use ema_vault::{
     CredentialKey, CredentialKind, OffboardReport, Owner, RevokeOutcome, StoreSource, VaultEvent,
@@ -129,6 +129,9 @@ impl VaultObserver for AuditVaultObserver {
                     Some(d) => event.with_detail(d).into(),
                     None => event.into(),
                 }
+            }
+            VaultEvent::Refused { key, reason } => {
+                CredentialRefused::new(reference(key), *reason).into()
             }
             // A future event kind is not silently dropped from the trail.
             other => {
