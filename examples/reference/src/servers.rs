@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use ema_grant::redis_ledger::{DEFAULT_RESYNC, tail_mirror};
-use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger};
+use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger, MirrorListener};
 use ema_grant::ssf::{SsfReceiver, SubjectMatching, TransmitterTrust};
 use ema_grant::{
     AccessTokenIssuer, AdminPolicy, AuthMethod, ClientCredential, ClientRegistry, DynReplayStore,
@@ -19,10 +19,12 @@ use ema_id_jag::{
 use ema_jose::{AlgorithmSet, Clock, KeyRing, StaticKeySource};
 use ema_jwks::{IssuerKeys, JwksSource};
 use ema_metadata::AuthorizationServerMetadata;
+use ema_server::vault::PurgeOnRevocation;
 use ema_server::{
     AuthorizationServerRouter, BearerAuth, CodeFlowConfig, IdpRouter, Limits, Principal,
     advertise_code_flow, authorization_server_router, harden, idp_metadata_with_paths, protect,
 };
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 
 use ema_server::audit::{AuditLog, DefinitionResponse, ToolDefinitionChanged};
 use ema_server::authz::cedar::{CedarEngine, CedarPolicies, CedarSchema, PrincipalMapping};
@@ -33,7 +35,7 @@ use crate::config::{
     McpServerConfig, PinResponseConfig,
 };
 use crate::keys::{fetcher, issuer_keys_error, jwks_file, signing_key};
-use crate::tasks::{self, guarded_tasks_service_with_vault, tasks_service};
+use crate::tasks::{self, guarded_tasks_service_in, tasks_service, tasks_service_in};
 
 fn clients(
     configs: &[ClientConfig],
@@ -829,8 +831,12 @@ fn mcp_app_inner(
         let set = scope_list(list, &format!("scopes.tools.{tool}"))?;
         auth = auth.tool_scopes(tool.as_str(), set.iter());
     }
-    if let Some(mirror) = mirror {
-        auth = auth.revocation_mirror(mirror);
+    // RV-18: with the mirror, a revoked subject's live requests, streams and MCP sessions end.
+    let sessions = Arc::new(LocalSessionManager::default());
+    if let Some(mirror) = &mirror {
+        auth = auth
+            .revocation_mirror(mirror.clone())
+            .session_closer(ema_server::rmcp::close_sessions(sessions.clone()));
     }
     if let Some(store) = dpop_replay {
         auth = auth.dpop_replay_store(store);
@@ -842,26 +848,39 @@ fn mcp_app_inner(
     // One trail: the bearer layer's token events, the guard's decisions and tool changes, and
     // the vault's credential events.
     let audit = auth.audit_log().clone();
+    // RV-19: with the mirror too, a revoked subject's credentials are refused, and a purged
+    // one's deleted and revoked at their providers.
     let vault = match &cfg.vault {
-        Some(vault) => Some(crate::vault::build(
+        Some(vault) => Some(crate::vault::build_with_mirror(
             vault,
             base,
             &cfg.authorization_server,
             clock.clone(),
             audit.clone(),
+            mirror.clone(),
         )?),
         None => None,
+    };
+    let purge: Option<Arc<dyn MirrorListener>> = match (&vault, &mirror) {
+        (Some(vault), Some(mirror)) => {
+            let purge: Arc<dyn MirrorListener> =
+                Arc::new(PurgeOnRevocation::new(vault.vault.clone()).audit(vault.observer.clone()));
+            mirror.subscribe(&purge);
+            Some(purge)
+        }
+        _ => None,
     };
     let mcp = match tool_authorizer(&cfg.authz, &resource, audit.clone())? {
         Some(authorizer) => Router::new().nest_service(
             &cfg.path,
-            guarded_tasks_service_with_vault(
+            guarded_tasks_service_in(
                 &resource,
                 authorizer,
                 audit,
                 vault
                     .as_ref()
                     .map(|v| (v.credentials.clone(), v.apis.clone())),
+                sessions,
             ),
         ),
         None if vault.is_some() => {
@@ -871,7 +890,7 @@ fn mcp_app_inner(
                     .into(),
             ));
         }
-        None => Router::new().nest_service(&cfg.path, tasks_service()),
+        None => Router::new().nest_service(&cfg.path, tasks_service_in(sessions)),
     };
     let mut app = protect(mcp, auth.clone()).merge(auth.resource_metadata_router());
     // The connect callback (the user's browser has no access token) and the admin route sit
@@ -879,8 +898,16 @@ fn mcp_app_inner(
     if let Some(vault) = &vault {
         app = app.merge(vault.routes());
     }
+    // The mirror holds its listeners weakly: the app keeps the purge alive.
+    if let Some(purge) = purge {
+        app = app.layer(axum::Extension(KeepAlive(purge)));
+    }
     Ok(harden(app, &Limits::default()))
 }
+
+/// Keeps a mirror listener alive as long as the app that needs it.
+#[derive(Clone)]
+struct KeepAlive(#[allow(dead_code, reason = "held, never read")] Arc<dyn MirrorListener>);
 
 /// The reference policies, compiled in: used when `[authz] policies` names no directory.
 const BUILTIN_POLICIES: [(&str, &str); 2] = [

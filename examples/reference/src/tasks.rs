@@ -394,10 +394,18 @@ impl ServerHandler for Tasks {
 
 /// The Streamable HTTP service serving [`Tasks`], sharing one store across sessions.
 pub fn tasks_service() -> StreamableHttpService<Tasks, LocalSessionManager> {
+    tasks_service_in(Arc::new(LocalSessionManager::default()))
+}
+
+/// [`tasks_service`] keeping its MCP sessions in `sessions` (shared with the bearer layer's
+/// session closer, RV-18).
+pub fn tasks_service_in(
+    sessions: Arc<LocalSessionManager>,
+) -> StreamableHttpService<Tasks, LocalSessionManager> {
     let store: Store = Arc::default();
     StreamableHttpService::new(
         move || Ok(Tasks::new(store.clone(), DownstreamApis::default())),
-        Arc::new(LocalSessionManager::default()),
+        sessions,
         StreamableHttpServerConfig::default(),
     )
 }
@@ -423,6 +431,24 @@ pub fn guarded_tasks_service_with_vault(
     audit: ema_server::audit::AuditLog,
     vault: Option<(ToolCredentials, DownstreamApis)>,
 ) -> StreamableHttpService<Guarded<Tasks, Arc<dyn ToolCallAuthorizer>>, LocalSessionManager> {
+    guarded_tasks_service_in(
+        resource,
+        authorizer,
+        audit,
+        vault,
+        Arc::new(LocalSessionManager::default()),
+    )
+}
+
+/// [`guarded_tasks_service_with_vault`] keeping its MCP sessions in `sessions` (shared with
+/// the bearer layer's session closer, RV-18).
+pub fn guarded_tasks_service_in(
+    resource: &str,
+    authorizer: Arc<dyn ToolCallAuthorizer>,
+    audit: ema_server::audit::AuditLog,
+    vault: Option<(ToolCredentials, DownstreamApis)>,
+    sessions: Arc<LocalSessionManager>,
+) -> StreamableHttpService<Guarded<Tasks, Arc<dyn ToolCallAuthorizer>>, LocalSessionManager> {
     let store: Store = Arc::default();
     let resource: Arc<str> = Arc::from(resource);
     let (credentials, apis) = match vault {
@@ -439,7 +465,7 @@ pub fn guarded_tasks_service_with_vault(
                 None => guarded,
             })
         },
-        Arc::new(LocalSessionManager::default()),
+        sessions,
         StreamableHttpServerConfig::default(),
     )
 }

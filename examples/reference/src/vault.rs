@@ -20,8 +20,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ema_grant::revocation::LedgerMirror;
 use ema_jose::{Clock, SystemClock, UnixTime};
 use ema_server::audit::AuditLog;
+use ema_server::vault::MirrorSubjectStatus;
 use ema_server::vault::{
     AuditVaultObserver, ClientAuth, ConnectProvider, Connector, HttpProviderClient, ToolCredentials,
 };
@@ -102,6 +104,20 @@ pub fn build(
     clock: Arc<dyn Clock>,
     audit: AuditLog,
 ) -> Result<McpVault, ConfigError> {
+    build_with_mirror(cfg, public_base, default_tenant, clock, audit, None)
+}
+
+/// [`build`] whose vault also asks the MCP server's revocation mirror whether each owner may
+/// still use a credential (RV-19, [`MirrorSubjectStatus`]; the owner's subject at the
+/// authorization server `default_tenant`).
+pub fn build_with_mirror(
+    cfg: &VaultConfig,
+    public_base: &str,
+    default_tenant: &str,
+    clock: Arc<dyn Clock>,
+    audit: AuditLog,
+    mirror: Option<Arc<LedgerMirror>>,
+) -> Result<McpVault, ConfigError> {
     let observer = AuditVaultObserver::new(audit);
     let mut builder = match cfg.store.as_str() {
         "memory" => {
@@ -132,6 +148,10 @@ pub fn build(
     .observer(Arc::new(observer.clone()));
     if let Some(skew) = cfg.refresh_skew_secs {
         builder = builder.refresh_skew(skew);
+    }
+    if let Some(mirror) = mirror {
+        builder =
+            builder.subject_status(Arc::new(MirrorSubjectStatus::new(mirror, default_tenant)));
     }
     let mut connect = Vec::new();
     let mut apis = HashMap::new();

@@ -143,6 +143,13 @@ impl MirrorListener for PurgeOnRevocation {
             } => (issuer, subject, *kind, *at),
             _ => return,
         };
+        // A purge is one event whether it arrives as a watermark or as a disabled flag; a
+        // compromise is one per watermark.
+        let at = if kind == RevocationKind::AccountPurged {
+            0
+        } else {
+            at
+        };
         let fresh = self
             .done
             .lock()
