@@ -601,7 +601,13 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A>
                 ));
                 Ok(context)
             }
-            Err(e @ (VaultError::NotConnected { .. } | VaultError::NeedsReconnect { .. })) => {
+            // RV-19: a credential stored before the user's revocation is dead; the user, back
+            // with a fresh token, connects the provider again like a first time.
+            Err(
+                e @ (VaultError::NotConnected { .. }
+                | VaultError::NeedsReconnect { .. }
+                | VaultError::Revoked { .. }),
+            ) => {
                 let session = call.session.as_ref().map_or("", |s| s.as_str());
                 match connector.begin(&owner, session, provider) {
                     Ok(url) if accepts_url_elicitation(&context) => {

@@ -30,6 +30,7 @@ const NOTES_USER: &str = "ana@notes.example";
 const LIFETIME: u64 = 120;
 
 struct World {
+    auth_server: String,
     mcp_base: String,
     provider: NotesProvider,
     clock: Arc<ShiftedClock>,
@@ -41,6 +42,12 @@ struct World {
 /// The IdP, the authorization server, the MCP server with `[vault]` (and its audit trail at
 /// `trail`) and the notes provider; ana signed in and her agent connected.
 async fn world(trail: PathBuf) -> World {
+    world_with(trail, false).await
+}
+
+/// [`world`]; with `ledger`, the authorization server keeps a revocation ledger that the MCP
+/// server mirrors (RV-15..RV-19).
+async fn world_with(trail: PathBuf, ledger: bool) -> World {
     let shifted = Arc::new(ShiftedClock::new());
     let clock: Arc<dyn Clock> = shifted.clone();
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
@@ -72,19 +79,26 @@ async fn world(trail: PathBuf) -> World {
         },
         clock.clone(),
     );
+    let (as_app, mcp_app) = if ledger {
+        let (as_app, ledger) =
+            servers::authorization_server_app_and_ledger(&as_cfg, &auth_server, clock.clone())
+                .unwrap();
+        let mcp_app =
+            servers::mcp_app_with_ledger(&mcp_cfg, &mcp_base, clock.clone(), ledger).unwrap();
+        (as_app, mcp_app)
+    } else {
+        (
+            servers::authorization_server_app(&as_cfg, &auth_server, clock.clone()).unwrap(),
+            servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone()).unwrap(),
+        )
+    };
     let apps = [
         (
             idp_listener,
             servers::idp_app(&idp_cfg, &idp, clock.clone()).unwrap(),
         ),
-        (
-            as_listener,
-            servers::authorization_server_app(&as_cfg, &auth_server, clock.clone()).unwrap(),
-        ),
-        (
-            mcp_listener,
-            servers::mcp_app(&mcp_cfg, &mcp_base, clock.clone()).unwrap(),
-        ),
+        (as_listener, as_app),
+        (mcp_listener, mcp_app),
         (notes_listener, provider.router()),
     ];
     for (listener, app) in apps {
@@ -126,6 +140,7 @@ async fn world(trail: PathBuf) -> World {
         .await
         .unwrap();
     World {
+        auth_server,
         mcp_base,
         provider,
         clock: shifted,
@@ -482,5 +497,71 @@ fn vault_config_debug_hides_the_client_secret_and_the_admin_token() {
         }
         // The rest stays visible.
         assert!(text.contains("<redacted>") && text.contains(defaults::NOTES_CLIENT_ID));
+    }
+}
+
+/// Plays the user's browser through a connect URL: the provider approves, the callback stores.
+async fn connect(w: &World, url: &str) {
+    let r = w.http.get(url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = w.http.get(&location).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+// RV-19 at the reference MCP server with its revocation mirror: after ana's sessions are
+// revoked at the authorization server, her agent comes back with a fresh token (RV-15 lets it
+// through: issued after the watermark) but the notes credential she connected before the
+// revocation is refused (audited `credential_refused`) and she is asked to connect again; once
+// she has, the tools work. Control: before the revocation the same call works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rv19_credentials_from_before_a_revocation_are_refused_until_reconnected() {
+    let dir = TempDir::new("rv19");
+    let w = world_with(dir.0.join("mcp-audit.jsonl"), true).await;
+    let Outcome::Connect { url, .. } = call(&w, "list_notes", json!({})).await else {
+        panic!("the first call must ask to connect");
+    };
+    connect(&w, &url).await;
+    match call(&w, "list_notes", json!({})).await {
+        Outcome::Result { ok: true, .. } => {}
+        other => panic!("list_notes before the revocation: {other:?}"),
+    }
+    // The admin signs ana (u-17 at the AS) out everywhere; the clock moves past the watermark's
+    // second so that her agent's next token is a fresh, post-revocation one.
+    let revoke = format!("{}{}", w.auth_server, ema_server::ADMIN_REVOKE_PATH);
+    let r = w
+        .http
+        .post(&revoke)
+        .bearer_auth(defaults::DEV_AS_ADMIN_SECRET)
+        .json(&json!({"subject": "u-17", "action": "revoke"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    w.clock.advance(2);
+    // The MCP server's mirror syncs every second: until it has the change the old credential
+    // still serves; then the call asks to connect again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let url = loop {
+        match call(&w, "list_notes", json!({})).await {
+            Outcome::Connect { url, raw } => {
+                assert!(raw.contains("access revoked"), "{raw}");
+                break url;
+            }
+            Outcome::Result { ok: true, .. } if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => panic!("list_notes after the revocation: {other:?}"),
+        }
+    };
+    let trail = std::fs::read_to_string(&w.trail).unwrap();
+    assert!(
+        trail.contains("\"kind\":\"credential_refused\""),
+        "no credential_refused"
+    );
+    connect(&w, &url).await;
+    match call(&w, "list_notes", json!({})).await {
+        Outcome::Result { ok: true, text } => assert!(text.contains(NOTES_USER), "{text}"),
+        other => panic!("list_notes after reconnecting: {other:?}"),
     }
 }
