@@ -78,22 +78,21 @@ impl RevocationSignal {
     }
 }
 
-/// The token behind a live request or session.
+/// The token behind a live request or session (its verified claims, shared: no copy).
 #[derive(Debug, Clone)]
-struct TokenRef {
-    iat: UnixTime,
-    jti: String,
-    exp: u64,
-}
+struct TokenRef(Principal);
 
 impl TokenRef {
-    fn of(principal: &Principal) -> Self {
-        let claims = principal.claims();
-        Self {
-            iat: claims.iat,
-            jti: claims.jti.as_str().to_owned(),
-            exp: claims.exp.as_secs(),
-        }
+    fn iat(&self) -> UnixTime {
+        self.0.claims().iat
+    }
+
+    fn jti(&self) -> &str {
+        self.0.claims().jti.as_str()
+    }
+
+    fn exp(&self) -> u64 {
+        self.0.claims().exp.as_secs()
     }
 }
 
@@ -115,6 +114,9 @@ impl SubjectLive {
         self.requests.is_empty() && self.sessions.is_empty()
     }
 }
+
+/// How many registrations apart the registry drops the entries of subjects with nothing live.
+const SWEEP_EVERY: u64 = 4096;
 
 /// Issuer → subject → live entries.
 type Subjects = HashMap<String, HashMap<String, SubjectLive>>;
@@ -158,30 +160,36 @@ impl LiveRegistry {
         session: Option<&str>,
         now: UnixTime,
     ) -> (LiveGuard, RevocationSignal) {
-        let claims = principal.claims();
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(false);
-        let token = TokenRef::of(principal);
-        {
-            let mut subjects = self.lock();
-            let entry = subjects
-                .entry(claims.iss.as_str().to_owned())
-                .or_default()
-                .entry(claims.sub.clone())
-                .or_default();
+        let token = TokenRef(principal.clone());
+        let mut subjects = self.lock();
+        if id % SWEEP_EVERY == 0 {
+            for by_subject in subjects.values_mut() {
+                by_subject.retain(|_, entry| !entry.is_empty());
+            }
+            subjects.retain(|_, by_subject| !by_subject.is_empty());
+        }
+        with_subject(&mut subjects, principal, |entry| {
             // Sessions last only as long as a token that may still use them.
-            entry.sessions.retain(|_, t| t.exp > now.as_secs());
+            if !entry.sessions.is_empty() {
+                entry.sessions.retain(|_, t| t.exp() > now.as_secs());
+            }
             if let Some(session) = session {
-                entry.sessions.insert(session.to_owned(), token.clone());
+                match entry.sessions.get_mut(session) {
+                    Some(latest) => *latest = token.clone(),
+                    None => {
+                        entry.sessions.insert(session.to_owned(), token.clone());
+                    }
+                }
             }
             entry
                 .requests
                 .insert(id, LiveRequest { token, revoked: tx });
-        }
+        });
         let guard = LiveGuard {
             registry: Arc::clone(self),
-            issuer: claims.iss.as_str().to_owned(),
-            subject: claims.sub.clone(),
+            principal: principal.clone(),
             id,
         };
         (guard, RevocationSignal(rx))
@@ -190,14 +198,11 @@ impl LiveRegistry {
     /// Remembers that `principal`'s subject uses MCP session `session` (the session id a
     /// response assigned).
     pub(crate) fn add_session(&self, principal: &Principal, session: &str) {
-        let claims = principal.claims();
-        self.lock()
-            .entry(claims.iss.as_str().to_owned())
-            .or_default()
-            .entry(claims.sub.clone())
-            .or_default()
-            .sessions
-            .insert(session.to_owned(), TokenRef::of(principal));
+        with_subject(&mut self.lock(), principal, |entry| {
+            entry
+                .sessions
+                .insert(session.to_owned(), TokenRef(principal.clone()));
+        });
     }
 
     /// Forgets MCP session `session` (the client ended it).
@@ -221,7 +226,11 @@ impl LiveRegistry {
         entry: &mut SubjectLive,
         closed: &mut Vec<String>,
     ) {
-        let revoked = |t: &TokenRef| mirror.revocation(issuer, subject, t.iat, &t.jti).is_some();
+        let revoked = |t: &TokenRef| {
+            mirror
+                .revocation(issuer, subject, t.iat(), t.jti())
+                .is_some()
+        };
         for request in entry.requests.values() {
             if revoked(&request.token) {
                 request.revoked.send_replace(true);
@@ -265,8 +274,11 @@ impl MirrorListener for LiveRegistry {
                 LedgerChange::TokenDenied { issuer, jti, .. } => {
                     if let Some(by_subject) = subjects.get_mut(issuer.as_str()) {
                         for (subject, entry) in by_subject.iter_mut() {
-                            let holds = entry.requests.values().any(|r| r.token.jti == *jti)
-                                || entry.sessions.values().any(|t| t.jti == *jti);
+                            let holds = entry
+                                .requests
+                                .values()
+                                .any(|r| r.token.jti() == jti.as_str())
+                                || entry.sessions.values().any(|t| t.jti() == jti.as_str());
                             if holds {
                                 Self::revoke(mirror, issuer, subject, entry, &mut closed);
                             }
@@ -289,11 +301,30 @@ impl MirrorListener for LiveRegistry {
     }
 }
 
+/// Runs `f` on the entry of `principal`'s subject, made if needed (allocating only then).
+fn with_subject<R>(
+    subjects: &mut Subjects,
+    principal: &Principal,
+    f: impl FnOnce(&mut SubjectLive) -> R,
+) -> R {
+    let claims = principal.claims();
+    if let Some(entry) = subjects
+        .get_mut(claims.iss.as_str())
+        .and_then(|m| m.get_mut(claims.sub.as_str()))
+    {
+        return f(entry);
+    }
+    f(subjects
+        .entry(claims.iss.as_str().to_owned())
+        .or_default()
+        .entry(claims.sub.clone())
+        .or_default())
+}
+
 /// Keeps a request registered; deregisters it when dropped (the response is over).
 pub(crate) struct LiveGuard {
     registry: Arc<LiveRegistry>,
-    issuer: String,
-    subject: String,
+    principal: Principal,
     id: u64,
 }
 
@@ -305,18 +336,15 @@ impl fmt::Debug for LiveGuard {
 
 impl Drop for LiveGuard {
     fn drop(&mut self) {
+        let claims = self.principal.claims();
         let mut subjects = self.registry.lock();
-        let Some(by_subject) = subjects.get_mut(self.issuer.as_str()) else {
+        let Some(by_subject) = subjects.get_mut(claims.iss.as_str()) else {
             return;
         };
-        if let Some(entry) = by_subject.get_mut(self.subject.as_str()) {
+        // The emptied entry stays for the subject's next request; `register` sweeps empty
+        // entries now and then.
+        if let Some(entry) = by_subject.get_mut(claims.sub.as_str()) {
             entry.requests.remove(&self.id);
-            if entry.is_empty() {
-                by_subject.remove(self.subject.as_str());
-            }
-        }
-        if by_subject.is_empty() {
-            subjects.remove(self.issuer.as_str());
         }
     }
 }
