@@ -1261,7 +1261,10 @@ impl BearerAuth {
         }
         // A body of known length is complete: nothing stays open to end. A stream (SSE) is
         // ended when the token is revoked, and keeps the request registered while it lasts.
-        if http_body::Body::size_hint(response.body()).exact().is_some() {
+        if http_body::Body::size_hint(response.body())
+            .exact()
+            .is_some()
+        {
             return Ok(response);
         }
         Ok(response.map(|body| Body::new(RevocableBody::new(body, &signal, guard))))

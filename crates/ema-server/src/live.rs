@@ -164,7 +164,7 @@ impl LiveRegistry {
         let (tx, rx) = watch::channel(false);
         let token = TokenRef(principal.clone());
         let mut subjects = self.lock();
-        if id % SWEEP_EVERY == 0 {
+        if id.is_multiple_of(SWEEP_EVERY) {
             for by_subject in subjects.values_mut() {
                 by_subject.retain(|_, entry| !entry.is_empty());
             }
