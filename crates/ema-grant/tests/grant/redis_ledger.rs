@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use ema_grant::RedisLedger;
 use ema_grant::redis_ledger::tail_mirror;
 use ema_grant::revocation::{
-    LedgerError, LedgerMirror, LedgerVerdict, MirrorVerdict, RevocationKind, RevocationLedger,
-    RevocationReason, RevocationScope,
+    LedgerChange, LedgerError, LedgerMirror, LedgerVerdict, MirrorListener, MirrorVerdict,
+    RevocationKind, RevocationLedger, RevocationReason, RevocationScope,
 };
 
 use crate::redis_server::RedisServer;
@@ -323,6 +323,59 @@ async fn rv16_tail_survives_a_redis_restart() {
     assert_eq!(
         mirror.check_access_token(AS, "down", NOW, "j", NOW),
         MirrorVerdict::Allowed
+    );
+    tail.abort();
+}
+
+/// Records the subjects of the local-space changes it hears, and whether the mirror already
+/// revoked them when it heard.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<(String, bool)>>);
+
+impl MirrorListener for Heard {
+    fn changed(&self, mirror: &LedgerMirror, change: &LedgerChange) {
+        if let LedgerChange::Watermark {
+            scope: RevocationScope::Local { .. },
+            subject,
+            ..
+        } = change
+        {
+            let visible = mirror.revocation(AS, subject, NOW, "j").is_some();
+            self.0.lock().unwrap().push((subject.clone(), visible));
+        }
+    }
+}
+
+// RV-18: a mirror fed by the Redis tail tells its listeners (the MCP server's live registry)
+// of each change as it applies it, after the change is visible: what closes live sessions at
+// every instance; each change once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
+async fn rv18_the_tailed_mirror_tells_its_listeners() {
+    let server = RedisServer::start();
+    let writer = ledger(&server);
+    let mirror = Arc::new(LedgerMirror::new());
+    let heard = Arc::new(Heard::default());
+    let listener: Arc<dyn MirrorListener> = heard.clone();
+    mirror.subscribe(&listener);
+    let tail = tokio::spawn(tail_mirror(
+        ledger(&server),
+        Arc::clone(&mirror),
+        Duration::from_secs(3600),
+        || NOW,
+    ));
+    eventually("first snapshot", || mirror.synced_at().is_some()).await;
+    for subject in ["u-1", "u-2"] {
+        writer
+            .revoke_subject(&local(), subject, NOW, RevocationKind::Admin, NOW)
+            .await
+            .unwrap();
+    }
+    eventually("both changes heard", || heard.0.lock().unwrap().len() >= 2).await;
+    let heard_now = heard.0.lock().unwrap().clone();
+    assert_eq!(
+        heard_now,
+        [("u-1".to_owned(), true), ("u-2".to_owned(), true)]
     );
     tail.abort();
 }
