@@ -34,6 +34,7 @@ pub mod dpop;
 pub mod error;
 pub mod exchange;
 pub mod form;
+pub mod introspection;
 mod issuance;
 pub mod jwt_bearer;
 #[cfg(feature = "redis")]
@@ -77,6 +78,7 @@ pub use exchange::{
     parse_exchange_form,
 };
 pub use form::{Form, FormError, TokenRequest};
+pub use introspection::TokenIntrospection;
 pub use issuance::{IdJagIssuance, IdJagRedemption};
 pub use jwt_bearer::{
     AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error, request_error,

@@ -199,6 +199,10 @@ where
 
     /// Builds the router.
     ///
+    /// When the metadata advertises an `introspection_endpoint` (an `extra` member), the
+    /// RFC 7662 introspection endpoint is mounted at its path (RS-8, RV-22; see
+    /// [`JwtBearerGrant::handle_introspection`]).
+    ///
     /// With a [`Revoker`](ema_grant::Revoker) in the grant, the RFC 7009 revocation endpoint
     /// (RV-20) is mounted at the path of the metadata's `revocation_endpoint` (an `extra`
     /// member; default `/revoke`), and the admin route when
@@ -235,6 +239,11 @@ where
             .code
             .as_ref()
             .map(|c| crate::paths::url_path(c.sign_in.redirect_uri()));
+        let introspection = metadata
+            .extra
+            .get("introspection_endpoint")
+            .and_then(serde_json::Value::as_str)
+            .map(crate::paths::url_path);
         let revoking = self.grant.revoker().is_some();
         let admin = self.admin.is_some() && revoking;
         let state = Arc::new(AsState {
@@ -258,6 +267,9 @@ where
         }
         if let Some((_, path)) = &self.ssf {
             router = router.route(path, post(AsState::ssf_push));
+        }
+        if let Some(introspection) = introspection {
+            router = router.route(&introspection, post(AsState::introspect));
         }
         if let Some(callback) = callback {
             router = router
@@ -333,6 +345,25 @@ where
         let response = state.grant.handle(&request, state.clock.now()).await;
         let response = crate::trail::id_jag_redeemed(&state.audit, response);
         log_outcome(LogTarget::AuthorizationServer, "jwt_bearer", &response);
+        into_axum(response)
+    }
+
+    /// RFC 7662 (RS-8, RV-22).
+    async fn introspect(
+        State(state): State<Arc<Self>>,
+        request: http::Request<axum::body::Body>,
+    ) -> Response {
+        let request = match read_request(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let response = state
+            .grant
+            .handle_introspection(&request, state.clock.now())
+            .await;
+        if let Some(outcome) = response.extensions().get::<ema_grant::TokenIntrospection>() {
+            tracing::info!(target: "ema_server::authorization_server", ?outcome, "token introspection");
+        }
         into_axum(response)
     }
 

@@ -633,6 +633,20 @@ pub fn authorization_server_parts(
         "revocation_endpoint_auth_methods_supported".into(),
         auth_methods_supported(grant.clients()).into(),
     );
+    // RS-8, RV-22: RFC 7662 for resource servers that cannot validate the JWTs; confidential
+    // clients only.
+    metadata.extra.insert(
+        "introspection_endpoint".into(),
+        format!("{issuer}{INTROSPECTION_PATH}").into(),
+    );
+    metadata.extra.insert(
+        "introspection_endpoint_auth_methods_supported".into(),
+        auth_methods_supported(grant.clients())
+            .into_iter()
+            .filter(|m| m != "none")
+            .collect::<Vec<_>>()
+            .into(),
+    );
     if let Some(code) = &cfg.code_flow {
         if !code.authorize.starts_with('/') || !code.callback.starts_with('/') {
             return Err(ConfigError::Invalid(
@@ -650,6 +664,9 @@ pub fn authorization_server_parts(
     );
     Ok((grant, metadata))
 }
+
+/// Where the authorization server's RFC 7662 introspection endpoint is mounted.
+pub const INTROSPECTION_PATH: &str = "/introspect";
 
 /// Where the authorization server's RFC 7009 revocation endpoint is mounted.
 pub const REVOCATION_PATH: &str = "/revoke";

@@ -278,6 +278,12 @@ async fn code_flow_section_is_advertised_and_optional() -> Result<(), Box<dyn st
         "{grants}"
     );
     assert!(meta["authorization_grant_profiles_supported"].is_array());
+    // RS-8: introspection for confidential clients.
+    assert_eq!(meta["introspection_endpoint"], format!("{url}/introspect"));
+    assert_eq!(
+        meta["introspection_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic"])
+    );
     let mut without = auth.clone();
     without.code_flow = None;
     let meta = metadata_of(servers::authorization_server_app(
