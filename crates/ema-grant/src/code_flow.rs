@@ -31,7 +31,7 @@ use http::Response;
 use serde_json::Value;
 
 use crate::access_token::AccessTokenIssuer;
-use crate::client_auth::ClientRegistry;
+use crate::client_auth::{ClientRegistry, RegisteredClient};
 use crate::error::{ErrorCode, OAuthError, json_bytes_response};
 use crate::form::{Form, Redacted, TokenRequest, encode_component};
 use crate::jwt_bearer::{client_auth_error, form_error, request_error};
@@ -408,6 +408,20 @@ impl CodeFlow {
             .clients
             .get(client_id)
             .ok_or(AuthorizationError::UnknownClient)?;
+        self.authorize_for(params, client)
+    }
+
+    /// [`CodeFlow::authorize`] for a client not in the registry: one whose client ID metadata
+    /// document was fetched and accepted ([`crate::cimd::client_from_document`]). The
+    /// request's `client_id` must be that client's.
+    pub fn authorize_for(
+        &self,
+        params: &Form,
+        client: &RegisteredClient,
+    ) -> Result<AuthorizationRequest, AuthorizationError> {
+        if params.get("client_id") != Some(client.id.as_str()) {
+            return Err(AuthorizationError::UnknownClient);
+        }
         let redirect_uri = params
             .get("redirect_uri")
             .filter(|uri| client.redirect_uris.iter().any(|r| r == uri))
@@ -1018,6 +1032,44 @@ mod tests {
         // No scope: the resource's defaults.
         let req = flow.authorize(&query(&[], &["scope"])).unwrap();
         assert_eq!(req.scope.unwrap().to_string(), "tasks.read");
+    }
+
+    #[test]
+    fn metadata_document_client_runs_the_whole_flow() {
+        // A CIMD client: not registered, its redirect URIs from its document; it redeems the
+        // code as a public client identified by its URL.
+        let (flow, _) = flow();
+        let url = "https://app.example/oauth/client.json";
+        let doc = format!(r#"{{"client_id":"{url}","redirect_uris":["{CB}"]}}"#);
+        let client = crate::cimd::client_from_document(url, doc.as_bytes()).unwrap();
+        let params = query(&[("client_id", url)], &[]);
+        assert_eq!(
+            flow.authorize(&params),
+            Err(AuthorizationError::UnknownClient)
+        );
+        let req = flow.authorize_for(&params, &client).unwrap();
+        // Another client's document does not stand in for this one.
+        let other = query(&[("client_id", "https://evil.example/c.json")], &[]);
+        assert_eq!(
+            flow.authorize_for(&other, &client),
+            Err(AuthorizationError::UnknownClient)
+        );
+        let code = code_of(&flow.issue_code(&req, user(), NOW).unwrap());
+        let body = format!(
+            "grant_type=authorization_code&client_id={}&code={code}&code_verifier={VERIFIER}&redirect_uri={}",
+            encode_component(url),
+            encode_component(CB)
+        );
+        let form = Form::parse(body.as_bytes(), 8192).unwrap();
+        let store = InMemoryReplayStore::new(10);
+        let ok = pollster::block_on(flow.token_form(
+            &TokenRequest::form(body.as_bytes()),
+            &form,
+            &store,
+            NOW,
+        ))
+        .unwrap();
+        assert_eq!(ok.redemption.client_id.as_str(), url);
     }
 
     #[test]

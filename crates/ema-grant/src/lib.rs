@@ -28,6 +28,7 @@
 
 pub mod access_token;
 mod builder;
+pub mod cimd;
 pub mod client_auth;
 pub mod code_flow;
 pub mod dpop;

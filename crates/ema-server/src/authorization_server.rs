@@ -373,7 +373,9 @@ where
         axum::extract::RawQuery(query): axum::extract::RawQuery,
     ) -> Response {
         match &state.code {
-            Some(code) => crate::code_flow::authorize(code, query.as_deref(), state.clock.now()),
+            Some(code) => {
+                crate::code_flow::authorize(code, query.as_deref(), state.clock.now()).await
+            }
             None => http::StatusCode::NOT_FOUND.into_response(),
         }
     }

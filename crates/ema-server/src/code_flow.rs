@@ -7,10 +7,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use ema_grant::code_flow::{AuthorizationError, AuthorizationRequest, CodeFlow, SignedInUser};
 use ema_grant::sign_in::IdpSignIn;
-use ema_grant::{ErrorCode, Form, OAuthError};
+use ema_grant::{ErrorCode, Form, OAuthError, RegisteredClient};
 use ema_id_jag::SubjectResolver;
 use ema_jose::{KeySource, UnixTime};
 use ema_jwks::{HttpFetcher, Secret};
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use url::Url;
 
 /// The code flow of an authorization server: the [`CodeFlow`] protocol core, the relying party
@@ -25,6 +27,63 @@ pub struct CodeFlowConfig {
     pub(crate) idp_token_endpoint: Url,
     pub(crate) authorization: Secret,
     pub(crate) fetcher: HttpFetcher,
+    documents: Option<MetadataDocuments>,
+}
+
+/// Client ID Metadata Documents fetched through the policy-checked fetcher, cached.
+struct MetadataDocuments {
+    fetcher: HttpFetcher,
+    cache: Mutex<HashMap<String, (RegisteredClient, UnixTime)>>,
+}
+
+/// How long an accepted document is reused without `Cache-Control: max-age`, and at most.
+const DOCUMENT_TTL: u64 = 300;
+const DOCUMENT_MAX_TTL: u64 = 3600;
+const DOCUMENT_CACHE_ENTRIES: usize = 1000;
+
+impl MetadataDocuments {
+    /// The client of the document at `client_id`: from the cache, or fetched (URL rules,
+    /// address filter, size and time caps, no redirects) and validated.
+    async fn resolve(&self, client_id: &str, now: UnixTime) -> Result<RegisteredClient, String> {
+        if let Some((client, until)) = self.cache().get(client_id)
+            && *until > now
+        {
+            return Ok(client.clone());
+        }
+        let url = self
+            .fetcher
+            .check_url("client_id", client_id)
+            .map_err(|e| e.to_string())?;
+        let response = self.fetcher.get(&url).await.map_err(|e| e.to_string())?;
+        if response.status != 200 {
+            return Err(format!("the document answered HTTP {}", response.status));
+        }
+        let client = ema_grant::cimd::client_from_document(client_id, &response.body)
+            .map_err(|e| e.to_string())?;
+        let cache_control = response.header("cache-control").unwrap_or_default();
+        let ttl = if cache_control.contains("no-store") || cache_control.contains("no-cache") {
+            0
+        } else {
+            cache_control
+                .split(',')
+                .filter_map(|d| d.trim().strip_prefix("max-age="))
+                .find_map(|v| v.parse::<u64>().ok())
+                .unwrap_or(DOCUMENT_TTL)
+                .min(DOCUMENT_MAX_TTL)
+        };
+        if ttl > 0 {
+            let mut cache = self.cache();
+            cache.retain(|_, (_, until)| *until > now);
+            if cache.len() < DOCUMENT_CACHE_ENTRIES {
+                cache.insert(client_id.to_owned(), (client.clone(), now.plus(ttl)));
+            }
+        }
+        Ok(client)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RegisteredClient, UnixTime)>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl std::fmt::Debug for CodeFlowConfig {
@@ -65,7 +124,23 @@ impl CodeFlowConfig {
             idp_token_endpoint,
             authorization: Secret::new(format!("Basic {basic}")),
             fetcher,
+            documents: None,
         })
+    }
+
+    /// Accepts clients that are not registered but name a Client ID Metadata Document URL as
+    /// their `client_id`: the document is fetched through `fetcher` (its URL rules, address
+    /// filter, size and time caps; redirects are refused), must name that URL as its
+    /// `client_id`, and gives the redirect URIs; accepted documents are cached (their
+    /// `Cache-Control: max-age`, else 5 minutes, at most an hour). Advertise
+    /// `client_id_metadata_document_supported: true` with it.
+    #[must_use]
+    pub fn with_client_metadata_documents(mut self, fetcher: HttpFetcher) -> Self {
+        self.documents = Some(MetadataDocuments {
+            fetcher,
+            cache: Mutex::new(HashMap::new()),
+        });
+        self
     }
 
     /// The protocol core.
@@ -111,11 +186,37 @@ fn authorization_error(e: &AuthorizationError) -> Response {
 }
 
 /// `GET authorization_endpoint`: validate, park, send the browser to the IdP.
-pub(crate) fn authorize(code: &CodeFlowConfig, query: Option<&str>, now: UnixTime) -> Response {
+pub(crate) async fn authorize(
+    code: &CodeFlowConfig,
+    query: Option<&str>,
+    now: UnixTime,
+) -> Response {
     let Ok(params) = Form::parse(query.unwrap_or_default().as_bytes(), 8 * 1024) else {
         return page(StatusCode::BAD_REQUEST, "Malformed authorization request.");
     };
-    let request = match code.flow.authorize(&params) {
+    let document = match (params.get("client_id"), &code.documents) {
+        (Some(id), Some(documents))
+            if code.flow.clients().get(id).is_none()
+                && ema_grant::cimd::is_metadata_document_url(id) =>
+        {
+            match documents.resolve(id, now).await {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    tracing::info!(target: "ema_server::authorization_server", client_id = id, error = %e, "client metadata document refused");
+                    return page(
+                        StatusCode::BAD_REQUEST,
+                        &format!("The client's metadata document cannot be used: {e}"),
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
+    let result = match &document {
+        Some(client) => code.flow.authorize_for(&params, client),
+        None => code.flow.authorize(&params),
+    };
+    let request = match result {
         Ok(request) => request,
         Err(e) => {
             tracing::info!(target: "ema_server::authorization_server", error = %e, "authorization request refused");

@@ -125,8 +125,12 @@ async fn world() -> World {
         as_callback,
     );
     let fetcher = HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap();
-    let code =
-        CodeFlowConfig::new(flow, sign_in, &format!("{idp}/token"), "rp-secret", fetcher).unwrap();
+    // Client ID Metadata Documents through a loopback-development fetcher with a 4 KiB cap.
+    let documents =
+        HttpFetcher::new(FetchPolicy::insecure_loopback_development().with_max_body(4096)).unwrap();
+    let code = CodeFlowConfig::new(flow, sign_in, &format!("{idp}/token"), "rp-secret", fetcher)
+        .unwrap()
+        .with_client_metadata_documents(documents);
     let mut meta = AuthorizationServerMetadata::new(auth.as_str(), format!("{auth}/token"))
         .with_id_jag_profile();
     advertise_code_flow(&mut meta);
@@ -348,4 +352,111 @@ async fn metadata_advertises_the_code_flow_beside_the_id_jag_profile() {
             .any(|g| g == "urn:ietf:params:oauth:grant-type:jwt-bearer")
     );
     assert!(meta["authorization_grant_profiles_supported"].is_array());
+}
+
+/// A host of client metadata documents: `/good.json` (counted), `/mismatch.json`, `/big.json`
+/// (over the 4 KiB cap), `/redirect.json` (302).
+async fn documents() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::response::IntoResponse;
+    let (l, base) = listener().await;
+    let fetched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = fetched.clone();
+    let good = format!(
+        r#"{{"client_id":"{base}/good.json","client_name":"App","redirect_uris":["{CLIENT_CB}"],"token_endpoint_auth_method":"none"}}"#
+    );
+    let mismatch = format!(r#"{{"client_id":"{base}/good.json","redirect_uris":["{CLIENT_CB}"]}}"#);
+    let big = format!(
+        r#"{{"client_id":"{base}/big.json","redirect_uris":["{CLIENT_CB}"],"pad":"{}"}}"#,
+        "x".repeat(8192)
+    );
+    let app = axum::Router::new()
+        .route(
+            "/good.json",
+            axum::routing::get(move || {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let good = good.clone();
+                async move { ([("content-type", "application/json")], good) }
+            }),
+        )
+        .route(
+            "/mismatch.json",
+            axum::routing::get(move || async move { mismatch }),
+        )
+        .route("/big.json", axum::routing::get(move || async move { big }))
+        .route(
+            "/redirect.json",
+            axum::routing::get(|| async {
+                (http::StatusCode::FOUND, [("location", "/good.json")]).into_response()
+            }),
+        );
+    serve(l, app);
+    (base, fetched)
+}
+
+async fn authorize_as(w: &World, client_id: &str) -> reqwest::Response {
+    let q = authorize_query(w, "").replace(
+        "client_id=ide",
+        &format!("client_id={}", encode_component(client_id)),
+    );
+    w.browser
+        .get(format!("{}/authorize?{q}", w.auth))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cimd_document_client_is_accepted_and_cached() {
+    let w = world().await;
+    let (base, fetched) = documents().await;
+    let id = format!("{base}/good.json");
+    for _ in 0..2 {
+        let r = authorize_as(&w, &id).await;
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        assert!(location(&r).starts_with(&format!("{}/authorize?", w.idp)));
+    }
+    assert_eq!(
+        fetched.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "cached"
+    );
+    // Its redirect URIs come from the document, matched exactly.
+    let q = authorize_query(&w, "")
+        .replace(
+            "client_id=ide",
+            &format!("client_id={}", encode_component(&id)),
+        )
+        .replace("33418", "33419");
+    let r = w
+        .browser
+        .get(format!("{}/authorize?{q}", w.auth))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn cimd_documents_unreachable_large_redirecting_private_or_mismatched_are_refused() {
+    let w = world().await;
+    let (base, _) = documents().await;
+    let closed = {
+        let (l, url) = listener().await;
+        drop(l);
+        url
+    };
+    for (id, why) in [
+        (format!("{closed}/c.json"), "connect"),
+        (format!("{base}/big.json"), "exceeds"),
+        (format!("{base}/redirect.json"), "redirect"),
+        ("https://10.1.2.3/c.json".to_owned(), "refuses"),
+        ("https://192.168.0.7/c.json".to_owned(), "refuses"),
+        (format!("{base}/mismatch.json"), "client_id"),
+    ] {
+        let r = authorize_as(&w, &id).await;
+        assert_eq!(r.status(), 400, "{id}");
+        assert!(r.headers().get("location").is_none(), "{id}");
+        let page = r.text().await.unwrap();
+        assert!(page.contains(why), "{id}: {page}");
+    }
 }

@@ -105,6 +105,11 @@ pub struct AsCodeFlowConfig {
     /// Code lifetime in seconds (default 60; 1 to 600).
     #[serde(default = "default_code_lifetime")]
     pub code_lifetime_secs: u64,
+    /// Accept unregistered clients whose `client_id` is a Client ID Metadata Document URL,
+    /// fetched with the server's fetch policy (SSRF rules, size and time caps, no redirects)
+    /// and cached; advertised as `client_id_metadata_document_supported` (default false).
+    #[serde(default)]
+    pub client_id_metadata_documents: bool,
 }
 
 fn default_authorize_path() -> String {
@@ -133,6 +138,10 @@ impl fmt::Debug for AsCodeFlowConfig {
             .field("authorize", &self.authorize)
             .field("callback", &self.callback)
             .field("code_lifetime_secs", &self.code_lifetime_secs)
+            .field(
+                "client_id_metadata_documents",
+                &self.client_id_metadata_documents,
+            )
             .finish()
     }
 }
@@ -1041,6 +1050,7 @@ pub mod defaults {
                 authorize: default_authorize_path(),
                 callback: default_callback_path(),
                 code_lifetime_secs: default_code_lifetime(),
+                client_id_metadata_documents: true,
             }),
             redis_url: None,
             redis_prefix: None,

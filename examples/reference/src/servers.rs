@@ -497,14 +497,19 @@ fn code_flow(
         .idp_token_endpoint
         .clone()
         .unwrap_or_else(|| format!("{idp}/token"));
-    CodeFlowConfig::new(
+    let config = CodeFlowConfig::new(
         flow,
         sign_in,
         &token_endpoint,
         &code.client_secret,
         fetcher(cfg.insecure_allow_loopback_http)?,
     )
-    .map_err(|e| ConfigError::Invalid(format!("[code_flow]: idp_token_endpoint: {e}")))
+    .map_err(|e| ConfigError::Invalid(format!("[code_flow]: idp_token_endpoint: {e}")))?;
+    Ok(if code.client_id_metadata_documents {
+        config.with_client_metadata_documents(fetcher(cfg.insecure_allow_loopback_http)?)
+    } else {
+        config
+    })
 }
 
 /// The hardened router of an authorization server built by [`authorization_server_parts`].
@@ -655,6 +660,9 @@ pub fn authorization_server_parts(
         }
         metadata.authorization_endpoint = Some(format!("{issuer}{}", code.authorize));
         advertise_code_flow(&mut metadata);
+        if code.client_id_metadata_documents {
+            metadata.client_id_metadata_document_supported = Some(true);
+        }
     }
     metadata.scopes_supported = Some(
         cfg.resources

@@ -278,6 +278,7 @@ async fn code_flow_section_is_advertised_and_optional() -> Result<(), Box<dyn st
         "{grants}"
     );
     assert!(meta["authorization_grant_profiles_supported"].is_array());
+    assert_eq!(meta["client_id_metadata_document_supported"], true);
     // RS-8: introspection for confidential clients.
     assert_eq!(meta["introspection_endpoint"], format!("{url}/introspect"));
     assert_eq!(
