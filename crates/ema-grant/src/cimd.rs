@@ -57,7 +57,7 @@ pub fn is_metadata_document_url(client_id: &str) -> bool {
 /// let client = client_from_document(url, doc)?;
 /// assert_eq!(client.redirect_uris, ["http://127.0.0.1:3000/callback"]);
 /// let other = br#"{"client_id": "https://evil.example/c.json", "redirect_uris": ["https://evil.example/cb"]}"#;
-/// assert_eq!(client_from_document(url, other), Err(CimdError::ClientIdMismatch));
+/// assert_eq!(client_from_document(url, other).err(), Some(CimdError::ClientIdMismatch));
 /// # Ok::<(), CimdError>(())
 /// ```
 pub fn client_from_document(url: &str, body: &[u8]) -> Result<RegisteredClient, CimdError> {
