@@ -663,6 +663,19 @@ pub fn authorization_server_parts(
         if code.client_id_metadata_documents {
             metadata.client_id_metadata_document_supported = Some(true);
         }
+        // The code flow's public clients (registered with `none`, or metadata documents)
+        // redeem their codes without a secret (D-24: advertise what is accepted).
+        let public = code.client_id_metadata_documents
+            || cfg
+                .clients
+                .iter()
+                .any(|c| c.token_endpoint_auth_method == Some(AuthMethod::None));
+        if let Some(methods) = metadata.token_endpoint_auth_methods_supported.as_mut()
+            && public
+            && !methods.iter().any(|m| m == "none")
+        {
+            methods.push("none".to_owned());
+        }
     }
     metadata.scopes_supported = Some(
         cfg.resources

@@ -159,7 +159,16 @@ async fn d24_metadata_advertises_only_the_registered_methods()
     let app = servers::idp_app(&idp, "http://127.0.0.1:9400", clock.clone())?;
     assert_eq!(advertised(app).await?, ["client_secret_basic"]);
     let auth: AuthorizationServerConfig = config::load(&sample("authorization-server.toml"))?;
-    let app = servers::authorization_server_app(&auth, "http://127.0.0.1:9401", clock)?;
+    let app = servers::authorization_server_app(&auth, "http://127.0.0.1:9401", clock.clone())?;
+    // The code flow's public client (and metadata-document clients) redeem codes with `none`.
+    assert_eq!(advertised(app).await?, ["client_secret_basic", "none"]);
+    // Without the code flow, only the registered secret method.
+    let mut without = auth.clone();
+    without.code_flow = None;
+    without
+        .clients
+        .retain(|c| c.token_endpoint_auth_method != Some(AuthMethod::None));
+    let app = servers::authorization_server_app(&without, "http://127.0.0.1:9401", clock)?;
     assert_eq!(advertised(app).await?, ["client_secret_basic"]);
     Ok(())
 }
@@ -279,6 +288,11 @@ async fn code_flow_section_is_advertised_and_optional() -> Result<(), Box<dyn st
     );
     assert!(meta["authorization_grant_profiles_supported"].is_array());
     assert_eq!(meta["client_id_metadata_document_supported"], true);
+    // D-24: the code flow's public clients redeem codes with `none`.
+    assert_eq!(
+        meta["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "none"])
+    );
     // RS-8: introspection for confidential clients.
     assert_eq!(meta["introspection_endpoint"], format!("{url}/introspect"));
     assert_eq!(
