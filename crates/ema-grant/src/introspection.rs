@@ -6,11 +6,11 @@ use http::Response;
 use serde_json::Value;
 
 use crate::client_auth::AuthMethod;
-use crate::error::{ErrorCode, OAuthError, json_bytes_response};
+use crate::error::{OAuthError, json_bytes_response};
 use crate::form::{Form, TokenRequest};
 use crate::jwt_bearer::{JwtBearerGrant, client_auth_error, form_error, request_error};
 use crate::replay::ReplayStore;
-use crate::revocation::{LedgerMirror, MirrorVerdict};
+use crate::revocation::{LedgerVerdict, RevocationLedger as _};
 
 /// What the introspection endpoint answered, attached to its response as an extension for the
 /// server's log. Identifiers only, never the token.
@@ -45,8 +45,8 @@ where
     /// `iat` at or before the subject's watermark), is answered with `active: true` and its
     /// claims (`token_type` `DPoP` and `cnf` for a bound token, DP-27); anything else (unknown,
     /// malformed, expired, revoked, another AS's) is exactly `{"active":false}`. With a revoker
-    /// whose ledger cannot be read: 503 `temporarily_unavailable` (RV-14). The ledger is read
-    /// whole (a snapshot) on each call that reaches it.
+    /// whose ledger cannot be read: 503 `temporarily_unavailable` (RV-14). The ledger is asked
+    /// with point lookups ([`RevocationLedger::check_access_token`](crate::revocation::RevocationLedger::check_access_token)).
     pub async fn handle_introspection<B: AsRef<[u8]>>(
         &self,
         req: &http::Request<B>,
@@ -102,28 +102,22 @@ where
         if claims.exp <= now {
             return Ok(inactive());
         }
+        // RV-22: a revoked token is exactly `{"active": false}`; the ledger answers with point
+        // lookups (its denial of this `jti`, the local subject's flag and watermark).
         if let Some(revoker) = &self.revoker {
-            let mirror = LedgerMirror::new();
-            mirror
-                .sync(revoker.ledger(), now)
+            let verdict = revoker
+                .ledger()
+                .check_access_token(
+                    claims.iss.as_str(),
+                    &claims.sub,
+                    claims.iat,
+                    claims.jti.as_str(),
+                    now,
+                )
                 .await
                 .map_err(OAuthError::from_error)?;
-            let verdict = mirror.check_access_token(
-                claims.iss.as_str(),
-                &claims.sub,
-                claims.iat,
-                claims.jti.as_str(),
-                now,
-            );
-            match verdict {
-                MirrorVerdict::Allowed => {}
-                MirrorVerdict::Revoked(_) => return Ok(inactive()),
-                _ => {
-                    return Err(OAuthError::new(
-                        ErrorCode::TemporarilyUnavailable,
-                        "the revocation ledger cannot be read; try again",
-                    ));
-                }
+            if let LedgerVerdict::Revoked(_) = verdict {
+                return Ok(inactive());
             }
         }
         let mut body = claims.to_object();

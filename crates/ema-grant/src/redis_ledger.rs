@@ -119,6 +119,34 @@ log(3)
 return 1
 ";
 
+/// The verdict of a subject's disabled flag and watermark records for a token issued at
+/// `iat`.
+fn subject_verdict(
+    disabled: Option<String>,
+    watermark: Option<String>,
+    iat: UnixTime,
+) -> Result<LedgerVerdict, LedgerError> {
+    if let Some(json) = disabled {
+        if let LedgerChange::Disabled { kind, .. } = decode(&json)? {
+            return Ok(LedgerVerdict::Revoked(RevocationReason::Disabled { kind }));
+        }
+        return Err(unavailable("disabled flag holds another record"));
+    }
+    if let Some(json) = watermark {
+        let LedgerChange::Watermark { at, kind, .. } = decode(&json)? else {
+            return Err(unavailable("watermark holds another record"));
+        };
+        // D-38: inclusive, integer seconds.
+        if iat.as_secs() <= at {
+            return Ok(LedgerVerdict::Revoked(RevocationReason::Watermark {
+                at: UnixTime::from_secs(at),
+                kind,
+            }));
+        }
+    }
+    Ok(LedgerVerdict::Allowed)
+}
+
 fn unavailable(reason: impl Into<String>) -> LedgerError {
     LedgerError::Unavailable {
         reason: reason.into(),
@@ -405,25 +433,38 @@ impl RedisLedger {
             bounded(self.timeout, "ledger check", cmd.query_async(&mut conn))
                 .await
                 .map_err(unavailable)?;
-        if let Some(json) = disabled {
-            if let LedgerChange::Disabled { kind, .. } = decode(&json)? {
-                return Ok(LedgerVerdict::Revoked(RevocationReason::Disabled { kind }));
-            }
-            return Err(unavailable("disabled flag holds another record"));
-        }
-        if let Some(json) = watermark {
-            let LedgerChange::Watermark { at, kind, .. } = decode(&json)? else {
-                return Err(unavailable("watermark holds another record"));
+        subject_verdict(disabled, watermark, iat)
+    }
+
+    /// [`RevocationLedger::check_access_token`]: one `MGET` of the token's denial and the
+    /// local subject's disabled flag and watermark.
+    async fn do_check_token(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<LedgerVerdict, LedgerError> {
+        let digest = subject_digest(&RevocationScope::local(issuer), subject);
+        let mut cmd = ::redis::cmd("MGET");
+        cmd.arg(self.key("j", &token_digest(issuer, jti)))
+            .arg(self.key("d", &digest))
+            .arg(self.key("w", &digest));
+        let mut conn = self.conn.clone();
+        let (denied, disabled, watermark): (Option<String>, Option<String>, Option<String>) =
+            bounded(self.timeout, "ledger check", cmd.query_async(&mut conn))
+                .await
+                .map_err(unavailable)?;
+        if let Some(json) = denied {
+            let LedgerChange::TokenDenied { until, .. } = decode(&json)? else {
+                return Err(unavailable("token denial holds another record"));
             };
-            // D-38: inclusive, integer seconds.
-            if iat.as_secs() <= at {
-                return Ok(LedgerVerdict::Revoked(RevocationReason::Watermark {
-                    at: UnixTime::from_secs(at),
-                    kind,
-                }));
+            if until > now.as_secs() {
+                return Ok(LedgerVerdict::Revoked(RevocationReason::TokenDenied));
             }
         }
-        Ok(LedgerVerdict::Allowed)
+        subject_verdict(disabled, watermark, iat)
     }
 
     /// The stream's `last-generated-id` (`None`: no stream) and the last id trimmed away
@@ -657,6 +698,17 @@ impl RevocationLedger for RedisLedger {
 
     fn snapshot(&self) -> impl Future<Output = Result<LedgerSnapshot, LedgerError>> + Send {
         self.do_snapshot()
+    }
+
+    fn check_access_token(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<LedgerVerdict, LedgerError>> + Send {
+        self.do_check_token(issuer, subject, iat, jti, now)
     }
 
     fn changes_since(

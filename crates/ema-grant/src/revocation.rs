@@ -392,6 +392,31 @@ pub trait RevocationLedger: Send + Sync {
         &self,
         cursor: &Cursor,
     ) -> impl Future<Output = Result<LedgerChanges, LedgerError>> + Send;
+
+    /// The AS check of one of its own access tokens (RFC 7662 introspection, RV-22): revoked
+    /// if its (`issuer`, `jti`) is denied, or the local subject (scope
+    /// [`RevocationScope::local`]`(issuer)`) is disabled or has a watermark at or after `iat`
+    /// (D-38). `now` dates expired denials.
+    ///
+    /// The provided body reads a whole [`snapshot`](Self::snapshot); [`MemoryLedger`] and the
+    /// Redis ledger answer with point lookups instead.
+    fn check_access_token(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<LedgerVerdict, LedgerError>> + Send {
+        async move {
+            let mirror = LedgerMirror::new();
+            mirror.sync(self, now).await?;
+            Ok(match mirror.revocation(issuer, subject, iat, jti) {
+                Some(reason) => LedgerVerdict::Revoked(reason),
+                None => LedgerVerdict::Allowed,
+            })
+        }
+    }
 }
 
 impl<L: RevocationLedger + ?Sized> RevocationLedger for Arc<L> {
@@ -455,6 +480,17 @@ impl<L: RevocationLedger + ?Sized> RevocationLedger for Arc<L> {
     ) -> impl Future<Output = Result<LedgerChanges, LedgerError>> + Send {
         (**self).changes_since(cursor)
     }
+
+    fn check_access_token(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<LedgerVerdict, LedgerError>> + Send {
+        (**self).check_access_token(issuer, subject, iat, jti, now)
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -509,6 +545,15 @@ pub trait ErasedRevocationLedger: Send + Sync {
         &'a self,
         cursor: &'a Cursor,
     ) -> BoxFuture<'a, Result<LedgerChanges, LedgerError>>;
+    /// [`RevocationLedger::check_access_token`], boxed.
+    fn check_access_token_boxed<'a>(
+        &'a self,
+        issuer: &'a str,
+        subject: &'a str,
+        iat: UnixTime,
+        jti: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<LedgerVerdict, LedgerError>>;
 }
 
 impl<L: RevocationLedger> ErasedRevocationLedger for L {
@@ -565,6 +610,16 @@ impl<L: RevocationLedger> ErasedRevocationLedger for L {
         cursor: &'a Cursor,
     ) -> BoxFuture<'a, Result<LedgerChanges, LedgerError>> {
         Box::pin(self.changes_since(cursor))
+    }
+    fn check_access_token_boxed<'a>(
+        &'a self,
+        issuer: &'a str,
+        subject: &'a str,
+        iat: UnixTime,
+        jti: &'a str,
+        now: UnixTime,
+    ) -> BoxFuture<'a, Result<LedgerVerdict, LedgerError>> {
+        Box::pin(self.check_access_token(issuer, subject, iat, jti, now))
     }
 }
 
@@ -677,6 +732,19 @@ impl RevocationLedger for DynRevocationLedger {
 
     async fn changes_since(&self, cursor: &Cursor) -> Result<LedgerChanges, LedgerError> {
         self.0.changes_since_boxed(cursor).await
+    }
+
+    async fn check_access_token(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> Result<LedgerVerdict, LedgerError> {
+        self.0
+            .check_access_token_boxed(issuer, subject, iat, jti, now)
+            .await
     }
 }
 
@@ -944,6 +1012,30 @@ impl MemoryLedger {
             .map_or(LedgerVerdict::Allowed, |s| s.verdict(iat.as_secs()))
     }
 
+    /// [`RevocationLedger::check_access_token`], synchronously: point lookups.
+    pub fn check_access_token_now(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> LedgerVerdict {
+        let state = self.lock();
+        let denied = state
+            .denied
+            .get(&token_digest(issuer, jti))
+            .is_some_and(|(_, _, until)| *until > now.as_secs());
+        if denied {
+            return LedgerVerdict::Revoked(RevocationReason::TokenDenied);
+        }
+        let digest = subject_digest(&RevocationScope::local(issuer), subject);
+        state
+            .subjects
+            .get(&digest)
+            .map_or(LedgerVerdict::Allowed, |s| s.verdict(iat.as_secs()))
+    }
+
     /// [`RevocationLedger::snapshot`], synchronously.
     pub fn snapshot_now(&self) -> LedgerSnapshot {
         let state = self.lock();
@@ -1060,6 +1152,19 @@ impl RevocationLedger for MemoryLedger {
         cursor: &Cursor,
     ) -> impl Future<Output = Result<LedgerChanges, LedgerError>> + Send {
         std::future::ready(self.changes_since_now(cursor))
+    }
+
+    fn check_access_token(
+        &self,
+        issuer: &str,
+        subject: &str,
+        iat: UnixTime,
+        jti: &str,
+        now: UnixTime,
+    ) -> impl Future<Output = Result<LedgerVerdict, LedgerError>> + Send {
+        std::future::ready(Ok(
+            self.check_access_token_now(issuer, subject, iat, jti, now)
+        ))
     }
 }
 
@@ -1420,6 +1525,137 @@ mod tests {
         let mirror = LedgerMirror::new();
         pollster::block_on(mirror.sync(ledger, now)).unwrap();
         mirror
+    }
+
+    /// A ledger that answers `check_access_token` with the trait's provided body (a
+    /// snapshot), to hold the backends' point lookups to it.
+    struct BySnapshot(MemoryLedger);
+
+    impl RevocationLedger for BySnapshot {
+        async fn revoke_subject(
+            &self,
+            scope: &RevocationScope,
+            subject: &str,
+            at: UnixTime,
+            kind: RevocationKind,
+            now: UnixTime,
+        ) -> Result<UnixTime, LedgerError> {
+            self.0.revoke_subject(scope, subject, at, kind, now).await
+        }
+        async fn disable(
+            &self,
+            scope: &RevocationScope,
+            subject: &str,
+            kind: RevocationKind,
+            now: UnixTime,
+        ) -> Result<(), LedgerError> {
+            self.0.disable(scope, subject, kind, now).await
+        }
+        async fn enable(
+            &self,
+            scope: &RevocationScope,
+            subject: &str,
+            now: UnixTime,
+        ) -> Result<(), LedgerError> {
+            self.0.enable(scope, subject, now).await
+        }
+        async fn deny_token(
+            &self,
+            issuer: &str,
+            jti: &str,
+            until: UnixTime,
+            now: UnixTime,
+        ) -> Result<(), LedgerError> {
+            self.0.deny_token(issuer, jti, until, now).await
+        }
+        async fn check_id_jag(
+            &self,
+            idp_issuer: &str,
+            tenant: Option<&str>,
+            idp_subject: &str,
+            iat: UnixTime,
+        ) -> Result<LedgerVerdict, LedgerError> {
+            self.0
+                .check_id_jag(idp_issuer, tenant, idp_subject, iat)
+                .await
+        }
+        async fn snapshot(&self) -> Result<LedgerSnapshot, LedgerError> {
+            self.0.snapshot().await
+        }
+        async fn changes_since(&self, cursor: &Cursor) -> Result<LedgerChanges, LedgerError> {
+            self.0.changes_since(cursor).await
+        }
+    }
+
+    /// RV-22, D-38: the AS's check of its own access tokens. A denied `jti` (until its `exp`),
+    /// a disabled local subject, a watermark at or after `iat` revoke; the IdP scope of the
+    /// same subject name does not; the point lookups of `MemoryLedger` and the provided
+    /// snapshot body agree on every row, through `DynRevocationLedger` too.
+    #[test]
+    fn rv22_check_access_token_point_lookups_match_the_snapshot() {
+        let now = t(10_000);
+        let kind = RevocationKind::Admin;
+        let memory = Arc::new(MemoryLedger::new());
+        // The memory ledger erased, the snapshot body, and the memory ledger behind an `Arc`.
+        let all = [
+            DynRevocationLedger::new(MemoryLedger::new()),
+            DynRevocationLedger::new(BySnapshot(MemoryLedger::new())),
+            DynRevocationLedger::from_arc(memory.clone()),
+        ];
+        for l in &all {
+            pollster::block_on(async {
+                l.deny_token(AS, "jti-denied", t(10_300), now)
+                    .await
+                    .unwrap();
+                l.deny_token(AS, "jti-expired", t(9_999), now)
+                    .await
+                    .unwrap();
+                l.revoke_subject(&local(), "alice", t(9_000), kind, now)
+                    .await
+                    .unwrap();
+                l.disable(&local(), "bob", kind, now).await.unwrap();
+                l.revoke_subject(&idp(None), "carol", t(9_500), kind, now)
+                    .await
+                    .unwrap();
+            });
+        }
+        let rows: [(&str, u64, &str, bool); 8] = [
+            ("dave", 9_100, "jti-denied", true),
+            ("dave", 9_100, "jti-expired", false),
+            ("dave", 9_100, "jti-other", false),
+            ("alice", 9_000, "a1", true),
+            ("alice", 9_001, "a2", false),
+            ("bob", 9_999, "b1", true),
+            ("carol", 9_100, "c1", false),
+            ("erin", 9_100, "e1", false),
+        ];
+        for l in &all {
+            for (sub, iat, jti, want) in rows {
+                let verdict =
+                    pollster::block_on(l.check_access_token(AS, sub, t(iat), jti, now)).unwrap();
+                assert_eq!(
+                    matches!(verdict, LedgerVerdict::Revoked(_)),
+                    want,
+                    "{sub} {iat} {jti}: {verdict:?}"
+                );
+            }
+        }
+        // The denial ends with the token's `exp`.
+        assert_eq!(
+            memory.check_access_token_now(AS, "dave", t(9_100), "jti-denied", t(10_300)),
+            LedgerVerdict::Allowed
+        );
+        // Another issuer's token with a denied `jti` of this AS is not revoked by it.
+        assert_eq!(
+            memory.check_access_token_now(
+                "https://other.example",
+                "dave",
+                t(9_100),
+                "jti-denied",
+                now
+            ),
+            LedgerVerdict::Allowed
+        );
     }
 
     // RV-11, D-38: inclusive at the second boundary; positive control one second later.

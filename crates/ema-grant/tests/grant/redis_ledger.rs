@@ -379,3 +379,50 @@ async fn rv18_the_tailed_mirror_tells_its_listeners() {
     );
     tail.abort();
 }
+
+/// RV-22, D-38 on Redis: the AS's point check of its own access tokens (one `MGET`) gives the
+/// same verdicts as the memory ledger: a denied `jti` until its `exp`, a disabled local
+/// subject, a local watermark at or after `iat`; the IdP scope of the same name does not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
+async fn rv22_redis_check_access_token_point_lookups() {
+    let server = RedisServer::start();
+    let l = ledger(&server);
+    let now = NOW;
+    let kind = RevocationKind::Admin;
+    l.deny_token(AS, "jti-denied", now.plus(300), now)
+        .await
+        .unwrap();
+    l.revoke_subject(&local(), "alice", now.minus(1_000), kind, now)
+        .await
+        .unwrap();
+    l.disable(&local(), "bob", kind, now).await.unwrap();
+    l.revoke_subject(&idp(), "carol", now.minus(500), kind, now)
+        .await
+        .unwrap();
+    let rows = [
+        ("dave", now.minus(900), "jti-denied", true),
+        ("dave", now.minus(900), "jti-other", false),
+        ("alice", now.minus(1_000), "a1", true),
+        ("alice", now.minus(999), "a2", false),
+        ("bob", now.minus(1), "b1", true),
+        ("carol", now.minus(900), "c1", false),
+    ];
+    for (sub, iat, jti, want) in rows {
+        let verdict = l.check_access_token(AS, sub, iat, jti, now).await.unwrap();
+        assert_eq!(
+            matches!(verdict, LedgerVerdict::Revoked(_)),
+            want,
+            "{sub} {jti}: {verdict:?}"
+        );
+    }
+    // Past the token's `exp` its denial no longer answers (the key's TTL may not have run out
+    // by the injected clock).
+    let later = now.plus(301);
+    assert_eq!(
+        l.check_access_token(AS, "dave", now.minus(900), "jti-denied", later)
+            .await
+            .unwrap(),
+        LedgerVerdict::Allowed
+    );
+}
