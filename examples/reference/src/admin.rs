@@ -1,5 +1,7 @@
-//! The reference IdP's admin route: disabling and enabling users (RV-1), protected by a bearer
-//! secret compared in constant time.
+//! The reference IdP's admin route: disabling, enabling and purging users (RV-1), protected by
+//! a bearer secret compared in constant time. With an SSF transmitter (RV-3) each change is
+//! pushed to the receivers as the matching RISC event before the call answers (waiting at most
+//! [`crate::ssf::PUSH_WAIT`]).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -9,15 +11,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use crate::servers::UserStatus;
+use crate::ssf::{AccountEvent, SsfTransmitter};
 
-/// `POST` `{"subject": "...", "action": "disable" | "enable"}` with `Authorization: Bearer
-/// <secret>`.
+/// `POST` `{"subject": "...", "action": "disable" | "enable" | "purge"}` with `Authorization:
+/// Bearer <secret>`. Answers `{"subject", "disabled", "ssf": [{"endpoint", "outcome"}]}`, the
+/// outcome per push stream `delivered`, `refused:<err>`, `failed` or `pending` (still
+/// retrying after the wait).
 pub const IDP_ADMIN_USERS_PATH: &str = "/admin/users";
 
 #[derive(Clone)]
 struct AdminState {
     status: UserStatus,
     secret: [u8; 32],
+    transmitter: Option<SsfTransmitter>,
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -27,11 +33,17 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The IdP admin router over `status`, for holders of `secret`.
-pub fn idp_admin_router(status: UserStatus, secret: &str) -> Router {
+/// The IdP admin router over `status`, for holders of `secret`; changes are pushed by
+/// `transmitter` when there is one.
+pub fn idp_admin_router(
+    status: UserStatus,
+    secret: &str,
+    transmitter: Option<SsfTransmitter>,
+) -> Router {
     let state = AdminState {
         status,
         secret: sha256(secret.as_bytes()),
+        transmitter,
     };
     Router::new()
         .route(IDP_ADMIN_USERS_PATH, post(users))
@@ -86,19 +98,67 @@ async fn users(State(state): State<AdminState>, headers: HeaderMap, body: Bytes)
         )
     };
     let Ok(req) = serde_json::from_slice::<UserAction>(&body) else {
-        return bad("the body must be {\"subject\": ..., \"action\": \"disable\" | \"enable\"}");
+        return bad(
+            "the body must be {\"subject\": ..., \"action\": \"disable\" | \"enable\" | \"purge\"}",
+        );
     };
     if req.subject.is_empty() {
         return bad("the subject is empty");
     }
-    match req.action.as_str() {
-        "disable" => state.status.disable(&req.subject),
-        "enable" => state.status.enable(&req.subject),
-        _ => return bad("action must be disable or enable"),
-    }
+    let event = match req.action.as_str() {
+        "disable" => {
+            state.status.disable(&req.subject);
+            AccountEvent::Disabled
+        }
+        "enable" => {
+            state.status.enable(&req.subject);
+            AccountEvent::Enabled
+        }
+        // A purged user stays unable to sign in or exchange tokens.
+        "purge" => {
+            state.status.disable(&req.subject);
+            AccountEvent::Purged
+        }
+        _ => return bad("action must be disable, enable or purge"),
+    };
     tracing::info!(target: "ema_examples::admin", action = %req.action, "user status changed");
+    let ssf = match &state.transmitter {
+        Some(t) => push(t.clone(), req.subject.clone(), event).await,
+        None => Vec::new(),
+    };
     answer(
         StatusCode::OK,
-        serde_json::json!({"subject": req.subject, "disabled": state.status.is_disabled(&req.subject)}),
+        serde_json::json!({
+            "subject": req.subject,
+            "disabled": state.status.is_disabled(&req.subject),
+            "ssf": ssf,
+        }),
     )
+}
+
+/// Pushes the change on every stream, waiting at most [`crate::ssf::PUSH_WAIT`]; past it the
+/// push goes on in the background and the streams are reported `pending`.
+async fn push(t: SsfTransmitter, subject: String, event: AccountEvent) -> Vec<serde_json::Value> {
+    let endpoints: Vec<String> = t.streams().iter().map(|s| s.endpoint.clone()).collect();
+    let task = tokio::spawn(async move { t.push(&subject, event).await });
+    match tokio::time::timeout(crate::ssf::PUSH_WAIT, task).await {
+        Ok(Ok(outcomes)) => outcomes
+            .into_iter()
+            .map(|(endpoint, d)| serde_json::json!({"endpoint": endpoint, "outcome": d.name()}))
+            .collect(),
+        Ok(Err(e)) => {
+            tracing::error!(target: "ema_examples::ssf", error = %e, "the SSF push task failed");
+            endpoints
+                .into_iter()
+                .map(|endpoint| serde_json::json!({"endpoint": endpoint, "outcome": "failed"}))
+                .collect()
+        }
+        Err(_) => {
+            tracing::warn!(target: "ema_examples::ssf", "SSF push still retrying after the wait");
+            endpoints
+                .into_iter()
+                .map(|endpoint| serde_json::json!({"endpoint": endpoint, "outcome": "pending"}))
+                .collect()
+        }
+    }
 }

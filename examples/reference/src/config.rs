@@ -382,6 +382,42 @@ pub struct IdpConfig {
     /// The admin routes (`[admin]`): disabling users (RV-1); off when absent.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// The IdP as SSF transmitter (`[ssf]`, RV-3): push streams to receivers. Absent: the
+    /// discovery document is not served and nothing is pushed.
+    #[serde(default)]
+    pub ssf: Option<IdpSsfConfig>,
+}
+
+/// The IdP's `[ssf]`: its push streams (`[[ssf.streams]]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpSsfConfig {
+    /// The push streams.
+    #[serde(default)]
+    pub streams: Vec<SsfStreamConfig>,
+}
+
+/// One push stream of the IdP (RFC 8935). `Debug` never shows the `authorization` value.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsfStreamConfig {
+    /// The receiver's push endpoint URL.
+    pub endpoint_url: String,
+    /// The `Authorization` header value the receiver expects.
+    pub authorization: String,
+    /// The receiver id, each SET's `aud` (default: `endpoint_url`).
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+impl fmt::Debug for SsfStreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SsfStreamConfig")
+            .field("endpoint_url", &self.endpoint_url)
+            .field("authorization", &Redacted)
+            .field("audience", &self.audience)
+            .finish()
+    }
 }
 
 /// The IdP's endpoint paths (the metadata stays at its well-known paths).
@@ -950,6 +986,13 @@ pub mod defaults {
             audit: None,
             admin: Some(AdminConfig {
                 secret: DEV_IDP_ADMIN_SECRET.into(),
+            }),
+            ssf: Some(IdpSsfConfig {
+                streams: vec![SsfStreamConfig {
+                    endpoint_url: format!("{auth_server}{}", ema_grant::ssf::DEFAULT_PUSH_PATH),
+                    authorization: DEV_SSF_AUTHORIZATION.into(),
+                    audience: None,
+                }],
             }),
         }
     }

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod notes;
 pub mod serve;
 pub mod servers;
+pub mod ssf;
 pub mod sso;
 pub mod tasks;
 pub mod trace;

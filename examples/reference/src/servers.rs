@@ -218,18 +218,80 @@ pub fn idp_app(
         .build()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let audit = crate::audit::open(cfg.audit.as_ref(), keys.active())?;
-    let router = IdpRouter::builder(exchange, keys)
+    let router = IdpRouter::builder(exchange, keys.clone())
         .sso(sso)
         .metadata(metadata)
-        .clock(clock)
+        .clock(clock.clone())
         .audit(audit)
         .build()
         .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    // RV-3: the IdP pushes account events to the configured receivers.
+    let transmitter = match &cfg.ssf {
+        Some(ssf) => Some(ssf_transmitter(ssf, issuer, keys.clone(), clock)?),
+        None => None,
+    };
+    let router = match &transmitter {
+        Some(t) => router.merge(t.router(&paths.url(issuer, paths.jwks()))),
+        None => router,
+    };
     let router = match &cfg.admin {
-        Some(admin) => router.merge(crate::admin::idp_admin_router(status, &admin.secret)),
+        Some(admin) => router.merge(crate::admin::idp_admin_router(
+            status,
+            &admin.secret,
+            transmitter,
+        )),
         None => router,
     };
     Ok(harden(router, &Limits::default()))
+}
+
+/// The IdP's SSF transmitter of `[ssf]` (RV-3).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] naming the setting: no stream, an endpoint that is not an
+/// `http(s)` URL, an empty `authorization`.
+pub fn ssf_transmitter(
+    ssf: &crate::config::IdpSsfConfig,
+    issuer: &str,
+    keys: Arc<KeyRing>,
+    clock: Arc<dyn Clock>,
+) -> Result<crate::ssf::SsfTransmitter, ConfigError> {
+    if ssf.streams.is_empty() {
+        return Err(ConfigError::Invalid(
+            "ssf.streams: name at least one stream, or leave out [ssf]".into(),
+        ));
+    }
+    let mut streams = Vec::with_capacity(ssf.streams.len());
+    for (i, st) in ssf.streams.iter().enumerate() {
+        let what = format!("ssf.streams[{i}]");
+        let url = url::Url::parse(&st.endpoint_url).map_err(|e| {
+            ConfigError::Invalid(format!("{what}.endpoint_url `{}`: {e}", st.endpoint_url))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.endpoint_url `{}`: use an http or https URL",
+                st.endpoint_url
+            )));
+        }
+        if st.authorization.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.authorization is empty; give the value the receiver expects"
+            )));
+        }
+        if st.audience.as_deref() == Some("") {
+            return Err(ConfigError::Invalid(format!("{what}.audience is empty")));
+        }
+        streams.push(crate::ssf::PushStream {
+            endpoint: st.endpoint_url.clone(),
+            authorization: st.authorization.clone(),
+            audience: st
+                .audience
+                .clone()
+                .unwrap_or_else(|| st.endpoint_url.clone()),
+        });
+    }
+    crate::ssf::SsfTransmitter::new(issuer, keys, streams, clock)
 }
 
 /// The users the reference IdP has disabled (RV-1): shared by the token exchange's policy and

@@ -23,6 +23,9 @@ fn demo_script_passes() {
         "refreshes at the provider: 0 -> 1",
         "\"outcome\":\"revoked\"",
         "token revoked",
+        // RV-3: the IdP's SET reached the AS, no manual revoke at the AS.
+        "\"outcome\":\"delivered\"",
+        "SET was accepted (202)",
     ] {
         assert!(
             stdout.contains(expected),

@@ -757,10 +757,10 @@ async fn notes_steps(
     Ok(())
 }
 
-/// Offboarding at the IdP (issue 13, first part): the admin disables ana at the IdP, which then
-/// refuses her token exchanges (RV-1), and revokes her at the authorization server (what the
-/// IdP's Shared Signals push will do by itself once the receiver exists); the MCP server's
-/// mirror of the ledger refuses her still-unexpired access token (RV-15).
+/// Offboarding at the IdP (issue 13): the admin disables ana at the IdP, which then refuses
+/// her token exchanges (RV-1) and pushes a RISC `account-disabled` SET to the authorization
+/// server's SSF receiver (RV-3, RV-4); the AS revokes her (RV-12) and the MCP server's mirror
+/// of the ledger refuses her still-unexpired access token (RV-15). No call to the AS.
 /// ana's subject at the reference IdP (the development defaults).
 const ANA_IDP_SUBJECT: &str = "00u8k2Lq91";
 
@@ -769,6 +769,7 @@ async fn revocation_steps(
     ana_id_token: &str,
     access_token: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let before = s.call_mcp_quiet(Some(access_token)).await?;
     s.step("ana is disabled at the IdP: her next token exchange is refused (RV-1)");
     let r = s
         .http
@@ -781,13 +782,17 @@ async fn revocation_steps(
         .json(&serde_json::json!({"subject": ANA_IDP_SUBJECT, "action": "disable"}))
         .send()
         .await?;
+    let status = r.status().as_u16();
+    let answer: serde_json::Value = r.json().await.unwrap_or_default();
     println!(
-        "   POST {}{} -> {}",
+        "   POST {}{} -> {status} {answer}",
         s.idp,
         ema_examples::admin::IDP_ADMIN_USERS_PATH,
-        r.status().as_u16()
     );
-    let disabled = r.status().as_u16() == 200;
+    let disabled = status == 200;
+    let delivered = answer["ssf"].as_array().is_some_and(|streams| {
+        !streams.is_empty() && streams.iter().all(|s| s["outcome"] == "delivered")
+    });
     let mcp = s.mcp.clone();
     let r = s.exchange(ana_id_token, &mcp, "tasks.read").await?;
     println!(
@@ -800,19 +805,11 @@ async fn revocation_steps(
         disabled && r.status == 400 && text(&r.body, "error") == "invalid_grant",
     );
 
-    s.step("...and at the authorization server: her unexpired access token dies at the MCP server (RV-15)");
-    let r = s.call_mcp(Some(access_token)).await?;
-    let before = r.status;
-    let revoke = format!("{}{}", s.auth_server, ema_server::ADMIN_REVOKE_PATH);
-    let r = s
-        .http
-        .post(&revoke)
-        .bearer_auth(defaults::DEV_AS_ADMIN_SECRET)
-        .json(&serde_json::json!({"subject": "u-17", "action": "disable"}))
-        .send()
-        .await?;
-    println!("   POST {revoke} -> {}", r.status().as_u16());
-    let revoked = r.status().as_u16() == 200;
+    s.step("...the IdP's account-disabled SET reached the authorization server: her unexpired access token dies at the MCP server (RV-3, RV-15)");
+    s.expect(
+        "the SET was accepted (202) by the authorization server's SSF receiver",
+        delivered,
+    );
     // The MCP server's mirror follows the ledger every second; wait for it, bounded.
     let started = Instant::now();
     while s.call_mcp_quiet(Some(access_token)).await? == 200
@@ -828,14 +825,14 @@ async fn revocation_steps(
         .unwrap_or_default()
         .to_owned();
     println!(
-        "   refused {} ms after the revocation: {} {challenge}",
+        "   refused {} ms after the IdP's answer: {} {challenge}",
         started.elapsed().as_millis(),
         after.status
     );
     s.expect(
         "accepted before, 401 invalid_token (token revoked) after",
         before == 200
-            && revoked
+            && delivered
             && after.status == 401
             && challenge.contains("invalid_token")
             && challenge.contains("token revoked"),
