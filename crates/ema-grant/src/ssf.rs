@@ -992,6 +992,163 @@ impl SsfReceiver {
     }
 }
 
+/// The default path of the Global Token Revocation endpoint below the AS issuer.
+pub const DEFAULT_GTR_PATH: &str = "/global-token-revocation";
+
+/// A Global Token Revocation request body (draft-parecki-oauth-global-token-revocation).
+#[derive(serde::Deserialize)]
+struct GtrBody {
+    sub_id: Value,
+}
+
+impl SsfReceiver {
+    /// The Global Token Revocation endpoint (RV-21), sans-I/O: `POST` of JSON
+    /// `{"sub_id": {...}}` with the `Authorization` value of a configured transmitter (one
+    /// credential per trusted IdP, scoped like its SSF stream to its issuers and tenant, RV-7).
+    ///
+    /// Answers `204` once the subject's watermark (on this AS's clock: now) and its mapped
+    /// local subjects' are written (the same [`Revoke`] as a CAEP `session-revoked`); `400`
+    /// for a body that is not such JSON or a malformed subject; `401` for a caller that does
+    /// not authenticate (before the body is read); `403` for a subject outside the caller's
+    /// authority; `404` for an `email` subject naming no known user; `422` for a subject
+    /// format this AS cannot map (`opaque`, unknown formats, `email` without a table); `503`
+    /// while the ledger is unreachable. Every authenticated call carries a [`SetReceipt`].
+    pub async fn handle_gtr<B: AsRef<[u8]>>(
+        &self,
+        req: &http::Request<B>,
+        now: UnixTime,
+    ) -> Response<Vec<u8>> {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes);
+        let caller = match self.authenticate(presented) {
+            Ok(t) => t,
+            Err(_) => {
+                return gtr_response(
+                    StatusCode::UNAUTHORIZED,
+                    Some(("invalid_token", "authentication required")),
+                );
+            }
+        };
+        let mut receipt = SetReceipt {
+            transmitter: caller.issuer.clone(),
+            jti: None,
+            event_type: None,
+            subject: None,
+            outcome: Err(SsfError::MediaType),
+        };
+        let (status, result) = self.gtr(caller, req, now, &mut receipt).await;
+        let mut response = match (&result, status) {
+            (_, StatusCode::NO_CONTENT) => gtr_response(status, None),
+            (Err(e), _) => gtr_response(status, Some((gtr_code(status), e.description()))),
+            (Ok(_), StatusCode::NOT_FOUND) => {
+                gtr_response(status, Some(("invalid_request", "no such user")))
+            }
+            (Ok(_), _) => gtr_response(
+                status,
+                Some((
+                    "invalid_request",
+                    "this subject identifier format cannot be mapped",
+                )),
+            ),
+        };
+        receipt.outcome = result;
+        response.extensions_mut().insert(receipt);
+        response
+    }
+
+    async fn gtr<B: AsRef<[u8]>>(
+        &self,
+        caller: &TransmitterTrust,
+        req: &http::Request<B>,
+        now: UnixTime,
+        receipt: &mut SetReceipt,
+    ) -> (StatusCode, Result<SetOutcome, SsfError>) {
+        let json = req.method() == http::Method::POST
+            && req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(';').next())
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return (StatusCode::BAD_REQUEST, Err(SsfError::MediaType));
+        }
+        let subject = match serde_json::from_slice::<GtrBody>(req.body().as_ref())
+            .map_err(|_| SetClaimError::Missing { claim: "sub_id" })
+            .and_then(|body| SubjectId::from_json(&body.sub_id))
+        {
+            Ok(subject) => subject,
+            Err(e) => return (StatusCode::BAD_REQUEST, Err(SsfError::Claims(e))),
+        };
+        let resolved = match caller.resolve(&subject) {
+            Ok(r) => r,
+            Err(e) => return (StatusCode::FORBIDDEN, Err(e)),
+        };
+        let Some((scope, subject_id)) = resolved else {
+            let mappable_email = matches!(subject, SubjectId::Email { .. })
+                && matches!(caller.matching, SubjectMatching::IssSubOrEmail(_));
+            let status = if mappable_email {
+                StatusCode::NOT_FOUND
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return (status, Ok(SetOutcome::NoMatch));
+        };
+        receipt.subject = Some(subject_id.clone());
+        let cmd = Revoke {
+            scope,
+            subject: subject_id,
+            at: now,
+            action: RevokeAction::Revoke(RevocationKind::SessionRevoked),
+        };
+        match self.revoker.apply(&cmd, now).await {
+            Ok(changes) => (StatusCode::NO_CONTENT, Ok(SetOutcome::Applied(changes))),
+            Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Err(SsfError::Ledger(e))),
+        }
+    }
+}
+
+fn gtr_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::FORBIDDEN => "access_denied",
+        StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+        _ => "invalid_request",
+    }
+}
+
+fn gtr_response(status: StatusCode, error: Option<(&str, &str)>) -> Response<Vec<u8>> {
+    let body = error.map_or_else(Vec::new, |(code, description)| {
+        serde_json::json!({"error": code, "error_description": description})
+            .to_string()
+            .into_bytes()
+    });
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if error.is_some() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gtr\""),
+            );
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        _ => {}
+    }
+    resp
+}
+
 fn is_secevent<B>(req: &http::Request<B>) -> bool {
     if req.method() != http::Method::POST {
         return false;

@@ -93,6 +93,7 @@ impl AuthorizationServerRouter {
             admin: None,
             ssf: None,
             code: None,
+            gtr: None,
         }
     }
 }
@@ -107,6 +108,7 @@ pub struct AuthorizationServerRouterBuilder<K, S, R> {
     admin: Option<[u8; 32]>,
     ssf: Option<(ema_grant::ssf::SsfReceiver, String)>,
     code: Option<crate::code_flow::CodeFlowConfig>,
+    gtr: Option<String>,
 }
 
 impl<K, S, R> std::fmt::Debug for AuthorizationServerRouterBuilder<K, S, R> {
@@ -197,6 +199,21 @@ where
         self
     }
 
+    /// Mounts the Global Token Revocation endpoint (RV-21) at `path` (e.g.
+    /// [`ema_grant::ssf::DEFAULT_GTR_PATH`]) over the [`ssf`](Self::ssf) receiver's
+    /// transmitters: each authenticates with its `Authorization` value and may revoke only the
+    /// subjects of its issuers and tenant. See
+    /// [`SsfReceiver::handle_gtr`](ema_grant::ssf::SsfReceiver::handle_gtr) for the answers
+    /// (204, 400, 401, 403, 404, 422, 503). Every authenticated call is on the trail as a
+    /// [`SecurityEventReceived`](ema_audit::SecurityEventReceived) with source `gtr`, its
+    /// ledger changes as [`RevocationApplied`](ema_audit::RevocationApplied); a trail that
+    /// refuses them turns the answer into 503. Publish the URL in the metadata as
+    /// `global_token_revocation_endpoint`. Without an SSF receiver nothing is mounted.
+    pub fn global_token_revocation(mut self, path: &str) -> Self {
+        self.gtr = Some(path.to_owned());
+        self
+    }
+
     /// Builds the router.
     ///
     /// When the metadata advertises an `introspection_endpoint` (an `extra` member), the
@@ -267,6 +284,9 @@ where
         }
         if let Some((_, path)) = &self.ssf {
             router = router.route(path, post(AsState::ssf_push));
+            if let Some(gtr) = &self.gtr {
+                router = router.route(gtr, post(AsState::gtr));
+            }
         }
         if let Some(introspection) = introspection {
             router = router.route(&introspection, post(AsState::introspect));
@@ -494,6 +514,54 @@ where
                 http::StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 "the server cannot record this event; try again",
+            );
+        }
+        into_axum(response)
+    }
+
+    /// Global Token Revocation (RV-21, RV-29).
+    async fn gtr(
+        State(state): State<Arc<Self>>,
+        request: http::Request<axum::body::Body>,
+    ) -> Response {
+        use ema_grant::ssf::{SetOutcome, SetReceipt};
+        let Some(receiver) = &state.ssf else {
+            return admin_error(http::StatusCode::NOT_FOUND, "not_found", "no receiver");
+        };
+        let presented = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        if receiver.authenticate(presented).is_err() {
+            // 401 before the body is read; `handle_gtr` answers it without a body to parse.
+            let empty = http::Request::from_parts(request.into_parts().0, Vec::<u8>::new());
+            return into_axum(receiver.handle_gtr(&empty, state.clock.now()).await);
+        }
+        let request = match read_request(request).await {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let response = receiver.handle_gtr(&request, state.clock.now()).await;
+        let Some(receipt) = response.extensions().get::<SetReceipt>().cloned() else {
+            return into_axum(response);
+        };
+        tracing::info!(
+            target: "ema_server::authorization_server",
+            caller = %receipt.transmitter, status = response.status().as_u16(),
+            outcome = %receipt.outcome_name(), "global token revocation"
+        );
+        let changes = match &receipt.outcome {
+            Ok(SetOutcome::Applied(changes)) => changes.as_slice(),
+            _ => &[],
+        };
+        let recorded = crate::trail::security_event_received(&state.audit, "gtr", &receipt)
+            .and_then(|()| crate::trail::revocation_applied(&state.audit, "gtr", changes));
+        if let Err(e) = recorded {
+            tracing::error!(target: "ema_audit", error = %e, "global token revocation not recorded");
+            return admin_error(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the server cannot record this request; try again",
             );
         }
         into_axum(response)

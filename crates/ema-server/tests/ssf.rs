@@ -108,6 +108,7 @@ fn world() -> World {
         .clock(Arc::new(FixedClock(NOW)))
         .audit(audit)
         .ssf(receiver, DEFAULT_PUSH_PATH)
+        .global_token_revocation(ema_grant::ssf::DEFAULT_GTR_PATH)
         .build();
     World {
         key,
@@ -317,4 +318,33 @@ async fn rv29_trail_failure_is_503_and_the_set_is_not_remembered() {
             .await,
         Ok(Seen::Again)
     );
+}
+
+// RV-21, RV-29: the GTR endpoint on the router: 401 without the transmitter's credential
+// (nothing recorded), 204 with it, on the trail with source `gtr`.
+#[tokio::test]
+async fn rv21_gtr_endpoint_revokes_and_records() {
+    let w = world();
+    let call = |auth: Option<&'static str>| {
+        let mut req = Request::post(ema_grant::ssf::DEFAULT_GTR_PATH)
+            .header("content-type", "application/json");
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let body = json!({"sub_id": {"format": "iss_sub", "iss": IDP, "sub": USER}}).to_string();
+        ServiceExt::<Request<Body>>::oneshot(w.app.clone(), req.body(Body::from(body)).unwrap())
+    };
+    let r = call(Some("Bearer wrong")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(w.kinds().is_empty());
+    assert!(!w.revoked());
+    let r = call(Some(AUTH)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(w.revoked());
+    let events = w.events.lines.lock().unwrap().clone();
+    assert_eq!(events[0]["kind"], "security_event_received");
+    assert_eq!(events[0]["source"], "gtr");
+    assert_eq!(events[0]["outcome"], "accepted:applied");
+    assert_eq!(events[1]["kind"], "revocation_applied");
+    assert_eq!(events[1]["source"], "gtr");
 }

@@ -174,6 +174,10 @@ pub struct AsSsfConfig {
     /// The push endpoint's path below `public_url` (default `/ssf/events`).
     #[serde(default)]
     pub push_path: Option<String>,
+    /// The Global Token Revocation endpoint's path (RV-21; default
+    /// `/global-token-revocation`), for the same transmitters' credentials.
+    #[serde(default)]
+    pub gtr_path: Option<String>,
     /// The trusted transmitters (`[[ssf.transmitters]]`), at least one.
     #[serde(default)]
     pub transmitters: Vec<SsfTransmitterConfig>,
@@ -1071,6 +1075,7 @@ pub mod defaults {
             },
             ssf: Some(AsSsfConfig {
                 push_path: None,
+                gtr_path: None,
                 transmitters: vec![SsfTransmitterConfig {
                     issuer: idp.into(),
                     jwks_url: Some(format!("{idp}/jwks")),

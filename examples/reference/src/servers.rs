@@ -367,13 +367,20 @@ pub fn authorization_server_app_and_ledger(
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<(Router, DynRevocationLedger), ConfigError> {
-    let (grant, metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
+    let (grant, mut metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
     let revoker = grant
         .revoker()
         .cloned()
         .ok_or_else(|| ConfigError::Invalid("the authorization server has no ledger".into()))?;
     let ledger = revoker.ledger().clone();
     let ssf = ssf_receiver(cfg, public_url, revoker, clock.clone())?;
+    if let Some((_, _, gtr)) = &ssf {
+        // RV-21: the GTR endpoint, advertised in the metadata.
+        metadata.extra.insert(
+            "global_token_revocation_endpoint".into(),
+            format!("{}{gtr}", public_url.trim_end_matches('/')).into(),
+        );
+    }
     // Checkpoints are signed with the access-token key (the `typ` tells them apart).
     let audit = crate::audit::open(cfg.audit.as_ref(), grant.tokens().keys().active())?;
     let code = match &cfg.code_flow {
@@ -386,8 +393,8 @@ pub fn authorization_server_app_and_ledger(
     if let Some(secret) = &cfg.revocation.admin_secret {
         router = router.admin_secret(secret);
     }
-    if let Some((receiver, path)) = ssf {
-        router = router.ssf(receiver, &path);
+    if let Some((receiver, path, gtr)) = ssf {
+        router = router.ssf(receiver, &path).global_token_revocation(&gtr);
     }
     if let Some(code) = code {
         router = router.code_flow(code);
@@ -403,7 +410,7 @@ const SSF_ALGORITHMS: [ema_jose::Algorithm; 4] = [
     ema_jose::Algorithm::EdDSA,
 ];
 
-/// The SSF push receiver of `[ssf]` (RV-4) and its path, over the grant's `revoker` (so the
+/// The SSF push receiver of `[ssf]` (RV-4), its path and the GTR path (RV-21), over the grant's `revoker` (so the
 /// IdP→local subject mapping the grant records reaches the local watermarks, RV-12) and the
 /// server's replay store (on Redis, redeliveries to any instance are duplicates, RV-8).
 ///
@@ -416,7 +423,7 @@ pub fn ssf_receiver(
     public_url: &str,
     revoker: Revoker,
     clock: Arc<dyn Clock>,
-) -> Result<Option<(SsfReceiver, String)>, ConfigError> {
+) -> Result<Option<(SsfReceiver, String, String)>, ConfigError> {
     let Some(ssf) = &cfg.ssf else {
         return Ok(None);
     };
@@ -425,26 +432,33 @@ pub fn ssf_receiver(
         .push_path
         .clone()
         .unwrap_or_else(|| ema_grant::ssf::DEFAULT_PUSH_PATH.to_owned());
+    let gtr = ssf
+        .gtr_path
+        .clone()
+        .unwrap_or_else(|| ema_grant::ssf::DEFAULT_GTR_PATH.to_owned());
     let paths = cfg.endpoints.paths()?;
-    let plain = path.starts_with('/')
-        && !path.starts_with("//")
-        && !path.contains(['?', '#', ' ', '{', '}', '*'])
-        && path.len() > 1;
-    if !plain {
-        return Err(ConfigError::Invalid(format!(
-            "ssf.push_path `{path}`: use a plain absolute path such as /ssf/events"
-        )));
-    }
-    let taken = [
-        paths.token(),
-        paths.jwks(),
-        REVOCATION_PATH,
-        "/admin/revoke",
+    let mut taken = vec![
+        paths.token().to_owned(),
+        paths.jwks().to_owned(),
+        REVOCATION_PATH.to_owned(),
+        "/admin/revoke".to_owned(),
     ];
-    if taken.contains(&path.as_str()) || path.starts_with("/.well-known/") {
-        return Err(ConfigError::Invalid(format!(
-            "ssf.push_path `{path}` is already another endpoint's path"
-        )));
+    for (setting, path) in [("ssf.push_path", &path), ("ssf.gtr_path", &gtr)] {
+        let plain = path.starts_with('/')
+            && !path.starts_with("//")
+            && !path.contains(['?', '#', ' ', '{', '}', '*'])
+            && path.len() > 1;
+        if !plain {
+            return Err(ConfigError::Invalid(format!(
+                "{setting} `{path}`: use a plain absolute path such as /ssf/events"
+            )));
+        }
+        if taken.contains(path) || path.starts_with("/.well-known/") {
+            return Err(ConfigError::Invalid(format!(
+                "{setting} `{path}` is already another endpoint's path"
+            )));
+        }
+        taken.push(path.clone());
     }
     if ssf.transmitters.is_empty() {
         return Err(ConfigError::Invalid(
@@ -522,7 +536,7 @@ pub fn ssf_receiver(
         }
         receiver = receiver.transmitter(trust);
     }
-    Ok(Some((receiver, path)))
+    Ok(Some((receiver, path, gtr)))
 }
 
 /// The `[code_flow]` of an authorization server whose jwt-bearer grant is `grant`: the same

@@ -661,6 +661,16 @@ mod settings {
             post_status(&app, "/ssf/events").await,
             StatusCode::UNAUTHORIZED
         );
+        // RV-21: the GTR endpoint is mounted and advertised.
+        assert_eq!(
+            post_status(&app, "/global-token-revocation").await,
+            StatusCode::UNAUTHORIZED
+        );
+        let (_, metadata) = get(&app, "/.well-known/oauth-authorization-server").await;
+        assert_eq!(
+            metadata["global_token_revocation_endpoint"],
+            format!("{}/global-token-revocation", defaults::AS)
+        );
         let mut cfg = auth_server();
         cfg.ssf.as_mut().unwrap().push_path = Some("/signals/push".into());
         let app = servers::authorization_server_app(&cfg, defaults::AS, clock()).unwrap();

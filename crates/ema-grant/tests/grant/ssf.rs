@@ -838,3 +838,94 @@ fn rv29_receipt_for_every_authenticated_answer() {
         )
     );
 }
+
+impl Fx {
+    fn gtr_at(&self, auth: Option<&str>, content_type: &str, body: &str) -> Reply {
+        let mut req = http::Request::post(format!("{AS}/global-token-revocation"))
+            .header("content-type", content_type);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let req = req.body(body.as_bytes().to_vec()).unwrap();
+        Reply::of(pollster::block_on(self.receiver.handle_gtr(&req, NOW)))
+    }
+
+    fn gtr(&self, sub_id: Value) -> Reply {
+        self.gtr_at(
+            Some(AUTH),
+            "application/json",
+            &json!({"sub_id": sub_id}).to_string(),
+        )
+    }
+}
+
+// RV-21: Global Token Revocation: 204 once the watermarks are written (IdP subject at now,
+// mapped local subjects at now); 400 bad body or subject; 401 wrong credentials (nothing
+// written); 403 outside the caller's authority (RV-7); 404 an unknown email; 422 a format
+// this AS cannot map; 503 ledger down. Each refusal beside its control.
+#[test]
+fn rv21_global_token_revocation() {
+    let iss_sub = json!({"format": "iss_sub", "iss": IDP, "sub": USER});
+    let fx = Fx::with(|t| {
+        t.with_matching(SubjectMatching::IssSubOrEmail(BTreeMap::from([(
+            "ana@acme.example".to_owned(),
+            USER.to_owned(),
+        )])))
+    });
+    let body = json!({"sub_id": iss_sub}).to_string();
+    for auth in [None, Some("Bearer nope")] {
+        let r = fx.gtr_at(auth, "application/json", &body);
+        assert_eq!(r.status, 401, "{r:?}");
+        assert!(r.receipt.is_none());
+    }
+    for (ct, body) in [
+        ("text/plain", body.as_str()),
+        ("application/json", "{"),
+        ("application/json", "{}"),
+        (
+            "application/json",
+            r#"{"sub_id": {"format": "iss_sub", "iss": "x"}}"#,
+        ),
+    ] {
+        let r = fx.gtr_at(Some(AUTH), ct, body);
+        assert_eq!(
+            (r.status, r.body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{body}"
+        );
+    }
+    let r = fx.gtr(json!({"format": "iss_sub", "iss": OTHER_IDP, "sub": USER}));
+    assert_eq!(
+        (r.status, r.body["error"].as_str()),
+        (403, Some("access_denied"))
+    );
+    let r = fx.gtr(json!({"format": "email", "email": "eve@acme.example"}));
+    assert_eq!(r.status, 404);
+    let r = fx.gtr(json!({"format": "opaque", "id": "x"}));
+    assert_eq!(r.status, 422);
+    assert!(fx.untouched());
+    fx.ledger.down.store(true, Ordering::SeqCst);
+    assert_eq!(fx.gtr(iss_sub.clone()).status, 503);
+    fx.ledger.down.store(false, Ordering::SeqCst);
+    assert!(fx.untouched());
+    // Controls: iss_sub and a known email revoke; everything issued up to now is dead.
+    let r = fx.gtr(iss_sub);
+    assert_eq!((r.status, &r.body), (204, &Value::Null));
+    let SetOutcome::Applied(changes) = r.outcome() else {
+        panic!("{r:?}")
+    };
+    assert!(changes.iter().any(|c| matches!(c, LedgerChange::Watermark {
+        scope: RevocationScope::Local { .. }, subject, at, .. } if subject == USER_LOCAL && *at == NOW.as_secs())));
+    assert!(matches!(fx.idp_verdict(NOW), LedgerVerdict::Revoked(_)));
+    assert_eq!(fx.idp_verdict(NOW.plus(1)), LedgerVerdict::Allowed);
+    let r = fx.gtr(json!({"format": "email", "email": "ana@acme.example"}));
+    assert_eq!(r.status, 204);
+    // Without an email table, email subjects cannot be mapped at all.
+    let plain = Fx::new();
+    assert_eq!(
+        plain
+            .gtr(json!({"format": "email", "email": "ana@acme.example"}))
+            .status,
+        422
+    );
+}
