@@ -199,8 +199,8 @@ async fn rv3_failing_receiver_is_retried_then_reported() {
 fn idp_error(cfg: &config::IdpConfig) -> String {
     match servers::idp_app(cfg, defaults::IDP, Arc::new(SystemClock)) {
         Err(ConfigError::Invalid(message)) => message,
-        Err(other) => panic!("expected an invalid value, got {other}"),
-        Ok(_) => panic!("expected an invalid value, got a server"),
+        Err(other) => format!("not an invalid value: {other}"),
+        Ok(_) => "not an error: the server was built".into(),
     }
 }
 

@@ -790,9 +790,15 @@ async fn revocation_steps(
         ema_examples::admin::IDP_ADMIN_USERS_PATH,
     );
     let disabled = status == 200;
-    let delivered = answer["ssf"].as_array().is_some_and(|streams| {
-        !streams.is_empty() && streams.iter().all(|s| s["outcome"] == "delivered")
-    });
+    let delivered = answer
+        .get("ssf")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|streams| {
+            !streams.is_empty()
+                && streams.iter().all(|s| {
+                    s.get("outcome").and_then(serde_json::Value::as_str) == Some("delivered")
+                })
+        });
     let mcp = s.mcp.clone();
     let r = s.exchange(ana_id_token, &mcp, "tasks.read").await?;
     println!(
