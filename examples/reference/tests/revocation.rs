@@ -133,7 +133,9 @@ async fn rv1_disabled_user_gets_no_id_jag_and_enabled_user_does() {
     let enable = serde_json::json!({"subject": "00u8k2Lq91", "action": "enable"});
     let (status, _) = post_json(&users, defaults::DEV_IDP_ADMIN_SECRET, enable).await;
     assert_eq!(status, 200);
-    let back = s.agent().await;
+    // The IdP's SETs (RV-3) also revoked her at the AS up to the disable's second, inclusive
+    // (D-38): a token of that same second stays dead, one of the next second passes.
+    let back = s.agent_until(|o| o.status.code() == Some(0)).await;
     assert_eq!(back.status.code(), Some(0), "{}", stderr(&back));
 }
 
