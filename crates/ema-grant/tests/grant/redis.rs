@@ -280,3 +280,38 @@ async fn redis_slower_than_the_timeout_fails_closed() {
     let reply = send(&grant, &Req::bearer(&jag).build()).await;
     assert_eq!((reply.status, reply.error()), (400, "invalid_grant"));
 }
+
+// RV-8 across instances: a SET key recorded through one instance's Redis store is a duplicate
+// at another's; `forget` (the receiver's path when its ledger write fails) frees it for both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
+async fn rv8_set_dedup_and_forget_across_instances() {
+    let server = RedisServer::start();
+    let store = || {
+        RedisReplayStore::open(&server.url())
+            .expect("url")
+            .with_prefix("ema")
+            .expect("prefix")
+    };
+    let (one, two) = (store(), store());
+    let key = ReplayKey {
+        kind: ReplayKind::SecurityEvent,
+        issuer: IDP,
+        jti: "set-1",
+    };
+    let week = NOW.plus(7 * 24 * 3600);
+    assert_eq!(one.check_and_insert(key, week, NOW).await, Ok(Seen::First));
+    assert_eq!(two.check_and_insert(key, week, NOW).await, Ok(Seen::Again));
+    assert_eq!(two.forget(key).await, Ok(()));
+    assert_eq!(one.check_and_insert(key, week, NOW).await, Ok(Seen::First));
+    // Forgetting an absent key succeeds; the same jti as an ID-JAG is another key (control).
+    let other = ReplayKey {
+        kind: ReplayKind::IdJag,
+        ..key
+    };
+    assert_eq!(one.forget(other).await, Ok(()));
+    assert_eq!(
+        two.check_and_insert(other, week, NOW).await,
+        Ok(Seen::First)
+    );
+}
