@@ -753,6 +753,8 @@ pub struct SsfReceiver {
     revoker: Revoker,
     replay: DynReplayStore,
     options: ParseOptions,
+    /// The last accepted verification event per transmitter issuer (RV-26).
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, UnixTime>>>,
 }
 
 impl SsfReceiver {
@@ -770,6 +772,7 @@ impl SsfReceiver {
             revoker,
             replay,
             options: ParseOptions::new().with_max_len(MAX_SET_LEN),
+            verified: Arc::default(),
         }
     }
 
@@ -792,6 +795,17 @@ impl SsfReceiver {
     /// The revoker.
     pub fn revoker(&self) -> &Revoker {
         &self.revoker
+    }
+
+    /// When this receiver last accepted an SSF verification event from the transmitter
+    /// `issuer` (RV-26: the stream's health, for alerts and RV-24's lifetime rule); `None`
+    /// before the first. Clones share the record.
+    pub fn last_verification(&self, issuer: &str) -> Option<UnixTime> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(issuer)
+            .copied()
     }
 
     /// The transmitter whose `Authorization` value is `presented` (every entry compared in
@@ -948,7 +962,14 @@ impl SsfReceiver {
         }
         let outcome = match (action, resolved) {
             (EventAction::Ignore, _) => SetOutcome::Ignored,
-            (EventAction::Verification { state }, _) => SetOutcome::Verified { state },
+            (EventAction::Verification { state }, _) => {
+                // RV-26: the stream is verified as of now.
+                self.verified
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(transmitter.issuer.clone(), now);
+                SetOutcome::Verified { state }
+            }
             (EventAction::Revoke(_), None) => SetOutcome::NoMatch,
             (EventAction::Revoke(action), Some((scope, subject))) => {
                 let cmd = Revoke {

@@ -929,3 +929,32 @@ fn rv21_global_token_revocation() {
         422
     );
 }
+
+// RV-26: an SSF verification event (opaque stream subject) is accepted with no ledger effect
+// and recorded as the transmitter's last verification; a refused one is not (control).
+#[test]
+fn rv26_verification_events_are_recorded() {
+    let fx = Fx::new();
+    assert_eq!(fx.receiver.last_verification(IDP), None);
+    let verification = |jti: &str, aud: &str| {
+        fx.set(json!({
+            "jti": jti,
+            "aud": aud,
+            "sub_id": {"format": "opaque", "id": "stream-1"},
+            "events": {event_type::VERIFICATION: {"state": "VGhpcyBpcyBhbiBlY2hv"}},
+        }))
+    };
+    fx.push(&verification("v-0", "https://elsewhere.example"))
+        .refused("invalid_audience");
+    assert_eq!(fx.receiver.last_verification(IDP), None);
+    let r = fx.push_at(&verification("v-1", AUD), Some(AUTH), NOW.plus(30));
+    assert_eq!(
+        r.accepted(),
+        SetOutcome::Verified {
+            state: Some("VGhpcyBpcyBhbiBlY2hv".into())
+        }
+    );
+    assert!(fx.untouched());
+    assert_eq!(fx.receiver.last_verification(IDP), Some(NOW.plus(30)));
+    assert_eq!(fx.receiver.last_verification(OTHER_IDP), None);
+}
