@@ -628,7 +628,7 @@ impl<K: KeySource, P: AdminPolicy, R: ReplayStore> TokenExchangeGrant<K, P, R> {
     }
 
     /// The admin policy (TX-8), for the IdP's other decisions about the same users (the
-    /// admission of a sign-in to an authorization server, [`SsoProvider::admit`](crate::SsoProvider::admit)).
+    /// admission of a sign-in to an authorization server, `SsoProvider::admit` (feature `sso`)).
     pub fn policy(&self) -> &P {
         &self.policy
     }
