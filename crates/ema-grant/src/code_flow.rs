@@ -681,6 +681,14 @@ impl CodeFlow {
                 now,
             )
             .map_err(|_| OAuthError::new(ErrorCode::ServerError, "token could not be issued"))?;
+        // RV-24: longer than five minutes only while the IdP's revocation channel is verified.
+        let lifetime = crate::revoke::access_token_lifetime(
+            self.revoker.as_ref(),
+            user.idp_issuer.as_str(),
+            self.tokens.lifetime(),
+            now,
+        );
+        at.exp = now.plus(lifetime);
         at.scope = request.scope.clone();
         at.tenant = user.subject.tenant.clone();
         at.groups = user.subject.groups.clone();
@@ -709,7 +717,7 @@ impl CodeFlow {
             );
         Ok(CodeTokenResponse {
             access_token,
-            expires_in: self.tokens.lifetime(),
+            expires_in: lifetime,
             scope: at.scope.clone(),
             resource: at.aud.clone(),
             redemption: CodeRedemption {

@@ -364,6 +364,14 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
                 now,
             )
             .map_err(|_| OAuthError::new(ErrorCode::ServerError, "token could not be issued"))?;
+        // RV-24: longer than five minutes only while the IdP's revocation channel is verified.
+        let lifetime = crate::revoke::access_token_lifetime(
+            self.revoker.as_ref(),
+            claims.iss.as_str(),
+            self.tokens.lifetime(),
+            now,
+        );
+        at.exp = now.plus(lifetime);
         at.scope = id_jag.scope.clone();
         at.tenant = id_jag
             .subject
@@ -405,7 +413,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
             } else {
                 "Bearer"
             },
-            expires_in: self.tokens.lifetime(),
+            expires_in: at.exp.as_secs().saturating_sub(now.as_secs()),
             scope: at.scope.clone(),
             resource: at.aud.as_str().to_owned(),
             authorization_details: at.authorization_details,

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ema_jose::{TimeOptions, UnixTime};
 use http::Response;
 
+use crate::access_token::DEFAULT_ACCESS_TOKEN_LIFETIME;
 use crate::error::{ErrorCode, OAuthError, json_bytes_response};
 use crate::form::{Form, TokenRequest};
 use crate::jwt_bearer::{JwtBearerGrant, client_auth_error, form_error, request_error};
@@ -141,6 +142,52 @@ pub struct Revoker {
     ledger: DynRevocationLedger,
     local: RevocationScope,
     index: Arc<SubjectIndex>,
+    /// When each IdP's revocation channel was last verified (RV-24, RV-26).
+    channels: Arc<Mutex<HashMap<String, UnixTime>>>,
+}
+
+/// RV-24: how recent the last verification of an IdP's revocation channel must be for its
+/// users' access tokens to live longer than [`DEFAULT_ACCESS_TOKEN_LIFETIME`]: 15 minutes.
+pub const CHANNEL_FRESHNESS: u64 = 15 * 60;
+
+/// RV-24: the longest access-token lifetime, only while the IdP's revocation channel is
+/// verified: one hour.
+pub const MAX_LIFETIME_WITH_CHANNEL: u64 = 3600;
+
+/// RV-24: the lifetime of an access token for a user of `idp_issuer`, given the configured
+/// `lifetime`: at most [`MAX_LIFETIME_WITH_CHANNEL`] while `revoker` saw that IdP's
+/// revocation channel verified within [`CHANNEL_FRESHNESS`], else at most
+/// [`DEFAULT_ACCESS_TOKEN_LIFETIME`] (also without a revoker: no channel at all).
+///
+/// ```
+/// use ema_grant::revocation::MemoryLedger;
+/// use ema_grant::revoke::{Revoker, access_token_lifetime};
+/// use ema_jose::UnixTime;
+///
+/// let revoker = Revoker::new(MemoryLedger::default(), "https://as.example");
+/// let now = UnixTime::from_secs(10_000);
+/// let idp = "https://idp.example";
+/// assert_eq!(access_token_lifetime(Some(&revoker), idp, 3600, now), 300);
+/// revoker.record_channel_verified(idp, now.minus(60));
+/// assert_eq!(access_token_lifetime(Some(&revoker), idp, 3600, now), 3600);
+/// assert_eq!(access_token_lifetime(Some(&revoker), idp, 86_400, now), 3600);
+/// // Fifteen minutes after the last verification the channel no longer counts.
+/// assert_eq!(access_token_lifetime(Some(&revoker), idp, 3600, now.plus(841)), 300);
+/// assert_eq!(access_token_lifetime(None, idp, 3600, now), 300);
+/// ```
+pub fn access_token_lifetime(
+    revoker: Option<&Revoker>,
+    idp_issuer: &str,
+    lifetime: u64,
+    now: UnixTime,
+) -> u64 {
+    let verified = revoker.is_some_and(|r| r.channel_verified(idp_issuer, now));
+    let cap = if verified {
+        MAX_LIFETIME_WITH_CHANNEL
+    } else {
+        DEFAULT_ACCESS_TOKEN_LIFETIME
+    };
+    lifetime.min(cap)
 }
 
 impl Revoker {
@@ -155,7 +202,33 @@ impl Revoker {
             ledger,
             local: RevocationScope::local(issuer),
             index: Arc::default(),
+            channels: Arc::default(),
         }
+    }
+
+    /// Records that the revocation channel of the IdP `idp_issuer` was verified at `at` (the
+    /// SSF receiver calls this for each issuer a transmitter covers when it accepts a
+    /// verification event, RV-26). Clones share the record.
+    pub fn record_channel_verified(&self, idp_issuer: &str, at: UnixTime) {
+        let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = channels.entry(idp_issuer.to_owned()).or_insert(at);
+        *slot = (*slot).max(at);
+    }
+
+    /// When the revocation channel of `idp_issuer` was last verified.
+    pub fn channel_verified_at(&self, idp_issuer: &str) -> Option<UnixTime> {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(idp_issuer)
+            .copied()
+    }
+
+    /// Whether the revocation channel of `idp_issuer` was verified within
+    /// [`CHANNEL_FRESHNESS`] before `now` (RV-24).
+    pub fn channel_verified(&self, idp_issuer: &str, now: UnixTime) -> bool {
+        self.channel_verified_at(idp_issuer)
+            .is_some_and(|at| at <= now.plus(MAX_FUTURE_SKEW) && at.plus(CHANNEL_FRESHNESS) >= now)
     }
 
     /// The ledger.

@@ -968,6 +968,10 @@ impl SsfReceiver {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .insert(transmitter.issuer.clone(), now);
+                // RV-24: the IdPs this transmitter speaks for have a verified channel.
+                for issuer in &transmitter.subject_issuers {
+                    self.revoker.record_channel_verified(issuer, now);
+                }
                 SetOutcome::Verified { state }
             }
             (EventAction::Revoke(_), None) => SetOutcome::NoMatch,

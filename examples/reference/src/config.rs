@@ -555,9 +555,9 @@ pub struct AuthorizationServerConfig {
     pub server: Listen,
     /// The access-token signing key.
     pub signing_key: SigningKeyConfig,
-    /// Access-token lifetime in seconds (default 300, RV-24 and D-40; 1 to 86400, the longest
-    /// an MCP server built on `ema-grant` accepts; more than 3600 only with a verified
-    /// revocation channel).
+    /// Access-token lifetime in seconds (default 300, RV-24 and D-40; 1 to 3600). More than
+    /// 300 applies only to users of an IdP whose revocation channel (the `[ssf]` stream) was
+    /// verified within the last 15 minutes; otherwise tokens live 300 s (RV-24).
     #[serde(default = "default_lifetime")]
     pub token_lifetime_secs: u64,
     /// Clock leeway in seconds for ID-JAGs and client assertions (D-7: 30; at most 60).

@@ -613,7 +613,7 @@ pub fn authorization_server_parts(
     let leeway = config::leeway(cfg.leeway_secs, "leeway_secs")?;
     let lifetime = config::lifetime(
         cfg.token_lifetime_secs,
-        ema_grant::MAX_ACCESS_TOKEN_LIFETIME,
+        ema_grant::revoke::MAX_LIFETIME_WITH_CHANNEL,
         "token_lifetime_secs",
     )?;
     let keys = Arc::new(KeyRing::new(signing_key(&cfg.signing_key)?));

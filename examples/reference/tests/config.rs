@@ -464,12 +464,13 @@ mod settings {
                 "{message}"
             );
         }
-        for secs in [0, 86_401, u64::MAX] {
+        // RV-24: never more than an hour.
+        for secs in [0, 3601, 86_400, u64::MAX] {
             let mut cfg = auth_server();
             cfg.token_lifetime_secs = secs;
             let message = as_error(&cfg);
             assert!(
-                message.contains("token_lifetime_secs") && message.contains("1 to 86400"),
+                message.contains("token_lifetime_secs") && message.contains("1 to 3600"),
                 "{message}"
             );
         }
@@ -480,7 +481,7 @@ mod settings {
         cfg.id_jag_lifetime_secs = 1;
         assert!(servers::idp_app(&cfg, defaults::IDP, clock()).is_ok());
         let mut cfg = auth_server();
-        (cfg.leeway_secs, cfg.token_lifetime_secs) = (0, 86_400);
+        (cfg.leeway_secs, cfg.token_lifetime_secs) = (0, 3600);
         assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
         let mut cfg = mcp();
         cfg.leeway_secs = 60;

@@ -340,3 +340,49 @@ fn rv2_refresh_token_subject_tokens_are_refused() {
     assert_eq!(active.status, 200, "{}", active.raw);
     assert!(active.body["access_token"].is_string());
 }
+
+// RV-24: a grant configured for one-hour tokens issues five-minute ones until the IdP's
+// revocation channel is verified; within 15 minutes of a verification it issues the hour
+// (never more); after that, five minutes again; without a revoker (no channel), five minutes.
+#[test]
+fn rv24_longer_tokens_only_while_the_idp_channel_is_verified() {
+    let fx = Fx::new();
+    let lifetime = |reply: &Reply| {
+        let token = reply.str("access_token").to_owned();
+        let (_, claims) = peek(&token);
+        let (exp, iat) = (
+            claims["exp"].as_u64().unwrap(),
+            claims["iat"].as_u64().unwrap(),
+        );
+        let expires_in = reply.body["expires_in"].as_u64().unwrap();
+        assert_eq!(
+            exp - iat,
+            expires_in,
+            "expires_in tells the token's lifetime"
+        );
+        expires_in
+    };
+    let r = revoker();
+    let grant = fx.as_grant_with_lifetime(Some(r.clone()), 3600);
+    assert_eq!(lifetime(&redeem(&grant, &fx.jag(json!({})))), 300);
+    r.record_channel_verified(IDP, NOW.minus(60));
+    assert_eq!(lifetime(&redeem(&grant, &fx.jag(json!({})))), 3600);
+    // Another IdP's channel does not count for this one.
+    let other = revoker();
+    other.record_channel_verified("https://other-idp.example", NOW);
+    let grant_other = fx.as_grant_with_lifetime(Some(other), 3600);
+    assert_eq!(lifetime(&redeem(&grant_other, &fx.jag(json!({})))), 300);
+    // Never more than an hour, even when configured for a day.
+    let day = fx.as_grant_with_lifetime(Some(r.clone()), 86_400);
+    assert_eq!(lifetime(&redeem(&day, &fx.jag(json!({})))), 3600);
+    // A verification 15 minutes and one second old no longer counts.
+    let stale = revoker();
+    stale.record_channel_verified(IDP, NOW.minus(901));
+    let grant_stale = fx.as_grant_with_lifetime(Some(stale), 3600);
+    assert_eq!(lifetime(&redeem(&grant_stale, &fx.jag(json!({})))), 300);
+    let without = fx.as_grant_with_lifetime(None, 3600);
+    assert_eq!(lifetime(&redeem(&without, &fx.jag(json!({})))), 300);
+    // A shorter configured lifetime is kept as is.
+    let short = fx.as_grant_with_lifetime(Some(r), 120);
+    assert_eq!(lifetime(&redeem(&short, &fx.jag(json!({})))), 120);
+}

@@ -930,7 +930,7 @@ fn rv21_global_token_revocation() {
     );
 }
 
-// RV-26: an SSF verification event (opaque stream subject) is accepted with no ledger effect
+// RV-26, RV-24: an SSF verification event (opaque stream subject) is accepted with no ledger effect
 // and recorded as the transmitter's last verification; a refused one is not (control).
 #[test]
 fn rv26_verification_events_are_recorded() {
@@ -947,6 +947,7 @@ fn rv26_verification_events_are_recorded() {
     fx.push(&verification("v-0", "https://elsewhere.example"))
         .refused("invalid_audience");
     assert_eq!(fx.receiver.last_verification(IDP), None);
+    assert_eq!(fx.receiver.revoker().channel_verified_at(IDP), None);
     let r = fx.push_at(&verification("v-1", AUD), Some(AUTH), NOW.plus(30));
     assert_eq!(
         r.accepted(),
@@ -957,4 +958,12 @@ fn rv26_verification_events_are_recorded() {
     assert!(fx.untouched());
     assert_eq!(fx.receiver.last_verification(IDP), Some(NOW.plus(30)));
     assert_eq!(fx.receiver.last_verification(OTHER_IDP), None);
+    // RV-24: the IdP the transmitter speaks for now has a verified channel (the grant sharing
+    // this revoker may issue longer access tokens for its users for 15 minutes).
+    assert_eq!(
+        fx.receiver.revoker().channel_verified_at(IDP),
+        Some(NOW.plus(30))
+    );
+    assert!(fx.receiver.revoker().channel_verified(IDP, NOW.plus(930)));
+    assert!(!fx.receiver.revoker().channel_verified(IDP, NOW.plus(931)));
 }

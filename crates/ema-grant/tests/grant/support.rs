@@ -287,6 +287,31 @@ impl Fx {
         .unwrap()
     }
 
+    /// The standard jwt-bearer grant with access tokens of `lifetime` seconds, and `revoker`.
+    pub(crate) fn as_grant_with_lifetime(
+        &self,
+        revoker: Option<ema_grant::Revoker>,
+        lifetime: u64,
+    ) -> AsGrant {
+        let mut builder = JwtBearerGrant::builder(
+            AccessTokenIssuer::new(Issuer::new(AS), self.keys.as_ring.clone())
+                .with_lifetime(lifetime),
+            as_key_source(&self.keys),
+            directory(),
+        )
+        .trust_registry(trust())
+        .resource_registry(resources())
+        .client_registry(as_clients(&self.keys, false))
+        .token_endpoint(TOKEN_ENDPOINT);
+        if let Some(revoker) = revoker {
+            builder = builder.revoker(revoker);
+        }
+        builder
+            .replay_store(InMemoryReplayStore::new(10_000))
+            .build()
+            .unwrap()
+    }
+
     /// A jwt-bearer grant over other key, subject and replay implementations.
     pub(crate) fn jwt_bearer<K: KeySource, S: SubjectResolver, R: ReplayStore>(
         &self,
