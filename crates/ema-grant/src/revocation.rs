@@ -127,6 +127,11 @@ pub enum RevocationKind {
     Admin,
     /// A single access token revoked through RFC 7009 (RV-20).
     TokenRevocation,
+    /// CAEP `token-claims-change`: the claims policies decided on changed (RV-10).
+    TokenClaimsChange,
+    /// RISC `identifier-recycled`: the identifier now names someone else; the subject
+    /// mapping is dropped too (RV-10).
+    IdentifierRecycled,
 }
 
 impl RevocationKind {
@@ -140,6 +145,8 @@ impl RevocationKind {
             Self::CredentialCompromise => "credential_compromise",
             Self::Admin => "admin",
             Self::TokenRevocation => "token_revocation",
+            Self::TokenClaimsChange => "token_claims_change",
+            Self::IdentifierRecycled => "identifier_recycled",
         }
     }
 }

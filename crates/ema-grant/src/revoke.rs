@@ -347,7 +347,21 @@ impl Revoker {
                 }
             }
         }
+        // RV-10 (REVOCATION 2.5): a recycled identifier's local subjects are forgotten once
+        // their watermarks are written; its next owner's tokens map afresh.
+        if cmd.action == RevokeAction::Revoke(RevocationKind::IdentifierRecycled) {
+            self.forget_mapping(&cmd.scope, &cmd.subject);
+        }
         Ok(changes)
+    }
+
+    /// Forgets the local subjects recorded for an IdP subject.
+    pub fn forget_mapping(&self, scope: &RevocationScope, idp_subject: &str) {
+        self.index
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(scope.clone(), idp_subject.to_owned()));
     }
 }
 

@@ -73,6 +73,12 @@ pub mod event_type {
     /// RISC `sessions-revoked` (deprecated; treated as CAEP `session-revoked`).
     pub const RISC_SESSIONS_REVOKED: &str =
         "https://schemas.openid.net/secevent/risc/event-type/sessions-revoked";
+    /// CAEP `token-claims-change`.
+    pub const TOKEN_CLAIMS_CHANGE: &str =
+        "https://schemas.openid.net/secevent/caep/event-type/token-claims-change";
+    /// RISC `identifier-recycled`.
+    pub const IDENTIFIER_RECYCLED: &str =
+        "https://schemas.openid.net/secevent/risc/event-type/identifier-recycled";
     /// SSF `verification`.
     pub const VERIFICATION: &str =
         "https://schemas.openid.net/secevent/ssf/event-type/verification";
@@ -641,6 +647,11 @@ pub fn event_action(kind: &str, payload: &Value) -> Result<EventAction, SetClaim
         t::CREDENTIAL_COMPROMISE | t::ACCOUNT_CREDENTIAL_CHANGE_REQUIRED => {
             revoke(RevocationKind::CredentialCompromise)
         }
+        // REVOCATION 2.5: the policy inputs changed; tokens minted from them end.
+        t::TOKEN_CLAIMS_CHANGE => revoke(RevocationKind::TokenClaimsChange),
+        // REVOCATION 2.5: watermark, and the mapping to local subjects is dropped
+        // (`Revoker::apply`), so the recycled identifier's next owner starts clean.
+        t::IDENTIFIER_RECYCLED => revoke(RevocationKind::IdentifierRecycled),
         t::VERIFICATION => Ok(EventAction::Verification {
             state: payload
                 .get("state")

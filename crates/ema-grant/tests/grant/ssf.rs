@@ -595,7 +595,8 @@ fn rv10_event_policy() {
     let disabled =
         |v: LedgerVerdict| matches!(v, LedgerVerdict::Revoked(RevocationReason::Disabled { .. }));
     // Watermark only: session-revoked (CAEP and the RISC alias), credential-change
-    // revoke/delete and password update, credential-compromise.
+    // revoke/delete and password update, credential-compromise, token-claims-change,
+    // identifier-recycled (RV-10, REVOCATION 2.5).
     for (kind, payload) in [
         (event_type::SESSION_REVOKED, json!({"event_timestamp": ts})),
         (
@@ -622,6 +623,14 @@ fn rv10_event_policy() {
             event_type::ACCOUNT_CREDENTIAL_CHANGE_REQUIRED,
             json!({"event_timestamp": ts}),
         ),
+        (
+            event_type::TOKEN_CLAIMS_CHANGE,
+            json!({"event_timestamp": ts, "claims": {"role": "ro-admin"}}),
+        ),
+        (
+            event_type::IDENTIFIER_RECYCLED,
+            json!({"event_timestamp": ts}),
+        ),
     ] {
         let fx = Fx::new();
         let r = fx.push(&fx.set(event(kind, payload.clone())));
@@ -638,6 +647,8 @@ fn rv10_event_policy() {
                     RevocationKind::SessionRevoked
                 }
                 event_type::CREDENTIAL_CHANGE => RevocationKind::CredentialChange,
+                event_type::TOKEN_CLAIMS_CHANGE => RevocationKind::TokenClaimsChange,
+                event_type::IDENTIFIER_RECYCLED => RevocationKind::IdentifierRecycled,
                 _ => RevocationKind::CredentialCompromise,
             },
         }));
@@ -657,6 +668,16 @@ fn rv10_event_policy() {
             fx.idp_verdict(UnixTime::from_secs(ts + 1)),
             LedgerVerdict::Allowed
         );
+        // identifier-recycled also drops the IdP → local mapping (its local subject's
+        // watermark is written first, above); every other event keeps it.
+        let mapped = fx
+            .revoker
+            .local_subjects(&RevocationScope::idp(IDP, None), USER);
+        if kind == event_type::IDENTIFIER_RECYCLED {
+            assert!(mapped.is_empty(), "{mapped:?}");
+        } else {
+            assert_eq!(mapped, vec![USER_LOCAL.to_owned()], "{kind}");
+        }
     }
     // Disabling: account-disabled and account-purged; then account-enabled clears the flag
     // only (RV-28).
