@@ -104,7 +104,7 @@ async fn idp_token_endpoint(args: &FlowArgs<'_>, fetcher: &HttpFetcher) -> Resul
 async fn client(args: &FlowArgs<'_>) -> Result<(EmaClient, Url), Failure> {
     let server_url = Url::parse(args.mcp)
         .map_err(|e| Failure::usage(format!("`{}` is not a URL: {e}", args.mcp)))?;
-    let fetcher = HttpFetcher::new(args.policy.clone())
+    let fetcher = HttpFetcher::new(args.policy)
         .map_err(|e| Failure::usage(format!("cannot build the HTTP client: {e}")))?;
     let idp = &args.config.idp.client;
     let idp_credentials = idp.credentials("idp", args.config_dir)?;

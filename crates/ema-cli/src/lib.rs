@@ -31,7 +31,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
         FetchPolicy::new()
     };
     let fetcher = || {
-        HttpFetcher::new(policy.clone())
+        HttpFetcher::new(policy)
             .map_err(|e| Failure::usage(format!("cannot build the HTTP client: {e}")))
     };
     match &args.command {

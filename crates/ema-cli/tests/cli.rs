@@ -226,9 +226,7 @@ async fn discover_reports_a_working_setup() {
     let text = out(&output);
     assert!(!text.contains("problem:"), "{text}");
     assert!(
-        text.contains(&format!(
-            "ok: the MCP server answers 401 with a Bearer challenge"
-        )),
+        text.contains("ok: the MCP server answers 401 with a Bearer challenge"),
         "{text}"
     );
     assert!(
