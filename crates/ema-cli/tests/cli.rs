@@ -16,7 +16,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use ema_examples::config::{McpServerConfig, defaults};
+use ema_examples::config::{AuthorizationServerConfig, IdpConfig, McpServerConfig, defaults};
 use ema_examples::sso::SsoClient;
 use ema_examples::{serve, servers};
 use ema_jose::{Clock, SystemClock};
@@ -88,6 +88,15 @@ async fn start() -> Servers {
 /// The reference servers, the MCP server's configuration changed by `mcp_config`, and a
 /// scratch directory for config and token files.
 async fn start_with(mcp_config: impl FnOnce(&mut McpServerConfig)) -> Servers {
+    start_configured(|_| {}, |_| {}, mcp_config).await
+}
+
+/// The reference servers, each configuration changed by its closure.
+async fn start_configured(
+    idp_config: impl FnOnce(&mut IdpConfig),
+    as_config: impl FnOnce(&mut AuthorizationServerConfig),
+    mcp_config: impl FnOnce(&mut McpServerConfig),
+) -> Servers {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let (idp_listener, idp) = serve::bind(loopback).await.unwrap();
@@ -95,12 +104,14 @@ async fn start_with(mcp_config: impl FnOnce(&mut McpServerConfig)) -> Servers {
     let (mcp_listener, mcp_base) = serve::bind(loopback).await.unwrap();
     let mcp = format!("{mcp_base}/mcp");
     let notes = format!("{mcp_base}/notes");
-    let idp_cfg = defaults::idp(&idp, &auth_server, &mcp, &notes);
+    let mut idp_cfg = defaults::idp(&idp, &auth_server, &mcp, &notes);
+    idp_config(&mut idp_cfg);
     let idp_app = servers::idp_app(&idp_cfg, &idp, clock.clone()).unwrap();
     let mut as_cfg = defaults::authorization_server(&idp, &auth_server, &mcp, &notes);
     for trusted in &mut as_cfg.trusted_issuers {
         trusted.jwks_url = Some(format!("{idp}{}", idp_cfg.endpoints.jwks));
     }
+    as_config(&mut as_cfg);
     let as_app = servers::authorization_server_app(&as_cfg, &auth_server, clock.clone()).unwrap();
     let mut mcp_cfg = defaults::mcp_server(&auth_server, &mcp_base);
     mcp_config(&mut mcp_cfg);
@@ -860,4 +871,140 @@ async fn decode_and_verify() {
         "{}",
         err(&output)
     );
+}
+
+/// The other two client-authentication methods: `client_secret_post` at the IdP and
+/// `private_key_jwt` (a PKCS#8 PEM key file, relative to the config file) at the authorization
+/// server. Control row: the same config with a key the server does not know is refused (exit 4).
+#[tokio::test]
+async fn token_with_client_secret_post_and_private_key_jwt() {
+    use base64::Engine as _;
+    use ema_grant::AuthMethod;
+    use ema_jose::{Algorithm, JwkSet, SigningKey};
+
+    let key = SigningKey::generate(Algorithm::ES256, Some("tc-k1".into())).unwrap();
+    let stranger = SigningKey::generate(Algorithm::ES256, Some("tc-k1".into())).unwrap();
+    let jwks = JwkSet::from_keys([key.verifying_key().clone()]).to_public_json();
+    let jwks_dir = std::env::temp_dir().join(format!("ema-cli-jwks-{}", std::process::id()));
+    std::fs::create_dir_all(&jwks_dir).unwrap();
+    let jwks_file = jwks_dir.join("tc.jwks.json");
+    std::fs::write(&jwks_file, jwks.to_string()).unwrap();
+
+    let servers = start_configured(
+        |idp| {
+            for client in &mut idp.clients {
+                if client.id == "desk-idp-01" {
+                    client.token_endpoint_auth_method = Some(AuthMethod::ClientSecretPost);
+                }
+            }
+        },
+        |auth| {
+            for client in &mut auth.clients {
+                if client.id == "tc_5f2a91" {
+                    client.secret = None;
+                    client.jwks_file = Some(jwks_file.clone());
+                    client.token_endpoint_auth_method = Some(AuthMethod::PrivateKeyJwt);
+                }
+            }
+        },
+        |_| {},
+    )
+    .await;
+    let sso = SsoClient {
+        idp: servers.idp.clone(),
+        client_id: "desk-idp-01".into(),
+        client_secret: "desk-secret".into(),
+        redirect_uri: "http://127.0.0.1/callback".into(),
+        client_secret_post: true,
+    };
+    let id_token = sso.sign_in("ana", "ana-password").await.unwrap();
+    let id_token_file = servers.dir.join("id_token.jwt");
+    std::fs::write(&id_token_file, id_token).unwrap();
+    let pem = |key: &SigningKey| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key.to_pkcs8_der().unwrap());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
+    };
+    let write_config = |name: &str, key: &SigningKey| {
+        std::fs::write(servers.dir.join(format!("{name}.pem")), pem(key)).unwrap();
+        let path = servers.dir.join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[idp]\nissuer = \"{}\"\nclient_id = \"desk-idp-01\"\n\
+                 auth_method = \"client_secret_post\"\nsecret = \"desk-secret\"\n\n\
+                 [authorization_server]\nissuer = \"{}\"\nclient_id = \"tc_5f2a91\"\n\
+                 auth_method = \"private_key_jwt\"\nkey_file = \"{name}.pem\"\n\
+                 key_alg = \"ES256\"\nkey_id = \"tc-k1\"\n",
+                servers.idp, servers.auth_server
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let id_token_file = id_token_file.to_str().unwrap();
+
+    let good = write_config("good", &key);
+    let output = ema(&[
+        "token",
+        &servers.mcp,
+        "--config",
+        &good,
+        "--id-token-file",
+        id_token_file,
+        "--insecure-loopback",
+    ])
+    .await;
+    assert_exit(&output, 0);
+    assert_eq!(out(&output).trim().split('.').count(), 3);
+
+    let bad = write_config("stranger", &stranger);
+    let output = ema(&[
+        "token",
+        &servers.mcp,
+        "--config",
+        &bad,
+        "--id-token-file",
+        id_token_file,
+        "--insecure-loopback",
+    ])
+    .await;
+    assert_exit(&output, 4);
+    assert!(
+        err(&output).contains("ema: the authorization server refused the client's credentials"),
+        "{}",
+        err(&output)
+    );
+
+    // A key file that is not a key: exit 2 naming the section.
+    std::fs::write(servers.dir.join("broken.pem"), "not a key").unwrap();
+    let broken = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("good.pem", "broken.pem");
+    let broken_path = servers.dir.join("broken.toml");
+    std::fs::write(&broken_path, broken).unwrap();
+    let output = ema(&[
+        "token",
+        &servers.mcp,
+        "--config",
+        broken_path.to_str().unwrap(),
+        "--id-token-file",
+        id_token_file,
+        "--insecure-loopback",
+    ])
+    .await;
+    assert_exit(&output, 2);
+    assert!(
+        err(&output).contains("ema: [authorization_server]: `key_file`"),
+        "{}",
+        err(&output)
+    );
+    std::fs::remove_dir_all(&jwks_dir).ok();
 }
