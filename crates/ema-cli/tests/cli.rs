@@ -673,6 +673,30 @@ async fn tools_and_call_with_step_up() {
     assert_eq!(whoami["scope"], "tasks.read", "{whoami}");
     assert_eq!(whoami["client_id"], "tc_5f2a91");
 
+    // The tool reports an error: its text on stdout, exit 1.
+    let mut args = base("call");
+    args.insert(2, "complete_task".into());
+    args.insert(3, r#"{"id":9999}"#.into());
+    let output = ema_with_stdin(args, None).await;
+    assert_exit(&output, 1);
+    assert!(out(&output).contains("no task 9999"), "{}", out(&output));
+    assert!(
+        err(&output).contains("ema: the tool `complete_task` reported an error"),
+        "{}",
+        err(&output)
+    );
+
+    // A tool the server does not have: the server answers with an error result, exit 1.
+    let mut args = base("call");
+    args.insert(2, "no_such_tool".into());
+    let output = ema_with_stdin(args, None).await;
+    assert_exit(&output, 1);
+    assert!(
+        err(&output).contains("ema: the tool `no_such_tool` reported an error"),
+        "{}",
+        err(&output)
+    );
+
     // Arguments that are not a JSON object: exit 2 before any request.
     let mut args = base("call");
     args.insert(2, "add_task".into());
