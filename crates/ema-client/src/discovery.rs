@@ -33,6 +33,11 @@ impl DiscoveredServer {
         &self.resource.resource
     }
 
+    /// Whether the authorization server offers the ID-JAG profile (CL-3), so EMA applies.
+    pub fn supports_id_jag(&self) -> bool {
+        self.authorization_server.supports_id_jag()
+    }
+
     /// The authorization server's issuer, verbatim from its validated metadata (CL-4).
     pub fn issuer(&self) -> &str {
         &self.authorization_server.issuer

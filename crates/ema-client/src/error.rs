@@ -88,6 +88,126 @@ pub enum Hop {
     JwtBearer,
     /// Hop 4: the MCP request itself.
     McpRequest,
+    /// The authorization code flow at the MCP authorization server (servers without the
+    /// ID-JAG profile).
+    Authorization,
+}
+
+/// The authorization code flow failed ([`crate::EmaClient::authorize`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodeFlowError {
+    /// The client has no [`crate::CodeFlowOptions`].
+    #[error(
+        "the authorization server needs the authorization code flow, but this client has no code-flow options"
+    )]
+    NotConfigured,
+    /// The authorization server's metadata has no `authorization_endpoint`.
+    #[error("authorization server `{issuer}` has no authorization_endpoint")]
+    NoAuthorizationEndpoint {
+        /// The issuer.
+        issuer: String,
+    },
+    /// The authorization server does not advertise PKCE `S256`.
+    #[error(
+        "authorization server `{issuer}` does not advertise PKCE S256 (code_challenge_methods_supported)"
+    )]
+    S256NotSupported {
+        /// The issuer.
+        issuer: String,
+    },
+    /// No client identity for this authorization server: not registered there, and no Client
+    /// ID Metadata Document URL (or the server does not take them).
+    #[error(
+        "no client identity for authorization server `{issuer}`: register a client there{}",
+        if *metadata_document_supported { " or configure a client ID metadata document URL" } else { " (it does not accept client ID metadata documents)" }
+    )]
+    NoClientIdentity {
+        /// The issuer.
+        issuer: String,
+        /// Whether the server advertises `client_id_metadata_document_supported`.
+        metadata_document_supported: bool,
+    },
+    /// The loopback redirect listener failed.
+    #[error("the loopback redirect listener failed: {0}")]
+    Listener(String),
+    /// The "open this URL" hook failed.
+    #[error("could not show the sign-in URL: {0}")]
+    OpenUrl(String),
+    /// No redirect came back in time.
+    #[error(
+        "the sign-in did not complete within {after:?} (no redirect reached the loopback listener)"
+    )]
+    Timeout {
+        /// The listener's timeout.
+        after: std::time::Duration,
+    },
+    /// The redirect carried another `state` than the request (CL-12): refused.
+    #[error("the sign-in response's state does not match the request (refused)")]
+    StateMismatch,
+    /// The redirect's `iss` is not the authorization server's issuer, or is missing where the
+    /// server says it sends it (RFC 9207): refused.
+    #[error("the sign-in response's iss is {}, expected `{expected}` (RFC 9207; refused)", found.as_deref().map_or_else(|| "missing".to_owned(), |f| format!("`{f}`")))]
+    IssuerMismatch {
+        /// The issuer the request went to.
+        expected: String,
+        /// The `iss` received.
+        found: Option<String>,
+    },
+    /// `access_denied`: the sign-in was refused, for an EMA authorization server because the
+    /// IdP's admission policy does not assign the user to this server.
+    #[error(
+        "access denied: the user is not assigned to this MCP server (the identity provider's admission policy refused the sign-in{})",
+        description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    AccessDenied {
+        /// The server's `error_description`.
+        description: Option<String>,
+    },
+    /// The authorization server refused the request with another error (in the redirect).
+    #[error("the authorization server refused the sign-in: {0}")]
+    Refused(OAuthErrorResponse),
+    /// The redirect carried neither a code nor an error.
+    #[error("the sign-in response carries no code")]
+    MissingCode,
+    /// A request for the token endpoint failed, or an endpoint URL breaks the fetch policy.
+    #[error("token endpoint: {0}")]
+    Token(FetchError),
+    /// The token endpoint refused the code.
+    #[error("the authorization server refused the code: {0}")]
+    TokenRejected(OAuthErrorResponse),
+    /// The token response is malformed.
+    #[error("malformed token response: {reason}")]
+    MalformedResponse {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `token_type` is not `Bearer`.
+    #[error("token_type `{found}` is not Bearer")]
+    UnsupportedTokenType {
+        /// The type received.
+        found: String,
+    },
+    /// The token response names another resource.
+    #[error("the token is for resource `{found}`, not this server")]
+    ResourceMismatch {
+        /// The resource received.
+        found: String,
+    },
+    /// Randomness or a client assertion could not be produced.
+    #[error("signing or randomness failed: {0}")]
+    Sign(SignError),
+}
+
+impl CodeFlowError {
+    /// The OAuth error code, when the authorization server sent one.
+    pub fn oauth_code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::AccessDenied { .. } => Some(ErrorCode::AccessDenied),
+            Self::Refused(e) | Self::TokenRejected(e) => e.oauth_code().cloned(),
+            _ => None,
+        }
+    }
 }
 
 /// Hop 0 failed: the server's metadata could not be found or was not acceptable.
@@ -383,6 +503,9 @@ pub enum EmaError {
     /// Hop 4.
     #[error("MCP request: {0}")]
     Mcp(#[from] McpAuthError),
+    /// The authorization code flow.
+    #[error("authorization code flow: {0}")]
+    CodeFlow(#[from] CodeFlowError),
 }
 
 impl EmaError {
@@ -393,6 +516,7 @@ impl EmaError {
             Self::TokenExchange(_) => Hop::TokenExchange,
             Self::JwtBearer(_) => Hop::JwtBearer,
             Self::Mcp(_) => Hop::McpRequest,
+            Self::CodeFlow(_) => Hop::Authorization,
         }
     }
 
@@ -430,6 +554,7 @@ impl EmaError {
             Self::TokenExchange(e) => e.oauth_code().cloned(),
             Self::JwtBearer(e) => e.oauth_code().cloned(),
             Self::Mcp(e) => e.oauth_code(),
+            Self::CodeFlow(e) => e.oauth_code(),
             Self::Discovery(_) => None,
         }
     }
@@ -440,6 +565,7 @@ impl EmaError {
             Self::TokenExchange(TokenExchangeError::Rejected(e))
             | Self::JwtBearer(JwtBearerError::Rejected(e)) => Some(e),
             Self::JwtBearer(JwtBearerError::ScopeRefused { response, .. }) => Some(response),
+            Self::CodeFlow(CodeFlowError::Refused(e) | CodeFlowError::TokenRejected(e)) => Some(e),
             _ => None,
         }
     }

@@ -16,11 +16,12 @@ use ema_metadata::{
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::code_flow::CodeFlowOptions;
 use crate::credentials::{ClientCredentials, Form};
 use crate::discovery::{self, DiscoveredServer};
 use crate::error::{
-    DiscoveryError, EmaError, IdJagCheckError, JwtBearerError, McpAuthError, OAuthErrorResponse,
-    TokenExchangeError,
+    CodeFlowError, DiscoveryError, EmaError, IdJagCheckError, JwtBearerError, McpAuthError,
+    OAuthErrorResponse, TokenExchangeError,
 };
 use crate::scope_report::ScopeReport;
 
@@ -154,6 +155,25 @@ impl AccessToken {
         &self.scopes
     }
 
+    /// A token from its parts (the authorization code flow).
+    pub(crate) fn from_parts(
+        token: Secret,
+        now: UnixTime,
+        lifetime: u64,
+        scope: ScopeSet,
+        resource: String,
+        scopes: ScopeReport,
+    ) -> Self {
+        Self {
+            token,
+            issued_at: now,
+            expires_at: now.plus(lifetime),
+            scope,
+            resource,
+            scopes,
+        }
+    }
+
     /// Whether it is still worth sending at `now`: not within `margin` of expiry (at most half
     /// its lifetime, so short-lived tokens are still used).
     fn usable_at(&self, now: UnixTime, margin: u64) -> bool {
@@ -195,6 +215,7 @@ struct Inner {
     default_lifetime: u64,
     assertion_lifetime: u64,
     assume_profile: bool,
+    code_flow: Option<CodeFlowOptions>,
     tokens: Mutex<HashMap<CacheKey, AccessToken>>,
     flights: Mutex<HashMap<CacheKey, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -214,6 +235,7 @@ pub struct EmaClientBuilder {
     default_lifetime: Duration,
     assertion_lifetime: Duration,
     assume_profile: bool,
+    code_flow: Option<CodeFlowOptions>,
 }
 
 impl std::fmt::Debug for EmaClientBuilder {
@@ -283,6 +305,16 @@ impl EmaClientBuilder {
         self
     }
 
+    /// Enables the authorization code flow ([`EmaClient::authorize`]) for MCP servers whose
+    /// authorization server does not offer the ID-JAG profile, or when asked
+    /// ([`EmaClient::code_flow_session`]). Off by default: without it the client never
+    /// redirects the user (CL-8).
+    #[must_use]
+    pub fn code_flow(mut self, options: CodeFlowOptions) -> Self {
+        self.code_flow = Some(options);
+        self
+    }
+
     /// Builds the client.
     pub fn build(self) -> Result<EmaClient, FetchError> {
         let fetcher = match self.fetcher {
@@ -299,6 +331,7 @@ impl EmaClientBuilder {
                 default_lifetime: self.default_lifetime.as_secs(),
                 assertion_lifetime: self.assertion_lifetime.as_secs(),
                 assume_profile: self.assume_profile,
+                code_flow: self.code_flow,
                 tokens: Mutex::new(HashMap::new()),
                 flights: Mutex::new(HashMap::new()),
             }),
@@ -362,7 +395,20 @@ impl EmaClient {
             default_lifetime: Duration::from_secs(300),
             assertion_lifetime: Duration::from_secs(60),
             assume_profile: false,
+            code_flow: None,
         }
+    }
+
+    pub(crate) fn code_flow_options(&self) -> Option<&CodeFlowOptions> {
+        self.inner.code_flow.as_ref()
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn default_lifetime(&self) -> u64 {
+        self.inner.default_lifetime
     }
 
     /// The fetcher every request goes through.
@@ -383,6 +429,81 @@ impl EmaClient {
         .await
     }
 
+    /// Hop 0 without the CL-3 profile check: the server and its authorization server whether
+    /// or not it offers the ID-JAG profile ([`DiscoveredServer::supports_id_jag`] says).
+    pub async fn discover_any(&self, server_url: &Url) -> Result<DiscoveredServer, DiscoveryError> {
+        discovery::discover(
+            &self.inner.fetcher,
+            server_url,
+            |issuer| {
+                self.inner.servers.contains_key(issuer)
+                    || self
+                        .inner
+                        .code_flow
+                        .as_ref()
+                        .is_some_and(|c| c.is_registered_at(issuer))
+            },
+            true,
+        )
+        .await
+    }
+
+    /// Discovers `server_url` and opens a session for it, EMA or not: with an ID token, EMA
+    /// where the authorization server offers the ID-JAG profile (or
+    /// [`EmaClientBuilder::assume_profile_supported`] forces it, CL-3); otherwise, when the
+    /// client has [`CodeFlowOptions`], a session on the authorization code flow. Without
+    /// code-flow options this is [`EmaClient::session`] (an ID token is then required).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: ema_client::EmaClient, id_token: Option<ema_client::Secret>)
+    /// # -> Result<(), ema_client::EmaError> {
+    /// let server = url::Url::parse("https://mcp.tasks.example/mcp").unwrap();
+    /// let session = client.connect(&server, id_token).await?;
+    /// let token = session.access_token().await?; // EMA, or the browser sign-in
+    /// # let _ = token; Ok(()) }
+    /// ```
+    pub async fn connect(
+        &self,
+        server_url: &Url,
+        id_token: Option<Secret>,
+    ) -> Result<EmaSession, EmaError> {
+        if self.inner.code_flow.is_none() {
+            let id_token = id_token.ok_or(CodeFlowError::NotConfigured)?;
+            return self.session(server_url, id_token).await;
+        }
+        let server = self.discover_any(server_url).await?;
+        match id_token {
+            Some(id_token) if self.inner.assume_profile || server.supports_id_jag() => {
+                Ok(self.session_for(server, id_token))
+            }
+            _ => Ok(self.code_flow_session_for(server)),
+        }
+    }
+
+    /// Discovers `server_url` and opens a session on the authorization code flow, whatever
+    /// the authorization server offers ("when asked"). Needs [`EmaClientBuilder::code_flow`].
+    /// No token is acquired yet; the first [`EmaSession::access_token`] runs the flow.
+    pub async fn code_flow_session(&self, server_url: &Url) -> Result<EmaSession, EmaError> {
+        if self.inner.code_flow.is_none() {
+            return Err(CodeFlowError::NotConfigured.into());
+        }
+        let server = self.discover_any(server_url).await?;
+        Ok(self.code_flow_session_for(server))
+    }
+
+    /// A code-flow session for an already discovered server.
+    pub fn code_flow_session_for(&self, server: DiscoveredServer) -> EmaSession {
+        let scope = server.initial_scope();
+        EmaSession {
+            client: self.clone(),
+            server: Arc::new(server),
+            id_token: Secret::new(""),
+            code_flow: Some(CodeFlowState::default()),
+            scope: Mutex::new(scope),
+            last_failure: Mutex::new(None),
+        }
+    }
+
     /// Discovers `server_url` and opens a session for the user of `id_token`. No token is
     /// acquired yet.
     pub async fn session(
@@ -401,6 +522,7 @@ impl EmaClient {
             client: self.clone(),
             server: Arc::new(server),
             id_token,
+            code_flow: None,
             scope: Mutex::new(scope),
             last_failure: Mutex::new(None),
         }
@@ -765,7 +887,7 @@ impl EmaClient {
 }
 
 /// How a POST to a token endpoint failed, before the hop interprets the body.
-enum TokenPost {
+pub(crate) enum TokenPost {
     Fetch(FetchError),
     Rejected(OAuthErrorResponse),
     NotJson,
@@ -774,7 +896,7 @@ enum TokenPost {
 impl EmaClient {
     /// POSTs a token request and returns its JSON object body; a non-200 answer is the server's
     /// OAuth error (shared by hops 2 and 3).
-    async fn post_token_request(
+    pub(crate) async fn post_token_request(
         &self,
         endpoint: &Url,
         form: &Form,
@@ -879,6 +1001,8 @@ pub struct EmaSession {
     client: EmaClient,
     server: Arc<DiscoveredServer>,
     id_token: Secret,
+    /// Set for a session on the authorization code flow (no ID token).
+    code_flow: Option<CodeFlowState>,
     scope: Mutex<ScopeSet>,
     last_failure: Mutex<Option<EmaError>>,
 }
@@ -922,13 +1046,62 @@ impl EmaSession {
         *lock(&self.last_failure) = Some(failure.clone());
     }
 
-    /// A usable access token: cached, or acquired when missing or near expiry.
+    /// Whether this session gets its tokens with the authorization code flow (a browser
+    /// sign-in) rather than EMA.
+    pub fn is_code_flow(&self) -> bool {
+        self.code_flow.is_some()
+    }
+
+    /// A usable access token: cached, or acquired when missing or near expiry (EMA: a fresh
+    /// ID-JAG; code flow: the sign-in again, through the [`crate::OpenUrl`] hook).
     pub async fn access_token(&self) -> Result<AccessToken, EmaError> {
         let scope = self.scope();
-        self.client
-            .access_token(&self.server, &self.id_token, &scope)
+        self.token_for(&scope)
             .await
             .inspect_err(|e| self.record_failure(e))
+    }
+
+    async fn token_for(&self, scope: &ScopeSet) -> Result<AccessToken, EmaError> {
+        let Some(state) = &self.code_flow else {
+            return self
+                .client
+                .access_token(&self.server, &self.id_token, scope)
+                .await;
+        };
+        let usable = |cached: &Option<(ScopeSet, AccessToken)>| {
+            let now = self.client.now();
+            cached
+                .as_ref()
+                .filter(|(s, t)| s == scope && t.usable_at(now, self.client.inner.refresh_margin))
+                .map(|(_, t)| t.clone())
+        };
+        if let Some(token) = usable(&lock(&state.cached)) {
+            return Ok(token);
+        }
+        // One sign-in at a time per session.
+        let _guard = state.flight.lock().await;
+        if let Some(token) = usable(&lock(&state.cached)) {
+            return Ok(token);
+        }
+        let token = self.client.authorize(&self.server, scope).await?;
+        *lock(&state.cached) = Some((scope.clone(), token.clone()));
+        Ok(token)
+    }
+
+    /// Drops `rejected` from the session's cache (when it is still there).
+    fn forget(&self, scope: &ScopeSet, rejected: &AccessToken) {
+        match &self.code_flow {
+            Some(state) => {
+                let mut cached = lock(&state.cached);
+                if cached.as_ref().is_some_and(|(_, t)| t == rejected) {
+                    *cached = None;
+                }
+            }
+            None => {
+                let key = self.client.key(&self.server, &self.id_token, scope);
+                self.client.forget(&key, rejected);
+            }
+        }
     }
 
     /// The `Authorization` header value for the MCP server (CL-7: header only, never a URL).
@@ -968,8 +1141,7 @@ impl EmaSession {
         match (status, error) {
             (401, None | Some(ErrorCode::InvalidToken)) => {
                 let scope = self.scope();
-                let key = self.client.key(&self.server, &self.id_token, &scope);
-                self.client.forget(&key, rejected);
+                self.forget(&scope, rejected);
                 // Another request may already have replaced it; otherwise a fresh acquisition.
                 let token = self.access_token().await?;
                 if &token == rejected {
@@ -995,8 +1167,7 @@ impl EmaSession {
                 };
                 // CL-10: a new token exchange for the union of previous and challenged scopes.
                 let token = self
-                    .client
-                    .access_token(&self.server, &self.id_token, &union)
+                    .token_for(&union)
                     .await
                     .map_err(|e| with_required(e, &required))?;
                 if !required.is_subset(token.scope()) {
@@ -1059,4 +1230,12 @@ fn with_required(mut error: EmaError, required: &ScopeSet) -> EmaError {
         scopes.required = Some(required.clone());
     }
     error
+}
+
+/// The token of a code-flow session, with the scopes it was asked for, and the lock that keeps
+/// one sign-in at a time.
+#[derive(Debug, Default)]
+struct CodeFlowState {
+    cached: Mutex<Option<(ScopeSet, AccessToken)>>,
+    flight: tokio::sync::Mutex<()>,
 }

@@ -34,6 +34,7 @@
 //!   [`declare_url_elicitation`] for a client that shows the user the links a server asks
 //!   them to open (URL-mode elicitation).
 
+mod code_flow;
 mod credentials;
 mod discovery;
 mod error;
@@ -43,13 +44,14 @@ mod flow;
 mod mcp;
 mod scope_report;
 
+pub use code_flow::{CodeFlowOptions, LoopbackRedirect, OpenUrl, OpenUrlFuture, PrintUrl};
 pub use credentials::{ClientAuth, ClientCredentials};
 pub use discovery::DiscoveredServer;
 /// The OAuth error codes servers answer with ([`EmaError::oauth_code`]), re-exported from
 /// `ema-metadata`.
 pub use ema_metadata::ErrorCode;
 pub use error::{
-    DiscoveryError, EmaError, Hop, IdJagCheckError, JwtBearerError, McpAuthError,
+    CodeFlowError, DiscoveryError, EmaError, Hop, IdJagCheckError, JwtBearerError, McpAuthError,
     OAuthErrorResponse, TokenExchangeError,
 };
 pub use extension::EMA_EXTENSION_ID;

@@ -1,0 +1,595 @@
+//! The authorization code flow as a client (issue 14), against an in-process authorization
+//! server and IdP built from `ema-server` as the reference servers are (the AS signs users in
+//! at the IdP over OpenID Connect; the IdP's admission policy assigns ana and not bob), and a
+//! small MCP server validating the AS's tokens. The "open this URL" hook plays the browser
+//! with an HTTP client: the AS's authorize endpoint, the IdP login form, the AS callback, and
+//! the redirect to the client's loopback listener. Servers run on a fixed clock; the client's
+//! clock is moved by hand; nothing sleeps.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use ema_client::{
+    ClientCredentials, CodeFlowError, CodeFlowOptions, EmaClient, EmaError, FetchPolicy, Hop,
+    HttpFetcher, IdpConfig, LoopbackRedirect, OpenUrl, Recovery, Secret,
+};
+use ema_grant::code_flow::CodeFlow;
+use ema_grant::sign_in::IdpSignIn;
+use ema_grant::*;
+use ema_id_jag::*;
+use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
+use ema_metadata::AuthorizationServerMetadata;
+use ema_server::*;
+use url::Url;
+
+/// 2026-01-01T00:00:00Z.
+const NOW: u64 = 1_767_225_600;
+
+/// The client's clock, moved by hand.
+#[derive(Debug)]
+struct HandClock(AtomicU64);
+
+impl Clock for HandClock {
+    fn now(&self) -> UnixTime {
+        UnixTime::from_secs(self.0.load(Ordering::SeqCst))
+    }
+}
+
+struct World {
+    auth: String,
+    mcp_url: Url,
+    cimd: String,
+    documents_fetched: Arc<AtomicUsize>,
+    redirect: LoopbackRedirect,
+    clock: Arc<HandClock>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Tamper {
+    /// A well-behaved browser.
+    Nothing,
+    /// The callback's `state` is replaced.
+    State,
+    /// The callback's `iss` is replaced.
+    Iss,
+    /// The browser never comes back to the loopback listener.
+    NeverReturns,
+}
+
+async fn bind() -> (tokio::net::TcpListener, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    (l, url)
+}
+
+fn serve(l: tokio::net::TcpListener, app: axum::Router) {
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+}
+
+/// The IdP, the AS (`id_jag`: whether it also offers the ID-JAG profile; it always offers the
+/// code flow) and an MCP server.
+async fn world(id_jag: bool, cimd: bool) -> World {
+    let clock: Arc<dyn Clock> = Arc::new(FixedClock(UnixTime::from_secs(NOW)));
+    let redirect = LoopbackRedirect::bind(0).unwrap();
+    let client_cb = redirect.redirect_uri();
+    let (idp_l, idp) = bind().await;
+    let (as_l, auth) = bind().await;
+    let (mcp_l, mcp) = bind().await;
+    let resource = format!("{mcp}/mcp");
+    let idp_keys = Arc::new(KeyRing::new(
+        SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
+    ));
+    let as_keys = Arc::new(KeyRing::new(
+        SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
+    ));
+    let as_callback = format!("{auth}/idp/callback");
+
+    // The IdP: the AS is its relying party; ana (eng) is assigned to the AS, bob (sales) not.
+    let idp_clients = ClientRegistry::new([idp.clone(), format!("{idp}/token")]).with(
+        RegisteredClient::new("as-rp", ClientCredential::secret("rp-secret"))
+            .with_redirect_uris([as_callback.clone()]),
+    );
+    let sso = SsoProvider::new(Issuer::new(&idp), idp_keys.clone(), idp_clients.clone())
+        .unwrap()
+        .with_user(
+            User::new("00u8k2Lq91", "ana", "ana-password")
+                .unwrap()
+                .with_groups(["eng"]),
+        )
+        .with_user(
+            User::new("00u9zzzzzz", "bob", "bob-password")
+                .unwrap()
+                .with_groups(["sales"]),
+        )
+        .with_relying_party("as-rp", auth.as_str());
+    let policy = GroupPolicy::new()
+        .with_member("00u8k2Lq91", ["eng"])
+        .with_member("00u9zzzzzz", ["sales"])
+        .with_rule(GroupRule::new(
+            "eng",
+            auth.as_str(),
+            ScopeSet::parse("tasks.read").unwrap(),
+        ));
+    let exchange = TokenExchangeGrant::builder(
+        IdJagIssuer::new(Issuer::new(&idp), idp_keys.clone()),
+        StaticKeySource::new().with_issuer(&idp, idp_keys.jwks()),
+        policy,
+    )
+    .client_registry(idp_clients)
+    .token_endpoint(format!("{idp}/token"))
+    .target(TargetServer::new(auth.as_str(), [resource.as_str()]))
+    .build()
+    .unwrap();
+    let idp_router = IdpRouter::builder(exchange, idp_keys.clone())
+        .sso(sso)
+        .metadata(idp_metadata(&idp))
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    serve(idp_l, idp_router);
+
+    // The AS: a public client `ide` and a confidential one `ide-conf`, both registered with the
+    // client's loopback redirect URI.
+    let grant = JwtBearerGrant::builder(
+        AccessTokenIssuer::new(Issuer::new(&auth), as_keys.clone()),
+        StaticKeySource::new().with_issuer(&idp, idp_keys.jwks()),
+        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
+    )
+    .trust(TrustedIssuer::new(idp.as_str()))
+    .resource(
+        ResourceConfig::new(resource.as_str(), ["tasks.read", "tasks.write"])
+            .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
+    )
+    .client(
+        RegisteredClient::new("ide", ClientCredential::Public)
+            .with_redirect_uris([client_cb.clone()]),
+    )
+    .client(
+        RegisteredClient::new("ide-conf", ClientCredential::secret("conf-secret"))
+            .with_redirect_uris([client_cb.clone()]),
+    )
+    .revocation_ledger(MemoryLedger::new())
+    .token_endpoint(format!("{auth}/token"))
+    .build()
+    .unwrap();
+    let flow = CodeFlow::for_grant(&grant);
+    let sign_in = IdpSignIn::new(
+        idp.as_str(),
+        format!("{idp}/authorize"),
+        "as-rp",
+        as_callback,
+    );
+    let fetcher = HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap();
+    let mut code =
+        CodeFlowConfig::new(flow, sign_in, &format!("{idp}/token"), "rp-secret", fetcher).unwrap();
+    if cimd {
+        code = code.with_client_metadata_documents(
+            HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap(),
+        );
+    }
+    let mut meta = AuthorizationServerMetadata::new(auth.as_str(), format!("{auth}/token"));
+    if id_jag {
+        meta = meta.with_id_jag_profile();
+    }
+    advertise_code_flow(&mut meta);
+    if cimd {
+        meta.client_id_metadata_document_supported = Some(true);
+    }
+    let as_router = AuthorizationServerRouter::builder(grant, &meta)
+        .clock(clock)
+        .code_flow(code)
+        .build();
+    serve(as_l, as_router);
+
+    // The MCP server: its PRM, a client metadata document, and `/mcp` answering 200 to a valid
+    // token of the AS and a 401 challenge otherwise.
+    let prm = serde_json::json!({"resource": resource, "authorization_servers": [auth]});
+    let cimd_url = format!("{mcp}/client.json");
+    let document = serde_json::json!({
+        "client_id": cimd_url, "client_name": "Agent", "redirect_uris": [client_cb],
+        "token_endpoint_auth_method": "none",
+    });
+    let challenge =
+        format!(r#"Bearer resource_metadata="{mcp}/.well-known/oauth-protected-resource/mcp""#);
+    let validator = Arc::new(AccessTokenValidator::new(
+        Issuer::new(&auth),
+        Resource::new(&resource),
+        StaticKeySource::new().with_issuer(&auth, as_keys.jwks()),
+    ));
+    let documents_fetched = Arc::new(AtomicUsize::new(0));
+    let fetched = documents_fetched.clone();
+    let mcp_app = axum::Router::new()
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            axum::routing::get(move || async move { axum::Json(prm) }),
+        )
+        .route(
+            "/client.json",
+            axum::routing::get(move || {
+                fetched.fetch_add(1, Ordering::SeqCst);
+                let document = document.clone();
+                async move { axum::Json(document) }
+            }),
+        )
+        .route(
+            "/mcp",
+            axum::routing::post(move |headers: HeaderMap| {
+                let validator = validator.clone();
+                let challenge = challenge.clone();
+                async move {
+                    let token = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or_default()
+                        .to_owned();
+                    match validator.validate(&token, UnixTime::from_secs(NOW)).await {
+                        Ok(claims) => (StatusCode::OK, claims.sub).into_response(),
+                        Err(_) => (
+                            StatusCode::UNAUTHORIZED,
+                            [("www-authenticate", challenge)],
+                            "",
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        );
+    serve(mcp_l, mcp_app);
+    World {
+        auth,
+        mcp_url: Url::parse(&resource).unwrap(),
+        cimd: cimd_url,
+        documents_fetched,
+        redirect,
+        clock: Arc::new(HandClock(AtomicU64::new(NOW))),
+    }
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+fn location(r: &reqwest::Response) -> Result<String, String> {
+    r.headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("HTTP {} without a location", r.status()))
+}
+
+fn replace_param(url: &str, name: &str, value: &str) -> String {
+    let mut url = Url::parse(url).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == name {
+                value.to_owned()
+            } else {
+                v.into()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    url.into()
+}
+
+/// The hook playing `user`'s browser; counts how often it was asked to open a URL.
+fn browser(user: &'static str, tamper: Tamper, opened: Arc<AtomicUsize>) -> impl OpenUrl {
+    move |url: Url| {
+        opened.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let b = no_redirects();
+            let e = |e: reqwest::Error| e.to_string();
+            // The AS sends the user to the IdP's login.
+            let r = b.get(url).send().await.map_err(e)?;
+            let to_idp = location(&r)?;
+            let (idp_authorize, query) = to_idp.split_once('?').ok_or("no query")?;
+            let r = b
+                .post(idp_authorize)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("{query}&username={user}&password={user}-password"))
+                .send()
+                .await
+                .map_err(e)?;
+            // The IdP back to the AS, the AS back to the client.
+            let r = b.get(location(&r)?).send().await.map_err(e)?;
+            let mut back = location(&r)?;
+            match tamper {
+                Tamper::Nothing => {}
+                Tamper::State => back = replace_param(&back, "state", "forged-state"),
+                Tamper::Iss => back = replace_param(&back, "iss", "https://evil.example"),
+                Tamper::NeverReturns => return Ok(()),
+            }
+            let r = b.get(back).send().await.map_err(e)?;
+            // The listener answers the browser with a short page.
+            let status = r.status().as_u16();
+            let page = r.text().await.map_err(e)?;
+            if !page.contains("<h1>") {
+                return Err(format!("no page from the listener: {status} {page}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn client(w: &World, options: CodeFlowOptions) -> EmaClient {
+    // No IdP for EMA is needed on the code-flow path; the configuration is a placeholder.
+    EmaClient::builder(IdpConfig::new(
+        "https://idp.unused.example",
+        "https://idp.unused.example/token",
+        ClientCredentials::public("unused"),
+    ))
+    .fetch_policy(FetchPolicy::insecure_loopback_development())
+    .clock(w.clock.clone())
+    .code_flow(options)
+    .build()
+    .unwrap()
+}
+
+fn options(
+    w: &World,
+    user: &'static str,
+    tamper: Tamper,
+    opened: &Arc<AtomicUsize>,
+) -> CodeFlowOptions {
+    CodeFlowOptions::new(w.redirect.clone())
+        .registered_client(w.auth.as_str(), ClientCredentials::public("ide"))
+        .open_url(browser(user, tamper, opened.clone()))
+}
+
+async fn call_mcp(url: &Url, authorization: &Secret) -> (u16, String) {
+    let r = no_redirects()
+        .post(url.as_str())
+        .header("authorization", authorization.expose())
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn code_flow_session_signs_in_calls_and_reacquires_when_expired() {
+    let w = world(false, false).await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let client = client(&w, options(&w, "ana", Tamper::Nothing, &opened));
+    // The AS offers no ID-JAG profile: `connect` picks the code flow, with or without an ID
+    // token.
+    let session = client
+        .connect(&w.mcp_url, Some(Secret::new("an-id-token")))
+        .await
+        .unwrap();
+    assert!(session.is_code_flow());
+    assert!(!session.server().supports_id_jag());
+    let token = session.access_token().await.unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    assert_eq!(token.resource(), w.mcp_url.as_str());
+    // The same MCP call path as EMA: the `Authorization` header.
+    let (status, sub) = call_mcp(&w.mcp_url, &token.authorization()).await;
+    assert_eq!((status, sub.as_str()), (200, "local-00u8k2Lq91"));
+    // Cached while usable: no new sign-in.
+    assert_eq!(session.access_token().await.unwrap(), token);
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+    // Expired on the client's clock: the sign-in runs again.
+    w.clock.0.fetch_add(3600, Ordering::SeqCst);
+    let fresh = session.access_token().await.unwrap();
+    assert_ne!(fresh, token);
+    assert_eq!(opened.load(Ordering::SeqCst), 2);
+    // A 401 from the MCP server: dropped, and acquired again.
+    let challenge = r#"Bearer error="invalid_token""#;
+    match session.recover(&fresh, 401, Some(challenge)).await.unwrap() {
+        Recovery::Retry(again) => {
+            assert_ne!(again, fresh);
+            let (status, _) = call_mcp(&w.mcp_url, &again.authorization()).await;
+            assert_eq!(status, 200);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(opened.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn confidential_and_metadata_document_clients() {
+    let w = world(false, true).await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    // A confidential pre-registered client (client_secret_basic at the token endpoint).
+    let confidential = CodeFlowOptions::new(w.redirect.clone())
+        .registered_client(
+            w.auth.as_str(),
+            ClientCredentials::secret_basic("ide-conf", "conf-secret"),
+        )
+        .open_url(browser("ana", Tamper::Nothing, opened.clone()));
+    let session = client(&w, confidential)
+        .code_flow_session(&w.mcp_url)
+        .await
+        .unwrap();
+    let token = session.access_token().await.unwrap();
+    assert_eq!(call_mcp(&w.mcp_url, &token.authorization()).await.0, 200);
+    // Negative control: a wrong secret is refused at the token endpoint.
+    let wrong = CodeFlowOptions::new(w.redirect.clone())
+        .registered_client(
+            w.auth.as_str(),
+            ClientCredentials::secret_basic("ide-conf", "not-the-secret"),
+        )
+        .open_url(browser("ana", Tamper::Nothing, opened.clone()));
+    let session = client(&w, wrong)
+        .code_flow_session(&w.mcp_url)
+        .await
+        .unwrap();
+    let err = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(err, EmaError::CodeFlow(CodeFlowError::TokenRejected(_))),
+        "{err:?}"
+    );
+    // Not registered: the Client ID Metadata Document URL is the client id.
+    let cimd = CodeFlowOptions::new(w.redirect.clone())
+        .client_id_metadata_document(w.cimd.as_str())
+        .open_url(browser("ana", Tamper::Nothing, opened.clone()));
+    let session = client(&w, cimd)
+        .code_flow_session(&w.mcp_url)
+        .await
+        .unwrap();
+    assert_eq!(w.documents_fetched.load(Ordering::SeqCst), 0);
+    let err = session.access_token().await.unwrap_err();
+    // The AS fetched the document, took its redirect URI and signed the user in; the code
+    // reached the token endpoint. There ema-grant accepts an unregistered public client only
+    // under an `https://` id (D-11), which a loopback test cannot serve, so the redemption of
+    // this `http://127.0.0.1` document URL is refused as `invalid_client`.
+    assert_eq!(w.documents_fetched.load(Ordering::SeqCst), 1);
+    assert_eq!(err.hop(), Hop::Authorization);
+    assert!(
+        matches!(&err, EmaError::CodeFlow(CodeFlowError::TokenRejected(r)) if r.status == 401),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn no_client_identity_and_no_code_flow_options_are_typed_errors() {
+    // The AS takes no metadata documents and the client is not registered there.
+    let w = world(false, false).await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let unregistered = CodeFlowOptions::new(w.redirect.clone())
+        .client_id_metadata_document(w.cimd.as_str())
+        .open_url(browser("ana", Tamper::Nothing, opened.clone()));
+    let session = client(&w, unregistered)
+        .code_flow_session(&w.mcp_url)
+        .await
+        .unwrap();
+    let err = session.access_token().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            EmaError::CodeFlow(CodeFlowError::NoClientIdentity {
+                metadata_document_supported: false,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        opened.load(Ordering::SeqCst),
+        0,
+        "nothing shown to the user"
+    );
+    // An EMA-only client never redirects the user (CL-8): no code-flow options, no session.
+    let ema_only = EmaClient::builder(IdpConfig::new(
+        "https://idp.unused.example",
+        "https://idp.unused.example/token",
+        ClientCredentials::public("unused"),
+    ))
+    .fetch_policy(FetchPolicy::insecure_loopback_development())
+    .build()
+    .unwrap();
+    let err = ema_only.connect(&w.mcp_url, None).await.unwrap_err();
+    assert_eq!(err, EmaError::CodeFlow(CodeFlowError::NotConfigured));
+    let err = ema_only
+        .connect(&w.mcp_url, Some(Secret::new("id-token")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.hop(), Hop::Discovery, "{err}");
+}
+
+#[tokio::test]
+async fn ema_is_chosen_where_the_as_offers_the_id_jag_profile() {
+    let w = world(true, false).await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let client = client(&w, options(&w, "ana", Tamper::Nothing, &opened));
+    let ema = client
+        .connect(&w.mcp_url, Some(Secret::new("id-token")))
+        .await
+        .unwrap();
+    assert!(!ema.is_code_flow());
+    // Without an ID token, or when asked, the code flow.
+    assert!(
+        client
+            .connect(&w.mcp_url, None)
+            .await
+            .unwrap()
+            .is_code_flow()
+    );
+    let asked = client.code_flow_session(&w.mcp_url).await.unwrap();
+    assert!(asked.is_code_flow());
+    asked.access_token().await.unwrap();
+    assert_eq!(opened.load(Ordering::SeqCst), 1);
+}
+
+/// One sign-in with `tamper` as `user`, listener timeout `timeout`.
+async fn sign_in(
+    w: &World,
+    user: &'static str,
+    tamper: Tamper,
+    timeout: Duration,
+) -> Result<(), EmaError> {
+    let opened = Arc::new(AtomicUsize::new(0));
+    let options = CodeFlowOptions::new(w.redirect.clone().with_timeout(timeout))
+        .registered_client(w.auth.as_str(), ClientCredentials::public("ide"))
+        .open_url(browser(user, tamper, opened));
+    let session = client(w, options).code_flow_session(&w.mcp_url).await?;
+    session.access_token().await.map(|_| ())
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn wrong_state_is_refused() {
+    let w = world(false, false).await;
+    assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
+    let err = sign_in(&w, "ana", Tamper::State, LONG).await.unwrap_err();
+    assert_eq!(err, EmaError::CodeFlow(CodeFlowError::StateMismatch));
+    assert_eq!(err.hop(), Hop::Authorization);
+    assert!(err.to_string().contains("state"), "{err}");
+}
+
+#[tokio::test]
+async fn wrong_iss_is_refused() {
+    let w = world(false, false).await;
+    assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
+    let err = sign_in(&w, "ana", Tamper::Iss, LONG).await.unwrap_err();
+    assert_eq!(
+        err,
+        EmaError::CodeFlow(CodeFlowError::IssuerMismatch {
+            expected: w.auth.clone(),
+            found: Some("https://evil.example".into()),
+        })
+    );
+}
+
+#[tokio::test]
+async fn user_not_assigned_is_a_readable_access_denied() {
+    let w = world(false, false).await;
+    assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
+    let err = sign_in(&w, "bob", Tamper::Nothing, LONG).await.unwrap_err();
+    assert!(
+        matches!(err, EmaError::CodeFlow(CodeFlowError::AccessDenied { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.oauth_code().unwrap().as_str(), "access_denied");
+    let text = err.to_string();
+    assert!(text.contains("the user is not assigned"), "{text}");
+    assert!(text.contains("did not assign this user"), "{text}");
+}
+
+#[tokio::test]
+async fn listener_times_out_when_the_browser_never_returns() {
+    let w = world(false, false).await;
+    // Positive control: the same listener, a browser that returns.
+    assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
+    let short = Duration::from_millis(300);
+    let err = sign_in(&w, "ana", Tamper::NeverReturns, short)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        EmaError::CodeFlow(CodeFlowError::Timeout { after: short })
+    );
+    assert!(err.to_string().contains("did not complete"), "{err}");
+}
