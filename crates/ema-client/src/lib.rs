@@ -27,6 +27,12 @@
 //!   authorization server and required by the MCP server, and the hop that narrowed them;
 //!   [`EmaSession::last_failure`] keeps the last refusal for callers whose transport (rmcp)
 //!   reports only its own error.
+//! - The MCP authorization code flow ([`EmaClient::authorize`], [`CodeFlowOptions`]) for
+//!   servers whose authorization server lacks the ID-JAG profile, or when asked
+//!   ([`EmaClient::connect`], [`EmaClient::code_flow_session`]): PKCE S256, `state` (CL-12),
+//!   `resource` (RFC 8707), the RFC 9207 `iss` check, an [`OpenUrl`] hook (default
+//!   [`PrintUrl`]) and a [`LoopbackRedirect`] listener; typed [`CodeFlowError`]s. Its tokens
+//!   go through the same [`EmaSession`] call path. Never used unless configured (CL-8).
 //! - With the `rmcp` feature: [`EmaHttpClient`], an rmcp Streamable HTTP client that authorizes
 //!   every request through a session (see `examples/rmcp_client.rs`), and
 //!   [`ema_client_config`] / [`declare_ema_extension`], which declare the EMA extension
