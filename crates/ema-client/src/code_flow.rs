@@ -15,6 +15,7 @@ use std::time::Duration;
 use ema_id_jag::ScopeSet;
 use ema_jose::random_id;
 use ema_jwks::Secret;
+use ema_metadata::ErrorCode;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use url::Url;
 
@@ -83,7 +84,7 @@ where
 /// The loopback redirect listener (RFC 8252 §7.3): `http://127.0.0.1:<port><path>`, bound once
 /// and reused by every run of the flow. Each run waits for one callback request (other paths
 /// get `404`), answers the browser with a short page, refuses a wrong `state`, and gives up
-/// after the timeout (default 5 minutes).
+/// after the timeout (default 5 minutes). Clones share the socket, and runs on it take turns.
 ///
 /// ```
 /// use std::time::Duration;
@@ -97,6 +98,8 @@ where
 #[derive(Debug, Clone)]
 pub struct LoopbackRedirect {
     listener: Arc<std::net::TcpListener>,
+    /// One run at a time: a callback is never taken by another run's accept loop.
+    runs: Arc<tokio::sync::Mutex<()>>,
     port: u16,
     path: String,
     timeout: Duration,
@@ -120,6 +123,7 @@ impl LoopbackRedirect {
         listener.set_nonblocking(true)?;
         Ok(Self {
             listener: Arc::new(listener),
+            runs: Arc::new(tokio::sync::Mutex::new(())),
             port: addr.port(),
             path: "/callback".to_owned(),
             timeout: Duration::from_secs(300),
@@ -472,11 +476,14 @@ impl EmaClient {
                 query.append_pair("scope", &scope.to_string());
             }
         }
-        let params = open_and_wait(
-            options.opener.open(&authorize_url),
-            options.redirect.receive(&state),
-        )
-        .await?;
+        let params = {
+            let _turn = options.redirect.runs.lock().await;
+            open_and_wait(
+                options.opener.open(&authorize_url),
+                options.redirect.receive(&state),
+            )
+            .await?
+        };
         // RFC 9207: `iss`, when sent (and it must be when the server says it sends it), is the
         // issuer the request went to; checked before the error or the code is believed.
         let iss_required = metadata
@@ -495,14 +502,20 @@ impl EmaClient {
             }
         }
         if let Some(error) = params.get("error") {
-            let body = serde_json::json!({
-                "error": error,
-                "error_description": params.get("error_description"),
-            });
-            let response = OAuthErrorResponse::from_body(
-                0,
-                serde_json::to_vec(&body).unwrap_or_default().as_slice(),
-            );
+            let text = |name: &str| {
+                params
+                    .get(name)
+                    .map(|v| v.chars().take(512).collect::<String>())
+            };
+            // Not an HTTP answer: the error came through the redirect (status 0).
+            let response = OAuthErrorResponse {
+                status: 0,
+                error: ErrorCode::parse(error).ok(),
+                error_description: text("error_description"),
+                error_uri: text("error_uri"),
+                max_age: None,
+                acr_values: None,
+            };
             return Err(if error == "access_denied" {
                 CodeFlowError::AccessDenied {
                     description: response.error_description,

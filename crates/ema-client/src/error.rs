@@ -165,7 +165,11 @@ pub enum CodeFlowError {
         description: Option<String>,
     },
     /// The authorization server refused the request with another error (in the redirect).
-    #[error("the authorization server refused the sign-in: {0}")]
+    #[error(
+        "the authorization server refused the sign-in: `{}`{}",
+        .0.error.as_ref().map_or("invalid", ErrorCode::as_str),
+        .0.error_description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
     Refused(OAuthErrorResponse),
     /// The redirect carried neither a code nor an error.
     #[error("the sign-in response carries no code")]
@@ -638,5 +642,44 @@ mod tests {
             EmaError::from(McpAuthError::Unauthorized).oauth_code(),
             None
         );
+    }
+
+    #[test]
+    fn code_flow_errors_read_as_sentences() {
+        let denied = EmaError::from(CodeFlowError::AccessDenied {
+            description: Some("the IdP did not assign this user to this server".into()),
+        });
+        assert_eq!(denied.hop(), Hop::Authorization);
+        assert_eq!(denied.oauth_code(), Some(ErrorCode::AccessDenied));
+        assert!(
+            denied
+                .to_string()
+                .contains("the user is not assigned to this MCP server"),
+            "{denied}"
+        );
+        let refused = CodeFlowError::Refused(OAuthErrorResponse {
+            status: 0,
+            error: Some(ErrorCode::InvalidScope),
+            error_description: Some("unknown scope".into()),
+            error_uri: None,
+            max_age: None,
+            acr_values: None,
+        });
+        assert_eq!(
+            refused.to_string(),
+            "the authorization server refused the sign-in: `invalid_scope`: unknown scope"
+        );
+        let err = EmaError::from(refused.clone());
+        assert_eq!(err.oauth_code(), Some(ErrorCode::InvalidScope));
+        assert!(err.oauth_error().is_some());
+        let iss = CodeFlowError::IssuerMismatch {
+            expected: "https://as.example".into(),
+            found: Some("https://evil.example".into()),
+        };
+        assert_eq!(
+            iss.to_string(),
+            "the sign-in response's iss is `https://evil.example`, expected `https://as.example` (RFC 9207; refused)"
+        );
+        assert_eq!(CodeFlowError::StateMismatch.oauth_code(), None);
     }
 }

@@ -55,6 +55,8 @@ enum Tamper {
     State,
     /// The callback's `iss` is replaced.
     Iss,
+    /// The callback's `iss` is dropped.
+    DropIss,
     /// The browser never comes back to the loopback listener.
     NeverReturns,
 }
@@ -70,8 +72,9 @@ fn serve(l: tokio::net::TcpListener, app: axum::Router) {
 }
 
 /// The IdP, the AS (`id_jag`: whether it also offers the ID-JAG profile; it always offers the
-/// code flow) and an MCP server.
-async fn world(id_jag: bool, cimd: bool) -> World {
+/// code flow; `cimd`: whether it takes client metadata documents; `iss_advertised`: whether its
+/// metadata says it sends `iss`, RFC 9207) and an MCP server.
+async fn world(id_jag: bool, cimd: bool, iss_advertised: bool) -> World {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock(UnixTime::from_secs(NOW)));
     let redirect = LoopbackRedirect::bind(0).unwrap();
     let client_cb = redirect.redirect_uri();
@@ -177,6 +180,12 @@ async fn world(id_jag: bool, cimd: bool) -> World {
     advertise_code_flow(&mut meta);
     if cimd {
         meta.client_id_metadata_document_supported = Some(true);
+    }
+    if iss_advertised {
+        meta.extra.insert(
+            "authorization_response_iss_parameter_supported".into(),
+            true.into(),
+        );
     }
     let as_router = AuthorizationServerRouter::builder(grant, &meta)
         .clock(clock)
@@ -307,6 +316,16 @@ fn browser(user: &'static str, tamper: Tamper, opened: Arc<AtomicUsize>) -> impl
                 Tamper::Nothing => {}
                 Tamper::State => back = replace_param(&back, "state", "forged-state"),
                 Tamper::Iss => back = replace_param(&back, "iss", "https://evil.example"),
+                Tamper::DropIss => {
+                    let mut url = Url::parse(&back).unwrap();
+                    let kept: Vec<(String, String)> = url
+                        .query_pairs()
+                        .filter(|(k, _)| k != "iss")
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect();
+                    url.query_pairs_mut().clear().extend_pairs(kept);
+                    back = url.into();
+                }
                 Tamper::NeverReturns => return Ok(()),
             }
             let r = b.get(back).send().await.map_err(e)?;
@@ -359,7 +378,7 @@ async fn call_mcp(url: &Url, authorization: &Secret) -> (u16, String) {
 
 #[tokio::test]
 async fn code_flow_session_signs_in_calls_and_reacquires_when_expired() {
-    let w = world(false, false).await;
+    let w = world(false, false, false).await;
     let opened = Arc::new(AtomicUsize::new(0));
     let client = client(&w, options(&w, "ana", Tamper::Nothing, &opened));
     // The AS offers no ID-JAG profile: `connect` picks the code flow, with or without an ID
@@ -399,7 +418,7 @@ async fn code_flow_session_signs_in_calls_and_reacquires_when_expired() {
 
 #[tokio::test]
 async fn confidential_and_metadata_document_clients() {
-    let w = world(false, true).await;
+    let w = world(false, true, false).await;
     let opened = Arc::new(AtomicUsize::new(0));
     // A confidential pre-registered client (client_secret_basic at the token endpoint).
     let confidential = CodeFlowOptions::new(w.redirect.clone())
@@ -455,7 +474,7 @@ async fn confidential_and_metadata_document_clients() {
 #[tokio::test]
 async fn no_client_identity_and_no_code_flow_options_are_typed_errors() {
     // The AS takes no metadata documents and the client is not registered there.
-    let w = world(false, false).await;
+    let w = world(false, false, false).await;
     let opened = Arc::new(AtomicUsize::new(0));
     let unregistered = CodeFlowOptions::new(w.redirect.clone())
         .client_id_metadata_document(w.cimd.as_str())
@@ -500,7 +519,7 @@ async fn no_client_identity_and_no_code_flow_options_are_typed_errors() {
 
 #[tokio::test]
 async fn ema_is_chosen_where_the_as_offers_the_id_jag_profile() {
-    let w = world(true, false).await;
+    let w = world(true, false, false).await;
     let opened = Arc::new(AtomicUsize::new(0));
     let client = client(&w, options(&w, "ana", Tamper::Nothing, &opened));
     let ema = client
@@ -541,7 +560,7 @@ const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn wrong_state_is_refused() {
-    let w = world(false, false).await;
+    let w = world(false, false, false).await;
     assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
     let err = sign_in(&w, "ana", Tamper::State, LONG).await.unwrap_err();
     assert_eq!(err, EmaError::CodeFlow(CodeFlowError::StateMismatch));
@@ -551,7 +570,7 @@ async fn wrong_state_is_refused() {
 
 #[tokio::test]
 async fn wrong_iss_is_refused() {
-    let w = world(false, false).await;
+    let w = world(false, false, false).await;
     assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
     let err = sign_in(&w, "ana", Tamper::Iss, LONG).await.unwrap_err();
     assert_eq!(
@@ -565,7 +584,7 @@ async fn wrong_iss_is_refused() {
 
 #[tokio::test]
 async fn user_not_assigned_is_a_readable_access_denied() {
-    let w = world(false, false).await;
+    let w = world(false, false, false).await;
     assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
     let err = sign_in(&w, "bob", Tamper::Nothing, LONG).await.unwrap_err();
     assert!(
@@ -580,7 +599,7 @@ async fn user_not_assigned_is_a_readable_access_denied() {
 
 #[tokio::test]
 async fn listener_times_out_when_the_browser_never_returns() {
-    let w = world(false, false).await;
+    let w = world(false, false, false).await;
     // Positive control: the same listener, a browser that returns.
     assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
     let short = Duration::from_millis(300);
@@ -592,4 +611,23 @@ async fn listener_times_out_when_the_browser_never_returns() {
         EmaError::CodeFlow(CodeFlowError::Timeout { after: short })
     );
     assert!(err.to_string().contains("did not complete"), "{err}");
+}
+
+#[tokio::test]
+async fn missing_iss_is_refused_where_the_server_says_it_sends_it() {
+    // Not advertised: an answer without `iss` is taken (RFC 9207 §2.4).
+    let w = world(false, false, false).await;
+    assert_eq!(sign_in(&w, "ana", Tamper::DropIss, LONG).await, Ok(()));
+    // Advertised: the same answer is refused; with `iss` it passes.
+    let w = world(false, false, true).await;
+    assert_eq!(sign_in(&w, "ana", Tamper::Nothing, LONG).await, Ok(()));
+    let err = sign_in(&w, "ana", Tamper::DropIss, LONG).await.unwrap_err();
+    assert_eq!(
+        err,
+        EmaError::CodeFlow(CodeFlowError::IssuerMismatch {
+            expected: w.auth.clone(),
+            found: None,
+        })
+    );
+    assert!(err.to_string().contains("iss is missing"), "{err}");
 }
