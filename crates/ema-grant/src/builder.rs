@@ -2,6 +2,7 @@
 //! rest have defaults, and `build()` refuses a configuration that could never issue a token
 //! ([`BuildError`]) instead of panicking or failing every request later.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ema_id_jag::{
@@ -16,6 +17,7 @@ use crate::dpop::DpopValidator;
 use crate::exchange::{AdminPolicy, DynAdminPolicy, TargetServer, TokenExchangeGrant};
 use crate::form::DEFAULT_MAX_BODY;
 use crate::jwt_bearer::JwtBearerGrant;
+use crate::redemption::IdJagRedeemer;
 use crate::replay::{DynReplayStore, InMemoryReplayStore, ReplayStore};
 use crate::revocation::RevocationLedger;
 use crate::revoke::Revoker;
@@ -189,6 +191,7 @@ impl JwtBearerGrant {
             tokens,
             common: Common::new(),
             revoker: None,
+            redeemer: None,
         }
     }
 }
@@ -201,6 +204,7 @@ pub struct JwtBearerGrantBuilder<K, S, R = InMemoryReplayStore> {
     tokens: AccessTokenIssuer,
     common: Common<R>,
     revoker: Option<Revoker>,
+    redeemer: Option<Arc<dyn IdJagRedeemer>>,
 }
 
 impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, S, R> {
@@ -264,6 +268,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
             tokens: self.tokens,
             common: self.common.with_replay(replay),
             revoker: self.revoker,
+            redeemer: self.redeemer,
         }
     }
 
@@ -286,6 +291,19 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
         self
     }
 
+    /// Checks the ID-JAG's IdP subject and consumes its `jti` in one call to `redeemer`
+    /// instead of the revoker's ledger followed by the replay store (e.g. one Redis round trip
+    /// with [`RedisRedeemer`](crate::RedisRedeemer) of feature `redis`). Same contract: a
+    /// revoked subject gets `invalid_grant` with its `jti` not consumed (RV-11), a replay
+    /// `invalid_grant` (SEC-1), a failure 503 `temporarily_unavailable` and no token (RV-14).
+    /// The replay store still records client-assertion and DPoP-proof `jti`s, and the
+    /// [`revoker`](Self::revoker), when set, still records subject mappings (RV-12). Give the
+    /// redeemer the same ledger and replay keys as the revoker and the store.
+    pub fn redeemer(mut self, redeemer: Arc<dyn IdJagRedeemer>) -> Self {
+        self.redeemer = Some(redeemer);
+        self
+    }
+
     /// Builds the grant with its key source, subject resolver and replay store erased: the
     /// bare [`JwtBearerGrant`] (one boxed future per call into each).
     pub fn build(self) -> Result<JwtBearerGrant, BuildError>
@@ -299,7 +317,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
             validator,
             self.tokens,
             self.common,
-            self.revoker,
+            (self.revoker, self.redeemer),
             DynReplayStore::new,
         )
     }
@@ -311,7 +329,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
             validator,
             self.tokens,
             self.common,
-            self.revoker,
+            (self.revoker, self.redeemer),
             |replay| replay,
         )
     }
@@ -322,7 +340,7 @@ fn finish_jwt_bearer<K: KeySource, S: SubjectResolver, R, R2>(
     validator: IdJagValidator<K, S>,
     tokens: AccessTokenIssuer,
     mut common: Common<R>,
-    revoker: Option<Revoker>,
+    (revoker, redeemer): (Option<Revoker>, Option<Arc<dyn IdJagRedeemer>>),
     replay: impl FnOnce(R) -> R2,
 ) -> Result<JwtBearerGrant<K, S, R2>, BuildError> {
     let (token_endpoint, clients) = common.endpoint_and_clients(validator.issuer())?;
@@ -332,6 +350,7 @@ fn finish_jwt_bearer<K: KeySource, S: SubjectResolver, R, R2>(
         clients,
         replay: replay(common.replay),
         revoker,
+        redeemer,
         tokens,
         dpop: DpopValidator::new(token_endpoint),
         realm,

@@ -12,6 +12,7 @@ use crate::dpop::{DpopError, DpopValidator};
 use crate::error::{ErrorCode, OAuthError, json_bytes_response, json_response};
 use crate::form::{Form, FormError, Redacted, RequestError, TokenRequest};
 use crate::issuance::IdJagRedemption;
+use crate::redemption::{IdJagRedeemer, Redeemed, RedemptionCheck};
 use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
 use crate::revocation::{LedgerVerdict, RevocationScope, Revoked};
 use crate::scope_log::ScopeLog;
@@ -120,6 +121,7 @@ pub struct JwtBearerGrant<
     pub(crate) clients: ClientRegistry,
     pub(crate) replay: R,
     pub(crate) revoker: Option<crate::revoke::Revoker>,
+    pub(crate) redeemer: Option<std::sync::Arc<dyn IdJagRedeemer>>,
     pub(crate) tokens: AccessTokenIssuer,
     pub(crate) dpop: DpopValidator,
     pub(crate) realm: String,
@@ -214,6 +216,35 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
     /// The revoker checked at every redemption, when one is configured (RV-11).
     pub fn revoker(&self) -> Option<&crate::revoke::Revoker> {
         self.revoker.as_ref()
+    }
+
+    /// The revoker's ledger check (when a revoker is set), then, only if not revoked, the
+    /// replay store's check-and-insert: the redemption without a redeemer. Each failure is
+    /// mapped by its own error type (503 `temporarily_unavailable`).
+    async fn redeem_in_two_steps(
+        &self,
+        check: RedemptionCheck<'_>,
+        now: UnixTime,
+    ) -> Result<Redeemed, OAuthError> {
+        if let Some(revoker) = &self.revoker {
+            match revoker
+                .check_id_jag(check.idp_issuer, check.tenant, check.idp_subject, check.iat)
+                .await
+            {
+                Ok(LedgerVerdict::Allowed) => {}
+                Ok(LedgerVerdict::Revoked(reason)) => return Ok(Redeemed::Revoked(reason)),
+                Err(e) => return Err(OAuthError::from_error(e)),
+            }
+        }
+        match self
+            .replay
+            .check_and_insert(check.replay, check.expires_at, now)
+            .await
+        {
+            Ok(Seen::First) => Ok(Redeemed::First),
+            Ok(Seen::Again) => Ok(Redeemed::Again),
+            Err(e) => Err(OAuthError::from_error(e)),
+        }
     }
 
     /// Handles an HTTP token request and always answers: a token or an OAuth error. The
@@ -315,43 +346,45 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
             .map_err(|e| id_jag_error(&e))?;
         // RV-11: a revoked IdP subject gets `invalid_grant` after signature and claims, and
         // before the replay commit so its `jti` is not burnt; RV-14: no ledger answer, no token.
-        let claims = &id_jag.claims;
-        if let Some(revoker) = &self.revoker {
-            match revoker
-                .check_id_jag(
-                    claims.iss.as_str(),
-                    claims.tenant.as_deref(),
-                    claims.sub.as_str(),
-                    claims.iat,
-                )
-                .await
-            {
-                Ok(LedgerVerdict::Allowed) => {}
-                Ok(LedgerVerdict::Revoked(reason)) => {
-                    return Err(OAuthError::invalid_grant(
-                        "the user's access was revoked at the IdP; sign in again",
-                    )
-                    .with_cause(Revoked(reason)));
-                }
-                Err(e) => return Err(OAuthError::from_error(e)),
-            }
-        }
         // (15) consume the `jti` only now that a token will be issued (SEC-1, AS-7, D-6). Kept
         // until `exp` plus the leeway, after which the assertion is expired anyway.
+        let claims = &id_jag.claims;
         let key = ReplayKey {
             kind: ReplayKind::IdJag,
             issuer: claims.iss.as_str(),
             jti: claims.jti.as_str(),
         };
         let until = claims.exp.plus(ema_jose::TimeOptions::MAX_LEEWAY.as_secs());
-        match self.replay.check_and_insert(key, until, now).await {
-            Ok(Seen::First) => {}
-            Ok(Seen::Again) => {
+        let check = RedemptionCheck::new(
+            claims.iss.as_str(),
+            claims.tenant.as_deref(),
+            claims.sub.as_str(),
+            claims.iat,
+            key,
+            until,
+        );
+        let redeemed = match &self.redeemer {
+            // Both in one call (one round trip on Redis), same answers.
+            Some(redeemer) => redeemer
+                .redeem(check, now)
+                .await
+                .map_err(OAuthError::from_error),
+            None => self.redeem_in_two_steps(check, now).await,
+        };
+        match redeemed {
+            Ok(Redeemed::First) => {}
+            Ok(Redeemed::Again) => {
                 return Err(OAuthError::invalid_grant(
                     "this ID-JAG was already used; obtain a new one from the IdP",
                 ));
             }
-            Err(e) => return Err(OAuthError::from_error(e)),
+            Ok(Redeemed::Revoked(reason)) => {
+                return Err(OAuthError::invalid_grant(
+                    "the user's access was revoked at the IdP; sign in again",
+                )
+                .with_cause(Revoked(reason)));
+            }
+            Err(e) => return Err(e),
         }
         // (16) the access token: audience = the selected resource (AS-11), the principal's
         // attributes for the tool-call layer, DPoP binding when proven (D-17).

@@ -38,8 +38,11 @@ pub mod form;
 pub mod introspection;
 mod issuance;
 pub mod jwt_bearer;
+pub mod redemption;
 #[cfg(feature = "redis")]
 pub mod redis_ledger;
+#[cfg(feature = "redis")]
+pub mod redis_redemption;
 #[cfg(feature = "redis")]
 pub mod redis_store;
 pub mod replay;
@@ -84,8 +87,11 @@ pub use issuance::{IdJagIssuance, IdJagRedemption};
 pub use jwt_bearer::{
     AccessTokenResponse, JWT_BEARER, JwtBearerGrant, id_jag_error, request_error,
 };
+pub use redemption::{IdJagRedeemer, Redeemed, RedemptionCheck};
 #[cfg(feature = "redis")]
 pub use redis_ledger::RedisLedger;
+#[cfg(feature = "redis")]
+pub use redis_redemption::RedisRedeemer;
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisReplayStore, RedisSetupError};
 pub use replay::{

@@ -121,7 +121,7 @@ return 1
 
 /// The verdict of a subject's disabled flag and watermark records for a token issued at
 /// `iat`.
-fn subject_verdict(
+pub(crate) fn subject_verdict(
     disabled: Option<String>,
     watermark: Option<String>,
     iat: UnixTime,
@@ -147,7 +147,7 @@ fn subject_verdict(
     Ok(LedgerVerdict::Allowed)
 }
 
-fn unavailable(reason: impl Into<String>) -> LedgerError {
+pub(crate) fn unavailable(reason: impl Into<String>) -> LedgerError {
     LedgerError::Unavailable {
         reason: reason.into(),
     }
@@ -296,6 +296,28 @@ impl RedisLedger {
     pub fn with_stream_cap(mut self, entries: usize) -> Self {
         self.stream_cap = entries.max(1);
         self
+    }
+
+    /// The command connection, to share with a [`RedisReplayStore`](crate::RedisReplayStore)
+    /// (see [`RedisRedeemer`](crate::redis_redemption::RedisRedeemer)).
+    pub fn connection(&self) -> &ConnectionManager {
+        &self.conn
+    }
+
+    /// The bound on one command.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The keys of an IdP subject's disabled flag and watermark, in that order.
+    pub(crate) fn id_jag_subject_keys(
+        &self,
+        idp_issuer: &str,
+        tenant: Option<&str>,
+        idp_subject: &str,
+    ) -> (String, String) {
+        let digest = subject_digest(&RevocationScope::idp(idp_issuer, tenant), idp_subject);
+        (self.key("d", &digest), self.key("w", &digest))
     }
 
     /// The change stream's key.

@@ -21,6 +21,11 @@
 //!   itself (`redis_server` starts the server; it must be on `PATH`);
 //! - `redis_ledger` (feature `redis`): the revocation ledger on Redis and mirrors tailing its
 //!   stream across killed connections, a trimmed stream and a Redis restart;
+//! - `redemption`: an `IdJagRedeemer` set on the jwt-bearer grant replaces its ledger check
+//!   and replay commit for the ID-JAG, with the same answers;
+//! - `redis_redemption` (feature `redis`): the one-round-trip `RedisRedeemer` answers exactly
+//!   as the two steps (ledger `MGET`, then `SET NX PX`) over a revocation matrix, does not burn
+//!   a revoked ID-JAG's `jti`, fails closed with Redis down, and redeems once across instances;
 //! - `ssf`: the SSF push receiver's matrix (RV-4..RV-10, RV-13, D-37), each refusal with its
 //!   RFC 8935 code and its positive control;
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
@@ -61,11 +66,16 @@ mod jwt_bearer_matrix;
 #[cfg(test)]
 mod oracle;
 #[cfg(test)]
+mod redemption;
+#[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis_ledger;
+#[cfg(test)]
+#[cfg(feature = "redis")]
+mod redis_redemption;
 #[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis_server;

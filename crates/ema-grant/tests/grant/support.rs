@@ -312,6 +312,29 @@ impl Fx {
             .unwrap()
     }
 
+    /// A jwt-bearer grant like [`Fx::as_grant_with_revoker`] over `replay`, redeeming ID-JAGs
+    /// through `redeemer` when one is given (else the revoker, then the replay store).
+    pub(crate) fn as_grant_redeeming<R: ReplayStore + 'static>(
+        &self,
+        revoker: ema_grant::Revoker,
+        replay: R,
+        redeemer: Option<Arc<dyn ema_grant::IdJagRedeemer>>,
+    ) -> AsGrant {
+        let mut builder = as_builder(
+            &self.keys,
+            as_key_source(&self.keys),
+            directory(),
+            false,
+            resources(),
+        )
+        .revoker(revoker)
+        .replay_store(replay);
+        if let Some(redeemer) = redeemer {
+            builder = builder.redeemer(redeemer);
+        }
+        builder.build().unwrap()
+    }
+
     /// A jwt-bearer grant over other key, subject and replay implementations.
     pub(crate) fn jwt_bearer<K: KeySource, S: SubjectResolver, R: ReplayStore>(
         &self,
