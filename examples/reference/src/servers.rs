@@ -8,9 +8,9 @@ use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger, Mir
 use ema_grant::ssf::{SsfReceiver, SubjectMatching, TransmitterTrust};
 use ema_grant::{
     AccessTokenIssuer, AdminPolicy, AuthMethod, ClientCredential, ClientRegistry, DynReplayStore,
-    GroupPolicy, GroupRule, JwtBearerGrant, PolicyDecision, PolicyRequest, RedisLedger,
-    RedisReplayStore, RegisteredClient, Revoker, SsoProvider, TargetServer, TokenExchangeGrant,
-    User,
+    GroupPolicy, GroupRule, IdJagRedeemer, JwtBearerGrant, PolicyDecision, PolicyRequest,
+    RedisLedger, RedisRedeemer, RedisReplayStore, RegisteredClient, Revoker, SsoProvider,
+    TargetServer, TokenExchangeGrant, User,
 };
 use ema_id_jag::{
     Directory, IdJagIssuer, Issuer, LocalSubject, ResourceConfig, ResourceRegistry, ScopeSet,
@@ -675,7 +675,12 @@ pub fn authorization_server_parts(
             )
         });
     }
-    let grant = JwtBearerGrant::builder(
+    // RV-11, RV-14: the in-memory ledger of one instance, or the ledger on Redis shared by
+    // every instance with the same `redis_url` and `redis_prefix`; on Redis, each ID-JAG's
+    // ledger check and replay commit are one script call (one round trip).
+    let (ledger, replay, redeemer) =
+        as_shared_state(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())?;
+    let mut grant = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(issuer), keys).with_lifetime(lifetime),
         issuer_keys,
         directory,
@@ -688,19 +693,14 @@ pub fn authorization_server_parts(
         clients(&cfg.clients, [issuer.to_owned(), token_endpoint.clone()])?.with_leeway(leeway),
     )
     .token_endpoint(&token_endpoint)
-    // RV-11, RV-14: the in-memory ledger of one instance, or the ledger on Redis shared by
-    // every instance with the same `redis_url` and `redis_prefix`.
-    .revoker(Revoker::from_dyn(
-        ledger(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())?
-            .unwrap_or_else(|| DynRevocationLedger::new(MemoryLedger::new())),
-        issuer,
-    ))
-    .replay_store(replay_store(
-        cfg.redis_url.as_deref(),
-        cfg.redis_prefix.as_deref(),
-    )?)
-    .build()
-    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    .revoker(Revoker::from_dyn(ledger, issuer))
+    .replay_store(replay);
+    if let Some(redeemer) = redeemer {
+        grant = grant.redeemer(redeemer);
+    }
+    let grant = grant
+        .build()
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
     let mut metadata =
         AuthorizationServerMetadata::new(issuer, token_endpoint).with_id_jag_profile();
     metadata.jwks_uri = Some(paths.url(issuer, paths.jwks()));
@@ -796,6 +796,42 @@ pub fn replay_store(
         store = store.with_prefix(prefix).map_err(invalid)?;
     }
     Ok(DynReplayStore::new(store))
+}
+
+/// The authorization server's revocation ledger, replay store and, on Redis, the redeemer
+/// that does an ID-JAG's ledger check and replay commit in one round trip. With `redis_url`:
+/// the [`RedisLedger`] and a [`RedisReplayStore`] on its connection, under the same prefix
+/// (shared by every instance with the same URL and prefix). Without: an in-memory ledger and
+/// store, and no redeemer (the grant's two in-process steps).
+fn as_shared_state(
+    redis_url: Option<&str>,
+    redis_prefix: Option<&str>,
+) -> Result<
+    (
+        DynRevocationLedger,
+        DynReplayStore,
+        Option<Arc<dyn IdJagRedeemer>>,
+    ),
+    ConfigError,
+> {
+    let Some(url) = redis_url else {
+        let replay = replay_store(None, redis_prefix)?;
+        return Ok((DynRevocationLedger::new(MemoryLedger::new()), replay, None));
+    };
+    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
+    let mut ledger = RedisLedger::open(url).map_err(invalid)?;
+    let mut store = RedisReplayStore::new(ledger.connection().clone());
+    if let Some(prefix) = redis_prefix {
+        ledger = ledger.with_prefix(prefix).map_err(invalid)?;
+        store = store.with_prefix(prefix).map_err(invalid)?;
+    }
+    let redeemer: Arc<dyn IdJagRedeemer> =
+        Arc::new(RedisRedeemer::new(ledger.clone(), store.clone()));
+    Ok((
+        DynRevocationLedger::new(ledger),
+        DynReplayStore::new(store),
+        Some(redeemer),
+    ))
 }
 
 /// The revocation ledger on Redis when `redis_url` is set (RV-14: watermarks, disabled flags
