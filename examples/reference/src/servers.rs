@@ -798,6 +798,13 @@ pub fn replay_store(
     Ok(DynReplayStore::new(store))
 }
 
+/// What [`as_shared_state`] gives the authorization server's jwt-bearer grant.
+type AsSharedState = (
+    DynRevocationLedger,
+    DynReplayStore,
+    Option<Arc<dyn IdJagRedeemer>>,
+);
+
 /// The authorization server's revocation ledger, replay store and, on Redis, the redeemer
 /// that does an ID-JAG's ledger check and replay commit in one round trip. With `redis_url`:
 /// the [`RedisLedger`] and a [`RedisReplayStore`] on its connection, under the same prefix
@@ -806,14 +813,7 @@ pub fn replay_store(
 fn as_shared_state(
     redis_url: Option<&str>,
     redis_prefix: Option<&str>,
-) -> Result<
-    (
-        DynRevocationLedger,
-        DynReplayStore,
-        Option<Arc<dyn IdJagRedeemer>>,
-    ),
-    ConfigError,
-> {
+) -> Result<AsSharedState, ConfigError> {
     let Some(url) = redis_url else {
         let replay = replay_store(None, redis_prefix)?;
         return Ok((DynRevocationLedger::new(MemoryLedger::new()), replay, None));
