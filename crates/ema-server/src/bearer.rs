@@ -1221,31 +1221,22 @@ impl BearerAuth {
         let ending = request.method() == http::Method::DELETE;
         let (guard, signal) = live.register(&principal, session.as_deref(), auth.clock.now());
         // A change applied between the check and the registration is not missed.
-        if let Some(mirror) = &auth.revocation {
-            let claims = principal.claims();
-            if let Some(reason) = mirror.revocation(
-                claims.iss.as_str(),
-                &claims.sub,
-                claims.iat,
-                claims.jti.as_str(),
-            ) {
-                return Ok(self.refuse_revoked(&principal, Some(reason)));
-            }
+        if let Some(reason) = self.mirror_reason(&principal) {
+            return Ok(self.refuse_revoked(&principal, Some(reason)));
         }
         request.extensions_mut().insert(signal.clone());
         let Some(response) = unless_revoked(inner.call(request), &signal).await else {
-            let reason = auth.revocation.as_ref().and_then(|mirror| {
-                let claims = principal.claims();
-                mirror.revocation(
-                    claims.iss.as_str(),
-                    &claims.sub,
-                    claims.iat,
-                    claims.jti.as_str(),
-                )
-            });
-            return Ok(self.refuse_revoked(&principal, reason));
+            return Ok(self.refuse_revoked(&principal, self.mirror_reason(&principal)));
         };
         let response = response?.into_response();
+        // RV-18: the session this request named may have been closed under it by the
+        // revocation (the MCP service then answers an error for a terminated session); the
+        // client is told why instead.
+        if signal.is_revoked()
+            && (response.status().is_server_error() || response.status() == StatusCode::NOT_FOUND)
+        {
+            return Ok(self.refuse_revoked(&principal, self.mirror_reason(&principal)));
+        }
         if let Some(assigned) = response
             .headers()
             .get(MCP_SESSION_ID)
@@ -1268,6 +1259,18 @@ impl BearerAuth {
             return Ok(response);
         }
         Ok(response.map(|body| Body::new(RevocableBody::new(body, &signal, guard))))
+    }
+
+    /// Why the mirror, whatever its age, revokes `principal`'s token (`None`: it does not, or
+    /// there is no mirror).
+    fn mirror_reason(&self, principal: &Principal) -> Option<RevocationReason> {
+        let claims = principal.claims();
+        self.0.revocation.as_ref()?.revocation(
+            claims.iss.as_str(),
+            &claims.sub,
+            claims.iat,
+            claims.jti.as_str(),
+        )
     }
 
     /// The audited 401 for a request whose token was revoked while it was served.

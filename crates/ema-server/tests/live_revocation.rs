@@ -230,6 +230,64 @@ async fn rv18_a_running_request_of_a_revoked_subject_is_dropped_and_refused() {
     assert!(!rest.contains(&Event::Dropped(BOB.into())), "{rest:?}");
 }
 
+// RV-18: a request whose MCP session is closed under it by the revocation gets the MCP
+// service's error for a terminated session (rmcp answers 500); the bearer layer answers the
+// revocation's 401 instead. Control: the same 500 for a subject that is not revoked passes
+// through unchanged.
+#[tokio::test]
+async fn rv18_an_error_from_a_session_closed_by_the_revocation_reads_as_the_revocation() {
+    let w = Arc::new(World::new());
+    let app = {
+        let world = w.clone();
+        Router::new()
+            .route(
+                "/mcp",
+                post(move |who: Principal| {
+                    let world = world.clone();
+                    async move {
+                        // The revocation lands while the request is being served, and the
+                        // service fails the request as rmcp does for a terminated session.
+                        if who.subject() == ALICE {
+                            world.revoke(ALICE);
+                        }
+                        (
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "session service terminated",
+                        )
+                    }
+                }),
+            )
+            .layer(w.auth(None))
+    };
+    let call = |token: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::post("/mcp")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from("{}"))
+                .unwrap();
+            let resp = ServiceExt::<Request<Body>>::oneshot(app, req)
+                .await
+                .map_err(|e: Infallible| e)
+                .unwrap();
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, body) = within("alice", call(w.token(ALICE, NOW))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("token revoked"), "{body}");
+    let (status, body) = within("bob", call(w.token(BOB, NOW))).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "session service terminated"
+        )
+    );
+}
+
 /// A tool that runs until released, reporting its life.
 #[derive(Clone)]
 struct Slow {

@@ -237,6 +237,10 @@ async fn live_session(addr: SocketAddr, token: &str) -> Result<McpSession, BoxEr
 
 /// Calls the tool without pause until the instance refuses the token (401); returns the time
 /// of the refusal and how many calls still succeeded.
+///
+/// A call in flight when the instance learns of the revocation has its response stream ended
+/// without a result (RV-18); the loop goes on, and the next call's 401 is the time recorded
+/// (the later, conservative reading).
 async fn until_refused(
     mut session: McpSession,
     deadline: Instant,
@@ -246,6 +250,7 @@ async fn until_refused(
         match session.call(TOOL).await {
             Ok(()) => served += 1,
             Err(McpError::Status(401)) => return Ok((Instant::now(), served)),
+            Err(McpError::Protocol(_)) => {}
             Err(e) => return Err(e.into()),
         }
         if Instant::now() >= deadline {
