@@ -163,11 +163,18 @@ pub trait ErasedReplayStore: Send + Sync {
         now: UnixTime,
     ) -> Pin<Box<dyn Future<Output = Result<Seen, ReplayError>> + Send + 'a>>;
 
-    /// [`ReplayStore::forget`] with the future boxed.
+    /// [`ReplayStore::forget`] with the future boxed. Every [`ReplayStore`] forwards to its
+    /// `forget`; a store implementing this trait directly that does not override it refuses,
+    /// as [`ReplayStore::forget`]'s default does.
     fn forget_boxed<'a>(
         &'a self,
         key: ReplayKey<'a>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), ReplayError>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), ReplayError>> + Send + 'a>> {
+        let _ = key;
+        Box::pin(std::future::ready(Err(ReplayError::Unavailable {
+            reason: "this replay store cannot forget keys".into(),
+        })))
+    }
 }
 
 impl<R: ReplayStore> ErasedReplayStore for R {
