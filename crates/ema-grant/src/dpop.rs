@@ -93,30 +93,213 @@ impl ema_metadata::ToErrorCode for DpopError {
 }
 
 /// Validates DPoP proofs for one endpoint.
+///
+/// The accepted `iat` window depends on where proofs arrive (D-28): [`DpopValidator::new`]
+/// is for token endpoints (`iat` ∈ [now − 120 s, now + 30 s]), [`DpopValidator::for_resource`]
+/// for resource servers (`iat` ∈ [now − 300 s, now + 300 s], DP-32); [`DpopValidator::with_window`]
+/// tightens either, up to ±300 s.
+///
+/// `htu` is compared after the normalization of D-27 ([`normalize_htu`]), so
+/// `HTTPS://Auth.Example:443/%7Efoo/./token` matches `https://auth.example/~foo/token`, while
+/// a proof `htu` with a query, a fragment or userinfo is refused.
+///
+/// ```
+/// use ema_grant::DpopValidator;
+///
+/// let token_endpoint = DpopValidator::new("https://auth.example/token");
+/// let resource = DpopValidator::for_resource("https://mcp.example/mcp").with_window(60, 60);
+/// # let _ = (token_endpoint, resource);
+/// ```
 #[derive(Debug, Clone)]
 pub struct DpopValidator {
+    /// The endpoint as configured, normalized per D-27 (query and fragment dropped); when the
+    /// configured endpoint cannot be normalized it is kept as given, and no proof matches it.
     endpoint: String,
     algorithms: AlgorithmSet,
     max_age: u64,
     leeway: u64,
 }
 
-/// Strips the query and fragment of a URI (RFC 9449 §4.3 item 9).
-fn without_query(uri: &str) -> &str {
-    let end = uri.find(['?', '#']).unwrap_or(uri.len());
-    uri.get(..end).unwrap_or(uri)
+/// The widest window D-28 allows in either direction (MCP-DPOP: ±300 s).
+const MAX_WINDOW: u64 = 300;
+
+/// Normalizes an `htu` value, or the URI it is compared with, per D-27 (RFC 3986 §6.2.2 and
+/// §6.2.3): lowercase scheme and host, the default port (`:443` for https, `:80` for http)
+/// dropped, percent-escapes in upper case and unreserved ones decoded, dot segments removed,
+/// an empty path made `/`. A trailing slash stays significant.
+///
+/// Returns `None` for what D-27 and DP-3 refuse: a scheme other than `http`/`https`, userinfo,
+/// a query or fragment (the caller strips those from its own endpoint first), a malformed port
+/// or percent-escape.
+///
+/// ```
+/// use ema_grant::dpop::normalize_htu;
+///
+/// assert_eq!(
+///     normalize_htu("HTTPS://MCP.Example:443/a/../%7euser/mcp").as_deref(),
+///     Some("https://mcp.example/~user/mcp")
+/// );
+/// assert_eq!(normalize_htu("https://mcp.example/mcp?x=1"), None);
+/// ```
+pub fn normalize_htu(uri: &str) -> Option<String> {
+    // D-27: a query or fragment in a proof `htu` is refused, not stripped.
+    if uri.contains(['?', '#']) {
+        return None;
+    }
+    let (scheme, rest) = uri.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => "443",
+        "http" => "80",
+        _ => return None,
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (rest.get(..i)?, rest.get(i..)?),
+        None => (rest, ""),
+    };
+    // DP-3: no userinfo.
+    if authority.contains('@') || authority.is_empty() {
+        return None;
+    }
+    // The port follows the last `:` outside an IPv6 literal.
+    let (host, port) = match authority.rfind(':') {
+        Some(i) if !authority.get(i..)?.contains(']') => {
+            (authority.get(..i)?, Some(authority.get(i + 1..)?))
+        }
+        _ => (authority, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(uri.len());
+    out.push_str(&scheme);
+    out.push_str("://");
+    out.push_str(&host.to_ascii_lowercase());
+    match port {
+        None | Some("") => {}
+        Some(p) if !p.bytes().all(|b| b.is_ascii_digit()) => return None,
+        Some(p) => {
+            let p = p.trim_start_matches('0');
+            let p = if p.is_empty() { "0" } else { p };
+            if p != default_port {
+                out.push(':');
+                out.push_str(p);
+            }
+        }
+    }
+    let path = normalize_escapes(path)?;
+    let path = remove_dot_segments(&path);
+    if path.is_empty() {
+        out.push('/');
+    } else {
+        out.push_str(&path);
+    }
+    Some(out)
+}
+
+/// Upper-cases percent-escapes and decodes those of unreserved characters (RFC 3986 §6.2.2.1,
+/// §6.2.2.2); `None` for a `%` not followed by two hex digits.
+fn normalize_escapes(path: &str) -> Option<String> {
+    // A path with raw non-ASCII characters is not a URI (RFC 3986 §2).
+    if !path.is_ascii() {
+        return None;
+    }
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b != b'%' {
+            out.push(char::from(b));
+            i += 1;
+            continue;
+        }
+        let hex = |at: usize| bytes.get(at).and_then(|h| char::from(*h).to_digit(16));
+        let value = hex(i + 1)? * 16 + hex(i + 2)?;
+        let decoded = u8::try_from(value).ok()?;
+        if decoded.is_ascii_alphanumeric() || matches!(decoded, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(decoded));
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            for nibble in [decoded >> 4, decoded & 0x0f] {
+                out.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
+        }
+        i += 3;
+    }
+    Some(out)
+}
+
+/// RFC 3986 §5.2.4 on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    let mut parts = path.split('/').skip(1).peekable();
+    let mut trailing_slash = false;
+    while let Some(segment) = parts.next() {
+        let last = parts.peek().is_none();
+        match segment {
+            "." => trailing_slash = last,
+            ".." => {
+                segments.pop();
+                trailing_slash = last;
+            }
+            s => {
+                segments.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segments {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash {
+        out.push('/');
+    }
+    out
+}
+
+/// The endpoint a validator compares with: its query and fragment dropped (RFC 9449 §4.3
+/// item 9), then normalized (D-27).
+fn expected_endpoint(endpoint: &str) -> String {
+    let end = endpoint.find(['?', '#']).unwrap_or(endpoint.len());
+    let base = endpoint.get(..end).unwrap_or(endpoint);
+    normalize_htu(base).unwrap_or_else(|| base.to_owned())
 }
 
 impl DpopValidator {
-    /// Proofs for `endpoint` (the token endpoint URL as clients address it), at most 300 s old,
-    /// 30 s leeway for clocks ahead.
+    /// Proofs at the token endpoint `endpoint` (its URL as clients address it): `iat` at most
+    /// 120 s old and at most 30 s ahead (D-28, token endpoints).
     pub fn new(endpoint: impl Into<String>) -> Self {
         Self {
-            endpoint: endpoint.into(),
+            endpoint: expected_endpoint(&endpoint.into()),
             algorithms: AlgorithmSet::DEFAULT,
-            max_age: 300,
+            max_age: 120,
             leeway: 30,
         }
+    }
+
+    /// Proofs sent with DPoP-bound access tokens to the resource `resource` (its URL as
+    /// clients address it): `iat` within ±300 s of the server's clock (DP-32, D-28).
+    pub fn for_resource(resource: impl Into<String>) -> Self {
+        Self {
+            endpoint: expected_endpoint(&resource.into()),
+            algorithms: AlgorithmSet::DEFAULT,
+            max_age: MAX_WINDOW,
+            leeway: MAX_WINDOW,
+        }
+    }
+
+    /// Accepts proofs whose `iat` is at most `past` seconds old and at most `future` seconds
+    /// ahead; each is capped at 300 s (D-28: configurable tighter, never wider than ±300 s).
+    #[must_use]
+    pub fn with_window(mut self, past: u64, future: u64) -> Self {
+        self.max_age = past.min(MAX_WINDOW);
+        self.leeway = future.min(MAX_WINDOW);
+        self
     }
 
     /// The proof algorithms accepted (what a resource server names in its `DPoP` challenge's
@@ -192,14 +375,23 @@ impl DpopValidator {
         if string("htm")? != method {
             return Err(DpopError::Method);
         }
-        if without_query(string("htu")?) != without_query(&self.endpoint) {
-            return Err(DpopError::Uri);
+        // DP-3, D-27: both sides normalized; a query, fragment or userinfo in `htu` refuses.
+        match normalize_htu(string("htu")?) {
+            Some(htu) if htu == self.endpoint => {}
+            _ => return Err(DpopError::Uri),
+        }
+        // D-28: `iat`, and `exp`/`nbf` when present, are JSON integers.
+        for claim in ["exp", "nbf"] {
+            if claims.get(claim).is_some_and(|v| v.as_u64().is_none()) {
+                return Err(DpopError::Claim { claim });
+            }
         }
         let iat = claims
-            .numeric_date("iat")
-            .ok()
-            .flatten()
+            .get("iat")
+            .and_then(Value::as_u64)
+            .map(UnixTime::from_secs)
             .ok_or(DpopError::Claim { claim: "iat" })?;
+        // DP-32, D-28: the window of this endpoint kind.
         if iat > now.plus(self.leeway) || iat.plus(self.max_age) < now {
             return Err(DpopError::Stale);
         }
@@ -208,7 +400,7 @@ impl DpopValidator {
         // D-30: the key is (jkt ‖ normalized htu ‖ jti), so one store can serve several
         // endpoints. The thumbprint is fixed-length base64url, so the concatenation is
         // unambiguous; `ReplayKey::digest` hashes it with the `jti`.
-        let scope = format!("{jkt}{}", without_query(&self.endpoint));
+        let scope = format!("{jkt}{}", self.endpoint);
         let replay_key = ReplayKey {
             kind: ReplayKind::DpopProof,
             issuer: &scope,
@@ -271,15 +463,23 @@ mod tests {
             ),
             Err(DpopError::Uri)
         );
-        assert!(
+        // D-27: a query in the proof's `htu` is refused, not stripped.
+        assert_eq!(
             run(
                 json!({"jti": "4", "htm": "POST", "htu": format!("{EP}?x=1"), "iat": now.as_secs()})
-            )
-            .is_ok()
+            ),
+            Err(DpopError::Uri)
         );
+        // D-28: at a token endpoint, at most 120 s old.
         assert_eq!(
-            run(json!({"jti": "5", "htm": "POST", "htu": EP, "iat": now.as_secs() - 301})),
+            run(json!({"jti": "5", "htm": "POST", "htu": EP, "iat": now.as_secs() - 121})),
             Err(DpopError::Stale)
+        );
+        assert!(
+            run(json!({"jti": "5b", "htm": "POST", "htu": EP, "iat": now.as_secs() - 120})).is_ok()
+        );
+        assert!(
+            run(json!({"jti": "5c", "htm": "POST", "htu": EP, "iat": now.as_secs() + 30})).is_ok()
         );
         assert_eq!(
             run(json!({"jti": "6", "htm": "POST", "htu": EP, "iat": now.as_secs() + 31})),
@@ -378,5 +578,123 @@ mod tests {
         assert_eq!(check(EP), Err(DpopError::Replayed));
         assert!(check(other_ep).is_ok());
         assert_eq!(check(other_ep), Err(DpopError::Replayed));
+    }
+
+    /// D-27, DP-3: the normalization both sides of the `htu` comparison go through.
+    #[test]
+    fn htu_normalization() {
+        let n = |u: &str| normalize_htu(u);
+        for (given, expected) in [
+            ("https://a.example/mcp", "https://a.example/mcp"),
+            ("HTTPS://A.Example/mcp", "https://a.example/mcp"),
+            ("https://a.example:443/mcp", "https://a.example/mcp"),
+            ("http://a.example:80/mcp", "http://a.example/mcp"),
+            ("http://a.example:443/mcp", "http://a.example:443/mcp"),
+            ("https://a.example:0443/mcp", "https://a.example/mcp"),
+            ("https://a.example:/mcp", "https://a.example/mcp"),
+            ("https://a.example", "https://a.example/"),
+            (
+                "https://a.example/%7euser/%2f",
+                "https://a.example/~user/%2F",
+            ),
+            ("https://a.example/%41%2D", "https://a.example/A-"),
+            ("https://a.example/a/./b/../c", "https://a.example/a/c"),
+            ("https://a.example/a/b/..", "https://a.example/a/"),
+            ("https://a.example/..", "https://a.example/"),
+            ("https://[::1]:8443/mcp", "https://[::1]:8443/mcp"),
+            ("https://[::1]/mcp", "https://[::1]/mcp"),
+        ] {
+            assert_eq!(n(given).as_deref(), Some(expected), "{given}");
+        }
+        // The path keeps its case and its trailing slash (D-27: `/mcp` ≠ `/mcp/`).
+        assert_ne!(n("https://a.example/mcp"), n("https://a.example/mcp/"));
+        assert_ne!(n("https://a.example/MCP"), n("https://a.example/mcp"));
+        for refused in [
+            "https://a.example/mcp?x=1",
+            "https://a.example/mcp#f",
+            "https://user@a.example/mcp",
+            "ftp://a.example/mcp",
+            "a.example/mcp",
+            "https:///mcp",
+            "https://a.example:x1/mcp",
+            "https://a.example/%zz",
+            "https://a.example/%4",
+            "https://a.example/caf\u{e9}",
+        ] {
+            assert_eq!(n(refused), None, "{refused}");
+        }
+    }
+
+    /// D-27 at validation: an equivalent spelling of the endpoint is accepted; the configured
+    /// endpoint's own query is ignored.
+    #[test]
+    fn equivalent_htu_spellings_match() {
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let v = DpopValidator::new("https://auth.tasks.example:443/token?tenant=1");
+        let store = InMemoryReplayStore::new(100);
+        let now = UnixTime::from_secs(1_000_000);
+        let run = |c: Value| pollster::block_on(v.validate(&proof(&key, c), "POST", &store, now));
+        for (jti, htu) in [
+            ("1", "https://auth.tasks.example/token"),
+            ("2", "HTTPS://AUTH.tasks.example/./token"),
+            ("3", "https://auth.tasks.example/%74oken"),
+        ] {
+            assert!(
+                run(json!({"jti": jti, "htm": "POST", "htu": htu, "iat": now.as_secs()})).is_ok(),
+                "{htu}"
+            );
+        }
+        for (jti, htu) in [
+            ("4", "https://auth.tasks.example/token/"),
+            ("5", "https://auth.tasks.example:8443/token"),
+            ("6", "https://x@auth.tasks.example/token"),
+        ] {
+            assert_eq!(
+                run(json!({"jti": jti, "htm": "POST", "htu": htu, "iat": now.as_secs()})),
+                Err(DpopError::Uri),
+                "{htu}"
+            );
+        }
+    }
+
+    /// DP-32, D-28: resource servers accept ±300 s, never wider; `with_window` tightens.
+    #[test]
+    fn resource_window_and_integer_times() {
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let store = InMemoryReplayStore::new(100);
+        let now = UnixTime::from_secs(1_000_000);
+        let v = DpopValidator::for_resource(EP);
+        let run = |v: &DpopValidator, c: Value| {
+            pollster::block_on(v.validate(&proof(&key, c), "POST", &store, now))
+        };
+        let at = |jti: &str, iat: u64| json!({"jti": jti, "htm": "POST", "htu": EP, "iat": iat});
+        assert!(run(&v, at("1", now.as_secs() - 300)).is_ok());
+        assert!(run(&v, at("2", now.as_secs() + 300)).is_ok());
+        assert_eq!(run(&v, at("3", now.as_secs() - 301)), Err(DpopError::Stale));
+        assert_eq!(run(&v, at("4", now.as_secs() + 301)), Err(DpopError::Stale));
+        let wide = DpopValidator::for_resource(EP).with_window(900, 900);
+        assert_eq!(
+            run(&wide, at("5", now.as_secs() - 301)),
+            Err(DpopError::Stale)
+        );
+        let tight = DpopValidator::for_resource(EP).with_window(10, 5);
+        assert_eq!(
+            run(&tight, at("6", now.as_secs() - 11)),
+            Err(DpopError::Stale)
+        );
+        assert_eq!(
+            run(&tight, at("7", now.as_secs() + 6)),
+            Err(DpopError::Stale)
+        );
+        assert!(run(&tight, at("8", now.as_secs() - 10)).is_ok());
+        // D-28: `iat` (and `exp`/`nbf` when present) must be JSON integers.
+        let float =
+            json!({"jti": "9", "htm": "POST", "htu": EP, "iat": now.as_secs() as f64 + 0.5});
+        assert_eq!(run(&v, float), Err(DpopError::Claim { claim: "iat" }));
+        let exp =
+            json!({"jti": "10", "htm": "POST", "htu": EP, "iat": now.as_secs(), "exp": "soon"});
+        assert_eq!(run(&v, exp), Err(DpopError::Claim { claim: "exp" }));
+        let exp = json!({"jti": "11", "htm": "POST", "htu": EP, "iat": now.as_secs(), "exp": now.as_secs() + 60});
+        assert!(run(&v, exp).is_ok());
     }
 }

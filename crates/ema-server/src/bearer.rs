@@ -698,7 +698,8 @@ impl BearerAuthBuilder {
             tool_scopes,
             default_tool_scopes,
             // Proofs name the resource URL as `htu` (the MCP endpoint is the resource).
-            dpop: DpopValidator::new(self.resource.as_str()),
+            // DP-32, D-28: a resource server's window is ±300 s.
+            dpop: DpopValidator::for_resource(self.resource.as_str()),
             dpop_replay: self
                 .dpop_replay
                 .unwrap_or_else(|| DynReplayStore::new(InMemoryReplayStore::new(100_000))),

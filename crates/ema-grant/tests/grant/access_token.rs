@@ -184,11 +184,23 @@ fn dpop_proof_binds_the_access_token() {
         decode(&fx, &reply, TASKS).cnf_jkt.as_deref(),
         Some(fx.keys.dpop_other.verifying_key().thumbprint())
     );
+    // D-27: a query in the proof's `htu` is refused; an equivalent spelling (scheme and host
+    // case, default port) is accepted.
     let proof = fx.dpop_proof(
         &fx.keys.dpop,
         TOKEN_ENDPOINT,
         json!({"htu": format!("{TOKEN_ENDPOINT}?x=1")}),
     );
+    let refused = fx.send(
+        &Req::bearer(&fx.jag(json!({"resource": VAULT, "scope": "vault.read"})))
+            .set("resource", VAULT)
+            .dpop(&proof),
+    );
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.str("error"), "invalid_dpop_proof");
+    assert_eq!(TOKEN_ENDPOINT, "https://auth.tasks.example/token");
+    let spelled = "HTTPS://AUTH.tasks.example:443/./token";
+    let proof = fx.dpop_proof(&fx.keys.dpop, TOKEN_ENDPOINT, json!({"htu": spelled}));
     let reply = fx.ok(
         &Req::bearer(&fx.jag(json!({"resource": VAULT, "scope": "vault.read"})))
             .set("resource", VAULT)

@@ -964,10 +964,10 @@ pub(crate) fn rows() -> Vec<Row> {
         ),
         row(
             "AS-17",
-            "DPoP proof iat too old",
+            "DPoP proof iat too old (D-28: token endpoints accept at most 120 s)",
             400,
             "invalid_dpop_proof",
-            |fx, bad| proof(fx, json!({}), json!({"iat": pick(bad, at(-301), at(-299))})),
+            |fx, bad| proof(fx, json!({}), json!({"iat": pick(bad, at(-121), at(-120))})),
         ),
         row(
             "AS-17",
