@@ -18,6 +18,22 @@ pub struct Args {
     pub insecure_loopback: bool,
 }
 
+/// Where `token`, `tools` and `call` get the user's ID token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IdTokenSource {
+    /// `--id-token-file F`: a file, or stdin for `-`.
+    File(PathBuf),
+    /// `--login`: an interactive sign-in at the IdP in the browser (OpenID Connect code flow
+    /// with PKCE on a loopback redirect).
+    Login {
+        /// `--no-browser`: only print the sign-in URL (do not start a browser).
+        no_browser: bool,
+        /// `--redirect-port N`: the loopback listener's port (0, the default: any free port).
+        redirect_port: u16,
+    },
+}
+
 /// The subcommands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -31,19 +47,19 @@ pub enum Command {
         /// The MCP server.
         mcp: String,
     },
-    /// `ema token <mcp-url> --id-token-file F`.
+    /// `ema token <mcp-url> (--id-token-file F | --login)`.
     Token {
         /// The MCP server.
         mcp: String,
-        /// Where the ID token is (`-` for stdin).
-        id_token: PathBuf,
+        /// Where the ID token comes from.
+        id_token: IdTokenSource,
     },
     /// `ema tools <mcp-url> --id-token-file F`.
     Tools {
         /// The MCP server.
         mcp: String,
-        /// Where the ID token is (`-` for stdin).
-        id_token: PathBuf,
+        /// Where the ID token comes from.
+        id_token: IdTokenSource,
     },
     /// `ema call <mcp-url> <tool> [json-args] --id-token-file F`.
     Call {
@@ -53,8 +69,8 @@ pub enum Command {
         tool: String,
         /// Its arguments, a JSON object.
         arguments: Option<String>,
-        /// Where the ID token is (`-` for stdin).
-        id_token: PathBuf,
+        /// Where the ID token comes from.
+        id_token: IdTokenSource,
     },
     /// `ema decode <jwt>` (`-` for stdin).
     Decode {
@@ -93,9 +109,10 @@ Commands:
                                         the fix
   token MCP_URL --id-token-file F       run the EMA flow (F, or - for stdin); each hop on
                                         stderr, the access token on stdout
-  tools MCP_URL --id-token-file F       list the MCP server's tools with that token
+  token MCP_URL --login                 the same, signing in at the IdP in the browser first
+  tools MCP_URL --id-token-file F       list the MCP server's tools with that token (or --login)
   call MCP_URL TOOL [JSON] --id-token-file F
-                                        call TOOL with a JSON object of arguments
+                                        call TOOL with a JSON object of arguments (or --login)
   decode JWT                            header and claims, UNVERIFIED (JWT, or - for stdin)
   verify JWT --jwks FILE|URL            strict verification: header policy, signature, time;
          [--iss ISS] [--aud AUD]        exact iss and aud checks
@@ -107,6 +124,10 @@ Flags:
                        authorization server ([authorization_server]); default: ./ema.toml
   --json               results on stdout as JSON, for scripts
   --insecure-loopback  allow http:// to loopback addresses (development servers only)
+  --login              sign in at the IdP in the browser ([idp] client; the IdP must allow its
+                       redirect URI http://127.0.0.1/callback on any port, RFC 8252)
+  --no-browser         with --login: print the sign-in URL, do not start a browser
+  --redirect-port N    with --login: the loopback listener's port (default: any free port)
   -h, --help           print this text
   -V, --version        print the version
 
@@ -131,6 +152,9 @@ impl Args {
         let mut json = false;
         let mut insecure_loopback = false;
         let mut id_token: Option<PathBuf> = None;
+        let mut login = false;
+        let mut no_browser = false;
+        let mut redirect_port: Option<u16> = None;
         let mut jwks = None;
         let mut iss = None;
         let mut aud = None;
@@ -150,6 +174,14 @@ impl Args {
                 "--insecure-loopback" => insecure_loopback = true,
                 "--config" => config = Some(PathBuf::from(value(&arg)?)),
                 "--id-token-file" => id_token = Some(PathBuf::from(value(&arg)?)),
+                "--login" => login = true,
+                "--no-browser" => no_browser = true,
+                "--redirect-port" => {
+                    let v = value(&arg)?;
+                    redirect_port = Some(v.parse::<u16>().map_err(|_| {
+                        Failure::usage(format!("`--redirect-port` takes a port number, not `{v}`"))
+                    })?);
+                }
                 "--jwks" => jwks = Some(value(&arg)?),
                 "--iss" => iss = Some(value(&arg)?),
                 "--aud" => aud = Some(value(&arg)?),
@@ -174,7 +206,8 @@ impl Args {
         } else if version {
             Command::Version
         } else {
-            command(positional, id_token, jwks, iss, aud, kind, now)?
+            let source = id_token_source(id_token, login, no_browser, redirect_port)?;
+            command(positional, source, jwks, iss, aud, kind, now)?
         };
         Ok(Self {
             command,
@@ -185,13 +218,39 @@ impl Args {
     }
 }
 
+/// `--id-token-file` or `--login` (not both); `--no-browser` and `--redirect-port` only with
+/// `--login`.
+fn id_token_source(
+    file: Option<PathBuf>,
+    login: bool,
+    no_browser: bool,
+    redirect_port: Option<u16>,
+) -> Result<Option<IdTokenSource>, Failure> {
+    match (file, login) {
+        (Some(_), true) => Err(Failure::usage(
+            "`--id-token-file` and `--login` exclude each other: give one",
+        )),
+        (Some(file), false) if !no_browser && redirect_port.is_none() => {
+            Ok(Some(IdTokenSource::File(file)))
+        }
+        (_, false) if no_browser || redirect_port.is_some() => Err(Failure::usage(
+            "`--no-browser` and `--redirect-port` go with `--login`",
+        )),
+        (_, true) => Ok(Some(IdTokenSource::Login {
+            no_browser,
+            redirect_port: redirect_port.unwrap_or(0),
+        })),
+        (_, false) => Ok(None),
+    }
+}
+
 #[allow(
     clippy::too_many_arguments,
     reason = "one parameter per flag the commands take"
 )]
 fn command(
     positional: Vec<String>,
-    id_token: Option<PathBuf>,
+    id_token: Option<IdTokenSource>,
     jwks: Option<String>,
     iss: Option<String>,
     aud: Option<String>,
@@ -211,10 +270,10 @@ fn command(
             Ok(())
         }
     };
-    let need_id_token = |id_token: Option<PathBuf>| {
+    let need_id_token = |id_token: Option<IdTokenSource>| {
         id_token.ok_or_else(|| {
             Failure::usage(format!(
-                "`ema {name}` needs `--id-token-file FILE` (or `-` for stdin)"
+                "`ema {name}` needs `--id-token-file FILE` (or `-` for stdin) or `--login`"
             ))
         })
     };

@@ -5,9 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ema_client::{
-    AccessToken, DiscoveredServer, DiscoveryError, EmaClient, EmaError, EmaHttpClient, EmaSession,
-    ErrorCode, FetchPolicy, HttpFetcher, IdpConfig, JwtBearerError, McpAuthError,
-    OAuthErrorResponse, Secret, TokenExchangeError, ema_client_config,
+    AccessToken, CodeFlowError, CodeFlowOptions, DiscoveredServer, DiscoveryError, EmaClient,
+    EmaError, EmaHttpClient, EmaSession, ErrorCode, FetchPolicy, HttpFetcher, IdpConfig,
+    JwtBearerError, LoopbackRedirect, McpAuthError, OAuthErrorResponse, Secret, TokenExchangeError,
+    ema_client_config,
 };
 use ema_metadata::{AuthorizationServerMetadata, authorization_server_metadata_urls};
 use rmcp::model::CallToolRequestParams;
@@ -16,6 +17,7 @@ use rmcp::{ServiceError, ServiceExt};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::args::IdTokenSource;
 use crate::config::Config;
 use crate::exit::{Exit, Failure, error_chain};
 use crate::jwt::hint;
@@ -25,9 +27,95 @@ use crate::print_json;
 pub(crate) struct FlowArgs<'a> {
     pub(crate) config: &'a Config,
     pub(crate) config_dir: &'a Path,
-    pub(crate) id_token_file: &'a Path,
+    pub(crate) id_token: &'a IdTokenSource,
     pub(crate) mcp: &'a str,
     pub(crate) policy: FetchPolicy,
+}
+
+/// The ID token: read from its file, or from an interactive sign-in at the IdP (`--login`).
+async fn id_token(args: &FlowArgs<'_>, client: &EmaClient) -> Result<Secret, Failure> {
+    match args.id_token {
+        IdTokenSource::File(path) => read_id_token(path),
+        IdTokenSource::Login { .. } => {
+            eprintln!(
+                "hop 1 (sign-in at the IdP `{}`): waiting for the browser",
+                client.idp().issuer()
+            );
+            let token = client.sign_in().await.map_err(|e| sign_in_failure(&e))?;
+            eprintln!("hop 1 (sign-in at the IdP): ID token received");
+            Ok(token)
+        }
+    }
+}
+
+/// The exit code and sentence of a failed sign-in.
+fn sign_in_failure(e: &CodeFlowError) -> Failure {
+    let exit = match e {
+        CodeFlowError::Token(_) => Exit::Network,
+        CodeFlowError::IdpDiscovery { .. } => Exit::Discovery,
+        CodeFlowError::AccessDenied { .. }
+        | CodeFlowError::Refused(_)
+        | CodeFlowError::TokenRejected(_)
+        | CodeFlowError::IdTokenRefused { .. }
+        | CodeFlowError::StateMismatch
+        | CodeFlowError::IssuerMismatch { .. }
+        | CodeFlowError::MissingCode
+        | CodeFlowError::MalformedResponse { .. } => Exit::Refused,
+        _ => Exit::Failed,
+    };
+    Failure::new(
+        exit,
+        format!("sign-in at the IdP failed: {}", error_chain(e)),
+    )
+}
+
+/// The `--login` code-flow options: the loopback listener, and the URL printed on stderr and
+/// (unless `--no-browser`) opened in the browser.
+fn login_options(source: &IdTokenSource) -> Result<Option<CodeFlowOptions>, Failure> {
+    let IdTokenSource::Login {
+        no_browser,
+        redirect_port,
+    } = *source
+    else {
+        return Ok(None);
+    };
+    let redirect = LoopbackRedirect::bind(redirect_port).map_err(|e| {
+        Failure::usage(format!(
+            "cannot listen on 127.0.0.1:{redirect_port} for the sign-in redirect: {e}"
+        ))
+    })?;
+    let options = CodeFlowOptions::new(redirect).open_url(move |url: Url| async move {
+        eprintln!("sign in at the IdP: {url}");
+        if !no_browser && let Err(e) = open_browser(url.as_str()) {
+            eprintln!("(could not start a browser: {e}; open the URL above yourself)");
+        }
+        Ok(())
+    });
+    Ok(Some(options))
+}
+
+/// Starts the user's browser on `url`: `$BROWSER`, else the platform's opener.
+fn open_browser(url: &str) -> std::io::Result<()> {
+    let mut command = if let Some(browser) = std::env::var_os("BROWSER") {
+        std::process::Command::new(browser)
+    } else if cfg!(target_os = "macos") {
+        std::process::Command::new("open")
+    } else if cfg!(windows) {
+        let mut start = std::process::Command::new("cmd");
+        start.args(["/C", "start", ""]);
+        start
+    } else {
+        std::process::Command::new("xdg-open")
+    };
+    let mut child = command
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped in the background: the browser may outlive the command.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }
 
 fn read_id_token(path: &Path) -> Result<Secret, Failure> {
@@ -111,15 +199,19 @@ async fn client(args: &FlowArgs<'_>) -> Result<(EmaClient, Url), Failure> {
     let as_section = &args.config.authorization_server;
     let as_credentials = as_section.credentials("authorization_server", args.config_dir)?;
     let token_endpoint = idp_token_endpoint(args, &fetcher).await?;
-    let client = EmaClient::builder(IdpConfig::new(
+    let mut builder = EmaClient::builder(IdpConfig::new(
         idp.issuer.as_str(),
         token_endpoint,
         idp_credentials,
-    ))
-    .authorization_server(as_section.issuer.as_str(), as_credentials)
-    .fetcher(fetcher)
-    .build()
-    .map_err(|e| Failure::usage(format!("cannot build the HTTP client: {e}")))?;
+    ));
+    if let Some(options) = login_options(args.id_token)? {
+        builder = builder.code_flow(options);
+    }
+    let client = builder
+        .authorization_server(as_section.issuer.as_str(), as_credentials)
+        .fetcher(fetcher)
+        .build()
+        .map_err(|e| Failure::usage(format!("cannot build the HTTP client: {e}")))?;
     Ok((client, server_url))
 }
 
@@ -135,8 +227,8 @@ fn print_discovered(server: &DiscoveredServer) {
 
 /// `ema token`.
 pub(crate) async fn token(args: &FlowArgs<'_>, json_out: bool) -> Result<(), Failure> {
-    let id_token = read_id_token(args.id_token_file)?;
     let (client, server_url) = client(args).await?;
+    let id_token = id_token(args, &client).await?;
     let server = client
         .discover(&server_url)
         .await
@@ -222,8 +314,8 @@ pub(crate) async fn mcp(
         },
         _ => None,
     };
-    let id_token = read_id_token(args.id_token_file)?;
     let (client, server_url) = client(args).await?;
+    let id_token = id_token(args, &client).await?;
     let session = Arc::new(
         client
             .session(&server_url, id_token)

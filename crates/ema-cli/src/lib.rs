@@ -9,7 +9,7 @@ mod jwt;
 
 use std::path::{Path, PathBuf};
 
-pub use args::{Args, Command, USAGE};
+pub use args::{Args, Command, IdTokenSource, USAGE};
 pub use config::{ClientSection, Config, IdpSection};
 pub use exit::{Exit, Failure};
 
@@ -75,7 +75,7 @@ pub async fn run(args: &Args) -> Result<(), Failure> {
             let flow_args = flow::FlowArgs {
                 config: &config,
                 config_dir,
-                id_token_file: id_token,
+                id_token,
                 mcp,
                 policy,
             };

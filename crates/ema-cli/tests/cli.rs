@@ -1032,3 +1032,230 @@ async fn token_with_client_secret_post_and_private_key_jwt() {
     );
     std::fs::remove_dir_all(&jwks_dir).ok();
 }
+
+/// `ema` running in the background with stderr read line by line, so a test can act on what it
+/// prints (the sign-in URL) while it waits.
+struct Running {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ema"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("BROWSER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pipe = child.stderr.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let all = stderr.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                all.lock().unwrap().push_str(&format!("{line}\n"));
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            stderr,
+            reader,
+        }
+    }
+
+    /// The URL `ema --login` prints for the user to open (waits at most a minute).
+    async fn sign_in_url(&self) -> String {
+        loop {
+            let line = tokio::task::block_in_place(|| {
+                self.lines.recv_timeout(std::time::Duration::from_secs(60))
+            });
+            let line = line
+                .map_err(|_| format!("no sign-in URL; stderr:\n{}", self.stderr.lock().unwrap()))
+                .unwrap();
+            if let Some(url) = line.strip_prefix("sign in at the IdP: ") {
+                return url.to_owned();
+            }
+        }
+    }
+
+    async fn finish(self) -> (Option<i32>, String, String) {
+        let Self {
+            child,
+            lines,
+            stderr,
+            reader,
+        } = self;
+        let output = tokio::task::spawn_blocking(move || {
+            let output = child.wait_with_output().unwrap();
+            // The reader ends with the pipe, after the last line; the receiver stays alive
+            // until then so that it never stops early.
+            reader.join().unwrap();
+            drop(lines);
+            output
+        })
+        .await
+        .unwrap();
+        let err = stderr.lock().unwrap().clone();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            err,
+        )
+    }
+}
+
+/// Plays the user in the browser: posts ana's credentials to the IdP's login form the sign-in
+/// URL shows, and returns where the IdP redirects the browser (the CLI's loopback listener).
+async fn log_in(url: &str, password: &str) -> reqwest::Response {
+    let (endpoint, query) = url.split_once('?').unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    http.post(endpoint)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("{query}&username=ana&password={password}"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Issue 14: `ema token --login` signs the user in at the IdP in the browser (OpenID Connect
+/// code flow with PKCE on a loopback redirect whose port the IdP accepts per RFC 8252 §7.3),
+/// then runs the EMA flow with the ID token it got.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_with_login_signs_in_through_the_browser() {
+    let servers = start().await;
+    let config = servers.good_config();
+    let run = Running::start(&[
+        "token",
+        &servers.mcp,
+        "--config",
+        &config,
+        "--login",
+        "--no-browser",
+        "--insecure-loopback",
+        "--json",
+    ]);
+    let url = run.sign_in_url().await;
+    assert!(url.starts_with(&servers.idp), "{url}");
+    for needed in [
+        "code_challenge_method=S256",
+        "client_id=desk-idp-01",
+        "scope=openid",
+        "nonce=",
+        "state=",
+        "redirect_uri=http%3A%2F%2F127.0.0.1%3A",
+    ] {
+        assert!(url.contains(needed), "{needed} missing in {url}");
+    }
+    let login = log_in(&url, "ana-password").await;
+    assert_eq!(login.status().as_u16(), 303);
+    let callback = login.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with("http://127.0.0.1:"), "{callback}");
+    let page = reqwest::get(&callback).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let (code, stdout, stderr) = run.finish().await;
+    assert_eq!(code, Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let reply: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(reply["resource"], servers.mcp.as_str());
+    assert_eq!(
+        reply["access_token"].as_str().unwrap().split('.').count(),
+        3
+    );
+    assert!(
+        stderr.contains("hop 1 (sign-in at the IdP): ID token received"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hop 3 (jwt-bearer"), "{stderr}");
+}
+
+/// `--login` failure rows: a redirect carrying another `state` (CL-12) and an IdP refusal
+/// through the redirect both stop the command with exit 4, saying why; the flags are checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_refusals_and_flag_rules() {
+    let servers = start().await;
+    let config = servers.good_config();
+    let args = [
+        "token",
+        servers.mcp.as_str(),
+        "--config",
+        config.as_str(),
+        "--login",
+        "--no-browser",
+        "--insecure-loopback",
+    ];
+    // Another sign-in's response (wrong state) is refused, not used.
+    let run = Running::start(&args);
+    let url = run.sign_in_url().await;
+    let login = log_in(&url, "ana-password").await;
+    let callback = login.headers()["location"].to_str().unwrap().to_owned();
+    let forged = callback.replace("state=", "state=x");
+    assert_eq!(reqwest::get(&forged).await.unwrap().status().as_u16(), 400);
+    let (code, _, stderr) = run.finish().await;
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("state does not match"), "{stderr}");
+
+    // The IdP refusing through the redirect (`access_denied`): exit 4 with the reason.
+    let run = Running::start(&args);
+    let url = run.sign_in_url().await;
+    let redirect_uri = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "redirect_uri")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let state = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let refusal =
+        format!("{redirect_uri}?error=access_denied&error_description=user+disabled&state={state}");
+    assert_eq!(reqwest::get(&refusal).await.unwrap().status().as_u16(), 200);
+    let (code, _, stderr) = run.finish().await;
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("user disabled"), "{stderr}");
+
+    // Flag rules (exit 2, before any network).
+    for bad in [
+        vec![
+            "token",
+            "https://mcp.example/mcp",
+            "--login",
+            "--id-token-file",
+            "f",
+        ],
+        vec![
+            "token",
+            "https://mcp.example/mcp",
+            "--no-browser",
+            "--id-token-file",
+            "f",
+        ],
+        vec![
+            "token",
+            "https://mcp.example/mcp",
+            "--login",
+            "--redirect-port",
+            "x",
+        ],
+        vec!["token", "https://mcp.example/mcp", "--redirect-port", "0"],
+    ] {
+        let output = ema(&bad).await;
+        assert_exit(&output, 2);
+    }
+}

@@ -99,7 +99,7 @@ where
 pub struct LoopbackRedirect {
     listener: Arc<std::net::TcpListener>,
     /// One run at a time: a callback is never taken by another run's accept loop.
-    runs: Arc<tokio::sync::Mutex<()>>,
+    pub(crate) runs: Arc<tokio::sync::Mutex<()>>,
     port: u16,
     path: String,
     timeout: Duration,
@@ -160,7 +160,10 @@ impl LoopbackRedirect {
     }
 
     /// Waits for the callback carrying `state`; its query parameters.
-    async fn receive(&self, state: &str) -> Result<HashMap<String, String>, CodeFlowError> {
+    pub(crate) async fn receive(
+        &self,
+        state: &str,
+    ) -> Result<HashMap<String, String>, CodeFlowError> {
         let listener = self
             .listener
             .try_clone()
@@ -363,6 +366,11 @@ impl CodeFlowOptions {
         &self.redirect
     }
 
+    /// The "open this URL" hook.
+    pub(crate) fn opener(&self) -> &dyn OpenUrl {
+        self.opener.as_ref()
+    }
+
     /// Whether the client is registered at `issuer`.
     pub(crate) fn is_registered_at(&self, issuer: &str) -> bool {
         self.registered.contains_key(issuer)
@@ -388,20 +396,20 @@ impl CodeFlowOptions {
 }
 
 /// A PKCE verifier (RFC 7636 §4.1): 256 random bits, 44 base64url characters.
-fn pkce_verifier() -> Result<String, CodeFlowError> {
+pub(crate) fn pkce_verifier() -> Result<String, CodeFlowError> {
     let a = random_id().map_err(CodeFlowError::Sign)?;
     let b = random_id().map_err(CodeFlowError::Sign)?;
     Ok(format!("{a}{b}"))
 }
 
 /// `BASE64URL(SHA-256(verifier))` (RFC 7636 §4.2).
-fn s256(verifier: &str) -> String {
+pub(crate) fn s256(verifier: &str) -> String {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
     ema_jose::base64url::encode(digest.as_ref())
 }
 
 /// Runs `open` and `wait` together: the result of `wait`, unless `open` fails first.
-async fn open_and_wait<T>(
+pub(crate) async fn open_and_wait<T>(
     open: impl Future<Output = Result<(), String>>,
     wait: impl Future<Output = Result<T, CodeFlowError>>,
 ) -> Result<T, CodeFlowError> {
@@ -418,6 +426,53 @@ async fn open_and_wait<T>(
         wait.as_mut().poll(cx)
     })
     .await
+}
+
+/// The code of a redirect to the loopback listener: `iss` checked first (RFC 9207; required when
+/// `iss_required`), then an `error` surfaced as the server's refusal, then the `code`.
+pub(crate) fn callback_code(
+    params: &HashMap<String, String>,
+    issuer: &str,
+    iss_required: bool,
+) -> Result<String, CodeFlowError> {
+    match params.get("iss") {
+        Some(found) if found == issuer => {}
+        None if !iss_required => {}
+        found => {
+            return Err(CodeFlowError::IssuerMismatch {
+                expected: issuer.to_owned(),
+                found: found.map(|f| f.chars().take(256).collect()),
+            });
+        }
+    }
+    if let Some(error) = params.get("error") {
+        let text = |name: &str| {
+            params
+                .get(name)
+                .map(|v| v.chars().take(512).collect::<String>())
+        };
+        // Not an HTTP answer: the error came through the redirect (status 0).
+        let response = OAuthErrorResponse {
+            status: 0,
+            error: ErrorCode::parse(error).ok(),
+            error_description: text("error_description"),
+            error_uri: text("error_uri"),
+            max_age: None,
+            acr_values: None,
+        };
+        return Err(if error == "access_denied" {
+            CodeFlowError::AccessDenied {
+                description: response.error_description,
+            }
+        } else {
+            CodeFlowError::Refused(response)
+        });
+    }
+    params
+        .get("code")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .ok_or(CodeFlowError::MissingCode)
 }
 
 impl EmaClient {
@@ -485,50 +540,14 @@ impl EmaClient {
             .await?
         };
         // RFC 9207: `iss`, when sent (and it must be when the server says it sends it), is the
-        // issuer the request went to; checked before the error or the code is believed.
+        // issuer the request went to.
         let iss_required = metadata
             .extra
             .get("authorization_response_iss_parameter_supported")
             .and_then(serde_json::Value::as_bool)
             == Some(true);
-        match params.get("iss") {
-            Some(found) if found == issuer => {}
-            None if !iss_required => {}
-            found => {
-                return Err(CodeFlowError::IssuerMismatch {
-                    expected: issuer.to_owned(),
-                    found: found.map(|f| f.chars().take(256).collect()),
-                });
-            }
-        }
-        if let Some(error) = params.get("error") {
-            let text = |name: &str| {
-                params
-                    .get(name)
-                    .map(|v| v.chars().take(512).collect::<String>())
-            };
-            // Not an HTTP answer: the error came through the redirect (status 0).
-            let response = OAuthErrorResponse {
-                status: 0,
-                error: ErrorCode::parse(error).ok(),
-                error_description: text("error_description"),
-                error_uri: text("error_uri"),
-                max_age: None,
-                acr_values: None,
-            };
-            return Err(if error == "access_denied" {
-                CodeFlowError::AccessDenied {
-                    description: response.error_description,
-                }
-            } else {
-                CodeFlowError::Refused(response)
-            });
-        }
-        let code = params
-            .get("code")
-            .filter(|c| !c.is_empty())
-            .ok_or(CodeFlowError::MissingCode)?;
-        self.redeem_code(server, &credentials, code, &verifier, &redirect_uri, scope)
+        let code = callback_code(&params, issuer, iss_required)?;
+        self.redeem_code(server, &credentials, &code, &verifier, &redirect_uri, scope)
             .await
     }
 

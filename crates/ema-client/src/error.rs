@@ -201,6 +201,22 @@ pub enum CodeFlowError {
     /// Randomness or a client assertion could not be produced.
     #[error("signing or randomness failed: {0}")]
     Sign(SignError),
+    /// [`crate::EmaClient::sign_in`]: the IdP's OpenID configuration could not be read or does
+    /// not fit the IdP (CL-14, D-12).
+    #[error("the IdP `{issuer}` cannot be used for sign-in: {reason}")]
+    IdpDiscovery {
+        /// The configured issuer.
+        issuer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// [`crate::EmaClient::sign_in`]: the ID token the IdP returned fails a check of OpenID
+    /// Connect Core §3.1.3.7 (`iss`, `aud`, `exp`, `nonce`).
+    #[error("the IdP's ID token is refused: {reason}")]
+    IdTokenRefused {
+        /// Which check failed.
+        reason: &'static str,
+    },
 }
 
 impl CodeFlowError {

@@ -399,6 +399,12 @@ impl EmaClient {
         }
     }
 
+    /// The IdP this client exchanges ID tokens at (and signs users in at,
+    /// [`EmaClient::sign_in`]).
+    pub fn idp(&self) -> &IdpConfig {
+        &self.inner.idp
+    }
+
     pub(crate) fn code_flow_options(&self) -> Option<&CodeFlowOptions> {
         self.inner.code_flow.as_ref()
     }

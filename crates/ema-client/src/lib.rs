@@ -49,6 +49,7 @@ mod flow;
 #[cfg(feature = "rmcp")]
 mod mcp;
 mod scope_report;
+mod sign_in;
 
 pub use code_flow::{CodeFlowOptions, LoopbackRedirect, OpenUrl, OpenUrlFuture, PrintUrl};
 pub use credentials::{ClientAuth, ClientCredentials};

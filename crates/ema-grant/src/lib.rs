@@ -39,6 +39,7 @@ pub mod introspection;
 mod issuance;
 pub mod jwt_bearer;
 pub mod redemption;
+pub mod redirect;
 #[cfg(feature = "redis")]
 pub mod redis_ledger;
 #[cfg(feature = "redis")]

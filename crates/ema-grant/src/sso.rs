@@ -127,7 +127,8 @@ impl User {
 pub struct AuthorizeRequest {
     /// `client_id`.
     pub client_id: String,
-    /// `redirect_uri`, exactly one of the client's registered URIs.
+    /// `redirect_uri`: one of the client's registered URIs exactly, or a loopback one with
+    /// another port (RFC 8252 §7.3, [`redirect_uri_matches`](crate::redirect::redirect_uri_matches)).
     pub redirect_uri: String,
     /// `state`, echoed back (CL-12).
     pub state: Option<String>,
@@ -341,7 +342,13 @@ impl SsoProvider {
         let redirect_uri = params
             .get("redirect_uri")
             .ok_or(AuthorizeError::BadClient)?;
-        if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        // Exact matching, except the port of a loopback redirect (RFC 8252 §7.3), so a native
+        // agent or `ema token --login` can use the port the OS gives its listener.
+        if !client
+            .redirect_uris
+            .iter()
+            .any(|u| crate::redirect::redirect_uri_matches(u, redirect_uri))
+        {
             return Err(AuthorizeError::BadClient);
         }
         let state = params.get("state").map(str::to_owned);
@@ -645,6 +652,39 @@ mod tests {
             pkce_challenge(VERIFIER)
         );
         Form::parse(q.as_bytes(), 4096).unwrap()
+    }
+
+    /// RFC 8252 §7.3: a registered loopback redirect URI matches on any port (a native agent
+    /// binds what the OS gives it); anything else about it still matches exactly.
+    #[test]
+    fn loopback_redirect_any_port() {
+        let p = provider();
+        let with_redirect = |uri: &str| {
+            let q = format!(
+                "response_type=code&client_id=desk&redirect_uri={}&code_challenge={}&code_challenge_method=S256&scope=openid&state=s1&nonce=n1",
+                crate::form::encode_component(uri),
+                pkce_challenge(VERIFIER)
+            );
+            p.authorize_request(&Form::parse(q.as_bytes(), 4096).unwrap())
+        };
+        assert!(with_redirect("http://127.0.0.1:9/cb").is_ok());
+        assert_eq!(
+            with_redirect("http://127.0.0.1:51234/cb")
+                .unwrap()
+                .redirect_uri,
+            "http://127.0.0.1:51234/cb"
+        );
+        for refused in [
+            "http://127.0.0.1:51234/other",
+            "http://localhost:9/cb",
+            "https://127.0.0.1:9/cb",
+            "http://127.0.0.1.evil.example:9/cb",
+        ] {
+            assert!(
+                matches!(with_redirect(refused), Err(AuthorizeError::BadClient)),
+                "{refused}"
+            );
+        }
     }
 
     #[test]
