@@ -293,7 +293,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrantBuilder<K, 
 
     /// Checks the ID-JAG's IdP subject and consumes its `jti` in one call to `redeemer`
     /// instead of the revoker's ledger followed by the replay store (e.g. one Redis round trip
-    /// with [`RedisRedeemer`](crate::RedisRedeemer) of feature `redis`). Same contract: a
+    /// with `RedisRedeemer` of feature `redis`). Same contract: a
     /// revoked subject gets `invalid_grant` with its `jti` not consumed (RV-11), a replay
     /// `invalid_grant` (SEC-1), a failure 503 `temporarily_unavailable` and no token (RV-14).
     /// The replay store still records client-assertion and DPoP-proof `jti`s, and the

@@ -1,6 +1,6 @@
 //! One-step ID-JAG redemption: the revocation check (RV-11) and the replay commit (SEC-1) of
 //! the jwt-bearer grant in a single call, for stores that can do both atomically in one round
-//! trip (the [`RedisRedeemer`](crate::redis_redemption::RedisRedeemer) of feature `redis`).
+//! trip (the `RedisRedeemer` of feature `redis`).
 //!
 //! Without a redeemer, [`JwtBearerGrant`](crate::JwtBearerGrant) asks its
 //! [`Revoker`](crate::Revoker)'s ledger first and, only when the IdP subject is not revoked,
