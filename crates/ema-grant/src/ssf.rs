@@ -32,6 +32,8 @@ use crate::replay::{DynReplayStore, ReplayError, ReplayKey, ReplayKind, ReplaySt
 use crate::revocation::{LedgerChange, RevocationKind, RevocationScope};
 use crate::revoke::{Revoke, RevokeAction, RevokeError, Revoker};
 
+mod gtr_auth;
+
 /// The `typ` of a Security Event Token (RFC 8417 §2.3), compared per D-8.
 pub const SECEVENT_TYP: &str = "secevent+jwt";
 
@@ -442,6 +444,9 @@ pub struct TransmitterTrust {
     subject_issuers: Vec<String>,
     tenant: Option<String>,
     matching: SubjectMatching,
+    /// RV-21: the `aud` of the signed JWTs this transmitter may authenticate with at the GTR
+    /// endpoint ([`TransmitterTrust::with_gtr_jwt`]); `None`: its static value only.
+    gtr_jwt_audience: Option<String>,
 }
 
 impl std::fmt::Debug for TransmitterTrust {
@@ -451,6 +456,7 @@ impl std::fmt::Debug for TransmitterTrust {
             .field("audience", &self.audience)
             .field("subject_issuers", &self.subject_issuers)
             .field("tenant", &self.tenant)
+            .field("gtr_jwt_audience", &self.gtr_jwt_audience)
             .finish_non_exhaustive()
     }
 }
@@ -496,6 +502,7 @@ impl TransmitterTrust {
             audience: audience.into(),
             tenant: None,
             matching: SubjectMatching::IssSub,
+            gtr_jwt_audience: None,
         }
     }
 
@@ -1058,15 +1065,21 @@ impl SsfReceiver {
             .headers()
             .get(header::AUTHORIZATION)
             .map(HeaderValue::as_bytes);
-        let caller = match self.authenticate(presented) {
-            Ok(t) => t,
-            Err(_) => {
-                return gtr_response(
-                    StatusCode::UNAUTHORIZED,
-                    Some(("invalid_token", "authentication required")),
-                );
-            }
-        };
+        match self.authenticate_gtr(presented, now).await {
+            Ok(caller) => self.handle_gtr_as(caller, req, now).await,
+            Err(e) => gtr_unauthenticated(&e),
+        }
+    }
+
+    /// [`handle_gtr`](Self::handle_gtr) for a caller already authenticated with
+    /// [`authenticate_gtr`](Self::authenticate_gtr) (an HTTP adapter answers `401` before it
+    /// reads the body, then hands the request over; a signed JWT's `jti` is consumed once).
+    pub async fn handle_gtr_as<B: AsRef<[u8]>>(
+        &self,
+        caller: &TransmitterTrust,
+        req: &http::Request<B>,
+        now: UnixTime,
+    ) -> Response<Vec<u8>> {
         let mut receipt = SetReceipt {
             transmitter: caller.issuer.clone(),
             jti: None,
@@ -1143,6 +1156,21 @@ impl SsfReceiver {
             Ok(changes) => (StatusCode::NO_CONTENT, Ok(SetOutcome::Applied(changes))),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Err(SsfError::Ledger(e))),
         }
+    }
+}
+
+/// The answer to a GTR caller that did not authenticate: `401`, or `503` while the
+/// transmitter's keys or the replay store are unreachable (RV-14: the caller retries).
+pub fn gtr_unauthenticated(error: &SsfError) -> Response<Vec<u8>> {
+    match error {
+        SsfError::KeysUnavailable(_) | SsfError::Replay(_) => gtr_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(("temporarily_unavailable", error.description())),
+        ),
+        _ => gtr_response(
+            StatusCode::UNAUTHORIZED,
+            Some(("invalid_token", "authentication required")),
+        ),
     }
 }
 

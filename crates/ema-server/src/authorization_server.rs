@@ -532,16 +532,21 @@ where
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
-        if receiver.authenticate(presented).is_err() {
-            // 401 before the body is read; `handle_gtr` answers it without a body to parse.
-            let empty = http::Request::from_parts(request.into_parts().0, Vec::<u8>::new());
-            return into_axum(receiver.handle_gtr(&empty, state.clock.now()).await);
-        }
+        // 401 before the body is read: the static value or a signed JWT (RV-21).
+        let caller = match receiver
+            .authenticate_gtr(presented, state.clock.now())
+            .await
+        {
+            Ok(caller) => caller,
+            Err(e) => return into_axum(ema_grant::ssf::gtr_unauthenticated(&e)),
+        };
         let request = match read_request(request).await {
             Ok(request) => request,
             Err(response) => return response,
         };
-        let response = receiver.handle_gtr(&request, state.clock.now()).await;
+        let response = receiver
+            .handle_gtr_as(caller, &request, state.clock.now())
+            .await;
         let Some(receipt) = response.extensions().get::<SetReceipt>().cloned() else {
             return into_axum(response);
         };

@@ -98,7 +98,8 @@ fn world() -> World {
             JwkSet::from_keys([key.verifying_key().clone()]),
             AUTH,
             AUD,
-        ),
+        )
+        .with_gtr_jwt(format!("{AS}{}", ema_grant::ssf::DEFAULT_GTR_PATH)),
     );
     let events = Events::default();
     let audit_key = Arc::new(SigningKey::generate(Algorithm::ES256, Some("audit".into())).unwrap());
@@ -347,4 +348,30 @@ async fn rv21_gtr_endpoint_revokes_and_records() {
     assert_eq!(events[0]["outcome"], "accepted:applied");
     assert_eq!(events[1]["kind"], "revocation_applied");
     assert_eq!(events[1]["source"], "gtr");
+}
+
+// RV-21 over the router: a signed JWT (Okta's Universal Logout) authenticates before the body is
+// read, and its `jti` is consumed once: the first call revokes, the same assertion again gets 401.
+#[tokio::test]
+async fn rv21_gtr_signed_jwt_over_http() {
+    let w = world();
+    let claims = json!({
+        "iss": IDP, "sub": IDP, "aud": format!("{AS}{}", ema_grant::ssf::DEFAULT_GTR_PATH),
+        "jti": "okta-1", "iat": NOW.as_secs() - 5, "exp": NOW.as_secs() + 55,
+    });
+    let auth = format!("Bearer {}", w.key.sign_jwt(None, &claims).unwrap());
+    let call = |auth: String| {
+        let body = json!({"sub_id": {"format": "iss_sub", "iss": IDP, "sub": USER}}).to_string();
+        let req = Request::post(ema_grant::ssf::DEFAULT_GTR_PATH)
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(Body::from(body))
+            .unwrap();
+        ServiceExt::<Request<Body>>::oneshot(w.app.clone(), req)
+    };
+    let r = call(auth.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(w.revoked());
+    let r = call(auth).await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

@@ -214,6 +214,11 @@ pub struct SsfTransmitterConfig {
     /// absent: `email` subjects match nothing).
     #[serde(default)]
     pub emails: Option<std::collections::BTreeMap<String, String>>,
+    /// Also accept, at the Global Token Revocation endpoint, a bearer JWT signed with this
+    /// transmitter's keys and addressed to the endpoint (Okta's Universal Logout, RV-21;
+    /// default false: its `authorization` value only).
+    #[serde(default)]
+    pub gtr_jwt: bool,
 }
 
 impl fmt::Debug for SsfTransmitterConfig {
@@ -227,6 +232,7 @@ impl fmt::Debug for SsfTransmitterConfig {
             .field("subject_issuers", &self.subject_issuers)
             .field("tenant", &self.tenant)
             .field("algorithms", &self.algorithms)
+            .field("gtr_jwt", &self.gtr_jwt)
             .finish_non_exhaustive()
     }
 }
@@ -1087,6 +1093,7 @@ pub mod defaults {
                     tenant: None,
                     algorithms: None,
                     emails: None,
+                    gtr_jwt: false,
                 }],
             }),
             code_flow: Some(AsCodeFlowConfig {

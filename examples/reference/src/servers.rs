@@ -509,6 +509,10 @@ pub fn ssf_receiver(
         let mut trust =
             TransmitterTrust::with_key_source(t.issuer.as_str(), keys, &t.authorization, audience)
                 .with_algorithms(algorithms);
+        if t.gtr_jwt {
+            // RV-21: signed-JWT authentication at GTR, addressed to the endpoint's public URL.
+            trust = trust.with_gtr_jwt(format!("{issuer}{gtr}"));
+        }
         if let Some(issuers) = &t.subject_issuers {
             if issuers.is_empty() || issuers.iter().any(String::is_empty) {
                 return Err(ConfigError::Invalid(format!(

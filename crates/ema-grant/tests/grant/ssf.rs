@@ -988,3 +988,88 @@ fn rv26_verification_events_are_recorded() {
     assert!(fx.receiver.revoker().channel_verified(IDP, NOW.plus(930)));
     assert!(!fx.receiver.revoker().channel_verified(IDP, NOW.plus(931)));
 }
+
+// RV-21, Okta's Universal Logout: a transmitter configured with `with_gtr_jwt` may
+// authenticate at the GTR endpoint with a bearer JWT signed by its issuer's keys and addressed
+// to the endpoint; each defect is a 401 with nothing written, beside its control; the `jti` is
+// single-use; a transmitter without the option cannot use a JWT at all.
+#[test]
+fn rv21_gtr_signed_jwt_authentication() {
+    const GTR: &str = "https://as.tasks.example/global-token-revocation";
+    let fx = Fx::with(|t| t.with_gtr_jwt(GTR));
+    let body = json!({"sub_id": {"format": "iss_sub", "iss": IDP, "sub": USER}}).to_string();
+    let assertion = |key: &SigningKey, typ: Option<&str>, patch: Value| {
+        let mut claims = json!({
+            "iss": IDP, "sub": IDP, "aud": GTR, "jti": "gtr-1",
+            "iat": NOW.as_secs() - 5, "exp": NOW.as_secs() + 55,
+        });
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                claims.as_object_mut().unwrap().remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        format!("Bearer {}", key.sign_jwt(typ, &claims).unwrap())
+    };
+    let refused = [
+        (
+            "wrong key under the right kid",
+            assertion(&fx.other_key, None, json!({})),
+        ),
+        (
+            "another audience",
+            assertion(&fx.key, None, json!({"aud": AUD})),
+        ),
+        ("no aud", assertion(&fx.key, None, json!({"aud": null}))),
+        (
+            "expired",
+            assertion(&fx.key, None, json!({"exp": NOW.as_secs() - 120})),
+        ),
+        ("no exp", assertion(&fx.key, None, json!({"exp": null}))),
+        (
+            "lifetime over an hour",
+            assertion(&fx.key, None, json!({"exp": NOW.as_secs() + 7200})),
+        ),
+        ("no jti", assertion(&fx.key, None, json!({"jti": null}))),
+        (
+            "unknown issuer",
+            assertion(&fx.key, None, json!({"iss": "https://stranger.example"})),
+        ),
+        (
+            "a SET's typ",
+            assertion(&fx.key, Some(SECEVENT_TYP), json!({})),
+        ),
+        ("not a JWT", "Bearer not.a-jwt".to_owned()),
+        (
+            "Basic scheme",
+            format!("Basic {}", &assertion(&fx.key, None, json!({}))[7..]),
+        ),
+    ];
+    for (why, auth) in &refused {
+        let r = fx.gtr_at(Some(auth), "application/json", &body);
+        assert_eq!(r.status, 401, "{why}: {r:?}");
+        assert!(r.receipt.is_none(), "{why}");
+        assert!(fx.untouched(), "{why}");
+    }
+    // Control: the good assertion revokes; the same `jti` again is refused.
+    let good = assertion(&fx.key, None, json!({}));
+    let r = fx.gtr_at(Some(&good), "application/json", &body);
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(r.receipt.unwrap().transmitter, IDP);
+    assert!(matches!(fx.idp_verdict(NOW), LedgerVerdict::Revoked(_)));
+    let r = fx.gtr_at(Some(&good), "application/json", &body);
+    assert_eq!(r.status, 401, "replayed assertion: {r:?}");
+    // The static value still works beside it.
+    assert_eq!(fx.gtr_at(Some(AUTH), "application/json", &body).status, 204);
+
+    // A transmitter without `with_gtr_jwt` cannot authenticate with a JWT, even a valid one.
+    let plain = Fx::new();
+    let r = plain.gtr_at(
+        Some(&assertion(&plain.key, None, json!({}))),
+        "application/json",
+        &body,
+    );
+    assert_eq!(r.status, 401);
+    assert!(plain.untouched());
+}

@@ -72,6 +72,7 @@ async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Server
             tenant: None,
             algorithms: None,
             emails: None,
+            gtr_jwt: false,
         });
     let mcp_public = stack.mcp.url.clone();
     let guard = rt.guard;
