@@ -31,6 +31,7 @@
 //! | [`id_jag_claims`] | [`IdJagClaims::from_claims`](ema_id_jag::IdJagClaims::from_claims) | accepted claims round-trip through `to_object` |
 //! | [`as_metadata`] | RFC 8414 / RFC 9728 documents, `WWW-Authenticate` | accepted documents and challenges round-trip |
 //! | [`saml_assertion`] | [`SamlAssertionValidator::validate`](ema_saml::SamlAssertionValidator::validate) with [`fixed_saml_validator`] at [`FIXED_NOW`], and the base64url form | an accepted assertion names the fixed issuer, SP and client, has a `NameID`, converts to agreeing claims, and is refused for another client |
+//! | [`uri_rules`] | [`normalize_htu`](ema_grant::dpop::normalize_htu), [`redirect_uri_matches`](ema_grant::redirect::redirect_uri_matches) | a normalized `htu` is `http(s)`, ASCII, without query, fragment or userinfo, and a fixed point; redirect matching is reflexive and symmetric, and differing URIs match only as loopback redirects of one host |
 //! | [`cedar_request`] | the Cedar engine of ema-authz with the example tools and policies of `examples/config/policies/`: arbitrary arguments (and token claims) to Cedar requests and entities, then a decision | malformed arguments are denied by no policy; well-formed ones get the decision of the policies restated in Rust; an allowed call's tool is visible (`may_call`) |
 //!
 //! The seeds of `jws_compact`, `jwk_set`, `jws_verify`, `jwt_oracle` (signing mode) and `saml_assertion` are written by the ignored test
@@ -44,6 +45,7 @@ mod json;
 mod keys;
 mod oracle;
 mod saml;
+mod uri;
 mod verify;
 
 pub use cedar::{CEDAR_TOOLS, cedar_mapping, cedar_request};
@@ -58,6 +60,7 @@ pub use saml::{
     FIXED_SAML_CLIENT, FIXED_SAML_ISSUER, FIXED_SAML_RECIPIENT, FIXED_SAML_SP,
     fixed_saml_validator, saml_assertion,
 };
+pub use uri::uri_rules;
 pub use verify::{
     FIXED_AUDIENCE, FIXED_ES256_JWK, FIXED_ISSUER, FIXED_NOW, fixed_verifying_key, jws_verify,
 };

@@ -140,6 +140,11 @@ fn id_jag_claims() {
 }
 
 #[test]
+fn uri_rules() {
+    replay("uri_rules", ema_fuzz::uri_rules);
+}
+
+#[test]
 fn as_metadata() {
     replay("as_metadata", ema_fuzz::as_metadata);
 }
