@@ -94,7 +94,7 @@ pub use redis_ledger::RedisLedger;
 #[cfg(feature = "redis")]
 pub use redis_redemption::RedisRedeemer;
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisReplayStore, RedisSetupError};
+pub use redis_store::{RedisConnection, RedisReplayStore, RedisSetupError};
 pub use replay::{
     DynReplayStore, ErasedReplayStore, InMemoryReplayStore, ReplayError, ReplayKey, ReplayKind,
     ReplayStore, Seen,

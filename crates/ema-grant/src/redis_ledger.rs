@@ -2,7 +2,7 @@
 //! token denials shared by every authorization-server instance, and a change feed on a Redis
 //! Stream that resource servers tail into their [`LedgerMirror`] (RV-15, RV-16).
 //!
-//! Layout, under a prefix (default `ema`), with `{digest}` the hex SHA-256 of
+//! Layout, under a prefix (default `ema`) in a hash tag, with `{digest}` the hex SHA-256 of
 //! [`subject_digest`] or [`token_digest`] so that keys have a fixed size:
 //!
 //! | Key | Value | Expiry |
@@ -12,6 +12,12 @@
 //! | `{prefix}:rv:j:{digest}` | the [`LedgerChange::TokenDenied`], JSON | the token's `exp` |
 //! | `{prefix}:rv:log` | stream of every change (field `c`, JSON) | capped: trimmed from the front |
 //! | `{prefix}:rv:trimmed` | the last stream id trimmed away | none |
+//!
+//! `{prefix}` stands for the prefix in braces (`{ema}:rv:log`; a prefix that holds a hash tag
+//! of its own is used as it is): on Redis Cluster every key of the ledger then hashes to one
+//! slot, which the scripts below (a record, the stream and the trim mark) need, and the
+//! snapshot's `SCAN` runs on the node that holds that slot. See
+//! [`redis_store`](crate::redis_store#keys-and-redis-cluster).
 //!
 //! Each write is one Lua script that changes the key and appends to the stream atomically; the
 //! watermark script only ever raises the watermark (RV-28). A mirror's cursor is a stream id:
@@ -29,13 +35,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{Script, Value};
 use ema_jose::UnixTime;
 
 use crate::redis_store::{
-    DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisSetupError, bounded, check_prefix, connect_lazy, hex,
-    manager,
+    DEFAULT_PREFIX, DEFAULT_TIMEOUT, RedisConnection, RedisSetupError, bounded, check_prefix,
+    cluster, connect_cluster_lazy, connect_lazy, hex, key_base, manager,
 };
 use crate::revocation::{
     Cursor, DEFAULT_RETENTION, LedgerChange, LedgerChanges, LedgerError, LedgerMirror,
@@ -195,7 +200,8 @@ fn decode(json: &str) -> Result<LedgerChange, LedgerError> {
 /// layout. Every command is bounded by a timeout (default 250 ms); Redis unreachable or slow
 /// gives [`LedgerError::Unavailable`] (503 at the token endpoint and the SSF receiver).
 ///
-/// Clones share both connections: the command connection (which may be shared with a
+/// On one Redis server or a Redis Cluster ([`open_cluster`](Self::open_cluster)). Clones share
+/// both connections: the command connection (which may be shared with a
 /// [`RedisReplayStore`](crate::RedisReplayStore)) and the tail connection that
 /// `XREAD BLOCK` occupies. Requires a Tokio runtime with the time driver.
 ///
@@ -218,9 +224,10 @@ fn decode(json: &str) -> Result<LedgerChange, LedgerError> {
 /// ```
 #[derive(Clone)]
 pub struct RedisLedger {
-    conn: ConnectionManager,
-    tail: ConnectionManager,
+    conn: RedisConnection,
+    tail: RedisConnection,
     prefix: Arc<str>,
+    base: Arc<str>,
     timeout: Duration,
     block: Duration,
     retention: u64,
@@ -229,7 +236,7 @@ pub struct RedisLedger {
 }
 
 impl RedisLedger {
-    /// A ledger over two lazily connected [`ConnectionManager`]s for `url` (commands, and the
+    /// A ledger over two lazily connected [`ConnectionManager`](::redis::aio::ConnectionManager)s for `url` (commands, and the
     /// stream tail), prefix `ema`, timeout 250 ms.
     ///
     /// # Errors
@@ -244,14 +251,35 @@ impl RedisLedger {
         Ok(Self::new(conn, tail))
     }
 
-    /// A ledger over existing connections: `conn` for commands (shareable), `tail` for the
-    /// blocking stream reads (not shared with anything latency-sensitive: a blocked read holds
-    /// its connection).
-    pub fn new(conn: ConnectionManager, tail: ConnectionManager) -> Self {
+    /// A ledger on the Redis Cluster that `urls` (some of its nodes) belong to, over two lazily
+    /// connected [`ClusterConnection`](::redis::cluster_async::ClusterConnection)s (commands,
+    /// and the stream tail; see [`connect_cluster_lazy`]), prefix `ema`, timeout 250 ms.
+    ///
+    /// # Errors
+    ///
+    /// [`RedisSetupError::InvalidUrl`] when `urls` is empty or one is not a Redis URL;
+    /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
+    pub fn open_cluster<I, S>(urls: I) -> Result<Self, RedisSetupError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        let conn = connect_cluster_lazy(&urls, DEFAULT_TIMEOUT)?;
+        let tail = cluster(&urls, DEFAULT_TIMEOUT, None)?;
+        Ok(Self::new(conn, tail))
+    }
+
+    /// A ledger over existing connections ([`ConnectionManager`](::redis::aio::ConnectionManager),
+    /// [`ClusterConnection`](::redis::cluster_async::ClusterConnection) or [`RedisConnection`]):
+    /// `conn` for commands (shareable), `tail` for the blocking stream reads (not shared with
+    /// anything latency-sensitive: a blocked read holds its connection).
+    pub fn new(conn: impl Into<RedisConnection>, tail: impl Into<RedisConnection>) -> Self {
         Self {
-            conn,
-            tail,
+            conn: conn.into(),
+            tail: tail.into(),
             prefix: Arc::from(DEFAULT_PREFIX),
+            base: key_base(DEFAULT_PREFIX),
             timeout: DEFAULT_TIMEOUT,
             block: DEFAULT_BLOCK,
             retention: DEFAULT_RETENTION,
@@ -270,6 +298,7 @@ impl RedisLedger {
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self, RedisSetupError> {
         check_prefix(prefix)?;
         self.prefix = Arc::from(prefix);
+        self.base = key_base(prefix);
         Ok(self)
     }
 
@@ -300,7 +329,7 @@ impl RedisLedger {
 
     /// The command connection, to share with a [`RedisReplayStore`](crate::RedisReplayStore)
     /// (see [`RedisRedeemer`](crate::redis_redemption::RedisRedeemer)).
-    pub fn connection(&self) -> &ConnectionManager {
+    pub fn connection(&self) -> &RedisConnection {
         &self.conn
     }
 
@@ -320,18 +349,23 @@ impl RedisLedger {
         (self.key("d", &digest), self.key("w", &digest))
     }
 
-    /// The change stream's key.
+    /// The change stream's key: `{prefix}:rv:log`, the prefix in a hash tag.
     pub fn stream_key(&self) -> String {
-        format!("{}:rv:log", self.prefix)
+        format!("{}:rv:log", self.base)
+    }
+
+    /// The key prefix, as configured.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// The key holding the last stream id trimmed away.
     fn trim_key(&self) -> String {
-        format!("{}:rv:trimmed", self.prefix)
+        format!("{}:rv:trimmed", self.base)
     }
 
     fn key(&self, kind: &str, digest: &[u8; 32]) -> String {
-        format!("{}:rv:{kind}:{}", self.prefix, hex(digest))
+        format!("{}:rv:{kind}:{}", self.base, hex(digest))
     }
 
     fn json(change: &LedgerChange) -> Result<String, LedgerError> {
@@ -493,7 +527,7 @@ impl RedisLedger {
     /// (`0-0`: none).
     async fn stream_info(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
     ) -> Result<(Option<(u64, u64)>, (u64, u64)), LedgerError> {
         let mut get = ::redis::cmd("GET");
         get.arg(self.trim_key());
@@ -535,8 +569,9 @@ impl RedisLedger {
             (None, _) => START.to_owned(),
         };
         let mut changes = Vec::new();
+        let stream = self.stream_key();
         for kind in ["w", "d", "j"] {
-            let pattern = format!("{}:rv:{kind}:*", self.prefix);
+            let pattern = format!("{}:rv:{kind}:*", self.base);
             let mut scan_cursor: u64 = 0;
             loop {
                 let mut cmd = ::redis::cmd("SCAN");
@@ -545,8 +580,9 @@ impl RedisLedger {
                     .arg(&pattern)
                     .arg("COUNT")
                     .arg(1000);
+                // On a cluster, on the node that holds the ledger's slot.
                 let (next, keys): (u64, Vec<String>) =
-                    bounded(self.timeout, "SCAN", cmd.query_async(&mut conn))
+                    bounded(self.timeout, "SCAN", conn.query_at(&stream, &cmd))
                         .await
                         .map_err(unavailable)?;
                 if !keys.is_empty() {
@@ -649,6 +685,7 @@ impl RedisLedger {
 impl fmt::Debug for RedisLedger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLedger")
+            .field("connection", &self.conn)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("block", &self.block)

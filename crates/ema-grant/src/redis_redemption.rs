@@ -43,8 +43,9 @@ return {'again', d, w}
 /// [`check_id_jag`](crate::RevocationLedger::check_id_jag) followed by the store's
 /// [`check_and_insert`](crate::ReplayStore::check_and_insert), in one round trip.
 ///
-/// The ledger and the store must live on the same Redis (on Redis Cluster, their prefixes
-/// must hash to one slot, e.g. `{tasks-as}`); their prefixes may differ. The script runs on
+/// The ledger and the store must live on the same Redis. On one server their prefixes may
+/// differ; on Redis Cluster the script's keys must hash to one slot, so give both the same
+/// prefix (or prefixes with the same hash tag, such as `{tasks}:ledger` and `{tasks}:replay`). The script runs on
 /// the ledger's command connection, bounded by the longer of the two timeouts; Redis
 /// unreachable, failing or slow gives [`LedgerError::Unavailable`] (503
 /// `temporarily_unavailable`, no token). A timed-out call may still have recorded the `jti`,

@@ -2,19 +2,37 @@
 //! identifiers stay single-use across every authorization-server instance that shares one
 //! Redis (SEC-1, AS-7, D-6).
 //!
-//! Every store talks to Redis through the `redis` crate's multiplexed
-//! [`ConnectionManager`]: one connection, cheap to clone,
-//! re-established in the background after a failure. Each command is bounded by a timeout
-//! (default [`DEFAULT_TIMEOUT`]); past it, or with Redis unreachable, the store answers
+//! Every store talks to Redis through a [`RedisConnection`]: on one Redis server, the `redis`
+//! crate's multiplexed [`ConnectionManager`] ([`connect_lazy`]); on Redis Cluster, its
+//! [`ClusterConnection`] ([`connect_cluster_lazy`]), which follows the cluster's slot map.
+//! Both are one multiplexed connection (per node), cheap to clone, re-established in the
+//! background after a failure. Each command is bounded by a timeout (default
+//! [`DEFAULT_TIMEOUT`]); past it, or with Redis unreachable, the store answers
 //! [`ReplayError::Unavailable`] and the token endpoint fails closed with 503
 //! `temporarily_unavailable`. Nothing needs a restart when Redis comes back.
+//!
+//! # Keys and Redis Cluster
+//!
+//! Every key starts with the configured prefix in a hash tag, `{ema}:` by default (a prefix
+//! that already holds a hash tag, such as `{tasks}:as`, is used as it is). Redis Cluster
+//! places a key by its hash tag alone, so every key of one prefix lives in one slot: a Lua
+//! script of the revocation ledger or of the fused redemption may touch several of them, and
+//! the change stream is one key that `XREAD` reads from its tail. The same layout serves a
+//! single server, where the braces are just characters. (Before cluster support the keys were
+//! `ema:...` without braces; every key is short-lived or rewritten by the next change, so
+//! nothing needs migrating, but watermarks and disabled flags written under the old names
+//! are not read: revoke again after upgrading.)
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::{ClusterClient, ClusterConfig};
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use ::redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, Value};
 use ema_jose::UnixTime;
 
 use crate::replay::{ReplayError, ReplayKey, ReplayStore, Seen};
@@ -39,9 +57,12 @@ pub enum RedisSetupError {
         /// What the client said.
         reason: String,
     },
-    /// The key prefix is empty, longer than [`MAX_PREFIX_LEN`] bytes, or holds a character
-    /// other than ASCII letters, digits, `-`, `_`, `.`, `:` and `{}`.
-    #[error("invalid Redis key prefix {prefix:?}: 1 to 64 of A-Z a-z 0-9 - _ . : {{ }}")]
+    /// The key prefix is empty, longer than [`MAX_PREFIX_LEN`] bytes, holds a character
+    /// other than ASCII letters, digits, `-`, `_`, `.`, `:` and `{}`, or holds braces that do
+    /// not open with a Redis Cluster hash tag (a `{` followed by a non-empty tag and `}`).
+    #[error(
+        "invalid Redis key prefix {prefix:?}: 1 to 64 of A-Z a-z 0-9 - _ . : {{ }}, braces only as a hash tag {{tag}}"
+    )]
     InvalidPrefix {
         /// The prefix given.
         prefix: String,
@@ -62,6 +83,165 @@ pub enum RedisSetupError {
 /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
 pub fn connect_lazy(url: &str, timeout: Duration) -> Result<ConnectionManager, RedisSetupError> {
     manager(url, timeout, Some(timeout))
+}
+
+/// Opens a [`ClusterConnection`] to the Redis Cluster that `urls` (some of its nodes, each a
+/// `redis://` or `rediss://` URL) belong to, without connecting yet: the first command reads
+/// the slot map from the first node that answers, and the connection follows the map as it
+/// changes (`MOVED`, failover). Like [`connect_lazy`], a server may start while the cluster is
+/// down; each connection attempt is bounded by `timeout` and so is each command.
+///
+/// # Errors
+///
+/// [`RedisSetupError::InvalidUrl`] when `urls` is empty or one is not a Redis URL;
+/// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
+pub fn connect_cluster_lazy<I, S>(
+    urls: I,
+    timeout: Duration,
+) -> Result<ClusterConnection, RedisSetupError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    cluster(urls, timeout, Some(timeout))
+}
+
+/// [`connect_cluster_lazy`] with the per-command response timeout of its own (`None`: none,
+/// for the blocking stream tail).
+pub(crate) fn cluster<I, S>(
+    urls: I,
+    connect_timeout: Duration,
+    response_timeout: Option<Duration>,
+) -> Result<ClusterConnection, RedisSetupError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(RedisSetupError::NoRuntime);
+    }
+    let invalid = |e: ::redis::RedisError| RedisSetupError::InvalidUrl {
+        reason: e.to_string(),
+    };
+    let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+    if urls.is_empty() {
+        return Err(RedisSetupError::InvalidUrl {
+            reason: "no Redis Cluster node given".into(),
+        });
+    }
+    let mut builder = ClusterClient::builder(urls.iter().map(String::as_str))
+        .connection_timeout(connect_timeout)
+        .retries(2)
+        .min_retry_wait(10)
+        .max_retry_wait(1000);
+    let mut config = ClusterConfig::new().set_connection_timeout(connect_timeout);
+    if let Some(t) = response_timeout {
+        builder = builder.response_timeout(t);
+        config = config.set_response_timeout(t);
+    }
+    let client = builder.build().map_err(invalid)?;
+    Ok(client.get_pending_async_connection_with_config(config))
+}
+
+/// A connection to Redis: one server or a Redis Cluster. Every store and the revocation
+/// ledger of this crate run on one; clones share it. It is a
+/// [`ConnectionLike`], so it runs any `redis` command or script; on a
+/// cluster, a command goes to the node that holds its keys' slot.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use ema_grant::RedisReplayStore;
+/// use ema_grant::redis_store::{RedisConnection, connect_cluster_lazy, connect_lazy};
+///
+/// let one: RedisConnection = connect_lazy("redis://127.0.0.1:6379/", Duration::from_millis(250))?.into();
+/// let nodes = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000", "redis://10.0.0.3:7000"];
+/// let cluster: RedisConnection = connect_cluster_lazy(nodes, Duration::from_millis(250))?.into();
+/// let store = RedisReplayStore::new(cluster).with_prefix("tasks-as")?;
+/// # let _ = (one, store); Ok(()) }
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum RedisConnection {
+    /// One Redis server (or a proxy that looks like one).
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl RedisConnection {
+    /// Whether this is a Redis Cluster connection.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// Runs a keyless command (`SCAN`) on the node that holds `key`'s slot: on one server,
+    /// that server.
+    pub(crate) async fn query_at<T: FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: &Cmd,
+    ) -> ::redis::RedisResult<T> {
+        match self {
+            Self::Single(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::with_key(key, SlotAddr::Master),
+                ));
+                let value = conn.route_command(cmd.clone(), route).await?;
+                Ok(::redis::from_redis_value(value)?)
+            }
+        }
+    }
+}
+
+impl From<ConnectionManager> for RedisConnection {
+    fn from(conn: ConnectionManager) -> Self {
+        Self::Single(conn)
+    }
+}
+
+impl From<ClusterConnection> for RedisConnection {
+    fn from(conn: ClusterConnection) -> Self {
+        Self::Cluster(conn)
+    }
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Single(_) => "RedisConnection::Single",
+            Self::Cluster(_) => "RedisConnection::Cluster",
+        })
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// [`connect_lazy`] with the per-command response timeout of its own (`None`: none, for a
@@ -87,12 +267,34 @@ pub(crate) fn manager(
     ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)
 }
 
+/// The hash tag Redis Cluster places `key` by: the bytes between the first `{` and the first
+/// `}` after it, when not empty.
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let rest = key.get(open + 1..)?;
+    let close = rest.find('}')?;
+    rest.get(..close).filter(|tag| !tag.is_empty())
+}
+
+/// The start of every key under `prefix`: `{prefix}`, or the prefix itself when it holds a
+/// hash tag, so that all of them hash to one Redis Cluster slot. `prefix` has passed
+/// [`check_prefix`].
+pub(crate) fn key_base(prefix: &str) -> Arc<str> {
+    if prefix.contains('{') {
+        Arc::from(prefix)
+    } else {
+        Arc::from(format!("{{{prefix}}}"))
+    }
+}
+
 pub(crate) fn check_prefix(prefix: &str) -> Result<(), RedisSetupError> {
+    let braces = prefix.contains(['{', '}']);
     let ok = !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
         && prefix
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:{}".contains(&b));
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:{}".contains(&b))
+        && (!braces || hash_tag(prefix).is_some());
     if ok {
         Ok(())
     } else {
@@ -131,7 +333,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// A [`ReplayStore`] on Redis, shared by every instance that points at the same Redis and
 /// prefix (SEC-1, AS-7).
 ///
-/// Each check is one atomic `SET {prefix}:rp:{digest} 1 NX PX {ttl}`: the key is the hex
+/// Each check is one atomic `SET {prefix}:rp:{digest} 1 NX PX {ttl}` (the prefix in a hash
+/// tag, see [the module documentation](self#keys-and-redis-cluster)): the key is the hex
 /// SHA-256 [`ReplayKey::digest`] of (kind, issuer, `jti`), so keys have a fixed size whatever
 /// the token carries; the TTL is the time left until `expires_at` (which the grants already
 /// extend by their clock leeway), at least one second, counted by Redis itself so that the
@@ -141,7 +344,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// have reached Redis and recorded the key: that identifier is then spent although no token
 /// was issued for it (a timeout cannot tell), and the client fetches a new one.
 ///
-/// Clones share the connection. Requires a Tokio runtime with the time driver.
+/// On one Redis server or a Redis Cluster ([`open_cluster`](Self::open_cluster)), with the
+/// same answers. Clones share the connection. Requires a Tokio runtime with the time driver.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -157,8 +361,9 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// ```
 #[derive(Clone)]
 pub struct RedisReplayStore {
-    conn: ConnectionManager,
+    conn: RedisConnection,
     prefix: Arc<str>,
+    base: Arc<str>,
     timeout: Duration,
 }
 
@@ -174,11 +379,29 @@ impl RedisReplayStore {
         Ok(Self::new(connect_lazy(url, DEFAULT_TIMEOUT)?))
     }
 
-    /// A store over an existing connection, for sharing it with other Redis users.
-    pub fn new(conn: ConnectionManager) -> Self {
+    /// A store on the Redis Cluster that `urls` (some of its nodes) belong to, over a lazily
+    /// connected [`ClusterConnection`] (see [`connect_cluster_lazy`]), with the prefix
+    /// [`DEFAULT_PREFIX`] and the timeout [`DEFAULT_TIMEOUT`].
+    ///
+    /// # Errors
+    ///
+    /// [`RedisSetupError::InvalidUrl`] when `urls` is empty or one is not a Redis URL;
+    /// [`RedisSetupError::NoRuntime`] outside a Tokio runtime.
+    pub fn open_cluster<I, S>(urls: I) -> Result<Self, RedisSetupError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Self::new(connect_cluster_lazy(urls, DEFAULT_TIMEOUT)?))
+    }
+
+    /// A store over an existing connection ([`ConnectionManager`], [`ClusterConnection`] or
+    /// [`RedisConnection`]), for sharing it with other Redis users.
+    pub fn new(conn: impl Into<RedisConnection>) -> Self {
         Self {
-            conn,
+            conn: conn.into(),
             prefix: Arc::from(DEFAULT_PREFIX),
+            base: key_base(DEFAULT_PREFIX),
             timeout: DEFAULT_TIMEOUT,
         }
     }
@@ -192,6 +415,7 @@ impl RedisReplayStore {
     pub fn with_prefix(mut self, prefix: &str) -> Result<Self, RedisSetupError> {
         check_prefix(prefix)?;
         self.prefix = Arc::from(prefix);
+        self.base = key_base(prefix);
         Ok(self)
     }
 
@@ -203,7 +427,7 @@ impl RedisReplayStore {
     }
 
     /// The connection, to share with other Redis users (the revocation ledger).
-    pub fn connection(&self) -> &ConnectionManager {
+    pub fn connection(&self) -> &RedisConnection {
         &self.conn
     }
 
@@ -217,9 +441,10 @@ impl RedisReplayStore {
         self.timeout
     }
 
-    /// The Redis key of `key`: `{prefix}:rp:{hex sha-256 digest}`.
+    /// The Redis key of `key`: `{prefix}:rp:{hex sha-256 digest}`, the braces standing for
+    /// themselves (`{ema}:rp:...`) unless the prefix holds a hash tag of its own.
     pub fn redis_key(&self, key: ReplayKey<'_>) -> String {
-        format!("{}:rp:{}", self.prefix, hex(&key.digest()))
+        format!("{}:rp:{}", self.base, hex(&key.digest()))
     }
 
     async fn set_nx(&self, key: String, ttl_ms: u64) -> Result<Seen, ReplayError> {
@@ -242,6 +467,7 @@ impl RedisReplayStore {
 impl fmt::Debug for RedisReplayStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisReplayStore")
+            .field("connection", &self.conn)
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
@@ -285,13 +511,41 @@ mod tests {
 
     #[test]
     fn prefixes() {
-        for good in ["ema", "tasks-as:eu", "{as}", "a.b_c"] {
+        for good in ["ema", "tasks-as:eu", "{as}", "a.b_c", "{t}:as", "x}{y}"] {
             assert_eq!(check_prefix(good), Ok(()), "{good}");
         }
         let long = "x".repeat(MAX_PREFIX_LEN + 1);
-        for bad in ["", "a b", "a\r\nFLUSHALL", "é", long.as_str()] {
+        for bad in [
+            "",
+            "a b",
+            "a\r\nFLUSHALL",
+            "é",
+            long.as_str(),
+            "{}",
+            "}a",
+            "a{b",
+            "{}x{y}",
+        ] {
             assert!(check_prefix(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn every_key_of_a_prefix_has_the_same_hash_tag() {
+        // Redis Cluster places a key by its hash tag: the prefix's, whatever follows it.
+        for (prefix, tag) in [
+            ("ema", "ema"),
+            ("tasks-as:eu", "tasks-as:eu"),
+            ("{t}:as", "t"),
+            ("x}{y}", "y"),
+        ] {
+            let base = key_base(prefix);
+            for suffix in [":rp:00ff", ":rv:log", ":rv:w:{odd}"] {
+                assert_eq!(hash_tag(&format!("{base}{suffix}")), Some(tag), "{prefix}");
+            }
+        }
+        assert_eq!(hash_tag("ema:rp:00"), None);
+        assert_eq!(hash_tag("{}ema{x}"), None);
     }
 
     #[tokio::test]
@@ -325,9 +579,65 @@ mod tests {
             issuer: "https://idp.example",
             jti: "j",
         });
-        assert_eq!(a.len(), "ema:rp:".len() + 64);
+        assert!(a.starts_with("{ema}:rp:"), "{a}");
+        assert_eq!(a.len(), "{ema}:rp:".len() + 64);
         assert_eq!(a.len(), b.len());
         assert_ne!(a, b);
+    }
+
+    #[tokio::test]
+    async fn cluster_urls_are_checked() {
+        assert!(matches!(
+            connect_cluster_lazy(Vec::<String>::new(), DEFAULT_TIMEOUT),
+            Err(RedisSetupError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            connect_cluster_lazy(["http://127.0.0.1:7000/"], DEFAULT_TIMEOUT),
+            Err(RedisSetupError::InvalidUrl { .. })
+        ));
+        let store = RedisReplayStore::open_cluster(["redis://127.0.0.1:7000/"]).unwrap();
+        assert!(store.connection().is_cluster());
+        assert!(
+            !RedisReplayStore::open("redis://127.0.0.1:7000/")
+                .unwrap()
+                .connection()
+                .is_cluster()
+        );
+    }
+
+    #[test]
+    fn cluster_outside_a_runtime_is_a_typed_error() {
+        assert_eq!(
+            RedisReplayStore::open_cluster(["redis://127.0.0.1:7000/"]).map(|_| ()),
+            Err(RedisSetupError::NoRuntime)
+        );
+    }
+
+    #[tokio::test]
+    async fn unreachable_cluster_fails_closed_within_the_timeout() {
+        // A loopback port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let store = RedisReplayStore::open_cluster([format!("redis://127.0.0.1:{port}/")])
+            .unwrap()
+            .with_timeout(Duration::from_millis(100));
+        let key = ReplayKey {
+            kind: ReplayKind::IdJag,
+            issuer: "https://idp.example",
+            jti: "j1",
+        };
+        let now = UnixTime::from_secs(1_000);
+        for _ in 0..2 {
+            let started = std::time::Instant::now();
+            let result = store.check_and_insert(key, now.plus(300), now).await;
+            assert!(
+                matches!(result, Err(ReplayError::Unavailable { .. })),
+                "{result:?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
     }
 
     #[tokio::test]

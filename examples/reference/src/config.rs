@@ -603,6 +603,12 @@ pub struct AuthorizationServerConfig {
     /// `jti`s, so each is single-use across every instance. Absent: in-memory (one instance).
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// Instead of `redis_url`, a Redis Cluster: some of its nodes
+    /// (`["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`), from which the client learns the
+    /// rest. Every key of one prefix hashes to one slot (the prefix is a hash tag), so the
+    /// ledger's scripts and stream work there. At most one of `redis_url` and `redis_cluster`.
+    #[serde(default)]
+    pub redis_cluster: Option<Vec<String>>,
     /// The key prefix in Redis (default `ema`): instances share state when they share the URL
     /// and the prefix.
     #[serde(default)]
@@ -669,6 +675,10 @@ pub struct McpServerConfig {
     /// process keeps its ledger in memory) and DPoP proofs recorded in memory.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// The authorization server's `redis_cluster`, instead of `redis_url`: nodes of the Redis
+    /// Cluster it shares state on.
+    #[serde(default)]
+    pub redis_cluster: Option<Vec<String>>,
     /// The authorization server's `redis_prefix` (default `ema`).
     #[serde(default)]
     pub redis_prefix: Option<String>,
@@ -1108,6 +1118,7 @@ pub mod defaults {
                 client_id_metadata_documents: true,
             }),
             redis_url: None,
+            redis_cluster: None,
             redis_prefix: None,
         }
     }
@@ -1132,6 +1143,7 @@ pub mod defaults {
             authz: McpAuthzConfig::default(),
             vault: None,
             redis_url: None,
+            redis_cluster: None,
             redis_prefix: None,
         }
     }

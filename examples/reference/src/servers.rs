@@ -467,7 +467,10 @@ pub fn ssf_receiver(
     }
     let mut receiver = SsfReceiver::with_dyn_replay(
         revoker,
-        replay_store(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())?,
+        replay_store_on(
+            RedisTarget::from_config(cfg.redis_url.as_deref(), cfg.redis_cluster.as_deref())?,
+            cfg.redis_prefix.as_deref(),
+        )?,
     );
     let mut seen = std::collections::HashSet::new();
     for (i, t) in ssf.transmitters.iter().enumerate() {
@@ -682,8 +685,10 @@ pub fn authorization_server_parts(
     // RV-11, RV-14: the in-memory ledger of one instance, or the ledger on Redis shared by
     // every instance with the same `redis_url` and `redis_prefix`; on Redis, each ID-JAG's
     // ledger check and replay commit are one script call (one round trip).
-    let (ledger, replay, redeemer) =
-        as_shared_state(cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref())?;
+    let (ledger, replay, redeemer) = as_shared_state(
+        RedisTarget::from_config(cfg.redis_url.as_deref(), cfg.redis_cluster.as_deref())?,
+        cfg.redis_prefix.as_deref(),
+    )?;
     let mut grant = JwtBearerGrant::builder(
         AccessTokenIssuer::new(Issuer::new(issuer), keys).with_lifetime(lifetime),
         issuer_keys,
@@ -775,9 +780,73 @@ pub const REVOCATION_PATH: &str = "/revoke";
 /// How often [`mcp_app_with_ledger`] brings its revocation mirror up to date.
 pub const MIRROR_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Where a server's shared state lives: one Redis server (`redis_url`) or a Redis Cluster
+/// (`redis_cluster`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisTarget<'a> {
+    /// One Redis server's URL.
+    Url(&'a str),
+    /// Some nodes of a Redis Cluster.
+    Cluster(&'a [String]),
+}
+
+impl<'a> RedisTarget<'a> {
+    /// The target of a configuration's `redis_url` and `redis_cluster`: `None` without either.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Invalid`] when both are set, or `redis_cluster` is empty.
+    pub fn from_config(
+        redis_url: Option<&'a str>,
+        redis_cluster: Option<&'a [String]>,
+    ) -> Result<Option<Self>, ConfigError> {
+        match (redis_url, redis_cluster) {
+            (Some(_), Some(_)) => Err(ConfigError::Invalid(
+                "set redis_url or redis_cluster, not both".into(),
+            )),
+            (None, Some([])) => Err(ConfigError::Invalid(
+                "redis_cluster: name at least one node".into(),
+            )),
+            (Some(url), None) => Ok(Some(Self::Url(url))),
+            (None, Some(nodes)) => Ok(Some(Self::Cluster(nodes))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A replay store on this target (lazily connected), under `prefix` when given.
+    fn store(self, prefix: Option<&str>) -> Result<RedisReplayStore, ConfigError> {
+        let mut store = match self {
+            Self::Url(url) => RedisReplayStore::open(url),
+            Self::Cluster(nodes) => RedisReplayStore::open_cluster(nodes),
+        }
+        .map_err(invalid_redis)?;
+        if let Some(prefix) = prefix {
+            store = store.with_prefix(prefix).map_err(invalid_redis)?;
+        }
+        Ok(store)
+    }
+
+    /// A revocation ledger on this target (lazily connected), under `prefix` when given.
+    fn ledger(self, prefix: Option<&str>) -> Result<RedisLedger, ConfigError> {
+        let mut ledger = match self {
+            Self::Url(url) => RedisLedger::open(url),
+            Self::Cluster(nodes) => RedisLedger::open_cluster(nodes),
+        }
+        .map_err(invalid_redis)?;
+        if let Some(prefix) = prefix {
+            ledger = ledger.with_prefix(prefix).map_err(invalid_redis)?;
+        }
+        Ok(ledger)
+    }
+}
+
+fn invalid_redis(e: ema_grant::RedisSetupError) -> ConfigError {
+    ConfigError::Invalid(format!("redis: {e}"))
+}
+
 /// The replay store of a server: on Redis when `redis_url` is set (shared by every instance
 /// with the same URL and prefix; connects lazily and fails closed with 503 while Redis is
-/// unreachable), else in memory.
+/// unreachable), else in memory. [`replay_store_on`] takes a Redis Cluster too.
 ///
 /// # Errors
 ///
@@ -786,20 +855,28 @@ pub fn replay_store(
     redis_url: Option<&str>,
     redis_prefix: Option<&str>,
 ) -> Result<DynReplayStore, ConfigError> {
-    let Some(url) = redis_url else {
+    replay_store_on(redis_url.map(RedisTarget::Url), redis_prefix)
+}
+
+/// [`replay_store`] on a [`RedisTarget`]: one Redis server or a Redis Cluster.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for a URL or prefix the Redis client refuses, or a prefix without
+/// a target.
+pub fn replay_store_on(
+    target: Option<RedisTarget<'_>>,
+    redis_prefix: Option<&str>,
+) -> Result<DynReplayStore, ConfigError> {
+    let Some(target) = target else {
         if redis_prefix.is_some() {
             return Err(ConfigError::Invalid(
-                "redis_prefix is set without redis_url".into(),
+                "redis_prefix is set without redis_url or redis_cluster".into(),
             ));
         }
         return Ok(DynReplayStore::default());
     };
-    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
-    let mut store = RedisReplayStore::open(url).map_err(invalid)?;
-    if let Some(prefix) = redis_prefix {
-        store = store.with_prefix(prefix).map_err(invalid)?;
-    }
-    Ok(DynReplayStore::new(store))
+    Ok(DynReplayStore::new(target.store(redis_prefix)?))
 }
 
 /// What [`as_shared_state`] gives the authorization server's jwt-bearer grant.
@@ -810,24 +887,23 @@ type AsSharedState = (
 );
 
 /// The authorization server's revocation ledger, replay store and, on Redis, the redeemer
-/// that does an ID-JAG's ledger check and replay commit in one round trip. With `redis_url`:
-/// the [`RedisLedger`] and a [`RedisReplayStore`] on its connection, under the same prefix
-/// (shared by every instance with the same URL and prefix). Without: an in-memory ledger and
+/// that does an ID-JAG's ledger check and replay commit in one round trip. With a Redis
+/// target: the [`RedisLedger`] and a [`RedisReplayStore`] on its connection, under the same
+/// prefix (shared by every instance with the same target and prefix; on a cluster, the
+/// prefix's hash tag keeps the redeemer's keys in one slot). Without: an in-memory ledger and
 /// store, and no redeemer (the grant's two in-process steps).
 fn as_shared_state(
-    redis_url: Option<&str>,
+    target: Option<RedisTarget<'_>>,
     redis_prefix: Option<&str>,
 ) -> Result<AsSharedState, ConfigError> {
-    let Some(url) = redis_url else {
-        let replay = replay_store(None, redis_prefix)?;
+    let Some(target) = target else {
+        let replay = replay_store_on(None, redis_prefix)?;
         return Ok((DynRevocationLedger::new(MemoryLedger::new()), replay, None));
     };
-    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
-    let mut ledger = RedisLedger::open(url).map_err(invalid)?;
+    let ledger = target.ledger(redis_prefix)?;
     let mut store = RedisReplayStore::new(ledger.connection().clone());
     if let Some(prefix) = redis_prefix {
-        ledger = ledger.with_prefix(prefix).map_err(invalid)?;
-        store = store.with_prefix(prefix).map_err(invalid)?;
+        store = store.with_prefix(prefix).map_err(invalid_redis)?;
     }
     let redeemer: Arc<dyn IdJagRedeemer> =
         Arc::new(RedisRedeemer::new(ledger.clone(), store.clone()));
@@ -840,7 +916,7 @@ fn as_shared_state(
 
 /// The revocation ledger on Redis when `redis_url` is set (RV-14: watermarks, disabled flags
 /// and token denials shared by every instance, changes on a stream that MCP servers tail),
-/// else `None`.
+/// else `None`. [`ledger_on`] takes a Redis Cluster too.
 ///
 /// # Errors
 ///
@@ -849,20 +925,27 @@ pub fn ledger(
     redis_url: Option<&str>,
     redis_prefix: Option<&str>,
 ) -> Result<Option<DynRevocationLedger>, ConfigError> {
-    let Some(url) = redis_url else {
-        return Ok(None);
-    };
-    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
-    let mut ledger = RedisLedger::open(url).map_err(invalid)?;
-    if let Some(prefix) = redis_prefix {
-        ledger = ledger.with_prefix(prefix).map_err(invalid)?;
-    }
-    Ok(Some(DynRevocationLedger::new(ledger)))
+    ledger_on(redis_url.map(RedisTarget::Url), redis_prefix)
 }
 
-/// The MCP server (task list tools over Streamable HTTP) at `public_url`. With `redis_url`
-/// set, every instance with the same URL and prefix shares the authorization server's state on
-/// Redis: DPoP proof `jti`s go to the [`RedisReplayStore`] (DP-33, D-30: a proof is accepted
+/// [`ledger`] on a [`RedisTarget`]: one Redis server or a Redis Cluster.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for a URL or prefix the Redis client refuses.
+pub fn ledger_on(
+    target: Option<RedisTarget<'_>>,
+    redis_prefix: Option<&str>,
+) -> Result<Option<DynRevocationLedger>, ConfigError> {
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    Ok(Some(DynRevocationLedger::new(target.ledger(redis_prefix)?)))
+}
+
+/// The MCP server (task list tools over Streamable HTTP) at `public_url`. With `redis_url` (or
+/// `redis_cluster`) set, every instance with the same Redis and prefix shares the authorization
+/// server's state on Redis: DPoP proof `jti`s go to the [`RedisReplayStore`] (DP-33, D-30: a proof is accepted
 /// once across instances; Redis unreachable is a 503), and every request is checked against a
 /// mirror of the ledger kept by [`tail_mirror`] (the change stream as it happens, a full
 /// snapshot every [`DEFAULT_RESYNC`]; RV-15, RV-16). The tailing task runs on the current
@@ -877,17 +960,14 @@ pub fn mcp_app(
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<Router, ConfigError> {
-    let (url, prefix) = (cfg.redis_url.as_deref(), cfg.redis_prefix.as_deref());
+    let target = RedisTarget::from_config(cfg.redis_url.as_deref(), cfg.redis_cluster.as_deref())?;
+    let prefix = cfg.redis_prefix.as_deref();
     // Checks the prefix alone too (a config error without a URL).
-    let dpop_replay = replay_store(url, prefix)?;
-    let Some(url) = url else {
+    let dpop_replay = replay_store_on(target, prefix)?;
+    let Some(target) = target else {
         return mcp_app_inner(cfg, public_url, clock, None, None);
     };
-    let invalid = |e: ema_grant::RedisSetupError| ConfigError::Invalid(format!("redis: {e}"));
-    let mut ledger = RedisLedger::open(url).map_err(invalid)?;
-    if let Some(prefix) = prefix {
-        ledger = ledger.with_prefix(prefix).map_err(invalid)?;
-    }
+    let ledger = target.ledger(prefix)?;
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| ConfigError::Invalid("the revocation mirror needs a Tokio runtime".into()))?;
     let mirror = Arc::new(LedgerMirror::new());

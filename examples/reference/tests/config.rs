@@ -555,6 +555,46 @@ mod settings {
             cfg.redis_prefix = prefix.map(str::to_owned);
             assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
         }
+        // Redis Cluster: some nodes instead of the URL, never both, never none; lazy as well.
+        let nodes = vec![
+            "redis://127.0.0.1:7000/".to_owned(),
+            "redis://127.0.0.1:7001/".into(),
+        ];
+        for (url, cluster, why) in [
+            (
+                Some("redis://127.0.0.1:6379/"),
+                Some(nodes.clone()),
+                "set redis_url or redis_cluster, not both",
+            ),
+            (
+                None,
+                Some(Vec::new()),
+                "redis_cluster: name at least one node",
+            ),
+            (
+                None,
+                Some(vec!["http://127.0.0.1:7000/".into()]),
+                "invalid Redis URL",
+            ),
+        ] {
+            let mut cfg = auth_server();
+            cfg.redis_url = url.map(str::to_owned);
+            cfg.redis_cluster = cluster.clone();
+            let message = as_error(&cfg);
+            assert!(message.contains(why), "{message}");
+            let mut cfg = mcp();
+            cfg.redis_url = url.map(str::to_owned);
+            cfg.redis_cluster = cluster;
+            let message = mcp_error(&cfg);
+            assert!(message.contains(why), "{message}");
+        }
+        let mut cfg = auth_server();
+        cfg.redis_cluster = Some(nodes.clone());
+        cfg.redis_prefix = Some("tasks-as".into());
+        assert!(servers::authorization_server_app(&cfg, defaults::AS, clock()).is_ok());
+        let mut cfg = mcp();
+        cfg.redis_cluster = Some(nodes);
+        assert!(servers::mcp_app(&cfg, defaults::MCP, clock()).is_ok());
         let mut cfg = mcp();
         cfg.redis_prefix = Some("ema".into());
         assert!(mcp_error(&cfg).contains("redis_prefix is set without redis_url"));

@@ -21,6 +21,9 @@
 //!   itself (`redis_server` starts the server; it must be on `PATH`);
 //! - `redis_ledger` (feature `redis`): the revocation ledger on Redis and mirrors tailing its
 //!   stream across killed connections, a trimmed stream and a Redis restart;
+//! - `redis_cluster` (feature `redis`): the replay store, the fused redeemer and the ledger
+//!   with a mirror's tail on a private three-master Redis Cluster (`redis_cluster_server`
+//!   starts it; `redis-server` and `redis-cli` must be on `PATH`);
 //! - `redemption`: an `IdJagRedeemer` set on the jwt-bearer grant replaces its ledger check
 //!   and replay commit for the ID-JAG, with the same answers;
 //! - `redis_redemption` (feature `redis`): the one-round-trip `RedisRedeemer` answers exactly
@@ -70,6 +73,12 @@ mod redemption;
 #[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(test)]
+#[cfg(feature = "redis")]
+mod redis_cluster;
+#[cfg(test)]
+#[cfg(feature = "redis")]
+mod redis_cluster_server;
 #[cfg(test)]
 #[cfg(feature = "redis")]
 mod redis_ledger;

@@ -153,7 +153,7 @@ async fn key_layout_and_ttl_is_the_remaining_lifetime_plus_leeway() {
         issuer: IDP,
         jti,
     });
-    assert!(key.starts_with("tasks-as:rp:") && key.len() == "tasks-as:rp:".len() + 64);
+    assert!(key.starts_with("{tasks-as}:rp:") && key.len() == "{tasks-as}:rp:".len() + 64);
     // The ID-JAG expires at NOW + 290; the grant adds the maximum leeway (60 s).
     let expected_ms = (290 + TimeOptions::MAX_LEEWAY.as_secs()) * 1000;
     let pttl: u64 = server.command(&["PTTL", &key])[1..]

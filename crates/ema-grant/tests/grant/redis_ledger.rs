@@ -173,7 +173,8 @@ async fn rv15_snapshot_and_tail_feed_a_mirror() {
     assert_eq!(mirror.sync(&reader, t.plus(30)).await, Ok(0));
     assert!(!mirror.is_stale(t.plus(60)));
     // The denial's key lives until the token's exp.
-    let ttl: u64 = server.command(&["TTL", &format!("ema:rv:j:{}", hex_digest(AS, "jti-9"))])[1..]
+    let ttl: u64 = server.command(&["TTL", &format!("{{ema}}:rv:j:{}", hex_digest(AS, "jti-9"))])
+        [1..]
         .trim()
         .parse()
         .unwrap();

@@ -109,7 +109,8 @@ fn subject_key(prefix: &str, kind: &str, subject: &str) -> String {
     let scope = RevocationScope::idp(IDP, None);
     let digest = ema_grant::revocation::subject_digest(&scope, subject);
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}:rv:{kind}:{hex}")
+    // The prefix in a hash tag (one Redis Cluster slot for every key of the ledger).
+    format!("{{{prefix}}}:rv:{kind}:{hex}")
 }
 
 /// Runs the revocation matrix against one side and reports every row.
