@@ -44,6 +44,8 @@ pub enum AuditEvent {
     SecurityEventReceived(SecurityEventReceived),
     /// A downstream credential was refused to a revoked subject (RV-19).
     CredentialRefused(CredentialRefused),
+    /// The health of an SSF stream the authorization server receives changed (RV-26).
+    StreamHealthChanged(StreamHealthChanged),
 }
 
 impl AuditEvent {
@@ -64,6 +66,7 @@ impl AuditEvent {
             Self::RevocationApplied(_) => "revocation_applied",
             Self::SecurityEventReceived(_) => "security_event_received",
             Self::CredentialRefused(_) => "credential_refused",
+            Self::StreamHealthChanged(_) => "stream_health_changed",
         }
     }
 
@@ -77,6 +80,9 @@ impl AuditEvent {
             | Self::RevocationApplied(_)
             | Self::CredentialRefused(_) => true,
             Self::SecurityEventReceived(e) => !e.outcome.starts_with("accepted"),
+            Self::StreamHealthChanged(e) => {
+                matches!(e.to.as_str(), "overdue" | "paused" | "disabled")
+            }
             Self::ToolDecision(d) => d.decision == Decision::Deny,
             Self::CredentialRefreshed(r) => r.error.is_some(),
             Self::CredentialRevoked(r) => r.outcome == RevocationOutcome::Failed,
@@ -116,8 +122,38 @@ into_event!(
     SubjectOffboarded,
     RevocationApplied,
     SecurityEventReceived,
-    CredentialRefused
+    CredentialRefused,
+    StreamHealthChanged
 );
+
+/// The health of an SSF stream the authorization server receives changed (RV-26): verified,
+/// unverified, or, as an alert, overdue, paused or disabled (its users' access tokens then
+/// fall back to the 300 s default, RV-24).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct StreamHealthChanged {
+    /// The transmitter's issuer.
+    pub transmitter: String,
+    /// The health before: `unverified`, `verified`, `overdue`, `paused` or `disabled`.
+    pub from: String,
+    /// The health now.
+    pub to: String,
+}
+
+impl StreamHealthChanged {
+    /// The change of `transmitter`'s stream from `from` to `to`.
+    pub fn new(
+        transmitter: impl Into<String>,
+        from: impl Into<String>,
+        to: impl Into<String>,
+    ) -> Self {
+        Self {
+            transmitter: transmitter.into(),
+            from: from.into(),
+            to: to.into(),
+        }
+    }
+}
 
 /// A security event the authorization server received (RV-29): an SSF Security Event Token
 /// pushed by a transmitter, or a Global Token Revocation call. The subject is named by a

@@ -14,8 +14,8 @@ pub use event::{
     AccessTokenAccepted, AccessTokenRefused, AuditEvent, CredentialKind, CredentialRef,
     CredentialRefreshed, CredentialRefused, CredentialRevoked, CredentialSource, CredentialStored,
     CredentialUsed, Decision, DefinitionResponse, IdJagIssued, IdJagRedeemed, ProviderRevocation,
-    RevocationApplied, RevocationOutcome, SecurityEventReceived, SubjectOffboarded, ToolDecision,
-    ToolDefinitionChanged,
+    RevocationApplied, RevocationOutcome, SecurityEventReceived, StreamHealthChanged,
+    SubjectOffboarded, ToolDecision, ToolDefinitionChanged,
 };
 pub use log::{AuditClock, AuditConfig, AuditLog, AuditLogBuilder, RawArguments, UtcClock};
 pub use record::{

@@ -52,6 +52,7 @@ pub mod revoke;
 mod scope_log;
 pub mod sign_in;
 pub mod ssf;
+pub mod ssf_health;
 #[cfg(feature = "sso")]
 pub mod sso;
 

@@ -207,12 +207,22 @@ impl Revoker {
     }
 
     /// Records that the revocation channel of the IdP `idp_issuer` was verified at `at` (the
-    /// SSF receiver calls this for each issuer a transmitter covers when it accepts a
-    /// verification event, RV-26). Clones share the record.
+    /// stream-health tracker calls this for each issuer a transmitter covers when a
+    /// verification event answers its request, RV-26). Clones share the record.
     pub fn record_channel_verified(&self, idp_issuer: &str, at: UnixTime) {
         let mut channels = self.channels.lock().unwrap_or_else(PoisonError::into_inner);
         let slot = channels.entry(idp_issuer.to_owned()).or_insert(at);
         *slot = (*slot).max(at);
+    }
+
+    /// Forgets the verification of the revocation channel of `idp_issuer`: its users' access
+    /// tokens fall back to the 300 s default at once (RV-24; the stream-health tracker calls
+    /// this when a transmitter pauses or disables its stream, RV-26).
+    pub fn forget_channel(&self, idp_issuer: &str) {
+        self.channels
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(idp_issuer);
     }
 
     /// When the revocation channel of `idp_issuer` was last verified.

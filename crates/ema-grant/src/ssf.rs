@@ -31,6 +31,9 @@ use serde_json::Value;
 use crate::replay::{DynReplayStore, ReplayError, ReplayKey, ReplayKind, ReplayStore, Seen};
 use crate::revocation::{LedgerChange, RevocationKind, RevocationScope};
 use crate::revoke::{Revoke, RevokeAction, RevokeError, Revoker};
+use crate::ssf_health::{
+    HealthChange, StreamHealth, StreamStatus, VerificationMatch, VerificationPolicy,
+};
 
 mod gtr_auth;
 
@@ -84,6 +87,9 @@ pub mod event_type {
     /// SSF `verification`.
     pub const VERIFICATION: &str =
         "https://schemas.openid.net/secevent/ssf/event-type/verification";
+    /// SSF `stream-updated`.
+    pub const STREAM_UPDATED: &str =
+        "https://schemas.openid.net/secevent/ssf/event-type/stream-updated";
 }
 
 /// The RFC 8935 §2.4 error codes a receiver answers in `{"err": ...}` (RV-6, D-37).
@@ -447,6 +453,7 @@ pub struct TransmitterTrust {
     /// RV-21: the `aud` of the signed JWTs this transmitter may authenticate with at the GTR
     /// endpoint ([`TransmitterTrust::with_gtr_jwt`]); `None`: its static value only.
     gtr_jwt_audience: Option<String>,
+    verification: Option<VerificationPolicy>,
 }
 
 impl std::fmt::Debug for TransmitterTrust {
@@ -503,7 +510,27 @@ impl TransmitterTrust {
             tenant: None,
             matching: SubjectMatching::IssSub,
             gtr_jwt_audience: None,
+            verification: None,
         }
+    }
+
+    /// Asks this transmitter for stream verification on `policy`'s schedule (RV-26): only a
+    /// verification event answering such a request marks its channel verified (RV-24).
+    /// Without it, its verification events have no effect.
+    #[must_use]
+    pub fn with_verification(mut self, policy: VerificationPolicy) -> Self {
+        self.verification = Some(policy);
+        self
+    }
+
+    /// The verification schedule, if any.
+    pub fn verification(&self) -> Option<VerificationPolicy> {
+        self.verification
+    }
+
+    /// The IdP issuers whose subjects this transmitter may affect.
+    pub fn subject_issuers(&self) -> &[String] {
+        &self.subject_issuers
     }
 
     /// The IdP issuers whose subjects this transmitter may affect (default: its own issuer),
@@ -617,6 +644,11 @@ pub enum EventAction {
         /// The `state` member, if any.
         state: Option<String>,
     },
+    /// An SSF `stream-updated` event: the stream's new status (RV-26).
+    StreamUpdated {
+        /// The `status` member.
+        status: StreamStatus,
+    },
     /// Accepted, logged, no action (unknown or unrequested types, RV-10).
     Ignore,
 }
@@ -659,6 +691,12 @@ pub fn event_action(kind: &str, payload: &Value) -> Result<EventAction, SetClaim
         // REVOCATION 2.5: watermark, and the mapping to local subjects is dropped
         // (`Revoker::apply`), so the recycled identifier's next owner starts clean.
         t::IDENTIFIER_RECYCLED => revoke(RevocationKind::IdentifierRecycled),
+        t::STREAM_UPDATED => payload
+            .get("status")
+            .and_then(Value::as_str)
+            .and_then(StreamStatus::parse)
+            .map(|status| EventAction::StreamUpdated { status })
+            .ok_or(SetClaimError::EventMember { member: "status" }),
         t::VERIFICATION => Ok(EventAction::Verification {
             state: payload
                 .get("state")
@@ -679,10 +717,24 @@ pub enum SetOutcome {
     NoMatch,
     /// The event type has no action (RV-10).
     Ignored,
-    /// A verification event (RV-26).
+    /// A verification event answering this receiver's request (RV-26): the channel is
+    /// verified.
     Verified {
         /// Its `state`.
         state: Option<String>,
+    },
+    /// A verification event answering no outstanding request (RV-26): no effect.
+    VerificationUnmatched {
+        /// Its `state`.
+        state: Option<String>,
+    },
+    /// A `stream-updated` event (RV-26): the stream's status, and the channel's health change
+    /// (an alert when paused or disabled).
+    StreamUpdated {
+        /// The new status.
+        status: StreamStatus,
+        /// The health change, if the health changed.
+        change: Option<HealthChange>,
     },
     /// The (`iss`, `jti`) was received before (RV-8): no second effect.
     Duplicate,
@@ -690,13 +742,19 @@ pub enum SetOutcome {
 
 impl SetOutcome {
     /// A short name for the audit trail: `applied`, `no_match`, `ignored`, `verified`,
-    /// `duplicate`.
+    /// `verification_unmatched`, `stream_<status>`, `duplicate`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::Applied(_) => "applied",
             Self::NoMatch => "no_match",
             Self::Ignored => "ignored",
             Self::Verified { .. } => "verified",
+            Self::VerificationUnmatched { .. } => "verification_unmatched",
+            Self::StreamUpdated { status, .. } => match status {
+                StreamStatus::Enabled => "stream_enabled",
+                StreamStatus::Paused => "stream_paused",
+                StreamStatus::Disabled => "stream_disabled",
+            },
             Self::Duplicate => "duplicate",
         }
     }
@@ -771,8 +829,8 @@ pub struct SsfReceiver {
     revoker: Revoker,
     replay: DynReplayStore,
     options: ParseOptions,
-    /// The last accepted verification event per transmitter issuer (RV-26).
-    verified: Arc<std::sync::Mutex<std::collections::HashMap<String, UnixTime>>>,
+    /// The stream health of every transmitter (RV-26).
+    health: StreamHealth,
 }
 
 impl SsfReceiver {
@@ -787,16 +845,22 @@ impl SsfReceiver {
     pub fn with_dyn_replay(revoker: Revoker, replay: DynReplayStore) -> Self {
         Self {
             transmitters: Arc::from(Vec::new()),
+            health: StreamHealth::new(revoker.clone()),
             revoker,
             replay,
             options: ParseOptions::new().with_max_len(MAX_SET_LEN),
-            verified: Arc::default(),
         }
     }
 
-    /// Adds a transmitter.
+    /// Adds a transmitter, tracked by the [`health`](Self::health) tracker (asked for
+    /// verification when it has a [`VerificationPolicy`]).
     #[must_use]
     pub fn transmitter(self, trust: TransmitterTrust) -> Self {
+        self.health.track(
+            &trust.issuer,
+            trust.subject_issuers.iter().cloned(),
+            trust.verification,
+        );
         let mut all: Vec<TransmitterTrust> = self.transmitters.iter().cloned().collect();
         all.push(trust);
         Self {
@@ -815,15 +879,17 @@ impl SsfReceiver {
         &self.revoker
     }
 
-    /// When this receiver last accepted an SSF verification event from the transmitter
-    /// `issuer` (RV-26: the stream's health, for alerts and RV-24's lifetime rule); `None`
-    /// before the first. Clones share the record.
+    /// When this receiver last accepted an SSF verification event answering its request from
+    /// the transmitter `issuer` (RV-26); `None` before the first, and again once the stream
+    /// is paused or disabled. Clones share the record.
     pub fn last_verification(&self, issuer: &str) -> Option<UnixTime> {
-        self.verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(issuer)
-            .copied()
+        self.health.last_verified(issuer)
+    }
+
+    /// The stream-health tracker (RV-26): the server ticks it and sends the verification
+    /// requests it asks for. Clones share the state.
+    pub fn health(&self) -> &StreamHealth {
+        &self.health
     }
 
     /// The transmitter whose `Authorization` value is `presented` (every entry compared in
@@ -981,16 +1047,20 @@ impl SsfReceiver {
         let outcome = match (action, resolved) {
             (EventAction::Ignore, _) => SetOutcome::Ignored,
             (EventAction::Verification { state }, _) => {
-                // RV-26: the stream is verified as of now.
-                self.verified
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .insert(transmitter.issuer.clone(), now);
-                // RV-24: the IdPs this transmitter speaks for have a verified channel.
-                for issuer in &transmitter.subject_issuers {
-                    self.revoker.record_channel_verified(issuer, now);
+                // RV-26: only the answer to our own request verifies the stream; then the
+                // IdPs this transmitter speaks for have a verified channel (RV-24).
+                match self
+                    .health
+                    .verification(&transmitter.issuer, state.as_deref(), now)
+                {
+                    VerificationMatch::Matched => SetOutcome::Verified { state },
+                    VerificationMatch::Unmatched => SetOutcome::VerificationUnmatched { state },
                 }
-                SetOutcome::Verified { state }
+            }
+            (EventAction::StreamUpdated { status }, _) => {
+                // RV-26: paused or disabled drops the channel to RV-24's 300 s at once.
+                let change = self.health.stream_updated(&transmitter.issuer, status, now);
+                SetOutcome::StreamUpdated { status, change }
             }
             (EventAction::Revoke(_), None) => SetOutcome::NoMatch,
             (EventAction::Revoke(action), Some((scope, subject))) => {

@@ -500,8 +500,20 @@ where
             Ok(SetOutcome::Applied(changes)) => changes.as_slice(),
             _ => &[],
         };
+        let health = match &receipt.outcome {
+            Ok(SetOutcome::StreamUpdated {
+                change: Some(change),
+                ..
+            }) => Some(change),
+            _ => None,
+        };
         let recorded = crate::trail::security_event_received(&state.audit, "ssf", &receipt)
-            .and_then(|()| crate::trail::revocation_applied(&state.audit, "ssf", changes));
+            .and_then(|()| crate::trail::revocation_applied(&state.audit, "ssf", changes))
+            .and_then(|()| {
+                health.map_or(Ok(()), |c| {
+                    crate::trail::stream_health_changed(&state.audit, c)
+                })
+            });
         if let Err(e) = recorded {
             tracing::error!(target: "ema_audit", error = %e, "security event not recorded");
             if let (Ok(_), Some(jti)) = (&receipt.outcome, &receipt.jti) {

@@ -164,3 +164,33 @@ pub(crate) fn security_event_received(
     }
     log.append(event).map(|_| ())
 }
+
+/// Appends `StreamHealthChanged` for a change of an SSF stream's health (RV-26), logging it at
+/// `WARN` when it is an alert (overdue, paused, disabled).
+pub fn stream_health_changed(
+    log: &AuditLog,
+    change: &ema_grant::ssf_health::HealthChange,
+) -> Result<(), ema_audit::AuditError> {
+    if change.is_alert() {
+        tracing::warn!(
+            target: "ema_server::ssf_health",
+            transmitter = %change.transmitter, from = change.from.as_str(), to = change.to.as_str(),
+            "SSF stream unhealthy: access tokens for its IdPs fall back to 300 s (RV-24)"
+        );
+    } else {
+        tracing::info!(
+            target: "ema_server::ssf_health",
+            transmitter = %change.transmitter, from = change.from.as_str(), to = change.to.as_str(),
+            "SSF stream health changed"
+        );
+    }
+    if !log.is_enabled() {
+        return Ok(());
+    }
+    log.append(ema_audit::StreamHealthChanged::new(
+        change.transmitter.as_str(),
+        change.from.as_str(),
+        change.to.as_str(),
+    ))
+    .map(|_| ())
+}

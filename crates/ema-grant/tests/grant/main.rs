@@ -31,6 +31,9 @@
 //!   a revoked ID-JAG's `jti`, fails closed with Redis down, and redeems once across instances;
 //! - `ssf`: the SSF push receiver's matrix (RV-4..RV-10, RV-13, D-37), each refusal with its
 //!   RFC 8935 code and its positive control;
+//! - `ssf_health`: the SSF stream-health state machine at fixed times (RV-26, RV-24): matched
+//!   and wrong states, unanswered requests, overdue, paused, disabled, re-enabled, and the
+//!   transmitter's `min_verification_interval`;
 //! - `coverage`: every rule id is proven somewhere, or listed as not implemented with why.
 //!
 //! Every test runs at the fixed time `support::NOW`; nothing reads the wall clock or sleeps.
@@ -95,5 +98,7 @@ mod revocation;
 mod saml;
 #[cfg(test)]
 mod ssf;
+#[cfg(test)]
+mod ssf_health;
 #[cfg(test)]
 mod support;

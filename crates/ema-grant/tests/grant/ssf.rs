@@ -14,6 +14,7 @@ use ema_grant::ssf::{
     SECEVENT_CONTENT_TYPE, SECEVENT_TYP, SetOutcome, SetReceipt, SsfError, SsfReceiver,
     SubjectMatching, TransmitterTrust, event_type,
 };
+use ema_grant::ssf_health::{ChannelHealth, StreamStatus, VerificationMatch, VerificationPolicy};
 use ema_grant::{InMemoryReplayStore, Revoker};
 use ema_jose::{Algorithm, AlgorithmSet, JwkSet, SigningKey, UnixTime, base64url};
 use serde_json::{Value, json};
@@ -951,31 +952,52 @@ fn rv21_global_token_revocation() {
     );
 }
 
-// RV-26, RV-24: an SSF verification event (opaque stream subject) is accepted with no ledger effect
-// and recorded as the transmitter's last verification; a refused one is not (control).
+// RV-26, RV-24: an SSF verification event (opaque stream subject) is accepted with no ledger
+// effect; it verifies the channel only when its `state` answers the receiver's own outstanding
+// request (unsolicited, wrong state and a refused SET do not), and then the IdP the
+// transmitter speaks for has a verified channel for 15 minutes.
 #[test]
 fn rv26_verification_events_are_recorded() {
-    let fx = Fx::new();
+    let fx = Fx::with(|t| t.with_verification(VerificationPolicy::default()));
     assert_eq!(fx.receiver.last_verification(IDP), None);
-    let verification = |jti: &str, aud: &str| {
+    let verification = |jti: &str, aud: &str, state: &str| {
         fx.set(json!({
             "jti": jti,
             "aud": aud,
             "sub_id": {"format": "opaque", "id": "stream-1"},
-            "events": {event_type::VERIFICATION: {"state": "VGhpcyBpcyBhbiBlY2hv"}},
+            "events": {event_type::VERIFICATION: {"state": state}},
         }))
     };
-    fx.push(&verification("v-0", "https://elsewhere.example"))
-        .refused("invalid_audience");
-    assert_eq!(fx.receiver.last_verification(IDP), None);
-    assert_eq!(fx.receiver.revoker().channel_verified_at(IDP), None);
-    let r = fx.push_at(&verification("v-1", AUD), Some(AUTH), NOW.plus(30));
+    // Unsolicited: accepted, no effect.
+    let r = fx.push(&verification("v-u", AUD, "VGhpcyBpcyBhbiBlY2hv"));
     assert_eq!(
         r.accepted(),
-        SetOutcome::Verified {
+        SetOutcome::VerificationUnmatched {
             state: Some("VGhpcyBpcyBhbiBlY2hv".into())
         }
     );
+    assert_eq!(fx.receiver.revoker().channel_verified_at(IDP), None);
+    // The receiver asks (the tick gives the state), for the verifying transmitter only.
+    let tick = fx.receiver.health().tick(NOW);
+    assert_eq!(tick.requests.len(), 1, "{tick:?}");
+    assert_eq!(tick.requests[0].transmitter, IDP);
+    let state = tick.requests[0].state.clone();
+    fx.push(&verification("v-0", "https://elsewhere.example", &state))
+        .refused("invalid_audience");
+    let r = fx.push_at(
+        &verification("v-w", AUD, "wrong-state"),
+        Some(AUTH),
+        NOW.plus(20),
+    );
+    assert!(matches!(
+        r.accepted(),
+        SetOutcome::VerificationUnmatched { .. }
+    ));
+    assert_eq!(fx.receiver.last_verification(IDP), None);
+    assert_eq!(fx.receiver.revoker().channel_verified_at(IDP), None);
+    let r = fx.push_at(&verification("v-1", AUD, &state), Some(AUTH), NOW.plus(30));
+    assert_eq!(r.accepted(), SetOutcome::Verified { state: Some(state) });
+    assert_eq!(r.receipt.unwrap().outcome_name(), "accepted:verified");
     assert!(fx.untouched());
     assert_eq!(fx.receiver.last_verification(IDP), Some(NOW.plus(30)));
     assert_eq!(fx.receiver.last_verification(OTHER_IDP), None);
@@ -1072,4 +1094,49 @@ fn rv21_gtr_signed_jwt_authentication() {
     );
     assert_eq!(r.status, 401);
     assert!(plain.untouched());
+}
+
+// RV-26: `stream-updated` pauses, disables and enables the stream; paused drops the verified
+// channel at once (RV-24 fallback) and reports the health change as an alert; an unknown
+// status is `invalid_request` (control: the known ones are accepted).
+#[test]
+fn rv26_stream_updated_events() {
+    let fx = Fx::with(|t| t.with_verification(VerificationPolicy::default()));
+    let updated = |jti: &str, status: &str| {
+        fx.set(json!({
+            "jti": jti,
+            "sub_id": {"format": "opaque", "id": "stream-1"},
+            "events": {event_type::STREAM_UPDATED: {"status": status}},
+        }))
+    };
+    let state = fx.receiver.health().tick(NOW).requests[0].state.clone();
+    assert_eq!(
+        fx.receiver.health().verification(IDP, Some(&state), NOW),
+        VerificationMatch::Matched
+    );
+    assert_eq!(fx.receiver.health().tick(NOW).changes.len(), 1);
+    assert!(fx.receiver.revoker().channel_verified(IDP, NOW));
+    fx.push(&updated("su-0", "sleeping"))
+        .refused("invalid_request");
+    assert!(fx.receiver.revoker().channel_verified(IDP, NOW));
+    let r = fx.push(&updated("su-1", "paused"));
+    let SetOutcome::StreamUpdated { status, change } = r.accepted() else {
+        panic!("{r:?}")
+    };
+    assert_eq!(status, StreamStatus::Paused);
+    let change = change.unwrap();
+    assert_eq!(
+        (change.from, change.to, change.is_alert()),
+        (ChannelHealth::Verified, ChannelHealth::Paused, true)
+    );
+    assert_eq!(r.receipt.unwrap().outcome_name(), "accepted:stream_paused");
+    assert!(!fx.receiver.revoker().channel_verified(IDP, NOW));
+    assert!(fx.untouched());
+    let r = fx.push(&updated("su-2", "enabled"));
+    let SetOutcome::StreamUpdated { change, .. } = r.accepted() else {
+        panic!("{r:?}")
+    };
+    assert_eq!(change.unwrap().to, ChannelHealth::Unverified);
+    // Enabled is not verified: a new verification must answer a new request.
+    assert!(!fx.receiver.revoker().channel_verified(IDP, NOW));
 }
