@@ -53,6 +53,7 @@ mod scope_log;
 pub mod sign_in;
 pub mod ssf;
 pub mod ssf_health;
+pub mod ssf_poll;
 #[cfg(feature = "sso")]
 pub mod sso;
 

@@ -460,7 +460,7 @@ where
         State(state): State<Arc<Self>>,
         request: http::Request<axum::body::Body>,
     ) -> Response {
-        use ema_grant::ssf::{SetOutcome, SetReceipt, SsfError};
+        use ema_grant::ssf::{SetReceipt, SsfError};
         let Some(receiver) = &state.ssf else {
             return admin_error(http::StatusCode::NOT_FOUND, "not_found", "no SSF receiver");
         };
@@ -496,24 +496,7 @@ where
                 "security event refused"
             ),
         }
-        let changes = match &receipt.outcome {
-            Ok(SetOutcome::Applied(changes)) => changes.as_slice(),
-            _ => &[],
-        };
-        let health = match &receipt.outcome {
-            Ok(SetOutcome::StreamUpdated {
-                change: Some(change),
-                ..
-            }) => Some(change),
-            _ => None,
-        };
-        let recorded = crate::trail::security_event_received(&state.audit, "ssf", &receipt)
-            .and_then(|()| crate::trail::revocation_applied(&state.audit, "ssf", changes))
-            .and_then(|()| {
-                health.map_or(Ok(()), |c| {
-                    crate::trail::stream_health_changed(&state.audit, c)
-                })
-            });
+        let recorded = crate::trail::security_event_recorded(&state.audit, "ssf", &receipt);
         if let Err(e) = recorded {
             tracing::error!(target: "ema_audit", error = %e, "security event not recorded");
             if let (Ok(_), Some(jti)) = (&receipt.outcome, &receipt.jti) {

@@ -50,7 +50,7 @@ mod principal;
 pub mod rmcp;
 mod rpc_peek;
 mod trail;
-pub use trail::stream_health_changed;
+pub use trail::{security_event_recorded, stream_health_changed};
 #[cfg(feature = "vault")]
 pub mod vault;
 

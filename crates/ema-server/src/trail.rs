@@ -194,3 +194,36 @@ pub fn stream_health_changed(
     ))
     .map(|_| ())
 }
+
+/// Records one received SET on the audit trail (RV-29): `SecurityEventReceived`, the ledger
+/// changes it made (`RevocationApplied`) and the stream-health change of a `stream-updated`
+/// (`StreamHealthChanged`, RV-26). `source` is `ssf` for a push, `ssf-poll` for an RFC 8936
+/// poll (RV-27). A server that cannot record a SET must not acknowledge it.
+///
+/// # Errors
+///
+/// The trail's [`ema_audit::AuditError`].
+pub fn security_event_recorded(
+    log: &AuditLog,
+    source: &str,
+    receipt: &ema_grant::ssf::SetReceipt,
+) -> Result<(), ema_audit::AuditError> {
+    use ema_grant::ssf::SetOutcome;
+    let changes = match &receipt.outcome {
+        Ok(SetOutcome::Applied(changes)) => changes.as_slice(),
+        _ => &[],
+    };
+    let health = match &receipt.outcome {
+        Ok(SetOutcome::StreamUpdated {
+            change: Some(change),
+            ..
+        }) => Some(change),
+        _ => None,
+    };
+    security_event_received(log, source, receipt)?;
+    revocation_applied(log, source, changes)?;
+    match health {
+        Some(change) => stream_health_changed(log, change),
+        None => Ok(()),
+    }
+}

@@ -19,6 +19,12 @@ use crate::ssf::{AccountEvent, SsfTransmitter};
 /// retrying after the wait).
 pub const IDP_ADMIN_USERS_PATH: &str = "/admin/users";
 
+/// `POST` `{"stream_id": "...", "status": "enabled" | "paused" | "disabled"}` with the same
+/// credential: sets an SSF stream's status and pushes `stream-updated` to its receiver (RV-26).
+/// Answers `{"stream_id", "status", "ssf": <outcome> | null}` (`null` when nothing changed),
+/// 404 for an unknown stream or an IdP without SSF.
+pub const IDP_ADMIN_STREAMS_PATH: &str = "/admin/streams";
+
 #[derive(Clone)]
 struct AdminState {
     status: UserStatus,
@@ -47,6 +53,7 @@ pub fn idp_admin_router(
     };
     Router::new()
         .route(IDP_ADMIN_USERS_PATH, post(users))
+        .route(IDP_ADMIN_STREAMS_PATH, post(streams))
         .with_state(state)
 }
 
@@ -69,7 +76,8 @@ fn answer(status: StatusCode, body: serde_json::Value) -> Response {
         .into_response()
 }
 
-async fn users(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The 401 answer when `headers` do not carry the admin secret.
+fn unauthorized(state: &AdminState, headers: &HeaderMap) -> Option<Response> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -89,7 +97,71 @@ async fn users(State(state): State<AdminState>, headers: HeaderMap, body: Bytes)
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"admin\""),
         );
-        return resp;
+        return Some(resp);
+    }
+    None
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamAction {
+    stream_id: String,
+    status: String,
+}
+
+async fn streams(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = unauthorized(&state, &headers) {
+        return refused;
+    }
+    let parsed = serde_json::from_slice::<StreamAction>(&body)
+        .ok()
+        .and_then(|a| Some((ema_grant::ssf_health::StreamStatus::parse(&a.status)?, a)));
+    let Some((status, req)) = parsed else {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request", "error_description":
+                "the body must be {\"stream_id\": ..., \"status\": \"enabled\" | \"paused\" | \"disabled\"}"}),
+        );
+    };
+    let not_found = || {
+        answer(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "not_found", "error_description": "no such stream"}),
+        )
+    };
+    let Some(t) = state.transmitter.clone() else {
+        return not_found();
+    };
+    let id = req.stream_id.clone();
+    // The push runs to its end (bounded retries) even if the caller goes away.
+    let task = tokio::spawn(async move { t.set_status(&id, status).await });
+    match tokio::time::timeout(crate::ssf::PUSH_WAIT, task).await {
+        Ok(Ok(None)) => not_found(),
+        Ok(Ok(Some(delivery))) => {
+            tracing::info!(target: "ema_examples::admin", status = status.as_str(), "stream status changed");
+            answer(
+                StatusCode::OK,
+                serde_json::json!({
+                    "stream_id": req.stream_id,
+                    "status": status.as_str(),
+                    "ssf": delivery.map(|d| d.name()),
+                }),
+            )
+        }
+        Ok(Err(_)) | Err(_) => answer(
+            StatusCode::OK,
+            serde_json::json!({
+                "stream_id": req.stream_id,
+                "status": status.as_str(),
+                "ssf": "pending",
+            }),
+        ),
+    }
+}
+
+async fn users(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(refused) = unauthorized(&state, &headers) {
+        return refused;
     }
     let bad = |description: &str| {
         answer(

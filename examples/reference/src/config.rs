@@ -196,7 +196,10 @@ pub struct SsfTransmitterConfig {
     pub jwks_file: Option<PathBuf>,
     /// Or the JWKS itself, as JSON text.
     pub jwks: Option<String>,
-    /// The `Authorization` header value it presents (e.g. `Bearer ...`), compared whole.
+    /// The `Authorization` header value it presents (e.g. `Bearer ...`), compared whole. May
+    /// be left out for a transmitter that is only polled (`poll_url`): then no push from it
+    /// authenticates.
+    #[serde(default)]
     pub authorization: String,
     /// The `aud` its SETs carry: our receiver id (default: `public_url` + `push_path`).
     #[serde(default)]
@@ -219,6 +222,27 @@ pub struct SsfTransmitterConfig {
     /// default false: its `authorization` value only).
     #[serde(default)]
     pub gtr_jwt: bool,
+    /// The stream's id at the transmitter: with `receiver_authorization`, the AS asks for
+    /// stream verification on a schedule (RV-26), and only then may its users' access tokens
+    /// live longer than 300 s (RV-24).
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    /// The `Authorization` value the AS presents at the transmitter's verification and stream
+    /// configuration endpoints.
+    #[serde(default)]
+    pub receiver_authorization: Option<String>,
+    /// Seconds between verifications (default 300; 1 to 900, RV-24's freshness bound). The
+    /// transmitter's `min_verification_interval` is respected on top.
+    #[serde(default)]
+    pub verify_every_secs: Option<u64>,
+    /// The transmitter's SSF discovery document (default: `/.well-known/ssf-configuration`
+    /// inserted after the host of `issuer`), naming its verification endpoint.
+    #[serde(default)]
+    pub configuration_url: Option<String>,
+    /// The transmitter's RFC 8936 poll endpoint, for a transmitter that cannot push (RV-27):
+    /// the AS long-polls it with `receiver_authorization`. Absent: push only.
+    #[serde(default)]
+    pub poll_url: Option<String>,
 }
 
 impl fmt::Debug for SsfTransmitterConfig {
@@ -233,6 +257,14 @@ impl fmt::Debug for SsfTransmitterConfig {
             .field("tenant", &self.tenant)
             .field("algorithms", &self.algorithms)
             .field("gtr_jwt", &self.gtr_jwt)
+            .field("stream_id", &self.stream_id)
+            .field(
+                "receiver_authorization",
+                &self.receiver_authorization.as_ref().map(|_| Redacted),
+            )
+            .field("verify_every_secs", &self.verify_every_secs)
+            .field("configuration_url", &self.configuration_url)
+            .field("poll_url", &self.poll_url)
             .finish_non_exhaustive()
     }
 }
@@ -411,21 +443,53 @@ pub struct IdpSsfConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SsfStreamConfig {
-    /// The receiver's push endpoint URL.
+    /// The receiver's push endpoint URL (push streams; leave out for a poll stream).
+    #[serde(default)]
     pub endpoint_url: String,
-    /// The `Authorization` header value the receiver expects.
+    /// `push` (RFC 8935, the default) or `poll` (RFC 8936, RV-27: the receiver polls
+    /// `/ssf/poll` with `receiver_authorization`; give `audience`).
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// How long a long poll of a poll stream waits for a SET, in seconds (default 20, at most
+    /// 60).
+    #[serde(default)]
+    pub poll_wait_secs: Option<u64>,
+    /// The `Authorization` header value the receiver expects (push streams).
+    #[serde(default)]
     pub authorization: String,
     /// The receiver id, each SET's `aud` (default: `endpoint_url`).
     #[serde(default)]
     pub audience: Option<String>,
+    /// The stream's id (default `stream-<n>`, n counting from 1).
+    #[serde(default)]
+    pub stream_id: Option<String>,
+    /// The `Authorization` value the receiver presents at the verification and stream
+    /// configuration endpoints (RV-26). Absent: the receiver cannot ask for verification.
+    #[serde(default)]
+    pub receiver_authorization: Option<String>,
+    /// The least seconds between two verification requests (SSF `min_verification_interval`,
+    /// default 60); sooner ones are answered 429.
+    #[serde(default)]
+    pub min_verification_interval_secs: Option<u64>,
 }
 
 impl fmt::Debug for SsfStreamConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SsfStreamConfig")
             .field("endpoint_url", &self.endpoint_url)
+            .field("delivery", &self.delivery)
+            .field("poll_wait_secs", &self.poll_wait_secs)
             .field("authorization", &Redacted)
             .field("audience", &self.audience)
+            .field("stream_id", &self.stream_id)
+            .field(
+                "receiver_authorization",
+                &self.receiver_authorization.as_ref().map(|_| Redacted),
+            )
+            .field(
+                "min_verification_interval_secs",
+                &self.min_verification_interval_secs,
+            )
             .finish()
     }
 }
@@ -928,6 +992,11 @@ pub mod defaults {
     pub const DEV_AS_ADMIN_SECRET: &str = "as-admin-dev-secret";
     /// The `Authorization` value the development IdP presents to the AS's SSF receiver.
     pub const DEV_SSF_AUTHORIZATION: &str = "Bearer idp-ssf-dev-secret";
+    /// The `Authorization` value the development AS presents at the IdP's SSF verification
+    /// and stream configuration endpoints (RV-26).
+    pub const DEV_SSF_RECEIVER_AUTHORIZATION: &str = "Bearer as-ssf-dev-secret";
+    /// The development SSF stream from the IdP to the AS.
+    pub const DEV_SSF_STREAM: &str = "tasks-as";
     /// The authorization server's client at the IdP for its code flow's sign-in.
     pub const DEV_SIGN_IN_CLIENT: &str = "tasks-as-rp";
     /// That client's development secret.
@@ -1010,8 +1079,13 @@ pub mod defaults {
             ssf: Some(IdpSsfConfig {
                 streams: vec![SsfStreamConfig {
                     endpoint_url: format!("{auth_server}{}", ema_grant::ssf::DEFAULT_PUSH_PATH),
+                    delivery: None,
+                    poll_wait_secs: None,
                     authorization: DEV_SSF_AUTHORIZATION.into(),
                     audience: None,
+                    stream_id: Some(DEV_SSF_STREAM.into()),
+                    receiver_authorization: Some(DEV_SSF_RECEIVER_AUTHORIZATION.into()),
+                    min_verification_interval_secs: None,
                 }],
             }),
         }
@@ -1104,6 +1178,11 @@ pub mod defaults {
                     algorithms: None,
                     emails: None,
                     gtr_jwt: false,
+                    stream_id: Some(DEV_SSF_STREAM.into()),
+                    receiver_authorization: Some(DEV_SSF_RECEIVER_AUTHORIZATION.into()),
+                    verify_every_secs: None,
+                    configuration_url: None,
+                    poll_url: None,
                 }],
             }),
             code_flow: Some(AsCodeFlowConfig {

@@ -6,6 +6,7 @@ use axum::Router;
 use ema_grant::redis_ledger::{DEFAULT_RESYNC, tail_mirror};
 use ema_grant::revocation::{DynRevocationLedger, LedgerMirror, MemoryLedger, MirrorListener};
 use ema_grant::ssf::{SsfReceiver, SubjectMatching, TransmitterTrust};
+use ema_grant::ssf_health::VerificationPolicy;
 use ema_grant::{
     AccessTokenIssuer, AdminPolicy, AuthMethod, ClientCredential, ClientRegistry, DynReplayStore,
     GroupPolicy, GroupRule, IdJagRedeemer, JwtBearerGrant, PolicyDecision, PolicyRequest,
@@ -263,18 +264,79 @@ pub fn ssf_transmitter(
         ));
     }
     let mut streams = Vec::with_capacity(ssf.streams.len());
+    let mut ids = std::collections::HashSet::new();
+    let mut credentials = std::collections::HashSet::new();
     for (i, st) in ssf.streams.iter().enumerate() {
         let what = format!("ssf.streams[{i}]");
-        let url = url::Url::parse(&st.endpoint_url).map_err(|e| {
-            ConfigError::Invalid(format!("{what}.endpoint_url `{}`: {e}", st.endpoint_url))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
+        let stream_id = st
+            .stream_id
+            .clone()
+            .unwrap_or_else(|| format!("stream-{}", i + 1));
+        if stream_id.is_empty() || !ids.insert(stream_id.clone()) {
             return Err(ConfigError::Invalid(format!(
-                "{what}.endpoint_url `{}`: use an http or https URL",
-                st.endpoint_url
+                "{what}.stream_id `{stream_id}`: give each stream its own non-empty id"
             )));
         }
-        if st.authorization.trim().is_empty() {
+        if let Some(credential) = &st.receiver_authorization
+            && (credential.trim().is_empty()
+                || *credential == st.authorization
+                || !credentials.insert(credential.clone()))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.receiver_authorization: give each stream its own non-empty value, \
+                 not its push authorization"
+            )));
+        }
+        let delivery = match st.delivery.as_deref() {
+            None | Some("push") => {
+                if st.poll_wait_secs.is_some() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}.poll_wait_secs is for delivery = \"poll\""
+                    )));
+                }
+                crate::ssf::StreamDelivery::Push
+            }
+            Some("poll") => {
+                let wait = st
+                    .poll_wait_secs
+                    .unwrap_or(crate::ssf::DEFAULT_POLL_WAIT.as_secs());
+                if wait > 60 {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}.poll_wait_secs must be at most 60"
+                    )));
+                }
+                if st.receiver_authorization.is_none() || st.audience.is_none() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}: a poll stream needs receiver_authorization (the poller's \
+                         credential) and audience"
+                    )));
+                }
+                if !st.endpoint_url.is_empty() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}.endpoint_url: a poll stream has none (the receiver polls {})",
+                        crate::ssf::SSF_POLL_PATH
+                    )));
+                }
+                crate::ssf::StreamDelivery::Poll(std::time::Duration::from_secs(wait))
+            }
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}.delivery `{other}`: use push or poll"
+                )));
+            }
+        };
+        if delivery == crate::ssf::StreamDelivery::Push {
+            let url = url::Url::parse(&st.endpoint_url).map_err(|e| {
+                ConfigError::Invalid(format!("{what}.endpoint_url `{}`: {e}", st.endpoint_url))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}.endpoint_url `{}`: use an http or https URL",
+                    st.endpoint_url
+                )));
+            }
+        }
+        if delivery == crate::ssf::StreamDelivery::Push && st.authorization.trim().is_empty() {
             return Err(ConfigError::Invalid(format!(
                 "{what}.authorization is empty; give the value the receiver expects"
             )));
@@ -282,13 +344,29 @@ pub fn ssf_transmitter(
         if st.audience.as_deref() == Some("") {
             return Err(ConfigError::Invalid(format!("{what}.audience is empty")));
         }
+        let endpoint = match delivery {
+            crate::ssf::StreamDelivery::Push => st.endpoint_url.clone(),
+            crate::ssf::StreamDelivery::Poll(_) => {
+                format!(
+                    "{}{}",
+                    issuer.trim_end_matches('/'),
+                    crate::ssf::SSF_POLL_PATH
+                )
+            }
+        };
         streams.push(crate::ssf::PushStream {
-            endpoint: st.endpoint_url.clone(),
+            endpoint,
+            delivery,
             authorization: st.authorization.clone(),
             audience: st
                 .audience
                 .clone()
                 .unwrap_or_else(|| st.endpoint_url.clone()),
+            stream_id,
+            receiver_authorization: st.receiver_authorization.clone(),
+            min_verification_interval: st
+                .min_verification_interval_secs
+                .unwrap_or(crate::ssf::DEFAULT_MIN_VERIFICATION_INTERVAL),
         });
     }
     crate::ssf::SsfTransmitter::new(issuer, keys, streams, clock)
@@ -361,12 +439,70 @@ pub fn authorization_server_app(
 }
 
 /// [`authorization_server_app`] and its revocation ledger, for an MCP server in the same
-/// process ([`mcp_app_with_ledger`]).
+/// process ([`mcp_app_with_ledger`]). With SSF stream verification configured (RV-26) and a
+/// Tokio runtime current, the [`VerificationDriver`](crate::stream_health::VerificationDriver)
+/// runs in the background until the router is dropped.
 pub fn authorization_server_app_and_ledger(
     cfg: &AuthorizationServerConfig,
     public_url: &str,
     clock: Arc<dyn Clock>,
 ) -> Result<(Router, DynRevocationLedger), ConfigError> {
+    let app = authorization_server_app_unstarted(cfg, public_url, clock)?;
+    let mut router = app.router;
+    let runtime = tokio::runtime::Handle::try_current().is_ok();
+    if let Some(driver) = app.verification {
+        if runtime {
+            let task = driver.spawn();
+            router = router.layer(axum::Extension(Arc::new(AbortOnDrop(task))));
+        } else {
+            tracing::warn!(target: "ema_server::ssf_health", "no Tokio runtime: SSF streams are not verified, access tokens live 300 s");
+        }
+    }
+    if !app.pollers.is_empty() {
+        if !runtime {
+            return Err(ConfigError::Invalid(
+                "ssf.transmitters: poll_url needs a Tokio runtime".into(),
+            ));
+        }
+        let tasks: Vec<AbortOnDrop> = app
+            .pollers
+            .into_iter()
+            .map(|p| AbortOnDrop(p.spawn()))
+            .collect();
+        router = router.layer(axum::Extension(Arc::new(tasks)));
+    }
+    Ok((router, app.ledger))
+}
+
+/// The reference authorization server's pieces, nothing started.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuthorizationServerApp {
+    /// The router.
+    pub router: Router,
+    /// The revocation ledger.
+    pub ledger: DynRevocationLedger,
+    /// The SSF stream verification driver (RV-26), when a transmitter has `stream_id` and
+    /// `receiver_authorization`: run it with
+    /// [`spawn`](crate::stream_health::VerificationDriver::spawn) or step it with
+    /// [`run_once`](crate::stream_health::VerificationDriver::run_once).
+    pub verification: Option<crate::stream_health::VerificationDriver>,
+    /// The RFC 8936 poll drivers (RV-27), one per transmitter with `poll_url`: run each with
+    /// [`spawn`](crate::ssf_poll::PollDriver::spawn) or step it with
+    /// [`run_once`](crate::ssf_poll::PollDriver::run_once).
+    pub pollers: Vec<crate::ssf_poll::PollDriver>,
+}
+
+/// [`authorization_server_app_and_ledger`] without starting the verification driver.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for a bad configuration.
+pub fn authorization_server_app_unstarted(
+    cfg: &AuthorizationServerConfig,
+    public_url: &str,
+    clock: Arc<dyn Clock>,
+) -> Result<AuthorizationServerApp, ConfigError> {
     let (grant, mut metadata) = authorization_server_parts(cfg, public_url, clock.clone())?;
     let revoker = grant
         .revoker()
@@ -387,6 +523,26 @@ pub fn authorization_server_app_and_ledger(
         Some(code) => Some(code_flow(cfg, code, &grant)?),
         None => None,
     };
+    let pollers = match &ssf {
+        Some((receiver, _, _)) => poll_drivers(cfg, receiver, &clock, &audit)?,
+        None => Vec::new(),
+    };
+    let verification = match &ssf {
+        Some((receiver, _, _)) => {
+            let endpoints = verification_endpoints(cfg)?;
+            if endpoints.is_empty() {
+                None
+            } else {
+                Some(crate::stream_health::VerificationDriver::new(
+                    receiver.health().clone(),
+                    endpoints,
+                    clock.clone(),
+                    audit.clone(),
+                )?)
+            }
+        }
+        None => None,
+    };
     let mut router = AuthorizationServerRouter::builder(grant, &metadata)
         .clock(clock)
         .audit(audit);
@@ -399,8 +555,121 @@ pub fn authorization_server_app_and_ledger(
     if let Some(code) = code {
         router = router.code_flow(code);
     }
-    Ok((harden(router.build(), &Limits::default()), ledger))
+    Ok(AuthorizationServerApp {
+        router: harden(router.build(), &Limits::default()),
+        ledger,
+        verification,
+        pollers,
+    })
 }
+
+/// The RFC 8936 poll drivers of `[ssf]` (RV-27): one per transmitter with `poll_url`, polling
+/// with its `receiver_authorization`.
+fn poll_drivers(
+    cfg: &AuthorizationServerConfig,
+    receiver: &SsfReceiver,
+    clock: &Arc<dyn Clock>,
+    audit: &ema_server::audit::AuditLog,
+) -> Result<Vec<crate::ssf_poll::PollDriver>, ConfigError> {
+    let Some(ssf) = &cfg.ssf else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, t) in ssf.transmitters.iter().enumerate() {
+        let Some(url) = &t.poll_url else {
+            continue;
+        };
+        let what = format!("ssf.transmitters[{i}]");
+        let parsed = url::Url::parse(url)
+            .map_err(|e| ConfigError::Invalid(format!("{what}.poll_url `{url}`: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.poll_url `{url}`: use an http or https URL"
+            )));
+        }
+        let Some(authorization) = t
+            .receiver_authorization
+            .as_deref()
+            .filter(|a| !a.trim().is_empty())
+        else {
+            return Err(ConfigError::Invalid(format!(
+                "{what}.poll_url needs receiver_authorization, the credential the AS polls with"
+            )));
+        };
+        let poller = ema_grant::ssf_poll::SsfPoller::new(receiver.clone(), t.issuer.as_str());
+        out.push(crate::ssf_poll::PollDriver::new(
+            poller,
+            url,
+            authorization,
+            clock.clone(),
+            audit.clone(),
+        )?);
+    }
+    Ok(out)
+}
+
+/// The transmitters of `[ssf]` the AS asks for stream verification (RV-26): those with both
+/// `stream_id` and `receiver_authorization`.
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for one of the two without the other, an empty one, or a bad
+/// `configuration_url`.
+pub fn verification_endpoints(
+    cfg: &AuthorizationServerConfig,
+) -> Result<Vec<crate::stream_health::TransmitterEndpoint>, ConfigError> {
+    let Some(ssf) = &cfg.ssf else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, t) in ssf.transmitters.iter().enumerate() {
+        let what = format!("ssf.transmitters[{i}]");
+        match (&t.stream_id, &t.receiver_authorization) {
+            (None, None) => {
+                if t.verify_every_secs.is_some() || t.configuration_url.is_some() {
+                    return Err(ConfigError::Invalid(format!(
+                        "{what}: verify_every_secs and configuration_url need stream_id and \
+                         receiver_authorization"
+                    )));
+                }
+            }
+            (Some(id), Some(auth)) if !id.is_empty() && !auth.trim().is_empty() => {
+                let configuration_url = match &t.configuration_url {
+                    Some(url) => {
+                        let parsed = url::Url::parse(url).map_err(|e| {
+                            ConfigError::Invalid(format!("{what}.configuration_url `{url}`: {e}"))
+                        })?;
+                        if !matches!(parsed.scheme(), "http" | "https") {
+                            return Err(ConfigError::Invalid(format!(
+                                "{what}.configuration_url `{url}`: use an http or https URL"
+                            )));
+                        }
+                        url.clone()
+                    }
+                    None => crate::stream_health::discovery_url(&t.issuer)?,
+                };
+                out.push(crate::stream_health::TransmitterEndpoint {
+                    issuer: t.issuer.clone(),
+                    configuration_url,
+                    stream_id: id.clone(),
+                    authorization: auth.clone(),
+                });
+            }
+            // Polled without stream verification (RV-27).
+            (None, Some(auth)) if t.poll_url.is_some() && !auth.trim().is_empty() => {}
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}: stream_id and receiver_authorization go together, neither empty \
+                     (RV-26 stream verification)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Seconds between two verifications of a transmitter's stream by default (RV-26).
+pub const DEFAULT_VERIFY_EVERY: u64 = 300;
 
 /// The SETs' algorithms a transmitter may be allowed (RV-5): never more than these.
 const SSF_ALGORITHMS: [ema_jose::Algorithm; 4] = [
@@ -478,12 +747,23 @@ pub fn ssf_receiver(
         if t.issuer.is_empty() {
             return Err(ConfigError::Invalid(format!("{what}.issuer is empty")));
         }
-        if t.authorization.trim().is_empty() {
+        // A transmitter that is only polled (RV-27) pushes nothing: an unguessable value.
+        let poll_only = t.poll_url.is_some() && t.authorization.is_empty();
+        let authorization = if poll_only {
+            format!(
+                "Bearer {}",
+                ema_jose::random_id()
+                    .map_err(|e| ConfigError::Invalid(format!("{what}: randomness: {e}")))?
+            )
+        } else {
+            t.authorization.clone()
+        };
+        if authorization.trim().is_empty() {
             return Err(ConfigError::Invalid(format!(
                 "{what}.authorization is empty; give the Authorization value the transmitter presents"
             )));
         }
-        if !seen.insert(t.authorization.as_str()) {
+        if !poll_only && !seen.insert(t.authorization.as_str()) {
             return Err(ConfigError::Invalid(format!(
                 "{what}.authorization is another transmitter's; give each its own"
             )));
@@ -510,7 +790,7 @@ pub fn ssf_receiver(
             .clone()
             .unwrap_or_else(|| format!("{issuer}{path}"));
         let mut trust =
-            TransmitterTrust::with_key_source(t.issuer.as_str(), keys, &t.authorization, audience)
+            TransmitterTrust::with_key_source(t.issuer.as_str(), keys, &authorization, audience)
                 .with_algorithms(algorithms);
         if t.gtr_jwt {
             // RV-21: signed-JWT authentication at GTR, addressed to the endpoint's public URL.
@@ -540,6 +820,16 @@ pub fn ssf_receiver(
                 )));
             }
             trust = trust.with_matching(SubjectMatching::IssSubOrEmail(emails.clone()));
+        }
+        if t.stream_id.is_some() && t.receiver_authorization.is_some() {
+            let every = t.verify_every_secs.unwrap_or(DEFAULT_VERIFY_EVERY);
+            if !(1..=ema_grant::revoke::CHANNEL_FRESHNESS).contains(&every) {
+                return Err(ConfigError::Invalid(format!(
+                    "{what}.verify_every_secs must be 1 to {} (RV-24's freshness bound)",
+                    ema_grant::revoke::CHANNEL_FRESHNESS
+                )));
+            }
+            trust = trust.with_verification(VerificationPolicy::every(every));
         }
         receiver = receiver.transmitter(trust);
     }

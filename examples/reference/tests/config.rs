@@ -688,6 +688,37 @@ mod settings {
                 |s| s.transmitters[0].issuer.clear(),
                 "ssf.transmitters[0].issuer is empty",
             ),
+            // RV-26: stream verification settings.
+            (
+                |s| s.transmitters[0].receiver_authorization = None,
+                "ssf.transmitters[0]: stream_id and receiver_authorization go together",
+            ),
+            (
+                |s| s.transmitters[0].verify_every_secs = Some(0),
+                "ssf.transmitters[0].verify_every_secs must be 1 to 900",
+            ),
+            (
+                |s| s.transmitters[0].verify_every_secs = Some(901),
+                "ssf.transmitters[0].verify_every_secs must be 1 to 900",
+            ),
+            (
+                |s| s.transmitters[0].configuration_url = Some("nope".into()),
+                "ssf.transmitters[0].configuration_url `nope`",
+            ),
+            // RV-27: poll settings.
+            (
+                |s| s.transmitters[0].poll_url = Some("ftp://127.0.0.1/poll".into()),
+                "ssf.transmitters[0].poll_url `ftp://127.0.0.1/poll`: use an http or https URL",
+            ),
+            (
+                |s| {
+                    let t = &mut s.transmitters[0];
+                    t.poll_url = Some("http://127.0.0.1:9400/ssf/poll".into());
+                    t.stream_id = None;
+                    t.receiver_authorization = None;
+                },
+                "ssf.transmitters[0].poll_url needs receiver_authorization",
+            ),
         ];
         for (edit, why) in rows {
             let mut cfg = auth_server();

@@ -15,6 +15,7 @@ use ema_grant::ssf::{
     SubjectMatching, TransmitterTrust, event_type,
 };
 use ema_grant::ssf_health::{ChannelHealth, StreamStatus, VerificationMatch, VerificationPolicy};
+use ema_grant::ssf_poll::{PollError, SsfPoller};
 use ema_grant::{InMemoryReplayStore, Revoker};
 use ema_jose::{Algorithm, AlgorithmSet, JwkSet, SigningKey, UnixTime, base64url};
 use serde_json::{Value, json};
@@ -1139,4 +1140,173 @@ fn rv26_stream_updated_events() {
     assert_eq!(change.unwrap().to, ChannelHealth::Unverified);
     // Enabled is not verified: a new verification must answer a new request.
     assert!(!fx.receiver.revoker().channel_verified(IDP, NOW));
+}
+
+/// A poll answer with `sets` (jti → SET) and `moreAvailable`.
+fn poll_answer(sets: &[(&str, &str)], more: bool) -> Vec<u8> {
+    let sets: serde_json::Map<String, Value> = sets
+        .iter()
+        .map(|(jti, set)| ((*jti).to_owned(), Value::from(*set)))
+        .collect();
+    json!({"sets": sets, "moreAvailable": more})
+        .to_string()
+        .into_bytes()
+}
+
+// RV-27: the RFC 8936 poll client: the first request carries nothing; polled SETs get the
+// push receiver's validation and policy (applied, refused with its RFC 8935 code in `setErrs`,
+// a duplicate acknowledged again); acknowledgements and errors go with the next request only
+// (then are gone); a request that failed sends them again; a SET under another `jti` name is
+// refused unprocessed.
+#[test]
+fn rv27_poll_ack_and_set_errors() {
+    let fx = Fx::new();
+    let poller = SsfPoller::new(fx.receiver.clone(), IDP).max_events(5);
+    let first = poller.request();
+    assert_eq!(
+        first,
+        json!({"maxEvents": 5, "returnImmediately": false, "ack": [], "setErrs": {}})
+    );
+    let good = fx.set(json!({"jti": "p-1"}));
+    let bad_aud = fx.set(json!({"jti": "p-2", "aud": "https://elsewhere.example"}));
+    let forged = fx
+        .other_key
+        .sign_jwt(Some(SECEVENT_TYP), &fx.claims(json!({"jti": "p-3"})))
+        .unwrap();
+    let renamed = fx.set(json!({"jti": "p-4"}));
+    let polled = pollster::block_on(poller.response(
+        &poll_answer(
+            &[
+                ("p-1", &good),
+                ("p-2", &bad_aud),
+                ("p-3", &forged),
+                ("p-4-other", &renamed),
+            ],
+            true,
+        ),
+        NOW,
+    ))
+    .unwrap();
+    assert!(polled.more_available);
+    let names: Vec<String> = polled
+        .receipts
+        .iter()
+        .map(SetReceipt::outcome_name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "accepted:applied",
+            "refused:invalid_audience",
+            "refused:authentication_failed",
+            "refused:invalid_request"
+        ]
+    );
+    assert!(matches!(
+        fx.idp_verdict(NOW.minus(10)),
+        LedgerVerdict::Revoked(_)
+    ));
+    let second = poller.request();
+    assert_eq!(second["ack"], json!(["p-1"]));
+    let errs = second["setErrs"].as_object().unwrap();
+    assert_eq!(errs.len(), 3, "{second}");
+    assert_eq!(errs["p-2"]["err"], "invalid_audience");
+    assert_eq!(errs["p-3"]["err"], "authentication_failed");
+    assert_eq!(errs["p-4-other"]["err"], "invalid_request");
+    assert!(!second.to_string().contains("eyJ"), "no SET echoed");
+    // That request failed: the next one carries the same.
+    poller.request_failed();
+    let third = poller.request();
+    assert_eq!(
+        (&third["ack"], &third["setErrs"]),
+        (&second["ack"], &second["setErrs"])
+    );
+    // Answered (the redelivered p-1 is a duplicate, acknowledged again; the renamed SET under
+    // its own name is applied): only the new acknowledgements remain.
+    let polled = pollster::block_on(poller.response(
+        &poll_answer(&[("p-1", &good), ("p-4", &renamed)], false),
+        NOW,
+    ))
+    .unwrap();
+    assert!(!polled.more_available);
+    assert_eq!(
+        polled
+            .receipts
+            .iter()
+            .map(SetReceipt::outcome_name)
+            .collect::<Vec<_>>(),
+        ["accepted:duplicate", "accepted:applied"]
+    );
+    let fourth = poller.request();
+    assert_eq!(fourth["ack"], json!(["p-1", "p-4"]));
+    assert_eq!(fourth["setErrs"], json!({}));
+    pollster::block_on(poller.response(&poll_answer(&[], false), NOW)).unwrap();
+    assert_eq!(poller.request()["ack"], json!([]));
+}
+
+// RV-27, RV-14: a polled SET the ledger cannot take is neither acknowledged nor reported, so
+// the transmitter delivers it again; then it applies (control).
+#[test]
+fn rv27_poll_ledger_down_leaves_the_set_unacknowledged() {
+    let fx = Fx::new();
+    let poller = SsfPoller::new(fx.receiver.clone(), IDP).return_immediately(true);
+    assert_eq!(poller.request()["returnImmediately"], true);
+    let set = fx.set(json!({"jti": "p-9"}));
+    fx.ledger.down.store(true, Ordering::SeqCst);
+    let polled =
+        pollster::block_on(poller.response(&poll_answer(&[("p-9", &set)], false), NOW)).unwrap();
+    assert_eq!(polled.receipts[0].outcome_name(), "unavailable");
+    let next = poller.request();
+    assert_eq!((&next["ack"], &next["setErrs"]), (&json!([]), &json!({})));
+    fx.ledger.down.store(false, Ordering::SeqCst);
+    let polled =
+        pollster::block_on(poller.response(&poll_answer(&[("p-9", &set)], false), NOW)).unwrap();
+    assert_eq!(polled.receipts[0].outcome_name(), "accepted:applied");
+    assert_eq!(poller.request()["ack"], json!(["p-9"]));
+}
+
+// RV-27: a response that is not RFC 8936 JSON is refused whole; a poller for a transmitter the
+// receiver does not know processes nothing.
+#[test]
+fn rv27_malformed_poll_responses() {
+    let fx = Fx::new();
+    let poller = SsfPoller::new(fx.receiver.clone(), IDP);
+    let set = fx.set(json!({"jti": "p-5"}));
+    for (body, why) in [
+        (b"not json".to_vec(), "not JSON"),
+        (
+            json!({"moreAvailable": false}).to_string().into_bytes(),
+            "no sets",
+        ),
+        (
+            json!({"sets": {"p-5": 7}}).to_string().into_bytes(),
+            "a SET not a string",
+        ),
+        (
+            json!({"sets": {"p-5": set}, "moreAvailable": "yes"})
+                .to_string()
+                .into_bytes(),
+            "moreAvailable not a boolean",
+        ),
+    ] {
+        assert!(
+            matches!(
+                pollster::block_on(poller.response(&body, NOW)),
+                Err(PollError::Malformed(_))
+            ),
+            "{why}"
+        );
+    }
+    assert!(fx.untouched());
+    let stranger = SsfPoller::new(fx.receiver.clone(), "https://stranger.example");
+    assert_eq!(
+        pollster::block_on(stranger.response(&poll_answer(&[("p-5", &set)], false), NOW)),
+        Err(PollError::UnknownTransmitter(
+            "https://stranger.example".into()
+        ))
+    );
+    // Control: the same SET in a well-formed answer applies.
+    let polled =
+        pollster::block_on(poller.response(&poll_answer(&[("p-5", &set)], false), NOW)).unwrap();
+    assert_eq!(polled.receipts[0].outcome_name(), "accepted:applied");
 }

@@ -73,6 +73,11 @@ async fn start(rt: &Runtimes, stack: &Stack, redis_url: String) -> Result<Server
             algorithms: None,
             emails: None,
             gtr_jwt: false,
+            stream_id: None,
+            receiver_authorization: None,
+            verify_every_secs: None,
+            configuration_url: None,
+            poll_url: None,
         });
     let mcp_public = stack.mcp.url.clone();
     let guard = rt.guard;
