@@ -115,38 +115,20 @@ class MemoryStorage:
         self.client_info = client_info
 
 
-class InteropTransport(httpx2.AsyncBaseTransport):
-    """The one adaptation (README, "SDK gaps"): the SDK's `OAuthMetadata` model requires
-    `authorization_endpoint`, but RFC 8414 §2 requires it only of servers with a grant that uses
-    it, and ours supports only the jwt-bearer grant. This transport fills the member in the
-    authorization server's metadata document only when it is missing, with an endpoint that must
-    never be contacted: a request to it fails the run (an EMA client must not fall back to
-    interactive authorization, CL-8). It also logs each request's method, URL path and status
-    (never headers or bodies, so no token is printed)."""
+class LoggingTransport(httpx2.AsyncBaseTransport):
+    """The SDK's HTTP transport with a log line per request: method, URL (origin and path) and
+    status, never headers, query or bodies, so no token or code is printed. Responses are passed
+    on untouched: the SDK sees our servers' documents exactly as served."""
 
-    def __init__(self, authorization_server: str) -> None:
+    def __init__(self, label: str = "http") -> None:
         self._inner = httpx2.AsyncHTTPTransport()
-        self._as_origin = urlsplit(authorization_server)[:2]
-        self._placeholder = f"{authorization_server}/interop-no-authorization-endpoint"
+        self._label = label
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        url = str(request.url)
-        if url.startswith(self._placeholder):
-            raise RuntimeError("the SDK contacted the authorization endpoint on the EMA path")
         response = await self._inner.handle_async_request(request)
-        split = urlsplit(url)
-        log(f"  http {request.method} {split.scheme}://{split.netloc}{split.path} -> {response.status_code}")
-        is_as_metadata = split[:2] == self._as_origin and split.path.startswith(
-            "/.well-known/oauth-authorization-server"
-        )
-        if not is_as_metadata or response.status_code != 200:
-            return response
-        metadata = json.loads(await response.aread())
-        if "authorization_endpoint" not in metadata:
-            metadata["authorization_endpoint"] = self._placeholder
-            log("  (shim) filled authorization_endpoint in the AS metadata for the SDK's model")
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-encoding")}
-        return httpx2.Response(response.status_code, headers=headers, json=metadata, request=request)
+        split = urlsplit(str(request.url))
+        log(f"  {self._label} {request.method} {split.scheme}://{split.netloc}{split.path} -> {response.status_code}")
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -204,7 +186,7 @@ async def main() -> bool:
             assertion_provider=fetch_id_jag,
             scope=SCOPE,
         )
-        http = httpx2.AsyncClient(auth=provider, transport=InteropTransport(auth_server), timeout=30)
+        http = httpx2.AsyncClient(auth=provider, transport=LoggingTransport(), timeout=30)
         async with http, Client(
             streamable_http_client(mcp_url, http_client=http),
             extensions=[advertise(EMA_EXTENSION, {})],

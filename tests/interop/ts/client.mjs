@@ -76,38 +76,17 @@ async function signIn(idp) {
 }
 
 /**
- * The one adaptation (README, "SDK gaps"): both official SDKs parse authorization-server metadata
- * with `authorization_endpoint` (and here `response_types_supported`) required, but RFC 8414 §2
- * requires `authorization_endpoint` only of servers with a grant that uses it, and ours supports
- * only the jwt-bearer grant. This fetch wrapper, passed through the transport's `fetch` option,
- * fills the two members in the authorization server's metadata document only when they are
- * missing, with an endpoint that must never be contacted: any request to it fails the run (an EMA
- * client must not fall back to interactive authorization, CL-8). It also logs each request's
- * method, URL path and status (never headers or bodies, so no token is printed).
+ * The transport's and the providers' `fetch`: logs each request's method, URL (origin and path)
+ * and status, never headers, query or bodies, so no token or code is printed. The responses are
+ * passed on untouched: the SDK sees our servers' documents exactly as served.
  */
-function interopFetch(authorizationServer) {
-    const placeholder = `${authorizationServer}/interop-no-authorization-endpoint`;
+function loggingFetch(label) {
     return async (input, init) => {
         const url = new URL(input instanceof Request ? input.url : String(input));
         const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
-        if (url.href.startsWith(placeholder)) throw new Error('the SDK contacted the authorization endpoint on the EMA path');
         const response = await fetch(input, init);
-        log(`  http ${method} ${url.origin}${url.pathname} -> ${response.status}`);
-        const isAsMetadata =
-            url.origin === new URL(authorizationServer).origin && url.pathname.startsWith('/.well-known/oauth-authorization-server');
-        if (!isAsMetadata || !response.ok) return response;
-        const metadata = await response.json();
-        const patched = [];
-        if (metadata.authorization_endpoint === undefined) {
-            metadata.authorization_endpoint = placeholder;
-            patched.push('authorization_endpoint');
-        }
-        if (metadata.response_types_supported === undefined) {
-            metadata.response_types_supported = [];
-            patched.push('response_types_supported');
-        }
-        if (patched.length > 0) log(`  (shim) filled ${patched.join(', ')} in the AS metadata for the SDK's schema`);
-        return new Response(JSON.stringify(metadata), { status: response.status, headers: response.headers });
+        log(`  ${label} ${method} ${url.origin}${url.pathname} -> ${response.status}`);
+        return response;
     };
 }
 
@@ -123,7 +102,7 @@ async function main() {
         clientId: AS_CLIENT.id,
         clientSecret: AS_CLIENT.secret,
         clientName: 'ema-rs interop (TypeScript SDK)',
-        fetchFn: interopFetch(urls.authorization_server),
+        fetchFn: loggingFetch('http'),
         expectedIssuer: urls.authorization_server,
         assertion: async ctx => {
             exchanges += 1;
@@ -151,7 +130,7 @@ async function main() {
     );
     const transport = new StreamableHTTPClientTransport(new URL(urls.mcp), {
         authProvider: provider,
-        fetch: interopFetch(urls.authorization_server)
+        fetch: loggingFetch('http')
     });
     await client.connect(transport);
     log('connected; access token scope:', provider.tokens()?.scope ?? '(unknown)');
