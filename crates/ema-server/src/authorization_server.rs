@@ -647,7 +647,9 @@ fn is_code_grant(body: &[u8]) -> bool {
 
 /// Advertises the MCP authorization code flow in `metadata`: `authorization_endpoint` (when
 /// unset, `<issuer>/authorize`), `response_types_supported: ["code"]`,
-/// `code_challenge_methods_supported: ["S256"]`, and `authorization_code` added to
+/// `code_challenge_methods_supported: ["S256"]`, `authorization_response_iss_parameter_supported:
+/// true` (every redirect of the flow carries `iss`, RFC 9207 §3, so clients that read the
+/// metadata refuse a redirect without it), and `authorization_code` added to
 /// `grant_types_supported` beside what is there (the jwt-bearer grant of the ID-JAG profile).
 pub fn advertise_code_flow(metadata: &mut AuthorizationServerMetadata) {
     if metadata.authorization_endpoint.is_none() {
@@ -658,6 +660,10 @@ pub fn advertise_code_flow(metadata: &mut AuthorizationServerMetadata) {
     }
     metadata.response_types_supported = Some(vec!["code".to_owned()]);
     metadata.code_challenge_methods_supported = Some(vec!["S256".to_owned()]);
+    metadata.extra.insert(
+        "authorization_response_iss_parameter_supported".into(),
+        true.into(),
+    );
     let grants = metadata.grant_types_supported.get_or_insert_with(Vec::new);
     if !grants
         .iter()

@@ -344,6 +344,11 @@ async fn metadata_advertises_the_code_flow_beside_the_id_jag_profile() {
         meta["code_challenge_methods_supported"],
         serde_json::json!(["S256"])
     );
+    // Every redirect carries `iss` (RFC 9207); saying so makes clients require it.
+    assert_eq!(
+        meta["authorization_response_iss_parameter_supported"],
+        serde_json::json!(true)
+    );
     let grants = meta["grant_types_supported"].as_array().unwrap();
     assert!(grants.iter().any(|g| g == "authorization_code"));
     assert!(

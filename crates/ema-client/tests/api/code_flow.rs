@@ -181,11 +181,11 @@ async fn world(id_jag: bool, cimd: bool, iss_advertised: bool) -> World {
     if cimd {
         meta.client_id_metadata_document_supported = Some(true);
     }
-    if iss_advertised {
-        meta.extra.insert(
-            "authorization_response_iss_parameter_supported".into(),
-            true.into(),
-        );
+    // advertise_code_flow says the AS sends `iss`; the rows of an AS that does not say so
+    // take the member out again.
+    if !iss_advertised {
+        meta.extra
+            .remove("authorization_response_iss_parameter_supported");
     }
     let as_router = AuthorizationServerRouter::builder(grant, &meta)
         .clock(clock)
