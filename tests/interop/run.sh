@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Interop: the official MCP SDK clients (TypeScript `@modelcontextprotocol/client`, Python `mcp`)
-# run the whole EMA flow against our reference servers (`demo --serve`) and call tools.
-# Installs the pinned dependencies into tests/interop/ts/node_modules and tests/interop/python/.venv
-# (reused while package-lock.json / requirements.txt are unchanged). Exits non-zero if either
-# client fails. See tests/interop/README.md.
+# run the whole EMA flow and the standard MCP authorization code flow against our reference
+# servers (`demo --serve`) and call tools; then rmcp's own EMA client helper does the EMA flow
+# (examples/reference/tests/rmcp_ema_client.rs). Installs the pinned dependencies into
+# tests/interop/ts/node_modules and tests/interop/python/.venv (reused while package-lock.json /
+# requirements.txt are unchanged). Exits non-zero if any client fails. See tests/interop/README.md.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
@@ -76,5 +77,11 @@ if [ "$status" -ne 0 ]; then
     echo "server log:" >&2
     cat "$work/servers.log" >&2
 fi
-say "TypeScript $ts_result, Python $py_result; $((SECONDS - start)) s in all"
+
+say "rmcp's EMA client helper (cargo test -p ema-examples --test rmcp_ema_client)"
+t=$SECONDS
+if cargo test -p ema-examples --test rmcp_ema_client --locked --quiet; then rs_result=pass; else rs_result=FAIL; status=1; fi
+echo "rmcp: $rs_result ($((SECONDS - t)) s)"
+
+say "TypeScript $ts_result, Python $py_result, rmcp $rs_result; $((SECONDS - start)) s in all"
 exit "$status"
