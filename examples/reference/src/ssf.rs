@@ -147,10 +147,13 @@ pub struct SsfTransmitter {
     /// Per stream id: its status and its last verification request.
     state: Arc<Mutex<HashMap<String, StreamState>>>,
     /// Per poll stream id: the SETs not yet acknowledged, `(jti, SET)`, oldest first.
-    queues: Arc<Mutex<HashMap<String, std::collections::VecDeque<(String, String)>>>>,
+    queues: Arc<Mutex<HashMap<String, PollQueue>>>,
     /// Wakes long polls when a SET is queued.
     queued: Arc<tokio::sync::Notify>,
 }
+
+/// The SETs of one poll stream not yet acknowledged, `(jti, SET)`, oldest first.
+type PollQueue = std::collections::VecDeque<(String, String)>;
 
 /// What a poll request got (RFC 8936 §2.4).
 #[derive(Debug, Clone, PartialEq)]

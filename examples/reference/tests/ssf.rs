@@ -448,9 +448,8 @@ impl Health {
             .await
             .unwrap();
         let body: serde_json::Value = r.json().await.unwrap();
-        let id_jag = body["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{body}"));
+        assert!(body["access_token"].is_string(), "{body}");
+        let id_jag = body["access_token"].as_str().unwrap();
         let r = self
             .http
             .post(format!("{}/token", self.auth_server))
@@ -464,9 +463,8 @@ impl Health {
             .await
             .unwrap();
         let body: serde_json::Value = r.json().await.unwrap();
-        body["expires_in"]
-            .as_u64()
-            .unwrap_or_else(|| panic!("{body}"))
+        assert!(body["expires_in"].is_u64(), "{body}");
+        body["expires_in"].as_u64().unwrap()
     }
 
     async fn verify_directly(&self, authorization: &str) -> u16 {
