@@ -65,6 +65,7 @@ mod smoke {
             &["mcp", "--revocation", "on"][..],
             &["mcp", "--secs", "0"][..],
             &["revocation-latency", "--via", "email"][..],
+            &["mcp", "--degraded"][..],
         ] {
             let (out, _) = load(args);
             assert_eq!(out.status.code(), Some(2), "load {args:?}");
@@ -92,6 +93,33 @@ mod smoke {
                 ],
             );
         }
+    }
+
+    /// RV-25's degraded path: with the MCP servers' stream reads refused by Redis, the
+    /// periodic resync alone still gets every revocation refused at both instances (the run
+    /// checks that no `XREAD` was served and some were refused). Up to a resync period (15 s)
+    /// per event.
+    #[test]
+    #[ignore = "needs redis-server on PATH: run by .ci/run's step `redis tests` (cargo test -- --ignored redis)"]
+    fn revocation_latency_degraded_on_redis_runs_on_the_resync_alone() {
+        assert_ran(
+            &[
+                "revocation-latency",
+                "--degraded",
+                "--events",
+                "2",
+                "--via",
+                "admin",
+            ],
+            &[
+                "(degraded: no stream tail, resync only)",
+                "error_description=\"token revoked\"",
+                "[OK] every event refused at both instances (2 of 2)",
+                "[OK] the stream tail was broken throughout (no XREAD served, some refused)",
+                "(goal <= 60 s, RV-25, degraded)",
+                "result: every hard condition held",
+            ],
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@
 //!   event a fresh subject with a live session at both instances is revoked at the
 //!   authorization server (a RISC `account-disabled` SET pushed to its SSF receiver, or with
 //!   `--via admin` its admin command), and both instances are polled until they refuse the
-//!   token. Goal (RV-25): p99 at most 2 s at each instance.
+//!   token. Goal (RV-25): p99 at most 2 s at each instance. `--degraded` (default 20 events):
+//!   the MCP servers connect as a Redis user denied `XREAD`, so their stream tail fails and
+//!   only the periodic snapshot resync (15 s) delivers; goal p99 at most 60 s.
 //! - `load token-endpoint --redis compare`: over HTTP, two authorization-server instances
 //!   sharing a private `redis-server` (replay store and ledger) against the single in-memory
 //!   instance, in alternating slices. Goal: the Redis instances at least 0.85x.
@@ -73,6 +75,9 @@ struct Options {
     events: usize,
     /// How `revocation-latency` revokes: a pushed SET (`ssf`, default) or the admin command.
     via: Via,
+    /// `--degraded` (revocation-latency): the MCP servers may not read the change stream, so
+    /// only their periodic resync delivers revocations (RV-25's degraded bound, 60 s).
+    degraded: bool,
 }
 
 /// See [`Options::via`].
@@ -112,11 +117,13 @@ const USAGE: &str =
     "usage: load <token-endpoint|mcp|revocation-latency|abuse> [--secs N] [--conns N]
                  [--client shared|separate] [--server-threads N] [--load-threads N]
                  [--guard on|off|compare] [--revocation compare] [--entries N]
-                 [--redis compare] [--events N] [--via ssf|admin]
+                 [--redis compare] [--events N] [--via ssf|admin] [--degraded]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
   revocation-latency  default --events 100 --via ssf (needs redis-server on PATH); --via admin:
-    the AS's admin revoke command instead of a SET pushed to its SSF receiver
+    the AS's admin revoke command instead of a SET pushed to its SSF receiver; --degraded
+    (default --events 20): the MCP servers' Redis user may not run XREAD, so their stream tail
+    fails and only the periodic resync (every 15 s) delivers; goal p99 <= 60 s (RV-25)
   abuse            default --secs 10 --conns 1000
   --secs takes decimals (0.2) for smoke runs
   --server-threads, --load-threads: worker threads of each runtime (default: one per core);
@@ -150,6 +157,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             redis: false,
             events: 100,
             via: Via::Ssf,
+            degraded: false,
         },
         "mcp" | "revocation-latency" => Options {
             secs: 30.0,
@@ -163,6 +171,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             redis: false,
             events: 100,
             via: Via::Ssf,
+            degraded: false,
         },
         "abuse" => Options {
             secs: 10.0,
@@ -176,11 +185,17 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             redis: false,
             events: 100,
             via: Via::Ssf,
+            degraded: false,
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
     };
+    let mut events_given = false;
     while let Some(flag) = it.next() {
+        if flag == "--degraded" {
+            opts.degraded = true;
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| format!("`{flag}` needs a value\n{USAGE}"))?;
@@ -244,6 +259,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
                     opts.entries = n;
                 } else {
                     opts.events = n;
+                    events_given = true;
                 }
             }
             "--server-threads" | "--load-threads" => {
@@ -268,6 +284,13 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         "token-endpoint" => opts.revocation,
         _ => opts.revocation || opts.redis,
     };
+    if opts.degraded && command != "revocation-latency" {
+        return Err(format!("`--degraded` is for revocation-latency\n{USAGE}"));
+    }
+    if opts.degraded && !events_given {
+        // Each degraded event waits for a resync (up to 15 s): 20 events by default.
+        opts.events = 20;
+    }
     if misplaced || (opts.revocation && opts.guard == Guard::Compare) {
         return Err(format!(
             "`--revocation compare` is for mcp (without `--guard compare`), `--redis compare` for token-endpoint\n{USAGE}"
