@@ -32,15 +32,79 @@ pub enum CimdError {
     GrantTypes,
 }
 
-/// Whether `client_id` is a client ID metadata document URL (an `https` URL with a path), the
-/// form the MCP spec gives them. (`http` on loopback is for development fetch policies only;
-/// the fetcher's URL rule decides.)
+/// Whether `client_id` is a client ID metadata document URL: the one rule for both endpoints of
+/// the code flow (the authorization endpoint, which fetches the document, and the token
+/// endpoint, which takes such a client as public, [`ClientRegistry::authenticate`]).
+///
+/// The form the MCP spec gives them: an `https` URL with a path (not just `/`) and no fragment.
+/// For development the CIMD and MCP rules also allow `http` on a loopback host (`127.0.0.0/8`,
+/// `[::1]`, `localhost`), with a path; `http` anywhere else is not a client id. Whether such a
+/// URL is actually fetched is still the fetcher's policy (its URL rule and address filter).
+///
+/// ```
+/// use ema_grant::cimd::is_metadata_document_url;
+///
+/// assert!(is_metadata_document_url("https://app.example/oauth/client.json"));
+/// assert!(is_metadata_document_url("http://127.0.0.1:8085/client.json"));
+/// assert!(!is_metadata_document_url("http://app.example/client.json"));
+/// assert!(!is_metadata_document_url("https://app.example/"));
+/// ```
+///
+/// [`ClientRegistry::authenticate`]: crate::ClientRegistry::authenticate
 pub fn is_metadata_document_url(client_id: &str) -> bool {
-    let rest = client_id
-        .strip_prefix("https://")
-        .or_else(|| client_id.strip_prefix("http://"));
-    rest.is_some_and(|r| r.find('/').is_some_and(|i| i > 0 && i + 1 < r.len()))
-        && !client_id.contains('#')
+    if client_id.contains('#') {
+        return false;
+    }
+    let (rest, https) = match (
+        client_id.strip_prefix("https://"),
+        client_id.strip_prefix("http://"),
+    ) {
+        (Some(rest), _) => (rest, true),
+        (None, Some(rest)) => (rest, false),
+        (None, None) => return false,
+    };
+    let Some(slash) = rest.find('/') else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(slash);
+    if authority.is_empty() || path.len() < 2 || authority.contains('@') {
+        return false;
+    }
+    https || is_loopback_authority(authority)
+}
+
+/// `127.0.0.0/8`, `[::1]` or `localhost`, with an optional port.
+fn is_loopback_authority(authority: &str) -> bool {
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((host, rest)) if rest.is_empty() || rest.starts_with(':') => {
+                return host == "::1" && port_ok(rest);
+            }
+            _ => return false,
+        }
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => {
+                if !port_ok(&format!(":{port}")) {
+                    return false;
+                }
+                host
+            }
+            None => authority,
+        }
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Empty, or `:` and 1 to 5 digits.
+fn port_ok(rest: &str) -> bool {
+    rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Validates the document fetched from `url` and returns its client: public (`none`), with
@@ -130,8 +194,25 @@ mod tests {
     #[test]
     fn url_shape() {
         assert!(is_metadata_document_url(URL));
+        // Development: http on loopback, with a path (the MCP and CIMD rules).
+        for id in [
+            "http://127.0.0.1/c.json",
+            "http://127.0.0.1:8085/oauth/client.json",
+            "http://127.9.0.1:1/c",
+            "http://[::1]:8085/c.json",
+            "http://localhost:3000/c.json",
+        ] {
+            assert!(is_metadata_document_url(id), "{id}");
+        }
         for id in [
             "tc_5f2a91",
+            "http://app.example/c.json",
+            "http://10.0.0.1/c.json",
+            "http://127.0.0.1.evil.example/c.json",
+            "http://127.0.0.1:80x/c.json",
+            "http://[::2]/c.json",
+            "http://127.0.0.1/",
+            "http://user@127.0.0.1/c.json",
             "https://app.example",
             "https://app.example/",
             "https:///x",

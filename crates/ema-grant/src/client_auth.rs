@@ -384,8 +384,9 @@ impl ClientRegistry {
     }
 
     /// Accepts public clients without authentication: those registered with
-    /// [`ClientCredential::Public`], and unregistered ones whose id is an `https` URL (Client
-    /// ID Metadata Documents) (D-11; off by default).
+    /// [`ClientCredential::Public`], and unregistered ones whose id is a Client ID Metadata
+    /// Document URL ([`crate::cimd::is_metadata_document_url`]: `https`, or `http` on loopback
+    /// for development) (D-11, D-24; off by default).
     #[must_use]
     pub fn allow_public(mut self, allow: bool) -> Self {
         self.allow_public = allow;
@@ -478,7 +479,9 @@ impl ClientRegistry {
                     (client, AuthMethod::None)
                 }
                 Some(_) => return Err(ClientAuthError::Missing),
-                None if self.allow_public && id.starts_with("https://") => {
+                // The one rule for metadata-document client ids, as at the authorization
+                // endpoint (an `https` URL, or `http` on loopback for development).
+                None if self.allow_public && crate::cimd::is_metadata_document_url(id) => {
                     return Ok(AuthenticatedClient {
                         client: RegisteredClient::new(id, ClientCredential::Public),
                         method: AuthMethod::None,

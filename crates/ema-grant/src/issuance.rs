@@ -51,4 +51,10 @@ pub struct IdJagRedemption {
     pub scope: Option<ScopeSet>,
     /// The access token's `jti`: the MCP server's trail names the same value.
     pub access_token_jti: JwtId,
+    /// The grant redeemed: [`JWT_BEARER`](crate::JWT_BEARER) (the ID-JAG), or
+    /// [`AUTHORIZATION_CODE_GRANT`](crate::AUTHORIZATION_CODE_GRANT), where
+    /// [`IdJagRedemption::id_jag`] names the IdP sign-in the code came from instead: the IdP,
+    /// the ID token's `jti` (else its `sid`, else the sign-in's `nonce`) and the user's `sub`
+    /// at the IdP.
+    pub grant_type: &'static str,
 }

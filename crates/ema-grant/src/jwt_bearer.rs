@@ -458,6 +458,7 @@ impl<K: KeySource, S: SubjectResolver, R: ReplayStore> JwtBearerGrant<K, S, R> {
                 resource: at.aud,
                 scope: at.scope,
                 access_token_jti: at.jti,
+                grant_type: JWT_BEARER,
             },
         })
     }
@@ -489,6 +490,7 @@ pub(crate) mod tests {
             resource: ema_id_jag::Resource::new("https://mcp.tasks.example/mcp"),
             scope: None,
             access_token_jti: ema_id_jag::JwtId::new("jti-visible"),
+            grant_type: JWT_BEARER,
         }
     }
 

@@ -50,6 +50,7 @@ pub mod replay;
 pub mod revocation;
 pub mod revoke;
 mod scope_log;
+pub mod seal;
 pub mod sign_in;
 pub mod ssf;
 pub mod ssf_health;
@@ -73,8 +74,7 @@ pub use client_auth::{
     ClientCredential, ClientRegistry, RegisteredClient, UnknownAuthMethod,
 };
 pub use code_flow::{
-    AUTHORIZATION_CODE_GRANT, AuthorizationError, AuthorizationRequest, CodeFlow, CodeRedemption,
-    CodeTokenResponse, SignedInUser,
+    AUTHORIZATION_CODE_GRANT, AuthorizationError, AuthorizationRequest, CodeFlow, SignedInUser,
 };
 pub use dpop::{DpopError, DpopProof, DpopValidator};
 pub use error::{ErrorCode, ErrorCodeError, OAuthError, ToErrorCode, UnknownErrorCode};

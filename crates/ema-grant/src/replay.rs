@@ -24,6 +24,12 @@ pub enum ReplayKind {
     /// A Security Event Token received over SSF push, keyed by (`iss`, `jti`) for RV-8's
     /// seven-day deduplication.
     SecurityEvent,
+    /// An authorization code of the [code flow](crate::code_flow), keyed by (the authorization
+    /// server's issuer, the code's id): redeemed once across every instance sharing the store.
+    AuthorizationCode,
+    /// A pending sign-in's sealed `state` at the IdP callback of the code flow, keyed by (the
+    /// IdP, the sign-in's id): the IdP's answer is taken once.
+    SignInState,
 }
 
 impl ReplayKind {
@@ -34,6 +40,8 @@ impl ReplayKind {
             Self::DpopProof => 3,
             Self::SamlAssertion => 4,
             Self::SecurityEvent => 5,
+            Self::AuthorizationCode => 6,
+            Self::SignInState => 7,
         }
     }
 }

@@ -1,17 +1,33 @@
 //! The authorization server as an OpenID Connect relying party of the enterprise IdP, sans-I/O:
 //! how the [code flow](crate::code_flow) signs the user in without a password of its own.
 //!
-//! [`IdpSignIn::start`] parks a validated [`AuthorizationRequest`] and returns the IdP's
-//! authorization URL (authorization code + PKCE `S256` + `nonce` + `state`);
-//! [`IdpSignIn::finish`] takes the parked request back by `state` (once), and gives the form
-//! body that redeems the IdP's code; [`IdpSignIn::verify_id_token`] checks the IdP's ID token
+//! [`IdpSignIn::start`] seals a validated [`AuthorizationRequest`] into the `state` it sends to
+//! the IdP and returns the IdP's authorization URL (authorization code + PKCE `S256` + `nonce` +
+//! `state`); [`IdpSignIn::finish`] opens that `state` when the IdP redirects back (unexpired,
+//! from the browser that started it, once), and gives the form body that redeems the IdP's
+//! code; [`IdpSignIn::verify_id_token`] checks the IdP's ID token
 //! with `ema-jose` against the IdP's keys (`typ`, algorithm, issuer, signature, time, `aud` =
 //! this relying party, `nonce`; CL-12 as a relying party). [`IdpSignIn::subject_claims`] shapes the verified claims for
 //! the jwt-bearer grant's [`SubjectResolver`](ema_id_jag::SubjectResolver), so both ways into
 //! the authorization server map an IdP user to the same local subject.
-
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+//!
+//! # No server state per pending sign-in
+//!
+//! Anyone can open the authorization endpoint, as often as they like, so a pending sign-in
+//! keeps nothing at the server: everything the callback needs (the client's request, the PKCE
+//! verifier and `nonce` for the IdP) travels in the `state` sent to the IdP, sealed
+//! (AES-256-GCM, [`SealingKey`]) under a key only the server holds. No flood of authorization
+//! requests can fill a table and lock real users out. The sealed state is
+//!
+//! - **short-lived**: it names its expiry, [`SIGN_IN_LIFETIME`] after the start;
+//! - **bound to the browser** that started it: the server hands that browser a random value (a
+//!   cookie) and the state carries its SHA-256; the callback must come with the same value, so
+//!   a state lifted from one browser's IdP redirect is useless in another (login CSRF);
+//! - **single use**: the callback records the state's id in the replay store (shared across
+//!   instances on Redis) until it expires, so the IdP's answer is taken once.
+//!
+//! Instances behind one load balancer share the key ([`IdpSignIn::with_sealing_key`]); by
+//! default each has a random key of its own.
 
 use ema_id_jag::{ClientId, IdJagClaims, Issuer};
 use ema_jose::{
@@ -23,6 +39,11 @@ use serde_json::{Map, Value};
 
 use crate::code_flow::{AuthorizationError, AuthorizationRequest, s256};
 use crate::form::encode_component;
+use crate::replay::{ReplayKey, ReplayKind, ReplayStore, Seen};
+use crate::seal::SealingKey;
+
+/// The authenticated data of a sealed sign-in state.
+const STATE_PURPOSE: &[u8] = b"ema-grant sign-in state v1";
 
 /// How long a sign-in at the IdP may take, in seconds.
 pub const SIGN_IN_LIFETIME: u64 = 600;
@@ -31,9 +52,19 @@ pub const SIGN_IN_LIFETIME: u64 = 600;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignInError {
-    /// No pending sign-in has this `state` (unknown, used, or expired).
+    /// The `state` is not one this server sealed, or it expired.
     #[error("no pending sign-in has this state")]
     UnknownState,
+    /// The `state` was already taken once (a replayed IdP answer).
+    #[error("this sign-in was already finished")]
+    Replayed,
+    /// The callback did not come from the browser that started the sign-in (its binding
+    /// cookie is missing or different).
+    #[error("the sign-in was started in another browser")]
+    OtherBrowser,
+    /// The replay store could not be consulted (fail closed).
+    #[error("the sign-in cannot be finished now: {0}")]
+    Unavailable(#[source] crate::replay::ReplayError),
     /// The IdP's redirect named another issuer (RFC 9207 mix-up defence).
     #[error("the IdP's redirect names another issuer")]
     WrongIdp,
@@ -69,7 +100,7 @@ pub enum SignInError {
     Subject(#[source] ema_id_jag::IdJagClaimsError),
 }
 
-/// A sign-in under way at the IdP.
+/// A sign-in under way at the IdP, as [`IdpSignIn::finish`] opened it from the `state`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PendingSignIn {
@@ -79,7 +110,26 @@ pub struct PendingSignIn {
     verifier: String,
     /// The `nonce` sent to the IdP.
     pub nonce: String,
-    expires: UnixTime,
+}
+
+/// What a sealed sign-in `state` carries.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SealedSignIn {
+    /// The sign-in's id: its replay key.
+    id: String,
+    exp: u64,
+    /// base64url SHA-256 of the browser's binding value.
+    bind: String,
+    client_id: String,
+    redirect_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    code_challenge: String,
+    resource: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    verifier: String,
+    nonce: String,
 }
 
 /// The authorization server's registration at the enterprise IdP; see the [module](self) docs.
@@ -91,8 +141,7 @@ pub struct IdpSignIn {
     redirect_uri: String,
     algorithms: AlgorithmSet,
     time: TimeOptions,
-    max_pending: usize,
-    pending: Mutex<HashMap<String, PendingSignIn>>,
+    seal: Option<SealingKey>,
 }
 
 impl IdpSignIn {
@@ -111,9 +160,16 @@ impl IdpSignIn {
             redirect_uri: redirect_uri.into(),
             algorithms: AlgorithmSet::DEFAULT,
             time: TimeOptions::default(),
-            max_pending: 10_000,
-            pending: Mutex::new(HashMap::new()),
+            seal: SealingKey::generate().ok(),
         }
+    }
+
+    /// Seals pending sign-ins with `key`: every instance of one authorization server needs the
+    /// same key to finish the sign-ins the others started.
+    #[must_use]
+    pub fn with_sealing_key(mut self, key: SealingKey) -> Self {
+        self.seal = Some(key);
+        self
     }
 
     /// Sets the ID token algorithms accepted (default [`AlgorithmSet::DEFAULT`]).
@@ -145,32 +201,37 @@ impl IdpSignIn {
         &self.redirect_uri
     }
 
-    /// Parks `request` and returns the IdP authorization URL the browser goes to.
+    /// Seals `request` into the `state` for the IdP, bound to `binding` (a random value the
+    /// server gives the browser, e.g. as a cookie, and expects back at the callback), and returns
+    /// the IdP authorization URL the browser goes to. Nothing is stored.
     pub fn start(
         &self,
         request: AuthorizationRequest,
+        binding: &str,
         now: UnixTime,
     ) -> Result<String, AuthorizationError> {
-        let fresh = || random_id().map_err(|_| AuthorizationError::Busy);
-        let (state, nonce) = (fresh()?, fresh()?);
+        let seal = self.seal.as_ref().ok_or(AuthorizationError::Unavailable)?;
+        let fresh = || random_id().map_err(|_| AuthorizationError::Unavailable);
+        let nonce = fresh()?;
         let verifier = format!("{}{}", fresh()?, fresh()?);
         let challenge = s256(&verifier);
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.retain(|_, p| p.expires > now);
-            if pending.len() >= self.max_pending {
-                return Err(AuthorizationError::Busy);
-            }
-            pending.insert(
-                state.clone(),
-                PendingSignIn {
-                    request,
-                    verifier,
-                    nonce: nonce.clone(),
-                    expires: now.plus(SIGN_IN_LIFETIME),
-                },
-            );
-        }
+        let sealed = SealedSignIn {
+            id: fresh()?,
+            exp: now.plus(SIGN_IN_LIFETIME).as_secs(),
+            bind: s256(binding),
+            client_id: request.client_id.as_str().to_owned(),
+            redirect_uri: request.redirect_uri,
+            state: request.state,
+            code_challenge: request.code_challenge,
+            resource: request.resource.as_str().to_owned(),
+            scope: request.scope.as_ref().map(ToString::to_string),
+            verifier,
+            nonce: nonce.clone(),
+        };
+        let state = serde_json::to_vec(&sealed)
+            .ok()
+            .and_then(|json| seal.seal(STATE_PURPOSE, &json))
+            .ok_or(AuthorizationError::Unavailable)?;
         let sep = if self.authorization_endpoint.contains('?') {
             '&'
         } else {
@@ -184,25 +245,71 @@ impl IdpSignIn {
         ))
     }
 
-    /// Takes the sign-in parked under `state` (once). `iss`, when the IdP's redirect carries
-    /// it, must be the IdP (RFC 9207).
-    pub fn finish(
+    /// Opens the sign-in sealed in `state` when the IdP redirects back: unexpired, with the
+    /// `binding` of the browser that started it, taken once (recorded in `replay` until it
+    /// expires). `iss`, when the IdP's redirect carries it, must be the IdP (RFC 9207).
+    pub async fn finish<R: ReplayStore>(
         &self,
         state: &str,
+        binding: Option<&str>,
         iss: Option<&str>,
+        replay: &R,
         now: UnixTime,
     ) -> Result<PendingSignIn, SignInError> {
-        let pending = self
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(state)
-            .filter(|p| p.expires > now)
+        let sealed: SealedSignIn = self
+            .seal
+            .as_ref()
+            .and_then(|seal| seal.open(STATE_PURPOSE, state))
+            .and_then(|json| serde_json::from_slice(&json).ok())
             .ok_or(SignInError::UnknownState)?;
+        let expires = UnixTime::from_secs(sealed.exp);
+        if expires <= now {
+            return Err(SignInError::UnknownState);
+        }
+        let bound = binding.is_some_and(|b| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(
+                s256(b).as_bytes(),
+                sealed.bind.as_bytes(),
+            )
+            .is_ok()
+        });
+        if !bound {
+            return Err(SignInError::OtherBrowser);
+        }
         if iss.is_some_and(|i| i != self.idp.as_str()) {
             return Err(SignInError::WrongIdp);
         }
-        Ok(pending)
+        let key = ReplayKey {
+            kind: ReplayKind::SignInState,
+            issuer: self.idp.as_str(),
+            jti: &sealed.id,
+        };
+        match replay
+            .check_and_insert(key, expires, now)
+            .await
+            .map_err(SignInError::Unavailable)?
+        {
+            Seen::First => {}
+            Seen::Again => return Err(SignInError::Replayed),
+        }
+        let scope = sealed
+            .scope
+            .as_deref()
+            .map(ema_id_jag::ScopeSet::parse)
+            .transpose()
+            .map_err(|_| SignInError::UnknownState)?;
+        Ok(PendingSignIn {
+            request: AuthorizationRequest {
+                client_id: ClientId::new(sealed.client_id),
+                redirect_uri: sealed.redirect_uri,
+                state: sealed.state,
+                code_challenge: sealed.code_challenge,
+                resource: ema_id_jag::Resource::new(sealed.resource),
+                scope,
+            },
+            verifier: sealed.verifier,
+            nonce: sealed.nonce,
+        })
     }
 
     /// The form body redeeming the IdP's `code` for `pending` at the IdP's token endpoint
