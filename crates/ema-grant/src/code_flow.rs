@@ -1264,6 +1264,91 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidClient);
     }
 
+    fn dpop_proof(key: &SigningKey, jti: &str, htu: &str) -> String {
+        let mut header = serde_json::Map::new();
+        header.insert("typ".into(), "dpop+jwt".into());
+        header.insert(
+            "jwk".into(),
+            serde_json::Value::Object(key.verifying_key().public_jwk().clone()),
+        );
+        let claims = serde_json::json!({"jti": jti, "htm": "POST", "htu": htu, "iat": NOW.as_secs()});
+        key.sign_with_header(header, claims.to_string().as_bytes())
+            .unwrap()
+    }
+
+    fn redeem_with_proof(
+        fx: &Fx,
+        code: &str,
+        proof: Option<&str>,
+    ) -> Result<AccessTokenResponse, OAuthError> {
+        let body = format!(
+            "grant_type=authorization_code&client_id=ide&code={code}&code_verifier={VERIFIER}&redirect_uri={}",
+            encode_component(CB)
+        );
+        let form = Form::parse(body.as_bytes(), 8192).unwrap();
+        let mut req = TokenRequest::form(body.as_bytes());
+        req.dpop = proof;
+        pollster::block_on(fx.flow.token_form(&req, &form, &fx.store, NOW))
+    }
+
+    #[test]
+    fn dpop_proof_binds_the_token_as_at_the_jwt_bearer_grant() {
+        let fx = fx();
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let req = fx.flow.authorize(&query(&[], &[])).unwrap();
+        let token_endpoint = format!("{AS}/token");
+        // A valid proof: a DPoP-bound token (cnf.jkt = the proof key's thumbprint).
+        let code = code_of(&fx.flow.issue_code(&req, user(), NOW).unwrap());
+        let ok = redeem_with_proof(&fx, &code, Some(&dpop_proof(&key, "p1", &token_endpoint)))
+            .unwrap();
+        assert_eq!(ok.token_type, "DPoP");
+        assert_eq!(ok.to_json()["token_type"], "DPoP");
+        let claims = fx.flow.tokens.verify_own(&ok.access_token, NOW).unwrap();
+        assert_eq!(claims.cnf_jkt.as_deref(), Some(&*key.verifying_key().thumbprint()));
+        // An invalid proof (another endpoint; a replayed jti): invalid_dpop_proof, and the code
+        // is not burnt.
+        let code = code_of(&fx.flow.issue_code(&req, user(), NOW).unwrap());
+        let wrong = dpop_proof(&key, "p2", "https://elsewhere.example/token");
+        let err = redeem_with_proof(&fx, &code, Some(&wrong)).unwrap_err();
+        assert_eq!(err.code.as_str(), "invalid_dpop_proof");
+        let replayed = dpop_proof(&key, "p1", &token_endpoint);
+        let err = redeem_with_proof(&fx, &code, Some(&replayed)).unwrap_err();
+        assert_eq!(err.code.as_str(), "invalid_dpop_proof");
+        // No proof: Bearer (positive control on the same code).
+        let ok = redeem_with_proof(&fx, &code, None).unwrap();
+        assert_eq!(ok.token_type, "Bearer");
+        assert_eq!(
+            fx.flow.tokens.verify_own(&ok.access_token, NOW).unwrap().cnf_jkt,
+            None
+        );
+    }
+
+    #[test]
+    fn a_resource_requiring_dpop_gets_no_unbound_token() {
+        // AS-18, DP-20.
+        let revoker = Revoker::new(MemoryLedger::new(), AS);
+        let fx = Fx {
+            flow: CodeFlow::new(
+                AccessTokenIssuer::new(Issuer::new(AS), keys()),
+                registry(),
+                ResourceRegistry::new()
+                    .with(ResourceConfig::new(MCP, ["tasks.read"]).with_require_dpop(true)),
+            )
+            .with_public_clients(true)
+            .with_token_endpoint("https://auth.tasks.example/oauth/token"),
+            revoker,
+            store: InMemoryReplayStore::new(100),
+        };
+        let req = fx.flow.authorize(&query(&[], &[])).unwrap();
+        let code = code_of(&fx.flow.issue_code(&req, user(), NOW).unwrap());
+        let err = redeem_with_proof(&fx, &code, None).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidGrant);
+        assert!(err.description.contains("DPoP"), "{}", err.description);
+        let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
+        let proof = dpop_proof(&key, "p1", "https://auth.tasks.example/oauth/token");
+        assert_eq!(redeem_with_proof(&fx, &code, Some(&proof)).unwrap().token_type, "DPoP");
+    }
+
     #[test]
     fn refusal_after_sign_in_is_redirected_with_state_and_iss() {
         let fx = fx();

@@ -407,3 +407,128 @@ impl IdpSignIn {
         IdJagClaims::from_claims(&Claims::from_object(map)).map_err(SignInError::Subject)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::code_flow::AuthorizationRequest;
+    use crate::replay::InMemoryReplayStore;
+
+    const NOW: UnixTime = UnixTime::from_secs(1_767_225_600);
+    const IDP: &str = "https://idp.acme.example";
+
+    fn sign_in() -> IdpSignIn {
+        IdpSignIn::new(
+            IDP,
+            format!("{IDP}/authorize"),
+            "tasks-as-rp",
+            "https://auth.tasks.example/idp/callback",
+        )
+    }
+
+    fn request() -> AuthorizationRequest {
+        AuthorizationRequest {
+            client_id: ClientId::new("ide"),
+            redirect_uri: "http://127.0.0.1:33418/callback".into(),
+            state: Some("st-1".into()),
+            code_challenge: s256("dBjftJeZ4CVP-mJ92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            resource: ema_id_jag::Resource::new("https://mcp.tasks.example/mcp"),
+            scope: ema_id_jag::ScopeSet::parse("tasks.read").ok(),
+        }
+    }
+
+    fn state_of(url: &str) -> String {
+        url.split("&state=")
+            .nth(1)
+            .and_then(|r| r.split('&').next())
+            .unwrap()
+            .to_owned()
+    }
+
+    fn finish(
+        s: &IdpSignIn,
+        state: &str,
+        binding: Option<&str>,
+        iss: Option<&str>,
+        store: &InMemoryReplayStore,
+        now: UnixTime,
+    ) -> Result<PendingSignIn, SignInError> {
+        pollster::block_on(s.finish(state, binding, iss, store, now))
+    }
+
+    #[test]
+    fn pending_sign_in_is_sealed_in_the_state_bound_to_the_browser_and_taken_once() {
+        let s = sign_in();
+        let store = InMemoryReplayStore::new(100);
+        let url = s.start(request(), "browser-a", NOW).unwrap();
+        assert!(url.starts_with(&format!("{IDP}/authorize?response_type=code&client_id=tasks-as-rp")));
+        let state = state_of(&url);
+        // Nothing readable in it: the client's state and the PKCE verifier are sealed.
+        assert!(!state.contains("st-1") && !state.contains("ide"), "{state}");
+        // Another browser (no cookie, or another one): refused, and the state is not burnt.
+        assert_eq!(
+            finish(&s, &state, None, None, &store, NOW).unwrap_err(),
+            SignInError::OtherBrowser
+        );
+        assert_eq!(
+            finish(&s, &state, Some("browser-b"), None, &store, NOW).unwrap_err(),
+            SignInError::OtherBrowser
+        );
+        // The IdP's redirect naming another issuer (RFC 9207).
+        assert_eq!(
+            finish(&s, &state, Some("browser-a"), Some("https://evil.example"), &store, NOW)
+                .unwrap_err(),
+            SignInError::WrongIdp
+        );
+        // Positive control: the browser that started it, once.
+        let pending = finish(&s, &state, Some("browser-a"), Some(IDP), &store, NOW.plus(5)).unwrap();
+        assert_eq!(pending.request, request());
+        assert!(url.contains(&format!("&nonce={}&", pending.nonce)));
+        let body = s.token_request_body(&pending, "idp-code");
+        let verifier = body.rsplit("code_verifier=").next().unwrap();
+        assert!(url.contains(&format!("code_challenge={}&", s256(verifier))));
+        assert_eq!(
+            finish(&s, &state, Some("browser-a"), Some(IDP), &store, NOW.plus(6)).unwrap_err(),
+            SignInError::Replayed
+        );
+    }
+
+    #[test]
+    fn sealed_state_expires_and_opens_only_with_the_servers_key() {
+        let store = InMemoryReplayStore::new(100);
+        let key = [5u8; 32];
+        let a = sign_in().with_sealing_key(SealingKey::from_bytes(&key).unwrap());
+        let b = sign_in().with_sealing_key(SealingKey::from_bytes(&key).unwrap());
+        let state = state_of(&a.start(request(), "b1", NOW).unwrap());
+        assert_eq!(
+            finish(&a, &state, Some("b1"), None, &store, NOW.plus(SIGN_IN_LIFETIME)).unwrap_err(),
+            SignInError::UnknownState
+        );
+        assert_eq!(
+            finish(&sign_in(), &state, Some("b1"), None, &store, NOW).unwrap_err(),
+            SignInError::UnknownState,
+            "another server's key"
+        );
+        assert_eq!(
+            finish(&a, "forged", Some("b1"), None, &store, NOW).unwrap_err(),
+            SignInError::UnknownState
+        );
+        // Positive control: another instance with the same key, just before expiry.
+        assert!(
+            finish(&b, &state, Some("b1"), None, &store, NOW.plus(SIGN_IN_LIFETIME - 1)).is_ok()
+        );
+    }
+
+    #[test]
+    fn no_number_of_started_sign_ins_locks_anyone_out() {
+        // The old design parked each start in a table capped at 10 000 and then refused every
+        // user; a sealed state keeps nothing, so the next real user still starts and finishes.
+        let s = sign_in();
+        let store = InMemoryReplayStore::new(100);
+        for _ in 0..20_000 {
+            s.start(request(), "flood", NOW).unwrap();
+        }
+        let state = state_of(&s.start(request(), "real-user", NOW).unwrap());
+        assert!(finish(&s, &state, Some("real-user"), None, &store, NOW).is_ok());
+    }
+}
