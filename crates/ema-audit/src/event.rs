@@ -360,6 +360,11 @@ pub struct IdJagRedeemed {
     pub scopes: Vec<String>,
     /// The access token's `jti`: the MCP server's events name the same value.
     pub access_token_jti: String,
+    /// The grant redeemed, when not the jwt-bearer grant (absent): `authorization_code` for the
+    /// MCP code flow, whose `idp_issuer`, `subject` and `id_jag` then name the IdP sign-in the
+    /// code came from (the ID token's issuer, `sub`, and `jti` or `sid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_type: Option<String>,
 }
 
 impl IdJagRedeemed {
@@ -381,7 +386,15 @@ impl IdJagRedeemed {
             resource: None,
             scopes: Vec::new(),
             access_token_jti: access_token_jti.into(),
+            grant_type: None,
         }
+    }
+
+    /// Names the grant redeemed (absent: the jwt-bearer grant).
+    #[must_use]
+    pub fn with_grant_type(mut self, grant_type: impl Into<String>) -> Self {
+        self.grant_type = Some(grant_type.into());
+        self
     }
 
     /// Sets the resource.

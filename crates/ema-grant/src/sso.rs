@@ -507,9 +507,14 @@ impl SsoProvider {
         let user = self
             .user_by_subject(&pending.subject)
             .ok_or_else(|| OAuthError::invalid_grant("user no longer exists"))?;
+        // A `jti` per ID token: a relying party (the authorization server's code flow) names
+        // the sign-in by it on its audit trail.
+        let jti = ema_jose::random_id()
+            .map_err(|_| OAuthError::new(ErrorCode::ServerError, "ID token could not be issued"))?;
         let claims = IdTokenClaims {
             iss: self.issuer.as_str(),
             sub: &user.subject,
+            jti: &jti,
             aud: &pending.client_id,
             iat: now.as_secs(),
             exp: now.plus(self.id_token_lifetime).as_secs(),
@@ -596,6 +601,7 @@ impl SsoProvider {
 struct IdTokenClaims<'a> {
     iss: &'a str,
     sub: &'a str,
+    jti: &'a str,
     aud: &'a str,
     iat: u64,
     exp: u64,

@@ -355,6 +355,8 @@ where
                 .flow
                 .handle(&request, state.grant.replay(), state.clock.now())
                 .await;
+            // The same redemption event as the jwt-bearer grant's, naming the grant.
+            let response = crate::trail::id_jag_redeemed(&state.audit, response);
             log_outcome(
                 LogTarget::AuthorizationServer,
                 "authorization_code",
@@ -390,11 +392,13 @@ where
     /// The code flow's authorization endpoint.
     async fn authorize(
         State(state): State<Arc<Self>>,
+        headers: http::HeaderMap,
         axum::extract::RawQuery(query): axum::extract::RawQuery,
     ) -> Response {
         match &state.code {
             Some(code) => {
-                crate::code_flow::authorize(code, query.as_deref(), state.clock.now()).await
+                crate::code_flow::authorize(code, &headers, query.as_deref(), state.clock.now())
+                    .await
             }
             None => http::StatusCode::NOT_FOUND.into_response(),
         }
@@ -403,6 +407,7 @@ where
     /// The IdP's redirect back to the code flow.
     async fn callback(
         State(state): State<Arc<Self>>,
+        headers: http::HeaderMap,
         axum::extract::RawQuery(query): axum::extract::RawQuery,
     ) -> Response {
         let Some(code) = &state.code else {
@@ -414,6 +419,8 @@ where
             validator.keys(),
             validator.subjects(),
             validator.trust(),
+            state.grant.replay(),
+            &headers,
             query.as_deref(),
             state.clock.now(),
         )
@@ -444,11 +451,7 @@ where
                 if let Err(e) = crate::trail::revocation_applied(&state.audit, "rfc7009", &[change])
                 {
                     tracing::error!(target: "ema_audit", error = %e, "revocation not recorded");
-                    return admin_error(
-                        http::StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        "the server cannot record this change; try again",
-                    );
+                    return cannot_record("change");
                 }
             }
         }
@@ -505,11 +508,7 @@ where
                     tracing::error!(target: "ema_server::authorization_server", error = %e, "SET stays marked as received");
                 }
             }
-            return admin_error(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the server cannot record this event; try again",
-            );
+            return cannot_record("event");
         }
         into_axum(response)
     }
@@ -558,11 +557,7 @@ where
             .and_then(|()| crate::trail::revocation_applied(&state.audit, "gtr", changes));
         if let Err(e) = recorded {
             tracing::error!(target: "ema_audit", error = %e, "global token revocation not recorded");
-            return admin_error(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the server cannot record this request; try again",
-            );
+            return cannot_record("request");
         }
         into_axum(response)
     }
@@ -620,11 +615,7 @@ where
                 // command is idempotent, a retry appends the events).
                 if let Err(e) = crate::trail::revocation_applied(&state.audit, "admin", &changes) {
                     tracing::error!(target: "ema_audit", error = %e, "revocation not recorded");
-                    return admin_error(
-                        http::StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        "the server cannot record this change; try again",
-                    );
+                    return cannot_record("change");
                 }
                 let body = serde_json::json!({"changes": changes.len()});
                 public_json_no_store(&body)
@@ -714,6 +705,16 @@ fn admin_command(
         at: req.at.map_or(now, ema_jose::UnixTime::from_secs),
         action,
     })
+}
+
+/// 503 `temporarily_unavailable` when the audit trail refused what a request did (RV-29): the
+/// caller retries, and the retry appends the events.
+fn cannot_record(what: &str) -> Response {
+    admin_error(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        &format!("the server cannot record this {what}; try again"),
+    )
 }
 
 fn admin_error(status: http::StatusCode, error: &str, description: &str) -> Response {

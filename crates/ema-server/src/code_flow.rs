@@ -2,18 +2,31 @@
 //! callback from the enterprise IdP (the AS is an OpenID Connect relying party of the IdP), and
 //! the `authorization_code` grant at the token endpoint. Mounted by
 //! [`AuthorizationServerRouterBuilder::code_flow`](crate::AuthorizationServerRouterBuilder::code_flow).
+//!
+//! The server keeps nothing per pending sign-in or per code: both are sealed and carried by the
+//! browser ([`ema_grant::sign_in`], [`ema_grant::code_flow`]). The authorization endpoint gives
+//! the browser a short-lived cookie, [`SIGN_IN_COOKIE`] (`HttpOnly`, `SameSite=Lax`, scoped to
+//! the callback path, `Secure` on `https`), whose value the sealed `state` is bound to; the
+//! callback refuses an answer without it, and takes each `state` once through the replay store
+//! of the jwt-bearer grant (shared across instances on Redis). An open authorization endpoint
+//! can be flooded, but no flood fills a table that locks real users out.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use ema_grant::code_flow::{AuthorizationError, AuthorizationRequest, CodeFlow, SignedInUser};
-use ema_grant::sign_in::IdpSignIn;
-use ema_grant::{ErrorCode, Form, OAuthError, RegisteredClient};
+use ema_grant::code_flow::{AuthorizationError, CodeFlow, SignedInUser};
+use ema_grant::sign_in::{IdpSignIn, PendingSignIn, SignInError};
+use ema_grant::{ErrorCode, Form, OAuthError, RegisteredClient, ReplayStore};
 use ema_id_jag::SubjectResolver;
 use ema_jose::{KeySource, UnixTime};
 use ema_jwks::{HttpFetcher, Secret};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::{Mutex, PoisonError};
 use url::Url;
+
+/// The cookie binding a pending sign-in to the browser that started it (set by the
+/// authorization endpoint, required at the IdP callback).
+pub const SIGN_IN_COOKIE: &str = "ema_sign_in";
 
 /// The code flow of an authorization server: the [`CodeFlow`] protocol core, the relying party
 /// registration at the IdP ([`IdpSignIn`]), and how to reach the IdP's token endpoint.
@@ -33,7 +46,50 @@ pub struct CodeFlowConfig {
 /// Client ID Metadata Documents fetched through the policy-checked fetcher, cached.
 struct MetadataDocuments {
     fetcher: HttpFetcher,
-    cache: Mutex<HashMap<String, (RegisteredClient, UnixTime)>>,
+    cache: Mutex<DocumentCache>,
+}
+
+/// The accepted documents, each until it expires; the expiries in a min-heap, so that expired
+/// entries leave a few at a time (no sweep of the whole cache on the request path).
+#[derive(Default)]
+struct DocumentCache {
+    entries: HashMap<String, (RegisteredClient, UnixTime)>,
+    expiries: BinaryHeap<Reverse<(UnixTime, String)>>,
+}
+
+impl DocumentCache {
+    fn get(&mut self, client_id: &str, now: UnixTime) -> Option<RegisteredClient> {
+        self.expire(now);
+        self.entries
+            .get(client_id)
+            .filter(|(_, until)| *until > now)
+            .map(|(client, _)| client.clone())
+    }
+
+    fn insert(&mut self, client: RegisteredClient, until: UnixTime, now: UnixTime) {
+        self.expire(now);
+        let id = client.id.as_str().to_owned();
+        if self.entries.len() < DOCUMENT_CACHE_ENTRIES || self.entries.contains_key(&id) {
+            self.expiries.push(Reverse((until, id.clone())));
+            self.entries.insert(id, (client, until));
+        }
+    }
+
+    /// Drops the entries whose time is up (each heap entry once; a stale heap entry of a
+    /// refreshed document leaves the newer one in place).
+    fn expire(&mut self, now: UnixTime) {
+        while let Some(Reverse((until, _))) = self.expiries.peek() {
+            if *until > now {
+                break;
+            }
+            let Some(Reverse((until, id))) = self.expiries.pop() else {
+                break;
+            };
+            if self.entries.get(&id).is_some_and(|(_, u)| *u == until) {
+                self.entries.remove(&id);
+            }
+        }
+    }
 }
 
 /// How long an accepted document is reused without `Cache-Control: max-age`, and at most.
@@ -45,10 +101,8 @@ impl MetadataDocuments {
     /// The client of the document at `client_id`: from the cache, or fetched (URL rules,
     /// address filter, size and time caps, no redirects) and validated.
     async fn resolve(&self, client_id: &str, now: UnixTime) -> Result<RegisteredClient, String> {
-        if let Some((client, until)) = self.cache().get(client_id)
-            && *until > now
-        {
-            return Ok(client.clone());
+        if let Some(client) = self.cache().get(client_id, now) {
+            return Ok(client);
         }
         let url = self
             .fetcher
@@ -72,16 +126,12 @@ impl MetadataDocuments {
                 .min(DOCUMENT_MAX_TTL)
         };
         if ttl > 0 {
-            let mut cache = self.cache();
-            cache.retain(|_, (_, until)| *until > now);
-            if cache.len() < DOCUMENT_CACHE_ENTRIES {
-                cache.insert(client_id.to_owned(), (client.clone(), now.plus(ttl)));
-            }
+            self.cache().insert(client.clone(), now.plus(ttl), now);
         }
         Ok(client)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, (RegisteredClient, UnixTime)>> {
+    fn cache(&self) -> std::sync::MutexGuard<'_, DocumentCache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -134,12 +184,16 @@ impl CodeFlowConfig {
     /// `client_id`, and gives the redirect URIs; accepted documents are cached (their
     /// `Cache-Control: max-age`, else 5 minutes, at most an hour). Advertise
     /// `client_id_metadata_document_supported: true` with it.
+    ///
+    /// Metadata-document clients are public (`none`), so this enables public clients at the
+    /// flow (D-24: `none` only where enabled; [`CodeFlow::with_public_clients`]).
     #[must_use]
     pub fn with_client_metadata_documents(mut self, fetcher: HttpFetcher) -> Self {
         self.documents = Some(MetadataDocuments {
             fetcher,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(DocumentCache::default()),
         });
+        self.flow = self.flow.with_public_clients(true);
         self
     }
 
@@ -178,16 +232,33 @@ fn redirect(location: &str) -> Response {
 fn authorization_error(e: &AuthorizationError) -> Response {
     match (e, e.redirect_url()) {
         (_, Some(url)) => redirect(&url),
-        (AuthorizationError::Busy, None) => {
+        (AuthorizationError::Unavailable, None) => {
             page(StatusCode::SERVICE_UNAVAILABLE, "Try again later.")
         }
         (e, None) => page(StatusCode::BAD_REQUEST, &e.to_string()),
     }
 }
 
-/// `GET authorization_endpoint`: validate, park, send the browser to the IdP.
+/// The browser's sign-in binding: the value of its [`SIGN_IN_COOKIE`], when well formed.
+fn binding_of(headers: &http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix(SIGN_IN_COOKIE)?.strip_prefix('='))
+        .find(|v| {
+            (16..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+        })
+}
+
+/// `GET authorization_endpoint`: validate, seal, send the browser to the IdP with its binding
+/// cookie (the one it has, so two sign-ins in one browser both finish, or a new one).
 pub(crate) async fn authorize(
     code: &CodeFlowConfig,
+    headers: &http::HeaderMap,
     query: Option<&str>,
     now: UnixTime,
 ) -> Response {
@@ -223,19 +294,49 @@ pub(crate) async fn authorize(
             return authorization_error(&e);
         }
     };
-    match code.sign_in.start(request, now) {
-        Ok(url) => redirect(&url),
+    let binding = match binding_of(headers) {
+        Some(binding) => binding.to_owned(),
+        None => match ema_jose::random_id() {
+            Ok(fresh) => fresh,
+            Err(_) => return authorization_error(&AuthorizationError::Unavailable),
+        },
+    };
+    match code.sign_in.start(request, &binding, now) {
+        Ok(url) => {
+            let mut resp = redirect(&url);
+            let callback = code.sign_in.redirect_uri();
+            let path = Url::parse(callback)
+                .map(|u| u.path().to_owned())
+                .unwrap_or_else(|_| "/".to_owned());
+            let secure = if callback.starts_with("https://") {
+                "; Secure"
+            } else {
+                ""
+            };
+            let cookie = format!(
+                "{SIGN_IN_COOKIE}={binding}; Path={path}; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+                ema_grant::sign_in::SIGN_IN_LIFETIME
+            );
+            if let Ok(value) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().append(header::SET_COOKIE, value);
+            }
+            resp
+        }
         Err(e) => authorization_error(&e),
     }
 }
 
-/// `GET` the callback: the IdP's answer, its code redeemed, the ID token verified, the user
-/// mapped, a code issued to the client.
-pub(crate) async fn callback<K: KeySource, S: SubjectResolver>(
+/// `GET` the callback: the IdP's answer (its sealed `state` opened, from the browser that
+/// started the sign-in, once), its code redeemed, the ID token verified, the user mapped, a
+/// code issued to the client.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn callback<K: KeySource, S: SubjectResolver, R: ReplayStore>(
     code: &CodeFlowConfig,
     keys: &K,
     subjects: &S,
     trust: &ema_id_jag::TrustRegistry,
+    replay: &R,
+    headers: &http::HeaderMap,
     query: Option<&str>,
     now: UnixTime,
 ) -> Response {
@@ -245,14 +346,28 @@ pub(crate) async fn callback<K: KeySource, S: SubjectResolver>(
     let Some(state) = params.get("state") else {
         return page(StatusCode::BAD_REQUEST, "The IdP's answer has no state.");
     };
-    let pending = match code.sign_in.finish(state, params.get("iss"), now) {
+    let finished = code
+        .sign_in
+        .finish(state, binding_of(headers), params.get("iss"), replay, now)
+        .await;
+    let pending = match finished {
         Ok(pending) => pending,
         Err(e) => {
             tracing::info!(target: "ema_server::authorization_server", error = %e, "sign-in callback refused");
-            return page(
-                StatusCode::BAD_REQUEST,
-                "This sign-in is unknown or expired; start again.",
-            );
+            return match e {
+                SignInError::Unavailable(_) => {
+                    page(StatusCode::SERVICE_UNAVAILABLE, "Try again later.")
+                }
+                SignInError::OtherBrowser => page(
+                    StatusCode::BAD_REQUEST,
+                    "This sign-in was started in another browser (or this browser did not keep \
+                     its sign-in cookie); start again.",
+                ),
+                _ => page(
+                    StatusCode::BAD_REQUEST,
+                    "This sign-in is unknown, expired or already finished; start again.",
+                ),
+            };
         }
     };
     let request = &pending.request;
@@ -315,7 +430,7 @@ pub(crate) async fn callback<K: KeySource, S: SubjectResolver>(
             return denied("the IdP's ID token was not accepted");
         }
     };
-    match signed_in(code, subjects, trust, &claims, request, now).await {
+    match signed_in(code, subjects, trust, &claims, &pending, now).await {
         Ok(user) => match code.flow.issue_code(request, user, now) {
             Ok(url) => {
                 tracing::info!(target: "ema_server::authorization_server", client_id = %request.client_id, "sign-in succeeded");
@@ -332,9 +447,10 @@ async fn signed_in<S: SubjectResolver>(
     subjects: &S,
     trust: &ema_id_jag::TrustRegistry,
     claims: &ema_jose::Claims,
-    request: &AuthorizationRequest,
+    pending: &PendingSignIn,
     now: UnixTime,
 ) -> Result<SignedInUser, &'static str> {
+    let request = &pending.request;
     let idp = code.sign_in.idp();
     let trusted = trust
         .get(idp.as_str())
@@ -350,11 +466,14 @@ async fn signed_in<S: SubjectResolver>(
         tracing::info!(target: "ema_server::authorization_server", error = %e, "subject not mapped");
         "this user has no account at this server"
     })?;
+    // The sign-in on the audit trail: the ID token's `jti`, else its `sid`, else our nonce.
+    let sign_in = ["jti", "sid"]
+        .into_iter()
+        .find_map(|name| claims.string(name).ok().flatten())
+        .unwrap_or(pending.nonce.as_str());
     Ok(
-        SignedInUser::new(subject, idp.clone(), shaped.sub.as_str()).with_authentication(
-            shaped.auth_time,
-            shaped.acr.clone(),
-            shaped.amr.clone(),
-        ),
+        SignedInUser::new(subject, idp.clone(), shaped.sub.as_str())
+            .with_authentication(shaped.auth_time, shaped.acr.clone(), shaped.amr.clone())
+            .with_sign_in(sign_in),
     )
 }

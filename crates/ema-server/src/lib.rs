@@ -62,7 +62,7 @@ pub use bearer::{
     BearerAuth, BearerAuthBuilder, BearerBuildError, BearerService, NO_SCOPES, protect,
     protected_resource_router,
 };
-pub use code_flow::CodeFlowConfig;
+pub use code_flow::{CodeFlowConfig, SIGN_IN_COOKIE};
 pub use guard::{ToolCallGuardLayer, ToolCallGuardService};
 pub use live::{RevocationSignal, SessionCloser};
 pub use principal::{MissingPrincipal, Principal};

@@ -55,8 +55,9 @@ pub(crate) fn id_jag_issued(
     }
 }
 
-/// Appends `IdJagRedeemed` for a successful jwt-bearer grant (the response's
-/// [`IdJagRedemption`]); other responses pass unchanged.
+/// Appends `IdJagRedeemed` for a successful jwt-bearer or authorization code grant (the
+/// response's [`IdJagRedemption`]; the code grant's event names its grant type and links the
+/// IdP sign-in); other responses pass unchanged.
 pub(crate) fn id_jag_redeemed(
     log: &AuditLog,
     response: http::Response<Vec<u8>>,
@@ -76,9 +77,15 @@ pub(crate) fn id_jag_redeemed(
     )
     .with_resource(redeemed.resource.as_str())
     .with_scopes(scope_names(redeemed.scope.as_ref()));
+    // Absent for the jwt-bearer grant: its events read as they always did.
+    let event = if redeemed.grant_type == ema_grant::JWT_BEARER {
+        event
+    } else {
+        event.with_grant_type(redeemed.grant_type)
+    };
     match log.append(event) {
         Ok(_) => response,
-        Err(e) => unavailable("a redeemed ID-JAG", &e),
+        Err(e) => unavailable("a redeemed grant", &e),
     }
 }
 
