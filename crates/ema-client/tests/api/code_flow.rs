@@ -6,8 +6,13 @@
 //! the redirect to the client's loopback listener. Servers run on a fixed clock; the client's
 //! clock is moved by hand; nothing sleeps.
 
+#[path = "../../../ema-server/tests/support/code_flow_servers.rs"]
+mod code_flow_servers;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use code_flow_servers::{Browser, Options, Servers, bind, idp_login, serve};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -16,13 +21,9 @@ use ema_client::{
     ClientCredentials, CodeFlowError, CodeFlowOptions, EmaClient, EmaError, FetchPolicy, Hop,
     HttpFetcher, IdpConfig, LoopbackRedirect, OpenUrl, Recovery, Secret,
 };
-use ema_grant::code_flow::CodeFlow;
-use ema_grant::sign_in::IdpSignIn;
 use ema_grant::*;
 use ema_id_jag::*;
-use ema_jose::{Algorithm, Clock, FixedClock, KeyRing, SigningKey, StaticKeySource, UnixTime};
-use ema_metadata::AuthorizationServerMetadata;
-use ema_server::*;
+use ema_jose::{Clock, StaticKeySource, UnixTime};
 use url::Url;
 
 /// 2026-01-01T00:00:00Z.
@@ -61,137 +62,23 @@ enum Tamper {
     NeverReturns,
 }
 
-async fn bind() -> (tokio::net::TcpListener, String) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    (l, url)
-}
-
-fn serve(l: tokio::net::TcpListener, app: axum::Router) {
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-}
-
 /// The IdP, the AS (`id_jag`: whether it also offers the ID-JAG profile; it always offers the
 /// code flow; `cimd`: whether it takes client metadata documents; `iss_advertised`: whether its
-/// metadata says it sends `iss`, RFC 9207) and an MCP server.
+/// metadata says it sends `iss`, RFC 9207), shared with `ema-server`'s code-flow tests, and an
+/// MCP server.
 async fn world(id_jag: bool, cimd: bool, iss_advertised: bool) -> World {
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock(UnixTime::from_secs(NOW)));
     let redirect = LoopbackRedirect::bind(0).unwrap();
     let client_cb = redirect.redirect_uri();
-    let (idp_l, idp) = bind().await;
-    let (as_l, auth) = bind().await;
     let (mcp_l, mcp) = bind().await;
     let resource = format!("{mcp}/mcp");
-    let idp_keys = Arc::new(KeyRing::new(
-        SigningKey::generate(Algorithm::ES256, Some("idp-k1".into())).unwrap(),
-    ));
-    let as_keys = Arc::new(KeyRing::new(
-        SigningKey::generate(Algorithm::ES256, Some("as-k1".into())).unwrap(),
-    ));
-    let as_callback = format!("{auth}/idp/callback");
-
-    // The IdP: the AS is its relying party; ana (eng) is assigned to the AS, bob (sales) not.
-    let idp_clients = ClientRegistry::new([idp.clone(), format!("{idp}/token")]).with(
-        RegisteredClient::new("as-rp", ClientCredential::secret("rp-secret"))
-            .with_redirect_uris([as_callback.clone()]),
-    );
-    let sso = SsoProvider::new(Issuer::new(&idp), idp_keys.clone(), idp_clients.clone())
-        .unwrap()
-        .with_user(
-            User::new("00u8k2Lq91", "ana", "ana-password")
-                .unwrap()
-                .with_groups(["eng"]),
-        )
-        .with_user(
-            User::new("00u9zzzzzz", "bob", "bob-password")
-                .unwrap()
-                .with_groups(["sales"]),
-        )
-        .with_relying_party("as-rp", auth.as_str());
-    let policy = GroupPolicy::new()
-        .with_member("00u8k2Lq91", ["eng"])
-        .with_member("00u9zzzzzz", ["sales"])
-        .with_rule(GroupRule::new(
-            "eng",
-            auth.as_str(),
-            ScopeSet::parse("tasks.read").unwrap(),
-        ));
-    let exchange = TokenExchangeGrant::builder(
-        IdJagIssuer::new(Issuer::new(&idp), idp_keys.clone()),
-        StaticKeySource::new().with_issuer(&idp, idp_keys.jwks()),
-        policy,
-    )
-    .client_registry(idp_clients)
-    .token_endpoint(format!("{idp}/token"))
-    .target(TargetServer::new(auth.as_str(), [resource.as_str()]))
-    .build()
-    .unwrap();
-    let idp_router = IdpRouter::builder(exchange, idp_keys.clone())
-        .sso(sso)
-        .metadata(idp_metadata(&idp))
-        .clock(clock.clone())
-        .build()
-        .unwrap();
-    serve(idp_l, idp_router);
-
-    // The AS: a public client `ide` and a confidential one `ide-conf`, both registered with the
-    // client's loopback redirect URI.
-    let grant = JwtBearerGrant::builder(
-        AccessTokenIssuer::new(Issuer::new(&auth), as_keys.clone()),
-        StaticKeySource::new().with_issuer(&idp, idp_keys.jwks()),
-        Directory::new().with_provisioning(|c| Some(LocalSubject::new(format!("local-{}", c.sub)))),
-    )
-    .trust(TrustedIssuer::new(idp.as_str()))
-    .resource(
-        ResourceConfig::new(resource.as_str(), ["tasks.read", "tasks.write"])
-            .with_default_scopes(ScopeSet::parse("tasks.read").unwrap()),
-    )
-    .client(
-        RegisteredClient::new("ide", ClientCredential::Public)
-            .with_redirect_uris([client_cb.clone()]),
-    )
-    .client(
-        RegisteredClient::new("ide-conf", ClientCredential::secret("conf-secret"))
-            .with_redirect_uris([client_cb.clone()]),
-    )
-    .revocation_ledger(MemoryLedger::new())
-    .token_endpoint(format!("{auth}/token"))
-    .build()
-    .unwrap();
-    let flow = CodeFlow::for_grant(&grant);
-    let sign_in = IdpSignIn::new(
-        idp.as_str(),
-        format!("{idp}/authorize"),
-        "as-rp",
-        as_callback,
-    );
-    let fetcher = HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap();
-    let mut code =
-        CodeFlowConfig::new(flow, sign_in, &format!("{idp}/token"), "rp-secret", fetcher).unwrap();
+    let mut o = Options::new(UnixTime::from_secs(NOW), &resource, &client_cb);
+    o.id_jag = id_jag;
+    o.iss_advertised = iss_advertised;
     if cimd {
-        code = code.with_client_metadata_documents(
-            HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap(),
-        );
+        o.documents =
+            Some(HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap());
     }
-    let mut meta = AuthorizationServerMetadata::new(auth.as_str(), format!("{auth}/token"));
-    if id_jag {
-        meta = meta.with_id_jag_profile();
-    }
-    advertise_code_flow(&mut meta);
-    if cimd {
-        meta.client_id_metadata_document_supported = Some(true);
-    }
-    // advertise_code_flow says the AS sends `iss`; the rows of an AS that does not say so
-    // take the member out again.
-    if !iss_advertised {
-        meta.extra
-            .remove("authorization_response_iss_parameter_supported");
-    }
-    let as_router = AuthorizationServerRouter::builder(grant, &meta)
-        .clock(clock)
-        .code_flow(code)
-        .build();
-    serve(as_l, as_router);
+    let Servers { auth, as_keys, .. } = code_flow_servers::start(o).await;
 
     // The MCP server: its PRM, a client metadata document, and `/mcp` answering 200 to a valid
     // token of the AS and a 401 challenge otherwise.
@@ -267,11 +154,7 @@ fn no_redirects() -> reqwest::Client {
 }
 
 fn location(r: &reqwest::Response) -> Result<String, String> {
-    r.headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .map(str::to_owned)
-        .ok_or_else(|| format!("HTTP {} without a location", r.status()))
+    code_flow_servers::location(r)
 }
 
 fn replace_param(url: &str, name: &str, value: &str) -> String {
@@ -296,21 +179,15 @@ fn browser(user: &'static str, tamper: Tamper, opened: Arc<AtomicUsize>) -> impl
     move |url: Url| {
         opened.fetch_add(1, Ordering::SeqCst);
         async move {
-            let b = no_redirects();
+            // A browser that keeps the AS's sign-in cookie.
+            let b = Browser::default();
             let e = |e: reqwest::Error| e.to_string();
             // The AS sends the user to the IdP's login.
-            let r = b.get(url).send().await.map_err(e)?;
+            let r = b.get(url.as_str()).await.map_err(e)?;
             let to_idp = location(&r)?;
-            let (idp_authorize, query) = to_idp.split_once('?').ok_or("no query")?;
-            let r = b
-                .post(idp_authorize)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(format!("{query}&username={user}&password={user}-password"))
-                .send()
-                .await
-                .map_err(e)?;
+            let callback = idp_login(&b, &to_idp, user).await?;
             // The IdP back to the AS, the AS back to the client.
-            let r = b.get(location(&r)?).send().await.map_err(e)?;
+            let r = b.get(&callback).await.map_err(e)?;
             let mut back = location(&r)?;
             match tamper {
                 Tamper::Nothing => {}
@@ -328,7 +205,7 @@ fn browser(user: &'static str, tamper: Tamper, opened: Arc<AtomicUsize>) -> impl
                 }
                 Tamper::NeverReturns => return Ok(()),
             }
-            let r = b.get(back).send().await.map_err(e)?;
+            let r = b.get(&back).await.map_err(e)?;
             // The listener answers the browser with a short page.
             let status = r.status().as_u16();
             let page = r.text().await.map_err(e)?;
@@ -458,17 +335,13 @@ async fn confidential_and_metadata_document_clients() {
         .await
         .unwrap();
     assert_eq!(w.documents_fetched.load(Ordering::SeqCst), 0);
-    let err = session.access_token().await.unwrap_err();
-    // The AS fetched the document, took its redirect URI and signed the user in; the code
-    // reached the token endpoint. There ema-grant accepts an unregistered public client only
-    // under an `https://` id (D-11), which a loopback test cannot serve, so the redemption of
-    // this `http://127.0.0.1` document URL is refused as `invalid_client`.
+    // The AS fetches the document, takes its redirect URI and signs the user in; at the token
+    // endpoint the `http://127.0.0.1` document URL (development) is the same public client by
+    // the same rule (`ema_grant::cimd::is_metadata_document_url`), so the code is redeemed.
+    let token = session.access_token().await.unwrap();
     assert_eq!(w.documents_fetched.load(Ordering::SeqCst), 1);
-    assert_eq!(err.hop(), Hop::Authorization);
-    assert!(
-        matches!(&err, EmaError::CodeFlow(CodeFlowError::TokenRejected(r)) if r.status == 401),
-        "{err:?}"
-    );
+    let (status, sub) = call_mcp(&w.mcp_url, &token.authorization()).await;
+    assert_eq!((status, sub.as_str()), (200, "local-00u8k2Lq91"));
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ pub(crate) struct Options {
     pub(crate) id_jag: bool,
     /// Client ID Metadata Documents, fetched with this fetcher.
     pub(crate) documents: Option<HttpFetcher>,
-    /// Whether the metadata says the AS sends `iss` (RFC 9207).
+    /// Whether the metadata says the AS sends `iss` (RFC 9207; `advertise_code_flow` says so).
     pub(crate) iss_advertised: bool,
     /// Whether public clients are enabled (D-24); metadata documents enable them anyway.
     pub(crate) public_clients: bool,
@@ -51,7 +51,7 @@ impl Options {
             client_redirect: client_redirect.to_owned(),
             id_jag: false,
             documents: None,
-            iss_advertised: false,
+            iss_advertised: true,
             public_clients: true,
             require_dpop: false,
             audit: audit::AuditLog::disabled(),
@@ -179,11 +179,11 @@ pub(crate) async fn start(o: Options) -> Servers {
     if cimd {
         meta.client_id_metadata_document_supported = Some(true);
     }
-    if o.iss_advertised {
-        meta.extra.insert(
-            "authorization_response_iss_parameter_supported".into(),
-            true.into(),
-        );
+    // advertise_code_flow says the AS sends `iss` (RFC 9207); the rows of an AS that does not
+    // say so take the member out again.
+    if !o.iss_advertised {
+        meta.extra
+            .remove("authorization_response_iss_parameter_supported");
     }
     let as_router = AuthorizationServerRouter::builder(grant, &meta)
         .clock(clock)
