@@ -856,7 +856,17 @@ fn code_flow(
         ));
     }
     let issuer = grant.tokens().issuer().as_str().trim_end_matches('/');
-    let flow = ema_grant::CodeFlow::for_grant(grant).with_code_lifetime(code.code_lifetime_secs);
+    // D-24: `none` only where enabled: a client registered with `none`, said explicitly, or
+    // metadata documents (public by definition) enable public clients at the code flow; the
+    // jwt-bearer grant still takes none.
+    let public = code.client_id_metadata_documents
+        || cfg
+            .clients
+            .iter()
+            .any(|c| c.token_endpoint_auth_method == Some(AuthMethod::None));
+    let flow = ema_grant::CodeFlow::for_grant(grant)
+        .with_code_lifetime(code.code_lifetime_secs)
+        .with_public_clients(public);
     let sign_in = ema_grant::IdpSignIn::new(
         code.idp.as_str(),
         code.idp_authorization_endpoint
