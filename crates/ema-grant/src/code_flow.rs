@@ -667,10 +667,9 @@ impl CodeFlow {
                 "resource differs from the authorization request's",
             ));
         }
-        let resource = self
-            .resources
-            .get(&sealed.resource)
-            .ok_or_else(|| OAuthError::new(ErrorCode::InvalidTarget, "resource is not served here"))?;
+        let resource = self.resources.get(&sealed.resource).ok_or_else(|| {
+            OAuthError::new(ErrorCode::InvalidTarget, "resource is not served here")
+        })?;
         // AS-18, DP-20: a resource that demands sender-constrained tokens gets none unbound.
         if resource.require_dpop && dpop.is_none() {
             return Err(OAuthError::invalid_grant(
@@ -842,7 +841,10 @@ mod tests {
                     .with_redirect_uris([CB])
                     .with_grant_types([crate::JWT_BEARER]),
             )
-            .with(RegisteredClient::new("web", ClientCredential::secret("w")).with_redirect_uris([CB]))
+            .with(
+                RegisteredClient::new("web", ClientCredential::secret("w"))
+                    .with_redirect_uris([CB]),
+            )
     }
 
     fn keys() -> Arc<KeyRing> {
@@ -1060,7 +1062,10 @@ mod tests {
         assert_eq!(err.code, ErrorCode::InvalidGrant);
         assert_eq!(err.description, "PKCE verification failed");
         // No verifier at all.
-        let body = format!("grant_type=authorization_code&client_id=ide&code={code}&redirect_uri={}", encode_component(CB));
+        let body = format!(
+            "grant_type=authorization_code&client_id=ide&code={code}&redirect_uri={}",
+            encode_component(CB)
+        );
         let form = Form::parse(body.as_bytes(), 8192).unwrap();
         let err = pollster::block_on(fx.flow.token_form(
             &TokenRequest::form(body.as_bytes()),
@@ -1120,7 +1125,10 @@ mod tests {
         let err = redeem(&fx, &code, VERIFIER, CB, NOW.plus(1)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidGrant);
         assert!(err.description.contains("already used"));
-        assert!(denied(&fx.revoker), "the token of the reused code is denied");
+        assert!(
+            denied(&fx.revoker),
+            "the token of the reused code is denied"
+        );
         // The denial outlives the token: until the code's expiry plus the token lifetime.
         let until = pollster::block_on(fx.revoker.ledger().snapshot())
             .unwrap()
@@ -1131,7 +1139,10 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert!(until >= NOW.plus(DEFAULT_CODE_LIFETIME).as_secs() + 300, "{until}");
+        assert!(
+            until >= NOW.plus(DEFAULT_CODE_LIFETIME).as_secs() + 300,
+            "{until}"
+        );
     }
 
     #[test]
@@ -1139,7 +1150,13 @@ mod tests {
         let fx = fx();
         let req = fx.flow.authorize(&query(&[], &[])).unwrap();
         let url = fx.flow.issue_code(&req, user(), NOW).unwrap();
-        let err = redeem(&fx, &code_of(&url), VERIFIER, CB, NOW.plus(DEFAULT_CODE_LIFETIME));
+        let err = redeem(
+            &fx,
+            &code_of(&url),
+            VERIFIER,
+            CB,
+            NOW.plus(DEFAULT_CODE_LIFETIME),
+        );
         assert_eq!(err.unwrap_err().code, ErrorCode::InvalidGrant);
         let url = fx.flow.issue_code(&req, user(), NOW).unwrap();
         assert!(
@@ -1160,7 +1177,10 @@ mod tests {
         let flow = &fx.flow;
         let (code, _) = refused(flow, &query(&[], &["resource"]));
         assert_eq!(code, "invalid_target");
-        let (code, _) = refused(flow, &query(&[("resource", "https://other.example/mcp")], &[]));
+        let (code, _) = refused(
+            flow,
+            &query(&[("resource", "https://other.example/mcp")], &[]),
+        );
         assert_eq!(code, "invalid_target");
         let (code, _) = refused(flow, &query(&[("scope", "admin")], &[]));
         assert_eq!(code, "invalid_scope");
@@ -1175,7 +1195,10 @@ mod tests {
         assert_eq!(code, "invalid_request");
         assert!(!url.contains("&state="), "{url}");
         let ok = "s".repeat(MAX_STATE_LEN);
-        assert!(flow.authorize(&query(&[("state", ok.as_str())], &[])).is_ok());
+        assert!(
+            flow.authorize(&query(&[("state", ok.as_str())], &[]))
+                .is_ok()
+        );
         // No scope: the resource's defaults.
         let req = flow.authorize(&query(&[], &["scope"])).unwrap();
         assert_eq!(req.scope.unwrap().to_string(), "tasks.read");
@@ -1214,7 +1237,10 @@ mod tests {
         let err = redeem(&off, &code, VERIFIER, CB, NOW).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidClient);
         // Positive control: a confidential client (Basic) runs the whole flow while off.
-        let req = off.flow.authorize(&query(&[("client_id", "web")], &[])).unwrap();
+        let req = off
+            .flow
+            .authorize(&query(&[("client_id", "web")], &[]))
+            .unwrap();
         let code = code_of(&off.flow.issue_code(&req, user(), NOW).unwrap());
         let body = format!(
             "grant_type=authorization_code&code={code}&code_verifier={VERIFIER}&redirect_uri={}",
@@ -1226,7 +1252,20 @@ mod tests {
         let ok = pollster::block_on(off.flow.token_form(&req, &form, &off.store, NOW)).unwrap();
         assert_eq!(ok.redemption.client_id.as_str(), "web");
         // And with public clients on, the public client redeems (the other tests' setup).
-        assert!(redeem(&on, &code_of(&on.flow.issue_code(&on.flow.authorize(&query(&[], &[])).unwrap(), user(), NOW).unwrap()), VERIFIER, CB, NOW).is_ok());
+        assert!(
+            redeem(
+                &on,
+                &code_of(
+                    &on.flow
+                        .issue_code(&on.flow.authorize(&query(&[], &[])).unwrap(), user(), NOW)
+                        .unwrap()
+                ),
+                VERIFIER,
+                CB,
+                NOW
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -1271,7 +1310,8 @@ mod tests {
             "jwk".into(),
             serde_json::Value::Object(key.verifying_key().public_jwk().clone()),
         );
-        let claims = serde_json::json!({"jti": jti, "htm": "POST", "htu": htu, "iat": NOW.as_secs()});
+        let claims =
+            serde_json::json!({"jti": jti, "htm": "POST", "htu": htu, "iat": NOW.as_secs()});
         key.sign_with_header(header, claims.to_string().as_bytes())
             .unwrap()
     }
@@ -1299,12 +1339,15 @@ mod tests {
         let token_endpoint = format!("{AS}/token");
         // A valid proof: a DPoP-bound token (cnf.jkt = the proof key's thumbprint).
         let code = code_of(&fx.flow.issue_code(&req, user(), NOW).unwrap());
-        let ok = redeem_with_proof(&fx, &code, Some(&dpop_proof(&key, "p1", &token_endpoint)))
-            .unwrap();
+        let ok =
+            redeem_with_proof(&fx, &code, Some(&dpop_proof(&key, "p1", &token_endpoint))).unwrap();
         assert_eq!(ok.token_type, "DPoP");
         assert_eq!(ok.to_json()["token_type"], "DPoP");
         let claims = fx.flow.tokens.verify_own(&ok.access_token, NOW).unwrap();
-        assert_eq!(claims.cnf_jkt.as_deref(), Some(&*key.verifying_key().thumbprint()));
+        assert_eq!(
+            claims.cnf_jkt.as_deref(),
+            Some(&*key.verifying_key().thumbprint())
+        );
         // An invalid proof (another endpoint; a replayed jti): invalid_dpop_proof, and the code
         // is not burnt.
         let code = code_of(&fx.flow.issue_code(&req, user(), NOW).unwrap());
@@ -1318,7 +1361,11 @@ mod tests {
         let ok = redeem_with_proof(&fx, &code, None).unwrap();
         assert_eq!(ok.token_type, "Bearer");
         assert_eq!(
-            fx.flow.tokens.verify_own(&ok.access_token, NOW).unwrap().cnf_jkt,
+            fx.flow
+                .tokens
+                .verify_own(&ok.access_token, NOW)
+                .unwrap()
+                .cnf_jkt,
             None
         );
     }
@@ -1346,7 +1393,12 @@ mod tests {
         assert!(err.description.contains("DPoP"), "{}", err.description);
         let key = SigningKey::generate(Algorithm::ES256, None).unwrap();
         let proof = dpop_proof(&key, "p1", "https://auth.tasks.example/oauth/token");
-        assert_eq!(redeem_with_proof(&fx, &code, Some(&proof)).unwrap().token_type, "DPoP");
+        assert_eq!(
+            redeem_with_proof(&fx, &code, Some(&proof))
+                .unwrap()
+                .token_type,
+            "DPoP"
+        );
     }
 
     #[test]

@@ -101,7 +101,10 @@ mod tests {
         let mut altered = sealed.clone().into_bytes();
         let last = altered.len() - 3;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
-        assert_eq!(key.open(b"code", &String::from_utf8(altered).unwrap()), None);
+        assert_eq!(
+            key.open(b"code", &String::from_utf8(altered).unwrap()),
+            None
+        );
         assert_eq!(key.open(b"code", &sealed[..10]), None, "truncated");
         assert_eq!(key.open(b"code", "not*base64"), None);
         assert_eq!(key.open(b"code", ""), None);

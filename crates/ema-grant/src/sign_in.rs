@@ -461,7 +461,9 @@ mod tests {
         let s = sign_in();
         let store = InMemoryReplayStore::new(100);
         let url = s.start(request(), "browser-a", NOW).unwrap();
-        assert!(url.starts_with(&format!("{IDP}/authorize?response_type=code&client_id=tasks-as-rp")));
+        assert!(url.starts_with(&format!(
+            "{IDP}/authorize?response_type=code&client_id=tasks-as-rp"
+        )));
         let state = state_of(&url);
         // Nothing readable in it: the client's state and the PKCE verifier are sealed.
         assert!(!state.contains("st-1") && !state.contains("ide"), "{state}");
@@ -476,19 +478,42 @@ mod tests {
         );
         // The IdP's redirect naming another issuer (RFC 9207).
         assert_eq!(
-            finish(&s, &state, Some("browser-a"), Some("https://evil.example"), &store, NOW)
-                .unwrap_err(),
+            finish(
+                &s,
+                &state,
+                Some("browser-a"),
+                Some("https://evil.example"),
+                &store,
+                NOW
+            )
+            .unwrap_err(),
             SignInError::WrongIdp
         );
         // Positive control: the browser that started it, once.
-        let pending = finish(&s, &state, Some("browser-a"), Some(IDP), &store, NOW.plus(5)).unwrap();
+        let pending = finish(
+            &s,
+            &state,
+            Some("browser-a"),
+            Some(IDP),
+            &store,
+            NOW.plus(5),
+        )
+        .unwrap();
         assert_eq!(pending.request, request());
         assert!(url.contains(&format!("&nonce={}&", pending.nonce)));
         let body = s.token_request_body(&pending, "idp-code");
         let verifier = body.rsplit("code_verifier=").next().unwrap();
         assert!(url.contains(&format!("code_challenge={}&", s256(verifier))));
         assert_eq!(
-            finish(&s, &state, Some("browser-a"), Some(IDP), &store, NOW.plus(6)).unwrap_err(),
+            finish(
+                &s,
+                &state,
+                Some("browser-a"),
+                Some(IDP),
+                &store,
+                NOW.plus(6)
+            )
+            .unwrap_err(),
             SignInError::Replayed
         );
     }
@@ -501,7 +526,15 @@ mod tests {
         let b = sign_in().with_sealing_key(SealingKey::from_bytes(&key).unwrap());
         let state = state_of(&a.start(request(), "b1", NOW).unwrap());
         assert_eq!(
-            finish(&a, &state, Some("b1"), None, &store, NOW.plus(SIGN_IN_LIFETIME)).unwrap_err(),
+            finish(
+                &a,
+                &state,
+                Some("b1"),
+                None,
+                &store,
+                NOW.plus(SIGN_IN_LIFETIME)
+            )
+            .unwrap_err(),
             SignInError::UnknownState
         );
         assert_eq!(
@@ -515,7 +548,15 @@ mod tests {
         );
         // Positive control: another instance with the same key, just before expiry.
         assert!(
-            finish(&b, &state, Some("b1"), None, &store, NOW.plus(SIGN_IN_LIFETIME - 1)).is_ok()
+            finish(
+                &b,
+                &state,
+                Some("b1"),
+                None,
+                &store,
+                NOW.plus(SIGN_IN_LIFETIME - 1)
+            )
+            .is_ok()
         );
     }
 

@@ -471,9 +471,7 @@ async fn signed_in<S: SubjectResolver>(
         .into_iter()
         .find_map(|name| claims.string(name).ok().flatten())
         .unwrap_or(pending.nonce.as_str());
-    Ok(
-        SignedInUser::new(subject, idp.clone(), shaped.sub.as_str())
-            .with_authentication(shaped.auth_time, shaped.acr.clone(), shaped.amr.clone())
-            .with_sign_in(sign_in),
-    )
+    Ok(SignedInUser::new(subject, idp.clone(), shaped.sub.as_str())
+        .with_authentication(shaped.auth_time, shaped.acr.clone(), shaped.amr.clone())
+        .with_sign_in(sign_in))
 }

@@ -115,7 +115,10 @@ async fn to_callback(w: &World, query: &str, user: &str) -> String {
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
     // The browser binding: HttpOnly, SameSite=Lax, scoped to the callback.
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.starts_with(&format!("{SIGN_IN_COOKIE}=")), "{cookie}");
+    assert!(
+        cookie.starts_with(&format!("{SIGN_IN_COOKIE}=")),
+        "{cookie}"
+    );
     assert!(
         cookie.contains("; Path=/idp/callback;") && cookie.contains("HttpOnly"),
         "{cookie}"
@@ -271,7 +274,10 @@ async fn metadata_advertises_the_code_flow_beside_the_id_jag_profile() {
     let w = world().await;
     let meta = w
         .browser
-        .get(&format!("{}/.well-known/oauth-authorization-server", w.auth))
+        .get(&format!(
+            "{}/.well-known/oauth-authorization-server",
+            w.auth
+        ))
         .await
         .unwrap()
         .bytes()
@@ -475,7 +481,10 @@ async fn dpop_at_the_code_grant_binds_the_token_and_a_dpop_resource_needs_it() {
     let back = browse(&w, &authorize_query(&w, ""), "ana").await;
     let code = param(&back, "code").unwrap();
     let (status, body) = redeem(&w, &code, VERIFIER).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     // A proof for another endpoint: invalid_dpop_proof.
     let wrong = dpop_proof(&key, "https://elsewhere.example/token", "p0");
     let (status, body) = redeem_as(&w, "ide", &code, VERIFIER, Some(&wrong)).await;
@@ -496,7 +505,10 @@ async fn dpop_at_the_code_grant_binds_the_token_and_a_dpop_resource_needs_it() {
     .validate(body["access_token"].as_str().unwrap(), NOW)
     .await
     .unwrap();
-    assert_eq!(claims.cnf_jkt, Some(key.verifying_key().thumbprint().to_owned()));
+    assert_eq!(
+        claims.cnf_jkt,
+        Some(key.verifying_key().thumbprint().to_owned())
+    );
 }
 
 #[tokio::test]
@@ -514,7 +526,10 @@ async fn d24_registered_public_client_refused_where_public_clients_are_off() {
         .unwrap();
     assert_eq!(r.status(), 303);
     let back = location(&r);
-    assert_eq!(param(&back, "error").as_deref(), Some("unauthorized_client"));
+    assert_eq!(
+        param(&back, "error").as_deref(),
+        Some("unauthorized_client")
+    );
     // Positive control: the confidential client runs the flow and redeems with its secret.
     let q = authorize_query(&w, "").replace("client_id=ide", "client_id=ide-conf");
     let back = browse(&w, &q, "ana").await;
@@ -533,7 +548,10 @@ async fn d24_registered_public_client_refused_where_public_clients_are_off() {
     assert_eq!(r.status(), 200);
     // ...and the public client with no secret is refused at the token endpoint too.
     let (status, body) = redeem(&w, &code, VERIFIER).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
 }
 
 #[tokio::test]
@@ -559,10 +577,8 @@ async fn loopback_metadata_document_client_redeems_its_code_at_the_token_endpoin
 #[tokio::test]
 async fn a_redeemed_code_is_on_the_audit_trail_linked_to_the_idp_sign_in() {
     use audit::{AuditLog, JsonLinesFile};
-    let dir = std::env::temp_dir().join(format!(
-        "ema-server-code-flow-audit-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("ema-server-code-flow-audit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("as.jsonl");
@@ -596,7 +612,12 @@ async fn a_redeemed_code_is_on_the_audit_trail_linked_to_the_idp_sign_in() {
     assert!(e["id_jag"].as_str().is_some_and(|d| !d.is_empty()), "{e}");
     let jti = {
         use base64::Engine as _;
-        let payload = body["access_token"].as_str().unwrap().split('.').nth(1).unwrap();
+        let payload = body["access_token"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap();
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload)
             .unwrap();

@@ -94,7 +94,9 @@ async fn sign_in(s: &Servers, user: &str) -> (String, String) {
     let r = http()
         .post(idp_authorize)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("{idp_query}&username={user}&password={user}-password"))
+        .body(format!(
+            "{idp_query}&username={user}&password={user}-password"
+        ))
         .send()
         .await
         .unwrap();
@@ -115,7 +117,10 @@ async fn redeem(s: &Servers, code: &str) -> (u16, Value) {
         .await
         .unwrap();
     let status = r.status().as_u16();
-    (status, serde_json::from_slice(&r.bytes().await.unwrap()).unwrap())
+    (
+        status,
+        serde_json::from_slice(&r.bytes().await.unwrap()).unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -145,7 +150,10 @@ async fn the_reference_as_runs_the_code_flow_for_a_registered_public_client() {
     assert_eq!(body["resource"], s.mcp.as_str());
     // The same code again: refused.
     let (status, body) = redeem(&s, &code).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 }
 
 #[tokio::test]
@@ -161,6 +169,10 @@ async fn the_reference_as_refuses_a_user_the_idp_did_not_assign() {
     assert_eq!(r.status(), 303);
     let back = location(&r);
     // bob is refused at login (the IdP's admission policy); ana, above, is the positive control.
-    assert_eq!(param(&back, "error").as_deref(), Some("access_denied"), "{back}");
+    assert_eq!(
+        param(&back, "error").as_deref(),
+        Some("access_denied"),
+        "{back}"
+    );
     assert!(param(&back, "code").is_none());
 }

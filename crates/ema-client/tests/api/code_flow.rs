@@ -75,8 +75,7 @@ async fn world(id_jag: bool, cimd: bool, iss_advertised: bool) -> World {
     o.id_jag = id_jag;
     o.iss_advertised = iss_advertised;
     if cimd {
-        o.documents =
-            Some(HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap());
+        o.documents = Some(HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap());
     }
     let Servers { auth, as_keys, .. } = code_flow_servers::start(o).await;
 

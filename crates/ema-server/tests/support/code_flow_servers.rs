@@ -163,7 +163,12 @@ pub(crate) async fn start(o: Options) -> Servers {
     .build()
     .unwrap();
     let flow = CodeFlow::for_grant(&grant).with_public_clients(o.public_clients);
-    let sign_in = IdpSignIn::new(idp.as_str(), format!("{idp}/authorize"), "as-rp", as_callback);
+    let sign_in = IdpSignIn::new(
+        idp.as_str(),
+        format!("{idp}/authorize"),
+        "as-rp",
+        as_callback,
+    );
     let fetcher = HttpFetcher::new(FetchPolicy::insecure_loopback_development()).unwrap();
     let mut code =
         CodeFlowConfig::new(flow, sign_in, &format!("{idp}/token"), "rp-secret", fetcher).unwrap();
@@ -253,7 +258,11 @@ impl Browser {
     }
 
     /// `POST url` with a form body.
-    pub(crate) async fn post_form(&self, url: &str, body: String) -> reqwest::Result<reqwest::Response> {
+    pub(crate) async fn post_form(
+        &self,
+        url: &str,
+        body: String,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut req = Self::http()
             .post(url)
             .header("content-type", "application/x-www-form-urlencoded")
