@@ -1346,7 +1346,7 @@ mod tests {
         let claims = fx.flow.tokens.verify_own(&ok.access_token, NOW).unwrap();
         assert_eq!(
             claims.cnf_jkt.as_deref(),
-            Some(&*key.verifying_key().thumbprint())
+            Some(key.verifying_key().thumbprint())
         );
         // An invalid proof (another endpoint; a replayed jti): invalid_dpop_proof, and the code
         // is not burnt.

@@ -329,7 +329,10 @@ pub(crate) async fn authorize(
 /// `GET` the callback: the IdP's answer (its sealed `state` opened, from the browser that
 /// started the sign-in, once), its code redeemed, the ID token verified, the user mapped, a
 /// code issued to the client.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the router state it is called from holds these separately"
+)]
 pub(crate) async fn callback<K: KeySource, S: SubjectResolver, R: ReplayStore>(
     code: &CodeFlowConfig,
     keys: &K,
