@@ -289,8 +289,12 @@ impl SessionTracker {
 /// when the call's annotations say the tool is destructive, and the `untrusted_content` label
 /// when they say it is open-world (MCP's defaults apply to absent hints).
 pub fn record_call(context: &mut SessionContext, call: &ToolCall) {
-    let count = context.calls.entry(call.tool.clone()).or_insert(0);
-    *count = count.saturating_add(1);
+    match context.calls.get_mut(&call.tool) {
+        Some(count) => *count = count.saturating_add(1),
+        None => {
+            context.calls.insert(call.tool.clone(), 1);
+        }
+    }
     context.total_calls = context.total_calls.saturating_add(1);
     if call.annotations.destructive() {
         context.destructive_calls = context.destructive_calls.saturating_add(1);

@@ -42,7 +42,8 @@ pub struct CedarEngine {
     reload: Mutex<Option<u64>>,
     authorizer: Authorizer,
     /// The principal and resource entities of recent calls (they depend only on the principal,
-    /// the server and the schema's principal mapping), by a hash of issuer, subject and server;
+    /// the server and the schema's principal mapping), by a hash of issuer, subject, token id
+    /// and server;
     /// a hit is used only if the whole principal and the server are equal.
     bases: RwLock<HashMap<u64, Arc<BaseEntities>>>,
 }
@@ -250,9 +251,31 @@ impl CedarEngine {
         principal: &Principal,
         server: &str,
     ) -> Result<(EntityUid, EntityUid, Entities), String> {
+        let base = self.cached_base(principal, server)?;
+        Ok((
+            base.principal_uid.clone(),
+            base.resource_uid.clone(),
+            base.entities.clone(),
+        ))
+    }
+
+    /// [`base_entities`](Self::base_entities), shared with the cache.
+    fn cached_base(
+        &self,
+        principal: &Principal,
+        server: &str,
+    ) -> Result<Arc<BaseEntities>, String> {
         let key = {
             let mut hasher = DefaultHasher::new();
-            (&principal.issuer, &principal.subject, server).hash(&mut hasher);
+            // The token's id too: a user's concurrent tokens (one per agent or session)
+            // would otherwise take turns evicting each other's entry.
+            (
+                &principal.issuer,
+                &principal.subject,
+                &principal.token_jti,
+                server,
+            )
+                .hash(&mut hasher);
             hasher.finish()
         };
         let hit = self
@@ -263,26 +286,47 @@ impl CedarEngine {
             .filter(|base| base.server == server && base.principal == *principal)
             .cloned();
         if let Some(base) = hit {
-            return Ok((
-                base.principal_uid.clone(),
-                base.resource_uid.clone(),
-                base.entities.clone(),
-            ));
+            return Ok(base);
         }
         let (principal_uid, resource_uid, entities) = self.new_base_entities(principal, server)?;
         let base = Arc::new(BaseEntities {
             principal: principal.clone(),
             server: server.to_owned(),
-            principal_uid: principal_uid.clone(),
-            resource_uid: resource_uid.clone(),
-            entities: entities.clone(),
+            principal_uid,
+            resource_uid,
+            entities,
         });
         let mut bases = self.bases.write().unwrap_or_else(PoisonError::into_inner);
         if bases.len() >= BASE_CACHE {
             bases.clear();
         }
-        bases.insert(key, base);
-        Ok((principal_uid, resource_uid, entities))
+        bases.insert(key, Arc::clone(&base));
+        Ok(base)
+    }
+
+    /// The decision of a call of a tool that every policy able to apply to it allows without
+    /// condition (see `ToolPolicies::always_allowed_by`), when its arguments match the tool's
+    /// plain input schema and the principal's entity builds: what Cedar would decide for the
+    /// request `build_request` makes, without making it. `None`: decide the full way.
+    fn unconditional(
+        &self,
+        policies: &CedarPolicies,
+        principal: &Principal,
+        call: &ToolCall,
+    ) -> Option<Decision> {
+        let ids = policies.for_tool(&call.tool)?.always_allowed_by.as_ref()?;
+        let entry = self.schema.tool(&call.tool)?;
+        if !entry.plain.as_ref()?.matches(&call.arguments) {
+            return None;
+        }
+        // A principal whose mapped attributes do not fit the schema is refused with its
+        // reason by the full way.
+        self.cached_base(principal, &call.server).ok()?;
+        let reasons = ids
+            .iter()
+            .filter_map(|id| policies.reason_of(id).map(str::to_owned))
+            .collect();
+        Some(Decision::allow(ids.clone(), reasons))
     }
 
     fn new_base_entities(
@@ -495,8 +539,16 @@ impl PolicyEngine for CedarEngine {
     /// for this call. Skipped policies are exactly those Cedar would find not satisfied
     /// without an error, so the decision, the deciding policies and the reported errors are
     /// those of the whole set.
+    ///
+    /// A tool whose applicable policies are all permits without conditions is allowed without
+    /// Cedar once its arguments are checked against its input schema: the same decision,
+    /// policies and reasons Cedar gives (no condition can fail or err).
     fn decide(&self, principal: &Principal, call: &ToolCall, session: &SessionContext) -> Decision {
         let policies = self.policies();
+        if let Some(mut decision) = self.unconditional(&policies, principal, call) {
+            decision.labels = session.labels.clone();
+            return decision;
+        }
         let mut decision = match self.build_request(principal, call, session) {
             Ok((request, entities)) => match self.schema.tool(&call.tool) {
                 Some(entry) => {

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use cedar_policy::{ActionConstraint, Policy, PolicyId, PolicySet, ValidationMode};
+use cedar_policy::{
+    ActionConstraint, Policy, PolicyId, PolicySet, PrincipalConstraint, ResourceConstraint,
+    ValidationMode,
+};
 use miette::Diagnostic;
 
 use super::guard::{Facts, Guard};
@@ -326,6 +329,11 @@ pub(crate) struct ToolPolicies {
     /// Whether any guard has something to test.
     guards: bool,
     subsets: SubsetCache,
+    /// When every policy that can apply to the tool is a `permit` without conditions whose
+    /// scope any call of the tool satisfies (any principal, any resource, an action scope
+    /// naming the tool's action or any action): their ids, sorted. Cedar would allow every
+    /// well-formed call of the tool with exactly these policies, and no error is possible.
+    pub(crate) always_allowed_by: Option<Vec<String>>,
 }
 
 /// The subsets built so far, by the bit mask of the policies they keep.
@@ -364,6 +372,7 @@ impl ToolPolicies {
             guarded: Vec::new(),
             guards: false,
             subsets: SubsetCache::default(),
+            always_allowed_by: None,
         }
     }
 
@@ -467,6 +476,31 @@ fn split_by_tool(
                         }],
                     })?;
             }
+        }
+    }
+    for (tool, subset) in &mut by_tool {
+        let Some(entry) = schema.tool(tool) else {
+            continue;
+        };
+        let unconditional = |policy: &Policy| {
+            policy.effect() == cedar_policy::Effect::Permit
+                && !policy.has_non_scope_constraint()
+                && policy.principal_constraint() == PrincipalConstraint::Any
+                && policy.resource_constraint() == ResourceConstraint::Any
+                && match policy.action_constraint() {
+                    ActionConstraint::Any => true,
+                    ActionConstraint::Eq(uid) => uid == entry.action,
+                    ActionConstraint::In(uids) => uids.contains(&entry.action),
+                }
+        };
+        if !subset.guarded.is_empty() && subset.guarded.iter().all(|(p, _)| unconditional(p)) {
+            let mut ids: Vec<String> = subset
+                .guarded
+                .iter()
+                .map(|(p, _)| p.id().to_string())
+                .collect();
+            ids.sort();
+            subset.always_allowed_by = Some(ids);
         }
     }
     Ok(by_tool)

@@ -120,6 +120,29 @@ impl PlainArguments {
         Some(Self { properties })
     }
 
+    /// Whether `arguments` match the plan: what [`convert`](Self::convert) checks, without
+    /// building the record.
+    pub(crate) fn matches(&self, arguments: &serde_json::Map<String, serde_json::Value>) -> bool {
+        use serde_json::Value;
+        let declared = arguments.iter().all(|(name, value)| {
+            self.properties
+                .iter()
+                .find(|(p, _, _)| p == name)
+                .is_some_and(|(_, kind, _)| match (kind, value) {
+                    (PlainKind::String, Value::String(_)) | (PlainKind::Bool, Value::Bool(_)) => {
+                        true
+                    }
+                    (PlainKind::Long, Value::Number(n)) => n.as_i64().is_some(),
+                    _ => false,
+                })
+        });
+        declared
+            && self
+                .properties
+                .iter()
+                .all(|(name, _, required)| !*required || arguments.contains_key(name))
+    }
+
     /// The `input` record of a call with these arguments, or `None` when they do not match
     /// the plan (the schema generator then decides, and gives its reason).
     pub(crate) fn convert(

@@ -354,3 +354,120 @@ fn a_cached_principal_is_used_only_when_equal() {
         );
     }
 }
+
+/// A tool whose applicable policies are all permits without conditions is decided without
+/// Cedar: the same effect, deciding policies and reasons as the plain evaluation, for valid and
+/// refused arguments and for a principal whose mapped attribute does not fit the schema; tools
+/// with a conditional permit, a forbid, or no policy at all (the controls) go through Cedar.
+#[test]
+fn unconditional_permits_decide_as_cedar_does() {
+    let tool = |name: &str| {
+        ToolDefinition::from_mcp_json(&json!({
+            "name": name,
+            "inputSchema": {
+                "type": "object",
+                "properties": {"s": {"type": "string"}, "n": {"type": "integer"}},
+                "required": ["s"]
+            },
+            "annotations": {"readOnlyHint": true}
+        }))
+        .unwrap()
+    };
+    let tools = ["open", "mixed", "denied", "unlisted"].map(tool);
+    let mapping = PrincipalMapping::new().with_attribute(ClaimAttribute::new(
+        "project",
+        "project",
+        AttributeType::String,
+    ));
+    let schema = CedarSchema::new(&tools, &mapping).unwrap();
+    let policies = CedarPolicies::from_sources(
+        &schema,
+        [(
+            "open.cedar",
+            r#"
+            @id("open-a") @reason("anyone may open")
+            permit (principal, action == Ema::Action::"open", resource);
+            @id("open-b")
+            permit (principal, action in [Ema::Action::"open", Ema::Action::"mixed"], resource);
+            @id("mixed-x") @reason("x members mix")
+            permit (principal, action == Ema::Action::"mixed", resource)
+            when { principal.groups.contains("x") };
+            @id("denied-all") @reason("never")
+            forbid (principal, action == Ema::Action::"denied", resource);
+            @id("denied-s") permit (principal, action == Ema::Action::"denied", resource);
+            "#,
+        )],
+    )
+    .unwrap();
+    let engine = CedarEngine::new(schema, policies).unwrap();
+    let s = SessionContext::default();
+    let fits = Principal::new("https://as.example", "u", "agent-1")
+        .with_attribute("project", json!("apollo"));
+    // Fixed rows: the shortcut's own answer, and its refusals.
+    let open = |args: Value| ToolCall::new(SERVER, "open", args.as_object().unwrap().clone());
+    let allowed = engine.decide(&fits, &open(json!({"s": "a", "n": 2})), &s);
+    assert!(allowed.is_allowed());
+    assert_eq!(sorted(allowed.policies.clone()), ["open-a", "open-b"]);
+    assert_eq!(allowed.reasons, ["anyone may open"]);
+    let refused = engine.decide(&fits, &open(json!({"n": 2})), &s);
+    assert!(!refused.is_allowed(), "a missing required argument");
+    let misfit =
+        Principal::new("https://as.example", "u", "agent-1").with_attribute("project", json!(5));
+    assert!(
+        !engine
+            .decide(&misfit, &open(json!({"s": "a"})), &s)
+            .is_allowed(),
+        "a mapped attribute of the wrong type"
+    );
+    let seen = Seen::default();
+    let value = prop_oneof![
+        6 => "[a-c]{0,3}".prop_map(Value::String),
+        2 => (-3i64..3).prop_map(|n| json!(n)),
+        1 => any_json(),
+    ];
+    let strategy = (
+        proptest::sample::select(&["open", "mixed", "denied", "unlisted"][..]),
+        proptest::option::weighted(0.9, value.clone()),
+        proptest::option::weighted(0.5, value.clone()),
+        proptest::option::weighted(0.05, value),
+        any::<bool>(),
+        proptest::option::weighted(0.9, prop_oneof![Just(json!("apollo")), Just(json!(7))]),
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |(tool, s_arg, n_arg, extra, in_x, project)| {
+            let mut args = serde_json::Map::new();
+            for (name, v) in [("s", s_arg), ("n", n_arg), ("extra", extra)] {
+                if let Some(v) = v {
+                    args.insert(name.to_owned(), v);
+                }
+            }
+            let mut p = Principal::new("https://as.example", "u", "agent-1");
+            if in_x {
+                p = p.with_groups(["x"]);
+            }
+            if let Some(project) = project {
+                p = p.with_attribute("project", project);
+            }
+            let c = ToolCall::new(SERVER, tool, args);
+            let fast = engine.decide(&p, &c, &s);
+            let plain = engine.decide_unoptimized(&p, &c, &s);
+            prop_assert!(
+                same(&fast, &plain),
+                "{p:?} {c:?}\nfast: {fast:?}\nplain: {plain:?}"
+            );
+            seen.note(&plain);
+            Ok(())
+        })
+        .unwrap();
+    for (what, c) in [
+        ("allowed", &seen.allowed),
+        ("forbidden", &seen.forbidden),
+        ("refused", &seen.refused),
+    ] {
+        assert!(c.get() > 20, "only {} {what}", c.get());
+    }
+}
