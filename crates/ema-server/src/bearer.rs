@@ -1203,6 +1203,7 @@ impl BearerAuth {
     async fn call_live<S>(
         &self,
         live: &Arc<LiveRegistry>,
+        changes_before_check: u64,
         mut request: http::Request<Body>,
         mut inner: S,
     ) -> Result<Response, S::Error>
@@ -1221,8 +1222,12 @@ impl BearerAuth {
             .map(str::to_owned);
         let ending = request.method() == http::Method::DELETE;
         let (guard, signal) = live.register(&principal, session.as_deref(), auth.clock.now());
-        // A change applied between the check and the registration is not missed.
-        if let Some(reason) = self.mirror_reason(&principal) {
+        // A change applied between the check and the registration is not missed: the
+        // registry counts the changes it acts on, and only when one came in since the check
+        // is the mirror asked again.
+        if live.changes() != changes_before_check
+            && let Some(reason) = self.mirror_reason(&principal)
+        {
             return Ok(self.refuse_revoked(&principal, Some(reason)));
         }
         request.extensions_mut().insert(signal.clone());
@@ -1329,10 +1334,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, ready);
         let auth = self.auth.clone();
         Box::pin(async move {
+            // Read before the mirror check (RV-18: see `LiveRegistry::changes`).
+            let changes = auth.0.live.as_ref().map_or(0, |live| live.changes());
             match auth.check(request.map(Body::new)).await {
                 Ok(request) => match &auth.0.live {
                     None => inner.call(request).await.map(IntoResponse::into_response),
-                    Some(live) => auth.call_live(live, request, inner).await,
+                    Some(live) => auth.call_live(live, changes, request, inner).await,
                 },
                 Err(refusal) => Ok(refusal),
             }

@@ -640,6 +640,9 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A>
             tracing::warn!(target: crate::guard::TARGET, tool = %call.tool, "{WITHHELD}");
             return CallToolResult::error(vec![ContentBlock::text(WITHHELD)]);
         };
+        // Reading the result back costs more than comparing it: a result the inspection left
+        // as it was leaves as the handler returned it.
+        let before = value.clone();
         let inspection = self
             .authorizer
             .inspect_result(principal, call, &mut value)
@@ -654,6 +657,9 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> Guarded<H, A>
                 findings = ?inspection.findings,
                 "tool result inspected"
             );
+        }
+        if value == before {
+            return result;
         }
         match serde_json::from_value::<CallToolResult>(value) {
             Ok(result) => result,
