@@ -88,6 +88,8 @@ pub struct Stack {
     /// The routers being served as [`Stack::mcp`] and [`Stack::mcp_open`], for driving them in
     /// process (`tower::ServiceExt::oneshot`) without sockets.
     pub mcp_routers: (axum::Router, axum::Router),
+    /// The router being served as [`Stack::mcp_unguarded`], for driving it in process.
+    pub mcp_unguarded_router: axum::Router,
     /// The authorization server's app (hardening included) around a third grant built from the
     /// same configuration, for driving the token endpoint in process without sockets.
     pub auth_router: axum::Router,
@@ -209,7 +211,7 @@ impl Stack {
             (as_l, as_app),
             (mcp_l, mcp_app.clone()),
             (open_l, open_app.clone()),
-            (unguarded_l, unguarded_app),
+            (unguarded_l, unguarded_app.clone()),
         ] {
             tokio::spawn(serve::serve(listener, app, std::future::pending()));
         }
@@ -223,6 +225,7 @@ impl Stack {
             grant,
             principal,
             mcp_routers: (mcp_app, open_app),
+            mcp_unguarded_router: unguarded_app,
             auth_router,
             as_config: as_cfg,
             id_jags,

@@ -294,6 +294,26 @@ async fn compare_guard(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
         .await??;
     let (on, off) = alternate(&client, guarded, plain, opts.window()).await?;
     let (s_on, s_off) = (on.latencies.summary(), off.latencies.summary());
+
+    // The same comparison without sockets: the guard's own cost.
+    let local_secs = opts.window().min(Duration::from_secs(10));
+    let local_tasks = 16;
+    let (mut local_on, mut local_off) = (Vec::new(), Vec::new());
+    for _ in 0..local_tasks {
+        local_on.push(
+            LocalSession::open(stack.mcp_routers.0.clone(), Some(&stack.access_token(now)?))
+                .await?,
+        );
+        local_off.push(
+            LocalSession::open(
+                stack.mcp_unguarded_router.clone(),
+                Some(&stack.access_token(now)?),
+            )
+            .await?,
+        );
+    }
+    let (l_on, l_off) = alternate(&rt.server, local_on, local_off, local_secs).await?;
+
     println!("summary:");
     println!(
         "  guarded:   {:.0} req/s ({} calls in {:.1} s), latency {s_on}, errors {}",
@@ -314,7 +334,17 @@ async fn compare_guard(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
         on.us_per_call(on.server_cpu),
         off.us_per_call(off.server_cpu)
     );
+    println!(
+        "  in process (no sockets, {local_tasks} sessions per mode, {:.1} s each): {:.0} calls/s guarded, {:.0} unguarded = {:.3}x; {:.1} / {:.1} us server CPU per call",
+        local_secs.as_secs_f64(),
+        l_on.rate(),
+        l_off.rate(),
+        l_on.rate() / l_off.rate().max(1e-9),
+        l_on.us_per_call(l_on.server_cpu),
+        l_off.us_per_call(l_off.server_cpu)
+    );
     let mut ok = no_errors("", ("guarded", &on), ("unguarded", &off));
+    ok &= no_errors(" in process", ("guarded", &l_on), ("unguarded", &l_off));
     ok &= check(
         "calls completed in both modes",
         !on.latencies.is_empty() && !off.latencies.is_empty(),
