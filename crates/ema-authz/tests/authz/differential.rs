@@ -420,16 +420,18 @@ fn unconditional_permits_decide_as_cedar_does() {
         "a mapped attribute of the wrong type"
     );
     let seen = Seen::default();
-    let value = prop_oneof![
-        6 => "[a-c]{0,3}".prop_map(Value::String),
-        2 => (-3i64..3).prop_map(|n| json!(n)),
-        1 => any_json(),
-    ];
+    let value = || {
+        prop_oneof![
+            6 => "[a-c]{0,3}".prop_map(Value::String),
+            2 => (-3i64..3).prop_map(|n| json!(n)),
+            1 => any_json(),
+        ]
+    };
     let strategy = (
         proptest::sample::select(&["open", "mixed", "denied", "unlisted"][..]),
-        proptest::option::weighted(0.9, value.clone()),
-        proptest::option::weighted(0.5, value.clone()),
-        proptest::option::weighted(0.05, value),
+        proptest::option::weighted(0.9, value()),
+        proptest::option::weighted(0.5, value()),
+        proptest::option::weighted(0.05, value()),
         any::<bool>(),
         proptest::option::weighted(0.9, prop_oneof![Just(json!("apollo")), Just(json!(7))]),
     );
