@@ -83,8 +83,8 @@ run_scenario tests/conformance/v0.1.16 auth/cross-app-access-complete-flow
 # server, started from the sample configurations on loopback ports 19400/19401:
 # `authorization-server-metadata-endpoint` and `authorization-code-grant` for the public client
 # `mcp-client` (redirect http://127.0.0.1:33418/callback). The code grant waits for a browser;
-# curl plays it: the AS's authorization endpoint, the IdP's password login as ana, the AS's
-# callback, then the suite's callback.
+# curl plays it, keeping the AS's cookies as a browser does: the AS's authorization endpoint,
+# the IdP's password login as ana, the AS's callback, then the suite's callback.
 run_authorization_server_scenarios() {
     local dir=tests/conformance/v0.2.0-alpha.12 work log url loc pids=()
     install_suite "$dir"
@@ -117,10 +117,12 @@ run_authorization_server_scenarios() {
     done
     if [[ -n "$url" ]]; then
         sleep 0.5 # the suite's callback listener starts as it prints the URL
-        loc=$(curl -s -o /dev/null -w '%{redirect_url}' "$url")
+        # A browser keeps cookies: the AS binds the sign-in to one (`ema_sign_in`).
+        local jar="$work/cookies"
+        loc=$(curl -s -c "$jar" -b "$jar" -o /dev/null -w '%{redirect_url}' "$url")
         loc=$(curl -s -o /dev/null -w '%{redirect_url}' \
             --data "${loc#*\?}&username=ana&password=ana-password" http://127.0.0.1:19400/authorize)
-        loc=$(curl -s -o /dev/null -w '%{redirect_url}' "$loc")
+        loc=$(curl -s -c "$jar" -b "$jar" -o /dev/null -w '%{redirect_url}' "$loc")
         curl -s -o /dev/null "$loc" || true
     fi
     set +e
