@@ -3,7 +3,7 @@
 //! [`CodeFlowOptions`](crate::CodeFlowOptions). Its result is the ID token the EMA flow starts
 //! from ([`EmaClient::session`], [`EmaClient::exchange`]).
 
-use ema_jose::{ParseOptions, UnverifiedJwt, random_id};
+use ema_jose::{AudienceRule, ParseOptions, UnverifiedJwt, random_id};
 use ema_jwks::Secret;
 use serde_json::Value;
 use url::Url;
@@ -175,14 +175,9 @@ fn check_id_token(
     if claims.string("iss").ok().flatten() != Some(issuer) {
         return Err(refused("its `iss` is not the IdP's issuer"));
     }
-    let audience_ok = match claims.get("aud") {
-        Some(Value::String(aud)) => aud == client_id,
-        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(client_id)),
-        _ => false,
-    };
-    if !audience_ok {
-        return Err(refused("its `aud` does not name this client"));
-    }
+    claims
+        .check_audience(client_id, AudienceRule::AnyOf)
+        .map_err(|_| refused("its `aud` does not name this client"))?;
     match claims.numeric_date("exp") {
         Ok(Some(exp)) if exp > now => {}
         _ => return Err(refused("it is expired or has no valid `exp`")),
