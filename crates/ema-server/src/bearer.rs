@@ -1215,13 +1215,11 @@ impl BearerAuth {
             return inner.call(request).await.map(IntoResponse::into_response);
         };
         let auth = &*self.0;
-        let session = request
-            .headers()
-            .get(MCP_SESSION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        // A header value's clone shares its bytes: no copy of the session id per request.
+        let session_header = request.headers().get(MCP_SESSION_ID).cloned();
+        let session = session_header.as_ref().and_then(|v| v.to_str().ok());
         let ending = request.method() == http::Method::DELETE;
-        let (guard, signal) = live.register(&principal, session.as_deref(), auth.clock.now());
+        let (guard, signal) = live.register(&principal, session, auth.clock.now());
         // A change applied between the check and the registration is not missed: the
         // registry counts the changes it acts on, and only when one came in since the check
         // is the mirror asked again.
@@ -1230,29 +1228,32 @@ impl BearerAuth {
         {
             return Ok(self.refuse_revoked(&principal, Some(reason)));
         }
-        request.extensions_mut().insert(signal.clone());
-        let Some(response) = unless_revoked(inner.call(request), &signal).await else {
+        request.extensions_mut().insert(signal);
+        let Some(response) = unless_revoked(inner.call(request), guard.wake()).await else {
             return Ok(self.refuse_revoked(&principal, self.mirror_reason(&principal)));
         };
         let response = response?.into_response();
         // RV-18: the session this request named may have been closed under it by the
         // revocation (the MCP service then answers an error for a terminated session); the
         // client is told why instead.
-        if signal.is_revoked()
+        if guard.wake().is_revoked()
             && (response.status().is_server_error() || response.status() == StatusCode::NOT_FOUND)
         {
             return Ok(self.refuse_revoked(&principal, self.mirror_reason(&principal)));
         }
+        // A session the response assigns (at `initialize`) is remembered; the one the request
+        // named is already registered under this token by `register`.
         if let Some(assigned) = response
             .headers()
             .get(MCP_SESSION_ID)
             .and_then(|v| v.to_str().ok())
+            && Some(assigned) != session
         {
             live.add_session(&principal, assigned);
         }
         if ending
             && response.status().is_success()
-            && let Some(session) = &session
+            && let Some(session) = session
         {
             live.forget_session(&principal, session);
         }
@@ -1264,7 +1265,7 @@ impl BearerAuth {
         {
             return Ok(response);
         }
-        Ok(response.map(|body| Body::new(RevocableBody::new(body, &signal, guard))))
+        Ok(response.map(|body| Body::new(RevocableBody::new(body, guard))))
     }
 
     /// Why the mirror, whatever its age, revokes `principal`'s token (`None`: it does not, or

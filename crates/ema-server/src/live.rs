@@ -25,10 +25,11 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use atomic_waker::AtomicWaker;
 use axum::body::Body;
 use axum::body::Bytes;
 use ema_grant::revocation::{LedgerChange, LedgerMirror, MirrorListener, RevocationScope};
@@ -97,13 +98,44 @@ impl TokenRef {
     }
 }
 
-/// One token's live requests: how many are being served, and the signal they share (one
+/// How one request being served learns of its token's revocation inside the layer: the
+/// handler's future and then the response body are polled by one task (the connection's), so
+/// one waker slot suffices, registered without a lock. (Handlers' own tasks wait on the
+/// token's shared [`RevocationSignal`] instead.)
+#[derive(Debug, Default)]
+pub(crate) struct RequestWake {
+    revoked: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl RequestWake {
+    fn fire(&self) {
+        self.revoked.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
+    /// Whether the token is revoked, after arranging for `cx` to be woken when it is.
+    fn poll_revoked(&self, cx: &Context<'_>) -> bool {
+        if self.is_revoked() {
+            return true;
+        }
+        self.waker.register(cx.waker());
+        // A revocation between the first look and the registration woke nobody: look again.
+        self.is_revoked()
+    }
+}
+
+/// One token's live requests: the requests being served, and the signal they share (one
 /// channel per token, made when the token is first seen, not one per request).
 #[derive(Debug)]
 struct LiveToken {
     token: TokenRef,
-    /// Requests of this token being served now.
-    requests: usize,
+    /// Requests of this token being served now (each one's wake-up).
+    requests: Vec<Arc<RequestWake>>,
     /// Whether a request registered since the shard's last sweep.
     used: bool,
     revoked: watch::Sender<bool>,
@@ -113,7 +145,7 @@ impl LiveToken {
     fn new(token: TokenRef) -> Self {
         Self {
             token,
-            requests: 0,
+            requests: Vec::new(),
             used: false,
             revoked: watch::Sender::new(false),
         }
@@ -159,7 +191,7 @@ impl Shard {
         for by_subject in self.subjects.values_mut() {
             for entry in by_subject.values_mut() {
                 entry.tokens.retain(|_, live| {
-                    let keep = live.requests > 0 || (live.used && live.token.exp() > now);
+                    let keep = !live.requests.is_empty() || (live.used && live.token.exp() > now);
                     live.used = false;
                     keep
                 });
@@ -252,6 +284,7 @@ impl LiveRegistry {
         now: UnixTime,
     ) -> (LiveGuard, RevocationSignal) {
         let claims = principal.claims();
+        let wake = Arc::new(RequestWake::default());
         let index = self.shard_of(claims.iss.as_str(), claims.sub.as_str());
         let mut shard = self.shard(index);
         shard.registrations = shard.registrations.wrapping_add(1);
@@ -259,12 +292,12 @@ impl LiveRegistry {
             shard.sweep(now.as_secs());
         }
         let signal = with_subject(&mut shard.subjects, principal, |entry| {
-            // Sessions last only as long as a token that may still use them.
-            if !entry.sessions.is_empty() {
-                entry.sessions.retain(|_, t| t.exp() > now.as_secs());
-            }
+            // Sessions last only as long as a token that may still use them: the shard's
+            // sweep drops the expired ones (not every request: a subject may hold many).
             if let Some(session) = session {
                 match entry.sessions.get_mut(session) {
+                    // The common case: the session's latest token again.
+                    Some(latest) if latest.jti() == claims.jti.as_str() => {}
                     Some(latest) => *latest = TokenRef(principal.clone()),
                     None => {
                         entry
@@ -285,7 +318,7 @@ impl LiveRegistry {
             if *live.revoked.borrow() {
                 live.revoked = watch::Sender::new(false);
             }
-            live.requests = live.requests.saturating_add(1);
+            live.requests.push(Arc::clone(&wake));
             live.used = true;
             RevocationSignal(live.revoked.subscribe())
         });
@@ -294,6 +327,7 @@ impl LiveRegistry {
             registry: Arc::clone(self),
             principal: principal.clone(),
             shard: index,
+            wake,
         };
         (guard, signal)
     }
@@ -340,6 +374,9 @@ impl LiveRegistry {
         for live in entry.tokens.values() {
             if !*live.revoked.borrow() && revoked(&live.token) {
                 live.revoked.send_replace(true);
+                for request in &live.requests {
+                    request.fire();
+                }
             }
         }
         entry.sessions.retain(|session, token| {
@@ -433,6 +470,14 @@ pub(crate) struct LiveGuard {
     registry: Arc<LiveRegistry>,
     principal: Principal,
     shard: usize,
+    wake: Arc<RequestWake>,
+}
+
+impl LiveGuard {
+    /// This request's wake-up on revocation.
+    pub(crate) fn wake(&self) -> &RequestWake {
+        &self.wake
+    }
 }
 
 impl fmt::Debug for LiveGuard {
@@ -454,7 +499,13 @@ impl Drop for LiveGuard {
             .and_then(|m| m.get_mut(claims.sub.as_str()))
             .and_then(|entry| entry.tokens.get_mut(claims.jti.as_str()))
         {
-            live.requests = live.requests.saturating_sub(1);
+            if let Some(at) = live
+                .requests
+                .iter()
+                .position(|r| Arc::ptr_eq(r, &self.wake))
+            {
+                live.requests.swap_remove(at);
+            }
         }
     }
 }
@@ -463,19 +514,23 @@ impl Drop for LiveGuard {
 /// streams close), and keeps the request registered while it streams.
 pub(crate) struct RevocableBody {
     inner: Body,
-    revoked: Pin<Box<dyn Future<Output = ()> + Send>>,
     ended: bool,
-    _guard: LiveGuard,
+    guard: LiveGuard,
 }
 
 impl RevocableBody {
-    pub(crate) fn new(inner: Body, signal: &RevocationSignal, guard: LiveGuard) -> Self {
+    pub(crate) fn new(inner: Body, guard: LiveGuard) -> Self {
         Self {
             inner,
-            revoked: Box::pin(signal.revoked()),
             ended: false,
-            _guard: guard,
+            guard,
         }
+    }
+
+    fn end(&mut self) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        self.ended = true;
+        tracing::debug!("response stream ended: token revoked");
+        Poll::Ready(None)
     }
 }
 
@@ -487,15 +542,23 @@ impl http_body::Body for RevocableBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        if self.ended {
+        let this = &mut *self;
+        if this.ended {
             return Poll::Ready(None);
         }
-        if self.revoked.as_mut().poll(cx).is_ready() {
-            self.ended = true;
-            tracing::debug!("response stream ended: token revoked");
-            return Poll::Ready(None);
+        // Looked at before every frame: nothing more is sent once the token is revoked.
+        if this.guard.wake().is_revoked() {
+            return this.end();
         }
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        if frame.is_ready() {
+            return frame;
+        }
+        // The body waits: be woken by a revocation as well as by the next frame.
+        if this.guard.wake().poll_revoked(cx) {
+            return this.end();
+        }
+        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
@@ -507,9 +570,26 @@ impl http_body::Body for RevocableBody {
     }
 }
 
-/// Polls `work` until it completes, or until `signal` fires (`None`; `work` is dropped, so a
-/// handler running inside it stops).
-pub(crate) async fn unless_revoked<F: Future>(
+/// Polls `work` until it completes, or until the request's token is revoked (`None`; `work` is
+/// dropped, so a handler running inside it stops).
+pub(crate) async fn unless_revoked<F: Future>(work: F, wake: &RequestWake) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = work.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if wake.poll_revoked(cx) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// As [`unless_revoked`], for work on a task of its own (a handler's tool call): waits on the
+/// token's shared `signal`.
+#[cfg(feature = "rmcp")]
+pub(crate) async fn unless_signalled<F: Future>(
     work: F,
     signal: &RevocationSignal,
 ) -> Option<F::Output> {
@@ -606,6 +686,62 @@ mod tests {
         assert!(first.is_revoked() && second.is_revoked());
         assert!(!later.is_revoked(), "issued after the watermark");
         assert!(!other.is_revoked(), "another subject");
+    }
+
+    /// RV-18: the layer's own wait (the handler's future, then the body) sees a revocation
+    /// that came before its first poll, and is woken by one that comes while it waits; the
+    /// requests of another token are not.
+    #[test]
+    fn the_layers_wait_ends_on_a_revocation_before_or_during_it() {
+        use std::task::Wake;
+        struct Flag(AtomicBool);
+        impl Wake for Flag {
+            fn wake(self: Arc<Self>) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let registry = Arc::new(LiveRegistry::new(None));
+        let (ledger, mirror) = mirror_for(&registry);
+        let alice = token("u-alice", NOW);
+        let bob = token("u-bob", NOW);
+        let (early, _) = registry.register(&alice, Some("s-1"), NOW);
+        let (waiting, _) = registry.register(&alice, Some("s-1"), NOW);
+        let (control, _) = registry.register(&bob, None, NOW);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = std::task::Waker::from(Arc::clone(&flag));
+        let mut cx = Context::from_waker(&waker);
+        // A handler that never finishes, raced against the revocation.
+        let mut pending = Box::pin(unless_revoked(std::future::pending::<()>(), waiting.wake()));
+        assert!(pending.as_mut().poll(&mut cx).is_pending());
+        let mut other = Box::pin(unless_revoked(std::future::pending::<()>(), control.wake()));
+        assert!(other.as_mut().poll(&mut cx).is_pending());
+        ledger.deny_token_now(AS, alice.claims().jti.as_str(), NOW.plus(3600), NOW);
+        pollster::block_on(mirror.sync(&ledger, NOW.plus(1))).unwrap();
+        assert!(
+            flag.0.load(Ordering::SeqCst),
+            "the waiting request was woken"
+        );
+        assert_eq!(pending.as_mut().poll(&mut cx), Poll::Ready(None));
+        // Revoked before its first poll: ends at once, even if the work is ready.
+        let mut late = Box::pin(unless_revoked(std::future::ready(7), early.wake()));
+        assert_eq!(
+            late.as_mut().poll(&mut cx),
+            Poll::Ready(Some(7)),
+            "finished work is kept"
+        );
+        let mut late = Box::pin(unless_revoked(std::future::pending::<()>(), early.wake()));
+        assert_eq!(late.as_mut().poll(&mut cx), Poll::Ready(None));
+        assert!(
+            other.as_mut().poll(&mut cx).is_pending(),
+            "bob's token is not revoked"
+        );
+        // Deregistration removes exactly the dropped request.
+        drop(pending);
+        drop(waiting);
+        let shard = registry.shard(early.shard);
+        let requests = &shard.subjects[AS]["u-alice"].tokens[alice.claims().jti.as_str()].requests;
+        assert_eq!(requests.len(), 1);
+        assert!(Arc::ptr_eq(&requests[0], &early.wake));
     }
 
     #[test]

@@ -767,7 +767,7 @@ impl<H: ServerHandler, A: ema_authz::ToolCallAuthorizer + 'static> ServerHandler
         let outcome = match signal {
             None => Some(self.inner.call_tool(request, context).await),
             Some(signal) => {
-                crate::live::unless_revoked(self.inner.call_tool(request, context), &signal).await
+                crate::live::unless_signalled(self.inner.call_tool(request, context), &signal).await
             }
         };
         let Some(outcome) = outcome else {
