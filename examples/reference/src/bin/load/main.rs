@@ -75,6 +75,8 @@ struct Options {
     events: usize,
     /// How `revocation-latency` revokes: a pushed SET (`ssf`, default) or the admin command.
     via: Via,
+    /// The tool `mcp` calls (`--tool whoami|read_file`, default `whoami`).
+    tool: Tool,
     /// `--degraded` (revocation-latency): the MCP servers may not read the change stream, so
     /// only their periodic resync delivers revocations (RV-25's degraded bound, 60 s).
     degraded: bool,
@@ -100,6 +102,26 @@ enum Guard {
     Compare,
 }
 
+/// See [`Options::tool`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    /// `whoami`: no arguments; in the reference policies an unconditional permit (the guard's
+    /// fast path, no Cedar request).
+    Whoami,
+    /// `read_file` of the caller's project README: decided by Cedar (`files-projects`, a
+    /// permit with conditions on the `path` argument) on every call.
+    ReadFile,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Whoami => "whoami",
+            Self::ReadFile => "read_file",
+        }
+    }
+}
+
 /// See [`Options::client`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientThreads {
@@ -118,6 +140,7 @@ const USAGE: &str =
                  [--client shared|separate] [--server-threads N] [--load-threads N]
                  [--guard on|off|compare] [--revocation compare] [--entries N]
                  [--redis compare] [--events N] [--via ssf|admin] [--degraded]
+                 [--tool whoami|read_file]
   token-endpoint   default --secs 30 --conns 64 --client shared
   mcp              default --secs 30 --conns 64 --client separate
   revocation-latency  default --events 100 --via ssf (needs redis-server on PATH); --via admin:
@@ -132,6 +155,8 @@ const USAGE: &str =
   --guard compare (mcp): the guarded server against the same server without the guard
   --revocation compare (mcp): the bearer layer with a revocation mirror of --entries revoked
     subjects (default 10000) against the same layer without it
+  --tool read_file (mcp): call read_file (a Cedar policy with argument conditions decides
+    each call) instead of whoami (an unconditional permit: the guard's fast path)
   --redis compare (token-endpoint): two instances sharing a private redis-server against the
     single in-memory instance, over HTTP";
 
@@ -158,6 +183,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             events: 100,
             via: Via::Ssf,
             degraded: false,
+            tool: Tool::Whoami,
         },
         "mcp" | "revocation-latency" => Options {
             secs: 30.0,
@@ -172,6 +198,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             events: 100,
             via: Via::Ssf,
             degraded: false,
+            tool: Tool::Whoami,
         },
         "abuse" => Options {
             secs: 10.0,
@@ -186,6 +213,7 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             events: 100,
             via: Via::Ssf,
             degraded: false,
+            tool: Tool::Whoami,
         },
         "-h" | "--help" | "help" => return Err(USAGE.to_owned()),
         other => return Err(format!("unknown subcommand `{other}`\n{USAGE}")),
@@ -217,6 +245,14 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
             } else {
                 opts.redis = true;
             }
+            continue;
+        }
+        if flag == "--tool" {
+            opts.tool = match value.as_str() {
+                "whoami" => Tool::Whoami,
+                "read_file" => Tool::ReadFile,
+                other => return Err(format!("`--tool {other}`: whoami or read_file\n{USAGE}")),
+            };
             continue;
         }
         if flag == "--via" {
@@ -284,6 +320,9 @@ fn parse(args: &[String]) -> Result<(String, Options), String> {
         "token-endpoint" => opts.revocation,
         _ => opts.revocation || opts.redis,
     };
+    if opts.tool != Tool::Whoami && command != "mcp" {
+        return Err(format!("`--tool` is for mcp\n{USAGE}"));
+    }
     if opts.degraded && command != "revocation-latency" {
         return Err(format!("`--degraded` is for revocation-latency\n{USAGE}"));
     }

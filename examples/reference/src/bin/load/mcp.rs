@@ -2,8 +2,8 @@
 //! authentication off.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -16,15 +16,50 @@ use ema_examples::{serve, servers};
 use ema_grant::revocation::{DynRevocationLedger, MemoryLedger, RevocationKind, RevocationScope};
 use ema_jose::{SystemClock, UnixTime};
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tower::ServiceExt;
 
 use crate::{
-    BoxError, ClientThreads, Guard, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, check, goal,
-    memory_line, start_stack,
+    BoxError, ClientThreads, Guard, LOAD_THREADS, Options, Runtimes, SERVER_THREADS, Tool, check,
+    goal, memory_line, start_stack,
 };
 
-/// The tool every call runs: cheap, and it reads the principal like every tool does.
-const TOOL: &str = "whoami";
+/// The tool every call runs (`--tool`): `whoami` by default (cheap, and it reads the principal
+/// like every tool does); `read_file` is decided by a Cedar policy with conditions on its
+/// argument (`files-projects`).
+static CALL: OnceLock<ToolCall> = OnceLock::new();
+
+/// The tool call every session makes, and the JSON-RPC `arguments` it sends.
+struct ToolCall {
+    name: &'static str,
+    arguments: Value,
+}
+
+/// The call every session makes (`whoami` until [`choose_tool`] ran).
+fn tool_call() -> &'static ToolCall {
+    CALL.get_or_init(|| ToolCall {
+        name: "whoami",
+        arguments: Value::Object(serde_json::Map::new()),
+    })
+}
+
+/// Sets the call of this run: `tool` for the tokens of `subject` (whose project `read_file`
+/// reads: `/projects/<subject>/README.md`, a Cedar-permitted path whose content carries no
+/// secret, so the session rules never start refusing).
+fn choose_tool(tool: Tool, subject: &str) {
+    let call = match tool {
+        Tool::Whoami => ToolCall {
+            name: "whoami",
+            arguments: Value::Object(serde_json::Map::new()),
+        },
+        Tool::ReadFile => ToolCall {
+            name: "read_file",
+            arguments: serde_json::json!({ "path": format!("/projects/{subject}/README.md") }),
+        },
+    };
+    // One run, one tool: a second choice (never made) would keep the first.
+    let _ = CALL.set(call);
+}
 /// The longest slice of one mode before switching to the other.
 const SLICE: Duration = Duration::from_secs(1);
 
@@ -54,7 +89,11 @@ trait Caller: Send + 'static {
 
 impl Caller for McpSession {
     async fn call_tool(&mut self) -> Result<(), String> {
-        self.call(TOOL).await.map_err(|e| e.to_string())
+        let call = tool_call();
+        self.call_with(call.name, call.arguments.clone())
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -135,7 +174,7 @@ impl Caller for LocalSession {
         self.next_id += 1;
         let body = serde_json::json!({
             "jsonrpc": "2.0", "id": id, "method": "tools/call",
-            "params": {"name": TOOL, "arguments": {}}
+            "params": {"name": tool_call().name, "arguments": tool_call().arguments}
         });
         let (status, _, body) = self.post(body.to_string(), true).await?;
         if status != 200 {
@@ -260,12 +299,14 @@ fn no_errors(context: &str, (la, a): (&str, &Mode), (lb, b): (&str, &Mode)) -> b
 /// throughput at least 0.9x the unguarded server's in the same run).
 async fn compare_guard(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
     println!(
-        "== MCP server: tool-call guard overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode",
+        "== MCP server: tool-call guard overhead: tools/call `{}`, {} s per mode in slices of at most {} s, {} connections per mode",
+        opts.tool.name(),
         opts.secs,
         SLICE.as_secs(),
         opts.conns
     );
     let stack: Stack = start_stack(rt).await?;
+    choose_tool(opts.tool, stack.principal.claims().sub.as_str());
     println!(
         "  guarded (bearer layer + Cedar guard): {}/mcp; unguarded (bearer layer alone): {}",
         stack.mcp.url, stack.mcp_unguarded.addr
@@ -381,7 +422,8 @@ fn filled_ledger(issuer: &str, entries: usize, now: UnixTime) -> MemoryLedger {
 /// HTTP and then in process, in alternating slices (issue 13: at least 0.97x).
 async fn compare_revocation(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> {
     println!(
-        "== MCP server: revocation check overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode, mirror of {} revoked subjects + {} denied jtis",
+        "== MCP server: revocation check overhead: tools/call `{}`, {} s per mode in slices of at most {} s, {} connections per mode, mirror of {} revoked subjects + {} denied jtis",
+        opts.tool.name(),
         opts.secs,
         SLICE.as_secs(),
         opts.conns,
@@ -389,6 +431,7 @@ async fn compare_revocation(opts: Options, rt: &Runtimes) -> Result<bool, BoxErr
         opts.entries
     );
     let stack: Stack = start_stack(rt).await?;
+    choose_tool(opts.tool, stack.principal.claims().sub.as_str());
     let now = stack.now();
     let ledger = filled_ledger(&stack.auth_server.url, opts.entries, now);
     // The same configuration as the stack's MCP server, served under its public URL (so the
@@ -524,12 +567,14 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         return compare_revocation(opts, rt).await;
     }
     println!(
-        "== MCP server: bearer layer overhead: tools/call `{TOOL}`, {} s per mode in slices of at most {} s, {} connections per mode",
+        "== MCP server: bearer layer overhead: tools/call `{}`, {} s per mode in slices of at most {} s, {} connections per mode",
+        opts.tool.name(),
         opts.secs,
         SLICE.as_secs(),
         opts.conns
     );
     let stack: Stack = start_stack(rt).await?;
+    choose_tool(opts.tool, stack.principal.claims().sub.as_str());
     println!(
         "  MCP server (bearer layer): {}/mcp; same server, auth off: {}/mcp",
         stack.mcp.url, stack.mcp_open.url
