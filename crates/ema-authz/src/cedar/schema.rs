@@ -67,7 +67,7 @@ pub(crate) enum PlainKind {
 
 /// The arguments of a tool whose input schema is an object of plain properties only (each
 /// `{"type": "string" | "integer" | "boolean"}`, with at most a description; `required`
-/// naming some of them; nothing else), which the engine checks and converts itself: the schema
+/// naming some of them; a title and the JSON Schema dialect; nothing else), which the engine checks and converts itself: the schema
 /// generator would turn them into the same Cedar values (strings, `Long`s, `Bool`s in the
 /// `input` record), and refuses the same arguments (a missing required one, an undeclared one,
 /// a value of another JSON type, an integer outside `i64`).
@@ -78,14 +78,36 @@ pub(crate) struct PlainArguments {
 }
 
 impl PlainArguments {
-    /// The plan for `input_schema`, if it is plain.
+    /// The plan for `input_schema`, if it is plain. Annotations that change nothing are
+    /// allowed: `description` and `title` (strings) and `$schema` naming a JSON Schema draft
+    /// (rmcp's tool macros declare 2020-12 on every input schema).
     pub(crate) fn of_schema(
         input_schema: &serde_json::Map<String, serde_json::Value>,
     ) -> Option<Self> {
         use serde_json::Value;
-        let known = ["type", "properties", "required", "description"];
+        let known = ["type", "properties", "required", "description", "title", "$schema"];
         if input_schema.keys().any(|k| !known.contains(&k.as_str()))
             || input_schema.get("type").and_then(Value::as_str) != Some("object")
+        {
+            return None;
+        }
+        // The dialect rmcp and schemars declare (`schema_for_type`), or an earlier one whose
+        // keywords used here mean the same: it changes nothing in a plain schema. Another
+        // (unknown) dialect is left to the schema generator.
+        let dialects = [
+            "https://json-schema.org/draft/2020-12/schema",
+            "https://json-schema.org/draft/2019-09/schema",
+            "http://json-schema.org/draft-07/schema#",
+            "http://json-schema.org/draft-07/schema",
+        ];
+        if let Some(dialect) = input_schema.get("$schema")
+            && !dialect.as_str().is_some_and(|d| dialects.contains(&d))
+        {
+            return None;
+        }
+        if input_schema
+            .get("title")
+            .is_some_and(|title| !title.is_string())
         {
             return None;
         }
@@ -375,4 +397,48 @@ fn type_name(base: &str) -> Result<EntityTypeName, SchemaError> {
 
 fn action_type() -> Result<EntityTypeName, SchemaError> {
     type_name("Action")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn plan(schema: serde_json::Value) -> Option<PlainArguments> {
+        PlainArguments::of_schema(schema.as_object().unwrap())
+    }
+
+    /// rmcp's tool macros declare the 2020-12 dialect on every input schema: such a schema of
+    /// plain properties still takes the engine's own conversion; an unknown dialect, a title
+    /// that is not a string, or any other keyword leaves it to the schema generator.
+    #[test]
+    fn annotations_that_change_nothing_keep_a_schema_plain() {
+        let base = serde_json::json!({
+            "type": "object",
+            "properties": { "path": { "type": "string", "description": "An absolute path." } },
+            "required": ["path"]
+        });
+        let expected = PlainArguments {
+            properties: vec![("path".to_owned(), PlainKind::String, true)],
+        };
+        assert_eq!(plan(base.clone()), Some(expected.clone()), "control");
+        let with = |key: &str, value: serde_json::Value| {
+            let mut schema = base.clone();
+            schema[key] = value;
+            plan(schema)
+        };
+        let dialect = serde_json::json!("https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(with("$schema", dialect), Some(expected.clone()));
+        assert_eq!(with("title", serde_json::json!("ReadFile")), Some(expected));
+        for (key, value) in [
+            ("$schema", serde_json::json!("https://example.com/my-dialect")),
+            ("$schema", serde_json::json!(7)),
+            ("title", serde_json::json!({"a": 1})),
+            ("additionalProperties", serde_json::json!(false)),
+            ("$defs", serde_json::json!({})),
+        ] {
+            assert_eq!(with(key, value.clone()), None, "{key}: {value}");
+        }
+    }
 }
