@@ -36,6 +36,11 @@
 //!
 //! Run with `cargo run --release -p ema-examples --bin load -- <subcommand> [options]`.
 
+/// The allocator the reference server binaries run on (see `mcp-server.rs`): the servers this
+/// tool starts in its own process are measured as served.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod abuse;
 mod mcp;
 mod revocation_latency;
