@@ -683,10 +683,10 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
     );
     goal(
         &format!(
-            "throughput loss with the bearer layer over HTTP = {:.1}% (goal <= 10%)",
+            "throughput loss with the bearer layer over HTTP = {:.1}% (goal <= 5%)",
             loss * 100.0
         ),
-        loss <= 0.10,
+        loss <= 0.05,
     );
     println!(
         "  (in process, without sockets and client: {:.1}% loss)",

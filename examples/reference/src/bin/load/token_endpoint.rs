@@ -692,9 +692,15 @@ pub(crate) async fn run(opts: Options, rt: &Runtimes) -> Result<bool, BoxError> 
         ),
         http.error_count() == 0,
     );
+    // Issue 10's goals: the app around the grant and the HTTP stack cost little.
+    let app_ratio = routed.rate() / inproc.rate().max(1e-9);
     goal(
-        &format!("HTTP / in-process throughput = {ratio:.2}x (goal >= 0.70x)"),
-        ratio >= 0.7,
+        &format!("through the app / in-process throughput = {app_ratio:.2}x (goal >= 0.90x)"),
+        app_ratio >= 0.9,
+    );
+    goal(
+        &format!("HTTP / in-process throughput = {ratio:.2}x (goal >= 0.85x)"),
+        ratio >= 0.85,
     );
     match opts.client {
         // Client and server tasks share the worker threads: the CPU per HTTP request is both
