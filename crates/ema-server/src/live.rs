@@ -498,14 +498,12 @@ impl Drop for LiveGuard {
             .get_mut(claims.iss.as_str())
             .and_then(|m| m.get_mut(claims.sub.as_str()))
             .and_then(|entry| entry.tokens.get_mut(claims.jti.as_str()))
-        {
-            if let Some(at) = live
+            && let Some(at) = live
                 .requests
                 .iter()
                 .position(|r| Arc::ptr_eq(r, &self.wake))
-            {
-                live.requests.swap_remove(at);
-            }
+        {
+            live.requests.swap_remove(at);
         }
     }
 }

@@ -57,6 +57,32 @@ mod smoke {
         );
     }
 
+    /// The guard comparison on a tool that Cedar decides (`read_file` of the caller's own
+    /// project): every call of both modes succeeds, so no refusal hides in the ratio.
+    #[test]
+    fn mcp_guard_compare_on_a_cedar_decided_tool_runs_and_reports_the_ratio() {
+        assert_ran(
+            &[
+                "mcp",
+                "--guard",
+                "compare",
+                "--tool",
+                "read_file",
+                "--secs",
+                "0.2",
+                "--conns",
+                "2",
+            ],
+            &[
+                "tools/call `read_file`",
+                "[OK] errors: 0 guarded, 0 unguarded",
+                "[OK] calls completed in both modes",
+                "guarded / unguarded throughput over HTTP = ",
+                "result: every hard condition held",
+            ],
+        );
+    }
+
     #[test]
     fn the_compare_flags_are_refused_outside_their_mode() {
         for args in [
@@ -66,6 +92,8 @@ mod smoke {
             &["mcp", "--secs", "0"][..],
             &["revocation-latency", "--via", "email"][..],
             &["mcp", "--degraded"][..],
+            &["mcp", "--tool", "list_tasks"][..],
+            &["token-endpoint", "--tool", "read_file"][..],
         ] {
             let (out, _) = load(args);
             assert_eq!(out.status.code(), Some(2), "load {args:?}");

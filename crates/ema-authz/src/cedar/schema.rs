@@ -85,7 +85,14 @@ impl PlainArguments {
         input_schema: &serde_json::Map<String, serde_json::Value>,
     ) -> Option<Self> {
         use serde_json::Value;
-        let known = ["type", "properties", "required", "description", "title", "$schema"];
+        let known = [
+            "type",
+            "properties",
+            "required",
+            "description",
+            "title",
+            "$schema",
+        ];
         if input_schema.keys().any(|k| !known.contains(&k.as_str()))
             || input_schema.get("type").and_then(Value::as_str) != Some("object")
         {
@@ -432,7 +439,10 @@ mod tests {
         assert_eq!(with("$schema", dialect), Some(expected.clone()));
         assert_eq!(with("title", serde_json::json!("ReadFile")), Some(expected));
         for (key, value) in [
-            ("$schema", serde_json::json!("https://example.com/my-dialect")),
+            (
+                "$schema",
+                serde_json::json!("https://example.com/my-dialect"),
+            ),
             ("$schema", serde_json::json!(7)),
             ("title", serde_json::json!({"a": 1})),
             ("additionalProperties", serde_json::json!(false)),
