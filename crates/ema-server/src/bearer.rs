@@ -27,7 +27,7 @@ use ema_metadata::{Challenge, ErrorCode, ProtectedResourceMetadata, ToErrorCode}
 use http::{HeaderValue, StatusCode, header};
 
 use crate::endpoint::public_json;
-use crate::live::{LiveRegistry, RevocableBody, SessionCloser, unless_revoked};
+use crate::live::{LiveRegistry, OwedAnswers, RevocableBody, SessionCloser, unless_revoked};
 use crate::principal::Principal;
 use crate::rpc_peek::{self, Messages};
 
@@ -558,7 +558,9 @@ impl BearerAuthBuilder {
     /// The layer also ends what a revoked token keeps open (RV-18): it subscribes to the
     /// mirror and, as soon as a sync brings a change that revokes a token, drops that token's
     /// requests whose response is not produced yet (answering 401 "token revoked"), ends their
-    /// response streams (GET and POST SSE), fires the [`RevocationSignal`](crate::RevocationSignal) it put in each
+    /// response streams (GET and POST SSE; a POST's stream first answers each of its requests
+    /// not answered yet with the JSON-RPC error [`ACCESS_REVOKED_CODE`](crate::ACCESS_REVOKED_CODE)),
+    /// fires the [`RevocationSignal`](crate::RevocationSignal) it put in each
     /// request's extensions, and closes the MCP sessions the token used through
     /// [`session_closer`](Self::session_closer). See [`crate::live`].
     #[must_use]
@@ -1140,11 +1142,20 @@ impl BearerAuth {
     /// Runs the layer's checks on one request: the request to hand on (with the verified
     /// [`Principal`] in its extensions and the credentials removed, RS-7), or the response
     /// refusing it.
-    async fn check(&self, request: http::Request<Body>) -> Result<http::Request<Body>, Response> {
+    ///
+    /// A POST's body is read (up to [`MAX_JSON_RPC_BODY`]) when a rule depends on it, and, with a
+    /// revocation mirror, when its `Content-Length` is within that bound (RV-18: a stream cut by
+    /// a revocation answers the requests in it); it is returned beside the request.
+    async fn check(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<(http::Request<Body>, Option<Bytes>), Response> {
         let auth = &*self.0;
         let (mut parts, body) = request.into_parts();
+        let read = parts.method == http::Method::POST
+            && (auth.reads_body() || (auth.live.is_some() && bounded_length(&parts.headers)));
         // GET and DELETE carry no JSON-RPC message: `require_scopes` alone applies to them.
-        let (body, bytes) = if !auth.reads_body() || parts.method != http::Method::POST {
+        let (body, bytes) = if !read {
             (body, None)
         } else {
             // The body is read once here and handed on unchanged.
@@ -1164,9 +1175,7 @@ impl BearerAuth {
             }
         };
         let extra = match &bytes {
-            None => Vec::new(),
-            // The methods, ids and tool names are read in one borrowing pass (rpc_peek).
-            Some(bytes) => match auth.body_scopes(bytes) {
+            Some(bytes) if auth.reads_body() => match auth.body_scopes(bytes) {
                 Some(extra) => extra,
                 None => {
                     // Credentials are judged first: no token is still a 401.
@@ -1182,6 +1191,8 @@ impl BearerAuth {
                     return Err(auth.refused(refusal, Some(principal.claims().jti.as_str())));
                 }
             },
+            // No rule reads the body (it may have been read for RV-18 only).
+            _ => Vec::new(),
         };
         let principal = auth.authorize(&parts, &extra).await?;
         // RS-7: the token (and its DPoP proof) stop here; handlers get the principal, so
@@ -1189,12 +1200,33 @@ impl BearerAuth {
         parts.headers.remove(header::AUTHORIZATION);
         parts.headers.remove("dpop");
         parts.extensions.insert(principal);
-        Ok(http::Request::from_parts(parts, body))
+        Ok((http::Request::from_parts(parts, body), bytes))
     }
+}
+
+/// Whether a request declares a body length the layer reads whole ([`MAX_JSON_RPC_BODY`]).
+fn bounded_length(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= MAX_JSON_RPC_BODY)
 }
 
 /// The MCP session header (Streamable HTTP).
 const MCP_SESSION_ID: &str = "mcp-session-id";
+
+/// Whether a response is a Server-Sent Events stream.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
 
 impl BearerAuth {
     /// Serves a request let through while a revocation mirror is configured (RV-18): the
@@ -1205,6 +1237,7 @@ impl BearerAuth {
         live: &Arc<LiveRegistry>,
         changes_before_check: u64,
         mut request: http::Request<Body>,
+        body: Option<Bytes>,
         mut inner: S,
     ) -> Result<Response, S::Error>
     where
@@ -1265,7 +1298,11 @@ impl BearerAuth {
         {
             return Ok(response);
         }
-        Ok(response.map(|body| Body::new(RevocableBody::new(body, guard))))
+        // RV-18: a POST's SSE stream cut by a revocation still answers each request in it.
+        let owed = body
+            .filter(|_| is_event_stream(response.headers()))
+            .map(OwedAnswers::new);
+        Ok(response.map(|body| Body::new(RevocableBody::new(body, guard, owed))))
     }
 
     /// Why the mirror, whatever its age, revokes `principal`'s token (`None`: it does not, or
@@ -1338,9 +1375,9 @@ where
             // Read before the mirror check (RV-18: see `LiveRegistry::changes`).
             let changes = auth.0.live.as_ref().map_or(0, |live| live.changes());
             match auth.check(request.map(Body::new)).await {
-                Ok(request) => match &auth.0.live {
+                Ok((request, body)) => match &auth.0.live {
                     None => inner.call(request).await.map(IntoResponse::into_response),
-                    Some(live) => auth.call_live(live, changes, request, inner).await,
+                    Some(live) => auth.call_live(live, changes, request, body, inner).await,
                 },
                 Err(refusal) => Ok(refusal),
             }

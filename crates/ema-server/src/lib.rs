@@ -64,7 +64,7 @@ pub use bearer::{
 };
 pub use code_flow::{CodeFlowConfig, SIGN_IN_COOKIE};
 pub use guard::{ToolCallGuardLayer, ToolCallGuardService};
-pub use live::{RevocationSignal, SessionCloser};
+pub use live::{ACCESS_REVOKED_CODE, RevocationSignal, SessionCloser};
 pub use principal::{MissingPrincipal, Principal};
 
 /// The authorization vocabulary of the tool-call guard ([`ToolCallGuardLayer`], and

@@ -10,7 +10,9 @@
 //!
 //! - fires the request's [`RevocationSignal`]: a response not produced yet is dropped (the
 //!   handler's future with it) and answered 401 `invalid_token` "token revoked"; a response
-//!   body being streamed (an SSE stream, GET or POST) ends;
+//!   body being streamed (an SSE stream, GET or POST) ends, a POST's after an answer to each
+//!   of its JSON-RPC requests not answered yet (the error [`ACCESS_REVOKED_CODE`]), so that no
+//!   client waits for an answer that will not come;
 //! - closes the MCP session through the [`SessionCloser`] given to
 //!   [`BearerAuthBuilder::session_closer`](crate::BearerAuthBuilder::session_closer) (with rmcp:
 //!   `ema_server::rmcp::close_sessions`), so the session is forgotten and its next request gets
@@ -508,27 +510,139 @@ impl Drop for LiveGuard {
     }
 }
 
+/// The JSON-RPC error code of the answer the bearer layer sends, on a POST's SSE stream it cuts
+/// because the token was revoked (RV-18), for each request of that POST not answered yet: a
+/// client is told that its request ended instead of waiting for an answer that will not come.
+/// Its message is "access revoked: the request was cancelled". (In the range JSON-RPC 2.0
+/// leaves to servers; MCP names no code for it.)
+pub const ACCESS_REVOKED_CODE: i32 = -32003;
+
+/// What a POST's SSE answer owes its client when it is cut (RV-18): an answer to each JSON-RPC
+/// request in the POST that the stream has not carried yet.
+pub(crate) struct OwedAnswers {
+    /// The POST's body (a message or a batch), read only when the stream is cut.
+    request: Bytes,
+    batch: bool,
+    /// The stream's data frames so far: for a single request only the last (a server ends a
+    /// request's stream with its answer), for a batch all of them.
+    sent: Vec<Bytes>,
+}
+
+impl OwedAnswers {
+    pub(crate) fn new(request: Bytes) -> Self {
+        let batch = request
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'[');
+        Self {
+            request,
+            batch,
+            sent: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, data: &Bytes) {
+        if !self.batch {
+            self.sent.clear();
+        }
+        self.sent.push(data.clone());
+    }
+
+    /// The SSE events answering every request of the POST not answered on the stream so far
+    /// (`None`: none is owed).
+    fn tail(&self) -> Option<Bytes> {
+        let (messages, _) = crate::rpc_peek::calls_with_arguments(&self.request);
+        let crate::rpc_peek::Messages::Calls(calls) = messages else {
+            return None;
+        };
+        let answered = answered_ids(&self.sent);
+        let mut tail = String::new();
+        for id in calls
+            .into_iter()
+            .filter(|c| c.method.is_some())
+            .filter_map(|c| c.id)
+            .filter(|id| !answered.contains(id))
+        {
+            let answer = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": {
+                    "code": ACCESS_REVOKED_CODE,
+                    "message": "access revoked: the request was cancelled",
+                },
+            });
+            tail.push_str("event: message\ndata: ");
+            tail.push_str(&answer.to_string());
+            tail.push_str("\n\n");
+        }
+        (!tail.is_empty()).then(|| Bytes::from(tail))
+    }
+}
+
+/// The ids of the JSON-RPC responses (and errors) carried by the SSE events in `frames`.
+fn answered_ids(frames: &[Bytes]) -> Vec<serde_json::Value> {
+    let mut ids = Vec::new();
+    let text: String = frames
+        .iter()
+        .map(|f| String::from_utf8_lossy(f))
+        .collect::<Vec<_>>()
+        .concat();
+    // An event is its `data:` lines joined by newlines (the SSE format); events end at a blank
+    // line.
+    for event in text.replace("\r\n", "\n").split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&data.join("\n")) else {
+            continue;
+        };
+        let messages = match value {
+            serde_json::Value::Array(messages) => messages,
+            message => vec![message],
+        };
+        for mut message in messages {
+            let Some(object) = message.as_object_mut() else {
+                continue;
+            };
+            let is_response = !object.contains_key("method")
+                && (object.contains_key("result") || object.contains_key("error"));
+            if is_response && let Some(id) = object.remove("id") {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
 /// A response body that ends when its request's token is revoked (RV-18: open GET and POST SSE
-/// streams close), and keeps the request registered while it streams.
+/// streams close), and keeps the request registered while it streams. A POST's stream ends
+/// with an error answer to each of its requests not answered yet ([`ACCESS_REVOKED_CODE`]).
 pub(crate) struct RevocableBody {
     inner: Body,
     ended: bool,
     guard: LiveGuard,
+    owed: Option<OwedAnswers>,
 }
 
 impl RevocableBody {
-    pub(crate) fn new(inner: Body, guard: LiveGuard) -> Self {
+    pub(crate) fn new(inner: Body, guard: LiveGuard, owed: Option<OwedAnswers>) -> Self {
         Self {
             inner,
             ended: false,
             guard,
+            owed,
         }
     }
 
     fn end(&mut self) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         self.ended = true;
         tracing::debug!("response stream ended: token revoked");
-        Poll::Ready(None)
+        match self.owed.take().and_then(|owed| owed.tail()) {
+            Some(tail) => Poll::Ready(Some(Ok(http_body::Frame::data(tail)))),
+            None => Poll::Ready(None),
+        }
     }
 }
 
@@ -549,7 +663,12 @@ impl http_body::Body for RevocableBody {
             return this.end();
         }
         let frame = Pin::new(&mut this.inner).poll_frame(cx);
-        if frame.is_ready() {
+        if let Poll::Ready(ready) = &frame {
+            if let (Some(owed), Some(Ok(frame))) = (this.owed.as_mut(), ready)
+                && let Some(data) = frame.data_ref()
+            {
+                owed.record(data);
+            }
             return frame;
         }
         // The body waits: be woken by a revocation as well as by the next frame.
@@ -564,6 +683,10 @@ impl http_body::Body for RevocableBody {
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
+        if self.owed.is_some() {
+            // The answers owed after a cut are not counted in the inner body's length.
+            return http_body::SizeHint::default();
+        }
         self.inner.size_hint()
     }
 }
@@ -798,5 +921,76 @@ mod tests {
             1,
             "the busy token, still being served"
         );
+    }
+
+    /// The error answers in an SSE tail, by id.
+    fn owed_ids(owed: &OwedAnswers) -> Vec<serde_json::Value> {
+        let Some(tail) = owed.tail() else {
+            return Vec::new();
+        };
+        let text = std::str::from_utf8(&tail).unwrap();
+        text.split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|event| {
+                let data = event
+                    .lines()
+                    .find_map(|l| l.strip_prefix("data: "))
+                    .unwrap();
+                let answer: serde_json::Value = serde_json::from_str(data).unwrap();
+                assert_eq!(answer["error"]["code"], ACCESS_REVOKED_CODE);
+                answer["id"].clone()
+            })
+            .collect()
+    }
+
+    fn sse(data: &str) -> Bytes {
+        Bytes::from(format!("id: 0\ndata: {data}\n\n"))
+    }
+
+    // RV-18: a POST's stream cut by a revocation answers each of its requests not answered on
+    // it yet, and nothing else: not notifications, not the client's own responses, not a
+    // request already answered, not a body that is not JSON-RPC.
+    #[test]
+    fn rv18_a_cut_stream_owes_an_answer_to_each_unanswered_request() {
+        let call = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}"#;
+        let mut owed = OwedAnswers::new(Bytes::from(call));
+        assert_eq!(owed_ids(&owed), vec![serde_json::json!(7)]);
+        // A notification on the stream answers nothing; the answer does.
+        owed.record(&sse(
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"error":1}}"#,
+        ));
+        assert_eq!(owed_ids(&owed), vec![serde_json::json!(7)]);
+        owed.record(&sse(r#"{"jsonrpc":"2.0","id":7,"result":{"content":[]}}"#));
+        assert!(owed.tail().is_none());
+        // An error answer counts too, and a string id is kept as it is.
+        let mut owed = OwedAnswers::new(Bytes::from(
+            r#"{"jsonrpc":"2.0","id":"a-1","method":"tools/list"}"#,
+        ));
+        assert_eq!(owed_ids(&owed), vec![serde_json::json!("a-1")]);
+        owed.record(&sse(
+            r#"{"jsonrpc":"2.0","id":"a-1","error":{"code":-32601,"message":"no"}}"#,
+        ));
+        assert!(owed.tail().is_none());
+        // A batch: the request answered on the stream is not answered again; the notification
+        // and the client's response to a server request in it are owed nothing.
+        let batch = r#" [{"jsonrpc":"2.0","id":1,"method":"tools/list"},
+            {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"x"}},
+            {"jsonrpc":"2.0","method":"notifications/initialized"},
+            {"jsonrpc":"2.0","id":9,"result":{}}]"#;
+        let mut owed = OwedAnswers::new(Bytes::from(batch));
+        owed.record(&sse(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#));
+        owed.record(&Bytes::from_static(b": keep-alive\n\n"));
+        assert_eq!(owed_ids(&owed), vec![serde_json::json!(2)]);
+        // Bodies that call nothing are owed nothing.
+        for body in [
+            "not json",
+            r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            "",
+        ] {
+            assert!(
+                OwedAnswers::new(Bytes::from(body)).tail().is_none(),
+                "{body}"
+            );
+        }
     }
 }

@@ -424,6 +424,20 @@ impl Client {
     }
 }
 
+/// The JSON-RPC messages in the `data:` events of an SSE body (events without data skipped).
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            serde_json::from_str(&data.join("\n")).ok()
+        })
+        .collect()
+}
+
 /// Reads `stream` until it ends (`None`) or carries `needle` (`Some(text so far)`).
 async fn read_stream(stream: &mut reqwest::Response, needle: &str) -> Option<String> {
     let mut text = String::new();
@@ -502,9 +516,19 @@ async fn rv18_revocation_cancels_tool_calls_and_closes_streams_and_sessions() {
         .await,
         None
     );
+    // Her call's stream ends with an answer to it: the JSON-RPC error for a request cut by the
+    // revocation, not the tool's result, so her client is not left waiting (RV-18).
     let (status, body) = within("alice's call", alice_call).await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(!body.contains("released"), "{body}");
+    let answers = sse_messages(&body);
+    assert_eq!(answers.len(), 1, "{body}");
+    assert_eq!(answers[0]["id"], 7, "{body}");
+    assert_eq!(
+        answers[0]["error"]["code"],
+        ema_server::ACCESS_REVOKED_CODE,
+        "{body}"
+    );
     // Her session is closed (rmcp forgets it): even a fresh token of hers, issued after the
     // watermark, gets the unknown-session answer on it.
     let fresh = Client {
